@@ -1,0 +1,138 @@
+"""KV-cache size of a model at a context: pure functions of a frozen spec and a few integers.
+
+Per layer group g on one tensor-parallel rank:
+    bytes_per_token_per_layer(g) = kv_format.bytes_for(kv_elements_per_token(g, tp))
+    bytes_per_request(g)         = count(g) * (cached_tokens(g, ctx) * bytes_per_token_per_layer(g)
+                                               + state_elements(g, tp) * state_dtype_bytes)
+A request's KV is the sum over groups; a batch is that times the batch size; paged KV rounds each
+layer's tokens up to whole pages of `block_size` tokens (a Mamba state is one page of its own).
+"""
+
+from __future__ import annotations
+
+from kvplan.errors import InputError
+from kvplan.results import KvSize, LayerKv, MhaComparison, Step
+from kvplan.specs import AnyLayers, ModelSpec
+from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div, fmt_bytes, kv_format
+
+MAX_CTX_TOKENS = 2**30  # a billion tokens: beyond any model; larger values are typos
+MAX_BATCH = 2**24
+MAX_BLOCK_SIZE = 2**16
+
+
+def compute_dtype(model: ModelSpec) -> str:
+    """The dtype activations (and so an 'auto' KV cache) use: fp8 checkpoints compute in bf16."""
+    return "bf16" if model.dtype == "fp8" else model.dtype
+
+
+def resolve_kv_format(model: ModelSpec, kv_dtype: str) -> KvFormat:
+    """'auto' follows the engines (vLLM kv_cache_dtype=auto): the model's compute dtype."""
+    return kv_format(compute_dtype(model) if kv_dtype == "auto" else kv_dtype)
+
+
+def check_size_inputs(model: ModelSpec, ctx: int, batch: int, tp: int, block_size: int) -> None:
+    if not 1 <= ctx <= MAX_CTX_TOKENS:
+        raise InputError(f"context {ctx:,} tokens is out of range; use 1..{MAX_CTX_TOKENS:,} "
+                         "(e.g. --ctx 4096 or --ctx 128k)")
+    if not 1 <= batch <= MAX_BATCH:
+        raise InputError(f"batch {batch:,} is out of range; use 1..{MAX_BATCH:,}")
+    if not 1 <= block_size <= MAX_BLOCK_SIZE:
+        raise InputError(f"block size {block_size:,} is out of range; use 1..{MAX_BLOCK_SIZE:,} "
+                         "(engines use 16)")
+    if tp < 1 or model.num_attention_heads % tp:
+        raise InputError(f"--tp {tp} does not divide {model.name}'s {model.num_attention_heads} "
+                         f"attention heads; use a divisor of {model.num_attention_heads}")
+
+
+def layer_kv(group: AnyLayers, ctx: int, fmt: KvFormat, state_dtype: str, tp: int,
+             block_size: int) -> LayerKv:
+    """One layer group's KV on one rank at context `ctx`."""
+    per_token = fmt.bytes_for(group.kv_elements_per_token(tp))
+    state = group.state_elements(tp) * DTYPE_BYTES[state_dtype]
+    cached = group.cached_tokens(ctx)
+    per_layer = cached * per_token + state
+    if state:  # a Mamba state is allocated whole, as one page
+        page, pages = state, 1
+    else:
+        page, pages = block_size * per_token, ceil_div(cached, block_size)
+    return LayerKv(
+        kind=group.kind, count=group.count, description=group.describe(), cached_tokens=cached,
+        bytes_per_token_per_layer=per_token, state_bytes_per_layer=state,
+        bytes_per_request_per_layer=per_layer, page_bytes_per_layer=page,
+        pages_per_request_per_layer=pages, bytes_per_token=group.count * per_token,
+        bytes_per_request=group.count * per_layer, paged_bytes_per_request=group.count * pages * page,
+    )
+
+
+def layers_kv(model: ModelSpec, ctx: int, fmt: KvFormat, tp: int = 1,
+              block_size: int = 16) -> tuple[LayerKv, ...]:
+    state_dtype = compute_dtype(model)
+    return tuple(layer_kv(g, ctx, fmt, state_dtype, tp, block_size) for g in model.layers)
+
+
+def request_bytes(model: ModelSpec, ctx: int, fmt: KvFormat, tp: int = 1) -> int:
+    """Exact KV bytes of one request of `ctx` tokens on one tensor-parallel rank."""
+    return sum(layer.bytes_per_request for layer in layers_kv(model, ctx, fmt, tp))
+
+
+def _without_gqa(model: ModelSpec, ctx: int, fmt: KvFormat, tp: int, per_request: int) -> MhaComparison:
+    state_dtype = compute_dtype(model)
+    groups = [g.mha_equivalent(model.num_attention_heads) for g in model.layers]
+    layers = [layer_kv(g, ctx, fmt, state_dtype, tp, 1) for g in groups]
+    mha_request = sum(layer.bytes_per_request for layer in layers)
+    return MhaComparison(bytes_per_token=sum(layer.bytes_per_token for layer in layers),
+                         bytes_per_request=mha_request, ratio=mha_request / per_request)
+
+
+def _explain(model: ModelSpec, fmt: KvFormat, tp: int, ctx: int, batch: int, layers: tuple[LayerKv, ...],
+             per_request: int) -> list[Step]:
+    steps = []
+    for group, layer in zip(model.layers, layers):
+        name = f"{layer.kind} x{layer.count}"
+        elements = group.kv_elements_per_token(tp)
+        if elements:
+            steps.append(Step(label=f"{name}: per token per layer",
+                              formula=f"{group.elements_formula(tp)} = {fmt.formula(elements)}",
+                              value=f"{layer.bytes_per_token_per_layer:,} B"))
+            steps.append(Step(label=f"{name}: tokens held",
+                              formula=group.held_formula(ctx), value=f"{layer.cached_tokens:,}"))
+        if layer.state_bytes_per_layer:
+            steps.append(Step(label=f"{name}: state per layer",
+                              formula=f"{group.state_elements(tp):,} elements x "
+                                      f"{DTYPE_BYTES[compute_dtype(model)]} B ({compute_dtype(model)})",
+                              value=f"{layer.state_bytes_per_layer:,} B"))
+        steps.append(Step(label=f"{name}: per request",
+                          formula=f"{layer.count} x ({layer.cached_tokens:,} x "
+                                  f"{layer.bytes_per_token_per_layer:,} B + {layer.state_bytes_per_layer:,} B)",
+                          value=fmt_bytes(layer.bytes_per_request)))
+    terms = " + ".join(f"{layer.bytes_per_request:,}" for layer in layers)
+    steps.append(Step(label="per request", formula=f"{terms} B", value=fmt_bytes(per_request)))
+    steps.append(Step(label="per batch", formula=f"{batch:,} x {per_request:,} B",
+                      value=fmt_bytes(batch * per_request)))
+    return steps
+
+
+def kv_size(model: ModelSpec, ctx: int, *, batch: int = 1, kv_dtype: str = "auto", tp: int = 1,
+            block_size: int = 16) -> KvSize:
+    """The KV cache of `batch` requests of `ctx` tokens each, per GPU and across `tp` GPUs."""
+    check_size_inputs(model, ctx, batch, tp, block_size)
+    fmt = resolve_kv_format(model, kv_dtype)
+    layers = layers_kv(model, ctx, fmt, tp, block_size)
+    per_request = sum(layer.bytes_per_request for layer in layers)
+    per_token = sum(layer.bytes_per_token for layer in layers)
+    paged = sum(layer.paged_bytes_per_request for layer in layers)
+    return KvSize(
+        model=model.name, display_name=model.display_name, ctx_tokens=ctx, batch=batch, tp=tp,
+        block_size=block_size, kv_dtype=fmt.name, kv_dtype_note=fmt.note,
+        state_dtype=compute_dtype(model), max_context=model.max_context,
+        beyond_max_context=ctx > model.max_context, layers=layers,
+        bytes_per_token_per_gpu=per_token, bytes_per_token_all_gpus=tp * per_token,
+        bytes_per_request_per_gpu=per_request, bytes_per_request_all_gpus=tp * per_request,
+        bytes_per_request_unsharded=request_bytes(model, ctx, fmt) if tp > 1 else per_request,
+        bytes_per_batch_per_gpu=batch * per_request, bytes_per_batch_all_gpus=batch * tp * per_request,
+        page_bytes_per_gpu=sum(layer.count * layer.page_bytes_per_layer for layer in layers),
+        pages_per_request=sum(layer.count * layer.pages_per_request_per_layer for layer in layers),
+        paged_bytes_per_request_per_gpu=paged, paged_bytes_per_batch_per_gpu=batch * paged,
+        without_gqa=_without_gqa(model, ctx, fmt, tp, per_request),
+        explain=tuple(_explain(model, fmt, tp, ctx, batch, layers, per_request)),
+    )

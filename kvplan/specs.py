@@ -1,0 +1,346 @@
+"""Frozen spec models: what a model's layers cache, and what a GPU offers.
+
+One small class per attention kind (full, sliding window, chunked local, MLA latent, Mamba state),
+each answering the same questions under the same names, so calculators never branch on `kind`:
+
+- ``kv_elements_per_token(tp)``: cached elements (K and V together) per token per layer on one rank;
+- ``cached_tokens(ctx)``: how many tokens a layer holds at context ``ctx``;
+- ``state_elements(tp)``: constant per-request state per layer on one rank (Mamba);
+- ``mha_equivalent(num_attention_heads)``: the same layer without grouped/latent KV sharing.
+
+Sizes are integers; dtypes are named (``bf16``) and their widths live in :mod:`kvplan.units`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+from kvplan.errors import SpecError
+
+WeightDtype = Literal["bf16", "fp16", "fp32", "fp8"]
+NAME_PATTERN = r"^[a-z0-9][a-z0-9.\-]*$"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_tp_split(what: str, n: int, tp: int) -> None:
+    """Heads split evenly across ranks, or (tp a multiple of n) each head is replicated."""
+    if n % tp and tp % n:
+        raise SpecError(f"tensor-parallel size {tp} neither divides nor is a multiple of {n} {what}; "
+                        f"use a --tp that divides {n}")
+
+
+class _AttentionLayers(Frozen):
+    count: PositiveInt
+    num_kv_heads: PositiveInt
+    head_dim: PositiveInt
+
+    def kv_heads_per_rank(self, tp: int = 1) -> int:
+        """vLLM's rule: heads split across ranks; beyond num_kv_heads each rank keeps one replica."""
+        _check_tp_split("KV heads", self.num_kv_heads, tp)
+        return max(1, self.num_kv_heads // tp)
+
+    def kv_elements_per_token(self, tp: int = 1) -> int:
+        return 2 * self.kv_heads_per_rank(tp) * self.head_dim  # K and V
+
+    def state_elements(self, tp: int = 1) -> int:
+        return 0
+
+    def mha_equivalent(self, num_attention_heads: int) -> _AttentionLayers:
+        return self.model_copy(update={"num_kv_heads": num_attention_heads})
+
+    def describe(self) -> str:
+        return f"{self.num_kv_heads} KV x {self.head_dim}"
+
+    def elements_formula(self, tp: int = 1) -> str:
+        shared = f" ({self.num_kv_heads} KV heads / TP {tp})" if tp > 1 else ""
+        return f"2 (K,V) x {self.kv_heads_per_rank(tp)} heads{shared} x head_dim {self.head_dim}"
+
+    def held_formula(self, ctx: int) -> str:
+        return f"ctx {ctx:,}"
+
+
+class FullAttention(_AttentionLayers):
+    """Full causal attention (MHA, GQA or MQA by num_kv_heads): caches every token."""
+
+    kind: Literal["full"] = "full"
+
+    def cached_tokens(self, ctx: int) -> int:
+        return ctx
+
+
+class SlidingWindowAttention(_AttentionLayers):
+    """Sliding-window attention: a layer never holds more than its window."""
+
+    kind: Literal["sliding"] = "sliding"
+    window: PositiveInt
+
+    def cached_tokens(self, ctx: int) -> int:
+        return min(ctx, self.window)
+
+    def describe(self) -> str:
+        return f"{super().describe()}, window {self.window:,}"
+
+    def held_formula(self, ctx: int) -> str:
+        return f"min(ctx {ctx:,}, window {self.window:,})"
+
+
+class ChunkedLocalAttention(_AttentionLayers):
+    """Chunked local attention (Llama-4): tokens attend within their chunk; at most one chunk held."""
+
+    kind: Literal["chunked"] = "chunked"
+    chunk: PositiveInt
+
+    def cached_tokens(self, ctx: int) -> int:
+        return min(ctx, self.chunk)
+
+    def describe(self) -> str:
+        return f"{super().describe()}, chunk {self.chunk:,}"
+
+    def held_formula(self, ctx: int) -> str:
+        return f"min(ctx {ctx:,}, chunk {self.chunk:,})"
+
+
+class MLALatent(Frozen):
+    """Multi-head latent attention (DeepSeek): one compressed latent plus a shared RoPE key per token.
+
+    The latent is not split by heads, so every tensor-parallel rank keeps all of it.
+    """
+
+    kind: Literal["mla"] = "mla"
+    count: PositiveInt
+    kv_lora_rank: PositiveInt
+    qk_rope_head_dim: PositiveInt
+    num_heads: PositiveInt
+    qk_nope_head_dim: PositiveInt
+    v_head_dim: PositiveInt
+
+    def kv_elements_per_token(self, tp: int = 1) -> int:
+        return self.kv_lora_rank + self.qk_rope_head_dim  # replicated on every rank
+
+    def state_elements(self, tp: int = 1) -> int:
+        return 0
+
+    def cached_tokens(self, ctx: int) -> int:
+        return ctx
+
+    def mha_equivalent(self, num_attention_heads: int) -> FullAttentionMHA:
+        return FullAttentionMHA(count=self.count, num_heads=self.num_heads,
+                                k_head_dim=self.qk_nope_head_dim + self.qk_rope_head_dim,
+                                v_head_dim=self.v_head_dim)
+
+    def describe(self) -> str:
+        return f"latent {self.kv_lora_rank} + rope {self.qk_rope_head_dim}"
+
+    def elements_formula(self, tp: int = 1) -> str:
+        return f"(kv_lora_rank {self.kv_lora_rank} + rope {self.qk_rope_head_dim}), on every rank"
+
+    def held_formula(self, ctx: int) -> str:
+        return f"ctx {ctx:,}"
+
+
+class FullAttentionMHA(Frozen):
+    """Plain multi-head attention with distinct K and V head sizes: what MLA would cache decompressed.
+
+    Not a YAML kind; only built by :meth:`MLALatent.mha_equivalent` for the comparison.
+    """
+
+    kind: Literal["mha"] = "mha"
+    count: PositiveInt
+    num_heads: PositiveInt
+    k_head_dim: PositiveInt
+    v_head_dim: PositiveInt
+
+    def kv_elements_per_token(self, tp: int = 1) -> int:
+        _check_tp_split("attention heads", self.num_heads, tp)
+        return max(1, self.num_heads // tp) * (self.k_head_dim + self.v_head_dim)
+
+    def state_elements(self, tp: int = 1) -> int:
+        return 0
+
+    def cached_tokens(self, ctx: int) -> int:
+        return ctx
+
+    def mha_equivalent(self, num_attention_heads: int) -> FullAttentionMHA:
+        return self
+
+    def describe(self) -> str:
+        return f"{self.num_heads} heads x (K {self.k_head_dim} + V {self.v_head_dim})"
+
+    def elements_formula(self, tp: int = 1) -> str:
+        return f"{max(1, self.num_heads // tp)} heads x (K {self.k_head_dim} + V {self.v_head_dim})"
+
+    def held_formula(self, ctx: int) -> str:
+        return f"ctx {ctx:,}"
+
+
+class MambaState(Frozen):
+    """Mamba / SSM layers: a constant per-request state, whatever the context.
+
+    State elements = conv_channels * (d_conv - 1) + d_inner * d_state, with
+    conv_channels = d_inner + 2 * n_groups * d_state (n_groups = 0 for Mamba-1, whose
+    convolution runs over d_inner only). Both split across tensor-parallel ranks.
+    """
+
+    kind: Literal["mamba"] = "mamba"
+    count: PositiveInt
+    d_inner: PositiveInt
+    d_state: PositiveInt
+    d_conv: PositiveInt
+    n_groups: int = Field(default=0, ge=0)
+
+    def kv_elements_per_token(self, tp: int = 1) -> int:
+        return 0
+
+    def cached_tokens(self, ctx: int) -> int:
+        return 0
+
+    def state_elements(self, tp: int = 1) -> int:
+        if self.d_inner % tp:
+            raise SpecError(f"tensor-parallel size {tp} does not divide the Mamba inner size "
+                            f"{self.d_inner}; use a --tp that divides {self.d_inner}")
+        conv_channels = self.d_inner + 2 * self.n_groups * self.d_state
+        return (conv_channels * (self.d_conv - 1) + self.d_inner * self.d_state) // tp
+
+    def mha_equivalent(self, num_attention_heads: int) -> MambaState:
+        return self
+
+    def describe(self) -> str:
+        return f"d_inner {self.d_inner}, state {self.d_state}, conv {self.d_conv}"
+
+    def elements_formula(self, tp: int = 1) -> str:
+        return "no per-token cache"
+
+    def held_formula(self, ctx: int) -> str:
+        return "a constant state, whatever the context"
+
+
+LayerGroup = Annotated[
+    Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState],
+    Field(discriminator="kind"),
+]
+AnyLayers = Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent,
+                  MambaState, FullAttentionMHA]
+
+
+class MoESpec(Frozen):
+    num_experts: PositiveInt
+    experts_per_token: PositiveInt
+    shared_experts: int = Field(default=0, ge=0)
+    expert_intermediate_size: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def check_top_k(self) -> MoESpec:
+        if self.experts_per_token > self.num_experts:
+            raise ValueError("experts_per_token must not exceed num_experts")
+        return self
+
+
+class ModelSpec(Frozen):
+    """One model: its identity, its sizes, and its layers grouped by attention kind."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    display_name: str
+    hf_repo: str | None = None
+    aliases: tuple[str, ...] = ()
+    family: str
+    architecture: str
+    source: str
+    hidden_size: PositiveInt
+    intermediate_size: PositiveInt
+    vocab_size: PositiveInt
+    num_layers: PositiveInt
+    num_attention_heads: PositiveInt
+    params_total: PositiveInt
+    params_active: PositiveInt | None = None
+    params_source: str | None = None
+    checkpoint_bytes: PositiveInt | None = None
+    dtype: WeightDtype
+    max_context: PositiveInt
+    tie_word_embeddings: bool = False
+    moe: MoESpec | None = None
+    layers: tuple[LayerGroup, ...] = Field(min_length=1)
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def check_layer_count(self) -> ModelSpec:
+        counted = sum(group.count for group in self.layers)
+        if counted != self.num_layers:
+            raise ValueError(f"layers add up to {counted} but num_layers is {self.num_layers}; "
+                             "make the layer-group counts sum to num_layers")
+        return self
+
+    @model_validator(mode="after")
+    def check_moe_params(self) -> ModelSpec:
+        if self.params_active is not None and self.params_active > self.params_total:
+            raise ValueError("params_active exceeds params_total")
+        if (self.moe is None) != (self.params_active is None):
+            raise ValueError("params_active is given exactly when the model has a moe: block")
+        return self
+
+    @property
+    def is_moe(self) -> bool:
+        return self.moe is not None
+
+    @property
+    def params_per_token(self) -> int:
+        """Parameters that do work for each token: the active ones for MoE."""
+        return self.params_active or self.params_total
+
+
+class HostLink(Frozen):
+    kind: Literal["pcie", "nvlink-c2c"]
+    generation: PositiveInt | None = None
+    lanes: PositiveInt | None = None
+    gbps_per_direction: PositiveFloat
+
+    @model_validator(mode="after")
+    def check_pcie_generation(self) -> HostLink:
+        if self.kind == "pcie" and self.generation is None:
+            raise ValueError("a pcie host link needs its generation (3, 4, 5 or 6)")
+        return self
+
+
+class ScaleUpLink(Frozen):
+    kind: Literal["nvlink", "infinity-fabric"]
+    version: str | None = None
+    gbps_bidirectional: PositiveFloat
+
+
+class GpuSpec(Frozen):
+    """One accelerator. Bandwidths are decimal GB/s; memory in bytes (GiB = 2**30)."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    display_name: str
+    aliases: tuple[str, ...] = ()
+    vendor: Literal["nvidia", "amd"]
+    architecture: str
+    memory_type: str
+    memory_bytes: PositiveInt
+    usable_memory_bytes: PositiveInt | None = None
+    usable_memory_source: str | None = None
+    hbm_bandwidth_gbps: PositiveFloat
+    fp16_tflops_dense: PositiveFloat
+    bf16_tflops_dense: PositiveFloat | None = None
+    fp8_tflops_dense: PositiveFloat | None = None
+    l2_cache_bytes: PositiveInt | None = None
+    host_link: HostLink
+    scale_up: ScaleUpLink | None = None
+    tdp_watts: PositiveInt | None = None
+    source: str
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def check_usable_memory(self) -> GpuSpec:
+        if self.usable_memory_bytes is not None and self.usable_memory_bytes > self.memory_bytes:
+            raise ValueError("usable_memory_bytes exceeds memory_bytes")
+        return self
+
+    @property
+    def planning_memory_bytes(self) -> int:
+        """What the driver lets a process use where known, else the nominal capacity."""
+        return self.usable_memory_bytes or self.memory_bytes
