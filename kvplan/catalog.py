@@ -70,7 +70,10 @@ def _line_of(node: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
 def format_validation_error(path: Path, err: ValidationError, root: yaml.Node | None) -> list[str]:
     """One line per problem: 'file:line: field.path: what is wrong'."""
     lines = []
-    for problem in err.errors():
+    problems = err.errors()
+    for problem in problems:
+        if _follows_from_another(problem, problems):
+            continue
         loc = [p for p in problem["loc"] if not (isinstance(p, str) and p in _KIND_TAGS)]
         where = ".".join(str(p) for p in loc) or "(top level)"
         line = _line_of(root, loc)
@@ -80,6 +83,13 @@ def format_validation_error(path: Path, err: ValidationError, root: yaml.Node | 
 
 
 _KIND_TAGS = {"full", "sliding", "chunked", "mla", "mamba"}
+
+
+def _follows_from_another(problem: dict, problems: list[dict]) -> bool:
+    """A list reported 'too short' only because one of its items failed: say the item, not the list."""
+    loc = tuple(problem["loc"])
+    return problem["type"] == "too_short" and any(
+        tuple(other["loc"][: len(loc)]) == loc and len(other["loc"]) > len(loc) for other in problems)
 
 
 def read_text(path: Path, what: str = "spec file") -> str:

@@ -41,9 +41,9 @@ def _size_header(r: KvSize) -> str:
 def _layers_table(r: KvSize) -> Table:
     title = "KV cache by layer kind" + (f", one of {r.tp} GPUs" if r.tp > 1 else "")
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name, justify in (("Layers", "left"), ("Shape", "left"), ("Tokens held", "right"),
-                          ("B/token/layer", "right"), ("B/request", "right"), ("B/page/layer", "right")):
-        table.add_column(name, justify=justify, no_wrap=justify == "right")
+    for name, justify in (("Layers", "left"), ("Shape", "left"), ("Held", "right"),
+                          ("B/tok/layer", "right"), ("B/request", "right"), ("B/page", "right")):
+        table.add_column(name, justify=justify, no_wrap=name != "Shape")
     for layer in r.layers:
         per_token = (fmt_int(layer.bytes_per_token_per_layer) if layer.bytes_per_token_per_layer
                      else f"state {layer.state_bytes_per_layer:,}")
@@ -99,32 +99,29 @@ def render_size(console: Console, r: KvSize, explain: bool = False) -> None:
 
 
 def models_table(models: Iterable[ModelSpec]) -> Table:
-    table = Table(title="Models", title_justify="left")
-    for name, justify in (("Name", "left"), ("Model", "left"), ("Params", "right"),
-                          ("Layers", "left"), ("Max ctx", "right"), ("dtype", "left")):
-        table.add_column(name, justify=justify)
+    table = Table(title="Models (params: total / active for MoE)", title_justify="left", box=box.SIMPLE_HEAD)
+    for name, justify in (("Name", "left"), ("Params", "right"), ("Layers", "left"),
+                          ("Max ctx", "right"), ("dtype", "left")):
+        table.add_column(name, justify=justify, no_wrap=name != "Layers")
     for m in models:
-        params = f"{m.params_total / 1e9:,.1f}B" + (f" ({m.params_active / 1e9:,.1f}B active)"
-                                                     if m.params_active else "")
+        params = f"{m.params_total / 1e9:,.1f}B" + (f" / {m.params_active / 1e9:,.1f}B" if m.params_active else "")
         layers = ", ".join(f"{g.count} {g.kind}" for g in m.layers)
-        table.add_row(m.name, m.display_name, params, layers, fmt_int(m.max_context), m.dtype)
+        table.add_row(m.name, params, layers, fmt_int(m.max_context), m.dtype)
     return table
 
 
 def gpus_table(gpus: Iterable[GpuSpec]) -> Table:
-    table = Table(title="GPUs", title_justify="left")
-    for name, justify in (("Name", "left"), ("GPU", "left"), ("Memory", "right"),
-                          ("Usable", "right"), ("HBM GB/s", "right"), ("BF16 TFLOPS", "right"),
-                          ("FP8 TFLOPS", "right"), ("Host link", "left")):
-        table.add_column(name, justify=justify)
+    table = Table(title="GPUs (memory in GiB = 2^30 B; GB/s = 10^9 B/s; dense TFLOPS)",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("Name", "Memory", "Usable", "HBM GB/s", "BF16", "FP8", "Host link GB/s"):
+        table.add_column(name, justify="left" if name in ("Name", "Host link GB/s") else "right")
     for g in gpus:
         link = g.host_link
-        host = (f"PCIe {link.generation}.0 {link.gbps_per_direction:g} GB/s" if link.kind == "pcie"
-                else f"{link.kind} {link.gbps_per_direction:g} GB/s")
-        usable = f"{g.usable_memory_bytes / GIB:.2f} GiB" if g.usable_memory_bytes else "-"
-        table.add_row(g.name, g.display_name, fmt_binary(g.memory_bytes), usable,
-                      f"{g.hbm_bandwidth_gbps:,g}", _opt(g.bf16_tflops_dense), _opt(g.fp8_tflops_dense),
-                      host)
+        host = (f"PCIe{link.generation} {link.gbps_per_direction:g}" if link.kind == "pcie"
+                else f"C2C {link.gbps_per_direction:g}")
+        usable = f"{g.usable_memory_bytes / GIB:.2f}" if g.usable_memory_bytes else "-"  # GiB
+        table.add_row(g.name, f"{g.memory_bytes / GIB:g}", usable, f"{g.hbm_bandwidth_gbps:,g}",
+                      _opt(g.bf16_tflops_dense), _opt(g.fp8_tflops_dense), host)
     return table
 
 
