@@ -114,7 +114,8 @@ def gpus_table(gpus: Iterable[GpuSpec]) -> Table:
     table = Table(title="GPUs (memory in GiB = 2^30 B; GB/s = 10^9 B/s; dense TFLOPS)",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("Name", "Memory", "Usable", "HBM GB/s", "BF16", "FP8", "Host link GB/s"):
-        table.add_column(name, justify="left" if name in ("Name", "Host link GB/s") else "right")
+        table.add_column(name, justify="left" if name in ("Name", "Host link GB/s") else "right",
+                         no_wrap=name == "Name", min_width=14 if name == "Name" else None)
     for g in gpus:
         link = g.host_link
         host = (f"PCIe{link.generation} {link.gbps_per_direction:g}" if link.kind == "pcie"
