@@ -8,7 +8,6 @@ later folders override earlier ones by name. Names resolve forgivingly (case, da
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -168,6 +167,8 @@ class Registry(Generic[Spec]):
         raise NotFoundError(self._unknown_message(name))
 
     def _unknown_message(self, name: str) -> str:
+        import difflib  # only on the error path: keeps start-up short
+
         keys = list(self.index)
         close = difflib.get_close_matches(name_key(name), keys, n=8, cutoff=0.6)
         names = list(dict.fromkeys(self.index[k] for k in close))[:4]
@@ -234,6 +235,17 @@ def _load_catalog(extra: tuple[Path, ...], _env: str) -> Catalog:
     if problems:
         raise SpecError("\n".join(problems))
     return catalog
+
+
+def find_model(name: str, extra_dirs: Sequence[Path | str] = ()) -> ModelSpec:
+    """One model by any spelling. When only the packaged database is in play and the name is a
+    spec's own name, read just that file (start-up time); otherwise load the whole catalog."""
+    if not extra_dirs and not os.environ.get(SPECS_ENV, "").strip():
+        stems = {name_key(p.stem): p for p in (packaged_specs_dir() / "models").glob("*.yaml")}
+        path = stems.get(name_key(name))
+        if path is not None:
+            return load_spec_file(path, ModelSpec)
+    return load_catalog(extra_dirs).model(name)
 
 
 def spec_to_yaml(spec: BaseModel) -> str:

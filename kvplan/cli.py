@@ -111,7 +111,9 @@ def size(
     from kvplan.calc.kv import kv_size
     from kvplan.render import print_json, render_size
 
-    result = kv_size(catalog(specs).model(model), tokens(ctx), batch=batch, kv_dtype=kv_dtype, tp=tp,
+    from kvplan.catalog import find_model
+
+    result = kv_size(find_model(model, specs or ()), tokens(ctx), batch=batch, kv_dtype=kv_dtype, tp=tp,
                      block_size=block_size)
     if json:
         print_json(console, result)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from pydantic import BaseModel
@@ -16,6 +15,8 @@ from kvplan.units import GIB, fmt_binary, fmt_bytes, fmt_int
 
 
 def print_json(console: Console, payload: BaseModel | list | dict) -> None:
+    import json
+
     if isinstance(payload, BaseModel):
         payload = payload.model_dump(mode="json")
     elif isinstance(payload, list):

@@ -24,7 +24,8 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9.\-]*$"
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: a schema is built on first use, so a run that reads one model builds no GPU schema
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 def _check_tp_split(what: str, n: int, tp: int) -> None:
