@@ -52,10 +52,27 @@ def _load_config(config: Path) -> dict:
     return data
 
 
+# What transformers' config classes assume when a published config.json leaves a key out.
+_FAMILY_DEFAULTS = {
+    "gemma": {"tie_word_embeddings": True},
+    "gemma2": {"tie_word_embeddings": True},
+    "gemma3_text": {"tie_word_embeddings": True, "vocab_size": 262_208,
+                    "max_position_embeddings": 131_072, "sliding_window_pattern": 6},
+    "falcon": {"tie_word_embeddings": True, "max_position_embeddings": 2048},
+    "opt": {"tie_word_embeddings": True},
+}
+
+
 def _text_config(cfg: dict) -> dict:
-    """Multimodal configs (Gemma-3, Llama-4) nest the language model under text_config."""
+    """Multimodal configs (Gemma-3, Llama-4) nest the language model under text_config; keys the
+    file leaves out take their config class's defaults."""
     text = cfg.get("text_config")
-    return {**cfg, **text} if isinstance(text, dict) else cfg
+    merged = {**cfg, **text} if isinstance(text, dict) else dict(cfg)
+    for family in (cfg.get("model_type"), merged.get("model_type")):
+        for key, value in _FAMILY_DEFAULTS.get(family, {}).items():
+            if merged.get(key) is None:
+                merged[key] = value
+    return merged
 
 
 def _get(cfg: dict, *keys: str, default=None):
@@ -253,7 +270,7 @@ def import_model(path: Path | str, name: str | None = None) -> ImportResult:
     config_path = _config_path(Path(path))
     raw = _load_config(config_path)
     c = _Config(_text_config(raw), config_path)
-    model_type = c.get("model_type")
+    model_type = raw.get("model_type")
     if model_type not in SUPPORTED:
         raise SpecError(f"{config_path}: architecture '{model_type}' is not one kvplan can describe "
                         f"(supported: {', '.join(SUPPORTED)}); write the spec YAML by hand "
@@ -270,6 +287,9 @@ def import_model(path: Path | str, name: str | None = None) -> ImportResult:
                      "found; biases and extra tensors not counted)")
     moe = _moe(c)
     active = total - inactive_expert_params(c, sum(g["count"] for g in groups)) if moe else None
+    if active is not None and active <= 0:
+        raise SpecError(f"{config_path}: the checkpoint holds {total:,} parameters, fewer than the "
+                        "experts its config describes; check that every *.safetensors shard is there")
     if active is not None:
         notes.append(f"params_active {active:,} = total less the routed experts a token does not use")
     dtype = _dtype(c, raw, st_dtype)
@@ -282,7 +302,7 @@ def import_model(path: Path | str, name: str | None = None) -> ImportResult:
         "vocab_size": c.int("vocab_size"), "num_layers": sum(g["count"] for g in groups),
         "num_attention_heads": c.int("num_attention_heads", "n_head"), "params_total": total,
         "params_active": active, "dtype": dtype,
-        "max_context": c.int("max_position_embeddings", "max_seq_len", default=2048),
+        "max_context": c.int("max_position_embeddings", "n_ctx", "max_seq_len"),
         "tie_word_embeddings": bool(c.get("tie_word_embeddings", default=False)),
         "moe": moe, "layers": groups,
         "params_source": "; ".join(notes), "notes": "imported by kvplan import",
