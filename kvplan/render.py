@@ -25,10 +25,10 @@ def print_json(console: Console, payload: BaseModel | list | dict) -> None:
 
 
 def explain_table(steps: Iterable[Step], title: str = "How it is computed") -> Table:
-    table = Table(title=title, title_justify="left", show_lines=False)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("Term")
     table.add_column("Formula")
-    table.add_column("Value", justify="right")
+    table.add_column("Value", justify="right", no_wrap=True)
     for step in steps:
         table.add_row(step.label, step.formula, step.value)
     return table

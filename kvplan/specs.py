@@ -216,6 +216,12 @@ class MambaState(Frozen):
     def elements_formula(self, tp: int = 1) -> str:
         return "no per-token cache"
 
+    def state_formula(self, tp: int = 1) -> str:
+        conv_channels = self.d_inner + 2 * self.n_groups * self.d_state
+        split = f") / TP {tp}" if tp > 1 else ")"
+        return (f"(conv {conv_channels:,} x ({self.d_conv} - 1) + ssm {self.d_inner:,} x "
+                f"{self.d_state}{split} = {self.state_elements(tp):,} elements")
+
     def held_formula(self, ctx: int) -> str:
         return "a constant state, whatever the context"
 

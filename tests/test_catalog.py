@@ -146,3 +146,10 @@ def test_duplicate_names_in_one_folder(tmp_path):
 def test_bad_spec_folder(tmp_path, make, message):
     with pytest.raises(SpecError, match=message):
         load_catalog([make(tmp_path)])
+
+
+def test_example_user_spec_loads():
+    examples = Path(__file__).resolve().parents[1] / "examples" / "specs"
+    model = load_catalog([examples]).model("llama3-8b-32k")
+    assert model.max_context == 32_768
+    assert model.layers == load_catalog().model("llama3-8b").layers

@@ -48,9 +48,9 @@ def test_size_explain_shows_the_formula(capsys):
     assert code == 0
     code, out, _ = run(capsys, "size", "llama3-8b", "--ctx", "1024", "--explain", "--json")
     steps = {s["label"]: s for s in json.loads(out)["explain"]}
-    assert steps["full x32: per token per layer"]["formula"] == "2 (K,V) x 8 heads x head_dim 128 = 2,048 x 2 B (bf16)"
-    assert steps["full x32: per request"]["formula"] == "32 x (1,024 x 4,096 B + 0 B)"
-    assert steps["full x32: per request"]["value"] == "134,217,728 B (128 MiB, 134.22 MB)"  # 32 x 1024 x 4096
+    assert steps["32 full: per token per layer"]["formula"] == "2 (K,V) x 8 heads x head_dim 128 = 2,048 x 2 B (bf16)"
+    assert steps["32 full: per request"]["formula"] == "32 x (1,024 x 4,096 B)"
+    assert steps["32 full: per request"]["value"] == "134,217,728 B"  # 32 x 1024 x 4096 B
 
 
 SIZE_KEYS = {

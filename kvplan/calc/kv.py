@@ -13,7 +13,7 @@ from __future__ import annotations
 from kvplan.errors import InputError
 from kvplan.results import KvSize, LayerKv, MhaComparison, Step
 from kvplan.specs import AnyLayers, ModelSpec
-from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div, fmt_bytes, kv_format
+from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div, kv_format
 
 MAX_CTX_TOKENS = 2**30  # a billion tokens: beyond any model; larger values are typos
 MAX_BATCH = 2**24
@@ -88,7 +88,7 @@ def _explain(model: ModelSpec, fmt: KvFormat, tp: int, ctx: int, batch: int, lay
              per_request: int) -> list[Step]:
     steps = []
     for group, layer in zip(model.layers, layers):
-        name = f"{layer.kind} x{layer.count}"
+        name = f"{layer.count} {layer.kind}"
         elements = group.kv_elements_per_token(tp)
         if elements:
             steps.append(Step(label=f"{name}: per token per layer",
@@ -98,17 +98,18 @@ def _explain(model: ModelSpec, fmt: KvFormat, tp: int, ctx: int, batch: int, lay
                               formula=group.held_formula(ctx), value=f"{layer.cached_tokens:,}"))
         if layer.state_bytes_per_layer:
             steps.append(Step(label=f"{name}: state per layer",
-                              formula=f"{group.state_elements(tp):,} elements x "
+                              formula=f"{group.state_formula(tp)} x "
                                       f"{DTYPE_BYTES[compute_dtype(model)]} B ({compute_dtype(model)})",
                               value=f"{layer.state_bytes_per_layer:,} B"))
+        held = f"{layer.cached_tokens:,} x {layer.bytes_per_token_per_layer:,} B" if elements else ""
+        state = f"{layer.state_bytes_per_layer:,} B" if layer.state_bytes_per_layer else ""
         steps.append(Step(label=f"{name}: per request",
-                          formula=f"{layer.count} x ({layer.cached_tokens:,} x "
-                                  f"{layer.bytes_per_token_per_layer:,} B + {layer.state_bytes_per_layer:,} B)",
-                          value=fmt_bytes(layer.bytes_per_request)))
+                          formula=f"{layer.count} x ({' + '.join(t for t in (held, state) if t)})",
+                          value=f"{layer.bytes_per_request:,} B"))
     terms = " + ".join(f"{layer.bytes_per_request:,}" for layer in layers)
-    steps.append(Step(label="per request", formula=f"{terms} B", value=fmt_bytes(per_request)))
+    steps.append(Step(label="per request", formula=f"{terms} B", value=f"{per_request:,} B"))
     steps.append(Step(label="per batch", formula=f"{batch:,} x {per_request:,} B",
-                      value=fmt_bytes(batch * per_request)))
+                      value=f"{batch * per_request:,} B"))
     return steps
 
 
