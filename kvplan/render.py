@@ -42,14 +42,15 @@ def _size_header(r: KvSize) -> str:
 def _layers_table(r: KvSize) -> Table:
     title = "KV cache by layer kind" + (f", one of {r.tp} GPUs" if r.tp > 1 else "")
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name, justify in (("Layers", "left"), ("Shape", "left"), ("Held", "right"),
-                          ("B/tok/layer", "right"), ("B/request", "right"), ("B/page", "right")):
-        table.add_column(name, justify=justify, no_wrap=name != "Shape")
+    for name, justify in (("Layers", "left"), ("Held", "right"), ("B/tok/layer", "right"),
+                          ("B/token", "right"), ("B/request", "right"), ("B/page", "right")):
+        table.add_column(name, justify=justify, no_wrap=name != "Layers")
     for layer in r.layers:
-        per_token = (fmt_int(layer.bytes_per_token_per_layer) if layer.bytes_per_token_per_layer
+        per_layer = (fmt_int(layer.bytes_per_token_per_layer) if layer.bytes_per_token_per_layer
                      else f"state {layer.state_bytes_per_layer:,}")
-        table.add_row(f"{layer.count} {layer.kind}", layer.description, fmt_int(layer.cached_tokens),
-                      per_token, fmt_int(layer.bytes_per_request), fmt_int(layer.page_bytes_per_layer))
+        table.add_row(f"{layer.count} {layer.kind}\n{layer.description}", fmt_int(layer.cached_tokens),
+                      per_layer, fmt_int(layer.bytes_per_token), fmt_int(layer.bytes_per_request),
+                      fmt_int(layer.page_bytes_per_layer))
     return table
 
 
