@@ -35,8 +35,8 @@ def explain_table(steps: Iterable[Step], title: str = "How it is computed") -> T
 
 
 def _size_header(r: KvSize) -> str:
-    return (f"[bold]{r.display_name}[/] ({r.model}) · ctx {r.ctx_tokens:,} · batch {r.batch:,}"
-            f" · KV {r.kv_dtype} · TP {r.tp} · block {r.block_size}")
+    return (f"[bold]{r.display_name}[/] ({r.model})\nctx {r.ctx_tokens:,} tokens · batch {r.batch:,}"
+            f" · KV {r.kv_dtype} · TP {r.tp} · {r.block_size}-token pages")
 
 
 def _layers_table(r: KvSize) -> Table:
