@@ -166,12 +166,14 @@ class Registry(Generic[Spec]):
                 return self.specs[hit]
         raise NotFoundError(self._unknown_message(name))
 
-    def _unknown_message(self, name: str) -> str:
+    def closest(self, name: str) -> list[str]:
         import difflib  # only on the error path: keeps start-up short
 
-        keys = list(self.index)
-        close = difflib.get_close_matches(name_key(name), keys, n=8, cutoff=0.6)
-        names = list(dict.fromkeys(self.index[k] for k in close))[:4]
+        close = difflib.get_close_matches(name_key(name), list(self.index), n=8, cutoff=0.6)
+        return list(dict.fromkeys(self.index[k] for k in close))[:4]
+
+    def _unknown_message(self, name: str) -> str:
+        names = self.closest(name)
         hint = f"closest: {', '.join(names)}" if names else "no close match"
         plural = "gpus" if self.what == "GPU" else "models"
         return (f"unknown {self.what} '{name}' ({hint}); run `kvplan {plural}` to list them, "
@@ -188,6 +190,13 @@ class Catalog:
 
     def gpu(self, name: str) -> GpuSpec:
         return self.gpus.get(name)
+
+    def unknown_message(self, name: str) -> str:
+        """For a name that may be either kind: the closest models and GPUs together."""
+        close = [n for r in (self.models, self.gpus) for n in r.closest(name)]
+        hint = f"closest: {', '.join(close[:4])}" if close else "no close match"
+        return (f"unknown model or GPU '{name}' ({hint}); run `kvplan models` or `kvplan gpus` "
+                "to list them")
 
 
 def _spec_dirs(extra: Sequence[Path]) -> list[Path]:

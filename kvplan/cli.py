@@ -166,11 +166,11 @@ def show(
     cat = catalog(specs)
     try:
         spec, registry = cat.model(name), cat.models
-    except NotFoundError as model_err:
+    except NotFoundError:
         try:
             spec, registry = cat.gpu(name), cat.gpus
         except NotFoundError:
-            raise model_err from None
+            raise NotFoundError(cat.unknown_message(name)) from None
     if json:
         print_json(console, spec)
         return

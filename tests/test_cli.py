@@ -87,7 +87,7 @@ def test_size_json_schema_is_stable(capsys):
     (["size", "llama3-70b", "--kv-dtype", "fp4"], "error: unknown KV dtype 'fp4'"),
     (["size", "llama3-70b", "--nope"], "error: No such option: --nope"),
     (["size"], "error: Missing argument 'model'"),
-    (["show", "h1000"], "error: unknown model 'h1000'"),
+    (["show", "h1000"], "error: unknown model or GPU 'h1000' (closest: h100-sxm, v100, h200"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)

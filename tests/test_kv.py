@@ -235,3 +235,28 @@ def test_narrower_kv_dtypes_never_cost_more(catalog, name, ctx):
     sizes = [kv_size(model, ctx, kv_dtype=d).bytes_per_request_per_gpu for d in ("fp32", "bf16", "int8", "fp8")]
     assert sizes == sorted(sizes, reverse=True)
     assert kv_size(model, ctx, kv_dtype="int4").bytes_per_request_per_gpu <= sizes[-1]
+
+
+@pytest.mark.parametrize("name, per_token", [
+    ("llama2-7b", 32 * 2 * 32 * 128 * 2),        # MHA: 524,288 B
+    ("llama2-70b", 80 * 2 * 8 * 128 * 2),        # GQA 8: 327,680 B
+    ("llama3.1-405b", 126 * 2 * 8 * 128 * 2),    # 516,096 B
+    ("llama3.2-1b", 16 * 2 * 8 * 64 * 2),        # head_dim 64: 32,768 B
+    ("mixtral-8x7b", 32 * 2 * 8 * 128 * 2),      # 131,072 B (experts do not change the cache)
+    ("mixtral-8x22b", 56 * 2 * 8 * 128 * 2),     # 229,376 B
+    ("qwen2.5-7b", 28 * 2 * 4 * 128 * 2),        # 57,344 B
+    ("qwen2.5-72b", 80 * 2 * 8 * 128 * 2),       # 327,680 B
+    ("qwen3-235b-a22b", 94 * 2 * 4 * 128 * 2),   # 192,512 B
+    ("phi3-mini-4k", 32 * 2 * 32 * 96 * 2),      # head_dim 3072/32 = 96: 393,216 B
+    ("phi4", 40 * 2 * 10 * 128 * 2),             # 204,800 B
+    ("deepseek-v2-lite", 27 * (512 + 64) * 2),   # 31,104 B
+    ("gpt-oss-120b", 36 * 2 * 8 * 64 * 2),       # 73,728 B while inside the 128-token window
+])
+def test_per_token_bytes_by_family(catalog, name, per_token):
+    assert kv_size(catalog.model(name), 1).bytes_per_token_per_gpu == per_token
+
+
+def test_phi3_window_of_2047(catalog):
+    r = kv_size(catalog.model("phi3-mini-4k"), 4096)
+    assert r.layers[0].cached_tokens == 2047
+    assert r.bytes_per_request_per_gpu == 32 * 2047 * 2 * 32 * 96 * 2 == 804_913_152
