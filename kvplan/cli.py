@@ -209,6 +209,9 @@ def import_(
     err_console.print(f"wrote {target}; use it with --specs {out}", markup=False)
 
 
+from kvplan import cli_capacity  # noqa: E402,F401 - registers batch, fit and plan on the app
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; usage errors become one 'error:' line and exit code 2, like every bad input."""
     try:

@@ -123,6 +123,9 @@ class MLALatent(Frozen):
     def kv_elements_per_token(self, tp: int = 1) -> int:
         return self.kv_lora_rank + self.qk_rope_head_dim  # replicated on every rank
 
+    def kv_heads_per_rank(self, tp: int = 1) -> int:
+        return 1  # one latent that every query head reads
+
     def state_elements(self, tp: int = 1) -> int:
         return 0
 
@@ -160,6 +163,9 @@ class FullAttentionMHA(Frozen):
         _check_tp_split("attention heads", self.num_heads, tp)
         return max(1, self.num_heads // tp) * (self.k_head_dim + self.v_head_dim)
 
+    def kv_heads_per_rank(self, tp: int = 1) -> int:
+        return max(1, self.num_heads // tp)
+
     def state_elements(self, tp: int = 1) -> int:
         return 0
 
@@ -196,6 +202,9 @@ class MambaState(Frozen):
 
     def kv_elements_per_token(self, tp: int = 1) -> int:
         return 0
+
+    def kv_heads_per_rank(self, tp: int = 1) -> int:
+        return 1
 
     def cached_tokens(self, ctx: int) -> int:
         return 0
@@ -330,6 +339,7 @@ class GpuSpec(Frozen):
     memory_bytes: PositiveInt
     usable_memory_bytes: PositiveInt | None = None
     usable_memory_source: str | None = None
+    cuda_total_bytes: PositiveInt | None = None  # cudaMemGetInfo's total: usable less driver-reserved
     hbm_bandwidth_gbps: PositiveFloat
     fp16_tflops_dense: PositiveFloat
     bf16_tflops_dense: PositiveFloat | None = None
@@ -345,9 +355,12 @@ class GpuSpec(Frozen):
     def check_usable_memory(self) -> GpuSpec:
         if self.usable_memory_bytes is not None and self.usable_memory_bytes > self.memory_bytes:
             raise ValueError("usable_memory_bytes exceeds memory_bytes")
+        if self.cuda_total_bytes is not None and self.cuda_total_bytes > (self.usable_memory_bytes or self.memory_bytes):
+            raise ValueError("cuda_total_bytes exceeds usable_memory_bytes")
         return self
 
     @property
     def planning_memory_bytes(self) -> int:
-        """What the driver lets a process use where known, else the nominal capacity."""
-        return self.usable_memory_bytes or self.memory_bytes
+        """What CUDA (and so PyTorch and the engines) sees as total where known, else what the
+        driver reports, else the nominal capacity."""
+        return self.cuda_total_bytes or self.usable_memory_bytes or self.memory_bytes

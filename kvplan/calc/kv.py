@@ -45,8 +45,9 @@ def check_size_inputs(model: ModelSpec, ctx: int, batch: int, tp: int, block_siz
 
 
 def layer_kv(group: AnyLayers, ctx: int, fmt: KvFormat, state_dtype: str, tp: int,
-             block_size: int) -> LayerKv:
-    """One layer group's KV on one rank at context `ctx`."""
+             block_size: int, pp: int = 1) -> LayerKv:
+    """One layer group's KV on one rank at context `ctx`. Under pipeline parallelism a GPU holds
+    its stage's layers: the largest stage has ceil(count / pp) layers of each group."""
     per_token = fmt.bytes_for(group.kv_elements_per_token(tp))
     state = group.state_elements(tp) * DTYPE_BYTES[state_dtype]
     cached = group.cached_tokens(ctx)
@@ -55,24 +56,31 @@ def layer_kv(group: AnyLayers, ctx: int, fmt: KvFormat, state_dtype: str, tp: in
         page, pages = state, 1
     else:
         page, pages = block_size * per_token, ceil_div(cached, block_size)
+    count = ceil_div(group.count, pp)
     return LayerKv(
-        kind=group.kind, count=group.count, description=group.describe(), cached_tokens=cached,
+        kind=group.kind, count=count, description=group.describe(), cached_tokens=cached,
         bytes_per_token_per_layer=per_token, state_bytes_per_layer=state,
         bytes_per_request_per_layer=per_layer, page_bytes_per_layer=page,
-        pages_per_request_per_layer=pages, bytes_per_token=group.count * per_token,
-        bytes_per_request=group.count * per_layer, paged_bytes_per_request=group.count * pages * page,
+        pages_per_request_per_layer=pages, bytes_per_token=count * per_token,
+        bytes_per_request=count * per_layer, paged_bytes_per_request=count * pages * page,
     )
 
 
-def layers_kv(model: ModelSpec, ctx: int, fmt: KvFormat, tp: int = 1,
-              block_size: int = 16) -> tuple[LayerKv, ...]:
+def layers_kv(model: ModelSpec, ctx: int, fmt: KvFormat, tp: int = 1, block_size: int = 16,
+              pp: int = 1) -> tuple[LayerKv, ...]:
     state_dtype = compute_dtype(model)
-    return tuple(layer_kv(g, ctx, fmt, state_dtype, tp, block_size) for g in model.layers)
+    return tuple(layer_kv(g, ctx, fmt, state_dtype, tp, block_size, pp) for g in model.layers)
 
 
-def request_bytes(model: ModelSpec, ctx: int, fmt: KvFormat, tp: int = 1) -> int:
-    """Exact KV bytes of one request of `ctx` tokens on one tensor-parallel rank."""
-    return sum(layer.bytes_per_request for layer in layers_kv(model, ctx, fmt, tp))
+def request_bytes(model: ModelSpec, ctx: int, fmt: KvFormat, tp: int = 1, pp: int = 1) -> int:
+    """Exact KV bytes of one request of `ctx` tokens on one GPU (tensor rank, pipeline stage)."""
+    return sum(layer.bytes_per_request for layer in layers_kv(model, ctx, fmt, tp, pp=pp))
+
+
+def paged_request_bytes(model: ModelSpec, ctx: int, fmt: KvFormat, tp: int = 1, block_size: int = 16,
+                        pp: int = 1) -> int:
+    """KV bytes of one request rounded up to whole pages, per layer, on one GPU."""
+    return sum(layer.paged_bytes_per_request for layer in layers_kv(model, ctx, fmt, tp, block_size, pp))
 
 
 def _without_gqa(model: ModelSpec, ctx: int, fmt: KvFormat, tp: int, per_request: int) -> MhaComparison:

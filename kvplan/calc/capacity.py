@@ -1,0 +1,149 @@
+"""How many requests fit in the KV pool, under each allocation strategy of source note 001.
+
+    fixed max-length: every request reserves max_len tokens, contiguous;
+    doubling:         a contiguous buffer that starts at one page and doubles when full
+                      (std::vector): capacity = the power of two >= its tokens;
+    paged:            whole pages of block_size tokens, per layer (PagedAttention).
+
+Each at average occupancy (in + out/2 tokens, as the note counts) and at peak (in + out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.calc.kv import MAX_CTX_TOKENS, paged_request_bytes, request_bytes, resolve_kv_format
+from kvplan.calc.roofline import decode_roofline
+from kvplan.errors import InputError, KvplanError
+from kvplan.results import BatchResult, MemoryBudget, OverviewRow, StrategyRow
+from kvplan.specs import GpuSpec, ModelSpec
+from kvplan.units import KvFormat
+
+
+@dataclass(frozen=True)
+class Workload:
+    in_tokens: int
+    out_tokens: int
+    max_len: int | None = None  # None: the model's max context
+
+    @property
+    def avg_tokens(self) -> int:
+        return self.in_tokens + self.out_tokens // 2
+
+    @property
+    def peak_tokens(self) -> int:
+        return self.in_tokens + self.out_tokens
+
+    def check(self) -> None:
+        if self.in_tokens < 0 or self.out_tokens < 0 or self.peak_tokens < 1:
+            raise InputError(f"--in {self.in_tokens} / --out {self.out_tokens}: token counts must not be "
+                             "negative and a request needs at least one token")
+        if self.max_len is not None and self.max_len < 1:
+            raise InputError(f"--max-len {self.max_len} must be at least 1")
+
+
+def doubling_capacity(tokens: int, start: int) -> int:
+    """The capacity a doubling buffer has grown to when it holds `tokens` (start, 2 x start, ...)."""
+    capacity = start
+    while capacity < tokens:
+        capacity *= 2
+    return capacity
+
+
+def _row(name: str, rule: str, pool: int, reserve, avg: int, peak: int) -> StrategyRow:
+    (tokens_avg, bytes_avg), (tokens_peak, bytes_peak) = reserve(avg), reserve(peak)
+    fits = lambda b: max(pool, 0) // b if b else 0  # noqa: E731
+    return StrategyRow(strategy=name, rule=rule, reserved_tokens_avg=tokens_avg, bytes_per_request_avg=bytes_avg,
+                       concurrency_avg=fits(bytes_avg), reserved_tokens_peak=tokens_peak,
+                       bytes_per_request_peak=bytes_peak, concurrency_peak=fits(bytes_peak))
+
+
+def strategy_rows(model: ModelSpec, budget: MemoryBudget, fmt: KvFormat, workload: Workload,
+                  max_len: int) -> tuple[StrategyRow, ...]:
+    tp, pp, block, pool = budget.tp, budget.pp, budget.block_size, budget.kv_pool_bytes
+    exact = lambda tokens: request_bytes(model, tokens, fmt, tp, pp)  # noqa: E731
+    fixed = lambda _tokens: (max_len, exact(max_len))  # noqa: E731
+    doubling = lambda tokens: ((cap := doubling_capacity(tokens, block)), exact(cap))  # noqa: E731
+    paged = lambda tokens: (-(-tokens // block) * block,  # noqa: E731
+                            paged_request_bytes(model, tokens, fmt, tp, block, pp))
+    avg, peak = workload.avg_tokens, workload.peak_tokens
+    return (
+        _row("fixed max-length", f"reserve max_len = {max_len:,} tokens", pool, fixed, avg, peak),
+        _row("doubling", f"power-of-two capacity from {block} tokens", pool, doubling, avg, peak),
+        _row("paged", f"ceil(tokens / {block}) pages of {block} tokens", pool, paged, avg, peak),
+    )
+
+
+def max_context(model: ModelSpec, fmt: KvFormat, budget: MemoryBudget, batch: int) -> int:
+    """The longest context at which `batch` requests still fit the pool, paged (0: not even 1 token)."""
+    fits = lambda ctx: batch * paged_request_bytes(model, ctx, fmt, budget.tp, budget.block_size,  # noqa: E731
+                                                   budget.pp) <= budget.kv_pool_bytes
+    if not fits(1):
+        return 0
+    lo, hi = 1, MAX_CTX_TOKENS
+    if fits(hi):
+        return hi
+    while hi - lo > 1:  # fits(lo) and not fits(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def batch_capacity(model: ModelSpec, gpu: GpuSpec, workload: Workload, inputs: BudgetInputs = BudgetInputs(),
+                   *, batch: int | None = None, max_ctx_batch: int | None = None,
+                   peak_tflops: float | None = None, hbm_gbps: float | None = None) -> BatchResult:
+    """`kvplan batch` for one model: the budget, the strategies, the engine's figures, the roofline."""
+    workload.check()
+    budget = memory_budget(model, gpu, inputs)
+    fmt = resolve_kv_format(model, inputs.kv_dtype)
+    max_len = workload.max_len or model.max_context
+    rows = strategy_rows(model, budget, fmt, workload, max_len)
+    per_max_len = paged_request_bytes(model, max_len, fmt, budget.tp, budget.block_size, budget.pp)
+    usable_pool = budget.num_blocks * budget.page_bytes
+    paged = rows[-1]
+    at = batch if batch is not None else paged.concurrency_avg
+    if batch is not None and batch < 1:
+        raise InputError(f"--batch {batch} must be at least 1")
+    roof = (decode_roofline(model, gpu, budget, fmt, at, workload.avg_tokens, peak_tflops, hbm_gbps)
+            if at >= 1 else None)
+    realistic = memory_budget(model, gpu, inputs.realistic()) if inputs.overridden else None
+    return BatchResult(
+        realistic_kv_pool_bytes=realistic.kv_pool_bytes if realistic else None,
+        realistic_paged=strategy_rows(model, realistic, fmt, workload, max_len)[-1] if realistic else None,
+        model=model.name, gpu=gpu.name, in_tokens=workload.in_tokens, out_tokens=workload.out_tokens,
+        avg_tokens=workload.avg_tokens, peak_tokens=workload.peak_tokens, max_len=max_len, budget=budget,
+        strategies=rows, max_concurrency_at_max_len=usable_pool / per_max_len if per_max_len else 0.0,
+        roofline=roof,
+        max_ctx_for_batch=max_context(model, fmt, budget, max_ctx_batch) if max_ctx_batch else None,
+        max_ctx_batch=max_ctx_batch,
+    )
+
+
+OVERVIEW_TP = (1, 2, 4, 8)
+
+
+def overview(models, gpu: GpuSpec, workload: Workload, inputs: BudgetInputs = BudgetInputs()):
+    """Every model at the smallest TP (1, 2, 4, 8) where one request at peak fits."""
+    workload.check()
+    rows = []
+    for model in models:
+        row = OverviewRow(model=model.name, params_total=model.params_total, tp=None, weights_bytes_per_gpu=None,
+                          kv_pool_bytes_per_gpu=None, concurrency_avg=0, concurrency_peak=0,
+                          note=f"does not fit on {OVERVIEW_TP[-1]} x {gpu.name}")
+        for tp in OVERVIEW_TP:
+            try:
+                budget = memory_budget(model, gpu, replace(inputs, tp=tp))
+            except KvplanError:
+                continue
+            fmt = resolve_kv_format(model, inputs.kv_dtype)
+            paged = strategy_rows(model, budget, fmt, workload, workload.max_len or model.max_context)[-1]
+            if paged.concurrency_peak >= 1:
+                row = OverviewRow(model=model.name, params_total=model.params_total, tp=tp,
+                                  weights_bytes_per_gpu=budget.weights_bytes, kv_pool_bytes_per_gpu=budget.kv_pool_bytes,
+                                  concurrency_avg=paged.concurrency_avg, concurrency_peak=paged.concurrency_peak,
+                                  note="" if workload.peak_tokens <= model.max_context else
+                                  f"workload beyond max context {model.max_context:,}")
+                break
+        rows.append(row)
+    return tuple(rows)

@@ -1,0 +1,77 @@
+"""Weight memory: parameters x storage format, split across tensor- and pipeline-parallel GPUs.
+
+Quantized formats (fp8, int8, int4, nf4) apply to the linear layers; the token embedding and the
+LM head stay 16-bit, as AWQ, GPTQ, bitsandbytes and vLLM's fp8 all keep them. MoE models hold all
+their experts in memory (params_total), whatever the active count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvplan.errors import InputError
+from kvplan.specs import ModelSpec
+from kvplan.units import DTYPE_BYTES, ceil_div
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    name: str
+    bits_per_weight: float  # scales and zero points included, per quantized weight
+    note: str
+
+    @property
+    def quantized(self) -> bool:
+        return self.bits_per_weight < 16
+
+
+WEIGHT_FORMATS = {
+    "bf16": WeightFormat("bf16", 16, "16-bit weights"),
+    "fp16": WeightFormat("fp16", 16, "16-bit weights"),
+    "fp32": WeightFormat("fp32", 32, "32-bit weights"),
+    "fp8": WeightFormat("fp8", 8, "fp8 e4m3 linear layers, per-tensor or per-channel scales "
+                                  "(negligible); embeddings and LM head in 16 bits"),
+    "int8": WeightFormat("int8", 8, "int8 linear layers with per-channel scales (negligible); "
+                                    "embeddings and LM head in 16 bits"),
+    # AWQ/GPTQ: 4-bit weights, one fp16 scale and one 4-bit zero point per group of 128 weights.
+    "int4": WeightFormat("int4", 4 + (16 + 4) / 128, "int4 (AWQ/GPTQ): group 128, fp16 scale + "
+                                                      "4-bit zero per group = 4.156 bits/weight"),
+    # bitsandbytes NF4 with double quantization: 8-bit absmax per 64 weights, fp32 per 256 absmax.
+    "nf4": WeightFormat("nf4", 4 + 8 / 64 + 32 / (64 * 256), "nf4 (bitsandbytes, double quant): "
+                                                              "4.127 bits/weight"),
+}
+
+
+def weight_format(name: str) -> WeightFormat:
+    try:
+        return WEIGHT_FORMATS[name.lower()]
+    except KeyError:
+        choices = ", ".join(["auto", *WEIGHT_FORMATS])
+        raise InputError(f"unknown weights dtype '{name}'; choose one of {choices}") from None
+
+
+def embedding_params(model: ModelSpec) -> int:
+    return model.vocab_size * model.hidden_size * (1 if model.tie_word_embeddings else 2)
+
+
+def weights_bytes(model: ModelSpec, weights_dtype: str = "auto") -> tuple[int, str]:
+    """(bytes for the whole model, how they were counted)."""
+    if weights_dtype == "auto":
+        if model.checkpoint_bytes:
+            return model.checkpoint_bytes, "the checkpoint's size (safetensors total_size)"
+        per = DTYPE_BYTES[model.dtype]
+        return model.params_total * per, f"{model.params_total:,} params x {per} B ({model.dtype})"
+    fmt = weight_format(weights_dtype)
+    if not fmt.quantized:
+        per = int(fmt.bits_per_weight) // 8
+        return model.params_total * per, f"{model.params_total:,} params x {per} B ({fmt.name})"
+    embed = min(embedding_params(model), model.params_total)
+    linear = model.params_total - embed
+    total = ceil_div(int(linear * fmt.bits_per_weight * 1024), 8 * 1024) + 2 * embed
+    return total, (f"{linear:,} linear params x {fmt.bits_per_weight:.3f} bits + {embed:,} "
+                   f"embedding params x 2 B ({fmt.note})")
+
+
+def weights_per_gpu(total_bytes: int, tp: int, pp: int) -> int:
+    """Even split across the tp x pp GPUs of one replica (vocab-parallel embeddings included)."""
+    return ceil_div(total_bytes, tp * pp)

@@ -1,0 +1,156 @@
+"""`kvplan batch`, `kvplan fit`, `kvplan plan`: capacity commands. Parse, call one calculator, render."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from kvplan.cli import JsonOpt, OUTPUT, DebugOpt, SpecsOpt, app, catalog, console, handle_errors, tokens
+
+BUDGET = "Memory budget (every term can be overridden)"
+GpuOpt = Annotated[str, typer.Option("--gpu", "-g", help="GPU name or alias (see `kvplan gpus`).")]
+EngineOpt = Annotated[str, typer.Option(
+    "--engine", help="Budget rule: vllm, sglang, trtllm or raw (the textbook: memory - weights).",
+    rich_help_panel=BUDGET)]
+TpOpt = Annotated[int, typer.Option("--tp", help="Tensor-parallel GPUs per replica.", rich_help_panel=BUDGET)]
+PpOpt = Annotated[int, typer.Option("--pp", help="Pipeline-parallel stages per replica.", rich_help_panel=BUDGET)]
+KvDtypeOpt = Annotated[str, typer.Option(
+    "--kv-dtype", help="KV storage: auto, bf16, fp16, fp32, fp8, int8, int4.", rich_help_panel=BUDGET)]
+WeightsDtypeOpt = Annotated[str, typer.Option(
+    "--weights-dtype", help="auto (the checkpoint), bf16, fp16, fp8, int8, int4 (AWQ/GPTQ), nf4.",
+    rich_help_panel=BUDGET)]
+UtilOpt = Annotated[Optional[float], typer.Option(
+    "--util", help="The engine's memory fraction (vLLM gpu_memory_utilization, SGLang "
+    "mem_fraction_static, TRT-LLM free_gpu_memory_fraction).", rich_help_panel=BUDGET)]
+GpuMemOpt = Annotated[Optional[float], typer.Option(
+    "--gpu-mem", metavar="GiB", help="GPU memory in GiB, instead of the database's.", rich_help_panel=BUDGET)]
+WeightsGibOpt = Annotated[Optional[float], typer.Option(
+    "--weights-gib", metavar="GiB", help="Weights per GPU in GiB (e.g. from an engine's log).",
+    rich_help_panel=BUDGET)]
+ActivationGibOpt = Annotated[Optional[float], typer.Option(
+    "--activation-gib", metavar="GiB", help="Activation peak per GPU in GiB.", rich_help_panel=BUDGET)]
+OverheadGibOpt = Annotated[Optional[float], typer.Option(
+    "--overhead-gib", metavar="GiB", help="Runtime overhead per GPU (CUDA context, non-torch) in GiB.",
+    rich_help_panel=BUDGET)]
+BlockOpt = Annotated[Optional[int], typer.Option(
+    "--block-size", help="Tokens per KV page (default: the engine's).", rich_help_panel=BUDGET)]
+ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
+                                          rich_help_panel=OUTPUT)]
+
+
+def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: str, util: Optional[float],
+                  gpu_mem: Optional[float], weights_gib: Optional[float], activation_gib: Optional[float],
+                  overhead_gib: Optional[float], block_size: Optional[int]):
+    from kvplan.calc.budget import BudgetInputs
+    from kvplan.units import GIB
+
+    to_bytes = lambda gib: None if gib is None else int(round(gib * GIB))  # noqa: E731
+    return BudgetInputs(engine=engine, tp=tp, pp=pp, kv_dtype=kv_dtype, weights_dtype=weights_dtype, util=util,
+                        gpu_mem_bytes=to_bytes(gpu_mem), weights_bytes=to_bytes(weights_gib),
+                        activation_bytes=to_bytes(activation_gib), overhead_bytes=to_bytes(overhead_gib),
+                        block_size=block_size)
+
+
+@app.command()
+@handle_errors
+def batch(
+    model: Annotated[Optional[str], typer.Argument(help="Model; leave out to see every model on the GPU.")] = None,
+    gpu: GpuOpt = ...,
+    in_tokens: Annotated[str, typer.Option("--in", metavar="TOKENS", help="Input (prompt) tokens per request.")] = "1024",
+    out_tokens: Annotated[str, typer.Option("--out", metavar="TOKENS", help="Output tokens per request.")] = "1024",
+    ctx: Annotated[Optional[str], typer.Option("--ctx", metavar="TOKENS",
+                                               help="Shorthand: requests of CTX tokens (--in CTX --out 0).")] = None,
+    max_len: Annotated[Optional[str], typer.Option(
+        "--max-len", metavar="TOKENS", help="Max sequence length (default: the model's max context).")] = None,
+    at_batch: Annotated[Optional[int], typer.Option(
+        "--batch", "-b", help="Batch for the roofline (default: the paged concurrency).")] = None,
+    max_ctx: Annotated[Optional[int], typer.Option(
+        "--max-ctx", metavar="B", help="Also find the longest context at which B requests fit.")] = None,
+    tflops: Annotated[Optional[float], typer.Option("--tflops", help="Peak TFLOPS for the roofline.")] = None,
+    hbm_gbps: Annotated[Optional[float], typer.Option("--hbm-gbps", help="HBM GB/s for the roofline.")] = None,
+    engine: EngineOpt = "vllm", tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
+    weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
+    weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
+    overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
+    explain: ExplainOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+) -> None:
+    """How many concurrent requests fit on one GPU (or a TP/PP replica), under each allocation strategy.
+
+    Example: kvplan batch llama3-8b --gpu h100 --in 1024 --out 1024
+    """
+    from kvplan.calc.capacity import Workload, batch_capacity, overview
+    from kvplan.render import print_json
+    from kvplan.render_capacity import render_batch, render_overview
+
+    workload = (Workload(tokens(ctx), 0, tokens(max_len) if max_len else None) if ctx
+                else Workload(tokens(in_tokens), tokens(out_tokens), tokens(max_len) if max_len else None))
+    inputs = budget_inputs(engine, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
+                           activation_gib, overhead_gib, block_size)
+    cat = catalog(specs)
+    if model is None:
+        rows = overview(sorted(cat.models.specs.values(), key=lambda m: m.name), cat.gpu(gpu), workload, inputs)
+        print_json(console, list(rows)) if json else render_overview(console, rows, cat.gpu(gpu), workload, inputs)
+        return
+    result = batch_capacity(cat.model(model), cat.gpu(gpu), workload, inputs, batch=at_batch,
+                            max_ctx_batch=max_ctx, peak_tflops=tflops, hbm_gbps=hbm_gbps)
+    print_json(console, result) if json else render_batch(console, result, explain=explain)
+
+
+@app.command()
+@handle_errors
+def fit(
+    model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
+    gpu: GpuOpt = ...,
+    ctx: Annotated[str, typer.Option("--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
+    engine: EngineOpt = "vllm", tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
+    weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
+    weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
+    overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
+    explain: ExplainOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+) -> None:
+    """The whole memory breakdown of one GPU, a verdict, and the knobs that would make it fit.
+
+    Example: kvplan fit llama3-70b --gpu h100 --ctx 8192
+    """
+    from kvplan.calc.plan import fit as fit_
+    from kvplan.render import print_json
+    from kvplan.render_capacity import render_fit
+
+    inputs = budget_inputs(engine, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
+                           activation_gib, overhead_gib, block_size)
+    cat = catalog(specs)
+    result = fit_(cat.model(model), cat.gpu(gpu), tokens(ctx), inputs)
+    print_json(console, result) if json else render_fit(console, result, explain=explain)
+
+
+@app.command()
+@handle_errors
+def plan(
+    model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
+    gpu: GpuOpt = ...,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-n", help="Concurrent requests to serve.")] = 64,
+    ctx: Annotated[str, typer.Option("--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
+    kv_dtypes: Annotated[str, typer.Option(
+        "--kv-dtype", help="KV dtypes to plan for, comma-separated: e.g. bf16,fp8.",
+        rich_help_panel=BUDGET)] = "auto",
+    gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", help="GPUs per node (TP stays inside one).")] = 8,
+    engine: EngineOpt = "vllm", weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None,
+    gpu_mem: GpuMemOpt = None, overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
+    json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+) -> None:
+    """The smallest deployment (TP, PP, replicas, GPUs, nodes) serving N concurrent requests of CTX tokens.
+
+    Example: kvplan plan llama3.1-405b --gpu h100 --concurrency 512 --ctx 32k --kv-dtype bf16,fp8
+    """
+    from kvplan.calc.plan import plan as plan_
+    from kvplan.render import print_json
+    from kvplan.render_capacity import render_plan
+
+    inputs = budget_inputs(engine, 1, 1, "auto", weights_dtype, util, gpu_mem, None, None, overhead_gib,
+                           block_size)
+    cat = catalog(specs)
+    dtypes = tuple(d.strip() for d in kv_dtypes.split(",") if d.strip())
+    result = plan_(cat.model(model), cat.gpu(gpu), concurrency, tokens(ctx), dtypes, inputs, gpus_per_node)
+    print_json(console, result) if json else render_plan(console, result)
+

@@ -1,0 +1,161 @@
+"""Rendering for batch, fit and plan. No arithmetic beyond unit formatting and bar widths."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from kvplan.render import explain_table
+from kvplan.results import BatchResult, FitResult, MemoryBudget, OverviewRow, PlanResult, Roofline
+from kvplan.specs import GpuSpec
+from kvplan.units import GIB, fmt_binary, fmt_bytes
+
+NOTE = "GiB = 2^30 B, GB = 10^9 B."
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:,.2f} GiB"
+
+
+def budget_table(b: MemoryBudget) -> Table:
+    title = f"Memory budget, one GPU ({b.engine}: {b.engine_formula})"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("Term")
+    table.add_column("GiB", justify="right", no_wrap=True)
+    table.add_column("Bytes", justify="right", no_wrap=True)
+    table.add_column("Source")
+    table.add_row("total", _gib(b.total_bytes), f"{b.total_bytes:,}", b.total_source)
+    table.add_row(f"x {b.util_flag}", f"{b.util:g}", "", b.util_source)
+    for term, value, source in (("weights", b.weights_bytes, b.weights_source),
+                                ("activation", b.activation_bytes, b.activation_source),
+                                ("overhead", b.overhead_bytes, b.overhead_source)):
+        table.add_row(f"- {term}", _gib(value), f"{value:,}", source)
+    table.add_row("[bold]= KV pool[/]", f"[bold]{_gib(b.kv_pool_bytes)}[/]", f"{b.kv_pool_bytes:,}",
+                  f"{b.kv_dtype} KV, {b.block_size}-token pages of {b.page_bytes:,} B")
+    return table
+
+
+def _engine_lines(r: BatchResult) -> list[str]:
+    b = r.budget
+    return [
+        f"KV pool {fmt_bytes(max(b.kv_pool_bytes, 0))}: {b.num_blocks:,} blocks of {b.block_size} tokens, "
+        f"{b.token_capacity:,} tokens",
+        f"Maximum concurrency for {r.max_len:,} tokens per request: {r.max_concurrency_at_max_len:,.2f}x",
+    ]
+
+
+def strategies_table(r: BatchResult) -> Table:
+    title = (f"Concurrency by allocation strategy: average {r.avg_tokens:,} tokens (in + out/2), "
+             f"peak {r.peak_tokens:,} (in + out)")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("Strategy", "Reserved avg", "Per request avg", "Fit avg", "Reserved peak", "Fit peak"):
+        table.add_column(name, justify="left" if name == "Strategy" else "right")
+    for s in r.strategies:
+        table.add_row(s.strategy, f"{s.reserved_tokens_avg:,}", fmt_binary(s.bytes_per_request_avg),
+                      f"{s.concurrency_avg:,}", f"{s.reserved_tokens_peak:,}", f"{s.concurrency_peak:,}")
+    return table
+
+
+def roofline_lines(roof: Roofline) -> list[str]:
+    return [
+        f"Decode step at batch {roof.batch:,} (context {roof.context_tokens:,}): "
+        f"{roof.step_time_s * 1e3:,.2f} ms, {roof.bound}-bound "
+        f"(memory {roof.memory_time_s * 1e3:,.2f} ms: {fmt_binary(roof.weight_bytes)} weights + "
+        f"{fmt_binary(roof.kv_bytes)} KV at {roof.hbm_bandwidth_gbps:,g} GB/s; compute "
+        f"{roof.compute_time_s * 1e3:,.2f} ms: {roof.flops / 1e12:,.2f} TFLOP at {roof.peak_tflops:,g} TFLOPS)",
+        f"Throughput at that batch: {roof.tokens_per_s:,.0f} tokens/s per replica",
+        f"Decode turns compute-bound at batch ~{roof.compute_bound_batch:,} "
+        f"(weights alone; peak: {roof.peak_source})",
+    ]
+
+
+def render_batch(console: Console, r: BatchResult, explain: bool = False) -> None:
+    b = r.budget
+    console.print(f"[bold]{r.model}[/] on {b.gpu} · TP {b.tp} · PP {b.pp} · {r.in_tokens:,} in / "
+                  f"{r.out_tokens:,} out · max_len {r.max_len:,}")
+    console.print(budget_table(b))
+    console.print(strategies_table(r))
+    for line in _engine_lines(r):
+        console.print(line)
+    if r.realistic_paged is not None:
+        p = r.realistic_paged
+        console.print(f"Realistic default (vllm, nothing overridden): KV pool {_gib(r.realistic_kv_pool_bytes)}, "
+                      f"paged {p.concurrency_avg:,} at average, {p.concurrency_peak:,} at peak")
+    if r.max_ctx_for_batch is not None:
+        console.print(f"Longest context at which {r.max_ctx_batch:,} requests fit (paged): {r.max_ctx_for_batch:,} tokens")
+    if r.roofline:
+        for line in roofline_lines(r.roofline):
+            console.print(line)
+    if explain:
+        console.print(explain_table(b.explain))
+    console.print(f"[dim]{NOTE}[/]")
+
+
+def render_overview(console: Console, rows: Sequence[OverviewRow], gpu: GpuSpec, workload, inputs) -> None:
+    title = (f"Every model on {gpu.name} ({inputs.engine}, KV {inputs.kv_dtype}): {workload.in_tokens:,} in / "
+             f"{workload.out_tokens:,} out, at the smallest TP that serves one request")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("Model", "Params", "TP", "Weights/GPU", "KV pool/GPU", "Fit avg", "Fit peak", "Note"):
+        table.add_column(name, justify="left" if name in ("Model", "Note") else "right")
+    for row in rows:
+        fits = row.tp is not None
+        table.add_row(row.model, f"{row.params_total / 1e9:,.1f}B", str(row.tp) if fits else "-",
+                      _gib(row.weights_bytes_per_gpu) if fits else "-",
+                      _gib(row.kv_pool_bytes_per_gpu) if fits else "-",
+                      f"{row.concurrency_avg:,}", f"{row.concurrency_peak:,}", row.note)
+    console.print(table)
+    console.print(f"[dim]{NOTE}[/]")
+
+
+def _bar(b: MemoryBudget, used: int, width: int = 60) -> Text:
+    parts = [("weights", b.weights_bytes, "magenta"), ("activation", b.activation_bytes, "yellow"),
+             ("overhead", b.overhead_bytes, "red"), ("KV used", used, "green"),
+             ("KV free", max(b.kv_pool_bytes, 0) - used, "cyan")]
+    total = max(b.total_bytes, sum(p[1] for p in parts))
+    bar = Text()
+    for name, value, colour in parts:
+        bar.append("█" * round(width * max(value, 0) / total), style=colour)
+    bar.append("░" * max(width - len(bar.plain), 0), style="dim")
+    legend = "  ".join(f"[{c}]■[/] {n} {_gib(v)}" for n, v, c in parts if v > 0)
+    return Text.from_markup(legend), bar
+
+
+def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
+    b = r.budget
+    console.print(f"[bold]{r.model}[/] on {b.gpu} · TP {b.tp} · PP {b.pp} · {r.ctx_tokens:,}-token requests")
+    console.print(budget_table(b))
+    legend, bar = _bar(b, r.kv_used_bytes)
+    console.print(bar)
+    console.print(legend)
+    style = "green" if r.fits else "red"
+    console.print(f"[bold {style}]{r.verdict}[/] ({fmt_binary(r.bytes_per_request)} per request)")
+    if r.knobs:
+        table = Table(title="What would make it fit", title_justify="left", box=box.SIMPLE_HEAD)
+        for name in ("Change", "Flags", "KV pool/GPU", "Requests", "Fits"):
+            table.add_column(name, justify="right" if name in ("KV pool/GPU", "Requests") else "left")
+        for k in r.knobs:
+            table.add_row(k.change, k.flags, _gib(k.kv_pool_bytes), f"{k.concurrency:,}", "yes" if k.fits else "no")
+        console.print(table)
+    if explain:
+        console.print(explain_table(b.explain))
+    console.print(f"[dim]{NOTE}[/]")
+
+
+def render_plan(console: Console, r: PlanResult) -> None:
+    console.print(f"[bold]{r.model}[/] on {r.gpu}: {r.concurrency:,} concurrent requests of {r.ctx_tokens:,} "
+                  f"tokens, {r.gpus_per_node} GPUs per node")
+    table = Table(title="Smallest deployment per KV dtype", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("KV", "TP", "PP", "Per replica", "Replicas", "GPUs", "Nodes", "KV/request/GPU"):
+        table.add_column(name, justify="left" if name == "KV" else "right")
+    for d in r.best:
+        table.add_row(d.kv_dtype, str(d.tp), str(d.pp), f"{d.concurrency_per_replica:,}", f"{d.replicas:,}",
+                      f"{d.gpus:,}", f"{d.nodes:,}", fmt_binary(d.bytes_per_request_per_gpu))
+    console.print(table)
+    for line in r.infeasible:
+        console.print(f"[red]{line}[/]")
+    console.print("[dim]Pipeline stages hold ceil(layers / PP) layers each; PP adds pipeline bubbles that "
+                  "this memory plan does not price.[/]")
