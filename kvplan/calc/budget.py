@@ -2,7 +2,8 @@
 
     vllm:   pool = total x gpu_memory_utilization - (weights + activation peak + non-torch)
     sglang: pool = free after load - total x (1 - mem_fraction_static),
-            free after load = total - weights - runtime overhead
+            free after load = total - weights - runtime overhead (activations live in the
+            headroom; an --activation-gib given is taken out of the free memory too)
     trtllm: pool = free_gpu_memory_fraction x (total - weights - runtime buffers - overhead)
     raw:    pool = memory - weights                      (the textbook: nothing else)
 
@@ -86,7 +87,7 @@ class Vllm(Engine):
 
 class Sglang(Engine):
     name, util, util_flag, block_size = "sglang", 0.88, "mem_fraction_static", 1
-    formula = "(total - weights - overhead) - total x (1 - util)"
+    formula = "(total - weights - overhead - activation) - total x (1 - util)"
     source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static 0.88, "
               "its default for 80 GB-class GPUs at TP 1")
 

@@ -1,0 +1,305 @@
+"""Capacity: the memory budget of each engine, the strategies of source note 001, vLLM's own
+log reproduced, TP/PP/MoE/MLA cases by hand, and invariants."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvplan.calc.budget import BudgetInputs, activation_estimate, memory_budget
+from kvplan.calc.capacity import Workload, batch_capacity, doubling_capacity, max_context, overview
+from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
+from kvplan.calc.plan import fit, plan
+from kvplan.calc.weights import weights_bytes
+from kvplan.cli import main
+from kvplan.errors import InputError
+from kvplan.units import GIB, MIB
+
+NOTE_001 = BudgetInputs(engine="raw", gpu_mem_bytes=80 * GIB, weights_bytes=16 * GIB)
+
+
+# --- source note 001, under its own assumptions ------------------------------------------------
+
+@pytest.mark.parametrize("out, per_request_mib, fits", [
+    (1024, 192, 341),  # (1024 + 1024/2) x 128 KiB = 192 MiB; 64 GiB / 192 MiB = 341.3
+    (4096, 384, 170),  # (1024 + 4096/2) x 128 KiB = 384 MiB; 64 GiB / 384 MiB = 170.7
+])
+def test_note_001_llama3_8b_on_80gb(catalog, out, per_request_mib, fits):
+    r = batch_capacity(catalog.model("llama3-8b"), catalog.gpu("h100"), Workload(1024, out), NOTE_001)
+    assert r.budget.kv_pool_bytes == 64 * GIB
+    paged = r.strategies[-1]
+    assert paged.bytes_per_request_avg == per_request_mib * MIB
+    assert paged.concurrency_avg == fits
+
+
+def test_note_001_is_one_flag_set_away(capsys):
+    argv = ["batch", "llama3-8b", "--gpu", "h100", "--engine", "raw", "--gpu-mem", "80", "--weights-gib", "16",
+            "--in", "1024", "--out", "1024", "--json"]
+    assert main(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    paged = data["strategies"][-1]
+    assert (paged["strategy"], paged["bytes_per_request_avg"], paged["concurrency_avg"]) == ("paged", 192 * MIB, 341)
+    assert data["realistic_paged"]["concurrency_avg"] < 341  # the realistic default, shown beside it
+
+
+def test_note_001_compute_bound_batch(catalog):
+    # 1000 TFLOPS / 3.0 TB/s with 2 B and 2 FLOPs per parameter: 1e15 x 2 / (2 x 3e12) = 333
+    r = batch_capacity(catalog.model("llama3-8b"), catalog.gpu("h100"), Workload(1024, 1024), BudgetInputs(),
+                       peak_tflops=1000, hbm_gbps=3000)
+    assert r.roofline.compute_bound_batch == 333
+    # the datasheet figures: 989.4 TFLOPS / 3,350 GB/s = 295
+    r = batch_capacity(catalog.model("llama3-8b"), catalog.gpu("h100"), Workload(1024, 1024))
+    assert r.roofline.compute_bound_batch == 295
+    assert r.roofline.peak_source == "h100-sxm dense BF16 datasheet peak"
+
+
+def test_strategies_by_hand(catalog):
+    r = batch_capacity(catalog.model("llama3-8b"), catalog.gpu("h100"), Workload(1000, 500, max_len=8192), NOTE_001)
+    fixed, doubling, paged = r.strategies
+    # average 1,250 tokens, peak 1,500
+    assert fixed.bytes_per_request_avg == 8192 * 131_072 and fixed.concurrency_avg == 64
+    assert doubling.reserved_tokens_avg == 2048 and doubling.reserved_tokens_peak == 2048  # 16 -> ... -> 2048
+    assert paged.reserved_tokens_avg == 1264 and paged.reserved_tokens_peak == 1504  # ceil to 16
+    assert paged.concurrency_avg == 64 * GIB // (79 * 16 * 131_072)  # 79 pages of 2 MiB: 414
+
+
+@pytest.mark.parametrize("tokens, capacity", [(1, 16), (16, 16), (17, 32), (1536, 2048), (2048, 2048), (2049, 4096)])
+def test_doubling_capacity(tokens, capacity):
+    assert doubling_capacity(tokens, 16) == capacity
+
+
+# --- vLLM's own log, reproduced --------------------------------------------------------------------
+
+LOGGED = dict(total=79.19, util=0.95, weights=14.99, activation=1.89, non_torch=0.25)  # GiB, 2 decimals
+
+
+def _vllm_from_log(catalog, delta: float):
+    """The budget with every logged figure moved by `delta` GiB in the direction that grows the pool."""
+    inputs = BudgetInputs(util=LOGGED["util"], gpu_mem_bytes=round((LOGGED["total"] + delta) * GIB),
+                          weights_bytes=round((LOGGED["weights"] - delta) * GIB),
+                          activation_bytes=round((LOGGED["activation"] - delta) * GIB),
+                          overhead_bytes=round((LOGGED["non_torch"] - delta) * GIB))
+    return batch_capacity(catalog.model("llama3.1-8b"), catalog.gpu("h100"), Workload(8192, 0, 8192), inputs)
+
+
+def test_vllm_log_reproduced_within_its_rounding(catalog):
+    exact, low, high = (_vllm_from_log(catalog, d) for d in (0.0, -0.005, 0.005))
+    # pool = 79.19 x 0.95 - (14.99 + 1.89 + 0.25) = 58.1005 GiB; the log prints 58.11
+    assert round(exact.budget.kv_pool_bytes / GIB, 2) == 58.10
+    assert low.budget.kv_pool_bytes / GIB <= 58.11 <= high.budget.kv_pool_bytes / GIB
+    # 16-token pages of 32 x 2 x 8 x 128 x 2 B = 2 MiB: 58.1005 GiB holds 29,747 pages = 475,952 tokens
+    assert exact.budget.page_bytes == 2 * MIB
+    assert exact.budget.token_capacity == 29_747 * 16 == 475_952
+    assert low.budget.token_capacity <= 476_016 <= high.budget.token_capacity
+    # max concurrency at 8,192 tokens: 476,016 / 8,192 = 58.11x
+    assert low.max_concurrency_at_max_len <= 58.11 <= high.max_concurrency_at_max_len
+
+
+def test_vllm_defaults_land_within_5_percent_of_the_log(catalog):
+    r = batch_capacity(catalog.model("llama3.1-8b"), catalog.gpu("h100"), Workload(8192, 0, 8192),
+                       BudgetInputs(util=0.95))
+    assert abs(r.budget.token_capacity / 476_016 - 1) < 0.05
+    assert r.budget.total_bytes == 85_017_493_504  # the H100's CUDA total, measured: 79.18 GiB
+
+
+def test_activation_estimate_by_hand(catalog):
+    value, _ = activation_estimate(catalog.model("llama3.1-8b"), 1, 8192, 1024)
+    # 3 x 8192 x 4096 x 2 + 3 x 8192 x 14336 x 2 + 2 x 1024 x 128256 x 4
+    assert value == 201_326_592 + 704_643_072 + 1_050_673_152 == 1_956_642_816  # 1.82 GiB; the log: 1.89
+
+
+# --- engines ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine, expected", [
+    # vllm: 100 x 0.9 - (20 + 2 + 1) = 67
+    ("vllm", 67),
+    # sglang: (100 - 20 - 1 - 2) - 100 x (1 - 0.9) = 67
+    ("sglang", 67),
+    # trtllm: 0.9 x (100 - 20 - 2 - 1) = 69.3
+    ("trtllm", 69.3),
+    # raw: 100 x 0.9 - (20 + 2 + 1) = 67 when every term is given
+    ("raw", 67),
+])
+def test_engine_formulas(catalog, engine, expected):
+    inputs = BudgetInputs(engine=engine, util=0.9, gpu_mem_bytes=100 * GIB, weights_bytes=20 * GIB,
+                          activation_bytes=2 * GIB, overhead_bytes=1 * GIB)
+    budget = memory_budget(catalog.model("llama3-8b"), catalog.gpu("h100"), inputs)
+    assert budget.kv_pool_bytes == pytest.approx(expected * GIB, abs=1)
+
+
+def test_sglang_ignores_activation_by_default(catalog):
+    b = memory_budget(catalog.model("llama3-8b"), catalog.gpu("h100"), BudgetInputs(engine="sglang"))
+    assert b.activation_bytes == 0 and b.block_size == 1 and b.util == 0.88
+
+
+def test_raw_uses_nominal_memory(catalog):
+    b = memory_budget(catalog.model("llama3-8b"), catalog.gpu("h100"), BudgetInputs(engine="raw"))
+    assert b.kv_pool_bytes == 80 * GIB - 16_060_522_496  # nominal 80 GiB - the checkpoint's bytes
+
+
+# --- weights, TP, PP, MoE, MLA -------------------------------------------------------------------
+
+def test_weights_formats(catalog):
+    model = catalog.model("llama3-8b")
+    embed = 2 * 128_256 * 4096  # untied embedding + LM head stay 16-bit
+    linear = 8_030_261_248 - embed
+    assert weights_bytes(model, "bf16")[0] == 8_030_261_248 * 2
+    assert weights_bytes(model, "fp8")[0] == linear + 2 * embed
+    assert weights_bytes(model, "int4")[0] == -(-linear * 133 // 256) + 2 * embed  # 4 + 20/128 bits = 133/256 B
+    assert weights_bytes(model, "auto")[0] == 16_060_522_496  # the checkpoint's total_size
+
+
+def test_moe_holds_every_expert(catalog):
+    model = catalog.model("mixtral-8x7b")
+    assert weights_bytes(model, "bf16")[0] == 46_702_792_704 * 2  # not the 12.9B active
+
+
+def test_tp_and_pp_split_weights_and_kv(catalog):
+    model = catalog.model("llama3.1-405b")
+    b = memory_budget(model, catalog.gpu("h200"), BudgetInputs(tp=8, pp=2, weights_dtype="bf16"))
+    assert b.weights_bytes == -(-405_853_388_800 * 2 // 16)
+    # 126 layers / 2 stages = 63 per GPU; 8 KV heads / TP 8 = 1: 63 x 2 x 1 x 128 x 2 B per token
+    assert b.kv_bytes_per_token == 63 * 512 == 32_256
+    assert b.page_bytes == 16 * 32_256
+
+
+def test_mla_is_replicated_under_tp(catalog):
+    b = memory_budget(catalog.model("deepseek-v3"), catalog.gpu("h200"), BudgetInputs(tp=8))
+    assert b.kv_bytes_per_token == 61 * 576 * 2 == 70_272  # the whole latent on every rank
+    assert b.weights_bytes == -(-671_026_419_200 // 8)  # fp8 checkpoint, 1 B per parameter
+
+
+def test_max_context_for_a_batch(catalog):
+    model = catalog.model("llama3-8b")
+    r = batch_capacity(model, catalog.gpu("h100"), Workload(1024, 0), NOTE_001, max_ctx_batch=4)
+    # 64 GiB / 4 requests = 16 GiB each = 131,072 tokens of 128 KiB
+    assert r.max_ctx_for_batch == 131_072
+    fmt = resolve_kv_format(model, "auto")
+    assert max_context(model, fmt, r.budget, 10**9) == 0
+
+
+# --- fit and plan ----------------------------------------------------------------------------------
+
+def test_fit_llama3_70b_one_h100_does_not_fit_and_says_what_would(catalog):
+    r = fit(catalog.model("llama3-70b"), catalog.gpu("h100"), 8192)
+    assert not r.fits and r.concurrency == 0
+    assert r.verdict.startswith("does not fit: weights alone take 131.42 GiB")  # 141,107,412,992 B
+    knobs = {k.flags: k for k in r.knobs}
+    assert knobs["--tp 4"].fits and knobs["--weights-dtype int4"].fits
+    assert not knobs["--kv-dtype fp8"].fits  # KV is not the problem
+
+
+def test_fit_verdict_when_it_fits(catalog):
+    r = fit(catalog.model("llama3-8b"), catalog.gpu("h100"), 4096, NOTE_001)
+    assert r.fits and r.concurrency == 128  # 64 GiB / (4096 x 128 KiB = 512 MiB)
+    assert r.kv_used_bytes == 64 * GIB and r.free_bytes == 0
+
+
+def test_plan_llama3_8b(catalog):
+    r = plan(catalog.model("llama3-8b"), catalog.gpu("h100"), 1000, 4096)
+    best = r.best[0]
+    by_tp = {d.tp: d for d in r.candidates if d.pp == 1}
+    # TP 1: 85,017,493,504 x 0.9 - (16,060,522,496 + 1,956,642,816 activation + 268,435,456) = 58,229,568,385 B
+    #       / (4096 x 131,072 B = 512 MiB) = 108 per GPU -> 10 replicas, 10 GPUs
+    assert (by_tp[1].concurrency_per_replica, by_tp[1].gpus) == (108, 10)
+    # TP 4: weights / 4 = 4,015,130,624; activation 3x8192x4096x2 + 3x8192x3584x2 + 2x1024x128256x4 = 1,428,160,512;
+    #       overhead 0.25 + 0.5 GiB NCCL = 805,306,368; pool 76,515,744,153 - those = 70,267,146,649 B
+    #       / (4096 x 32,768 B) = 523 per replica -> 2 replicas, 8 GPUs: the fewest (TP 8 ties at 8; smaller wins)
+    assert (best.tp, best.pp, best.concurrency_per_replica, best.replicas, best.gpus, best.nodes) == (4, 1, 523, 2, 8, 1)
+    assert best.kv_pool_bytes_per_gpu == 70_267_146_649
+    assert all(d.gpus >= best.gpus for d in r.candidates)
+
+
+def test_plan_fleet_and_infeasible(catalog):
+    r = plan(catalog.model("llama3.1-405b"), catalog.gpu("h100"), 1000, 32768, ("bf16", "fp8"))
+    bf16, fp8 = r.best
+    assert fp8.gpus <= bf16.gpus
+    for d in r.best:
+        assert d.concurrency_per_replica * d.replicas >= 1000 and d.gpus == d.replicas * d.tp * d.pp
+    tiny = plan(catalog.model("llama3.1-405b"), catalog.gpu("t4"), 1, 4096, gpus_per_node=1)
+    assert tiny.best == () and "no TP <= 1" in tiny.infeasible[0]
+
+
+def test_overview_lists_every_model(catalog):
+    rows = overview(list(catalog.models.specs.values()), catalog.gpu("h100"), Workload(1024, 1024))
+    by_name = {r.model: r for r in rows}
+    assert len(rows) == len(catalog.models.specs)
+    assert by_name["llama3-8b"].tp == 1 and by_name["llama3-70b"].tp == 2
+    assert by_name["deepseek-v3"].tp is None and "does not fit" in by_name["deepseek-v3"].note
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (["batch", "llama3-8b", "--gpu", "h100", "--util", "0"], "--util 0.0 is outside (0, 1]"),
+    (["batch", "llama3-8b", "--gpu", "h100", "--util", "1.5"], "--util 1.5 is outside (0, 1]"),
+    (["batch", "llama3-8b", "--gpu", "h100", "--in", "-1"], "cannot read '-1' as a token count"),
+    (["batch", "llama3-8b", "--gpu", "h100", "--tp", "3"], "--tp 3 does not divide"),
+    (["batch", "llama3-8b", "--gpu", "h1000"], "unknown GPU 'h1000'"),
+    (["batch", "llama3-8b", "--gpu", "h100", "--engine", "tgi"], "unknown engine 'tgi'"),
+    (["batch", "llama3-8b", "--gpu", "h100", "--weights-gib", "-1"], "--weights-gib must not be negative"),
+    (["fit", "llama3-8b", "--gpu", "h100", "--weights-dtype", "int3"], "unknown weights dtype 'int3'"),
+    (["plan", "llama3-8b", "--gpu", "h100", "--concurrency", "0"], "--concurrency, --ctx and --gpus-per-node"),
+])
+def test_bad_input_exits_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_does_not_fit_is_a_result_not_an_error(capsys):
+    assert main(["fit", "llama3-70b", "--gpu", "l4"]) == 0
+    assert "does not fit: weights alone take" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("command", ["batch", "fit", "plan"])
+def test_help_has_example(capsys, command):
+    assert main([command, "-h"]) == 0
+    assert f"Example: kvplan {command}" in capsys.readouterr().out
+
+
+# --- invariants ------------------------------------------------------------------------------------
+
+MODELS = ["llama3-8b", "mistral-7b-v0.1", "gemma3-27b", "qwen3-30b-a3b", "deepseek-v2-lite", "jamba-v0.1"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(name=st.sampled_from(MODELS), mem=st.integers(40, 200), extra=st.integers(0, 100),
+       inp=st.integers(1, 20_000), out=st.integers(0, 20_000))
+def test_more_memory_never_lowers_concurrency(catalog, name, mem, extra, inp, out):
+    model, gpu = catalog.model(name), catalog.gpu("h100")
+    small = batch_capacity(model, gpu, Workload(inp, out), BudgetInputs(gpu_mem_bytes=mem * GIB))
+    large = batch_capacity(model, gpu, Workload(inp, out), BudgetInputs(gpu_mem_bytes=(mem + extra) * GIB))
+    for a, b in zip(small.strategies, large.strategies):
+        assert b.concurrency_avg >= a.concurrency_avg and b.concurrency_peak >= a.concurrency_peak
+
+
+@settings(max_examples=50, deadline=None)
+@given(name=st.sampled_from(MODELS), inp=st.integers(1, 30_000), out=st.integers(0, 30_000),
+       block=st.sampled_from([1, 8, 16, 32]))
+def test_paged_never_below_contiguous_and_never_overfills(catalog, name, inp, out, block):
+    model = catalog.model(name)
+    # a max_len that is a whole number of pages, as deployed ones are: a contiguous slot of exactly
+    # 9 tokens beats two 8-token pages, so the invariant needs max_len page-aligned
+    workload = Workload(inp, out, max_len=-(-(inp + out) // block) * block)
+    r = batch_capacity(model, catalog.gpu("h100"), workload, BudgetInputs(block_size=block))
+    fixed, doubling, paged = r.strategies
+    for strategy in (fixed, doubling):
+        assert paged.concurrency_avg >= strategy.concurrency_avg
+        assert paged.concurrency_peak >= strategy.concurrency_peak
+    for s in r.strategies:
+        assert s.concurrency_avg * s.bytes_per_request_avg <= max(r.budget.kv_pool_bytes, 0)
+        assert s.concurrency_peak * s.bytes_per_request_peak <= max(r.budget.kv_pool_bytes, 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 5000), ctx=st.integers(1, 65_536))
+def test_plan_serves_the_load(catalog, n, ctx):
+    r = plan(catalog.model("llama3-70b"), catalog.gpu("h100"), n, ctx, ("bf16", "fp8"))
+    for d in r.best:
+        assert d.concurrency_per_replica * d.replicas >= n
+        assert d.gpus == d.replicas * d.tp * d.pp and d.tp <= 8
