@@ -29,7 +29,7 @@ def budget_table(b: MemoryBudget) -> Table:
     table.add_column("Bytes", justify="right", no_wrap=True)
     table.add_column("Source")
     table.add_row("total", _gib(b.total_bytes), f"{b.total_bytes:,}", b.total_source)
-    table.add_row(f"x {b.util_flag}", f"{b.util:g}", "", b.util_source)
+    table.add_row("x util", f"{b.util:g}", "", f"{b.util_flag}, {b.util_source}")
     for term, value, source in (("weights", b.weights_bytes, b.weights_source),
                                 ("activation", b.activation_bytes, b.activation_source),
                                 ("overhead", b.overhead_bytes, b.overhead_source)):
@@ -99,14 +99,14 @@ def render_overview(console: Console, rows: Sequence[OverviewRow], gpu: GpuSpec,
     title = (f"Every model on {gpu.name} ({inputs.engine}, KV {inputs.kv_dtype}): {workload.in_tokens:,} in / "
              f"{workload.out_tokens:,} out, at the smallest TP that serves one request")
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("Model", "Params", "TP", "Weights/GPU", "KV pool/GPU", "Fit avg", "Fit peak", "Note"):
-        table.add_column(name, justify="left" if name in ("Model", "Note") else "right")
+    for name in ("Model", "TP", "Weights GiB/GPU", "KV GiB/GPU", "Fit avg", "Fit peak", "Note"):
+        table.add_column(name, justify="left" if name in ("Model", "Note") else "right", no_wrap=name == "Model")
     for row in rows:
         fits = row.tp is not None
-        table.add_row(row.model, f"{row.params_total / 1e9:,.1f}B", str(row.tp) if fits else "-",
-                      _gib(row.weights_bytes_per_gpu) if fits else "-",
-                      _gib(row.kv_pool_bytes_per_gpu) if fits else "-",
-                      f"{row.concurrency_avg:,}", f"{row.concurrency_peak:,}", row.note)
+        gib = lambda n: f"{n / GIB:,.1f}" if fits else "-"  # noqa: E731
+        table.add_row(row.model, str(row.tp) if fits else "-", gib(row.weights_bytes_per_gpu),
+                      gib(row.kv_pool_bytes_per_gpu), f"{row.concurrency_avg:,}", f"{row.concurrency_peak:,}",
+                      row.note)
     console.print(table)
     console.print(f"[dim]{NOTE}[/]")
 

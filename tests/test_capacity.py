@@ -229,7 +229,7 @@ def test_overview_lists_every_model(catalog):
     by_name = {r.model: r for r in rows}
     assert len(rows) == len(catalog.models.specs)
     assert by_name["llama3-8b"].tp == 1 and by_name["llama3-70b"].tp == 2
-    assert by_name["deepseek-v3"].tp is None and "does not fit" in by_name["deepseek-v3"].note
+    assert by_name["deepseek-v3"].tp is None and by_name["deepseek-v3"].note == "> 8 GPUs"
 
 
 # --- bad input -------------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def overview(models, gpu: GpuSpec, workload: Workload, inputs: BudgetInputs = Bu
     for model in models:
         row = OverviewRow(model=model.name, params_total=model.params_total, tp=None, weights_bytes_per_gpu=None,
                           kv_pool_bytes_per_gpu=None, concurrency_avg=0, concurrency_peak=0,
-                          note=f"does not fit on {OVERVIEW_TP[-1]} x {gpu.name}")
+                          note=f"> {OVERVIEW_TP[-1]} GPUs")
         for tp in OVERVIEW_TP:
             try:
                 budget = memory_budget(model, gpu, replace(inputs, tp=tp))
@@ -143,7 +143,7 @@ def overview(models, gpu: GpuSpec, workload: Workload, inputs: BudgetInputs = Bu
                                   weights_bytes_per_gpu=budget.weights_bytes, kv_pool_bytes_per_gpu=budget.kv_pool_bytes,
                                   concurrency_avg=paged.concurrency_avg, concurrency_peak=paged.concurrency_peak,
                                   note="" if workload.peak_tokens <= model.max_context else
-                                  f"workload beyond max context {model.max_context:,}")
+                                  f"beyond max context {model.max_context:,}")
                 break
         rows.append(row)
     return tuple(rows)
