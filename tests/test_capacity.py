@@ -303,3 +303,29 @@ def test_plan_serves_the_load(catalog, n, ctx):
     for d in r.best:
         assert d.concurrency_per_replica * d.replicas >= n
         assert d.gpus == d.replicas * d.tp * d.pp and d.tp <= 8
+
+
+BUDGET_KEYS = {
+    "engine", "engine_formula", "engine_source", "model", "gpu", "tp", "pp", "kv_dtype", "block_size", "util",
+    "util_flag", "util_source", "total_bytes", "total_source", "weights_bytes", "weights_source",
+    "activation_bytes", "activation_source", "overhead_bytes", "overhead_source", "kv_pool_bytes",
+    "weights_fit", "page_bytes", "kv_bytes_per_token", "num_blocks", "token_capacity", "explain"}
+
+
+@pytest.mark.parametrize("argv, keys", [
+    (["batch", "llama3-8b", "--gpu", "h100"],
+     {"model", "gpu", "in_tokens", "out_tokens", "avg_tokens", "peak_tokens", "max_len", "budget", "strategies",
+      "max_concurrency_at_max_len", "roofline", "max_ctx_for_batch", "max_ctx_batch", "realistic_kv_pool_bytes",
+      "realistic_paged"}),
+    (["fit", "llama3-8b", "--gpu", "h100"],
+     {"model", "gpu", "ctx_tokens", "budget", "bytes_per_request", "concurrency", "kv_used_bytes", "free_bytes",
+      "fits", "verdict", "knobs"}),
+    (["plan", "llama3-8b", "--gpu", "h100"],
+     {"model", "gpu", "concurrency", "ctx_tokens", "gpus_per_node", "best", "candidates", "infeasible"}),
+])
+def test_json_schemas_are_stable(capsys, argv, keys):
+    assert main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == keys
+    if "budget" in data:
+        assert set(data["budget"]) == BUDGET_KEYS
