@@ -137,7 +137,7 @@ def plan(
     gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", help="GPUs per node (TP stays inside one).")] = 8,
     engine: EngineOpt = "vllm", weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None,
     gpu_mem: GpuMemOpt = None, overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
-    json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+    explain: ExplainOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """The smallest deployment (TP, PP, replicas, GPUs, nodes) serving N concurrent requests of CTX tokens.
 
@@ -152,5 +152,5 @@ def plan(
     cat = catalog(specs)
     dtypes = tuple(d.strip() for d in kv_dtypes.split(",") if d.strip())
     result = plan_(cat.model(model), cat.gpu(gpu), concurrency, tokens(ctx), dtypes, inputs, gpus_per_node)
-    print_json(console, result) if json else render_plan(console, result)
+    print_json(console, result) if json else render_plan(console, result, explain=explain)
 

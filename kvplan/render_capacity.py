@@ -145,7 +145,7 @@ def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
     console.print(f"[dim]{NOTE}[/]")
 
 
-def render_plan(console: Console, r: PlanResult) -> None:
+def render_plan(console: Console, r: PlanResult, explain: bool = False) -> None:
     console.print(f"[bold]{r.model}[/] on {r.gpu}: {r.concurrency:,} concurrent requests of {r.ctx_tokens:,} "
                   f"tokens, {r.gpus_per_node} GPUs per node")
     table = Table(title="Smallest deployment per KV dtype", title_justify="left", box=box.SIMPLE_HEAD)
@@ -157,5 +157,7 @@ def render_plan(console: Console, r: PlanResult) -> None:
     console.print(table)
     for line in r.infeasible:
         console.print(f"[red]{line}[/]")
+    if explain:
+        console.print(explain_table(r.explain))
     console.print("[dim]Pipeline stages hold ceil(layers / PP) layers each; PP adds pipeline bubbles that "
                   "this memory plan does not price.[/]")

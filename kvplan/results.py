@@ -209,6 +209,7 @@ class PlanResult(Result):
     best: tuple[Deployment, ...]
     candidates: tuple[Deployment, ...]
     infeasible: tuple[str, ...]
+    explain: tuple[Step, ...] = ()
 
 
 class OverviewRow(Result):

@@ -106,6 +106,25 @@ def test_vllm_defaults_land_within_5_percent_of_the_log(catalog):
     assert r.budget.total_bytes == 85_017_493_504  # the H100's CUDA total, measured: 79.18 GiB
 
 
+def test_vllm_tp2_log_reproduced(catalog):
+    """vLLM 0.19, 2 x H100, Llama-3.3-70B FP8, util 0.95: weights 33.88, activation 1.96, non-torch
+    2.1 GiB -> 37.28 GiB, 244,304 tokens, 29.82x at 8,192 (examples/engine_logs.md, section 2)."""
+    model, gpu = catalog.model("llama3.3-70b"), catalog.gpu("h100")
+    logged = BudgetInputs(tp=2, util=0.95, gpu_mem_bytes=round(79.19 * GIB), weights_bytes=round(33.88 * GIB),
+                          activation_bytes=round(1.96 * GIB), overhead_bytes=round(2.1 * GIB))
+    r = batch_capacity(model, gpu, Workload(8192, 0, 8192), logged)
+    # 79.19 x 0.95 - (33.88 + 1.96 + 2.1) = 37.2905 GiB; pages of 16 x 80 x 2 x 4 x 128 x 2 B = 2.5 MiB
+    assert r.budget.page_bytes == 16 * 163_840
+    # int(85,029,615,043 x 0.95) - (36,378,372,997 + 2,104,533,975 + 2,254,857,830) = 40,040,369,488 B
+    assert r.budget.kv_pool_bytes == 80_778_134_290 - (36_378_372_997 + 2_104_533_975 + 2_254_857_830)
+    assert r.budget.token_capacity == 40_040_369_488 // 2_621_440 * 16 == 244_384  # 15,274 pages
+    # each of the 4 figures is rounded to 0.005 GiB: 0.02 GiB = 131 tokens of 163,840 B; 244,384 - 244,304 = 80
+    assert abs(r.budget.token_capacity - 244_304) <= 0.02 * GIB / 163_840
+    # from defaults (fp8 weights, estimated activation, 2.1 GiB non-torch at TP 2): within 5%
+    defaults = batch_capacity(model, gpu, Workload(8192, 0, 8192), BudgetInputs(tp=2, util=0.95, weights_dtype="fp8"))
+    assert abs(defaults.budget.token_capacity / 244_304 - 1) < 0.05
+
+
 def test_activation_estimate_by_hand(catalog):
     value, _ = activation_estimate(catalog.model("llama3.1-8b"), 1, 8192, 1024)
     # 3 x 8192 x 4096 x 2 + 3 x 8192 x 14336 x 2 + 2 x 1024 x 128256 x 4
@@ -207,10 +226,13 @@ def test_plan_llama3_8b(catalog):
     #       / (4096 x 131,072 B = 512 MiB) = 108 per GPU -> 10 replicas, 10 GPUs
     assert (by_tp[1].concurrency_per_replica, by_tp[1].gpus) == (108, 10)
     # TP 4: weights / 4 = 4,015,130,624; activation 3x8192x4096x2 + 3x8192x3584x2 + 2x1024x128256x4 = 1,428,160,512;
-    #       overhead 0.25 + 0.5 GiB NCCL = 805,306,368; pool 76,515,744,153 - those = 70,267,146,649 B
-    #       / (4096 x 32,768 B) = 523 per replica -> 2 replicas, 8 GPUs: the fewest (TP 8 ties at 8; smaller wins)
-    assert (best.tp, best.pp, best.concurrency_per_replica, best.replicas, best.gpus, best.nodes) == (4, 1, 523, 2, 8, 1)
-    assert best.kv_pool_bytes_per_gpu == 70_267_146_649
+    #       overhead 0.25 GiB + 1.85 GiB NCCL = 268,435,456 + 1,986,422,374 = 2,254,857,830;
+    #       pool 76,515,744,153 - those = 68,817,595,187 B / (4096 x 32,768 B) = 512 per replica
+    #       -> 2 replicas, 8 GPUs: the fewest (TP 8 ties at 8; the smaller replica wins)
+    assert (best.tp, best.pp, best.concurrency_per_replica, best.replicas, best.gpus, best.nodes) == (4, 1, 512, 2, 8, 1)
+    assert best.kv_pool_bytes_per_gpu == 68_817_595_187
+    steps = {step.label: step for step in r.explain}
+    assert steps["bf16 TP4 x PP1: replicas"].formula == "ceil(1,000 / 512)"
     assert all(d.gpus >= best.gpus for d in r.candidates)
 
 
@@ -321,7 +343,7 @@ BUDGET_KEYS = {
      {"model", "gpu", "ctx_tokens", "budget", "bytes_per_request", "concurrency", "kv_used_bytes", "free_bytes",
       "fits", "verdict", "knobs"}),
     (["plan", "llama3-8b", "--gpu", "h100"],
-     {"model", "gpu", "concurrency", "ctx_tokens", "gpus_per_node", "best", "candidates", "infeasible"}),
+     {"model", "gpu", "concurrency", "ctx_tokens", "gpus_per_node", "best", "candidates", "infeasible", "explain"}),
 ])
 def test_json_schemas_are_stable(capsys, argv, keys):
     assert main([*argv, "--json"]) == 0

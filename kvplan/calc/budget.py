@@ -25,8 +25,9 @@ from kvplan.units import GIB, ceil_div
 # vLLM's non-torch memory (CUDA context allocations outside PyTorch's caching allocator, cuBLAS
 # workspaces) as logged on one H100 at TP 1: "non-torch memory takes 0.25GiB".
 NON_TORCH_BYTES = GIB // 4
-# NCCL and custom all-reduce buffers when tensor-parallel ranks talk (per GPU).
-TP_COMM_BYTES = GIB // 2
+# NCCL and custom all-reduce buffers when ranks talk (per GPU): vLLM 0.19 logs non-torch memory of
+# 2.1 GiB (Llama-3.3-70B) and 2.07 GiB (gpt-oss-20b) at TP 2 on H100s, against 0.25 GiB at TP 1.
+TP_COMM_BYTES = round(1.85 * GIB)  # 0.25 + 1.85 = 2.1 GiB at TP > 1
 # SGLang and TensorRT-LLM: the CUDA context and NCCL outside the weights, per GPU. The measured
 # CUDA context of PyTorch 2.11 on an H100 is 528.8 MiB (kvplan probe notes).
 RUNTIME_OVERHEAD_BYTES = 529 * 2**20
@@ -50,8 +51,8 @@ class Engine:
             return Term(gpu.usable_memory_bytes, f"{gpu.name} as the driver reports it")
         return Term(gpu.memory_bytes, f"{gpu.name} nominal (no driver figure known)")
 
-    def activation(self, model: ModelSpec, inputs: BudgetInputs, total: int) -> Term:
-        tokens, seqs = default_batch_limits(total)
+    def activation(self, model: ModelSpec, gpu: GpuSpec, inputs: BudgetInputs, total: int) -> Term:
+        tokens, seqs = default_batch_limits(gpu, total)
         tokens = inputs.max_num_batched_tokens or tokens
         seqs = inputs.max_num_seqs or seqs
         value, formula = activation_estimate(model, inputs.tp, tokens, seqs)
@@ -63,6 +64,9 @@ class Engine:
         note = f" + NCCL for {gpus} GPUs" if comm else ""
         formula = f"{RUNTIME_OVERHEAD_BYTES:,} B" + (f" + {comm:,} B" if comm else "")
         return Term(RUNTIME_OVERHEAD_BYTES + comm, f"CUDA context, measured{note}", formula)
+
+    def default_util(self, inputs: BudgetInputs) -> float:
+        return self.util
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         raise NotImplementedError
@@ -88,10 +92,14 @@ class Vllm(Engine):
 class Sglang(Engine):
     name, util, util_flag, block_size = "sglang", 0.88, "mem_fraction_static", 1
     formula = "(total - weights - overhead - activation) - total x (1 - util)"
-    source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static 0.88, "
-              "its default for 80 GB-class GPUs at TP 1")
+    source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static by TP size "
+              "(server_args: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16)")
 
-    def activation(self, model, inputs, total):
+    def default_util(self, inputs: BudgetInputs) -> float:
+        gpus = inputs.tp * inputs.pp
+        return next(frac for size, frac in ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87), (1, 0.88)) if gpus >= size)
+
+    def activation(self, model, gpu, inputs, total):
         return Term(0, "in the (1 - mem_fraction_static) headroom")
 
     def pool(self, total, util, weights, activation, overhead):
@@ -116,7 +124,7 @@ class Raw(Engine):
     def total_memory(self, gpu):
         return Term(gpu.memory_bytes, f"{gpu.name} nominal")
 
-    def activation(self, model, inputs, total):
+    def activation(self, model, gpu, inputs, total):
         return Term(0, "none, by definition")
 
     def overhead(self, inputs):
@@ -176,10 +184,11 @@ class BudgetInputs:
         return BudgetInputs(tp=self.tp, pp=self.pp, kv_dtype=self.kv_dtype, weights_dtype=self.weights_dtype)
 
 
-def default_batch_limits(gpu_bytes: int) -> tuple[int, int]:
+def default_batch_limits(gpu: GpuSpec, gpu_bytes: int) -> tuple[int, int]:
     """vLLM V1 (OpenAI server) defaults: 8192 batched tokens and 1024 sequences on GPUs of at
-    least 70 GiB, else 2048 and 256 (vllm/engine/arg_utils.py)."""
-    return (8192, 1024) if gpu_bytes >= 70 * GIB else (2048, 256)
+    least 70 GiB other than the A100, else 2048 and 256 (vllm/engine/arg_utils.py, PR #17885)."""
+    large = gpu_bytes >= 70 * GIB and not gpu.name.startswith("a100")
+    return (8192, 1024) if large else (2048, 256)
 
 
 def activation_estimate(model: ModelSpec, tp: int, tokens: int, seqs: int) -> tuple[int, str]:
@@ -217,14 +226,14 @@ def _check(inputs: BudgetInputs, util: float) -> None:
 def memory_budget(model: ModelSpec, gpu: GpuSpec, inputs: BudgetInputs = BudgetInputs()) -> MemoryBudget:
     """One GPU of a tp x pp replica: each term of the budget and the KV pool it leaves."""
     engine = engine_preset(inputs.engine)
-    util = engine.util if inputs.util is None else inputs.util
+    util = engine.default_util(inputs) if inputs.util is None else inputs.util
     _check(inputs, util)
     block = inputs.block_size or engine.block_size
     check_size_inputs(model, 1, 1, inputs.tp, block)
     fmt = resolve_kv_format(model, inputs.kv_dtype)
     total = _given(inputs.gpu_mem_bytes, "--gpu-mem") or engine.total_memory(gpu)
     weights = _given(inputs.weights_bytes, "--weights-gib") or _weights(model, inputs)
-    activation = _given(inputs.activation_bytes, "--activation-gib") or engine.activation(model, inputs, total.value)
+    activation = _given(inputs.activation_bytes, "--activation-gib") or engine.activation(model, gpu, inputs, total.value)
     overhead = _given(inputs.overhead_bytes, "--overhead-gib") or engine.overhead(inputs)
     pool = engine.pool(total.value, util, weights.value, activation.value, overhead.value)
 

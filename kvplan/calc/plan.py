@@ -9,7 +9,7 @@ from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.capacity import max_context
 from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
 from kvplan.errors import InputError, KvplanError
-from kvplan.results import Deployment, FitResult, Knob, MemoryBudget, PlanResult
+from kvplan.results import Deployment, FitResult, Knob, MemoryBudget, PlanResult, Step
 from kvplan.specs import GpuSpec, ModelSpec
 from kvplan.units import ceil_div, fmt_binary
 
@@ -109,4 +109,17 @@ def plan(model: ModelSpec, gpu: GpuSpec, concurrency: int, ctx: int, kv_dtypes: 
         candidates.extend(options)
     return PlanResult(model=model.name, gpu=gpu.name, concurrency=concurrency, ctx_tokens=ctx,
                       gpus_per_node=gpus_per_node, best=tuple(best), candidates=tuple(candidates),
-                      infeasible=tuple(infeasible))
+                      infeasible=tuple(infeasible),
+                      explain=tuple(step for d in best for step in _explain(d, concurrency, gpus_per_node)))
+
+
+def _explain(d: Deployment, n: int, per_node: int) -> list[Step]:
+    name = f"{d.kv_dtype} TP{d.tp} x PP{d.pp}"
+    return [
+        Step(label=f"{name}: requests per replica",
+             formula=f"floor({max(d.kv_pool_bytes_per_gpu, 0):,} B pool / {d.bytes_per_request_per_gpu:,} B per request)",
+             value=f"{d.concurrency_per_replica:,}"),
+        Step(label=f"{name}: replicas", formula=f"ceil({n:,} / {d.concurrency_per_replica:,})", value=f"{d.replicas:,}"),
+        Step(label=f"{name}: GPUs", formula=f"{d.replicas:,} x {d.tp} x {d.pp}", value=f"{d.gpus:,}"),
+        Step(label=f"{name}: nodes", formula=f"ceil({d.gpus:,} / {per_node})", value=f"{d.nodes:,}"),
+    ]
