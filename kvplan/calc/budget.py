@@ -184,10 +184,10 @@ class BudgetInputs:
         return BudgetInputs(tp=self.tp, pp=self.pp, kv_dtype=self.kv_dtype, weights_dtype=self.weights_dtype)
 
 
-def default_batch_limits(gpu: GpuSpec, gpu_bytes: int) -> tuple[int, int]:
+def default_batch_limits(gpu: GpuSpec | None, gpu_bytes: int) -> tuple[int, int]:
     """vLLM V1 (OpenAI server) defaults: 8192 batched tokens and 1024 sequences on GPUs of at
     least 70 GiB other than the A100, else 2048 and 256 (vllm/engine/arg_utils.py, PR #17885)."""
-    large = gpu_bytes >= 70 * GIB and not gpu.name.startswith("a100")
+    large = gpu_bytes >= 70 * GIB and not (gpu is not None and gpu.name.startswith("a100"))
     return (8192, 1024) if large else (2048, 256)
 
 
@@ -223,8 +223,11 @@ def _check(inputs: BudgetInputs, util: float) -> None:
             raise InputError(f"{flag} must not be negative")
 
 
-def memory_budget(model: ModelSpec, gpu: GpuSpec, inputs: BudgetInputs = BudgetInputs()) -> MemoryBudget:
-    """One GPU of a tp x pp replica: each term of the budget and the KV pool it leaves."""
+def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = BudgetInputs()) -> MemoryBudget:
+    """One GPU of a tp x pp replica: each term of the budget and the KV pool it leaves.
+    `gpu` may be None when --gpu-mem gives the memory (the probe's local device)."""
+    if gpu is None and inputs.gpu_mem_bytes is None:
+        raise InputError("a budget needs a GPU from the database or its memory (--gpu-mem)")
     engine = engine_preset(inputs.engine)
     util = engine.default_util(inputs) if inputs.util is None else inputs.util
     _check(inputs, util)
@@ -233,7 +236,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec, inputs: BudgetInputs = BudgetI
     fmt = resolve_kv_format(model, inputs.kv_dtype)
     total = _given(inputs.gpu_mem_bytes, "--gpu-mem") or engine.total_memory(gpu)
     weights = _given(inputs.weights_bytes, "--weights-gib") or _weights(model, inputs)
-    activation = _given(inputs.activation_bytes, "--activation-gib") or engine.activation(model, gpu, inputs, total.value)
+    activation = (_given(inputs.activation_bytes, "--activation-gib")
+                  or engine.activation(model, gpu, inputs, total.value))
     overhead = _given(inputs.overhead_bytes, "--overhead-gib") or engine.overhead(inputs)
     pool = engine.pool(total.value, util, weights.value, activation.value, overhead.value)
 
@@ -245,7 +249,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec, inputs: BudgetInputs = BudgetI
     steps = _explain(engine, terms, util, pool, page, blocks, block)
     return MemoryBudget(
         engine=engine.name, engine_formula=engine.formula, engine_source=engine.source,
-        model=model.name, gpu=gpu.name, tp=inputs.tp, pp=inputs.pp, kv_dtype=fmt.name,
+        model=model.name, gpu=gpu.name if gpu else "local device", tp=inputs.tp, pp=inputs.pp, kv_dtype=fmt.name,
         block_size=block, util=util, util_flag=engine.util_flag,
         util_source="--util" if inputs.util is not None else "engine default",
         total_bytes=total.value, total_source=total.source, weights_bytes=weights.value,

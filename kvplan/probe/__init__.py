@@ -1,0 +1,21 @@
+"""The probe: allocate paged KV on a real device, run paged decode attention, check the plan.
+
+The only part of kvplan that imports torch (and, on CUDA, Triton and NVML). Install with
+`pip install 'kvplan[probe]'`.
+"""
+
+from __future__ import annotations
+
+from kvplan.errors import KvplanError
+
+
+class ProbeUnavailable(KvplanError):
+    """torch (the `probe` extra) is not installed."""
+
+
+def require_torch():
+    try:
+        import torch
+    except ImportError:
+        raise ProbeUnavailable("kvplan probe needs PyTorch; install it with: pip install 'kvplan[probe]'") from None
+    return torch

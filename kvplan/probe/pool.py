@@ -1,0 +1,58 @@
+"""Allocate the paged KV pool for real: one tensor per attention layer, every byte accounted.
+
+Full, sliding and chunked layers get FlashInfer's layout [num_pages, 2, page_size, kv_heads,
+head_dim] in the KV dtype; an MLA latent, or a format with per-group scales (int8, int4), gets its
+pages as raw bytes [num_pages, page_bytes]. Mamba states are per request, not pages: not allocated.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+from kvplan.calc.kv import layers_kv
+from kvplan.specs import ModelSpec
+from kvplan.units import KvFormat
+
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+                "fp8": getattr(torch, "float8_e4m3fn", None)}
+
+
+def layer_shapes(model: ModelSpec, fmt: KvFormat, num_blocks: int, block: int) -> list[tuple[tuple[int, ...], torch.dtype]]:
+    """(shape, dtype) of each allocated layer's pages, in layer-group order."""
+    shapes = []
+    for group, layer in zip(model.layers, layers_kv(model, 1, fmt, 1, block)):
+        if layer.state_bytes_per_layer:
+            continue  # Mamba: a per-request state, not pages
+        dtype = TORCH_DTYPES.get(fmt.name)
+        heads = getattr(group, "num_kv_heads", None)
+        if dtype is not None and heads and group.kind != "mha":
+            shape, dtype_ = (num_blocks, 2, block, heads, group.head_dim), dtype
+        else:
+            shape, dtype_ = (num_blocks, layer.page_bytes_per_layer), torch.uint8
+        shapes.extend([(shape, dtype_)] * group.count)
+    return shapes
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    return t.untyped_storage().nbytes()
+
+
+@contextmanager
+def allocated(shapes, device: torch.device):
+    """Allocate every layer's pages; release them however the block ends (errors, Ctrl-C)."""
+    tensors: list[torch.Tensor] = []
+    try:
+        for shape, dtype in shapes:
+            tensors.append(torch.empty(shape, dtype=dtype, device=device))
+        yield tensors
+    finally:
+        tensors.clear()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.empty_cache()
+
+
+def allocator_bytes(device: torch.device) -> int | None:
+    return torch.cuda.memory_allocated(device) if device.type == "cuda" else None

@@ -1,0 +1,282 @@
+"""`kvplan probe`: capacity check, page table, attention correctness, bandwidth. One run.
+
+The capacity calculator predicts how many pages fit in what this device has free (less a margin,
+capped by --max-gib, and less the weights and activations with --with-weights); the pool is then
+allocated for real, and every byte must match. Everything allocated is released on the way out,
+whatever happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from kvplan.calc.budget import BudgetInputs, activation_estimate, default_batch_limits, memory_budget
+from kvplan.calc.kv import resolve_kv_format
+from kvplan.calc.weights import weights_bytes
+from kvplan.errors import InputError
+from kvplan.probe import attention, bench
+from kvplan.probe.device import CPU_CAP_BYTES, DeviceInfo, database_gpu_name, device_info, resolve_device
+from kvplan.probe.page_table import PageTable, build_page_table, check_page_table
+from kvplan.probe.pool import allocated, allocator_bytes, layer_shapes, tensor_bytes
+from kvplan.results import (ProbeBandwidth, ProbeCheck, ProbeCorrectness, ProbeMemory, ProbePageTable, ProbePool,
+                            ProbeResult)
+from kvplan.specs import GpuSpec, ModelSpec
+from kvplan.units import GIB, MIB, fmt_binary
+
+COPY_BYTES = {"cuda": GIB, "cpu": 64 * MIB}
+CORRECTNESS_REQUESTS = 4  # requests checked against the float64 reference on the real pool
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    device: str | None = None
+    ctx: int | None = None  # default: 4096 on CUDA, 1024 on the CPU
+    batch: int | None = None  # default: 64 on CUDA, 4 on the CPU
+    kv_dtype: str = "auto"
+    block_size: int = 16
+    util: float = 0.9
+    max_gib: float | None = None
+    with_weights: bool = False
+    impl: str = "auto"  # auto, triton, torch
+    seed: int = 0
+
+
+def _budget(model: ModelSpec, info: DeviceInfo, opts: ProbeOptions) -> tuple[ProbeMemory, object]:
+    margin = max(512 * MIB, info.total_bytes // 50) if info.is_cuda else 0
+    cap = (round(opts.max_gib * GIB) if opts.max_gib is not None
+           else None if info.is_cuda else CPU_CAP_BYTES)
+    usable = info.free_bytes - margin if cap is None else min(info.free_bytes - margin, cap)
+    weights = activation = 0
+    if opts.with_weights:
+        weights = weights_bytes(model, "auto")[0]
+        tokens, seqs = default_batch_limits(None, info.total_bytes)
+        activation = activation_estimate(model, 1, tokens, seqs)[0]
+        if weights + activation >= usable:
+            raise InputError(f"{model.name} does not fit on {info.name}: weights {fmt_binary(weights)} + activations "
+                             f"{fmt_binary(activation)} exceed the {fmt_binary(usable)} the probe may use; "
+                             "drop --with-weights or pick a smaller model")
+    budget = memory_budget(model, None, BudgetInputs(
+        engine="raw", util=opts.util, gpu_mem_bytes=max(usable, 0), weights_bytes=weights,
+        activation_bytes=activation, overhead_bytes=0, kv_dtype=opts.kv_dtype, block_size=opts.block_size))
+    memory = ProbeMemory(total_bytes=info.total_bytes, free_bytes=info.free_bytes, nvml_total_bytes=info.nvml_total_bytes,
+                         nvml_used_bytes=info.nvml_used_bytes, margin_bytes=margin, cap_bytes=cap,
+                         weights_reserved_bytes=weights, activation_reserved_bytes=activation,
+                         budget_bytes=max(usable, 0))
+    return memory, budget
+
+
+def _check_inputs(model: ModelSpec, opts: ProbeOptions, ctx: int, batch: int) -> None:
+    if not 0 < opts.util <= 1:
+        raise InputError(f"--util {opts.util} is outside (0, 1]")
+    if ctx < 1 or batch < 1:
+        raise InputError("--ctx and --batch must be at least 1")
+    if ctx > model.max_context:
+        raise InputError(f"--ctx {ctx:,} is beyond {model.name}'s max context {model.max_context:,}; lower --ctx")
+    if opts.impl not in ("auto", "triton", "torch"):
+        raise InputError(f"--impl {opts.impl} is not one of auto, triton, torch")
+    if opts.max_gib is not None and opts.max_gib <= 0:
+        raise InputError("--max-gib must be positive")
+
+
+def _impl(opts: ProbeOptions, device: torch.device) -> tuple[str, Callable]:
+    if opts.impl == "torch" or (opts.impl == "auto" and device.type != "cuda"):
+        return "torch", attention.paged_decode_torch
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        if opts.impl == "triton":
+            raise InputError("--impl triton needs Triton: pip install triton") from None
+        return "torch", attention.paged_decode_torch
+    if device.type != "cuda":
+        import os
+
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            raise InputError("--impl triton on the CPU needs TRITON_INTERPRET=1 (Triton's interpreter)")
+    return "triton", attention.paged_decode_triton
+
+
+def _fill_random(cache: torch.Tensor, table: PageTable, generator: torch.Generator) -> None:
+    """Random K/V in the pages the requests use: never time or test on zeros."""
+    pages = table.kv_indices.long().to(cache.device)
+    for chunk in pages.split(4096):
+        shape = (chunk.numel(), *cache.shape[1:])
+        cache[chunk] = torch.randn(shape, generator=generator, device=cache.device, dtype=torch.float32).to(cache.dtype)
+
+
+def _correctness(run: Callable, impl: str, q: torch.Tensor, cache: torch.Tensor, table: PageTable) -> ProbeCorrectness:
+    n = min(table.batch, CORRECTNESS_REQUESTS)
+    sub = PageTable(table.kv_indptr[: n + 1], table.kv_indices[: int(table.kv_indptr[n])],
+                    table.kv_last_page_len[:n], table.page_size)
+    out = torch.full_like(q[:n], float("nan"))  # poisoned: every element must be written
+    run(q[:n].contiguous(), cache, sub, out=out) if impl == "triton" else out.copy_(run(q[:n].contiguous(), cache, sub))
+    keys, values = zip(*(attention.gather_kv(cache, sub, i) for i in range(n)))
+    ref = attention.dense_reference(q[:n], list(keys), list(values))
+    error = attention.relative_error(out, ref) if bool(torch.isfinite(out).all()) else float("inf")
+    bound = attention.ERROR_BOUNDS.get(q.dtype, 2e-2)
+    return ProbeCorrectness(impl=impl, dtype=str(q.dtype).removeprefix("torch."), batch=n,
+                            seq_lens=tuple(sub.seq_lens().tolist()), q_heads=q.shape[1], kv_heads=cache.shape[3],
+                            relative_error=error, bound=bound, all_written=bool(torch.isfinite(out).all()),
+                            ok=error <= bound)
+
+
+def _attention_layer(tensors: list[torch.Tensor]) -> torch.Tensor | None:
+    """The first layer laid out [pages, 2, page_size, kv_heads, head_dim] in a float dtype."""
+    return next((t for t in tensors if t.dim() == 5 and t.dtype.is_floating_point and t.element_size() >= 2), None)
+
+
+def run_probe(model: ModelSpec, opts: ProbeOptions, gpus: dict[str, GpuSpec],
+              step: Callable[[str], None] = lambda _label: None) -> ProbeResult:
+    device = resolve_device(opts.device)
+    cuda = device.type == "cuda"
+    ctx, batch = opts.ctx or (4096 if cuda else 1024), opts.batch or (64 if cuda else 4)
+    _check_inputs(model, opts, ctx, batch)
+    info = device_info(device)
+    fmt = resolve_kv_format(model, opts.kv_dtype)
+    impl, run = _impl(opts, device)
+    step("budget")
+    memory, budget = _budget(model, info, opts)
+    gpu = gpus.get(database_gpu_name(info.name) or "", None) if cuda else None
+    generator = torch.Generator(device=device).manual_seed(opts.seed)
+    reserved: list[torch.Tensor] = []
+    correctness, bandwidth_fields, table = [], None, None
+    try:
+        step("reserve weights" if opts.with_weights else "allocate pool")
+        for size in (memory.weights_reserved_bytes, memory.activation_reserved_bytes):
+            if size:
+                reserved.append(torch.empty(size, dtype=torch.uint8, device=device))
+        before = allocator_bytes(device)
+        shapes = layer_shapes(model, fmt, budget.num_blocks, budget.block_size)
+        with allocated(shapes, device) as tensors:
+            after = allocator_bytes(device)
+            allocated_bytes = sum(tensor_bytes(t) for t in tensors)
+            pool = _pool_result(budget, tensors, allocated_bytes, before, after, memory, fmt.name)
+            step("page table")
+            pages_per_request = -(-ctx // budget.block_size)
+            fit = min(batch, budget.num_blocks // pages_per_request) if pages_per_request else 0
+            if fit < 1:
+                raise InputError(f"not one {ctx:,}-token request fits the {fmt_binary(pool.allocated_bytes)} pool; "
+                                 "lower --ctx or raise --max-gib")
+            lens = [ctx] * fit
+            table = build_page_table(lens, budget.block_size, budget.num_blocks, seed=opts.seed)
+            problems = check_page_table(table, budget.num_blocks, lens)
+            page_table = ProbePageTable(batch=fit, ctx_tokens=ctx, page_size=budget.block_size,
+                                        pages_used=int(table.kv_indptr[-1]), problems=tuple(problems))
+            cache = _attention_layer(tensors)
+            if cache is not None:
+                step("attention")
+                table_d = table.to(device)
+                _fill_random(cache, table_d, generator)
+                q = torch.randn((fit, model.num_attention_heads, cache.shape[-1]), generator=generator,
+                                device=device).to(cache.dtype)
+                correctness.append(_correctness(run, impl, q, cache, table_d))
+                step("bandwidth")
+                bandwidth_fields = _time_kernel(run, impl, q, cache, table_d)
+            del cache
+    finally:
+        reserved.clear()
+        if cuda:
+            torch.cuda.empty_cache()
+    bandwidth = _baselines(bandwidth_fields, device, model, fit, ctx, fmt, gpu, step) if bandwidth_fields else None
+    checks = _checks(pool, page_table, correctness, bandwidth)
+    return ProbeResult(
+        model=model.name, device=str(device), device_name=info.name, torch_version=torch.__version__,
+        triton_version=_triton_version(), nvml=info.nvml_total_bytes is not None, kv_dtype=fmt.name, memory=memory,
+        pool=pool, page_table=page_table, correctness=tuple(correctness), bandwidth=bandwidth, checks=tuple(checks),
+        ok=all(c.verdict != "fail" for c in checks),
+    )
+
+
+def _triton_version() -> str | None:
+    try:
+        import triton
+    except ImportError:
+        return None
+    return triton.__version__
+
+
+def _pool_result(budget, tensors, allocated_bytes: int, before: int | None, after: int | None, memory: ProbeMemory,
+                 kv_dtype: str) -> ProbePool:
+    predicted = budget.num_blocks * budget.page_bytes
+    by_allocator = None if before is None else after - before
+    return ProbePool(
+        page_bytes=budget.page_bytes, predicted_blocks=budget.num_blocks, predicted_bytes=predicted,
+        allocated_blocks=tensors[0].shape[0] if tensors else 0, allocated_bytes=allocated_bytes,
+        allocator_bytes=by_allocator, layers_allocated=len(tensors),
+        left_unused_bytes=memory.budget_bytes - memory.weights_reserved_bytes - memory.activation_reserved_bytes
+        - allocated_bytes, exact=allocated_bytes == predicted and by_allocator in (None, predicted),
+        note=f"{len(tensors)} layers of {budget.num_blocks:,} pages, {kv_dtype}",
+    )
+
+
+def _kv_bytes(q: torch.Tensor, cache: torch.Tensor, table: PageTable) -> int:
+    """Bytes one decode step must move: every cached K and V element read once, q read, out written."""
+    tokens = int(table.seq_lens().sum())
+    per_token = 2 * cache.shape[3] * cache.shape[4] * cache.element_size()
+    return tokens * per_token + 2 * q.numel() * q.element_size()
+
+
+def _time_kernel(run: Callable, impl: str, q: torch.Tensor, cache: torch.Tensor, table: PageTable) -> dict:
+    out = torch.empty_like(q)
+    call = (lambda: run(q, cache, table, out=out)) if impl == "triton" else (lambda: run(q, cache, table))
+    ms = bench.median_ms(call, q.device, runs=30 if q.device.type == "cuda" else 3, warmup=3 if q.device.type == "cuda" else 1)
+    moved = _kv_bytes(q, cache, table)
+    return {"impl": impl, "ms": ms, "bytes": moved, "q": q.cpu(), "kv_heads": cache.shape[3],
+            "head_dim": cache.shape[4], "dtype": cache.dtype}
+
+
+def _baselines(k: dict, device: torch.device, model: ModelSpec, batch: int, ctx: int, fmt, gpu: GpuSpec | None,
+               step: Callable[[str], None]) -> ProbeBandwidth:
+    """After the pool is released: the copy ceiling and the contiguous SDPA baseline."""
+    step("baselines")
+    copy = bench.copy_gbps(device, COPY_BYTES[device.type])
+    q = k["q"].to(device)
+    shape = (batch, k["kv_heads"], ctx, k["head_dim"])
+    generator = torch.Generator(device=device).manual_seed(1)
+    keys = torch.randn(shape, generator=generator, device=device).to(k["dtype"])
+    values = torch.randn(shape, generator=generator, device=device).to(k["dtype"])
+    sdpa = bench.sdpa_ms(q, keys, values)
+    del keys, values
+    kernel_gbps = bench.gbps(k["bytes"], k["ms"])
+    sdpa_gbps = bench.gbps(k["bytes"], sdpa)
+    datasheet = gpu.hbm_bandwidth_gbps if gpu else None
+    return ProbeBandwidth(
+        impl=k["impl"], batch=batch, ctx_tokens=ctx, bytes_moved=k["bytes"], kernel_ms=k["ms"], kernel_gbps=kernel_gbps,
+        copy_gbps=copy, sdpa_ms=sdpa, sdpa_gbps=sdpa_gbps, datasheet_gbps=datasheet,
+        predicted_ms=k["bytes"] / (datasheet * 1e9) * 1e3 if datasheet else None,
+        fraction_of_copy=kernel_gbps / copy if copy else None, ratio_to_sdpa=kernel_gbps / sdpa_gbps if sdpa_gbps else None,
+    )
+
+
+def _checks(pool: ProbePool, table: ProbePageTable, correctness: list[ProbeCorrectness],
+            bw: ProbeBandwidth | None) -> list[ProbeCheck]:
+    verdict = lambda ok: "pass" if ok else "fail"  # noqa: E731
+    checks = [
+        ProbeCheck(check="KV pool bytes", predicted=f"{pool.predicted_bytes:,} B ({pool.predicted_blocks:,} pages)",
+                   measured=f"{pool.allocated_bytes:,} B allocated", verdict=verdict(pool.allocated_bytes == pool.predicted_bytes)),
+        ProbeCheck(check="page table (FlashInfer CSR)", predicted="all invariants hold",
+                   measured="; ".join(table.problems) or f"{table.batch} x {table.ctx_tokens:,} tokens in {table.pages_used:,} shuffled pages",
+                   verdict=verdict(not table.problems)),
+    ]
+    if pool.allocator_bytes is not None:
+        checks.insert(1, ProbeCheck(check="allocator's own count", predicted=f"{pool.predicted_bytes:,} B",
+                                    measured=f"{pool.allocator_bytes:,} B (torch.cuda.memory_allocated)",
+                                    verdict=verdict(pool.allocator_bytes == pool.predicted_bytes)))
+    for c in correctness:
+        checks.append(ProbeCheck(check=f"{c.impl} paged attention vs float64 ({c.dtype})", predicted=f"rel. error <= {c.bound:g}",
+                                 measured=f"{c.relative_error:.2e}" + ("" if c.all_written else ", outputs left unwritten"),
+                                 verdict=verdict(c.ok)))
+    if bw:
+        checks.append(ProbeCheck(check="bandwidth vs device copy", predicted=">= 80% of the copy (target)",
+                                 measured=f"{bw.kernel_gbps:,.0f} of {bw.copy_gbps:,.0f} GB/s = {bw.fraction_of_copy:.0%}",
+                                 verdict="info"))
+        checks.append(ProbeCheck(check="paged vs contiguous SDPA", predicted=">= 0.9x (target)",
+                                 measured=f"{bw.kernel_gbps:,.0f} vs {bw.sdpa_gbps:,.0f} GB/s = {bw.ratio_to_sdpa:.2f}x",
+                                 verdict="info"))
+        if bw.predicted_ms is not None:
+            checks.append(ProbeCheck(check="roofline, one layer's decode attention",
+                                     predicted=f"{bw.predicted_ms:.3f} ms at {bw.datasheet_gbps:,g} GB/s (datasheet)",
+                                     measured=f"{bw.kernel_ms:.3f} ms", verdict="info"))
+    return checks

@@ -1,0 +1,33 @@
+"""Rendering for `kvplan probe`: what was checked, predicted against measured, with a verdict."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from kvplan.results import ProbeResult
+from kvplan.units import fmt_bytes
+
+VERDICT_STYLE = {"pass": "green", "fail": "bold red", "info": "cyan"}
+
+
+def render_probe(console: Console, r: ProbeResult) -> None:
+    m = r.memory
+    console.print(f"[bold]kvplan probe[/] {r.model} on {r.device} ({r.device_name}) · torch {r.torch_version}"
+                  + (f" · triton {r.triton_version}" if r.triton_version else "") + f" · KV {r.kv_dtype}")
+    console.print(f"Free {fmt_bytes(m.free_bytes)} of {fmt_bytes(m.total_bytes)}"
+                  + (f"; NVML total {m.nvml_total_bytes:,} B, used {m.nvml_used_bytes:,} B" if r.nvml else "; NVML absent"))
+    console.print(f"Probe budget {fmt_bytes(m.budget_bytes)} (margin {m.margin_bytes:,} B"
+                  + (f", cap {m.cap_bytes:,} B" if m.cap_bytes else "") + ")"
+                  + (f"; reserved weights {fmt_bytes(m.weights_reserved_bytes)} + activations "
+                     f"{fmt_bytes(m.activation_reserved_bytes)}" if m.weights_reserved_bytes else ""))
+    table = Table(title="Checks", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("Check", "Predicted", "Measured", "Verdict"):
+        table.add_column(name)
+    for c in r.checks:
+        table.add_row(c.check, c.predicted, c.measured, f"[{VERDICT_STYLE[c.verdict]}]{c.verdict}[/]")
+    console.print(table)
+    console.print(f"Pool: {r.pool.note}; left unused {fmt_bytes(max(r.pool.left_unused_bytes, 0))}. "
+                  "Everything allocated was released.")
+    console.print("[dim]GB/s = 10^9 B/s of the bytes a run must move; GiB = 2^30 B.[/]")
