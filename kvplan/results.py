@@ -248,6 +248,7 @@ class ProbePool(Result):
     allocated_blocks: int
     allocated_bytes: int
     allocator_bytes: int | None
+    allocator_predicted_bytes: int | None
     layers_allocated: int
     left_unused_bytes: int
     exact: bool
@@ -301,6 +302,7 @@ class ProbeCheck(Result):
 
 
 class ProbeResult(Result):
+    released: bool
     model: str
     device: str
     device_name: str

@@ -56,3 +56,35 @@ def allocated(shapes, device: torch.device):
 
 def allocator_bytes(device: torch.device) -> int | None:
     return torch.cuda.memory_allocated(device) if device.type == "cuda" else None
+
+
+# PyTorch's CUDA caching allocator (c10/cuda/CUDACachingAllocator.cpp): a request is rounded up to
+# 512 B; a fresh segment for a request over 10 MiB is rounded up to 2 MiB; the segment is split
+# (and the rest left free) only when more than 1 MiB would remain, else the whole segment counts
+# as allocated. With expandable segments the rule differs, and the probe says so.
+ROUND, GRANULE, SPLIT_ABOVE, LARGE = 512, 2 * 2**20, 2**20, 10 * 2**20
+
+
+def caching_allocator_bytes(size: int) -> int:
+    """What torch.cuda.memory_allocated grows by for one fresh allocation of `size` bytes."""
+    rounded = max(ROUND, -(-size // ROUND) * ROUND)
+    if rounded < LARGE:
+        return rounded
+    segment = -(-rounded // GRANULE) * GRANULE
+    return rounded if segment - rounded > SPLIT_ABOVE else segment
+
+
+def expandable_segments() -> bool:
+    import os
+
+    return "expandable_segments:true" in os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "").replace(" ", "").lower()
+
+
+def release_workspaces(device: torch.device) -> None:
+    """Hand back cached blocks and cuBLAS workspaces, so memory_allocated returns to where it was."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+        if clear is not None:
+            clear()
+        torch.cuda.empty_cache()

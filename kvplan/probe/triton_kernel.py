@@ -78,8 +78,8 @@ def _paged_decode_kernel(
              out.to(out_ptr.dtype.element_ty), mask=mask_g[:, None] & mask_d[None, :])
 
 
-def launch(q: torch.Tensor, cache: torch.Tensor, table: PageTable, out: torch.Tensor, block_n: int = 64,
-           num_warps: int = 4, num_stages: int = 2) -> None:
+def launch(q: torch.Tensor, cache: torch.Tensor, table: PageTable, out: torch.Tensor, block_n: int = 128,
+           num_warps: int = 8, num_stages: int = 2) -> None:
     """q, out [B, Hq, D]; cache [num_pages, 2, page_size, Hkv, D]; table on q's device."""
     batch, q_heads, head_dim = q.shape
     kv_heads = cache.shape[3]
