@@ -29,5 +29,8 @@ def render_probe(console: Console, r: ProbeResult) -> None:
         table.add_row(c.check, c.predicted, c.measured, f"[{VERDICT_STYLE[c.verdict]}]{c.verdict}[/]")
     console.print(table)
     console.print(f"Pool: {r.pool.note}; left unused {fmt_bytes(max(r.pool.left_unused_bytes, 0))}. "
-                  "Everything allocated was released.")
+                  + ("Everything allocated was released." if r.released else "[red]Memory was left allocated.[/]"))
+    if not r.correctness:
+        console.print(f"[dim]The attention kernels read 16- and 32-bit K/V pages; {r.kv_dtype} pages "
+                      "(and MLA latents) are allocated and counted, not attended.[/]")
     console.print("[dim]GB/s = 10^9 B/s of the bytes a run must move; GiB = 2^30 B.[/]")

@@ -43,7 +43,7 @@ def copy_gbps(device: torch.device, num_bytes: int) -> float:
     """The practical ceiling: a large device-to-device copy, bytes read + bytes written."""
     src = torch.randn(num_bytes // 4, device=device)  # fp32: never time on zeros
     dst = torch.empty_like(src)
-    ms = median_ms(lambda: dst.copy_(src), device)
+    ms = median_ms(lambda: dst.copy_(src), device, warmup=10, runs=50)
     result = gbps(2 * src.numel() * 4, ms)
     del src, dst
     return result
@@ -57,4 +57,4 @@ def sdpa_ms(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> float:
     q4 = q.unsqueeze(2)  # [B, Hq, 1, D]
     gqa = q.shape[1] != keys.shape[1]
     run = lambda: torch.nn.functional.scaled_dot_product_attention(q4, keys, values, enable_gqa=gqa)  # noqa: E731
-    return median_ms(run, q.device)
+    return median_ms(run, q.device, warmup=10, runs=100)
