@@ -57,13 +57,16 @@ def paged_decode_torch(q: torch.Tensor, cache: torch.Tensor, table: PageTable) -
 
 
 def paged_decode_triton(q: torch.Tensor, cache: torch.Tensor, table: PageTable, out: torch.Tensor | None = None,
-                        block_n: int = 128, num_warps: int = 8, num_stages: int = 2) -> torch.Tensor:
-    """block_n 128, 8 warps: the most even configuration measured on an H100 (examples/bench_probe.py)."""
+                        block_n: int = 128, num_warps: int = 8, num_stages: int = 2, num_splits: int | None = None,
+                        max_seq_len: int | None = None) -> torch.Tensor:
+    """block_n 128, 8 warps: the most even configuration measured on an H100 (examples/bench_probe.py).
+    num_splits None splits long requests (flash-decoding) when the batch alone cannot fill the GPU."""
     """Launch the Triton kernel: one program per (request, KV head), all its query heads at once."""
     from kvplan.probe.triton_kernel import launch
 
     out = torch.empty_like(q) if out is None else out
-    launch(q, cache, table, out, block_n=block_n, num_warps=num_warps, num_stages=num_stages)
+    launch(q, cache, table, out, block_n=block_n, num_warps=num_warps, num_stages=num_stages, num_splits=num_splits,
+           max_seq_len=max_seq_len)
     return out
 
 
