@@ -2,9 +2,10 @@
 
 One program per (request, KV head). It holds the group's query heads as the rows of a
 [BLOCK_G, BLOCK_D] tile (BLOCK_G >= 16 so tl.dot can use the tensor cores; unused rows are zero),
-loads K and V in their storage dtype and multiplies in float32 (TF32 tensor cores on the GPU for
-16-bit caches, IEEE float32 for float32 ones: decode is bound by the loads, not the dots; Triton's
-CPU interpreter also mishandles bf16 dots, so this keeps one code path for CI and the GPU),
+loads K and V in their storage dtype and multiplies them there with float32 accumulation (the
+softmax weights rounded to that dtype for the second product, as flash attention does). UPCAST
+multiplies in float32 instead: IEEE for float32 caches, and under Triton's CPU interpreter, whose
+16-bit dots are wrong (checked against float64 in tests/test_probe.py),
 walks the request's tokens BLOCK_N at a time, finds each token's page through kv_indices (so one
 iteration spans several non-contiguous pages), and keeps a running max and sum per query head.
 Set TRITON_INTERPRET=1 before importing triton to run it on the CPU.
@@ -13,6 +14,7 @@ Set TRITON_INTERPRET=1 before importing triton to run it on the CPU.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import triton
@@ -32,6 +34,7 @@ def _paged_decode_kernel(
     qk_scale,  # softmax scale x log2(e)
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr,
     BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, IEEE: tl.constexpr,
+    UPCAST: tl.constexpr,
 ):
     req = tl.program_id(0)
     kv_head = tl.program_id(1)
@@ -45,7 +48,9 @@ def _paged_decode_kernel(
     mask_d = offs_d < HEAD_DIM
     heads = kv_head * GROUP + offs_g
     q = tl.load(q_ptr + req * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
-                mask=mask_g[:, None] & mask_d[None, :], other=0.0).to(tl.float32)  # [BLOCK_G, BLOCK_D]
+                mask=mask_g[:, None] & mask_d[None, :], other=0.0)  # [BLOCK_G, BLOCK_D]
+    if UPCAST:
+        q = q.to(tl.float32)
 
     m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_G], tl.float32)
@@ -56,8 +61,11 @@ def _paged_decode_kernel(
         page = tl.load(indices_ptr + start + offs_t // PAGE, mask=mask_t, other=0).to(tl.int64)
         rows = page * stride_page + (offs_t % PAGE) * stride_slot + kv_head * stride_head  # [BLOCK_N]
         mask_kv = mask_t[:, None] & mask_d[None, :]
-        k = tl.load(cache_ptr + rows[:, None] + offs_d[None, :], mask=mask_kv, other=0.0).to(tl.float32)
-        v = tl.load(cache_ptr + stride_kv + rows[:, None] + offs_d[None, :], mask=mask_kv, other=0.0).to(tl.float32)
+        k = tl.load(cache_ptr + rows[:, None] + offs_d[None, :], mask=mask_kv, other=0.0)  # [BLOCK_N, BLOCK_D]
+        v = tl.load(cache_ptr + stride_kv + rows[:, None] + offs_d[None, :], mask=mask_kv, other=0.0)
+        if UPCAST:
+            k = k.to(tl.float32)
+            v = v.to(tl.float32)
         if IEEE:
             s = tl.dot(q, tl.trans(k), input_precision="ieee")
         else:
@@ -70,7 +78,7 @@ def _paged_decode_kernel(
         if IEEE:
             acc = acc * alpha[:, None] + tl.dot(p, v, input_precision="ieee")
         else:
-            acc = acc * alpha[:, None] + tl.dot(p, v)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
         m_i = m_new
 
     out = acc / l_i[:, None]
@@ -87,6 +95,7 @@ def _paged_decode_split_kernel(
     qk_scale, NUM_SPLITS,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, PAGE: tl.constexpr,
     BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, IEEE: tl.constexpr,
+    UPCAST: tl.constexpr,
 ):
     """Flash-decoding: split each request's tokens into NUM_SPLITS chunks, one program each."""
     req = tl.program_id(0)
@@ -104,7 +113,9 @@ def _paged_decode_split_kernel(
     mask_d = offs_d < HEAD_DIM
     heads = kv_head * GROUP + offs_g
     q = tl.load(q_ptr + req * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
-                mask=mask_g[:, None] & mask_d[None, :], other=0.0).to(tl.float32)
+                mask=mask_g[:, None] & mask_d[None, :], other=0.0)
+    if UPCAST:
+        q = q.to(tl.float32)
 
     m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_G], tl.float32)
@@ -115,8 +126,11 @@ def _paged_decode_split_kernel(
         page = tl.load(indices_ptr + start + offs_t // PAGE, mask=mask_t, other=0).to(tl.int64)
         rows = page * stride_page + (offs_t % PAGE) * stride_slot + kv_head * stride_head
         mask_kv = mask_t[:, None] & mask_d[None, :]
-        k = tl.load(cache_ptr + rows[:, None] + offs_d[None, :], mask=mask_kv, other=0.0).to(tl.float32)
-        v = tl.load(cache_ptr + stride_kv + rows[:, None] + offs_d[None, :], mask=mask_kv, other=0.0).to(tl.float32)
+        k = tl.load(cache_ptr + rows[:, None] + offs_d[None, :], mask=mask_kv, other=0.0)  # [BLOCK_N, BLOCK_D]
+        v = tl.load(cache_ptr + stride_kv + rows[:, None] + offs_d[None, :], mask=mask_kv, other=0.0)
+        if UPCAST:
+            k = k.to(tl.float32)
+            v = v.to(tl.float32)
         if IEEE:
             s = tl.dot(q, tl.trans(k), input_precision="ieee")
         else:
@@ -129,7 +143,7 @@ def _paged_decode_split_kernel(
         if IEEE:
             acc = acc * alpha[:, None] + tl.dot(p, v, input_precision="ieee")
         else:
-            acc = acc * alpha[:, None] + tl.dot(p, v)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
         m_i = m_new
 
     empty = t_begin >= t_end  # a short request: this split has no tokens
@@ -159,10 +173,13 @@ def _combine_kernel(mid_o_ptr, mid_lse_ptr, out_ptr, stride_mb, stride_mh, strid
 
 
 def num_splits_for(batch: int, kv_heads: int, max_seq_len: int, block_n: int, device: torch.device) -> int:
-    """Enough programs to fill the GPU about eight times over; never more splits than blocks of tokens."""
+    """No split when the batch gives two programs per SM; else enough to fill the GPU about eight
+    times over, never more splits than blocks of tokens."""
     sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
-    wanted = -(-8 * sms // (batch * kv_heads))
-    return max(1, min(wanted, -(-max_seq_len // block_n), 64))
+    programs = batch * kv_heads
+    if programs >= 2 * sms:  # the batch fills the GPU: splitting only adds a merge (measured on H100)
+        return 1
+    return max(1, min(-(-8 * sms // programs), -(-max_seq_len // block_n), 64))
 
 
 def launch(q: torch.Tensor, cache: torch.Tensor, table: PageTable, out: torch.Tensor, block_n: int = 128,
@@ -182,7 +199,8 @@ def launch(q: torch.Tensor, cache: torch.Tensor, table: PageTable, out: torch.Te
         num_splits = num_splits_for(batch, kv_heads, longest, block_n, q.device)
     blocks = dict(GROUP=group, HEAD_DIM=head_dim, PAGE=table.page_size,
                   BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
-                  BLOCK_N=block_n, IEEE=q.dtype == torch.float32)
+                  BLOCK_N=block_n, IEEE=q.dtype == torch.float32,
+                  UPCAST=q.dtype == torch.float32 or os.environ.get("TRITON_INTERPRET") == "1")
     if num_splits > 1:
         _launch_split(q, cache, table, out, num_splits, blocks, num_warps, num_stages)
         return
