@@ -35,6 +35,17 @@ def median_ms(fn: Callable[[], object], device: torch.device, warmup: int = 5, r
     return statistics.median(times)
 
 
+def interleaved_ms(fns: dict[str, Callable[[], object]], device: torch.device, rounds: int = 5,
+                   runs: int = 20) -> dict[str, float]:
+    """Median ms of each function, timed in alternating rounds so that clock and power drift
+    falls on all of them alike (one function timed after another can differ by 10% on its own)."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            samples[name].append(median_ms(fn, device, warmup=3, runs=runs))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def gbps(num_bytes: int, ms: float) -> float:
     return num_bytes / (ms * 1e-3) / 1e9
 
@@ -49,12 +60,11 @@ def copy_gbps(device: torch.device, num_bytes: int) -> float:
     return result
 
 
-def sdpa_ms(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> float:
+def sdpa_fn(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> Callable[[], torch.Tensor]:
     """The contiguous baseline: torch's scaled_dot_product_attention over [B, Hkv, L, D] K/V.
 
     q [B, Hq, D] becomes [B, Hq, 1, D]; enable_gqa lets Hq be a multiple of Hkv.
     """
     q4 = q.unsqueeze(2)  # [B, Hq, 1, D]
     gqa = q.shape[1] != keys.shape[1]
-    run = lambda: torch.nn.functional.scaled_dot_product_attention(q4, keys, values, enable_gqa=gqa)  # noqa: E731
-    return median_ms(run, q.device, warmup=10, runs=100)
+    return lambda: torch.nn.functional.scaled_dot_product_attention(q4, keys, values, enable_gqa=gqa)

@@ -145,7 +145,7 @@ def run_probe(model: ModelSpec, opts: ProbeOptions, gpus: dict[str, GpuSpec],
     release_workspaces(device)
     start = allocator_bytes(device)
     reserved: list[torch.Tensor] = []
-    correctness, bandwidth_fields, table = [], None, None
+    correctness, bandwidth, table = [], None, None
     try:
         step("reserve weights" if opts.with_weights else "allocate pool")
         for size in (memory.weights_reserved_bytes, memory.activation_reserved_bytes):
@@ -177,14 +177,12 @@ def run_probe(model: ModelSpec, opts: ProbeOptions, gpus: dict[str, GpuSpec],
                                 device=device).to(cache.dtype)
                 correctness.append(_correctness(run, impl, q, cache, table_d))
                 step("bandwidth")
-                bandwidth_fields = _time_kernel(run, impl, q, cache, table_d)
+                bandwidth = _time_kernel(run, impl, q, cache, table_d, gpu, copy_before)
                 del q, table_d
             del cache
     finally:
         reserved.clear()
         release_workspaces(device)
-    bandwidth = (_baselines(bandwidth_fields, device, fit, ctx, gpu, copy_before, step)
-                 if bandwidth_fields else None)
     release_workspaces(device)
     released = allocator_bytes(device) == start
     checks = _checks(pool, page_table, correctness, bandwidth)
@@ -230,39 +228,37 @@ def _kv_bytes(q: torch.Tensor, cache: torch.Tensor, table: PageTable) -> int:
     return tokens * per_token + 2 * q.numel() * q.element_size()
 
 
-def _time_kernel(run: Callable, impl: str, q: torch.Tensor, cache: torch.Tensor, table: PageTable) -> dict:
+def _time_kernel(run: Callable, impl: str, q: torch.Tensor, cache: torch.Tensor, table: PageTable,
+                 gpu: GpuSpec | None, copy_before: float) -> ProbeBandwidth:
+    """The kernel on the pool against SDPA on a contiguous copy of the same K/V, timed in
+    alternating rounds; then the copy ceiling (the better of before the pool and now)."""
     out = torch.empty_like(q)
     longest = int(table.seq_lens().max())  # once, outside the timed calls
     call = ((lambda: run(q, cache, table, out=out, max_seq_len=longest)) if impl == "triton"
             else (lambda: run(q, cache, table)))
+    lens = table.seq_lens().tolist()
+    fns = {"kernel": call}
+    if len(set(lens)) == 1:  # SDPA needs equal lengths: [B, Hkv, L, D]
+        try:
+            keys, values = (torch.stack([attention.gather_kv(cache, table, i)[j] for i in range(table.batch)])
+                            .transpose(1, 2).contiguous() for j in (0, 1))
+            fns["sdpa"] = bench.sdpa_fn(q, keys, values)
+        except torch.cuda.OutOfMemoryError:
+            pass  # no room beside the pool for a contiguous copy: the baseline is left out
     cuda = q.device.type == "cuda"
-    ms = bench.median_ms(call, q.device, runs=100 if cuda else 3, warmup=10 if cuda else 1)
+    times = bench.interleaved_ms(fns, q.device, rounds=5 if cuda else 1, runs=20 if cuda else 2)
+    fns.clear()
     moved = _kv_bytes(q, cache, table)
-    return {"impl": impl, "ms": ms, "bytes": moved, "q": q.cpu(), "kv_heads": cache.shape[3],
-            "head_dim": cache.shape[4], "dtype": cache.dtype}
-
-
-def _baselines(k: dict, device: torch.device, batch: int, ctx: int, gpu: GpuSpec | None, copy_before: float,
-               step: Callable[[str], None]) -> ProbeBandwidth:
-    """After the pool is released: the copy ceiling (the better of a copy before the pool and one
-    now) and the contiguous SDPA baseline."""
-    step("baselines")
-    copy = max(copy_before, bench.copy_gbps(device, COPY_BYTES[device.type]))
-    q = k["q"].to(device)
-    shape = (batch, k["kv_heads"], ctx, k["head_dim"])
-    generator = torch.Generator(device=device).manual_seed(1)
-    keys = torch.randn(shape, generator=generator, device=device).to(k["dtype"])
-    values = torch.randn(shape, generator=generator, device=device).to(k["dtype"])
-    sdpa = bench.sdpa_ms(q, keys, values)
-    del keys, values
-    kernel_gbps = bench.gbps(k["bytes"], k["ms"])
-    sdpa_gbps = bench.gbps(k["bytes"], sdpa)
+    copy = max(copy_before, bench.copy_gbps(q.device, COPY_BYTES[q.device.type] // 4))
+    kernel_gbps, sdpa = bench.gbps(moved, times["kernel"]), times.get("sdpa")
+    sdpa_gbps = bench.gbps(moved, sdpa) if sdpa else None
     datasheet = gpu.hbm_bandwidth_gbps if gpu else None
     return ProbeBandwidth(
-        impl=k["impl"], batch=batch, ctx_tokens=ctx, bytes_moved=k["bytes"], kernel_ms=k["ms"], kernel_gbps=kernel_gbps,
-        copy_gbps=copy, sdpa_ms=sdpa, sdpa_gbps=sdpa_gbps, datasheet_gbps=datasheet,
-        predicted_ms=k["bytes"] / (datasheet * 1e9) * 1e3 if datasheet else None,
-        fraction_of_copy=kernel_gbps / copy if copy else None, ratio_to_sdpa=kernel_gbps / sdpa_gbps if sdpa_gbps else None,
+        impl=impl, batch=table.batch, ctx_tokens=max(lens), bytes_moved=moved, kernel_ms=times["kernel"],
+        kernel_gbps=kernel_gbps, copy_gbps=copy, sdpa_ms=sdpa, sdpa_gbps=sdpa_gbps, datasheet_gbps=datasheet,
+        predicted_ms=moved / (datasheet * 1e9) * 1e3 if datasheet else None,
+        fraction_of_copy=kernel_gbps / copy if copy else None,
+        ratio_to_sdpa=kernel_gbps / sdpa_gbps if sdpa_gbps else None,
     )
 
 
