@@ -57,9 +57,9 @@ def paged_decode_torch(q: torch.Tensor, cache: torch.Tensor, table: PageTable) -
 
 
 def paged_decode_triton(q: torch.Tensor, cache: torch.Tensor, table: PageTable, out: torch.Tensor | None = None,
-                        block_n: int = 128, num_warps: int = 8, num_stages: int = 2, num_splits: int | None = None,
+                        block_n: int = 64, num_warps: int = 4, num_stages: int = 3, num_splits: int | None = None,
                         max_seq_len: int | None = None) -> torch.Tensor:
-    """block_n 128, 8 warps: the most even configuration measured on an H100 (examples/bench_probe.py).
+    """block_n 64, 4 warps, 3 stages: the best worst case measured on an H100 (examples/bench_probe.py).
     num_splits None splits long requests (flash-decoding) when the batch alone cannot fill the GPU."""
     """Launch the Triton kernel: one program per (request, KV head), all its query heads at once."""
     from kvplan.probe.triton_kernel import launch

@@ -182,8 +182,8 @@ def num_splits_for(batch: int, kv_heads: int, max_seq_len: int, block_n: int, de
     return max(1, min(-(-8 * sms // programs), -(-max_seq_len // block_n), 64))
 
 
-def launch(q: torch.Tensor, cache: torch.Tensor, table: PageTable, out: torch.Tensor, block_n: int = 128,
-           num_warps: int = 8, num_stages: int = 2, num_splits: int | None = None,
+def launch(q: torch.Tensor, cache: torch.Tensor, table: PageTable, out: torch.Tensor, block_n: int = 64,
+           num_warps: int = 4, num_stages: int = 3, num_splits: int | None = None,
            max_seq_len: int | None = None) -> None:
     """q, out [B, Hq, D]; cache [num_pages, 2, page_size, Hkv, D]; table on q's device.
 
