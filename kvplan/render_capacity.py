@@ -78,6 +78,7 @@ def render_batch(console: Console, r: BatchResult, explain: bool = False) -> Non
     console.print(f"[bold]{r.model}[/] on {b.gpu} · TP {b.tp} · PP {b.pp} · {r.in_tokens:,} in / "
                   f"{r.out_tokens:,} out · max_len {r.max_len:,}")
     console.print(budget_table(b))
+    console.print(f"[dim]Defaults: {b.engine_source}.[/]")
     console.print(strategies_table(r))
     for line in _engine_lines(r):
         console.print(line)
@@ -128,6 +129,7 @@ def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
     b = r.budget
     console.print(f"[bold]{r.model}[/] on {b.gpu} · TP {b.tp} · PP {b.pp} · {r.ctx_tokens:,}-token requests")
     console.print(budget_table(b))
+    console.print(f"[dim]Defaults: {b.engine_source}.[/]")
     legend, bar = _bar(b, r.kv_used_bytes)
     console.print(bar)
     console.print(legend)
