@@ -58,12 +58,15 @@ class Engine:
         value, formula = activation_estimate(model, inputs.tp, tokens, seqs)
         return Term(value, f"estimate: {tokens:,}-token batch, {seqs:,} sequences", formula)
 
+    base_overhead_bytes = RUNTIME_OVERHEAD_BYTES
+    base_overhead_source = "CUDA context, measured"
+
     def overhead(self, inputs: BudgetInputs) -> Term:
         gpus = inputs.tp * inputs.pp
         comm = TP_COMM_BYTES if gpus > 1 else 0
         note = f" + NCCL for {gpus} GPUs" if comm else ""
-        formula = f"{RUNTIME_OVERHEAD_BYTES:,} B" + (f" + {comm:,} B" if comm else "")
-        return Term(RUNTIME_OVERHEAD_BYTES + comm, f"CUDA context, measured{note}", formula)
+        formula = f"{self.base_overhead_bytes:,} B" + (f" + {comm:,} B" if comm else "")
+        return Term(self.base_overhead_bytes + comm, self.base_overhead_source + note, formula)
 
     def default_util(self, inputs: BudgetInputs) -> float:
         return self.util
@@ -78,12 +81,8 @@ class Vllm(Engine):
     source = ("vLLM V1 Worker.determine_available_memory; defaults gpu_memory_utilization=0.9, "
               "block_size=16")
 
-    def overhead(self, inputs: BudgetInputs) -> Term:
-        gpus = inputs.tp * inputs.pp
-        comm = TP_COMM_BYTES if gpus > 1 else 0
-        note = f" + NCCL for {gpus} GPUs" if comm else ""
-        formula = f"{NON_TORCH_BYTES:,} B" + (f" + {comm:,} B" if comm else "")
-        return Term(NON_TORCH_BYTES + comm, f"vLLM non-torch, as logged{note}", formula)
+    base_overhead_bytes = NON_TORCH_BYTES
+    base_overhead_source = "vLLM non-torch, as logged"
 
     def pool(self, total, util, weights, activation, overhead):
         return int(total * util) - (weights + activation + overhead)
