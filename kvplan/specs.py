@@ -54,6 +54,10 @@ class _AttentionLayers(Frozen):
     def mha_equivalent(self, num_attention_heads: int) -> _AttentionLayers:
         return self.model_copy(update={"num_kv_heads": num_attention_heads})
 
+    def prefill_flops_per_pair(self, num_attention_heads: int = 0) -> int:
+        """QK and PV for every query head: 2 FLOPs x heads x (head_dim + head_dim) per pair."""
+        return 2 * num_attention_heads * 2 * self.head_dim
+
     def describe(self) -> str:
         return f"{self.num_kv_heads} KV x {self.head_dim}"
 
@@ -73,6 +77,10 @@ class FullAttention(_AttentionLayers):
     def cached_tokens(self, ctx: int) -> int:
         return ctx
 
+    def attended_pairs(self, ctx: int) -> int:
+        """Query-key pairs a causal prefill of `ctx` tokens computes: sum over t of tokens seen."""
+        return ctx * (ctx + 1) // 2
+
 
 class SlidingWindowAttention(_AttentionLayers):
     """Sliding-window attention: a layer never holds more than its window."""
@@ -82,6 +90,10 @@ class SlidingWindowAttention(_AttentionLayers):
 
     def cached_tokens(self, ctx: int) -> int:
         return min(ctx, self.window)
+
+    def attended_pairs(self, ctx: int) -> int:
+        w = min(ctx, self.window)
+        return w * (w + 1) // 2 + (ctx - w) * self.window
 
     def describe(self) -> str:
         return f"{super().describe()}, window {self.window:,}"
@@ -98,6 +110,10 @@ class ChunkedLocalAttention(_AttentionLayers):
 
     def cached_tokens(self, ctx: int) -> int:
         return min(ctx, self.chunk)
+
+    def attended_pairs(self, ctx: int) -> int:
+        full, rest = divmod(ctx, self.chunk)  # tokens attend within their own chunk
+        return full * self.chunk * (self.chunk + 1) // 2 + rest * (rest + 1) // 2
 
     def describe(self) -> str:
         return f"{super().describe()}, chunk {self.chunk:,}"
@@ -131,6 +147,13 @@ class MLALatent(Frozen):
 
     def cached_tokens(self, ctx: int) -> int:
         return ctx
+
+    def attended_pairs(self, ctx: int) -> int:
+        return ctx * (ctx + 1) // 2
+
+    def prefill_flops_per_pair(self, num_attention_heads: int = 0) -> int:
+        """Prefill runs MLA decompressed: QK over 192 dims and PV over 128, for every head."""
+        return 2 * self.num_heads * (self.qk_nope_head_dim + self.qk_rope_head_dim + self.v_head_dim)
 
     def mha_equivalent(self, num_attention_heads: int) -> FullAttentionMHA:
         return FullAttentionMHA(count=self.count, num_heads=self.num_heads,
@@ -172,6 +195,12 @@ class FullAttentionMHA(Frozen):
     def cached_tokens(self, ctx: int) -> int:
         return ctx
 
+    def attended_pairs(self, ctx: int) -> int:
+        return ctx * (ctx + 1) // 2
+
+    def prefill_flops_per_pair(self, num_attention_heads: int = 0) -> int:
+        return 2 * self.num_heads * (self.k_head_dim + self.v_head_dim)
+
     def mha_equivalent(self, num_attention_heads: int) -> FullAttentionMHA:
         return self
 
@@ -207,6 +236,12 @@ class MambaState(Frozen):
         return 1
 
     def cached_tokens(self, ctx: int) -> int:
+        return 0
+
+    def attended_pairs(self, ctx: int) -> int:
+        return 0  # a scan, linear in the tokens: counted with the parameters
+
+    def prefill_flops_per_pair(self, num_attention_heads: int = 0) -> int:
         return 0
 
     def state_elements(self, tp: int = 1) -> int:

@@ -1,0 +1,207 @@
+"""Offload vs recompute: reload an evicted KV prefix of p tokens over a link, or compute it again?
+
+    T_recompute = (2 x p x P_active + attention FLOPs of a causal prefill) / (peak x MFU)
+    attention   = sum over layers of (FLOPs per query-key pair) x (pairs: p(p+1)/2, windowed)
+    T_load      = KV bytes of the prefix / link bandwidth + per-transfer latency
+
+Source note 001 keeps only the first term of T_recompute; the attention term grows with p squared
+and dominates long prefixes. KV bytes come from the spec (GQA, MLA latents, windows, KV dtype).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.calc.kv import MAX_CTX_TOKENS, request_bytes, resolve_kv_format
+from kvplan.errors import InputError
+from kvplan.results import OffloadCapacity, OffloadResult, OffloadTier, Step, SweepRow
+from kvplan.specs import GpuSpec, ModelSpec
+
+GB = 1e9
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    gbps: float  # decimal GB/s, one direction
+    latency_s: float
+    description: str
+
+
+# PCIe x16 per direction: 16, 32, 64, 128 GB/s for generations 3 to 6 (the GPU database's convention).
+LINKS = {
+    "pcie3": Link("pcie3", 16, 10e-6, "PCIe 3.0 x16, host memory"),
+    "pcie4": Link("pcie4", 32, 10e-6, "PCIe 4.0 x16, host memory"),
+    "pcie5": Link("pcie5", 64, 10e-6, "PCIe 5.0 x16, host memory"),
+    "pcie6": Link("pcie6", 128, 10e-6, "PCIe 6.0 x16, host memory"),
+    "nvlink-c2c": Link("nvlink-c2c", 450, 5e-6, "NVLink-C2C to Grace memory (GH200, GB200)"),
+    "nvme": Link("nvme", 7, 100e-6, "one PCIe 4.0 NVMe drive, 7 GB/s sequential read (Samsung 990 Pro class)"),
+    "rdma": Link("rdma", 50, 5e-6, "400 Gb/s RDMA (InfiniBand NDR, RoCE) to a remote KV store"),
+}
+# Prefill of long prompts is compute-bound; engines reach roughly half the dense peak on H100 and
+# A100 (FlashAttention-2 reports up to 73% for the attention kernel alone): use --mfu for yours.
+DEFAULT_MFU = 0.5
+
+
+def link(name: str) -> Link:
+    try:
+        return LINKS[name.lower()]
+    except KeyError:
+        raise InputError(f"unknown link '{name}'; choose from {', '.join(LINKS)}, or give --link-gbps") from None
+
+
+def prefill_flops(model: ModelSpec, prefix: int, params: int, attention: bool = True) -> tuple[int, int]:
+    """(2 x p x params, attention FLOPs of a causal prefill of p tokens)."""
+    attn = sum(g.count * g.prefill_flops_per_pair(model.num_attention_heads) * g.attended_pairs(prefix)
+               for g in model.layers) if attention else 0
+    return 2 * prefix * params, attn
+
+
+@dataclass(frozen=True)
+class OffloadInputs:
+    kv_dtype: str = "auto"
+    mfu: float = DEFAULT_MFU
+    tflops: float | None = None
+    params: int | None = None  # parameters doing work per token; default: the spec's active count
+    attention: bool = True
+    latency_us: float | None = None  # None: each link's own
+    links: tuple[str, ...] = tuple(LINKS)
+    link_gbps: float | None = None
+    host_gib: float | None = None
+    nvme_gib: float | None = None
+    sweep: bool = False
+
+    def check(self) -> None:
+        if not 0 < self.mfu <= 1:
+            raise InputError(f"--mfu {self.mfu} is outside (0, 1]; a typical prefill reaches 0.4-0.6")
+        for flag, value in (("--link-gbps", self.link_gbps), ("--tflops", self.tflops), ("--params", self.params)):
+            if value is not None and value <= 0:
+                raise InputError(f"{flag} must be positive")
+        for flag, value in (("--latency-us", self.latency_us), ("--host-gib", self.host_gib), ("--nvme-gib", self.nvme_gib)):
+            if value is not None and value < 0:
+                raise InputError(f"{flag} must not be negative")
+
+
+def _peak(gpu: GpuSpec, kv_dtype: str, inputs: OffloadInputs) -> tuple[float, str]:
+    if inputs.tflops:
+        return inputs.tflops, "--tflops"
+    if gpu.bf16_tflops_dense:
+        return gpu.bf16_tflops_dense, f"{gpu.name} dense BF16 datasheet peak"
+    return gpu.fp16_tflops_dense, f"{gpu.name} dense FP16 datasheet peak"
+
+
+def _links(inputs: OffloadInputs) -> list[Link]:
+    chosen = [link(name) for name in inputs.links]
+    if inputs.link_gbps:
+        chosen = [Link("custom", inputs.link_gbps, 10e-6, f"--link-gbps {inputs.link_gbps:g}")]
+    if inputs.latency_us is not None:
+        chosen = [Link(l.name, l.gbps, inputs.latency_us * 1e-6, l.description) for l in chosen]
+    return chosen
+
+
+class _Model:
+    """Times for one model, GPU and settings, as functions of the prefix."""
+
+    def __init__(self, model: ModelSpec, fmt, params: int, flops_per_s: float, attention: bool):
+        self.model, self.fmt, self.params, self.rate, self.attention = model, fmt, params, flops_per_s, attention
+
+    def kv_bytes(self, p: int) -> int:
+        return request_bytes(self.model, p, self.fmt)
+
+    def recompute_s(self, p: int) -> float:
+        return sum(prefill_flops(self.model, p, self.params, self.attention)) / self.rate
+
+    def load_s(self, p: int, l: Link) -> float:
+        return self.kv_bytes(p) / (l.gbps * GB) + l.latency_s
+
+    def breakeven_prefix(self, l: Link) -> int | None:
+        """The shortest prefix from which loading is at least as fast (recompute - load is convex
+        in p and negative at p = 0 when the link has latency, so the set is [p*, infinity))."""
+        faster = lambda p: self.recompute_s(p) >= self.load_s(p, l)  # noqa: E731
+        if faster(1):
+            return 1
+        if not faster(MAX_CTX_TOKENS):
+            return None
+        lo, hi = 1, MAX_CTX_TOKENS
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if faster(mid) else (mid, hi)
+        return hi
+
+
+def _tier(m: _Model, p: int, l: Link, recompute: float) -> OffloadTier:
+    load = m.load_s(p, l)
+    ratio = recompute / load
+    verdict = (f"load, {ratio:,.1f}x faster" if ratio >= 1 else f"recompute, {1 / ratio:,.1f}x faster")
+    spare = recompute - l.latency_s
+    breakeven = m.kv_bytes(p) / spare / GB if spare > 0 else float("inf")
+    return OffloadTier(tier=l.name, description=l.description, gbps=l.gbps, latency_s=l.latency_s, load_s=load,
+                       ratio=ratio, verdict=verdict, breakeven_gbps=breakeven,
+                       breakeven_prefix_tokens=m.breakeven_prefix(l))
+
+
+def _sweep_prefixes(model: ModelSpec) -> list[int]:
+    prefixes, p = [], 16
+    while p <= model.max_context:
+        prefixes.append(p)
+        p *= 2
+    return prefixes
+
+
+def _capacity(model: ModelSpec, fmt, p: int, inputs: OffloadInputs) -> list[OffloadCapacity]:
+    per_token = request_bytes(model, 1, fmt)
+    rows = []
+    for tier, gib in (("host memory", inputs.host_gib), ("nvme", inputs.nvme_gib)):
+        if gib:
+            budget = round(gib * 2**30)
+            tokens = budget // per_token
+            rows.append(OffloadCapacity(tier=tier, budget_bytes=budget, tokens=tokens,
+                                        requests=budget // request_bytes(model, p, fmt)))
+    return rows
+
+
+def offload(model: ModelSpec, gpu: GpuSpec, prefix: int, inputs: OffloadInputs = OffloadInputs()) -> OffloadResult:
+    inputs.check()
+    if not 1 <= prefix <= MAX_CTX_TOKENS:
+        raise InputError(f"--prefix {prefix:,} is out of range; use 1..{MAX_CTX_TOKENS:,}")
+    fmt = resolve_kv_format(model, inputs.kv_dtype)
+    peak, source = _peak(gpu, fmt.name, inputs)
+    params = inputs.params or model.params_per_token
+    m = _Model(model, fmt, params, peak * 1e12 * inputs.mfu, inputs.attention)
+    linear, attention = prefill_flops(model, prefix, params, inputs.attention)
+    recompute = (linear + attention) / m.rate
+    tiers = tuple(_tier(m, prefix, l, recompute) for l in _links(inputs))
+    sweep = tuple(SweepRow(prefix_tokens=p, recompute_s=m.recompute_s(p),
+                           load_s={l.name: m.load_s(p, l) for l in _links(inputs)},
+                           winner={l.name: "load" if m.recompute_s(p) >= m.load_s(p, l) else "recompute"
+                                   for l in _links(inputs)})
+                  for p in _sweep_prefixes(model)) if inputs.sweep else ()
+    budget = memory_budget(model, gpu, BudgetInputs(kv_dtype=inputs.kv_dtype))
+    return OffloadResult(
+        model=model.name, gpu=gpu.name, prefix_tokens=prefix, kv_dtype=fmt.name, kv_bytes=m.kv_bytes(prefix),
+        params_per_token=params, tflops=peak, tflops_source=source, mfu=inputs.mfu, linear_flops=linear,
+        attention_flops=attention, recompute_linear_s=linear / m.rate, recompute_attention_s=attention / m.rate,
+        recompute_s=recompute, tiers=tiers, gpu_kv_tokens=budget.token_capacity,
+        capacity=tuple(_capacity(model, fmt, prefix, inputs)), sweep=sweep,
+        explain=tuple(_explain(model, prefix, params, peak, inputs.mfu, linear, attention, recompute, m, tiers)),
+    )
+
+
+def _explain(model, p, params, peak, mfu, linear, attention, recompute, m, tiers) -> list[Step]:
+    steps = [
+        Step(label="recompute, weights", formula=f"2 x {p:,} tokens x {params:,} params", value=f"{linear:,} FLOP"),
+        Step(label="recompute, attention",
+             formula=" + ".join(f"{g.count} x {g.prefill_flops_per_pair(model.num_attention_heads):,} x "
+                                f"{g.attended_pairs(p):,} pairs" for g in model.layers if g.attended_pairs(p))
+             or "no attention term", value=f"{attention:,} FLOP"),
+        Step(label="recompute time", formula=f"{linear + attention:,} FLOP / ({peak:g} TFLOPS x {mfu:g} MFU)",
+             value=f"{recompute * 1e3:,.3f} ms"),
+        Step(label="KV bytes of the prefix", formula=f"request bytes at {p:,} tokens ({m.fmt.name})",
+             value=f"{m.kv_bytes(p):,} B"),
+    ]
+    for t in tiers:
+        steps.append(Step(label=f"load over {t.tier}",
+                          formula=f"{m.kv_bytes(p):,} B / {t.gbps:g} GB/s + {t.latency_s * 1e6:g} us",
+                          value=f"{t.load_s * 1e3:,.3f} ms"))
+    return steps

@@ -1,0 +1,53 @@
+"""Rendering for `kvplan offload`."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from kvplan.render import explain_table
+from kvplan.results import OffloadResult
+from kvplan.units import fmt_binary, fmt_bytes
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.3f} ms"
+
+
+def render_offload(console: Console, r: OffloadResult, explain: bool = False) -> None:
+    console.print(f"[bold]{r.model}[/] on {r.gpu}: an evicted prefix of {r.prefix_tokens:,} tokens, "
+                  f"{fmt_bytes(r.kv_bytes)} of {r.kv_dtype} KV")
+    console.print(f"Recompute: {_ms(r.recompute_s)} = weights {_ms(r.recompute_linear_s)} + attention "
+                  f"{_ms(r.recompute_attention_s)} ({r.params_per_token / 1e9:,.2f}B params per token, "
+                  f"{r.tflops:g} TFLOPS x MFU {r.mfu:g}; {r.tflops_source})")
+    table = Table(title="Load or recompute, per tier (ratio = recompute time / load time)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    for name in ("Tier", "GB/s", "Load", "Ratio", "Faster", "Break-even GB/s", "Load wins from"):
+        table.add_column(name, justify="left" if name in ("Tier", "Faster") else "right")
+    for t in r.tiers:
+        first = t.breakeven_prefix_tokens
+        wins = "never" if first is None else "any prefix" if first == 1 else f"{first:,} tokens"
+        table.add_row(t.tier, f"{t.gbps:,g}", _ms(t.load_s), f"{t.ratio:,.1f}x", t.verdict.split(",")[0],
+                      f"{t.breakeven_gbps:,.2f}", wins)
+    console.print(table)
+    if r.capacity:
+        console.print(f"GPU KV pool (vLLM defaults): {r.gpu_kv_tokens:,} tokens")
+        for c in r.capacity:
+            console.print(f"{c.tier} {fmt_binary(c.budget_bytes)}: {c.tokens:,} more tokens, "
+                          f"{c.requests:,} prefixes of {r.prefix_tokens:,}")
+    if r.sweep:
+        sweep = Table(title="As prefixes grow (L = load wins, R = recompute wins)", title_justify="left",
+                      box=box.SIMPLE_HEAD)
+        sweep.add_column("Prefix", justify="right")
+        sweep.add_column("Recompute", justify="right")
+        names = list(r.sweep[0].load_s)
+        for name in names:
+            sweep.add_column(name, justify="right")
+        for row in r.sweep:
+            sweep.add_row(f"{row.prefix_tokens:,}", _ms(row.recompute_s),
+                          *[f"{_ms(row.load_s[n])} {row.winner[n][0].upper()}" for n in names])
+        console.print(sweep)
+    if explain:
+        console.print(explain_table(r.explain))
+    console.print("[dim]GB/s = 10^9 B/s per direction; PCIe x16 per generation 16/32/64/128 GB/s.[/]")
