@@ -213,6 +213,7 @@ def offload(
     params: Annotated[Optional[float], typer.Option("--params", help="Parameters per token (default: active params).")] = None,
     no_attention: Annotated[bool, typer.Option("--no-attention", help="Leave out the attention term (as note 001).")] = False,
     kv_dtype: KvDtypeOpt = "auto",
+    tp: Annotated[int, typer.Option("--tp", help="GPUs sharing the prefill, each loading its KV shard.")] = 1,
     host_gib: Annotated[Optional[float], typer.Option("--host-gib", help="Host memory for offloaded KV, GiB.")] = None,
     nvme_gib: Annotated[Optional[float], typer.Option("--nvme-gib", help="NVMe space for offloaded KV, GiB.")] = None,
     sweep_prefix: Annotated[bool, typer.Option("--sweep-prefix", help="Where the verdict flips as prefixes grow.")] = False,
@@ -229,7 +230,7 @@ def offload(
     chosen = tuple(n.strip() for n in links.split(",") if n.strip()) if links else tuple(LINKS)
     inputs = OffloadInputs(kv_dtype=kv_dtype, mfu=mfu, tflops=tflops, params=int(params) if params else None,
                            attention=not no_attention, latency_us=latency_us, links=chosen, link_gbps=link_gbps,
-                           host_gib=host_gib, nvme_gib=nvme_gib, sweep=sweep_prefix)
+                           host_gib=host_gib, nvme_gib=nvme_gib, sweep=sweep_prefix, tp=tp)
     cat = catalog(specs)
     result = offload_(cat.model(model), cat.gpu(gpu), tokens(prefix), inputs)
     print_json(console, result) if json else render_offload(console, result, explain=explain)

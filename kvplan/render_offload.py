@@ -16,8 +16,9 @@ def _ms(seconds: float) -> str:
 
 
 def render_offload(console: Console, r: OffloadResult, explain: bool = False) -> None:
-    console.print(f"[bold]{r.model}[/] on {r.gpu}: an evicted prefix of {r.prefix_tokens:,} tokens, "
-                  f"{fmt_bytes(r.kv_bytes)} of {r.kv_dtype} KV")
+    gpus = f"{r.tp} x {r.gpu}" if r.tp > 1 else r.gpu
+    console.print(f"[bold]{r.model}[/] on {gpus}: an evicted prefix of {r.prefix_tokens:,} tokens, "
+                  f"{fmt_bytes(r.kv_bytes)} of {r.kv_dtype} KV" + (" per GPU" if r.tp > 1 else ""))
     console.print(f"Recompute: {_ms(r.recompute_s)} = weights {_ms(r.recompute_linear_s)} + attention "
                   f"{_ms(r.recompute_attention_s)} ({r.params_per_token / 1e9:,.2f}B params per token, "
                   f"{r.tflops:g} TFLOPS x MFU {r.mfu:g}; {r.tflops_source})")
@@ -32,7 +33,8 @@ def render_offload(console: Console, r: OffloadResult, explain: bool = False) ->
                       f"{t.breakeven_gbps:,.2f}", wins)
     console.print(table)
     if r.capacity:
-        console.print(f"GPU KV pool (vLLM defaults): {r.gpu_kv_tokens:,} tokens")
+        note = "" if r.gpu_kv_tokens else " (the weights leave no room: raise --tp)"
+        console.print(f"GPU KV pool (vLLM defaults, TP {r.tp}): {r.gpu_kv_tokens:,} tokens{note}")
         for c in r.capacity:
             console.print(f"{c.tier} {fmt_binary(c.budget_bytes)}: {c.tokens:,} more tokens, "
                           f"{c.requests:,} prefixes of {r.prefix_tokens:,}")

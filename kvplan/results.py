@@ -350,6 +350,7 @@ class SweepRow(Result):
 class OffloadResult(Result):
     model: str
     gpu: str
+    tp: int
     prefix_tokens: int
     kv_dtype: str
     kv_bytes: int

@@ -88,6 +88,16 @@ def test_break_even_bandwidth_and_prefix(catalog):
     assert short.tiers[0].ratio < 1 <= at.tiers[0].ratio
 
 
+def test_tp_shares_the_prefill_and_shards_the_load(catalog):
+    one = offload(catalog.model("llama3-70b"), catalog.gpu("h100"), 4096, OffloadInputs(links=("pcie5",)))
+    eight = offload(catalog.model("llama3-70b"), catalog.gpu("h100"), 4096, OffloadInputs(links=("pcie5",), tp=8))
+    assert eight.recompute_s == pytest.approx(one.recompute_s / 8)
+    assert eight.kv_bytes * 8 == one.kv_bytes  # one KV head of 8 per GPU
+    mla = offload(catalog.model("deepseek-v3"), catalog.gpu("h200"), 4096, OffloadInputs(links=("pcie5",), tp=8))
+    assert mla.kv_bytes == 61 * 576 * 2 * 4096  # the latent is whole on every GPU
+    assert mla.gpu_kv_tokens > 0
+
+
 def test_offload_tier_capacity(catalog):
     r = offload(catalog.model("llama3-8b"), catalog.gpu("h100"), 4096, OffloadInputs(host_gib=512, nvme_gib=4096))
     host, nvme = r.capacity
@@ -145,3 +155,13 @@ def test_longer_prefixes_cost_more_both_ways(catalog, name, p, extra):
     a = offload(model, gpu, p, OffloadInputs(links=("pcie5",)))
     b = offload(model, gpu, p + extra, OffloadInputs(links=("pcie5",)))
     assert b.recompute_s > a.recompute_s and b.tiers[0].load_s >= a.tiers[0].load_s
+
+
+def test_replicated_latent_turns_the_advantage_around_under_tp(catalog):
+    h200, pcie5 = catalog.gpu("h200"), OffloadInputs(links=("pcie5",))
+    mla_1 = offload(catalog.model("deepseek-v3"), h200, 4096, pcie5).tiers[0].ratio
+    gqa_1 = offload(catalog.model("llama3-70b"), h200, 4096, pcie5).tiers[0].ratio
+    mla_8 = offload(catalog.model("deepseek-v3"), h200, 4096, OffloadInputs(links=("pcie5",), tp=8)).tiers[0].ratio
+    gqa_8 = offload(catalog.model("llama3-70b"), h200, 4096, OffloadInputs(links=("pcie5",), tp=8)).tiers[0].ratio
+    assert mla_1 > gqa_1 and mla_8 < gqa_8
+    assert mla_8 == pytest.approx(mla_1 / 8, rel=0.01)  # recompute shared by 8, latent loaded whole

@@ -71,6 +71,7 @@ class OffloadInputs:
     host_gib: float | None = None
     nvme_gib: float | None = None
     sweep: bool = False
+    tp: int = 1  # GPUs sharing the prefill, each loading its own KV shard over its own link
 
     def check(self) -> None:
         if not 0 < self.mfu <= 1:
@@ -101,13 +102,15 @@ def _links(inputs: OffloadInputs) -> list[Link]:
 
 
 class _Model:
-    """Times for one model, GPU and settings, as functions of the prefix."""
+    """Times for one model, GPU and settings, as functions of the prefix. Under TP the prefill is
+    shared by tp GPUs and each loads its own KV shard (an MLA latent whole) over its own link."""
 
-    def __init__(self, model: ModelSpec, fmt, params: int, flops_per_s: float, attention: bool):
-        self.model, self.fmt, self.params, self.rate, self.attention = model, fmt, params, flops_per_s, attention
+    def __init__(self, model: ModelSpec, fmt, params: int, flops_per_s: float, attention: bool, tp: int):
+        self.model, self.fmt, self.params, self.attention, self.tp = model, fmt, params, attention, tp
+        self.rate = flops_per_s * tp
 
     def kv_bytes(self, p: int) -> int:
-        return request_bytes(self.model, p, self.fmt)
+        return request_bytes(self.model, p, self.fmt, self.tp)
 
     def recompute_s(self, p: int) -> float:
         return sum(prefill_flops(self.model, p, self.params, self.attention)) / self.rate
@@ -150,6 +153,7 @@ def _sweep_prefixes(model: ModelSpec) -> list[int]:
 
 
 def _capacity(model: ModelSpec, fmt, p: int, inputs: OffloadInputs) -> list[OffloadCapacity]:
+    """A host or NVMe tier keeps one copy of each prefix, unsharded."""
     per_token = request_bytes(model, 1, fmt)
     rows = []
     for tier, gib in (("host memory", inputs.host_gib), ("nvme", inputs.nvme_gib)):
@@ -168,7 +172,7 @@ def offload(model: ModelSpec, gpu: GpuSpec, prefix: int, inputs: OffloadInputs =
     fmt = resolve_kv_format(model, inputs.kv_dtype)
     peak, source = _peak(gpu, fmt.name, inputs)
     params = inputs.params or model.params_per_token
-    m = _Model(model, fmt, params, peak * 1e12 * inputs.mfu, inputs.attention)
+    m = _Model(model, fmt, params, peak * 1e12 * inputs.mfu, inputs.attention, inputs.tp)
     linear, attention = prefill_flops(model, prefix, params, inputs.attention)
     recompute = (linear + attention) / m.rate
     tiers = tuple(_tier(m, prefix, l, recompute) for l in _links(inputs))
@@ -177,9 +181,9 @@ def offload(model: ModelSpec, gpu: GpuSpec, prefix: int, inputs: OffloadInputs =
                            winner={l.name: "load" if m.recompute_s(p) >= m.load_s(p, l) else "recompute"
                                    for l in _links(inputs)})
                   for p in _sweep_prefixes(model)) if inputs.sweep else ()
-    budget = memory_budget(model, gpu, BudgetInputs(kv_dtype=inputs.kv_dtype))
+    budget = memory_budget(model, gpu, BudgetInputs(kv_dtype=inputs.kv_dtype, tp=inputs.tp))
     return OffloadResult(
-        model=model.name, gpu=gpu.name, prefix_tokens=prefix, kv_dtype=fmt.name, kv_bytes=m.kv_bytes(prefix),
+        model=model.name, gpu=gpu.name, tp=inputs.tp, prefix_tokens=prefix, kv_dtype=fmt.name, kv_bytes=m.kv_bytes(prefix),
         params_per_token=params, tflops=peak, tflops_source=source, mfu=inputs.mfu, linear_flops=linear,
         attention_flops=attention, recompute_linear_s=linear / m.rate, recompute_attention_s=attention / m.rate,
         recompute_s=recompute, tiers=tiers, gpu_kv_tokens=budget.token_capacity,
@@ -195,9 +199,9 @@ def _explain(model, p, params, peak, mfu, linear, attention, recompute, m, tiers
              formula=" + ".join(f"{g.count} x {g.prefill_flops_per_pair(model.num_attention_heads):,} x "
                                 f"{g.attended_pairs(p):,} pairs" for g in model.layers if g.attended_pairs(p))
              or "no attention term", value=f"{attention:,} FLOP"),
-        Step(label="recompute time", formula=f"{linear + attention:,} FLOP / ({peak:g} TFLOPS x {mfu:g} MFU)",
+        Step(label="recompute time", formula=f"{linear + attention:,} FLOP / ({m.tp} GPU x {peak:g} TFLOPS x {mfu:g} MFU)",
              value=f"{recompute * 1e3:,.3f} ms"),
-        Step(label="KV bytes of the prefix", formula=f"request bytes at {p:,} tokens ({m.fmt.name})",
+        Step(label="KV bytes of the prefix, per GPU", formula=f"request bytes at {p:,} tokens ({m.fmt.name}, TP {m.tp})",
              value=f"{m.kv_bytes(p):,} B"),
     ]
     for t in tiers:
