@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kvplan.render import explain_table
-from kvplan.results import BatchResult, FitResult, MemoryBudget, OverviewRow, PlanResult, Roofline
+from kvplan.results_capacity import BatchResult, FitResult, MemoryBudget, OverviewRow, PlanResult, Roofline
 from kvplan.specs import GpuSpec
 from kvplan.units import GIB, fmt_binary, fmt_bytes
 

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kvplan.render import explain_table
-from kvplan.results import OffloadResult
+from kvplan.results_offload import OffloadResult
 from kvplan.units import fmt_binary, fmt_bytes
 
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from kvplan.calc.kv import check_size_inputs, layers_kv, resolve_kv_format
 from kvplan.calc.weights import weights_bytes, weights_per_gpu
 from kvplan.errors import InputError
-from kvplan.results import MemoryBudget, Step
+from kvplan.results import Step
+from kvplan.results_capacity import MemoryBudget
 from kvplan.specs import GpuSpec, ModelSpec
 from kvplan.units import GIB, ceil_div
 

@@ -16,7 +16,7 @@ from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.kv import MAX_CTX_TOKENS, paged_request_bytes, request_bytes, resolve_kv_format
 from kvplan.calc.roofline import decode_roofline
 from kvplan.errors import InputError, KvplanError
-from kvplan.results import BatchResult, MemoryBudget, OverviewRow, StrategyRow
+from kvplan.results_capacity import BatchResult, MemoryBudget, OverviewRow, StrategyRow
 from kvplan.specs import GpuSpec, ModelSpec
 from kvplan.units import KvFormat
 

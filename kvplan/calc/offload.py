@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.kv import MAX_CTX_TOKENS, request_bytes, resolve_kv_format
 from kvplan.errors import InputError
-from kvplan.results import OffloadCapacity, OffloadResult, OffloadTier, Step, SweepRow
+from kvplan.results import Step
+from kvplan.results_offload import OffloadCapacity, OffloadResult, OffloadTier, SweepRow
 from kvplan.specs import GpuSpec, ModelSpec
 
 GB = 1e9

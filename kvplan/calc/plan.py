@@ -9,7 +9,8 @@ from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.capacity import max_context
 from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
 from kvplan.errors import InputError, KvplanError
-from kvplan.results import Deployment, FitResult, Knob, MemoryBudget, PlanResult, Step
+from kvplan.results import Step
+from kvplan.results_capacity import Deployment, FitResult, Knob, MemoryBudget, PlanResult
 from kvplan.specs import GpuSpec, ModelSpec
 from kvplan.units import ceil_div, fmt_binary
 

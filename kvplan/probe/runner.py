@@ -22,7 +22,7 @@ from kvplan.probe.device import CPU_CAP_BYTES, DeviceInfo, database_gpu_name, de
 from kvplan.probe.page_table import PageTable, build_page_table, check_page_table
 from kvplan.probe.pool import (allocated, allocator_bytes, caching_allocator_bytes, expandable_segments, layer_shapes,
                                release_workspaces, tensor_bytes)
-from kvplan.results import (ProbeBandwidth, ProbeCheck, ProbeCorrectness, ProbeMemory, ProbePageTable, ProbePool,
+from kvplan.results_probe import (ProbeBandwidth, ProbeCheck, ProbeCorrectness, ProbeMemory, ProbePageTable, ProbePool,
                             ProbeResult)
 from kvplan.specs import GpuSpec, ModelSpec
 from kvplan.units import GIB, MIB, fmt_binary

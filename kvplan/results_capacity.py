@@ -1,0 +1,156 @@
+"""Results of the capacity commands: budget, batch, fit, plan, and the every-model overview."""
+
+from __future__ import annotations
+
+from kvplan.results import Result, Step
+
+
+class MemoryBudget(Result):
+    """One GPU's memory, term by term, and the KV pool an engine leaves in it."""
+
+    engine: str
+    engine_formula: str
+    engine_source: str
+    model: str
+    gpu: str
+    tp: int
+    pp: int
+    kv_dtype: str
+    block_size: int
+    util: float
+    util_flag: str
+    util_source: str
+    total_bytes: int
+    total_source: str
+    weights_bytes: int
+    weights_source: str
+    activation_bytes: int
+    activation_source: str
+    overhead_bytes: int
+    overhead_source: str
+    kv_pool_bytes: int
+    weights_fit: bool
+    page_bytes: int
+    kv_bytes_per_token: int
+    num_blocks: int
+    token_capacity: int
+    explain: tuple[Step, ...]
+
+
+class StrategyRow(Result):
+    """Requests that fit under one allocation strategy, at average and at peak occupancy."""
+
+    strategy: str
+    rule: str
+    reserved_tokens_avg: int
+    bytes_per_request_avg: int
+    concurrency_avg: int
+    reserved_tokens_peak: int
+    bytes_per_request_peak: int
+    concurrency_peak: int
+
+
+class Roofline(Result):
+    """One decode step on one GPU at a batch: bytes over bandwidth vs FLOPs over peak."""
+
+    batch: int
+    context_tokens: int
+    hbm_bandwidth_gbps: float
+    peak_tflops: float
+    peak_source: str
+    weight_bytes: int
+    kv_bytes: int
+    flops: int
+    memory_time_s: float
+    compute_time_s: float
+    step_time_s: float
+    bound: str
+    tokens_per_s: float
+    compute_bound_batch: int
+
+
+class BatchResult(Result):
+    """`kvplan batch`: the budget, the strategies side by side, the engine's own figures."""
+
+    model: str
+    gpu: str
+    in_tokens: int
+    out_tokens: int
+    avg_tokens: int
+    peak_tokens: int
+    max_len: int
+    budget: MemoryBudget
+    strategies: tuple[StrategyRow, ...]
+    max_concurrency_at_max_len: float
+    roofline: Roofline | None
+    max_ctx_for_batch: int | None = None
+    max_ctx_batch: int | None = None
+    realistic_kv_pool_bytes: int | None = None
+    realistic_paged: StrategyRow | None = None
+
+
+class Knob(Result):
+    """One change and what it gives: the concurrency at the workload after the change."""
+
+    change: str
+    flags: str
+    kv_pool_bytes: int
+    concurrency: int
+    fits: bool
+
+
+class FitResult(Result):
+    """`kvplan fit`: the whole memory breakdown of one GPU, a verdict, and what would fit."""
+
+    model: str
+    gpu: str
+    ctx_tokens: int
+    budget: MemoryBudget
+    bytes_per_request: int
+    concurrency: int
+    kv_used_bytes: int
+    free_bytes: int
+    fits: bool
+    verdict: str
+    knobs: tuple[Knob, ...]
+
+
+class Deployment(Result):
+    """One way to serve the load: replicas of tp x pp GPUs."""
+
+    kv_dtype: str
+    tp: int
+    pp: int
+    concurrency_per_replica: int
+    replicas: int
+    gpus: int
+    nodes: int
+    kv_pool_bytes_per_gpu: int
+    bytes_per_request_per_gpu: int
+
+
+class PlanResult(Result):
+    """`kvplan plan`: the smallest deployment for N concurrent requests at a context, per KV dtype."""
+
+    model: str
+    gpu: str
+    concurrency: int
+    ctx_tokens: int
+    gpus_per_node: int
+    best: tuple[Deployment, ...]
+    candidates: tuple[Deployment, ...]
+    infeasible: tuple[str, ...]
+    explain: tuple[Step, ...] = ()
+
+
+class OverviewRow(Result):
+    """`kvplan batch --gpu G` without a model: one model at the smallest TP that serves a request."""
+
+    model: str
+    params_total: int
+    tp: int | None
+    weights_bytes_per_gpu: int | None
+    kv_pool_bytes_per_gpu: int | None
+    concurrency_avg: int
+    concurrency_peak: int
+    note: str

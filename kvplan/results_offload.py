@@ -1,0 +1,56 @@
+"""Results of `kvplan offload`."""
+
+from __future__ import annotations
+
+from kvplan.results import Result, Step
+
+
+class OffloadTier(Result):
+    """One memory tier: reload the prefix over its link, against recomputing it."""
+
+    tier: str
+    description: str
+    gbps: float
+    latency_s: float
+    load_s: float
+    ratio: float  # recompute time / load time: > 1 means loading wins
+    verdict: str
+    breakeven_gbps: float
+    breakeven_prefix_tokens: int | None  # None: one side wins at every prefix
+
+
+class OffloadCapacity(Result):
+    tier: str
+    budget_bytes: int
+    tokens: int
+    requests: int
+
+
+class SweepRow(Result):
+    prefix_tokens: int
+    recompute_s: float
+    load_s: dict[str, float]
+    winner: dict[str, str]
+
+
+class OffloadResult(Result):
+    model: str
+    gpu: str
+    tp: int
+    prefix_tokens: int
+    kv_dtype: str
+    kv_bytes: int
+    params_per_token: int
+    tflops: float
+    tflops_source: str
+    mfu: float
+    linear_flops: int
+    attention_flops: int
+    recompute_linear_s: float
+    recompute_attention_s: float
+    recompute_s: float
+    tiers: tuple[OffloadTier, ...]
+    gpu_kv_tokens: int
+    capacity: tuple[OffloadCapacity, ...]
+    sweep: tuple[SweepRow, ...]
+    explain: tuple[Step, ...]
