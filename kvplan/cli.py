@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-
 from typer import Abort
 
 try:  # recent typer vendors click and exports no UsageError of its own
@@ -109,9 +108,8 @@ def size(
     Example: kvplan size llama3-70b --ctx 4096 --tp 8 --explain
     """
     from kvplan.calc.kv import kv_size
-    from kvplan.render import print_json, render_size
-
     from kvplan.catalog import find_model
+    from kvplan.render import print_json, render_size
 
     result = kv_size(find_model(model, specs or ()), tokens(ctx), batch=batch, kv_dtype=kv_dtype, tp=tp,
                      block_size=block_size)
@@ -186,7 +184,6 @@ def import_(
     name: Annotated[Optional[str], typer.Option("--name", help="Spec name (default: from the folder).")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", metavar="DIR", help="Write DIR/models/NAME.yaml (use DIR with --specs).")] = None,
-    specs: SpecsOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Turn a local Hugging Face config.json (or model folder) into a spec YAML, offline.
