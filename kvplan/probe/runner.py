@@ -9,6 +9,7 @@ whatever happens.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -141,61 +142,71 @@ def run_probe(model: ModelSpec, opts: ProbeOptions, gpus: dict[str, GpuSpec],
     memory, budget = _budget(model, info, opts)
     copy_before = bench.copy_gbps(device, COPY_BYTES[device.type])  # the ceiling, before anything else runs
     gpu = gpus.get(database_gpu_name(info.name) or "", None) if cuda else None
-    generator = torch.Generator(device=device).manual_seed(opts.seed)
     release_workspaces(device)
     start = allocator_bytes(device)
-    reserved: list[torch.Tensor] = []
-    correctness, bandwidth, table = [], None, None
-    try:
-        step("reserve weights" if opts.with_weights else "allocate pool")
-        for size in (memory.weights_reserved_bytes, memory.activation_reserved_bytes):
-            if size:
-                reserved.append(torch.empty(size, dtype=torch.uint8, device=device))
+    correctness, bandwidth = [], None
+    step("reserve weights" if opts.with_weights else "allocate pool")
+    with reserved(memory, device):
         before = allocator_bytes(device)
-        shapes = layer_shapes(model, fmt, budget.num_blocks, budget.block_size)
-        with allocated(shapes, device) as tensors:
-            after = allocator_bytes(device)
-            allocated_bytes = sum(tensor_bytes(t) for t in tensors)
-            pool = _pool_result(budget, tensors, allocated_bytes, before, after, memory, fmt.name)
+        with allocated(layer_shapes(model, fmt, budget.num_blocks, budget.block_size), device) as tensors:
+            pool = _pool_result(budget, tensors, before, allocator_bytes(device), memory, fmt.name)
             step("page table")
-            pages_per_request = -(-ctx // budget.block_size)
-            fit = min(batch, budget.num_blocks // pages_per_request) if pages_per_request else 0
-            if fit < 1:
-                raise InputError(f"not one {ctx:,}-token request fits the {fmt_binary(pool.allocated_bytes)} pool; "
-                                 "lower --ctx or raise --max-gib")
-            lens = [ctx] * fit
-            table = build_page_table(lens, budget.block_size, budget.num_blocks, seed=opts.seed)
-            problems = check_page_table(table, budget.num_blocks, lens)
-            page_table = ProbePageTable(batch=fit, ctx_tokens=ctx, page_size=budget.block_size,
-                                        pages_used=int(table.kv_indptr[-1]), problems=tuple(problems))
+            table, page_table = _page_table(budget, pool, ctx, batch, opts.seed)
             cache = _attention_layer(tensors)
             if cache is not None:
-                step("attention")
-                table_d = table.to(device)
-                _fill_random(cache, table_d, generator)
-                q = torch.randn((fit, model.num_attention_heads, cache.shape[-1]), generator=generator,
-                                device=device).to(cache.dtype)
-                correctness.append(_correctness(run, impl, q, cache, table_d))
-                step("bandwidth")
-                bandwidth = _time_kernel(run, impl, q, cache, table_d, gpu, copy_before)
-                del q, table_d
+                correctness, bandwidth = _attend(model, run, impl, cache, table, opts.seed, gpu, copy_before, step)
             del cache
-    finally:
-        reserved.clear()
-        release_workspaces(device)
-    release_workspaces(device)
     released = allocator_bytes(device) == start
     checks = _checks(pool, page_table, correctness, bandwidth)
     if cuda:
         checks.append(ProbeCheck(check="everything released", predicted=f"{start:,} B allocated, as at the start",
                                  measured=f"{allocator_bytes(device):,} B", verdict="pass" if released else "fail"))
     return ProbeResult(
-        released=released,
-        model=model.name, device=str(device), device_name=info.name, torch_version=torch.__version__,
-        triton_version=_triton_version(), nvml=info.nvml_total_bytes is not None, kv_dtype=fmt.name, memory=memory,
-        pool=pool, page_table=page_table, correctness=tuple(correctness), bandwidth=bandwidth, checks=tuple(checks),
-        ok=all(c.verdict != "fail" for c in checks),
+        released=released, model=model.name, device=str(device), device_name=info.name,
+        torch_version=torch.__version__, triton_version=_triton_version(), nvml=info.nvml_total_bytes is not None,
+        kv_dtype=fmt.name, memory=memory, pool=pool, page_table=page_table, correctness=tuple(correctness),
+        bandwidth=bandwidth, checks=tuple(checks), ok=all(c.verdict != "fail" for c in checks),
     )
+
+
+@contextmanager
+def reserved(memory: ProbeMemory, device: torch.device):
+    """With --with-weights: buffers the size of the weights and the activations, held meanwhile."""
+    buffers = [torch.empty(size, dtype=torch.uint8, device=device)
+               for size in (memory.weights_reserved_bytes, memory.activation_reserved_bytes) if size]
+    try:
+        yield buffers
+    finally:
+        buffers.clear()
+        release_workspaces(device)
+
+
+def _page_table(budget, pool: ProbePool, ctx: int, batch: int, seed: int) -> tuple[PageTable, ProbePageTable]:
+    """As many of the requests as the pool holds, on shuffled pages, every invariant checked."""
+    fit = min(batch, budget.num_blocks // -(-ctx // budget.block_size))
+    if fit < 1:
+        raise InputError(f"not one {ctx:,}-token request fits the {fmt_binary(pool.allocated_bytes)} pool; "
+                         "lower --ctx or raise --max-gib")
+    lens = [ctx] * fit
+    table = build_page_table(lens, budget.block_size, budget.num_blocks, seed=seed)
+    problems = check_page_table(table, budget.num_blocks, lens)
+    return table, ProbePageTable(batch=fit, ctx_tokens=ctx, page_size=budget.block_size,
+                                 pages_used=int(table.kv_indptr[-1]), problems=tuple(problems))
+
+
+def _attend(model: ModelSpec, run: Callable, impl: str, cache: torch.Tensor, table: PageTable, seed: int,
+            gpu: GpuSpec | None, copy_before: float, step: Callable[[str], None]):
+    """Random K/V and queries on the real pool: correctness against float64, then the timing."""
+    step("attention")
+    device = cache.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    table_d = table.to(device)
+    _fill_random(cache, table_d, generator)
+    q = torch.randn((table.batch, model.num_attention_heads, cache.shape[-1]), generator=generator,
+                    device=device).to(cache.dtype)
+    correctness = [_correctness(run, impl, q, cache, table_d)]
+    step("bandwidth")
+    return correctness, _time_kernel(run, impl, q, cache, table_d, gpu, copy_before)
 
 
 def _triton_version() -> str | None:
@@ -206,9 +217,10 @@ def _triton_version() -> str | None:
     return triton.__version__
 
 
-def _pool_result(budget, tensors, allocated_bytes: int, before: int | None, after: int | None, memory: ProbeMemory,
+def _pool_result(budget, tensors, before: int | None, after: int | None, memory: ProbeMemory,
                  kv_dtype: str) -> ProbePool:
     predicted = budget.num_blocks * budget.page_bytes
+    allocated_bytes = sum(tensor_bytes(t) for t in tensors)
     by_allocator = None if before is None else after - before
     rounded = None if before is None else sum(caching_allocator_bytes(tensor_bytes(t)) for t in tensors)
     return ProbePool(
