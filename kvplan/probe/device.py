@@ -48,8 +48,9 @@ def resolve_device(spec: str | None) -> torch.device:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = device.index or 0
         if index >= count:
+            choices = "" if not count else " or cuda:0" if count == 1 else f" or cuda:0..cuda:{count - 1}"
             raise InputError(f"--device {spec} does not exist: this machine has {count} CUDA device(s); "
-                             "use --device cpu" + (f" or cuda:0..{count - 1}" if count else ""))
+                             f"use --device cpu{choices}")
         return torch.device("cuda", index)
     if device.type != "cpu":
         raise InputError(f"--device '{spec}' is not supported; use cpu or cuda:N")
