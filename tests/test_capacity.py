@@ -266,6 +266,9 @@ def test_overview_lists_every_model(catalog):
     (["batch", "llama3-8b", "--gpu", "h100", "--weights-gib", "-1"], "--weights-gib must not be negative"),
     (["fit", "llama3-8b", "--gpu", "h100", "--weights-dtype", "int3"], "unknown weights dtype 'int3'"),
     (["plan", "llama3-8b", "--gpu", "h100", "--concurrency", "0"], "--concurrency, --ctx and --gpus-per-node"),
+    (["plan", "llama3-8b", "--gpu", "h100", "--kv-dtype", "bf16,fp9"], "unknown KV dtype 'fp9'"),
+    (["plan", "llama3-8b", "--gpu", "h100", "--weights-dtype", "int3"], "unknown weights dtype 'int3'"),
+    (["plan", "llama3-8b", "--gpu", "h100", "--engine", "foo"], "unknown engine 'foo'"),
 ])
 def test_bad_input_exits_2(capsys, argv, message):
     assert main(argv) == 2

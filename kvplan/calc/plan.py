@@ -99,7 +99,8 @@ def plan(model: ModelSpec, gpu: GpuSpec, concurrency: int, ctx: int, kv_dtypes: 
     if concurrency < 1 or ctx < 1 or gpus_per_node < 1:
         raise InputError("--concurrency, --ctx and --gpus-per-node must be at least 1")
     best, candidates, infeasible = [], [], []
-    for kv_dtype in kv_dtypes:
+    for kv_dtype in kv_dtypes:  # bad settings (dtype, engine, util) are errors, not infeasible plans
+        memory_budget(model, gpu, replace(inputs, kv_dtype=kv_dtype, tp=1, pp=1))
         options = list(_deployments(model, gpu, concurrency, ctx, replace(inputs, kv_dtype=kv_dtype), gpus_per_node))
         if not options:
             infeasible.append(f"KV {kv_dtype}: no TP <= {gpus_per_node} x PP <= {PP_SIZES[-1]} holds one "
