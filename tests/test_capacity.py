@@ -269,6 +269,7 @@ def test_overview_lists_every_model(catalog):
     (["plan", "llama3-8b", "--gpu", "h100", "--kv-dtype", "bf16,fp9"], "unknown KV dtype 'fp9'"),
     (["plan", "llama3-8b", "--gpu", "h100", "--weights-dtype", "int3"], "unknown weights dtype 'int3'"),
     (["plan", "llama3-8b", "--gpu", "h100", "--engine", "foo"], "unknown engine 'foo'"),
+    (["batch", "--gpu", "h100", "--kv-dtype", "fp9"], "unknown KV dtype 'fp9'"),
 ])
 def test_bad_input_exits_2(capsys, argv, message):
     assert main(argv) == 2

@@ -126,6 +126,9 @@ OVERVIEW_TP = (1, 2, 4, 8)
 def overview(models, gpu: GpuSpec, workload: Workload, inputs: BudgetInputs = BudgetInputs()):
     """Every model at the smallest TP (1, 2, 4, 8) where one request at peak fits."""
     workload.check()
+    models = list(models)
+    if models:  # bad settings are errors, not "does not fit": try them once at TP 1
+        memory_budget(models[0], gpu, replace(inputs, tp=1))
     rows = []
     for model in models:
         row = OverviewRow(model=model.name, params_total=model.params_total, tp=None, weights_bytes_per_gpu=None,
