@@ -14,13 +14,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from kvplan.errors import NotFoundError, SpecError
-from kvplan.specs import GpuSpec, ModelSpec
+from kvplan.specs import GpuSpec, LayerGroup, ModelSpec
 
 SPECS_ENV = "KVPLAN_SPECS"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -81,7 +81,8 @@ def format_validation_error(path: Path, err: ValidationError, root: yaml.Node | 
     return lines
 
 
-_KIND_TAGS = {"full", "sliding", "chunked", "mla", "mamba"}
+# pydantic puts the discriminator's value into an error's location (layers.0.full.count): drop it.
+_KIND_TAGS = {cls.model_fields["kind"].default for cls in get_args(get_args(LayerGroup)[0])}
 
 
 def _follows_from_another(problem: dict, problems: list[dict]) -> bool:
