@@ -234,3 +234,62 @@ def offload(
     cat = catalog(specs)
     result = offload_(cat.model(model), cat.gpu(gpu), tokens(prefix), inputs)
     print_json(console, result) if json else render_offload(console, result, explain=explain)
+
+
+@app.command()
+@handle_errors
+def frag(
+    model: Annotated[str, typer.Argument(help="Model whose KV bytes per token to use.")],
+    gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="GPU: the budget is vLLM's KV pool on it.")] = None,
+    kv_gib: Annotated[Optional[float], typer.Option("--kv-gib", help="A KV budget in GiB instead of --gpu's pool.")] = None,
+    workload: Annotated[str, typer.Option(
+        "--workload", "-w", help="chat, fixed:IN,OUT, uniform:LO-HI,LO-HI, or a .csv/.jsonl trace.")] = "chat",
+    requests: Annotated[int, typer.Option("--requests", "-n", help="Requests to generate.")] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed for generated workloads.")] = 0,
+    rate: Annotated[Optional[float], typer.Option("--rate", help="Poisson arrivals, requests per second "
+                                                  "(default: all at once).")] = None,
+    step_ms: Annotated[float, typer.Option("--step-ms", help="One decode step, ms (turns seconds into steps).")] = 30.0,
+    max_len: Annotated[Optional[int], typer.Option("--max-len", help="Max sequence length (default: the model's).")] = None,
+    block_size: Annotated[int, typer.Option("--block-size", help="Tokens per page / doubling start.")] = 16,
+    shared_prefix: Annotated[int, typer.Option("--shared-prefix", help="A system prompt of P tokens on every request.")] = 0,
+    sweep_block_size: Annotated[bool, typer.Option("--sweep-block-size", help="Paged waste for blocks 1..256.")] = False,
+    kv_dtype: KvDtypeOpt = "auto",
+    json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+) -> None:
+    """What each allocation strategy wastes on a workload: continuous batching simulated over real allocators.
+
+    Example: kvplan frag opt-13b --gpu a100-40gb --workload chat --max-len 2048 --requests 10000
+    """
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from kvplan.calc.budget import BudgetInputs, memory_budget
+    from kvplan.calc.frag import STRATEGIES, fragmentation
+    from kvplan.calc.kv import request_bytes, resolve_kv_format
+    from kvplan.errors import InputError
+    from kvplan.render import print_json
+    from kvplan.render_frag import render_frag
+    from kvplan.workloads import generate, read_trace
+
+    cat = catalog(specs)
+    spec = cat.model(model)
+    if (gpu is None) == (kv_gib is None):
+        raise InputError("give the KV budget as --gpu G (vLLM's pool on it) or --kv-gib X, one of them")
+    gpu_spec = cat.gpu(gpu) if gpu else None
+    budget = (round(kv_gib * 2**30) if kv_gib is not None
+              else memory_budget(spec, gpu_spec, BudgetInputs(kv_dtype=kv_dtype)).kv_pool_bytes)
+    length = max_len or spec.max_context
+    per_second = rate * step_ms / 1000 if rate else None
+    path = Path(workload)
+    reqs = (read_trace(path, length, step_ms) if path.suffix in (".csv", ".jsonl")
+            else generate(workload, requests, seed, length, per_second))
+    strategies = STRATEGIES if shared_prefix else STRATEGIES[:-1]
+    with Progress(console=err_console, transient=True, disable=json) as progress:
+        task = progress.add_task("simulating", total=len(strategies) + (9 if sweep_block_size else 0))
+        step = lambda label: progress.update(task, advance=1, description=label)  # noqa: E731
+        result = fragmentation(spec, gpu_spec, reqs, workload=workload, seed=seed, budget_bytes=max(budget, 0),
+                               bytes_per_token=request_bytes(spec, 1, resolve_kv_format(spec, kv_dtype)),
+                               block=block_size, max_len=length, prefix=shared_prefix, strategies=strategies,
+                               sweep=sweep_block_size, step=step)
+    print_json(console, result) if json else render_frag(console, result)

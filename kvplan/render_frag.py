@@ -1,0 +1,57 @@
+"""Rendering for `kvplan frag`, with the figures the literature reports beside kvplan's."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from kvplan.results_frag import FragResult
+from kvplan.units import fmt_binary
+
+# Share of KV memory holding token states, Kwon et al. (SOSP 2023), Figure 2.
+PAPER = {"fixed": 0.204, "doubling": 0.268, "exact": 0.382, "paged": 0.963}
+
+
+def render_frag(console: Console, r: FragResult) -> None:
+    console.print(f"[bold]{r.model}[/]: {r.requests:,} requests ({r.workload}, mean {r.mean_input:,.0f} in / "
+                  f"{r.mean_output:,.0f} out), KV budget {fmt_binary(r.budget_bytes)} = {r.budget_tokens:,} tokens "
+                  f"of {r.kv_bytes_per_token:,} B, max_len {r.max_len:,}, block {r.block_size}"
+                  + (f", shared prefix {r.shared_prefix:,}" if r.shared_prefix else ""))
+    table = Table(title="KV memory over the run (time-averaged shares of allocated + external)",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("Strategy", "Live", "Reserved", "Internal", "External", "vLLM paper, live"):
+        table.add_column(name, justify="left" if name == "Strategy" else "right")
+    for row in r.rows:
+        paper = PAPER.get(row.strategy)
+        table.add_row(row.strategy, f"{row.live_share:.1%}", f"{row.reservation_share:.1%}",
+                      f"{row.internal_share:.1%}", f"{row.external_share:.1%}", f"{paper:.1%}" if paper else "-")
+    console.print(table)
+    costs = Table(title="Concurrency and costs", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("Strategy", "Mean conc.", "Peak", "Wait, steps", "Preempted", "Rejected", "Copied"):
+        costs.add_column(name, justify="left" if name == "Strategy" else "right")
+    for row in r.rows:
+        costs.add_row(row.strategy, f"{row.mean_concurrency:,.1f}", f"{row.peak_concurrency:,}",
+                      f"{row.mean_wait_steps:,.0f}", f"{row.preemptions:,}", f"{row.rejected:,}",
+                      fmt_binary(row.copied_bytes))
+    console.print(costs)
+    expect = Table(title="Analytic expectation against the simulation", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("Strategy", "Expectation", "Expected", "Simulated"):
+        expect.add_column(name, justify="right" if name in ("Expected", "Simulated") else "left")
+    for row in r.rows:
+        fmt = "{:.2f}" if row.strategy in ("paged", "shared") else "{:.1%}"
+        expect.add_row(row.strategy, row.expected, fmt.format(row.expected_value), fmt.format(row.simulated_value))
+    console.print(expect)
+    for row in r.rows:
+        if row.strategy == "shared":
+            console.print(f"Prefix sharing saved {fmt_binary(int(row.saved_bytes_mean))} on average.")
+    if r.sweep:
+        sweep = Table(title="Paged waste by block size", title_justify="left", box=box.SIMPLE_HEAD)
+        for name in ("Block", "Internal", "Tokens/request", "(B-1)/2", "Mean conc."):
+            sweep.add_column(name, justify="right")
+        for s in r.sweep:
+            sweep.add_row(str(s.block_size), f"{s.internal_share:.1%}", f"{s.internal_tokens_per_request:.2f}",
+                          f"{s.expected_tokens_per_request:.1f}", f"{s.mean_concurrency:,.1f}")
+        console.print(sweep)
+    console.print("[dim]Live: slots holding token states; reserved: slots for tokens still to come (fixed, exact); "
+                  "internal: slots never to be filled; external: free memory outside the largest hole.[/]")

@@ -1,0 +1,59 @@
+"""Results of `kvplan frag`."""
+
+from __future__ import annotations
+
+from kvplan.results import Result
+
+
+class FragRow(Result):
+    """One allocation strategy over the whole run: shares of (allocated + external) memory,
+    time-averaged, and what the run cost."""
+
+    strategy: str
+    rule: str
+    live_share: float
+    reservation_share: float
+    internal_share: float
+    external_share: float
+    utilization: float  # live / allocated
+    mean_concurrency: float
+    peak_concurrency: int
+    peak_allocated_bytes: int
+    mean_wait_steps: float
+    max_wait_steps: int
+    peak_queue: int
+    preemptions: int
+    rejected: int
+    finished: int
+    copied_bytes: int
+    saved_bytes_mean: float
+    steps: int
+    expected: str  # the analytic expectation, with the simulated figure it compares with
+    expected_value: float
+    simulated_value: float
+
+
+class BlockSweepRow(Result):
+    block_size: int
+    internal_share: float
+    internal_tokens_per_request: float
+    expected_tokens_per_request: float  # (block - 1) / 2
+    mean_concurrency: float
+
+
+class FragResult(Result):
+    model: str
+    gpu: str
+    workload: str
+    requests: int
+    seed: int
+    kv_bytes_per_token: int
+    budget_tokens: int
+    budget_bytes: int
+    block_size: int
+    max_len: int
+    shared_prefix: int
+    mean_input: float
+    mean_output: float
+    rows: tuple[FragRow, ...]
+    sweep: tuple[BlockSweepRow, ...]

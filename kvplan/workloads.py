@@ -1,0 +1,126 @@
+"""Request-length workloads for the fragmentation simulator: generated (fixed, uniform, chat) or read
+from a trace file (CSV or JSONL). Generation is seeded and pure; reading a trace is the only I/O.
+
+    fixed:IN,OUT        every request IN prompt tokens and OUT output tokens
+    uniform:LO-HI,LO-HI prompt and output lengths uniform in each range (inclusive)
+    chat                lognormal lengths with ShareGPT's means as the vLLM paper reports them
+                        (Kwon et al., SOSP 2023, Table 1: 161.31 input, 337.99 output tokens);
+                        sigma 1.0 for both is our assumption, the paper gives means only
+    PATH.csv|PATH.jsonl columns input_tokens, output_tokens and optionally arrival_s
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from kvplan.errors import InputError
+
+CHAT_MEANS = (161.31, 337.99)  # ShareGPT input and output tokens, vLLM paper Table 1
+CHAT_SIGMA = 1.0
+
+
+@dataclass(frozen=True)
+class Request:
+    inp: int  # prompt tokens (prefilled at admission)
+    out: int  # output tokens (one per decode step)
+    arrival: int = 0  # decode step at which it arrives
+
+    @property
+    def final(self) -> int:
+        return self.inp + self.out
+
+
+def _clip(inp: int, out: int, max_len: int) -> tuple[int, int]:
+    inp = max(1, min(inp, max_len))
+    return inp, max(0, min(out, max_len - inp))
+
+
+def _lognormal(rng: random.Random, mean: float) -> int:
+    mu = math.log(mean) - CHAT_SIGMA**2 / 2  # so that the lognormal's mean is `mean`
+    return max(1, round(rng.lognormvariate(mu, CHAT_SIGMA)))
+
+
+def generate(spec: str, n: int, seed: int, max_len: int, rate_per_step: float | None = None) -> list[Request]:
+    """Requests from a workload spec (see the module doc); arrivals Poisson at `rate_per_step`, or all at 0."""
+    if n < 1:
+        raise InputError(f"--requests {n} must be at least 1")
+    rng = random.Random(seed)
+    lengths = _lengths(spec, n, rng)
+    arrivals, clock = [], 0.0
+    for _ in range(n):
+        if rate_per_step:
+            clock += rng.expovariate(rate_per_step)
+        arrivals.append(int(clock))
+    return [Request(*_clip(i, o, max_len), a) for (i, o), a in zip(lengths, arrivals)]
+
+
+def _lengths(spec: str, n: int, rng: random.Random) -> list[tuple[int, int]]:
+    if spec == "chat":
+        return [(_lognormal(rng, CHAT_MEANS[0]), _lognormal(rng, CHAT_MEANS[1])) for _ in range(n)]
+    fixed = re.fullmatch(r"fixed:(\d+),(\d+)", spec)
+    if fixed:
+        return [(int(fixed[1]), int(fixed[2]))] * n
+    uniform = re.fullmatch(r"uniform:(\d+)-(\d+),(\d+)-(\d+)", spec)
+    if uniform:
+        a, b, c, d = map(int, uniform.groups())
+        if a > b or c > d:
+            raise InputError(f"workload '{spec}': each range must be LO-HI with LO <= HI")
+        return [(rng.randint(a, b), rng.randint(c, d)) for _ in range(n)]
+    raise InputError(f"unknown workload '{spec}'; use fixed:IN,OUT, uniform:LO-HI,LO-HI, chat, or a .csv/.jsonl trace")
+
+
+def read_trace(path: Path, max_len: int, step_ms: float) -> list[Request]:
+    """A trace of input_tokens, output_tokens[, arrival_s]; a bad row is rejected with its line number."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the trace ({getattr(exc, 'strerror', None) or exc})") from None
+    rows = _jsonl_rows(path, text) if path.suffix == ".jsonl" else _csv_rows(path, text)
+    requests = [_request(path, line, row, max_len, step_ms) for line, row in rows]
+    if not requests:
+        raise InputError(f"{path}: the trace holds no requests")
+    return sorted(requests, key=lambda r: r.arrival)
+
+
+def _csv_rows(path: Path, text: str):
+    reader = csv.DictReader(text.splitlines())
+    missing = {"input_tokens", "output_tokens"} - set(reader.fieldnames or ())
+    if missing:
+        raise InputError(f"{path}:1: missing column(s) {', '.join(sorted(missing))}; the header needs "
+                         "input_tokens,output_tokens[,arrival_s]")
+    return [(i + 2, row) for i, row in enumerate(reader)]
+
+
+def _jsonl_rows(path: Path, text: str):
+    rows = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{i}: not JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{i}: expected an object with input_tokens and output_tokens")
+        rows.append((i, row))
+    return rows
+
+
+def _request(path: Path, line: int, row: dict, max_len: int, step_ms: float) -> Request:
+    try:
+        inp, out = int(row["input_tokens"]), int(row["output_tokens"])
+        arrival = float(row.get("arrival_s") or 0)
+    except KeyError as exc:
+        raise InputError(f"{path}:{line}: missing {exc.args[0]}") from None
+    except (TypeError, ValueError):
+        raise InputError(f"{path}:{line}: input_tokens and output_tokens must be whole numbers, arrival_s a "
+                         "number") from None
+    if inp < 1 or out < 0 or arrival < 0:
+        raise InputError(f"{path}:{line}: lengths must be positive (output may be 0) and arrival_s not negative")
+    return Request(*_clip(inp, out, max_len), int(arrival * 1000 / step_ms))

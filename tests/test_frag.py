@@ -1,0 +1,137 @@
+"""Fragmentation: allocators and the continuous-batching simulation, by hand and by invariants."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvplan.calc.allocators import BlockPool, ContiguousSpace
+from kvplan.calc.frag import STRATEGIES, make_strategy, simulate, summarize
+from kvplan.cli import main
+from kvplan.errors import InputError
+from kvplan.workloads import Request, generate, read_trace
+
+
+def test_contiguous_space_first_fit_and_coalescing():
+    space = ContiguousSpace(100)
+    a, b, c = space.alloc(30), space.alloc(30), space.alloc(30)
+    assert (a, b, c) == (0, 30, 60) and space.alloc(11) is None  # only 10 left
+    space.free(b, 30)
+    assert space.holes() == [(30, 30), (90, 10)] and space.largest() == 30
+    assert space.alloc(5) == 30  # first fit: the lowest hole that fits
+    space.free(30, 5)
+    space.free(a, 30)
+    space.free(c, 30)
+    assert space.holes() == [(0, 100)] and space.free_total == 100  # every freed token reusable
+
+
+def test_block_pool_reference_counts():
+    pool = BlockPool(4)
+    block = pool.alloc()
+    pool.share(block)
+    pool.free(block)
+    assert pool.used == 1  # still held by the second owner
+    pool.free(block)
+    assert pool.used == 0 and pool.free_count == 4
+
+
+TWO = [Request(10, 6), Request(10, 6)]
+
+
+def test_fixed_by_hand():
+    stats = simulate(make_strategy("fixed", 100, 20, 4), TWO, check=True)
+    # each request holds 10..15 tokens over its 6 steps: 75 token-steps, two of them: 150
+    assert (stats.steps, stats.live, stats.allocated) == (6, 150, 2 * 20 * 6)
+    row = summarize("fixed", stats, TWO, 4, 20, 1)
+    # reservation: min(20, 16) x 2 x 6 - 150 = 42; internal: (20 - 16) x 2 x 6 = 48; of 240
+    assert row.live_share == 150 / 240 and row.reservation_share == 42 / 240 and row.internal_share == 48 / 240
+
+
+def test_paged_by_hand():
+    stats = simulate(make_strategy("paged", 100, 20, 4), TWO, check=True)
+    # 3 blocks (12 tokens) each at admission; the 13th token (step 3) takes a 4th block
+    assert stats.allocated == 2 * 12 * 3 + 2 * 16 * 3 == 168
+    row = summarize("paged", stats, TWO, 4, 20, 1)
+    assert row.simulated_value == (168 - 150) / (2 * 6) == 1.5  # = (block - 1) / 2
+    assert row.expected_value == 1.5
+
+
+def test_doubling_copies_and_exact_reserves():
+    stats = simulate(make_strategy("doubling", 100, 64, 4), [Request(5, 20)], check=True)
+    # capacity 8 (from 4, doubled once for 5 prompt tokens), then 16, then 32: copies 8 + 16 tokens
+    assert stats.copied_tokens == 8 + 16
+    exact = simulate(make_strategy("exact", 100, 64, 4), [Request(5, 20)], check=True)
+    assert exact.allocated == 25 * 20  # the final length, held from the first step
+
+
+def test_shared_prefix_holds_full_blocks_once():
+    reqs = [Request(40, 4), Request(40, 4), Request(40, 4)]  # a 32-token prefix = 2 blocks of 16
+    stats = simulate(make_strategy("shared", 1000, 100, 16, prefix=32), reqs, check=True)
+    # 3 requests x 3 blocks each would be 9; sharing 2 blocks saves 2 x 2 = 4 blocks while all 3 run
+    assert stats.saved == 2 * 2 * 16 * 4  # tokens saved x steps
+    assert stats.peak_allocated == (2 + 3 * 1) * 16
+
+
+def test_a_request_larger_than_the_budget_is_rejected_not_dropped():
+    stats = simulate(make_strategy("exact", 50, 100, 4), [Request(60, 10), Request(5, 5)], check=True)
+    assert (stats.rejected, stats.finished) == (1, 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(STRATEGIES), capacity=st.integers(64, 2000), block=st.sampled_from([1, 4, 16]),
+       lens=st.lists(st.tuples(st.integers(1, 60), st.integers(0, 60), st.integers(0, 40)), min_size=1, max_size=40))
+def test_invariants_over_random_workloads(name, capacity, block, lens):
+    """check=True asserts at every event: no two allocations overlap, holes and allocations tile the
+    space, blocks in use are exactly the ones owned, paged waste stays under a block per request,
+    allocated never exceeds the budget; the run itself asserts everything is free at the end."""
+    requests = [Request(i, o, a) for i, o, a in lens]
+    stats = simulate(make_strategy(name, capacity, 128, block, prefix=8), requests, check=True)
+    assert stats.finished + stats.rejected == len(requests)  # nothing dropped silently
+    assert stats.peak_allocated <= capacity
+
+
+def test_workloads():
+    assert generate("fixed:100,20", 3, 0, 2048) == [Request(100, 20)] * 3
+    uniform = generate("uniform:1-10,5-5", 200, 1, 2048)
+    assert {r.out for r in uniform} == {5} and {r.inp for r in uniform} <= set(range(1, 11))
+    chat = generate("chat", 20_000, 0, 100_000)
+    assert sum(r.inp for r in chat) / len(chat) == pytest.approx(161.31, rel=0.05)  # ShareGPT means
+    assert sum(r.out for r in chat) / len(chat) == pytest.approx(337.99, rel=0.05)
+    assert max(r.final for r in generate("chat", 5000, 0, 512)) <= 512
+    spread = generate("fixed:1,1", 1000, 0, 10, rate_per_step=0.5)
+    assert spread[-1].arrival == pytest.approx(2000, rel=0.1)  # 1,000 requests at 0.5 per step
+
+
+@pytest.mark.parametrize("content, suffix, message", [
+    ("input_tokens,output\n1,2\n", ".csv", ":1: missing column(s) output_tokens"),
+    ("input_tokens,output_tokens\n10,5\n-3,5\n", ".csv", ":3: lengths must be positive"),
+    ("input_tokens,output_tokens\n10,x\n", ".csv", ":2: input_tokens and output_tokens must be whole numbers"),
+    ('{"input_tokens": 3, "output_tokens": 4}\n{bad\n', ".jsonl", ":2: not JSON"),
+    ('{"input_tokens": 3}\n', ".jsonl", ":1: missing output_tokens"),
+])
+def test_bad_traces_name_the_line(tmp_path, content, suffix, message):
+    path = tmp_path / f"trace{suffix}"
+    path.write_text(content)
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_trace(path, 2048, 30)
+
+
+def test_trace_arrivals_become_steps(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("input_tokens,output_tokens,arrival_s\n10,5,0.3\n20,5,0\n")
+    assert read_trace(path, 2048, 30) == [Request(20, 5, 0), Request(10, 5, 10)]  # 0.3 s / 30 ms
+
+
+def test_frag_cli(capsys):
+    assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "300", "--max-len", "2048", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = {row["strategy"]: row for row in data["rows"]}
+    assert data["budget_tokens"] == 2**30 // 131_072 == 8192
+    assert rows["paged"]["live_share"] > rows["exact"]["live_share"] > rows["fixed"]["live_share"]
+    assert main(["frag", "llama3-8b", "--requests", "10"]) == 2  # no budget given
+    assert "give the KV budget as --gpu G" in capsys.readouterr().err
+    assert main(["frag", "llama3-8b", "--kv-gib", "1", "--workload", "zipf"]) == 2
+    assert "unknown workload 'zipf'" in capsys.readouterr().err
