@@ -1,7 +1,8 @@
 """Real allocators over a KV address space counted in tokens (bytes = tokens x KV bytes per token).
 
-ContiguousSpace: first-fit over [0, size); free holes are kept sorted by address, coalesced on free,
-and the largest one is tracked (a heap with lazy deletion) for the external-fragmentation metric.
+ContiguousSpace: first-fit or best-fit over [0, size); free holes are kept sorted by address (and,
+for best-fit, by size), coalesced on free, and the largest one is tracked (a heap with lazy
+deletion) for the external-fragmentation metric.
 BlockPool: fixed-size blocks from a free list, with reference counts for shared blocks.
 """
 
@@ -12,29 +13,51 @@ import heapq
 
 
 class ContiguousSpace:
-    def __init__(self, size: int):
-        self.size = size
+    def __init__(self, size: int, best_fit: bool = False):
+        self.size, self.best_fit = size, best_fit
+        self.by_size: list[tuple[int, int]] = [(size, 0)] if size else []  # (length, start), best-fit
         self.starts: list[int] = [0] if size else []
+        self.lens: list[int] = [size] if size else []  # parallel to starts: a plain list scans fastest
         self.lengths: dict[int, int] = {0: size} if size else {}
         self.free_total = size
         self._largest: list[tuple[int, int]] = [(-size, 0)] if size else []
 
-    def _add_hole(self, start: int, length: int) -> None:
-        bisect.insort(self.starts, start)
+    def _add_hole(self, start: int, length: int, i: int | None = None) -> None:
+        i = bisect.bisect_left(self.starts, start) if i is None else i
+        self.starts.insert(i, start)
+        self.lens.insert(i, length)
         self.lengths[start] = length
         heapq.heappush(self._largest, (-length, start))
+        if self.best_fit:
+            bisect.insort(self.by_size, (length, start))
+
+    def _remove_hole(self, i: int) -> int:
+        start = self.starts.pop(i)
+        del self.lens[i]
+        length = self.lengths.pop(start)
+        if self.best_fit:
+            del self.by_size[bisect.bisect_left(self.by_size, (length, start))]
+        return length
 
     def alloc(self, n: int) -> int | None:
-        """The lowest-addressed hole of at least n tokens, or None."""
+        """First-fit: the lowest-addressed hole of at least n tokens; best-fit: the smallest such
+        hole (lowest address among equals); None when no hole is large enough."""
         if self.largest() < n:  # fail fast: under memory pressure most attempts fail
             return None
-        for i, start in enumerate(self.starts):
-            length = self.lengths[start]
+        if self.best_fit:
+            length, start = self.by_size[bisect.bisect_left(self.by_size, (n, -1))]
+            i = bisect.bisect_left(self.starts, start)
+            self._remove_hole(i)
+            if length > n:
+                self._add_hole(start + n, length - n, i)
+            self.free_total -= n
+            return start
+        for i, length in enumerate(self.lens):
             if length >= n:
-                del self.starts[i]
-                del self.lengths[start]
+                start = self.starts[i]
+                self._remove_hole(i)
                 if length > n:
-                    self._add_hole(start + n, length - n)
+                    self._add_hole(start + n, length - n, i)
                 self.free_total -= n
                 return start
         return None
@@ -44,11 +67,12 @@ class ContiguousSpace:
         self.free_total += n
         i = bisect.bisect_left(self.starts, start)
         if i < len(self.starts) and self.starts[i] == start + n:  # merge with the hole after
-            n += self.lengths.pop(self.starts.pop(i))
-        if i > 0 and self.starts[i - 1] + self.lengths[self.starts[i - 1]] == start:  # and the one before
-            before = self.starts.pop(i - 1)
-            start, n = before, n + self.lengths.pop(before)
-        self._add_hole(start, n)
+            n += self._remove_hole(i)
+        if i > 0 and self.starts[i - 1] + self.lens[i - 1] == start:  # and the one before
+            i -= 1
+            start = self.starts[i]
+            n += self._remove_hole(i)
+        self._add_hole(start, n, i)
 
     def largest(self) -> int:
         while self._largest:

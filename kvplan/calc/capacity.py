@@ -45,10 +45,9 @@ class Workload:
 
 def doubling_capacity(tokens: int, start: int) -> int:
     """The capacity a doubling buffer has grown to when it holds `tokens` (start, 2 x start, ...)."""
-    capacity = start
-    while capacity < tokens:
-        capacity *= 2
-    return capacity
+    if tokens <= start:
+        return start
+    return start << (-(-tokens // start) - 1).bit_length()  # the power of two >= tokens / start
 
 
 def _row(name: str, rule: str, pool: int, reserve, avg: int, peak: int) -> StrategyRow:

@@ -4,8 +4,10 @@ Requests arrive, are admitted first-come first-served when their allocation succ
 their prompt), grow one token per decode step, and free everything when done. Five strategies:
 
     fixed     a contiguous slot of max_len tokens, first-fit
-    exact     a contiguous slot of exactly in + out tokens (the output length known in advance)
-    doubling  contiguous, starting at one block and doubling when full (allocate, copy, free)
+    exact     a contiguous slot of exactly in + out tokens (the output length known in advance),
+              best-fit: the tightest hole, the best a contiguous scheme can do with varied sizes
+    doubling  contiguous, starting at one block and doubling when full (allocate, copy, free),
+              best-fit
     paged     block_size-token blocks from a free list
     shared    paged, with the full blocks of a shared prompt prefix held once, by reference count;
               each request copies the prefix's partial last block on its first write (copy-on-write)
@@ -106,8 +108,10 @@ class Strategy:
 
 
 class Contiguous(Strategy):
+    best_fit = False
+
     def __init__(self, capacity: int, max_len: int, block: int):
-        self.space, self.max_len, self.block = ContiguousSpace(capacity), max_len, block
+        self.space, self.max_len, self.block = ContiguousSpace(capacity, self.best_fit), max_len, block
 
     def want(self, r: Running) -> int:
         raise NotImplementedError
@@ -148,6 +152,7 @@ class Fixed(Contiguous):
 
 class Exact(Contiguous):
     name, splits_by_final = "exact", True
+    best_fit = True  # the best a contiguous scheme can do: sizes vary, so the tightest hole
 
     def want(self, r: Running) -> int:
         return r.final
@@ -155,6 +160,7 @@ class Exact(Contiguous):
 
 class Doubling(Contiguous):
     name = "doubling"
+    best_fit = True
     preempt_self = True  # freeing a small young request rarely opens a hole twice the grower's size
 
     def want(self, r: Running) -> int:
@@ -482,8 +488,8 @@ def simulate(strategy: Strategy, requests: list[Request], check: bool = False) -
 
 RULES = {
     "fixed": "contiguous slot of max_len tokens, first-fit",
-    "exact": "contiguous slot of in + out tokens, first-fit",
-    "doubling": "contiguous, doubles when full (allocate, copy, free)",
+    "exact": "contiguous slot of in + out tokens, best-fit",
+    "doubling": "contiguous, doubles when full (allocate, copy, free), best-fit",
     "paged": "blocks from a free list",
     "shared": "paged; a common prefix's full blocks held once",
 }
