@@ -20,12 +20,13 @@ def render_frag(console: Console, r: FragResult) -> None:
                   + (f", shared prefix {r.shared_prefix:,}" if r.shared_prefix else ""))
     table = Table(title="KV memory over the run (time-averaged shares of allocated + external)",
                   title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("Strategy", "Live", "Reserved", "Internal", "External", "vLLM paper, live"):
+    for name in ("Strategy", "Live", "Reserved", "Internal", "External", "Live at peak", "vLLM paper, live"):
         table.add_column(name, justify="left" if name == "Strategy" else "right")
     for row in r.rows:
         paper = PAPER.get(row.strategy)
         table.add_row(row.strategy, f"{row.live_share:.1%}", f"{row.reservation_share:.1%}",
-                      f"{row.internal_share:.1%}", f"{row.external_share:.1%}", f"{paper:.1%}" if paper else "-")
+                      f"{row.internal_share:.1%}", f"{row.external_share:.1%}", f"{row.peak_live_share:.1%}",
+                      f"{paper:.1%}" if paper else "-")
     console.print(table)
     costs = Table(title="Concurrency and costs", title_justify="left", box=box.SIMPLE_HEAD)
     for name in ("Strategy", "Mean conc.", "Peak", "Wait, steps", "Preempted", "Rejected", "Copied"):

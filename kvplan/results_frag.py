@@ -16,6 +16,10 @@ class FragRow(Result):
     internal_share: float
     external_share: float
     utilization: float  # live / allocated
+    peak_live_share: float  # the same split at the step the footprint (allocated + external) peaked
+    peak_reservation_share: float
+    peak_internal_share: float
+    peak_external_share: float
     mean_concurrency: float
     peak_concurrency: int
     peak_allocated_bytes: int

@@ -48,6 +48,8 @@ def test_fixed_by_hand():
     row = summarize("fixed", stats, TWO, 4, 20, 1)
     # reservation: min(20, 16) x 2 x 6 - 150 = 42; internal: (20 - 16) x 2 x 6 = 48; of 240
     assert row.live_share == 150 / 240 and row.reservation_share == 42 / 240 and row.internal_share == 48 / 240
+    # the footprint is 40 from the first step; at step 0: live 20, reserved 2 x (16 - 10) = 12, internal 8
+    assert (row.peak_live_share, row.peak_reservation_share, row.peak_internal_share) == (20 / 40, 12 / 40, 8 / 40)
 
 
 def test_paged_by_hand():

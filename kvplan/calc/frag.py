@@ -298,7 +298,8 @@ class Stats:
     finished: int = 0
     wait_steps: int = 0
     max_wait_steps: int = 0
-    max_internal_per_request: float = 0.0
+    peak_footprint: int = 0  # allocated + external at its largest, and its split at that step
+    peak_split: tuple[int, int, int, int] = (0, 0, 0, 0)  # live, reservation, internal, external
 
 
 class Simulation:
@@ -413,7 +414,13 @@ class Simulation:
     def _observe(self, step: int) -> None:
         stats = self.stats
         stats.peak_running = max(stats.peak_running, len(self.running))
-        stats.peak_allocated = max(stats.peak_allocated, self.s.allocated())
+        allocated, external = self.s.allocated(), self.s.external()
+        stats.peak_allocated = max(stats.peak_allocated, allocated)
+        if allocated + external > stats.peak_footprint:
+            live = self.a_sum + len(self.running) * step
+            held = self.smf if self.s.splits_by_final else live
+            stats.peak_footprint = allocated + external
+            stats.peak_split = (live - self.s.saved(), held - live, allocated - held + self.s.saved(), external)
         stats.peak_waiting = max(stats.peak_waiting, len(self.waiting))
         if self.check:
             self._check(step)
@@ -521,7 +528,10 @@ def summarize(name: str, stats: Stats, requests: list[Request], block: int, max_
     label, expected = _expected(name, requests, block, max_len)
     simulated = (internal / running) if name in ("paged", "shared") else (live / stats.allocated if stats.allocated else 0.0)
     admitted = stats.finished + stats.preemptions
+    peak = stats.peak_footprint or 1
     return FragRow(
+        peak_live_share=stats.peak_split[0] / peak, peak_reservation_share=stats.peak_split[1] / peak,
+        peak_internal_share=stats.peak_split[2] / peak, peak_external_share=stats.peak_split[3] / peak,
         strategy=name, rule=RULES[name], live_share=live / total, reservation_share=reservation / total,
         internal_share=internal / total, external_share=stats.external / total,
         utilization=live / stats.allocated if stats.allocated else 0.0,
