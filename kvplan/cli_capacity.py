@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -293,3 +294,45 @@ def frag(
                                block=block_size, max_len=length, prefix=shared_prefix, strategies=strategies,
                                sweep=sweep_block_size, step=step)
     print_json(console, result) if json else render_frag(console, result)
+
+
+@app.command()
+@handle_errors
+def check(
+    files: Annotated[Optional[list[Path]], typer.Argument(help="Check files (YAML scenarios).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Inline scenario: the model.")] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="Inline scenario: the GPU.")] = None,
+    tp: Annotated[int, typer.Option("--tp", help="Inline scenario: tensor-parallel GPUs.")] = 1,
+    ctx: Annotated[Optional[str], typer.Option("--ctx", metavar="TOKENS", help="Inline scenario: tokens per request.")] = None,
+    kv_dtype: KvDtypeOpt = "auto",
+    engine: EngineOpt = "vllm",
+    min_concurrency: Annotated[Optional[int], typer.Option("--min-concurrency", help="Inline expectation.")] = None,
+    min_kv_tokens: Annotated[Optional[int], typer.Option("--min-kv-tokens", help="Inline expectation.")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", metavar="PATH", help="Write a JUnit XML report.")] = None,
+    json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+) -> None:
+    """CI capacity gates: exit 0 when every scenario meets its expectations, 1 when one does not, 2 on bad input.
+
+    Example: kvplan check examples/capacity.yaml --junit report.xml
+    """
+    from kvplan.calc.check import evaluate
+    from kvplan.checkfile import Expect, Scenario, load_check_file
+    from kvplan.errors import InputError
+    from kvplan.render import print_json
+    from kvplan.render_check import render_check, write_junit
+
+    scenarios = [s for path in files or () for s in load_check_file(path)]
+    if model:
+        expect = Expect(fits=True if min_concurrency is None and min_kv_tokens is None else None,
+                        min_concurrency=min_concurrency, min_kv_tokens=min_kv_tokens)
+        scenarios.append(Scenario(name=f"{model} on {gpu}", model=model, gpu=gpu or "", tp=tp, engine=engine,
+                                  kv_dtype=kv_dtype, ctx=tokens(ctx) if ctx else None, expect=expect))
+    if not scenarios:
+        raise InputError("nothing to check: pass a check file or --model and --gpu")
+    cat = catalog(specs)
+    results = [evaluate(cat.model(s.model), cat.gpu(s.gpu), s) for s in scenarios]
+    if junit:
+        write_junit(junit, results)
+    print_json(console, results) if json else render_check(console, results)
+    if not all(r.passed for r in results):
+        raise typer.Exit(1)

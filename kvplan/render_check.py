@@ -1,0 +1,54 @@
+"""Rendering for `kvplan check`: a summary table, and JUnit XML for CI dashboards."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from kvplan.calc.check import ScenarioResult
+from kvplan.errors import InputError
+
+
+def render_check(console: Console, results: Sequence[ScenarioResult]) -> None:
+    table = Table(title="Capacity checks", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("Scenario", "Expectation", "Expected", "Actual", "Result"):
+        table.add_column(name, no_wrap=name in ("Expectation", "Actual", "Result"),
+                         overflow="fold" if name == "Scenario" else "ellipsis")
+    for r in results:
+        for i, o in enumerate(r.outcomes):
+            table.add_row(r.name if i == 0 else "", o.expectation, o.expected, o.actual,
+                          "[green]pass[/]" if o.passed else "[bold red]fail[/]")
+        if not r.outcomes:
+            table.add_row(r.name, "-", "-", "-", "[dim]no expectations[/]")
+    console.print(table)
+    for r in results:
+        if not r.passed:
+            console.print(f"[red]{r.name}[/]: " + (r.suggestion or "no single change (fp8 KV, more TP, "
+                                                                  "quantized weights) makes it pass"))
+        if r.ignored_flags:
+            console.print(f"[dim]{r.name}: ignored vLLM flags {', '.join(r.ignored_flags)}[/]")
+    failed = sum(not r.passed for r in results)
+    console.print(f"{len(results) - failed} passed, {failed} failed")
+
+
+def write_junit(path: Path, results: Sequence[ScenarioResult]) -> None:
+    """One testsuite; one testcase per scenario and expectation, failures carrying expected/actual."""
+    cases = [(r, o) for r in results for o in r.outcomes]
+    suite = ET.Element("testsuite", name="kvplan check", tests=str(len(cases)),
+                       failures=str(sum(not o.passed for _, o in cases)))
+    for r, o in cases:
+        case = ET.SubElement(suite, "testcase", classname=r.name, name=o.expectation)
+        if not o.passed:
+            failure = ET.SubElement(case, "failure", message=f"expected {o.expected}, got {o.actual}")
+            failure.text = r.suggestion or ""
+    try:
+        tree = ET.ElementTree(ET.Element("testsuites"))
+        tree.getroot().append(suite)
+        tree.write(path, encoding="utf-8", xml_declaration=True)
+    except OSError as exc:
+        raise InputError(f"--junit {path}: cannot write the report ({exc.strerror})") from None

@@ -1,0 +1,95 @@
+"""`kvplan check`: exit codes CI can rely on, hand-derived actuals, vLLM command lines, JUnit output,
+and one clear line naming the file and field for every kind of bad check file."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from kvplan.checkfile import parse_vllm
+from kvplan.cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "capacity.yaml"
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_example_file_passes(capsys):
+    code, out, _ = run(capsys, "check", str(EXAMPLE), "--json")
+    results = {r["name"]: r for r in json.loads(out)}
+    assert code == 0 and all(r["passed"] for r in results.values())
+    chat = {o["expectation"]: o for o in results["chat-llama3-8b"]["outcomes"]}
+    # pool int(85,017,493,504 x 0.9) - (16,060,522,496 + 1,956,642,816 + 268,435,456) = 58,229,568,385 B;
+    # a 4,096-token request pages 512 MiB: 108 fit
+    assert chat["min_concurrency"]["actual"] == "108"
+    vllm = {o["expectation"]: o for o in results["vllm-command-llama3-8b"]["outcomes"]}
+    assert vllm["no_preemption"]["actual"] == "54 fit"  # 58,229,568,385 B // 1 GiB per 8,192-token request
+    assert results["vllm-command-llama3-8b"]["ignored_flags"] == ["--port"]
+
+
+def test_a_failing_expectation_exits_1_and_explains_itself(capsys, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("scenarios:\n  - name: big\n    model: llama3-70b\n    gpu: h100\n    tp: 2\n"
+                    "    ctx: 32768\n    expect: {min_concurrency: 16}\n")
+    code, out, _ = run(capsys, "check", str(path))
+    assert code == 1
+    text = " ".join(out.split())
+    assert "min_concurrency >= 16 0 fail" in text
+    assert "big: passes with tp: 8: 40 requests" in text
+
+
+def test_inline_form(capsys):
+    code, out, _ = run(capsys, "check", "--model", "llama3-70b", "--gpu", "h100", "--tp", "4", "--ctx", "8192",
+                       "--min-concurrency", "32", "--json")
+    result = json.loads(out)[0]
+    assert code == 0 and result["passed"] and result["tp"] == 4
+
+
+def test_junit_report(capsys, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("defaults: {gpu: h100}\nscenarios:\n  - {name: ok, model: llama3-8b, expect: {fits: true}}\n"
+                    "  - {name: bad, model: llama3-8b, expect: {min_concurrency: 100000}}\n")
+    report = tmp_path / "r.xml"
+    assert run(capsys, "check", str(path), "--junit", str(report))[0] == 1
+    suite = ET.parse(report).getroot().find("testsuite")
+    assert (suite.get("tests"), suite.get("failures")) == ("2", "1")
+    failure = suite.find("testcase[@classname='bad']/failure")
+    assert failure.get("message").startswith("expected >= 100,000, got ")
+
+
+def test_vllm_command_line():
+    fields, ignored = parse_vllm("vllm serve meta-llama/Llama-3.1-70B --tensor-parallel-size 4 --max-model-len=32768 "
+                                 "--gpu-memory-utilization 0.9 --kv-cache-dtype fp8_e4m3 --max-num-seqs 256 "
+                                 "--enable-chunked-prefill --swap-space 4 --quantization awq")
+    assert fields == {"model": "meta-llama/Llama-3.1-70B", "tp": 4, "ctx": 32768, "util": 0.9, "kv_dtype": "fp8",
+                      "max_num_seqs": 256, "weights_dtype": "int4"}
+    assert ignored == ["--enable-chunked-prefill", "--swap-space"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("scenarios: [\n  {name: x\n", "c.yaml:3: YAML syntax error"),
+    ("scenarios:\n  - {name: x, model: llama3-8b, gpu: h100, colour: red}\n",
+     "c.yaml: scenarios.0.colour: Extra inputs are not permitted"),
+    ("scenarios:\n  - {name: x, model: llama3-8b, gpu: h100, tp: many}\n",
+     "c.yaml: scenarios.0.tp: Input should be a valid integer"),
+    ("scenarios:\n  - {name: x, model: llama3-8b}\n", "c.yaml: scenarios.0.(scenario): Value error, a scenario needs a gpu"),
+    ("scenarios:\n  - {name: x, model: lama3-8b, gpu: h100}\n", "unknown model 'lama3-8b'"),
+    ("scenarios: []\n", "c.yaml:1: scenarios: List should have at least 1 item"),
+])
+def test_bad_check_files_exit_2(capsys, tmp_path, content, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(content)
+    code, _, err = run(capsys, "check", str(path))
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_missing_file_exits_2(capsys, tmp_path):
+    code, _, err = run(capsys, "check", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "no such check file" in err
