@@ -48,6 +48,7 @@ class Expect(Strict):
 
 class Scenario(Strict):
     name: str
+    source: str = ""  # the check file it came from, for messages
     model: str | None = None
     gpu: str | None = None
     vllm: str | None = None  # a `vllm serve` command line: its flags fill the fields below
@@ -135,7 +136,8 @@ def scenario(raw: dict, defaults: dict) -> Scenario:
     if fields.get("vllm"):
         parsed, ignored = parse_vllm(fields["vllm"])
         fields = {**defaults, **parsed, **raw, "ignored_flags": tuple(ignored)}
-        fields.setdefault("expect", {})
+        # the question a vLLM command line always asks: would max_num_seqs requests at max_len preempt?
+        fields["expect"] = {"no_preemption": True, **(fields.get("expect") or {})}
     return Scenario.model_validate(fields)
 
 
@@ -148,7 +150,7 @@ def load_check_file(path: Path) -> list[Scenario]:
     problems, scenarios = [], []
     for i, raw in enumerate(document.scenarios):
         try:
-            scenarios.append(scenario(raw, document.defaults))
+            scenarios.append(scenario({**raw, "source": f"{path}: scenarios.{i}"}, document.defaults))
         except InputError as err:
             problems.append(f"{path}: scenarios.{i}: {err}")
         except ValueError as err:  # pydantic's ValidationError

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli import JsonOpt, OUTPUT, DebugOpt, SpecsOpt, app, catalog, console, err_console, handle_errors, tokens
+from kvplan.errors import KvplanError
 
 BUDGET = "Memory budget (every term can be overridden)"
 GpuOpt = Annotated[str, typer.Option("--gpu", "-g", help="GPU name or alias (see `kvplan gpus`).")]
@@ -330,7 +331,13 @@ def check(
     if not scenarios:
         raise InputError("nothing to check: pass a check file or --model and --gpu")
     cat = catalog(specs)
-    results = [evaluate(cat.model(s.model), cat.gpu(s.gpu), s) for s in scenarios]
+    results = []
+    for s in scenarios:
+        try:
+            model_spec, gpu_spec = cat.model(s.model), cat.gpu(s.gpu)
+        except KvplanError as err:
+            raise type(err)(f"{s.source or 'inline scenario'} ({s.name}): {err}") from None
+        results.append(evaluate(model_spec, gpu_spec, s))
     if junit:
         write_junit(junit, results)
     print_json(console, results) if json else render_check(console, results)

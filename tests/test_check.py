@@ -64,6 +64,16 @@ def test_junit_report(capsys, tmp_path):
     assert failure.get("message").startswith("expected >= 100,000, got ")
 
 
+def test_a_vllm_scenario_asks_whether_the_engine_would_preempt(capsys, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("scenarios:\n  - name: v\n    gpu: h100\n    vllm: vllm serve meta-llama/Meta-Llama-3-8B "
+                    "--max-model-len 8192 --max-num-seqs 256\n")
+    code, out, _ = run(capsys, "check", str(path), "--json")
+    outcome = json.loads(out)[0]["outcomes"][0]
+    # 54 requests of 8,192 tokens fit the pool (see above), not 256: vLLM would preempt
+    assert code == 1 and outcome["expectation"] == "no_preemption" and outcome["actual"] == "54 fit"
+
+
 def test_vllm_command_line():
     fields, ignored = parse_vllm("vllm serve meta-llama/Llama-3.1-70B --tensor-parallel-size 4 --max-model-len=32768 "
                                  "--gpu-memory-utilization 0.9 --kv-cache-dtype fp8_e4m3 --max-num-seqs 256 "
@@ -80,7 +90,7 @@ def test_vllm_command_line():
     ("scenarios:\n  - {name: x, model: llama3-8b, gpu: h100, tp: many}\n",
      "c.yaml: scenarios.0.tp: Input should be a valid integer"),
     ("scenarios:\n  - {name: x, model: llama3-8b}\n", "c.yaml: scenarios.0.(scenario): Value error, a scenario needs a gpu"),
-    ("scenarios:\n  - {name: x, model: lama3-8b, gpu: h100}\n", "unknown model 'lama3-8b'"),
+    ("scenarios:\n  - {name: x, model: lama3-8b, gpu: h100}\n", "c.yaml: scenarios.0 (x): unknown model 'lama3-8b'"),
     ("scenarios: []\n", "c.yaml:1: scenarios: List should have at least 1 item"),
 ])
 def test_bad_check_files_exit_2(capsys, tmp_path, content, message):
