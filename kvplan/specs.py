@@ -35,6 +35,23 @@ def _check_tp_split(what: str, n: int, tp: int) -> None:
                         f"use a --tp that divides {n}")
 
 
+class _EveryToken:
+    """Layers that keep every token's K/V (or latent) and no other state: full attention, MLA."""
+
+    def state_elements(self, tp: int = 1) -> int:
+        return 0
+
+    def cached_tokens(self, ctx: int) -> int:
+        return ctx
+
+    def attended_pairs(self, ctx: int) -> int:
+        """Query-key pairs a causal prefill of `ctx` tokens computes: sum over t of tokens seen."""
+        return ctx * (ctx + 1) // 2
+
+    def held_formula(self, ctx: int) -> str:
+        return f"ctx {ctx:,}"
+
+
 class _AttentionLayers(Frozen):
     count: PositiveInt
     num_kv_heads: PositiveInt
@@ -65,21 +82,11 @@ class _AttentionLayers(Frozen):
         shared = f" ({self.num_kv_heads} KV heads / TP {tp})" if tp > 1 else ""
         return f"2 (K,V) x {self.kv_heads_per_rank(tp)} heads{shared} x head_dim {self.head_dim}"
 
-    def held_formula(self, ctx: int) -> str:
-        return f"ctx {ctx:,}"
 
-
-class FullAttention(_AttentionLayers):
+class FullAttention(_EveryToken, _AttentionLayers):
     """Full causal attention (MHA, GQA or MQA by num_kv_heads): caches every token."""
 
     kind: Literal["full"] = "full"
-
-    def cached_tokens(self, ctx: int) -> int:
-        return ctx
-
-    def attended_pairs(self, ctx: int) -> int:
-        """Query-key pairs a causal prefill of `ctx` tokens computes: sum over t of tokens seen."""
-        return ctx * (ctx + 1) // 2
 
 
 class SlidingWindowAttention(_AttentionLayers):
@@ -122,7 +129,7 @@ class ChunkedLocalAttention(_AttentionLayers):
         return f"min(ctx {ctx:,}, chunk {self.chunk:,})"
 
 
-class MLALatent(Frozen):
+class MLALatent(_EveryToken, Frozen):
     """Multi-head latent attention (DeepSeek): one compressed latent plus a shared RoPE key per token.
 
     The latent is not split by heads, so every tensor-parallel rank keeps all of it.
@@ -142,15 +149,6 @@ class MLALatent(Frozen):
     def kv_heads_per_rank(self, tp: int = 1) -> int:
         return 1  # one latent that every query head reads
 
-    def state_elements(self, tp: int = 1) -> int:
-        return 0
-
-    def cached_tokens(self, ctx: int) -> int:
-        return ctx
-
-    def attended_pairs(self, ctx: int) -> int:
-        return ctx * (ctx + 1) // 2
-
     def prefill_flops_per_pair(self, num_attention_heads: int = 0) -> int:
         """Prefill runs MLA decompressed: QK over 192 dims and PV over 128, for every head."""
         return 2 * self.num_heads * (self.qk_nope_head_dim + self.qk_rope_head_dim + self.v_head_dim)
@@ -166,11 +164,8 @@ class MLALatent(Frozen):
     def elements_formula(self, tp: int = 1) -> str:
         return f"(kv_lora_rank {self.kv_lora_rank} + rope {self.qk_rope_head_dim}), on every rank"
 
-    def held_formula(self, ctx: int) -> str:
-        return f"ctx {ctx:,}"
 
-
-class FullAttentionMHA(Frozen):
+class FullAttentionMHA(_EveryToken, Frozen):
     """Plain multi-head attention with distinct K and V head sizes: what MLA would cache decompressed.
 
     Not a YAML kind; only built by :meth:`MLALatent.mha_equivalent` for the comparison.
@@ -189,15 +184,6 @@ class FullAttentionMHA(Frozen):
     def kv_heads_per_rank(self, tp: int = 1) -> int:
         return max(1, self.num_heads // tp)
 
-    def state_elements(self, tp: int = 1) -> int:
-        return 0
-
-    def cached_tokens(self, ctx: int) -> int:
-        return ctx
-
-    def attended_pairs(self, ctx: int) -> int:
-        return ctx * (ctx + 1) // 2
-
     def prefill_flops_per_pair(self, num_attention_heads: int = 0) -> int:
         return 2 * self.num_heads * (self.k_head_dim + self.v_head_dim)
 
@@ -209,9 +195,6 @@ class FullAttentionMHA(Frozen):
 
     def elements_formula(self, tp: int = 1) -> str:
         return f"{max(1, self.num_heads // tp)} heads x (K {self.k_head_dim} + V {self.v_head_dim})"
-
-    def held_formula(self, ctx: int) -> str:
-        return f"ctx {ctx:,}"
 
 
 class MambaState(Frozen):
