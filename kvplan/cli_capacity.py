@@ -266,21 +266,15 @@ def frag(
 
     from rich.progress import Progress
 
-    from kvplan.calc.budget import BudgetInputs, memory_budget
-    from kvplan.calc.frag import STRATEGIES, fragmentation
-    from kvplan.calc.kv import request_bytes, resolve_kv_format
-    from kvplan.errors import InputError
+    from kvplan.calc.frag import STRATEGIES, fragmentation, kv_budget
     from kvplan.render import print_json
     from kvplan.render_frag import render_frag
     from kvplan.workloads import generate, read_trace
 
     cat = catalog(specs)
     spec = cat.model(model)
-    if (gpu is None) == (kv_gib is None):
-        raise InputError("give the KV budget as --gpu G (vLLM's pool on it) or --kv-gib X, one of them")
     gpu_spec = cat.gpu(gpu) if gpu else None
-    budget = (round(kv_gib * 2**30) if kv_gib is not None
-              else memory_budget(spec, gpu_spec, BudgetInputs(kv_dtype=kv_dtype)).kv_pool_bytes)
+    budget, per_token = kv_budget(spec, gpu_spec, kv_gib, kv_dtype)
     length = max_len or spec.max_context
     per_second = rate * step_ms / 1000 if rate else None
     path = Path(workload)
@@ -290,8 +284,8 @@ def frag(
     with Progress(console=err_console, transient=True, disable=json) as progress:
         task = progress.add_task("simulating", total=len(strategies) + (9 if sweep_block_size else 0))
         step = lambda label: progress.update(task, advance=1, description=label)  # noqa: E731
-        result = fragmentation(spec, gpu_spec, reqs, workload=workload, seed=seed, budget_bytes=max(budget, 0),
-                               bytes_per_token=request_bytes(spec, 1, resolve_kv_format(spec, kv_dtype)),
+        result = fragmentation(spec, gpu_spec, reqs, workload=workload, seed=seed, budget_bytes=budget,
+                               bytes_per_token=per_token,
                                block=block_size, max_len=length, prefix=shared_prefix, strategies=strategies,
                                sweep=sweep_block_size, step=step)
     print_json(console, result) if json else render_frag(console, result)

@@ -38,7 +38,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kvplan.calc.allocators import BlockPool, ContiguousSpace
+from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.capacity import doubling_capacity
+from kvplan.calc.kv import request_bytes, resolve_kv_format
 from kvplan.errors import InputError
 from kvplan.results_frag import BlockSweepRow, FragResult, FragRow
 from kvplan.workloads import Request
@@ -546,6 +548,15 @@ def summarize(name: str, stats: Stats, requests: list[Request], block: int, max_
 
 
 SWEEP_BLOCKS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def kv_budget(model, gpu, kv_gib: float | None, kv_dtype: str = "auto") -> tuple[int, int]:
+    """(KV budget bytes, KV bytes per token): --kv-gib, or vLLM's default pool for the model on gpu."""
+    if (gpu is None) == (kv_gib is None):
+        raise InputError("give the KV budget as --gpu G (vLLM's pool on it) or --kv-gib X, one of them")
+    budget = (round(kv_gib * 2**30) if kv_gib is not None
+              else memory_budget(model, gpu, BudgetInputs(kv_dtype=kv_dtype)).kv_pool_bytes)
+    return max(budget, 0), request_bytes(model, 1, resolve_kv_format(model, kv_dtype))
 
 
 def with_prefix(requests: list[Request], prefix: int, max_len: int) -> list[Request]:
