@@ -109,6 +109,7 @@ def fit(
     weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
     weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
     overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Draw the breakdown (.png/.svg).")] = None,
     explain: ExplainOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """The whole memory breakdown of one GPU, a verdict, and the knobs that would make it fit.
@@ -123,6 +124,15 @@ def fit(
                            activation_gib, overhead_gib, block_size)
     cat = catalog(specs)
     result = fit_(cat.model(model), cat.gpu(gpu), tokens(ctx), inputs)
+    if plot:
+        from kvplan.render_sweep import plot_stacked
+
+        b = result.budget
+        parts = {"weights": b.weights_bytes, "activation": b.activation_bytes, "overhead": b.overhead_bytes,
+                 "KV used": result.kv_used_bytes, "KV free": result.free_bytes}
+        plot_stacked(plot, f"{result.model} on {result.gpu}: {result.verdict}",
+                     {f"{result.gpu} (TP {b.tp})": {k: v / 2**30 for k, v in parts.items()}}, "GiB (2^30 B)")
+        err_console.print(f"wrote {plot}", markup=False)
     print_json(console, result) if json else render_fit(console, result, explain=explain)
 
 
@@ -256,6 +266,7 @@ def frag(
     shared_prefix: Annotated[int, typer.Option("--shared-prefix", help="A system prompt of P tokens on every request.")] = 0,
     sweep_block_size: Annotated[bool, typer.Option("--sweep-block-size", help="Paged waste for blocks 1..256.")] = False,
     kv_dtype: KvDtypeOpt = "auto",
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Draw the waste (.png/.svg).")] = None,
     json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """What each allocation strategy wastes on a workload: continuous batching simulated over real allocators.
@@ -288,6 +299,14 @@ def frag(
                                bytes_per_token=per_token,
                                block=block_size, max_len=length, prefix=shared_prefix, strategies=strategies,
                                sweep=sweep_block_size, step=step)
+    if plot:
+        from kvplan.render_sweep import plot_stacked
+
+        plot_stacked(plot, f"{result.model}: KV memory by allocation strategy ({result.workload})",
+                     {row.strategy: {"live tokens": 100 * row.live_share, "reservation": 100 * row.reservation_share,
+                                     "internal": 100 * row.internal_share, "external": 100 * row.external_share}
+                      for row in result.rows}, "share of KV memory (%)")
+        err_console.print(f"wrote {plot}", markup=False)
     print_json(console, result) if json else render_frag(console, result)
 
 
@@ -337,3 +356,61 @@ def check(
     print_json(console, results) if json else render_check(console, results)
     if not all(r.passed for r in results):
         raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def sweep(
+    models: Annotated[list[str], typer.Argument(help="One or more models (several: one line each).")],
+    gpus: Annotated[str, typer.Option("--gpu", "-g", help="GPU, or several comma-separated (one line each).")] = "h100",
+    ctx: Annotated[str, typer.Option("--ctx", metavar="RANGE", help="1k..128k (log-spaced) or a list 4k,32k.")] = "1k..128k",
+    batch: Annotated[Optional[str], typer.Option("--batch", metavar="RANGE", help="Sweep the batch instead: 1..512.")] = None,
+    tps: Annotated[str, typer.Option("--tp", metavar="LIST", help="TP sizes: one value, a list (one line each), "
+                                     "or the swept axis with --sweep-tp.")] = "1",
+    sweep_tp: Annotated[bool, typer.Option("--sweep-tp", help="Sweep the --tp list on the x axis.")] = False,
+    kv_dtypes: Annotated[str, typer.Option("--kv-dtype", help="KV dtypes, comma-separated (one line each).")] = "auto",
+    metric: Annotated[str, typer.Option("--metric", help="concurrency, kv_gib, tokens_per_s or kv_pool_gib.")] = "concurrency",
+    engine: EngineOpt = "vllm",
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Also draw it to FILE (.png or .svg).")] = None,
+    csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV.", rich_help_panel=OUTPUT)] = False,
+    json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+) -> None:
+    """How capacity moves along one axis (context, batch, TP), compared across models, GPUs, KV dtypes or TP.
+
+    Example: kvplan sweep llama3-8b --gpu h100,h200,b200 --ctx 1k..128k --plot concurrency.png
+    """
+    import itertools
+
+    from kvplan.calc.budget import BudgetInputs
+    from kvplan.calc.sweep import parse_axis, sweep as sweep_
+    from kvplan.render import print_json
+    from kvplan.render_sweep import plot_sweep, render_sweep, to_csv
+
+    cat = catalog(specs)
+    gpu_names = [g.strip() for g in gpus.split(",") if g.strip()]
+    dtypes = [d.strip() for d in kv_dtypes.split(",") if d.strip()]
+    tp_values = parse_axis(tps, "tp")
+    if batch is not None:
+        x_axis, xs, fixed_ctx = "batch", parse_axis(batch, "batch"), parse_axis(ctx, "ctx")[-1]
+    elif sweep_tp:
+        x_axis, xs, fixed_ctx = "tp", tp_values, parse_axis(ctx, "ctx")[-1]
+    else:
+        x_axis, xs, fixed_ctx = "ctx", parse_axis(ctx, "ctx"), 0
+    series_tps = (1,) if x_axis == "tp" else tp_values
+    series = []
+    for name, gpu_name, dtype, tp in itertools.product(models, gpu_names, dtypes, series_tps):
+        parts = [p for p, many in ((name, len(models) > 1), (gpu_name, len(gpu_names) > 1),
+                                   (f"KV {dtype}", len(dtypes) > 1), (f"TP {tp}", len(series_tps) > 1)) if many]
+        series.append((" · ".join(parts) or name, cat.model(name), cat.gpu(gpu_name),
+                       BudgetInputs(engine=engine, tp=tp, kv_dtype=dtype)))
+    result = sweep_(series, x_axis, xs, fixed_ctx, None, metric)
+    if plot:
+        on = ", ".join(gpu_names) + (f" (TP {tps})" if tps != "1" and x_axis != "tp" else "")
+        plot_sweep(result, plot, f"{result.metric_label} vs {x_axis}: {', '.join(models)} on {on}")
+        err_console.print(f"wrote {plot}", markup=False)
+    if json:
+        print_json(console, result)
+    elif csv_out:
+        console.out(to_csv(result), highlight=False)
+    else:
+        render_sweep(console, result)

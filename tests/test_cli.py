@@ -14,7 +14,7 @@ from kvplan import __version__
 from kvplan.cli import main
 
 GOLDEN = Path(__file__).parent / "golden"
-COMMANDS = ["size", "models", "gpus", "show", "import", "batch", "fit", "plan", "probe", "offload", "frag", "check"]
+COMMANDS = ["size", "models", "gpus", "show", "import", "batch", "fit", "plan", "probe", "offload", "frag", "check", "sweep"]
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -1,0 +1,100 @@
+"""Sweeps: one axis swept (context, batch or TP), compared along another (models, GPUs, KV dtypes,
+TP sizes). Every point is one call of the single-point calculators, so a sweep's numbers are the
+numbers `batch`, `size` and `fit` print."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import replace
+
+from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.calc.kv import MAX_CTX_TOKENS, paged_request_bytes, request_bytes, resolve_kv_format
+from kvplan.calc.roofline import decode_roofline
+from kvplan.errors import InputError, KvplanError
+from kvplan.results_sweep import SweepPoint, SweepResult
+from kvplan.units import GIB, parse_tokens
+
+X_AXES = ("ctx", "batch", "tp")
+METRICS = {
+    "concurrency": "max concurrency, paged (requests)",
+    "kv_gib": "KV per request (GiB)",
+    "tokens_per_s": "decode throughput (tokens/s)",
+    "kv_pool_gib": "KV pool per GPU (GiB)",
+}
+MAX_POINTS = 10_000
+
+
+def parse_axis(text: str, name: str) -> tuple[int, ...]:
+    """'1k..128k' (powers of two from lo to hi, both included) or '1k,4k,16k' (a list)."""
+    def number(part: str) -> int:
+        value = parse_tokens(part) if name == "ctx" else _int(part, name)
+        if value < 1:
+            raise InputError(f"--{name} values must be at least 1, not '{part}'")
+        return value
+
+    ranged = re.fullmatch(r"\s*([^.]+)\.\.([^.]+)\s*", text)
+    if ranged:
+        lo, hi = number(ranged[1]), number(ranged[2])
+        if lo >= hi:
+            raise InputError(f"--{name} {text}: a range goes from low to high (e.g. 1k..128k)")
+        values = [lo]
+        while values[-1] * 2 < hi:
+            values.append(values[-1] * 2)
+        values.append(hi)
+    else:
+        values = [number(part) for part in text.split(",") if part.strip()]
+    if not values or len(values) > MAX_POINTS:
+        raise InputError(f"--{name} {text}: give 1..{MAX_POINTS:,} values")
+    if name == "ctx" and max(values) > MAX_CTX_TOKENS:
+        raise InputError(f"--ctx {text}: beyond {MAX_CTX_TOKENS:,} tokens")
+    return tuple(values)
+
+
+def _int(part: str, name: str) -> int:
+    try:
+        return int(part)
+    except ValueError:
+        raise InputError(f"--{name}: '{part}' is not a whole number") from None
+
+
+def point(model, gpu, ctx: int, batch: int | None, inputs: BudgetInputs) -> dict[str, float]:
+    """Every metric at one point: the budget, requests of ctx tokens paged into it, the roofline."""
+    budget = memory_budget(model, gpu, inputs)
+    fmt = resolve_kv_format(model, inputs.kv_dtype)
+    per_request = paged_request_bytes(model, ctx, fmt, inputs.tp, budget.block_size, inputs.pp)
+    concurrency = max(budget.kv_pool_bytes, 0) // per_request
+    at = batch or concurrency
+    roof = decode_roofline(model, gpu, budget, fmt, at, ctx) if at >= 1 else None
+    return {"concurrency": concurrency, "kv_gib": request_bytes(model, ctx, fmt) / GIB,
+            "tokens_per_s": roof.tokens_per_s if roof else 0.0, "kv_pool_gib": budget.kv_pool_bytes / GIB,
+            "compute_bound_batch": roof.compute_bound_batch if roof else 0}
+
+
+def sweep(series: list[tuple[str, object, object, BudgetInputs]], x_axis: str, xs: tuple[int, ...], ctx: int,
+          batch: int | None, metric: str) -> SweepResult:
+    """`series`: (label, model, gpu, inputs) per compared item; x swept over `xs`."""
+    if metric not in METRICS:
+        raise InputError(f"unknown metric '{metric}'; choose from {', '.join(METRICS)}")
+    if x_axis not in X_AXES:
+        raise InputError(f"cannot sweep '{x_axis}'; sweep one of {', '.join(X_AXES)}")
+    points, marks = [], {}
+    for label, model, gpu, inputs in series:
+        for x in xs:
+            at_ctx, at_batch, at_inputs = ctx, batch, inputs
+            if x_axis == "ctx":
+                at_ctx = x
+            elif x_axis == "batch":
+                at_batch = x
+            else:
+                at_inputs = replace(inputs, tp=x)
+            try:
+                values = point(model, gpu, at_ctx, at_batch, at_inputs)
+            except KvplanError:
+                values = None  # e.g. a TP the model's heads do not allow: a gap in the line
+            points.append(SweepPoint(series=label, x=x, value=values[metric] if values else math.nan,
+                                     metrics=values or {}))
+        marks[label] = {"max_context": model.max_context,
+                        "compute_bound_batch": next((p.metrics.get("compute_bound_batch", 0) for p in points
+                                                     if p.series == label and p.metrics), 0)}
+    return SweepResult(x_axis=x_axis, metric=metric, metric_label=METRICS[metric], points=tuple(points), marks=marks)

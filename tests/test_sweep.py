@@ -1,0 +1,91 @@
+"""`kvplan sweep` and the plots: the numbers behind every chart equal single-point calls; files are
+written in the right format; the terminal chart fits 80 columns; bad ranges are one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from kvplan.calc.budget import BudgetInputs
+from kvplan.calc.capacity import Workload, batch_capacity
+from kvplan.calc.sweep import parse_axis
+from kvplan.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("text, values", [
+    ("1k..8k", (1024, 2048, 4096, 8192)),  # powers of two from low to high
+    ("1000..5000", (1000, 2000, 4000, 5000)),  # the high end included
+    ("4k,32k", (4096, 32768)),
+])
+def test_parse_axis(text, values):
+    assert parse_axis(text, "ctx") == values
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--ctx", "0..5"], "--ctx values must be at least 1"),
+    (["--ctx", "8k..1k"], "a range goes from low to high"),
+    (["--ctx", "1x..2x"], "cannot read '1x' as a token count"),
+    (["--tp", "two"], "'two' is not a whole number"),
+    (["--metric", "speed"], "unknown metric 'speed'"),
+])
+def test_bad_ranges(capsys, argv, message):
+    code, _, err = run(capsys, "sweep", "llama3-8b", *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_sweep_equals_single_point_calls(capsys, catalog):
+    code, out, _ = run(capsys, "sweep", "llama3-8b", "--gpu", "h100,h200", "--ctx", "1k..16k", "--json")
+    assert code == 0
+    for p in json.loads(out)["points"]:
+        single = batch_capacity(catalog.model("llama3-8b"), catalog.gpu(p["series"]), Workload(p["x"], 0))
+        assert p["value"] == single.strategies[-1].concurrency_peak  # paged, a request of x tokens
+
+
+def test_sweep_over_tp_leaves_gaps_where_heads_forbid(capsys):
+    code, out, _ = run(capsys, "sweep", "llama3-70b", "--tp", "1,2,3,4", "--sweep-tp", "--ctx", "4k", "--json")
+    values = {p["x"]: p["value"] for p in json.loads(out)["points"]}
+    assert code == 0 and values[3] != values[3]  # NaN: 64 heads do not split 3 ways
+    assert values[4] > values[2] > values[1] == 0  # 70B does not fit one H100
+
+
+def test_terminal_chart_fits_80_columns(capsys):
+    code, out, _ = run(capsys, "sweep", "llama3-8b", "--gpu", "h100,h200,b200", "--kv-dtype", "bf16,fp8")
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 80
+    assert "x: context (tokens, log scale); y: max concurrency, paged (requests)" in out
+
+
+def test_csv(capsys):
+    code, out, _ = run(capsys, "sweep", "llama3-8b", "--ctx", "1k,2k", "--csv")
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0].startswith("series,ctx,") and len(lines) == 3
+
+
+@pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".svg", b"<?xml")])
+def test_plot_files(capsys, tmp_path, suffix, magic):
+    pytest.importorskip("matplotlib")
+    for argv in (["sweep", "llama3-8b", "--ctx", "1k..8k"], ["fit", "llama3-8b", "--gpu", "h100"],
+                 ["frag", "llama3-8b", "--kv-gib", "1", "--requests", "200", "--max-len", "2048"]):
+        path = tmp_path / f"{argv[0]}{suffix}"
+        assert main([*argv, "--plot", str(path)]) == 0
+        assert path.stat().st_size > 1000 and path.read_bytes().startswith(magic)
+    capsys.readouterr()
+
+
+def test_plot_needs_a_known_format(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    code, _, err = run(capsys, "sweep", "llama3-8b", "--plot", str(tmp_path / "x.jpg"))
+    assert code == 2 and "write a .png or .svg file" in err
+
+
+def test_plot_without_matplotlib_says_how_to_install(capsys, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, _, err = run(capsys, "sweep", "llama3-8b", "--plot", str(tmp_path / "x.png"))
+    assert code == 2 and err == "error: --plot needs matplotlib; install it with: pip install 'kvplan[plot]'\n"
