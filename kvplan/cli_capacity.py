@@ -369,7 +369,8 @@ def sweep(
                                      "or the swept axis with --sweep-tp.")] = "1",
     sweep_tp: Annotated[bool, typer.Option("--sweep-tp", help="Sweep the --tp list on the x axis.")] = False,
     kv_dtypes: Annotated[str, typer.Option("--kv-dtype", help="KV dtypes, comma-separated (one line each).")] = "auto",
-    metric: Annotated[str, typer.Option("--metric", help="concurrency, kv_gib, tokens_per_s or kv_pool_gib.")] = "concurrency",
+    metric: Annotated[str, typer.Option("--metric", help="concurrency, kv_gib, tokens_per_s, kv_pool_gib, weights_gib, "
+                                        "or waste_fixed / waste_exact / waste_doubling / waste_paged.")] = "concurrency",
     engine: EngineOpt = "vllm",
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Also draw it to FILE (.png or .svg).")] = None,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV.", rich_help_panel=OUTPUT)] = False,

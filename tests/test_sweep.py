@@ -89,3 +89,12 @@ def test_plot_without_matplotlib_says_how_to_install(capsys, monkeypatch, tmp_pa
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     code, _, err = run(capsys, "sweep", "llama3-8b", "--plot", str(tmp_path / "x.png"))
     assert code == 2 and err == "error: --plot needs matplotlib; install it with: pip install 'kvplan[plot]'\n"
+
+
+def test_waste_metric_equals_a_frag_run(capsys):
+    code, out, _ = run(capsys, "sweep", "llama3-8b", "--ctx", "2k", "--metric", "waste_exact", "--json")
+    value = json.loads(out)["points"][0]["value"]
+    code2, out2, _ = run(capsys, "frag", "llama3-8b", "--gpu", "h100", "--max-len", "2048", "--requests", "500",
+                         "--json")
+    exact = next(r for r in json.loads(out2)["rows"] if r["strategy"] == "exact")
+    assert code == code2 == 0 and value == pytest.approx(100 * (1 - exact["live_share"]))

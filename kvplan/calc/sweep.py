@@ -21,7 +21,10 @@ METRICS = {
     "kv_gib": "KV per request (GiB)",
     "tokens_per_s": "decode throughput (tokens/s)",
     "kv_pool_gib": "KV pool per GPU (GiB)",
+    "weights_gib": "weights per GPU (GiB)",
+    **{f"waste_{name}": f"KV memory wasted, {name} allocation (%)" for name in ("fixed", "exact", "doubling", "paged")},
 }
+WASTE_REQUESTS = 500  # chat requests simulated per point for the waste metrics
 MAX_POINTS = 10_000
 
 
@@ -58,17 +61,35 @@ def _int(part: str, name: str) -> int:
         raise InputError(f"--{name}: '{part}' is not a whole number") from None
 
 
-def point(model, gpu, ctx: int, batch: int | None, inputs: BudgetInputs) -> dict[str, float]:
-    """Every metric at one point: the budget, requests of ctx tokens paged into it, the roofline."""
+def waste(model, budget, fmt, strategy: str, max_len: int, tp: int, pp: int) -> float:
+    """The share of KV memory not holding tokens, simulated on chat requests up to max_len tokens."""
+    from kvplan.calc.frag import make_strategy, simulate, summarize
+    from kvplan.workloads import generate
+
+    per_token = request_bytes(model, 1, fmt, tp, pp)
+    capacity = max(budget.kv_pool_bytes, 0) // per_token
+    if capacity < max_len:
+        return math.nan
+    requests = generate("chat", WASTE_REQUESTS, 0, max_len)
+    stats = simulate(make_strategy(strategy, capacity, max_len, budget.block_size), requests)
+    return 100 * (1 - summarize(strategy, stats, requests, budget.block_size, max_len, per_token).live_share)
+
+
+def point(model, gpu, ctx: int, batch: int | None, inputs: BudgetInputs, metric: str = "") -> dict[str, float]:
+    """Every metric at one point: the budget, requests of ctx tokens paged into it, the roofline
+    (and, when asked for, the waste of one allocation strategy with max_len = ctx)."""
     budget = memory_budget(model, gpu, inputs)
     fmt = resolve_kv_format(model, inputs.kv_dtype)
     per_request = paged_request_bytes(model, ctx, fmt, inputs.tp, budget.block_size, inputs.pp)
     concurrency = max(budget.kv_pool_bytes, 0) // per_request
     at = batch or concurrency
     roof = decode_roofline(model, gpu, budget, fmt, at, ctx) if at >= 1 else None
-    return {"concurrency": concurrency, "kv_gib": request_bytes(model, ctx, fmt) / GIB,
-            "tokens_per_s": roof.tokens_per_s if roof else 0.0, "kv_pool_gib": budget.kv_pool_bytes / GIB,
-            "compute_bound_batch": roof.compute_bound_batch if roof else 0}
+    values = {"concurrency": concurrency, "kv_gib": request_bytes(model, ctx, fmt) / GIB,
+              "tokens_per_s": roof.tokens_per_s if roof else 0.0, "kv_pool_gib": budget.kv_pool_bytes / GIB,
+              "weights_gib": budget.weights_bytes / GIB, "compute_bound_batch": roof.compute_bound_batch if roof else 0}
+    if metric.startswith("waste_"):
+        values[metric] = waste(model, budget, fmt, metric.removeprefix("waste_"), ctx, inputs.tp, inputs.pp)
+    return values
 
 
 def sweep(series: list[tuple[str, object, object, BudgetInputs]], x_axis: str, xs: tuple[int, ...], ctx: int,
@@ -89,7 +110,7 @@ def sweep(series: list[tuple[str, object, object, BudgetInputs]], x_axis: str, x
             else:
                 at_inputs = replace(inputs, tp=x)
             try:
-                values = point(model, gpu, at_ctx, at_batch, at_inputs)
+                values = point(model, gpu, at_ctx, at_batch, at_inputs, metric)
             except KvplanError:
                 values = None  # e.g. a TP the model's heads do not allow: a gap in the line
             points.append(SweepPoint(series=label, x=x, value=values[metric] if values else math.nan,
