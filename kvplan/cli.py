@@ -209,10 +209,29 @@ def import_(
 from kvplan import cli_capacity  # noqa: E402,F401 - registers batch, fit and plan on the app
 
 
+def _command_name(info) -> str:
+    return info.name or info.callback.__name__.replace("_", "-")
+
+
+def app_for(argv: list[str]) -> typer.Typer:
+    """The app with only the command being run registered: typer builds every registered command,
+    with pydantic adapters for each parameter, on every start; the others are not needed."""
+    name = next((word for word in argv if not word.startswith("-")), None)
+    chosen = [info for info in app.registered_commands if _command_name(info) == name]
+    if not chosen:
+        return app  # no command, --version, -h, or a typo typer will report
+    lazy = typer.Typer(name=app.info.name, help=app.info.help, context_settings=app.info.context_settings,
+                       no_args_is_help=True, add_completion=False, rich_markup_mode="rich")
+    lazy.registered_callback = app.registered_callback
+    lazy.registered_commands = chosen
+    return lazy
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; usage errors become one 'error:' line and exit code 2, like every bad input."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        result = app(argv, prog_name="kvplan", standalone_mode=False)
+        result = app_for(argv)(argv, prog_name="kvplan", standalone_mode=False)
     except UsageError as err:
         where = err.ctx.command_path if err.ctx else "kvplan"
         err_console.print(f"error: {err.format_message()} (see `{where} -h`)", markup=False)
