@@ -141,6 +141,16 @@ def scenario(raw: dict, defaults: dict) -> Scenario:
     return Scenario.model_validate(fields)
 
 
+def inline_scenario(**fields) -> Scenario:
+    """A scenario from command-line flags; a bad value is one InputError line naming the flag."""
+    try:
+        return Scenario.model_validate(fields)
+    except ValueError as err:
+        problems = [f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+                    .replace("--: ", "").replace("Value error, ", "") for e in getattr(err, "errors", lambda: [])()]
+        raise InputError("; ".join(problems) or str(err)) from None
+
+
 def load_check_file(path: Path) -> list[Scenario]:
     """Scenarios from a check file; every problem is one SpecError line naming the file and field."""
     if not path.is_file():

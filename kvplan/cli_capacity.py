@@ -125,13 +125,9 @@ def fit(
     cat = catalog(specs)
     result = fit_(cat.model(model), cat.gpu(gpu), tokens(ctx), inputs)
     if plot:
-        from kvplan.render_sweep import plot_stacked
+        from kvplan.render_sweep import plot_fit
 
-        b = result.budget
-        parts = {"weights": b.weights_bytes, "activation": b.activation_bytes, "overhead": b.overhead_bytes,
-                 "KV used": result.kv_used_bytes, "KV free": result.free_bytes}
-        plot_stacked(plot, f"{result.model} on {result.gpu}: {result.verdict}",
-                     {f"{result.gpu} (TP {b.tp})": {k: v / 2**30 for k, v in parts.items()}}, "GiB (2^30 B)")
+        plot_fit(result, plot)
         err_console.print(f"wrote {plot}", markup=False)
     print_json(console, result) if json else render_fit(console, result, explain=explain)
 
@@ -278,6 +274,7 @@ def frag(
     from rich.progress import Progress
 
     from kvplan.calc.frag import STRATEGIES, fragmentation, kv_budget
+    from kvplan.errors import InputError
     from kvplan.render import print_json
     from kvplan.render_frag import render_frag
     from kvplan.workloads import generate, read_trace
@@ -287,7 +284,9 @@ def frag(
     gpu_spec = cat.gpu(gpu) if gpu else None
     budget, per_token = kv_budget(spec, gpu_spec, kv_gib, kv_dtype)
     length = max_len or spec.max_context
-    per_second = rate * step_ms / 1000 if rate else None
+    if step_ms <= 0 or (rate is not None and rate <= 0):
+        raise InputError("--rate and --step-ms must be positive (requests per second, ms per decode step)")
+    per_second = rate * step_ms / 1000 if rate is not None else None
     path = Path(workload)
     reqs = (read_trace(path, length, step_ms) if path.suffix in (".csv", ".jsonl")
             else generate(workload, requests, seed, length, per_second))
@@ -300,12 +299,9 @@ def frag(
                                block=block_size, max_len=length, prefix=shared_prefix, strategies=strategies,
                                sweep=sweep_block_size, step=step)
     if plot:
-        from kvplan.render_sweep import plot_stacked
+        from kvplan.render_sweep import plot_frag
 
-        plot_stacked(plot, f"{result.model}: KV memory by allocation strategy ({result.workload})",
-                     {row.strategy: {"live tokens": 100 * row.live_share, "reservation": 100 * row.reservation_share,
-                                     "internal": 100 * row.internal_share, "external": 100 * row.external_share}
-                      for row in result.rows}, "share of KV memory (%)")
+        plot_frag(result, plot)
         err_console.print(f"wrote {plot}", markup=False)
     print_json(console, result) if json else render_frag(console, result)
 
@@ -330,17 +326,17 @@ def check(
     Example: kvplan check examples/capacity.yaml --junit report.xml
     """
     from kvplan.calc.check import evaluate
-    from kvplan.checkfile import Expect, Scenario, load_check_file
+    from kvplan.checkfile import inline_scenario, load_check_file
     from kvplan.errors import InputError
     from kvplan.render import print_json
     from kvplan.render_check import render_check, write_junit
 
     scenarios = [s for path in files or () for s in load_check_file(path)]
     if model:
-        expect = Expect(fits=True if min_concurrency is None and min_kv_tokens is None else None,
-                        min_concurrency=min_concurrency, min_kv_tokens=min_kv_tokens)
-        scenarios.append(Scenario(name=f"{model} on {gpu}", model=model, gpu=gpu or "", tp=tp, engine=engine,
-                                  kv_dtype=kv_dtype, ctx=tokens(ctx) if ctx else None, expect=expect))
+        expect = {"fits": True if min_concurrency is None and min_kv_tokens is None else None,
+                  "min_concurrency": min_concurrency, "min_kv_tokens": min_kv_tokens}
+        scenarios.append(inline_scenario(name=f"{model} on {gpu}", model=model, gpu=gpu or "", tp=tp, engine=engine,
+                                         kv_dtype=kv_dtype, ctx=tokens(ctx) if ctx else None, expect=expect))
     if not scenarios:
         raise InputError("nothing to check: pass a check file or --model and --gpu")
     cat = catalog(specs)

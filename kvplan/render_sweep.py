@@ -15,6 +15,7 @@ from rich.text import Text
 
 from kvplan.errors import InputError
 from kvplan.results_sweep import SweepResult
+from kvplan.units import GIB
 
 X_LABELS = {"ctx": "context (tokens, log scale)", "batch": "batch (requests, log scale)", "tp": "tensor-parallel GPUs"}
 MARKERS = "ox+*#@%&"
@@ -153,3 +154,20 @@ def plot_stacked(path: Path, title: str, bars: dict[str, dict[str, float]], ylab
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_fit(r, path: Path) -> None:
+    """`kvplan fit --plot`: one GPU's memory as a stacked bar, in GiB."""
+    b = r.budget
+    parts = {"weights": b.weights_bytes, "activation": b.activation_bytes, "overhead": b.overhead_bytes,
+             "KV used": r.kv_used_bytes, "KV free": r.free_bytes}
+    plot_stacked(path, f"{r.model} on {r.gpu}: {r.verdict}",
+                 {f"{r.gpu} (TP {b.tp})": {k: v / GIB for k, v in parts.items()}}, "GiB (2^30 B)")
+
+
+def plot_frag(r, path: Path) -> None:
+    """`kvplan frag --plot`: a stacked bar per strategy of live tokens and each kind of waste."""
+    plot_stacked(path, f"{r.model}: KV memory by allocation strategy ({r.workload})",
+                 {row.strategy: {"live tokens": 100 * row.live_share, "reservation": 100 * row.reservation_share,
+                                 "internal": 100 * row.internal_share, "external": 100 * row.external_share}
+                  for row in r.rows}, "share of KV memory (%)")

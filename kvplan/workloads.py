@@ -77,6 +77,8 @@ def _lengths(spec: str, n: int, rng: random.Random) -> list[tuple[int, int]]:
 
 def read_trace(path: Path, max_len: int, step_ms: float) -> list[Request]:
     """A trace of input_tokens, output_tokens[, arrival_s]; a bad row is rejected with its line number."""
+    if step_ms <= 0:
+        raise InputError("--step-ms must be positive (ms per decode step)")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

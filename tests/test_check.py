@@ -42,6 +42,9 @@ def test_a_failing_expectation_exits_1_and_explains_itself(capsys, tmp_path):
     assert code == 1
     text = " ".join(out.split())
     assert "min_concurrency >= 16 0 fail" in text
+    # TP 8: int(85,017,493,504 x 0.9) - (141,107,412,992 / 8 weights + 1,629,487,104 activation
+    #       + 2,254,857,830 overhead) = 54,992,972,595 B; a 32,768-token request takes
+    #       80 x 2 x 1 x 128 x 2 B x 32,768 = 1,342,177,280 B: 40 fit
     assert "big: passes with tp: 8: 40 requests" in text
 
 
@@ -98,6 +101,16 @@ def test_bad_check_files_exit_2(capsys, tmp_path, content, message):
     path.write_text(content)
     code, _, err = run(capsys, "check", str(path))
     assert code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "llama3-8b"], "error: a scenario needs a gpu (here or in defaults)"),
+    (["--model", "llama3-8b", "--gpu", "h100", "--min-concurrency", "0"], "--expect-min-concurrency"),
+    (["--model", "llama3-8b", "--gpu", "h100", "--tp", "0"], "--tp: Input should be greater than 0"),
+])
+def test_bad_inline_flags_exit_2(capsys, argv, message):
+    code, _, err = run(capsys, "check", *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_missing_file_exits_2(capsys, tmp_path):

@@ -137,3 +137,9 @@ def test_frag_cli(capsys):
     assert "give the KV budget as --gpu G" in capsys.readouterr().err
     assert main(["frag", "llama3-8b", "--kv-gib", "1", "--workload", "zipf"]) == 2
     assert "unknown workload 'zipf'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--rate", "-1"], ["--rate", "0"], ["--rate", "5", "--step-ms", "0"]])
+def test_bad_rates_exit_2(capsys, argv):
+    assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "10", *argv]) == 2
+    assert "--rate and --step-ms must be positive" in capsys.readouterr().err
