@@ -12,8 +12,8 @@ import time
 
 from kvplan.calc.budget import memory_budget
 from kvplan.calc.frag import STRATEGIES, make_strategy, simulate
-from kvplan.catalog import load_catalog
-from kvplan.workloads import generate
+from kvplan.specs.catalog import load_catalog
+from kvplan.specs.workloads import generate
 
 SIZES = [n for n in (10_000, 100_000, 1_000_000) if n <= (int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)]
 

@@ -11,7 +11,7 @@ import time
 
 from kvplan.calc.capacity import Workload, overview
 from kvplan.calc.plan import plan
-from kvplan.catalog import load_catalog
+from kvplan.specs.catalog import load_catalog
 
 CASES = [  # model, gpu, concurrent requests, context
     ("llama3.1-405b", "h100", 4096, 32_768),

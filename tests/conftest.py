@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kvplan.catalog import load_catalog
-from kvplan.specs import ModelSpec
+from kvplan.specs.catalog import load_catalog
+from kvplan.specs.model import ModelSpec
 
 # A Llama-3-8B-shaped model: 32 layers, 8 KV heads of 128, bf16 -> 131,072 B per token.
 BASE_MODEL = dict(

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kvplan.catalog import load_catalog, load_spec_file, name_key, packaged_specs_dir, spec_to_yaml
 from kvplan.errors import NotFoundError, SpecError
-from kvplan.specs import GpuSpec, ModelSpec
+from kvplan.specs.catalog import load_catalog, name_key, packaged_specs_dir, spec_to_yaml
+from kvplan.specs.gpu import GpuSpec
+from kvplan.specs.model import ModelSpec
+from kvplan.specs.yamlio import load_spec_file
 
 PACKAGED = packaged_specs_dir()
 MODEL_FILES = sorted((PACKAGED / "models").glob("*.yaml"))

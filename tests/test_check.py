@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kvplan.checkfile import parse_vllm
 from kvplan.cli import main
+from kvplan.specs.checkfile import parse_vllm
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "capacity.yaml"
 

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvplan.calc.allocators import BlockPool, ContiguousSpace
 from kvplan.calc.frag import STRATEGIES, make_strategy, simulate, summarize
+from kvplan.calc.frag.allocators import BlockPool, ContiguousSpace
 from kvplan.cli import main
 from kvplan.errors import InputError
-from kvplan.workloads import Request, generate, read_trace
+from kvplan.specs.workloads import Request, generate, read_trace
 
 
 def test_contiguous_space_first_fit_and_coalescing():

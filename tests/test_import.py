@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from kvplan.errors import SpecError
-from kvplan.importer import import_model
 from kvplan.cli import main
+from kvplan.errors import SpecError
+from kvplan.specs.importer import import_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf_configs"
 CONFIGS = sorted(p.name for p in FIXTURES.iterdir() if (p / "config.json").is_file())

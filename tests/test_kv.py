@@ -4,15 +4,13 @@ invariants. The arithmetic stands next to every assert."""
 from __future__ import annotations
 
 import pytest
+from conftest import make_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvplan.calc.kv import kv_size
 from kvplan.errors import InputError, SpecError
 from kvplan.units import GIB
-
-from conftest import make_model
-
 
 # --- the numbers the issue and the source notes pin ---------------------------------------------
 

@@ -18,8 +18,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from kvplan.cli import main  # noqa: E402
 from kvplan.errors import InputError  # noqa: E402
-from kvplan.probe.attention import (ERROR_BOUNDS, dense_reference, gather_kv, paged_decode_torch,  # noqa: E402
-                                    relative_error)
+from kvplan.probe.attention import ERROR_BOUNDS, dense_reference, gather_kv, paged_decode_torch, relative_error  # noqa: E402
 from kvplan.probe.page_table import build_page_table, check_page_table  # noqa: E402
 from kvplan.probe.runner import ProbeOptions, run_probe  # noqa: E402
 from kvplan.units import MIB  # noqa: E402

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from kvplan.calc.kv import check_size_inputs, layers_kv, resolve_kv_format
 from kvplan.calc.weights import weights_bytes, weights_per_gpu
 from kvplan.errors import InputError
-from kvplan.results import Step
-from kvplan.results_capacity import MemoryBudget
-from kvplan.specs import GpuSpec, ModelSpec
+from kvplan.results.base import Step
+from kvplan.results.capacity import MemoryBudget
+from kvplan.specs.gpu import GpuSpec
+from kvplan.specs.model import ModelSpec
 from kvplan.units import GIB, ceil_div
-
 
 # vLLM's non-torch memory (CUDA context allocations outside PyTorch's caching allocator, cuBLAS
 # workspaces) as logged on one H100 at TP 1: "non-torch memory takes 0.25GiB".

@@ -16,8 +16,9 @@ from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.kv import MAX_CTX_TOKENS, paged_request_bytes, request_bytes, resolve_kv_format
 from kvplan.calc.roofline import decode_roofline
 from kvplan.errors import InputError, KvplanError
-from kvplan.results_capacity import BatchResult, MemoryBudget, OverviewRow, StrategyRow
-from kvplan.specs import GpuSpec, ModelSpec
+from kvplan.results.capacity import BatchResult, MemoryBudget, Overview, OverviewRow, StrategyRow
+from kvplan.specs.gpu import GpuSpec
+from kvplan.specs.model import ModelSpec
 from kvplan.units import KvFormat
 
 
@@ -149,3 +150,9 @@ def overview(models, gpu: GpuSpec, workload: Workload, inputs: BudgetInputs = Bu
                 break
         rows.append(row)
     return tuple(rows)
+
+
+def overview_result(models, gpu: GpuSpec, workload: Workload, inputs: BudgetInputs = BudgetInputs()) -> Overview:
+    """The overview's rows with the settings they were computed under, for the table's header."""
+    return Overview(gpu=gpu.name, engine=inputs.engine, kv_dtype=inputs.kv_dtype, in_tokens=workload.in_tokens,
+                    out_tokens=workload.out_tokens, rows=overview(models, gpu, workload, inputs))

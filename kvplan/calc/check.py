@@ -14,31 +14,13 @@ from functools import lru_cache
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.frag import make_strategy, simulate, summarize
 from kvplan.calc.kv import paged_request_bytes, request_bytes, resolve_kv_format
-from kvplan.checkfile import Scenario
 from kvplan.errors import KvplanError
-from kvplan.results import Result
-from kvplan.specs import GpuSpec, ModelSpec
+from kvplan.results.check import Outcome, ScenarioResult
+from kvplan.specs.checkfile import Scenario
+from kvplan.specs.gpu import GpuSpec
+from kvplan.specs.model import ModelSpec
+from kvplan.specs.workloads import generate
 from kvplan.units import GIB
-from kvplan.workloads import generate
-
-
-class Outcome(Result):
-    expectation: str
-    expected: str
-    actual: str
-    passed: bool
-
-
-class ScenarioResult(Result):
-    name: str
-    model: str
-    gpu: str
-    tp: int
-    pp: int
-    passed: bool
-    outcomes: tuple[Outcome, ...]
-    suggestion: str | None
-    ignored_flags: tuple[str, ...]
 
 
 @dataclass(frozen=True)

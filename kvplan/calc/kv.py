@@ -11,8 +11,10 @@ layer's tokens up to whole pages of `block_size` tokens (a Mamba state is one pa
 from __future__ import annotations
 
 from kvplan.errors import InputError
-from kvplan.results import KvSize, LayerKv, MhaComparison, Step
-from kvplan.specs import AnyLayers, ModelSpec
+from kvplan.results.base import Step
+from kvplan.results.size import KvSize, LayerKv, MhaComparison
+from kvplan.specs.layers import AnyLayers
+from kvplan.specs.model import ModelSpec
 from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div, kv_format
 
 MAX_CTX_TOKENS = 2**30  # a billion tokens: beyond any model; larger values are typos

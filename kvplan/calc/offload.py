@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.kv import MAX_CTX_TOKENS, request_bytes, resolve_kv_format
 from kvplan.errors import InputError
-from kvplan.results import Step
-from kvplan.results_offload import OffloadCapacity, OffloadResult, OffloadTier, SweepRow
-from kvplan.specs import GpuSpec, ModelSpec
+from kvplan.results.base import Step
+from kvplan.results.offload import OffloadCapacity, OffloadResult, OffloadTier, SweepRow
+from kvplan.specs.gpu import GpuSpec
+from kvplan.specs.model import ModelSpec
 
 GB = 1e9
 

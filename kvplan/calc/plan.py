@@ -9,9 +9,10 @@ from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.capacity import max_context
 from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
 from kvplan.errors import InputError, KvplanError
-from kvplan.results import Step
-from kvplan.results_capacity import Deployment, FitResult, Knob, MemoryBudget, PlanResult
-from kvplan.specs import GpuSpec, ModelSpec
+from kvplan.results.base import Step
+from kvplan.results.capacity import Deployment, FitResult, Knob, MemoryBudget, PlanResult
+from kvplan.specs.gpu import GpuSpec
+from kvplan.specs.model import ModelSpec
 from kvplan.units import ceil_div, fmt_binary
 
 TP_SIZES = (1, 2, 4, 8, 16, 32, 64)

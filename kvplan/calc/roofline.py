@@ -12,8 +12,9 @@ The batch at which decode turns compute-bound ignores the KV term: weights / ban
 from __future__ import annotations
 
 from kvplan.calc.kv import request_bytes
-from kvplan.results_capacity import MemoryBudget, Roofline
-from kvplan.specs import GpuSpec, ModelSpec
+from kvplan.results.capacity import MemoryBudget, Roofline
+from kvplan.specs.gpu import GpuSpec
+from kvplan.specs.model import ModelSpec
 from kvplan.units import KvFormat, ceil_div
 
 

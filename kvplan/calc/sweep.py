@@ -12,7 +12,7 @@ from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.kv import MAX_CTX_TOKENS, paged_request_bytes, request_bytes, resolve_kv_format
 from kvplan.calc.roofline import decode_roofline
 from kvplan.errors import InputError, KvplanError
-from kvplan.results_sweep import SweepPoint, SweepResult
+from kvplan.results.sweep import SweepPoint, SweepResult
 from kvplan.units import GIB, parse_tokens
 
 X_AXES = ("ctx", "batch", "tp")
@@ -64,7 +64,7 @@ def _int(part: str, name: str) -> int:
 def waste(model, budget, fmt, strategy: str, max_len: int, tp: int, pp: int) -> float:
     """The share of KV memory not holding tokens, simulated on chat requests up to max_len tokens."""
     from kvplan.calc.frag import make_strategy, simulate, summarize
-    from kvplan.workloads import generate
+    from kvplan.specs.workloads import generate
 
     per_token = request_bytes(model, 1, fmt, tp, pp)
     capacity = max(budget.kv_pool_bytes, 0) // per_token

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvplan.errors import InputError
-from kvplan.specs import ModelSpec
+from kvplan.specs.model import ModelSpec
 from kvplan.units import DTYPE_BYTES, ceil_div
 
 

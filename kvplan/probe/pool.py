@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import torch
 
 from kvplan.calc.kv import layers_kv
-from kvplan.specs import ModelSpec
+from kvplan.specs.model import ModelSpec
 from kvplan.units import KvFormat
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,

@@ -21,11 +21,26 @@ from kvplan.errors import InputError
 from kvplan.probe import attention, bench
 from kvplan.probe.device import CPU_CAP_BYTES, DeviceInfo, database_gpu_name, device_info, resolve_device
 from kvplan.probe.page_table import PageTable, build_page_table, check_page_table
-from kvplan.probe.pool import (allocated, allocator_bytes, caching_allocator_bytes, expandable_segments, layer_shapes,
-                               release_workspaces, tensor_bytes)
-from kvplan.results_probe import (ProbeBandwidth, ProbeCheck, ProbeCorrectness, ProbeMemory, ProbePageTable, ProbePool,
-                            ProbeResult)
-from kvplan.specs import GpuSpec, ModelSpec
+from kvplan.probe.pool import (
+    allocated,
+    allocator_bytes,
+    caching_allocator_bytes,
+    expandable_segments,
+    layer_shapes,
+    release_workspaces,
+    tensor_bytes,
+)
+from kvplan.results.probe import (
+    ProbeBandwidth,
+    ProbeCheck,
+    ProbeCorrectness,
+    ProbeMemory,
+    ProbePageTable,
+    ProbePool,
+    ProbeResult,
+)
+from kvplan.specs.gpu import GpuSpec
+from kvplan.specs.model import ModelSpec
 from kvplan.units import GIB, MIB, fmt_binary
 
 COPY_BYTES = {"cuda": 2 * GIB, "cpu": 64 * MIB}

@@ -1,7 +1,6 @@
-"""Frozen spec models: what a model's layers cache, and what a GPU offers.
-
-One small class per attention kind (full, sliding window, chunked local, MLA latent, Mamba state),
-each answering the same questions under the same names, so calculators never branch on `kind`:
+"""What a model's layers cache: one small frozen class per attention kind (full, sliding window,
+chunked local, MLA latent, Mamba state), each answering the same questions under the same names, so
+calculators never branch on `kind`:
 
 - ``kv_elements_per_token(tp)``: cached elements (K and V together) per token per layer on one rank;
 - ``cached_tokens(ctx)``: how many tokens a layer holds at context ``ctx``;
@@ -15,17 +14,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveInt
 
 from kvplan.errors import SpecError
-
-WeightDtype = Literal["bf16", "fp16", "fp32", "fp8"]
-NAME_PATTERN = r"^[a-z0-9][a-z0-9.\-]*$"
-
-
-class Frozen(BaseModel):
-    # defer_build: a schema is built on first use, so a run that reads one model builds no GPU schema
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+from kvplan.specs.base import Frozen
 
 
 def _check_tp_split(what: str, n: int, tp: int) -> None:
@@ -259,126 +251,3 @@ LayerGroup = Annotated[
 ]
 AnyLayers = Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent,
                   MambaState, FullAttentionMHA]
-
-
-class MoESpec(Frozen):
-    num_experts: PositiveInt
-    experts_per_token: PositiveInt
-    shared_experts: int = Field(default=0, ge=0)
-    expert_intermediate_size: PositiveInt | None = None
-
-    @model_validator(mode="after")
-    def check_top_k(self) -> MoESpec:
-        if self.experts_per_token > self.num_experts:
-            raise ValueError("experts_per_token must not exceed num_experts")
-        return self
-
-
-class ModelSpec(Frozen):
-    """One model: its identity, its sizes, and its layers grouped by attention kind."""
-
-    name: str = Field(pattern=NAME_PATTERN)
-    display_name: str
-    hf_repo: str | None = None
-    aliases: tuple[str, ...] = ()
-    family: str
-    architecture: str
-    source: str
-    hidden_size: PositiveInt
-    intermediate_size: PositiveInt
-    vocab_size: PositiveInt
-    num_layers: PositiveInt
-    num_attention_heads: PositiveInt
-    params_total: PositiveInt
-    params_active: PositiveInt | None = None
-    params_source: str | None = None
-    checkpoint_bytes: PositiveInt | None = None
-    dtype: WeightDtype
-    max_context: PositiveInt
-    tie_word_embeddings: bool = False
-    moe: MoESpec | None = None
-    layers: tuple[LayerGroup, ...] = Field(min_length=1)
-    notes: str | None = None
-
-    @model_validator(mode="after")
-    def check_layer_count(self) -> ModelSpec:
-        counted = sum(group.count for group in self.layers)
-        if counted != self.num_layers:
-            raise ValueError(f"layers add up to {counted} but num_layers is {self.num_layers}; "
-                             "make the layer-group counts sum to num_layers")
-        return self
-
-    @model_validator(mode="after")
-    def check_moe_params(self) -> ModelSpec:
-        if self.params_active is not None and self.params_active > self.params_total:
-            raise ValueError("params_active exceeds params_total")
-        if (self.moe is None) != (self.params_active is None):
-            raise ValueError("params_active is given exactly when the model has a moe: block")
-        return self
-
-    @property
-    def is_moe(self) -> bool:
-        return self.moe is not None
-
-    @property
-    def params_per_token(self) -> int:
-        """Parameters that do work for each token: the active ones for MoE."""
-        return self.params_active or self.params_total
-
-
-class HostLink(Frozen):
-    kind: Literal["pcie", "nvlink-c2c"]
-    generation: PositiveInt | None = None
-    lanes: PositiveInt | None = None
-    gbps_per_direction: PositiveFloat
-
-    @model_validator(mode="after")
-    def check_pcie_generation(self) -> HostLink:
-        if self.kind == "pcie" and self.generation is None:
-            raise ValueError("a pcie host link needs its generation (3, 4, 5 or 6)")
-        return self
-
-
-class ScaleUpLink(Frozen):
-    kind: Literal["nvlink", "infinity-fabric"]
-    version: str | None = None
-    gbps_bidirectional: PositiveFloat
-
-
-class GpuSpec(Frozen):
-    """One accelerator. Bandwidths are decimal GB/s; memory in bytes (GiB = 2**30)."""
-
-    name: str = Field(pattern=NAME_PATTERN)
-    display_name: str
-    aliases: tuple[str, ...] = ()
-    vendor: Literal["nvidia", "amd"]
-    architecture: str
-    memory_type: str
-    memory_bytes: PositiveInt
-    usable_memory_bytes: PositiveInt | None = None
-    usable_memory_source: str | None = None
-    cuda_total_bytes: PositiveInt | None = None  # cudaMemGetInfo's total: usable less driver-reserved
-    hbm_bandwidth_gbps: PositiveFloat
-    fp16_tflops_dense: PositiveFloat
-    bf16_tflops_dense: PositiveFloat | None = None
-    fp8_tflops_dense: PositiveFloat | None = None
-    l2_cache_bytes: PositiveInt | None = None
-    host_link: HostLink
-    scale_up: ScaleUpLink | None = None
-    tdp_watts: PositiveInt | None = None
-    source: str
-    notes: str | None = None
-
-    @model_validator(mode="after")
-    def check_usable_memory(self) -> GpuSpec:
-        if self.usable_memory_bytes is not None and self.usable_memory_bytes > self.memory_bytes:
-            raise ValueError("usable_memory_bytes exceeds memory_bytes")
-        if self.cuda_total_bytes is not None and self.cuda_total_bytes > (self.usable_memory_bytes or self.memory_bytes):
-            raise ValueError("cuda_total_bytes exceeds usable_memory_bytes")
-        return self
-
-    @property
-    def planning_memory_bytes(self) -> int:
-        """What CUDA (and so PyTorch and the engines) sees as total where known, else what the
-        driver reports, else the nominal capacity."""
-        return self.cuda_total_bytes or self.usable_memory_bytes or self.memory_bytes

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from kvplan.render import explain_table
-from kvplan.results_capacity import BatchResult, FitResult, MemoryBudget, OverviewRow, PlanResult, Roofline
-from kvplan.specs import GpuSpec
+from kvplan.render.base import explain_table
+from kvplan.results.capacity import BatchResult, FitResult, MemoryBudget, Overview, PlanResult, Roofline
 from kvplan.units import GIB, fmt_binary, fmt_bytes
 
 NOTE = "GiB = 2^30 B, GB = 10^9 B."
@@ -96,13 +93,13 @@ def render_batch(console: Console, r: BatchResult, explain: bool = False) -> Non
     console.print(f"[dim]{NOTE}[/]")
 
 
-def render_overview(console: Console, rows: Sequence[OverviewRow], gpu: GpuSpec, workload, inputs) -> None:
-    title = (f"Every model on {gpu.name} ({inputs.engine}, KV {inputs.kv_dtype}): {workload.in_tokens:,} in / "
-             f"{workload.out_tokens:,} out, at the smallest TP that serves one request")
+def render_overview(console: Console, r: Overview) -> None:
+    title = (f"Every model on {r.gpu} ({r.engine}, KV {r.kv_dtype}): {r.in_tokens:,} in / "
+             f"{r.out_tokens:,} out, at the smallest TP that serves one request")
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for name in ("Model", "TP", "Weights GiB/GPU", "KV GiB/GPU", "Fit avg", "Fit peak", "Note"):
         table.add_column(name, justify="left" if name in ("Model", "Note") else "right", no_wrap=name == "Model")
-    for row in rows:
+    for row in r.rows:
         fits = row.tp is not None
         gib = lambda n: f"{n / GIB:,.1f}" if fits else "-"  # noqa: E731
         table.add_row(row.model, str(row.tp) if fits else "-", gib(row.weights_bytes_per_gpu),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kvplan.results import Result
+from kvplan.results.base import Result
 
 
 class SweepPoint(Result):

@@ -10,8 +10,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from kvplan.calc.check import ScenarioResult
 from kvplan.errors import InputError
+from kvplan.results.check import ScenarioResult
 
 
 def render_check(console: Console, results: Sequence[ScenarioResult]) -> None:

@@ -6,8 +6,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from kvplan.render import explain_table
-from kvplan.results_offload import OffloadResult
+from kvplan.render.base import explain_table
+from kvplan.results.offload import OffloadResult
 from kvplan.units import fmt_binary, fmt_bytes
 
 

@@ -27,8 +27,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
-from kvplan.catalog import read_text, validate_yaml
 from kvplan.errors import InputError, SpecError
+from kvplan.specs.yamlio import read_text, validate_yaml
 
 
 class Strict(BaseModel):

@@ -1,37 +1,14 @@
-"""Rendering: results to rich tables and JSON. No arithmetic here beyond unit formatting."""
+"""Rendering for `kvplan size`. No arithmetic beyond unit formatting."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from pydantic import BaseModel
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from kvplan.results import KvSize, Step
-from kvplan.specs import GpuSpec, ModelSpec
-from kvplan.units import GIB, fmt_binary, fmt_bytes, fmt_int
-
-
-def print_json(console: Console, payload: BaseModel | list | dict) -> None:
-    import json
-
-    if isinstance(payload, BaseModel):
-        payload = payload.model_dump(mode="json")
-    elif isinstance(payload, list):
-        payload = [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in payload]
-    console.out(json.dumps(payload, indent=2), highlight=False)
-
-
-def explain_table(steps: Iterable[Step], title: str = "How it is computed") -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("Term")
-    table.add_column("Formula")
-    table.add_column("Value", justify="right", no_wrap=True)
-    for step in steps:
-        table.add_row(step.label, step.formula, step.value)
-    return table
+from kvplan.render.base import explain_table
+from kvplan.results.size import KvSize
+from kvplan.units import fmt_bytes, fmt_int
 
 
 def _size_header(r: KvSize) -> str:
@@ -98,35 +75,3 @@ def render_size(console: Console, r: KvSize, explain: bool = False) -> None:
         console.print(explain_table(r.explain))
     for note in size_notes(r):
         console.print(f"[dim]{note}[/]", highlight=False)
-
-
-def models_table(models: Iterable[ModelSpec]) -> Table:
-    table = Table(title="Models (params: total / active for MoE)", title_justify="left", box=box.SIMPLE_HEAD)
-    for name, justify in (("Name", "left"), ("Params", "right"), ("Layers", "left"),
-                          ("Max ctx", "right"), ("dtype", "left")):
-        table.add_column(name, justify=justify, no_wrap=name != "Layers")
-    for m in models:
-        params = f"{m.params_total / 1e9:,.1f}B" + (f" / {m.params_active / 1e9:,.1f}B" if m.params_active else "")
-        layers = ", ".join(f"{g.count} {g.kind}" for g in m.layers)
-        table.add_row(m.name, params, layers, fmt_int(m.max_context), m.dtype)
-    return table
-
-
-def gpus_table(gpus: Iterable[GpuSpec]) -> Table:
-    table = Table(title="GPUs (memory in GiB = 2^30 B; GB/s = 10^9 B/s; dense TFLOPS)",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("Name", "Memory", "Usable", "HBM GB/s", "BF16", "FP8", "Host link GB/s"):
-        table.add_column(name, justify="left" if name in ("Name", "Host link GB/s") else "right",
-                         no_wrap=name == "Name", min_width=14 if name == "Name" else None)
-    for g in gpus:
-        link = g.host_link
-        host = (f"PCIe{link.generation} {link.gbps_per_direction:g}" if link.kind == "pcie"
-                else f"C2C {link.gbps_per_direction:g}")
-        usable = f"{g.usable_memory_bytes / GIB:.2f}" if g.usable_memory_bytes else "-"  # GiB
-        table.add_row(g.name, f"{g.memory_bytes / GIB:g}", usable, f"{g.hbm_bandwidth_gbps:,g}",
-                      _opt(g.bf16_tflops_dense), _opt(g.fp8_tflops_dense), host)
-    return table
-
-
-def _opt(value: float | None) -> str:
-    return f"{value:,g}" if value is not None else "-"

@@ -6,7 +6,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from kvplan.results_probe import ProbeResult
+from kvplan.results.probe import ProbeResult
 from kvplan.units import fmt_bytes
 
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "info": "cyan"}

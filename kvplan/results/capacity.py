@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kvplan.results import Result, Step
+from kvplan.results.base import Result, Step
 
 
 class MemoryBudget(Result):
@@ -154,3 +154,14 @@ class OverviewRow(Result):
     concurrency_avg: int
     concurrency_peak: int
     note: str
+
+
+class Overview(Result):
+    """`kvplan batch --gpu G`: every model on one GPU, with the settings the header names."""
+
+    gpu: str
+    engine: str
+    kv_dtype: str
+    in_tokens: int
+    out_tokens: int
+    rows: tuple[OverviewRow, ...]

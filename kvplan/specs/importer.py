@@ -18,9 +18,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from kvplan.catalog import read_text
 from kvplan.errors import SpecError
-from kvplan.specs import ModelSpec
+from kvplan.specs.model import ModelSpec
+from kvplan.specs.yamlio import read_text
 
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "float8_e4m3fn": "fp8"}
 _ST_DTYPES = {"BF16": "bf16", "F16": "fp16", "F32": "fp32", "F8_E4M3": "fp8"}

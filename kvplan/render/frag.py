@@ -6,7 +6,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from kvplan.results_frag import FragResult
+from kvplan.results.frag import FragResult
 from kvplan.units import fmt_binary
 
 # Share of KV memory holding token states, Kwon et al. (SOSP 2023), Figure 2.

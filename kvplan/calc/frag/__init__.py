@@ -1,0 +1,100 @@
+"""Fragmentation: continuous batching over a fixed KV budget, simulated with real allocators.
+
+Requests arrive, are admitted first-come first-served when their allocation succeeds (a prefill of
+their prompt), grow one token per decode step, and free everything when done. Five strategies:
+
+    fixed     a contiguous slot of max_len tokens, first-fit
+    exact     a contiguous slot of exactly in + out tokens (the output length known in advance),
+              best-fit: the tightest hole, the best a contiguous scheme can do with varied sizes
+    doubling  contiguous, starting at one block and doubling when full (allocate, copy, free),
+              best-fit
+    paged     block_size-token blocks from a free list
+    shared    paged, with the full blocks of a shared prompt prefix held once, by reference count;
+              each request copies the prefix's partial last block on its first write (copy-on-write)
+
+When a growing request finds no memory, a request is preempted: its memory is freed and it goes
+back to the head of the queue to be prefilled again (vLLM's recompute policy). Paged strategies
+preempt the most recently admitted request, as vLLM does; doubling preempts the grower itself,
+since freeing a small young request rarely opens a hole twice the grower's size. After a
+preemption, no request is admitted again until one finishes, and admissions leave a
+watermark of 1% of the budget free (vLLM's default) so that running requests can grow. A request
+larger than the whole budget is rejected, and counted.
+
+The simulation is event-driven: between two events (an arrival, an admission, a finish, a growth)
+every running request gains one token per step, so the memory terms are integrated exactly, as
+sums of linear functions, without stepping through every token.
+
+Waste, in the vLLM paper's categories: *reservation* = slots reserved for tokens this request will
+still generate (fixed, exact), *internal* = allocated slots that will never hold a token (the tail
+of a slot past the final length, or of a doubled buffer or a block), *external* = free memory
+outside the largest hole (contiguous strategies only: any free block serves a paged request).
+
+Modules: ``allocators`` (address spaces: contiguous holes, a block pool), ``strategies`` (each
+allocation policy over them), ``simulation`` (the event loop), ``waste`` (the integrals and their
+split into the paper's categories).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.calc.frag.simulation import simulate
+from kvplan.calc.frag.strategies import STRATEGIES, make_strategy
+from kvplan.calc.frag.waste import summarize
+from kvplan.calc.kv import request_bytes, resolve_kv_format
+from kvplan.errors import InputError
+from kvplan.results.frag import BlockSweepRow, FragResult
+from kvplan.specs.workloads import Request
+
+__all__ = ["STRATEGIES", "fragmentation", "kv_budget", "make_strategy", "simulate", "summarize", "with_prefix"]
+
+SWEEP_BLOCKS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def kv_budget(model, gpu, kv_gib: float | None, kv_dtype: str = "auto") -> tuple[int, int]:
+    """(KV budget bytes, KV bytes per token): --kv-gib, or vLLM's default pool for the model on gpu."""
+    if (gpu is None) == (kv_gib is None):
+        raise InputError("give the KV budget as --gpu G (vLLM's pool on it) or --kv-gib X, one of them")
+    budget = (round(kv_gib * 2**30) if kv_gib is not None
+              else memory_budget(model, gpu, BudgetInputs(kv_dtype=kv_dtype)).kv_pool_bytes)
+    return max(budget, 0), request_bytes(model, 1, resolve_kv_format(model, kv_dtype))
+
+
+def with_prefix(requests: list[Request], prefix: int, max_len: int) -> list[Request]:
+    """Every request's prompt starts with the same `prefix` tokens (a system prompt)."""
+    return [Request(min(r.inp + prefix, max_len), max(0, min(r.out, max_len - r.inp - prefix)), r.arrival)
+            for r in requests] if prefix else requests
+
+
+def fragmentation(model, gpu, requests: list[Request], *, workload: str, seed: int, budget_bytes: int,
+                  bytes_per_token: int, block: int = 16, max_len: int = 2048, prefix: int = 0,
+                  strategies: tuple[str, ...] = STRATEGIES, sweep: bool = False,
+                  step: Callable[[str], None] = lambda _label: None):
+    """Simulate each strategy over the same requests and budget; optionally sweep paged block sizes."""
+    if block < 1 or max_len < 1 or prefix < 0:
+        raise InputError("--block-size and --max-len must be at least 1, --shared-prefix not negative")
+    capacity = budget_bytes // bytes_per_token
+    if capacity < 1:
+        raise InputError("the KV budget holds no token; raise --kv-gib or pick a larger GPU")
+    requests = with_prefix(requests, prefix, max_len)
+    rows = []
+    for name in strategies:
+        step(name)
+        stats = simulate(make_strategy(name, capacity, max_len, block, prefix), requests)
+        rows.append(summarize(name, stats, requests, block, max_len, bytes_per_token))
+    sweep_rows = []
+    for size in SWEEP_BLOCKS if sweep else ():
+        step(f"paged, block {size}")
+        stats = simulate(make_strategy("paged", capacity, max_len, size), requests)
+        row = summarize("paged", stats, requests, size, max_len, bytes_per_token)
+        sweep_rows.append(BlockSweepRow(block_size=size, internal_share=row.internal_share,
+                                        internal_tokens_per_request=row.simulated_value,
+                                        expected_tokens_per_request=(size - 1) / 2,
+                                        mean_concurrency=row.mean_concurrency))
+    n = len(requests)
+    return FragResult(
+        model=model.name, gpu=gpu.name if gpu else "--kv-gib", workload=workload, requests=n, seed=seed,
+        kv_bytes_per_token=bytes_per_token, budget_tokens=capacity, budget_bytes=capacity * bytes_per_token,
+        block_size=block, max_len=max_len, shared_prefix=prefix, mean_input=sum(r.inp for r in requests) / n,
+        mean_output=sum(r.out for r in requests) / n, rows=tuple(rows), sweep=tuple(sweep_rows))

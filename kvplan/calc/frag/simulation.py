@@ -1,0 +1,203 @@
+"""The event loop of the fragmentation simulator: arrivals, admissions (first come, first served,
+with vLLM's 1% watermark), growth, preemption (recompute) and finishes, integrated exactly between
+events (see the package doc)."""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+from kvplan.calc.frag.strategies import Contiguous, Running, Shared, Strategy
+from kvplan.calc.frag.waste import Stats
+from kvplan.specs.workloads import Request
+
+FINISH, GROW = 0, 1
+
+
+class Simulation:
+    def __init__(self, strategy: Strategy, requests: list[Request], check: bool = False):
+        self.s, self.check = strategy, check
+        self.arrivals = deque(sorted(enumerate(requests), key=lambda item: item[1].arrival))
+        self.waiting: deque[Running] = deque()
+        self.running: dict[int, Running] = {}
+        self.buckets: dict[int, list[tuple[int, int, int, int]]] = {}  # step -> (kind, start_step, rid, version)
+        self.steps: list[int] = []  # a heap of the steps that have a bucket
+        self.stats = Stats()
+        self.a_sum = 0  # sum over running of (inp - start_step): live tokens = a_sum + R x step
+        self.smf = 0  # sum over running of min(cap, final)
+        self.pressure = False  # a preemption happened: admit nothing until a request finishes
+        self.watermark = 0 if strategy.splits_by_final else strategy.free_tokens() // 100
+
+    # --- events -------------------------------------------------------------------------------
+    def _at(self, step: int, event: tuple[int, int, int, int]) -> None:
+        bucket = self.buckets.get(step)
+        if bucket is None:
+            self.buckets[step] = [event]
+            heapq.heappush(self.steps, step)
+        else:
+            bucket.append(event)
+
+    def _schedule(self, r: Running) -> None:
+        finish = r.start_step + r.out
+        self._at(finish, (FINISH, r.start_step, r.rid, r.version))
+        grow = self.s.growth_step(r)
+        if grow is not None and grow <= finish:
+            self._at(grow, (GROW, r.start_step, r.rid, r.version))
+
+    def _start(self, r: Running, step: int) -> None:
+        r.start_step = step
+        r.version += 1
+        self.running[r.rid] = r
+        self.a_sum += r.inp - step
+        self.smf += min(r.cap, r.final) if self.s.splits_by_final else 0
+        wait = step - r.arrival
+        self.stats.wait_steps += wait
+        self.stats.max_wait_steps = max(self.stats.max_wait_steps, wait)
+        if isinstance(self.s, Shared) and self.s.partial and r.inp >= self.s.full * self.s.block:
+            self.stats.cow_tokens += self.s.partial
+        self._schedule(r)
+
+    def _stop(self, r: Running) -> None:
+        del self.running[r.rid]
+        self.a_sum -= r.inp - r.start_step
+        self.smf -= min(r.cap, r.final) if self.s.splits_by_final else 0
+        self.s.release(r)
+        r.version += 1
+
+    def _preempt(self, step: int, grower: Running) -> Running:
+        victim = grower if self.s.preempt_self else max(self.running.values(), key=lambda r: (r.start_step, r.rid))
+        held = victim.cap or len(victim.blocks) * getattr(self.s, "block", 1)
+        done = min(victim.tokens(step), held)  # tokens it had placed: prefilled again on re-admission
+        self._stop(victim)
+        final = victim.final
+        victim.inp, victim.out = max(done, 1), final - max(done, 1)
+        victim.arrival = step
+        victim.cap, victim.start = 0, None
+        self.waiting.appendleft(victim)
+        self.stats.preemptions += 1
+        self.pressure = True
+        return victim
+
+    def _grow(self, r: Running, step: int) -> None:
+        while not self.s.grow(r, self.stats):
+            if self._preempt(step, r) is r:
+                return
+        grow = self.s.growth_step(r)
+        if grow is not None and grow <= r.start_step + r.out:
+            self._at(grow, (GROW, r.start_step, r.rid, r.version))
+
+    # --- the loop -------------------------------------------------------------------------------
+    def _admit(self, step: int) -> None:
+        while self.arrivals and self.arrivals[0][1].arrival <= step:
+            rid, req = self.arrivals.popleft()
+            self.waiting.append(Running(rid, req.inp, req.out, req.arrival, step))
+        if not self.running:
+            self.pressure = False  # nothing left to wait for
+        while self.waiting and not self.pressure:
+            r = self.waiting[0]
+            r.start_step = step
+            if not self.s.fits_ever(r):
+                self.waiting.popleft()
+                self.stats.rejected += 1
+                continue
+            if self.running and self.s.free_tokens() - r.inp < self.watermark:
+                return  # keep room for the running requests to grow
+            if not self.s.admit(r):
+                if not self.running:  # nothing will ever free memory for it
+                    self.waiting.popleft()
+                    self.stats.rejected += 1
+                    continue
+                return
+            self.waiting.popleft()
+            self._start(r, step)
+
+    def _integrate(self, a: int, b: int) -> None:
+        n, stats, running = b - a, self.stats, len(self.running)
+        live = self.a_sum * n + running * (a + b - 1) * n / 2
+        stats.live += live
+        stats.smf += self.smf * n if self.s.splits_by_final else live
+        stats.allocated += self.s.allocated() * n
+        stats.external += self.s.external() * n
+        stats.saved += self.s.saved() * n
+        stats.running += running * n
+        stats.waiting += len(self.waiting) * n
+        stats.steps = b
+
+    def _observe(self, step: int) -> None:
+        stats = self.stats
+        stats.peak_running = max(stats.peak_running, len(self.running))
+        allocated, external = self.s.allocated(), self.s.external()
+        stats.peak_allocated = max(stats.peak_allocated, allocated)
+        if allocated + external > stats.peak_footprint:
+            live = self.a_sum + len(self.running) * step
+            held = self.smf if self.s.splits_by_final else live
+            stats.peak_footprint = allocated + external
+            stats.peak_split = (live - self.s.saved(), held - live, allocated - held + self.s.saved(), external)
+        stats.peak_waiting = max(stats.peak_waiting, len(self.waiting))
+        if self.check:
+            self._check(step)
+
+    def run(self) -> Stats:
+        step = 0
+        self._admit(step)
+        self._observe(step)
+        while self.steps or self.arrivals or self.waiting:
+            upcoming = [self.steps[0]] if self.steps else []
+            upcoming += [self.arrivals[0][1].arrival] if self.arrivals else []
+            nxt = max(min(upcoming), step) if upcoming else step  # else: admission rejects the rest
+            self._integrate(step, nxt)
+            step = nxt
+            self._process(step)
+            self._admit(step)
+            self._observe(step)
+        if not self.s.idle():
+            raise AssertionError("memory left allocated after every request finished")
+        return self.stats
+
+    def _process(self, step: int) -> None:
+        """This step's events: finishes first, then growth, oldest request first. A growth may
+        schedule another growth at this same step (a one-token request crossing a block)."""
+        running = self.running
+        while self.steps and self.steps[0] == step:
+            heapq.heappop(self.steps)
+            bucket = self.buckets.pop(step)
+            bucket.sort()
+            self._run_bucket(step, bucket, running)
+
+    def _run_bucket(self, step: int, bucket, running) -> None:
+        for kind, _, rid, version in bucket:
+            r = running.get(rid)
+            if r is None or r.version != version:
+                continue  # preempted or restarted since
+            if kind == FINISH:
+                self._stop(r)
+                self.stats.finished += 1
+                self.pressure = False
+            else:
+                self._grow(r, step)
+
+    # --- invariants (tests) ---------------------------------------------------------------------
+    def _check(self, step: int) -> None:
+        s = self.s
+        if isinstance(s, Contiguous):
+            spans = sorted((r.start, r.start + r.cap) for r in self.running.values())
+            spans += [(start, start + n) for start, n in s.space.holes()]
+            spans.sort()
+            assert spans[0][0] == 0 if spans else True
+            for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
+                assert a1 == b0, f"overlap or gap at {a1}/{b0}"
+            assert not spans or spans[-1][1] == s.space.size
+            for r in self.running.values():
+                assert r.cap >= r.tokens(step), "a request holds more tokens than its slot"
+        else:
+            owned = [b for r in self.running.values() for b in r.blocks]
+            assert set(owned) == s.pool.in_use(), "blocks in use and blocks owned differ"
+            assert s.pool.used + s.pool.free_count == s.pool.num_blocks
+            for r in self.running.values():
+                held = len(r.blocks) * s.block
+                assert held >= r.tokens(step) and held - r.tokens(step) < s.block, "paged waste of a block or more"
+        assert s.allocated() <= (s.space.size if isinstance(s, Contiguous) else s.pool.num_blocks * s.block)
+
+
+def simulate(strategy: Strategy, requests: list[Request], check: bool = False) -> Stats:
+    return Simulation(strategy, requests, check).run()

@@ -1,0 +1,126 @@
+"""The typer app, its consoles, the error handler and the options every command shares.
+
+Command modules (one per command or small family) register on `app`; `kvplan.cli` imports only
+the one being run."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from kvplan import __version__
+from kvplan.errors import KvplanError
+
+app = typer.Typer(
+    name="kvplan",
+    help="Capacity planner for LLM inference memory: KV-cache size, batch capacity, paging, offload.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+console = Console(highlight=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+OUTPUT = "Output"
+SpecsOpt = Annotated[Optional[list[Path]], typer.Option(
+    "--specs", metavar="DIR", help="Extra spec folder (DIR/models/*.yaml, DIR/gpus/*.yaml); "
+    "overrides packaged specs by name. Repeatable; also read from $KVPLAN_SPECS.",
+    rich_help_panel="Spec database")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=OUTPUT)]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the traceback on errors.",
+                                        rich_help_panel=OUTPUT)]
+
+
+def handle_errors(command):
+    """Turn a KvplanError into one line per problem on stderr and exit code 2 (unless --debug)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KvplanError as err:
+            if kwargs.get("debug"):
+                raise
+            for line in str(err).splitlines():
+                err_console.print(f"error: {line}", markup=False)
+            raise typer.Exit(err.exit_code) from None
+
+    return wrapper
+
+
+def catalog(specs: Optional[list[Path]]):
+    from kvplan.specs.catalog import load_catalog
+
+    return load_catalog(specs or ())
+
+
+def tokens(text: str) -> int:
+    from kvplan.units import parse_tokens
+
+    return parse_tokens(text)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"kvplan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """kvplan: how much memory an LLM's KV cache takes, and how many requests fit.
+
+    Example: kvplan size llama3-70b --ctx 4096
+    """
+
+
+BUDGET = "Memory budget (every term can be overridden)"
+GpuOpt = Annotated[str, typer.Option("--gpu", "-g", help="GPU name or alias (see `kvplan gpus`).")]
+EngineOpt = Annotated[str, typer.Option(
+    "--engine", help="Budget rule: vllm, sglang, trtllm or raw (the textbook: memory - weights).",
+    rich_help_panel=BUDGET)]
+TpOpt = Annotated[int, typer.Option("--tp", help="Tensor-parallel GPUs per replica.", rich_help_panel=BUDGET)]
+PpOpt = Annotated[int, typer.Option("--pp", help="Pipeline-parallel stages per replica.", rich_help_panel=BUDGET)]
+KvDtypeOpt = Annotated[str, typer.Option(
+    "--kv-dtype", help="KV storage: auto, bf16, fp16, fp32, fp8, int8, int4.", rich_help_panel=BUDGET)]
+WeightsDtypeOpt = Annotated[str, typer.Option(
+    "--weights-dtype", help="auto (the checkpoint), bf16, fp16, fp8, int8, int4 (AWQ/GPTQ), nf4.",
+    rich_help_panel=BUDGET)]
+UtilOpt = Annotated[Optional[float], typer.Option(
+    "--util", help="The engine's memory fraction (vLLM gpu_memory_utilization, SGLang "
+    "mem_fraction_static, TRT-LLM free_gpu_memory_fraction).", rich_help_panel=BUDGET)]
+GpuMemOpt = Annotated[Optional[float], typer.Option(
+    "--gpu-mem", metavar="GiB", help="GPU memory in GiB, instead of the database's.", rich_help_panel=BUDGET)]
+WeightsGibOpt = Annotated[Optional[float], typer.Option(
+    "--weights-gib", metavar="GiB", help="Weights per GPU in GiB (e.g. from an engine's log).",
+    rich_help_panel=BUDGET)]
+ActivationGibOpt = Annotated[Optional[float], typer.Option(
+    "--activation-gib", metavar="GiB", help="Activation peak per GPU in GiB.", rich_help_panel=BUDGET)]
+OverheadGibOpt = Annotated[Optional[float], typer.Option(
+    "--overhead-gib", metavar="GiB", help="Runtime overhead per GPU (CUDA context, non-torch) in GiB.",
+    rich_help_panel=BUDGET)]
+BlockOpt = Annotated[Optional[int], typer.Option(
+    "--block-size", help="Tokens per KV page (default: the engine's).", rich_help_panel=BUDGET)]
+ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
+                                          rich_help_panel=OUTPUT)]
+
+
+def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: str, util: Optional[float],
+                  gpu_mem: Optional[float], weights_gib: Optional[float], activation_gib: Optional[float],
+                  overhead_gib: Optional[float], block_size: Optional[int]):
+    from kvplan.calc.budget import BudgetInputs
+    from kvplan.units import GIB
+
+    to_bytes = lambda gib: None if gib is None else int(round(gib * GIB))  # noqa: E731
+    return BudgetInputs(engine=engine, tp=tp, pp=pp, kv_dtype=kv_dtype, weights_dtype=weights_dtype, util=util,
+                        gpu_mem_bytes=to_bytes(gpu_mem), weights_bytes=to_bytes(weights_gib),
+                        activation_bytes=to_bytes(activation_gib), overhead_bytes=to_bytes(overhead_gib),
+                        block_size=block_size)

@@ -1,0 +1,144 @@
+"""`kvplan batch`, `fit` and `plan`: how many requests fit, and how many GPUs a load needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kvplan.cli.app import (
+    BUDGET,
+    ActivationGibOpt,
+    BlockOpt,
+    DebugOpt,
+    EngineOpt,
+    ExplainOpt,
+    GpuMemOpt,
+    GpuOpt,
+    JsonOpt,
+    KvDtypeOpt,
+    OverheadGibOpt,
+    PpOpt,
+    SpecsOpt,
+    TpOpt,
+    UtilOpt,
+    WeightsDtypeOpt,
+    WeightsGibOpt,
+    app,
+    budget_inputs,
+    catalog,
+    console,
+    err_console,
+    handle_errors,
+    tokens,
+)
+
+
+@app.command()
+@handle_errors
+def batch(
+    model: Annotated[Optional[str], typer.Argument(help="Model; leave out to see every model on the GPU.")] = None,
+    gpu: GpuOpt = ...,
+    in_tokens: Annotated[str, typer.Option("--in", metavar="TOKENS", help="Input (prompt) tokens per request.")] = "1024",
+    out_tokens: Annotated[str, typer.Option("--out", metavar="TOKENS", help="Output tokens per request.")] = "1024",
+    ctx: Annotated[Optional[str], typer.Option("--ctx", metavar="TOKENS",
+                                               help="Shorthand: requests of CTX tokens (--in CTX --out 0).")] = None,
+    max_len: Annotated[Optional[str], typer.Option(
+        "--max-len", metavar="TOKENS", help="Max sequence length (default: the model's max context).")] = None,
+    at_batch: Annotated[Optional[int], typer.Option(
+        "--batch", "-b", help="Batch for the roofline (default: the paged concurrency).")] = None,
+    max_ctx: Annotated[Optional[int], typer.Option(
+        "--max-ctx", metavar="B", help="Also find the longest context at which B requests fit.")] = None,
+    tflops: Annotated[Optional[float], typer.Option("--tflops", help="Peak TFLOPS for the roofline.")] = None,
+    hbm_gbps: Annotated[Optional[float], typer.Option("--hbm-gbps", help="HBM GB/s for the roofline.")] = None,
+    engine: EngineOpt = "vllm", tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
+    weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
+    weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
+    overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
+    explain: ExplainOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+) -> None:
+    """How many concurrent requests fit on one GPU (or a TP/PP replica), under each allocation strategy.
+
+    Example: kvplan batch llama3-8b --gpu h100 --in 1024 --out 1024
+    """
+    from kvplan.calc.capacity import Workload, batch_capacity, overview_result
+    from kvplan.render.base import print_json
+    from kvplan.render.capacity import render_batch, render_overview
+
+    workload = (Workload(tokens(ctx), 0, tokens(max_len) if max_len else None) if ctx
+                else Workload(tokens(in_tokens), tokens(out_tokens), tokens(max_len) if max_len else None))
+    inputs = budget_inputs(engine, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
+                           activation_gib, overhead_gib, block_size)
+    cat = catalog(specs)
+    if model is None:
+        every = overview_result(sorted(cat.models.specs.values(), key=lambda m: m.name), cat.gpu(gpu), workload, inputs)
+        print_json(console, list(every.rows)) if json else render_overview(console, every)
+        return
+    result = batch_capacity(cat.model(model), cat.gpu(gpu), workload, inputs, batch=at_batch,
+                            max_ctx_batch=max_ctx, peak_tflops=tflops, hbm_gbps=hbm_gbps)
+    print_json(console, result) if json else render_batch(console, result, explain=explain)
+
+
+@app.command()
+@handle_errors
+def fit(
+    model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
+    gpu: GpuOpt = ...,
+    ctx: Annotated[str, typer.Option("--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
+    engine: EngineOpt = "vllm", tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
+    weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
+    weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
+    overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Draw the breakdown (.png/.svg).")] = None,
+    explain: ExplainOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+) -> None:
+    """The whole memory breakdown of one GPU, a verdict, and the knobs that would make it fit.
+
+    Example: kvplan fit llama3-70b --gpu h100 --ctx 8192
+    """
+    from kvplan.calc.plan import fit as fit_
+    from kvplan.render.base import print_json
+    from kvplan.render.capacity import render_fit
+
+    inputs = budget_inputs(engine, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
+                           activation_gib, overhead_gib, block_size)
+    cat = catalog(specs)
+    result = fit_(cat.model(model), cat.gpu(gpu), tokens(ctx), inputs)
+    if plot:
+        from kvplan.render.plot import plot_fit
+
+        plot_fit(result, plot)
+        err_console.print(f"wrote {plot}", markup=False)
+    print_json(console, result) if json else render_fit(console, result, explain=explain)
+
+
+@app.command()
+@handle_errors
+def plan(
+    model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
+    gpu: GpuOpt = ...,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-n", help="Concurrent requests to serve.")] = 64,
+    ctx: Annotated[str, typer.Option("--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
+    kv_dtypes: Annotated[str, typer.Option(
+        "--kv-dtype", help="KV dtypes to plan for, comma-separated: e.g. bf16,fp8.",
+        rich_help_panel=BUDGET)] = "auto",
+    gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", help="GPUs per node (TP stays inside one).")] = 8,
+    engine: EngineOpt = "vllm", weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None,
+    gpu_mem: GpuMemOpt = None, overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
+    explain: ExplainOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+) -> None:
+    """The smallest deployment (TP, PP, replicas, GPUs, nodes) serving N concurrent requests of CTX tokens.
+
+    Example: kvplan plan llama3.1-405b --gpu h100 --concurrency 512 --ctx 32k --kv-dtype bf16,fp8
+    """
+    from kvplan.calc.plan import plan as plan_
+    from kvplan.render.base import print_json
+    from kvplan.render.capacity import render_plan
+
+    inputs = budget_inputs(engine, 1, 1, "auto", weights_dtype, util, gpu_mem, None, None, overhead_gib,
+                           block_size)
+    cat = catalog(specs)
+    dtypes = tuple(d.strip() for d in kv_dtypes.split(",") if d.strip())
+    result = plan_(cat.model(model), cat.gpu(gpu), concurrency, tokens(ctx), dtypes, inputs, gpus_per_node)
+    print_json(console, result) if json else render_plan(console, result, explain=explain)

@@ -1,0 +1,101 @@
+"""`kvplan models`, `gpus`, `show` and `import`: the spec database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kvplan.cli.app import DebugOpt, JsonOpt, SpecsOpt, app, catalog, console, err_console, handle_errors
+
+
+@app.command()
+@handle_errors
+def models(json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False) -> None:
+    """List the models in the spec database.
+
+    Example: kvplan models --json
+    """
+    from kvplan.calc.listing import model_rows
+    from kvplan.render.base import print_json
+    from kvplan.render.catalog import models_table
+
+    specs_ = sorted(catalog(specs).models.specs.values(), key=lambda m: m.name)
+    print_json(console, specs_) if json else console.print(models_table(model_rows(specs_)))
+
+
+@app.command()
+@handle_errors
+def gpus(json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False) -> None:
+    """List the GPUs in the spec database.
+
+    Example: kvplan gpus
+    """
+    from kvplan.calc.listing import gpu_rows
+    from kvplan.render.base import print_json
+    from kvplan.render.catalog import gpus_table
+
+    specs_ = sorted(catalog(specs).gpus.specs.values(), key=lambda g: g.name)
+    print_json(console, specs_) if json else console.print(gpus_table(gpu_rows(specs_)))
+
+
+@app.command()
+@handle_errors
+def show(
+    name: Annotated[str, typer.Argument(help="A model or GPU name, alias or Hugging Face id.")],
+    json: JsonOpt = False,
+    specs: SpecsOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Print one spec (model or GPU) as YAML, with the file it came from.
+
+    Example: kvplan show deepseek-v3
+    """
+    from kvplan.errors import NotFoundError
+    from kvplan.render.base import print_json
+    from kvplan.specs.catalog import spec_to_yaml
+
+    cat = catalog(specs)
+    try:
+        spec, registry = cat.model(name), cat.models
+    except NotFoundError:
+        try:
+            spec, registry = cat.gpu(name), cat.gpus
+        except NotFoundError:
+            raise NotFoundError(cat.unknown_message(name)) from None
+    if json:
+        print_json(console, spec)
+        return
+    console.print(f"# {registry.origin[spec.name]}", style="dim")
+    console.out(spec_to_yaml(spec), highlight=False)
+
+
+@app.command("import")
+@handle_errors
+def import_(
+    path: Annotated[Path, typer.Argument(help="A config.json, or a model folder holding one "
+                                               "(and *.safetensors for exact parameter counts).")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Spec name (default: from the folder).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", metavar="DIR", help="Write DIR/models/NAME.yaml (use DIR with --specs).")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Turn a local Hugging Face config.json (or model folder) into a spec YAML, offline.
+
+    Example: kvplan import ./Meta-Llama-3-8B --out ./my-specs
+    """
+    from kvplan.specs.catalog import spec_to_yaml
+    from kvplan.specs.importer import import_model
+
+    result = import_model(path, name=name)
+    text = spec_to_yaml(result.spec)
+    for note in result.notes:
+        err_console.print(f"note: {note}", markup=False)
+    if out is None:
+        console.out(text, highlight=False)
+        return
+    target = out / "models" / f"{result.spec.name}.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    err_console.print(f"wrote {target}; use it with --specs {out}", markup=False)

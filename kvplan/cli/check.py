@@ -1,0 +1,70 @@
+"""`kvplan check`: CI capacity gates from check files or inline flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kvplan.cli.app import (
+    DebugOpt,
+    EngineOpt,
+    JsonOpt,
+    KvDtypeOpt,
+    SpecsOpt,
+    app,
+    catalog,
+    console,
+    handle_errors,
+    tokens,
+)
+from kvplan.errors import KvplanError
+
+
+@app.command()
+@handle_errors
+def check(
+    files: Annotated[Optional[list[Path]], typer.Argument(help="Check files (YAML scenarios).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Inline scenario: the model.")] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="Inline scenario: the GPU.")] = None,
+    tp: Annotated[int, typer.Option("--tp", help="Inline scenario: tensor-parallel GPUs.")] = 1,
+    ctx: Annotated[Optional[str], typer.Option("--ctx", metavar="TOKENS", help="Inline scenario: tokens per request.")] = None,
+    kv_dtype: KvDtypeOpt = "auto",
+    engine: EngineOpt = "vllm",
+    min_concurrency: Annotated[Optional[int], typer.Option("--min-concurrency", help="Inline expectation.")] = None,
+    min_kv_tokens: Annotated[Optional[int], typer.Option("--min-kv-tokens", help="Inline expectation.")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", metavar="PATH", help="Write a JUnit XML report.")] = None,
+    json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+) -> None:
+    """CI capacity gates: exit 0 when every scenario meets its expectations, 1 when one does not, 2 on bad input.
+
+    Example: kvplan check examples/capacity.yaml --junit report.xml
+    """
+    from kvplan.calc.check import evaluate
+    from kvplan.errors import InputError
+    from kvplan.render.base import print_json
+    from kvplan.render.check import render_check, write_junit
+    from kvplan.specs.checkfile import inline_scenario, load_check_file
+
+    scenarios = [s for path in files or () for s in load_check_file(path)]
+    if model:
+        expect = {"fits": True if min_concurrency is None and min_kv_tokens is None else None,
+                  "min_concurrency": min_concurrency, "min_kv_tokens": min_kv_tokens}
+        scenarios.append(inline_scenario(name=f"{model} on {gpu}", model=model, gpu=gpu or "", tp=tp, engine=engine,
+                                         kv_dtype=kv_dtype, ctx=tokens(ctx) if ctx else None, expect=expect))
+    if not scenarios:
+        raise InputError("nothing to check: pass a check file or --model and --gpu")
+    cat = catalog(specs)
+    results = []
+    for s in scenarios:
+        try:
+            model_spec, gpu_spec = cat.model(s.model), cat.gpu(s.gpu)
+        except KvplanError as err:
+            raise type(err)(f"{s.source or 'inline scenario'} ({s.name}): {err}") from None
+        results.append(evaluate(model_spec, gpu_spec, s))
+    if junit:
+        write_junit(junit, results)
+    print_json(console, results) if json else render_check(console, results)
+    if not all(r.passed for r in results):
+        raise typer.Exit(1)

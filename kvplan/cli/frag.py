@@ -1,0 +1,72 @@
+"""`kvplan frag`: what each allocation strategy wastes on a workload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kvplan.cli.app import DebugOpt, JsonOpt, KvDtypeOpt, SpecsOpt, app, catalog, console, err_console, handle_errors
+
+
+@app.command()
+@handle_errors
+def frag(
+    model: Annotated[str, typer.Argument(help="Model whose KV bytes per token to use.")],
+    gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="GPU: the budget is vLLM's KV pool on it.")] = None,
+    kv_gib: Annotated[Optional[float], typer.Option("--kv-gib", help="A KV budget in GiB instead of --gpu's pool.")] = None,
+    workload: Annotated[str, typer.Option(
+        "--workload", "-w", help="chat, fixed:IN,OUT, uniform:LO-HI,LO-HI, or a .csv/.jsonl trace.")] = "chat",
+    requests: Annotated[int, typer.Option("--requests", "-n", help="Requests to generate.")] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed for generated workloads.")] = 0,
+    rate: Annotated[Optional[float], typer.Option("--rate", help="Poisson arrivals, requests per second "
+                                                  "(default: all at once).")] = None,
+    step_ms: Annotated[float, typer.Option("--step-ms", help="One decode step, ms (turns seconds into steps).")] = 30.0,
+    max_len: Annotated[Optional[int], typer.Option("--max-len", help="Max sequence length (default: the model's).")] = None,
+    block_size: Annotated[int, typer.Option("--block-size", help="Tokens per page / doubling start.")] = 16,
+    shared_prefix: Annotated[int, typer.Option("--shared-prefix", help="A system prompt of P tokens on every request.")] = 0,
+    sweep_block_size: Annotated[bool, typer.Option("--sweep-block-size", help="Paged waste for blocks 1..256.")] = False,
+    kv_dtype: KvDtypeOpt = "auto",
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Draw the waste (.png/.svg).")] = None,
+    json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+) -> None:
+    """What each allocation strategy wastes on a workload: continuous batching simulated over real allocators.
+
+    Example: kvplan frag opt-13b --gpu a100-40gb --workload chat --max-len 2048 --requests 10000
+    """
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from kvplan.calc.frag import STRATEGIES, fragmentation, kv_budget
+    from kvplan.errors import InputError
+    from kvplan.render.base import print_json
+    from kvplan.render.frag import render_frag
+    from kvplan.specs.workloads import generate, read_trace
+
+    cat = catalog(specs)
+    spec = cat.model(model)
+    gpu_spec = cat.gpu(gpu) if gpu else None
+    budget, per_token = kv_budget(spec, gpu_spec, kv_gib, kv_dtype)
+    length = max_len or spec.max_context
+    if step_ms <= 0 or (rate is not None and rate <= 0):
+        raise InputError("--rate and --step-ms must be positive (requests per second, ms per decode step)")
+    per_second = rate * step_ms / 1000 if rate is not None else None
+    path = Path(workload)
+    reqs = (read_trace(path, length, step_ms) if path.suffix in (".csv", ".jsonl")
+            else generate(workload, requests, seed, length, per_second))
+    strategies = STRATEGIES if shared_prefix else STRATEGIES[:-1]
+    with Progress(console=err_console, transient=True, disable=json) as progress:
+        task = progress.add_task("simulating", total=len(strategies) + (9 if sweep_block_size else 0))
+        step = lambda label: progress.update(task, advance=1, description=label)  # noqa: E731
+        result = fragmentation(spec, gpu_spec, reqs, workload=workload, seed=seed, budget_bytes=budget,
+                               bytes_per_token=per_token,
+                               block=block_size, max_len=length, prefix=shared_prefix, strategies=strategies,
+                               sweep=sweep_block_size, step=step)
+    if plot:
+        from kvplan.render.plot import plot_frag
+
+        plot_frag(result, plot)
+        err_console.print(f"wrote {plot}", markup=False)
+    print_json(console, result) if json else render_frag(console, result)

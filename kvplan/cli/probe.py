@@ -1,0 +1,62 @@
+"""`kvplan probe`: allocate paged KV on this device and check the plan against it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from kvplan.cli.app import (
+    DebugOpt,
+    JsonOpt,
+    KvDtypeOpt,
+    SpecsOpt,
+    app,
+    catalog,
+    console,
+    err_console,
+    handle_errors,
+    tokens,
+)
+
+
+@app.command()
+@handle_errors
+def probe(
+    model: Annotated[str, typer.Argument(help="Model whose KV layout to allocate and attend over.")],
+    device: Annotated[Optional[str], typer.Option("--device", help="cuda:N (default when CUDA is present) or cpu.")] = None,
+    ctx: Annotated[Optional[str], typer.Option("--ctx", metavar="TOKENS", help="Tokens per request (default 4096 on CUDA, 1024 on CPU).")] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", "-b", help="Requests (default 64 on CUDA, 4 on CPU).")] = None,
+    kv_dtype: KvDtypeOpt = "auto",
+    block_size: Annotated[int, typer.Option("--block-size", help="Tokens per page.")] = 16,
+    util: Annotated[float, typer.Option("--util", help="Fraction of the free memory (less a margin) to use.")] = 0.9,
+    max_gib: Annotated[Optional[float], typer.Option("--max-gib", help="Cap on what the probe takes (GiB; CPU default 1).")] = None,
+    with_weights: Annotated[bool, typer.Option("--with-weights", help="First reserve the weights and activations.")] = False,
+    impl: Annotated[str, typer.Option("--impl", help="Attention kernel: auto (Triton on CUDA), triton, torch.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed for data and page order.")] = 0,
+    json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+) -> None:
+    """Allocate paged KV on this device, run paged decode attention, and check the plan against it.
+
+    Example: kvplan probe llama3-8b --device cuda:0 --ctx 4096 --batch 64
+    """
+    from kvplan.probe import require_torch
+
+    require_torch()
+    from rich.progress import Progress
+
+    from kvplan.probe.runner import ProbeOptions, run_probe
+    from kvplan.render.base import print_json
+    from kvplan.render.probe import render_probe
+
+    cat = catalog(specs)
+    opts = ProbeOptions(device=device, ctx=tokens(ctx) if ctx else None, batch=batch, kv_dtype=kv_dtype,
+                        block_size=block_size, util=util, max_gib=max_gib, with_weights=with_weights, impl=impl,
+                        seed=seed)
+    with Progress(console=err_console, transient=True, disable=json) as progress:
+        task = progress.add_task("probe", total=6)
+        step = lambda label: progress.update(task, advance=1, description=label)  # noqa: E731
+        result = run_probe(cat.model(model), opts, cat.gpus.specs, step=step)
+    print_json(console, result) if json else render_probe(console, result)
+    if not result.ok:
+        raise typer.Exit(1)

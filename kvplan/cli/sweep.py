@@ -1,0 +1,83 @@
+"""`kvplan sweep`: how capacity moves along one axis, compared along another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kvplan.cli.app import (
+    OUTPUT,
+    DebugOpt,
+    EngineOpt,
+    JsonOpt,
+    SpecsOpt,
+    app,
+    catalog,
+    console,
+    err_console,
+    handle_errors,
+)
+
+
+@app.command()
+@handle_errors
+def sweep(
+    models: Annotated[list[str], typer.Argument(help="One or more models (several: one line each).")],
+    gpus: Annotated[str, typer.Option("--gpu", "-g", help="GPU, or several comma-separated (one line each).")] = "h100",
+    ctx: Annotated[str, typer.Option("--ctx", metavar="RANGE", help="1k..128k (log-spaced) or a list 4k,32k.")] = "1k..128k",
+    batch: Annotated[Optional[str], typer.Option("--batch", metavar="RANGE", help="Sweep the batch instead: 1..512.")] = None,
+    tps: Annotated[str, typer.Option("--tp", metavar="LIST", help="TP sizes: one value, a list (one line each), "
+                                     "or the swept axis with --sweep-tp.")] = "1",
+    sweep_tp: Annotated[bool, typer.Option("--sweep-tp", help="Sweep the --tp list on the x axis.")] = False,
+    kv_dtypes: Annotated[str, typer.Option("--kv-dtype", help="KV dtypes, comma-separated (one line each).")] = "auto",
+    metric: Annotated[str, typer.Option("--metric", help="concurrency, kv_gib, tokens_per_s, kv_pool_gib, weights_gib, "
+                                        "or waste_fixed / waste_exact / waste_doubling / waste_paged.")] = "concurrency",
+    engine: EngineOpt = "vllm",
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Also draw it to FILE (.png or .svg).")] = None,
+    csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV.", rich_help_panel=OUTPUT)] = False,
+    json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+) -> None:
+    """How capacity moves along one axis (context, batch, TP), compared across models, GPUs, KV dtypes or TP.
+
+    Example: kvplan sweep llama3-8b --gpu h100,h200,b200 --ctx 1k..128k --plot concurrency.png
+    """
+    import itertools
+
+    from kvplan.calc.budget import BudgetInputs
+    from kvplan.calc.sweep import parse_axis
+    from kvplan.calc.sweep import sweep as sweep_
+    from kvplan.render.base import print_json
+    from kvplan.render.sweep import render_sweep, to_csv
+
+    cat = catalog(specs)
+    gpu_names = [g.strip() for g in gpus.split(",") if g.strip()]
+    dtypes = [d.strip() for d in kv_dtypes.split(",") if d.strip()]
+    tp_values = parse_axis(tps, "tp")
+    if batch is not None:
+        x_axis, xs, fixed_ctx = "batch", parse_axis(batch, "batch"), parse_axis(ctx, "ctx")[-1]
+    elif sweep_tp:
+        x_axis, xs, fixed_ctx = "tp", tp_values, parse_axis(ctx, "ctx")[-1]
+    else:
+        x_axis, xs, fixed_ctx = "ctx", parse_axis(ctx, "ctx"), 0
+    series_tps = (1,) if x_axis == "tp" else tp_values
+    series = []
+    for name, gpu_name, dtype, tp in itertools.product(models, gpu_names, dtypes, series_tps):
+        parts = [p for p, many in ((name, len(models) > 1), (gpu_name, len(gpu_names) > 1),
+                                   (f"KV {dtype}", len(dtypes) > 1), (f"TP {tp}", len(series_tps) > 1)) if many]
+        series.append((" · ".join(parts) or name, cat.model(name), cat.gpu(gpu_name),
+                       BudgetInputs(engine=engine, tp=tp, kv_dtype=dtype)))
+    result = sweep_(series, x_axis, xs, fixed_ctx, None, metric)
+    if plot:
+        on = ", ".join(gpu_names) + (f" (TP {tps})" if tps != "1" and x_axis != "tp" else "")
+        from kvplan.render.plot import plot_sweep
+
+        plot_sweep(result, plot, f"{result.metric_label} vs {x_axis}: {', '.join(models)} on {on}")
+        err_console.print(f"wrote {plot}", markup=False)
+    if json:
+        print_json(console, result)
+    elif csv_out:
+        console.out(to_csv(result), highlight=False)
+    else:
+        render_sweep(console, result)

@@ -1,0 +1,32 @@
+"""What every renderer shares: JSON output and the `--explain` table. No arithmetic here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import BaseModel
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from kvplan.results.base import Step
+
+
+def print_json(console: Console, payload: BaseModel | list | dict) -> None:
+    import json
+
+    if isinstance(payload, BaseModel):
+        payload = payload.model_dump(mode="json")
+    elif isinstance(payload, list):
+        payload = [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in payload]
+    console.out(json.dumps(payload, indent=2), highlight=False)
+
+
+def explain_table(steps: Iterable[Step], title: str = "How it is computed") -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("Term")
+    table.add_column("Formula")
+    table.add_column("Value", justify="right", no_wrap=True)
+    for step in steps:
+        table.add_row(step.label, step.formula, step.value)
+    return table

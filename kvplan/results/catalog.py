@@ -1,0 +1,26 @@
+"""Results of `kvplan models` and `kvplan gpus`: one row per spec, the figures the tables show."""
+
+from __future__ import annotations
+
+from kvplan.results.base import Result
+
+
+class ModelRow(Result):
+    name: str
+    params_total: int
+    params_active: int | None
+    layer_counts: tuple[tuple[str, int], ...]  # (kind, layers) per layer group
+    max_context: int
+    dtype: str
+
+
+class GpuRow(Result):
+    name: str
+    memory_bytes: int
+    usable_memory_bytes: int | None
+    hbm_bandwidth_gbps: float
+    bf16_tflops_dense: float | None
+    fp8_tflops_dense: float | None
+    host_link: str  # "pcie" or "nvlink-c2c"
+    host_link_generation: int | None
+    host_link_gbps: float

@@ -1,0 +1,24 @@
+"""Results of `kvplan check`: each scenario's expectations, met or not, and the closest fix."""
+
+from __future__ import annotations
+
+from kvplan.results.base import Result
+
+
+class Outcome(Result):
+    expectation: str
+    expected: str
+    actual: str
+    passed: bool
+
+
+class ScenarioResult(Result):
+    name: str
+    model: str
+    gpu: str
+    tp: int
+    pp: int
+    passed: bool
+    outcomes: tuple[Outcome, ...]
+    suggestion: str | None
+    ignored_flags: tuple[str, ...]

@@ -1,0 +1,77 @@
+"""A model spec: its identity, its sizes, and its layers grouped by attention kind."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from kvplan.specs.base import NAME_PATTERN, Frozen
+from kvplan.specs.layers import LayerGroup
+
+WeightDtype = Literal["bf16", "fp16", "fp32", "fp8"]
+
+
+class MoESpec(Frozen):
+    num_experts: PositiveInt
+    experts_per_token: PositiveInt
+    shared_experts: int = Field(default=0, ge=0)
+    expert_intermediate_size: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def check_top_k(self) -> MoESpec:
+        if self.experts_per_token > self.num_experts:
+            raise ValueError("experts_per_token must not exceed num_experts")
+        return self
+
+
+class ModelSpec(Frozen):
+    """One model: its identity, its sizes, and its layers grouped by attention kind."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    display_name: str
+    hf_repo: str | None = None
+    aliases: tuple[str, ...] = ()
+    family: str
+    architecture: str
+    source: str
+    hidden_size: PositiveInt
+    intermediate_size: PositiveInt
+    vocab_size: PositiveInt
+    num_layers: PositiveInt
+    num_attention_heads: PositiveInt
+    params_total: PositiveInt
+    params_active: PositiveInt | None = None
+    params_source: str | None = None
+    checkpoint_bytes: PositiveInt | None = None
+    dtype: WeightDtype
+    max_context: PositiveInt
+    tie_word_embeddings: bool = False
+    moe: MoESpec | None = None
+    layers: tuple[LayerGroup, ...] = Field(min_length=1)
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def check_layer_count(self) -> ModelSpec:
+        counted = sum(group.count for group in self.layers)
+        if counted != self.num_layers:
+            raise ValueError(f"layers add up to {counted} but num_layers is {self.num_layers}; "
+                             "make the layer-group counts sum to num_layers")
+        return self
+
+    @model_validator(mode="after")
+    def check_moe_params(self) -> ModelSpec:
+        if self.params_active is not None and self.params_active > self.params_total:
+            raise ValueError("params_active exceeds params_total")
+        if (self.moe is None) != (self.params_active is None):
+            raise ValueError("params_active is given exactly when the model has a moe: block")
+        return self
+
+    @property
+    def is_moe(self) -> bool:
+        return self.moe is not None
+
+    @property
+    def params_per_token(self) -> int:
+        """Parameters that do work for each token: the active ones for MoE."""
+        return self.params_active or self.params_total
