@@ -146,3 +146,19 @@ def test_functions_read_at_a_glance():
                for path in PACKAGE.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
     assert len(lengths) > 100 and statistics.median(lengths) <= 15
+
+
+def test_size_imports_only_what_it_needs():
+    """`kvplan size NAME` reads the prebuilt index: no YAML parsing, no GPU spec class, no other
+    command's module, no torch (each would be start-up time spent on nothing)."""
+    import subprocess
+    import sys
+
+    code = ("import contextlib, io, sys\nfrom kvplan.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    main(['size', 'llama3-70b', '--ctx', '4096'])\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith(('kvplan', 'torch', 'yaml')))))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                 .stdout.split())
+    assert "kvplan.calc.kv" in loaded and "kvplan.render.size" in loaded  # the test sees the run
+    assert loaded.isdisjoint({"kvplan.specs.yamlio", "kvplan.specs.gpu", "kvplan.cli.capacity", "kvplan.calc.budget",
+                              "kvplan.probe", "torch", "kvplan.render.capacity"})

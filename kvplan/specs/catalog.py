@@ -10,29 +10,24 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from kvplan.errors import NotFoundError, SpecError
-from kvplan.specs.gpu import GpuSpec
-from kvplan.specs.model import ModelSpec
-from kvplan.specs.yamlio import load_spec_file
+from kvplan.specs.index import packaged_specs_dir
+
+if TYPE_CHECKING:
+    from kvplan.specs.gpu import GpuSpec
+    from kvplan.specs.model import ModelSpec
 
 SPECS_ENV = "KVPLAN_SPECS"
 _SUFFIXES = ("-instruct", "-chat", "-it", "-hf", "-base", "-pt")
-Spec = TypeVar("Spec", ModelSpec, GpuSpec)
-
-
-def packaged_specs_dir() -> Path:
-    """In a wheel the database sits inside the package; in a checkout, beside it."""
-    package = Path(__file__).resolve().parents[1]
-    inside = package / "model_specs"
-    return inside if inside.is_dir() else package.parent / "model_specs"
+Spec = TypeVar("Spec")  # ModelSpec or GpuSpec: each is imported where it is first needed
 
 
 def name_key(name: str) -> str:
@@ -52,40 +47,61 @@ def _strip_suffix(name: str) -> str:
 
 @dataclass
 class Registry(Generic[Spec]):
-    """Specs of one kind by name, with an index of every spelling that resolves to each."""
+    """Specs of one kind by name, with an index of every spelling that resolves to each.
+
+    Packaged specs arrive as validated data from the index and are built on first use."""
 
     what: str  # "model" or "GPU", for messages
-    specs: dict[str, Spec] = field(default_factory=dict)
     origin: dict[str, Path] = field(default_factory=dict)
+    _built: dict[str, Spec] = field(default_factory=dict)
+    _pending: dict[str, tuple[Callable[[dict], Spec], dict]] = field(default_factory=dict)
     _index: dict[str, str] = field(default_factory=dict)
 
     def add(self, spec: Spec, path: Path) -> None:
-        self.specs[spec.name] = spec
+        self._pending.pop(spec.name, None)
+        self._built[spec.name] = spec
         self.origin[spec.name] = path
         self._index = {}
 
-    def _spellings(self, spec: Spec) -> Iterable[str]:
-        yield spec.name
-        yield spec.display_name
-        yield from spec.aliases
-        if getattr(spec, "hf_repo", None):
-            yield spec.hf_repo
+    def add_validated(self, data: dict, build: Callable[[dict], Spec], path: Path) -> None:
+        """A spec from the prebuilt index: its data was validated when the index was generated."""
+        self._built.pop(data["name"], None)
+        self._pending[data["name"]] = (build, data)
+        self.origin[data["name"]] = path
+        self._index = {}
+
+    def _build(self, name: str) -> Spec:
+        if name in self._pending:
+            build, data = self._pending.pop(name)
+            self._built[name] = build(data)
+        return self._built[name]
+
+    @property
+    def specs(self) -> dict[str, Spec]:
+        return {name: self._build(name) for name in self.origin}
+
+    def _spellings(self) -> Iterable[tuple[str, str]]:
+        """(spelling, spec name) for every name, display name, alias and Hugging Face repo."""
+        for name, data in [*self._built.items(), *((n, d) for n, (_, d) in self._pending.items())]:
+            get = data.get if isinstance(data, dict) else lambda key, default=None, d=data: getattr(d, key, default)
+            for spelling in (name, get("display_name"), *get("aliases", ()), get("hf_repo")):
+                if spelling:
+                    yield spelling, name
 
     @property
     def index(self) -> dict[str, str]:
         if not self._index:
-            for spec in self.specs.values():
-                for spelling in self._spellings(spec):
-                    self._index.setdefault(name_key(spelling), spec.name)
-            for spec in self.specs.values():  # a spec's own name always wins
-                self._index[name_key(spec.name)] = spec.name
+            for spelling, name in self._spellings():
+                self._index.setdefault(name_key(spelling), name)
+            for name in self.origin:  # a spec's own name always wins
+                self._index[name_key(name)] = name
         return self._index
 
     def get(self, name: str) -> Spec:
         for candidate in (name, _strip_suffix(name)):
             hit = self.index.get(name_key(candidate))
             if hit:
-                return self.specs[hit]
+                return self._build(hit)
         raise NotFoundError(self._unknown_message(name))
 
     def closest(self, name: str) -> list[str]:
@@ -135,6 +151,10 @@ def _check_user_dir(root: Path) -> None:
 
 
 def _load_dir(root: Path, catalog: Catalog, problems: list[str]) -> None:
+    from kvplan.specs.gpu import GpuSpec
+    from kvplan.specs.model import ModelSpec
+    from kvplan.specs.yamlio import load_spec_file  # user folders only: the packaged specs are indexed
+
     for sub, registry, cls in (("models", catalog.models, ModelSpec), ("gpus", catalog.gpus, GpuSpec)):
         names_here: dict[str, Path] = {}
         for path in sorted((root / sub).glob("*.y*ml")):
@@ -150,6 +170,19 @@ def _load_dir(root: Path, catalog: Catalog, problems: list[str]) -> None:
             registry.add(spec, path)
 
 
+def _load_packaged(root: Path, catalog: Catalog, problems: list[str]) -> None:
+    """The packaged specs from their prebuilt index (see kvplan.specs.index), else from the YAML."""
+    from kvplan.specs.index import CONSTRUCT, read_index
+
+    index = read_index(root)
+    if index is None:
+        _load_dir(root, catalog, problems)
+        return
+    for kind, registry in (("models", catalog.models), ("gpus", catalog.gpus)):
+        for entry in index[kind].values():
+            registry.add_validated(entry["spec"], CONSTRUCT[kind], root / entry["file"])
+
+
 def load_catalog(extra_dirs: Sequence[Path | str] = ()) -> Catalog:
     """Load packaged specs, then KVPLAN_SPECS folders, then extra_dirs (later ones override)."""
     return _load_catalog(tuple(Path(p) for p in extra_dirs), os.environ.get(SPECS_ENV, ""))
@@ -159,9 +192,10 @@ def load_catalog(extra_dirs: Sequence[Path | str] = ()) -> Catalog:
 def _load_catalog(extra: tuple[Path, ...], _env: str) -> Catalog:
     catalog = Catalog(Registry("model"), Registry("GPU"))
     problems: list[str] = []
-    for i, root in enumerate(_spec_dirs(extra)):
-        if i:  # the packaged folder is trusted to exist
-            _check_user_dir(root)
+    packaged, *users = _spec_dirs(extra)
+    _load_packaged(packaged, catalog, problems)
+    for root in users:
+        _check_user_dir(root)
         _load_dir(root, catalog, problems)
     if problems:
         raise SpecError("\n".join(problems))
@@ -169,13 +203,7 @@ def _load_catalog(extra: tuple[Path, ...], _env: str) -> Catalog:
 
 
 def find_model(name: str, extra_dirs: Sequence[Path | str] = ()) -> ModelSpec:
-    """One model by any spelling. When only the packaged database is in play and the name is a
-    spec's own name, read just that file (start-up time); otherwise load the whole catalog."""
-    if not extra_dirs and not os.environ.get(SPECS_ENV, "").strip():
-        stems = {name_key(p.stem): p for p in (packaged_specs_dir() / "models").glob("*.yaml")}
-        path = stems.get(name_key(name))
-        if path is not None:
-            return load_spec_file(path, ModelSpec)
+    """One model by any spelling."""
     return load_catalog(extra_dirs).model(name)
 
 
@@ -184,7 +212,7 @@ def spec_to_yaml(spec: BaseModel) -> str:
     import yaml
 
     data = spec.model_dump(mode="json", exclude_defaults=True)
-    if isinstance(spec, ModelSpec):  # keep the discriminator that exclude_defaults drops
+    if hasattr(spec, "layers"):  # a model: keep the discriminator that exclude_defaults drops
         data["layers"] = [{"kind": g.kind, **g.model_dump(mode="json", exclude_defaults=True)}
                           for g in spec.layers]
     return yaml.safe_dump(data, sort_keys=False, width=100)

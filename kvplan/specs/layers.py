@@ -251,3 +251,5 @@ LayerGroup = Annotated[
 ]
 AnyLayers = Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent,
                   MambaState, FullAttentionMHA]
+KINDS = {cls.model_fields["kind"].default: cls
+         for cls in (FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState)}

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from kvplan.errors import SpecError
-from kvplan.specs.layers import LayerGroup
+from kvplan.specs.layers import KINDS
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -48,7 +47,7 @@ def format_validation_error(path: Path, err: ValidationError, root: yaml.Node | 
 
 
 # pydantic puts the discriminator's value into an error's location (layers.0.full.count): drop it.
-_KIND_TAGS = {cls.model_fields["kind"].default for cls in get_args(get_args(LayerGroup)[0])}
+_KIND_TAGS = set(KINDS)
 
 
 def _follows_from_another(problem: dict, problems: list[dict]) -> bool:
