@@ -185,11 +185,12 @@ def _load_packaged(root: Path, catalog: Catalog, problems: list[str]) -> None:
 
 def load_catalog(extra_dirs: Sequence[Path | str] = ()) -> Catalog:
     """Load packaged specs, then KVPLAN_SPECS folders, then extra_dirs (later ones override)."""
-    return _load_catalog(tuple(Path(p) for p in extra_dirs), os.environ.get(SPECS_ENV, ""))
+    return _load_catalog(tuple(Path(p) for p in extra_dirs), os.environ.get(SPECS_ENV, ""), os.getcwd())
 
 
 @cache
-def _load_catalog(extra: tuple[Path, ...], _env: str) -> Catalog:
+def _load_catalog(extra: tuple[Path, ...], _env: str, _cwd: str) -> Catalog:
+    """Cached per spec folders, $KVPLAN_SPECS and working directory (relative folders resolve there)."""
     catalog = Catalog(Registry("model"), Registry("GPU"))
     problems: list[str] = []
     packaged, *users = _spec_dirs(extra)
