@@ -156,9 +156,10 @@ def test_size_imports_only_what_it_needs():
 
     code = ("import contextlib, io, sys\nfrom kvplan.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n    main(['size', 'llama3-70b', '--ctx', '4096'])\n"
-            "print(' '.join(sorted(m for m in sys.modules if m.startswith(('kvplan', 'torch', 'yaml')))))")
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith(('kvplan', 'torch', 'yaml', 'huggingface_hub')))))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
                  .stdout.split())
     assert "kvplan.calc.kv" in loaded and "kvplan.render.size" in loaded  # the test sees the run
     assert loaded.isdisjoint({"kvplan.specs.yamlio", "kvplan.specs.gpu", "kvplan.cli.capacity", "kvplan.calc.budget",
-                              "kvplan.probe", "torch", "kvplan.render.capacity"})
+                              "kvplan.probe", "torch", "kvplan.render.capacity", "kvplan.specs.resolve",
+                              "kvplan.specs.importer", "huggingface_hub"})

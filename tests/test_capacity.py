@@ -340,14 +340,14 @@ BUDGET_KEYS = {
 
 @pytest.mark.parametrize("argv, keys", [
     (["batch", "llama3-8b", "--gpu", "h100"],
-     {"model", "gpu", "in_tokens", "out_tokens", "avg_tokens", "peak_tokens", "max_len", "budget", "strategies",
+     {"model", "model_origin", "gpu", "in_tokens", "out_tokens", "avg_tokens", "peak_tokens", "max_len", "budget", "strategies",
       "max_concurrency_at_max_len", "roofline", "max_ctx_for_batch", "max_ctx_batch", "realistic_kv_pool_bytes",
       "realistic_paged"}),
     (["fit", "llama3-8b", "--gpu", "h100"],
-     {"model", "gpu", "ctx_tokens", "budget", "bytes_per_request", "concurrency", "kv_used_bytes", "free_bytes",
+     {"model", "model_origin", "gpu", "ctx_tokens", "budget", "bytes_per_request", "concurrency", "kv_used_bytes", "free_bytes",
       "fits", "verdict", "knobs"}),
     (["plan", "llama3-8b", "--gpu", "h100"],
-     {"model", "gpu", "concurrency", "ctx_tokens", "gpus_per_node", "best", "candidates", "infeasible", "explain"}),
+     {"model", "model_origin", "gpu", "concurrency", "ctx_tokens", "gpus_per_node", "best", "candidates", "infeasible", "explain"}),
 ])
 def test_json_schemas_are_stable(capsys, argv, keys):
     assert main([*argv, "--json"]) == 0

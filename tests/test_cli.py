@@ -54,7 +54,7 @@ def test_size_explain_shows_the_formula(capsys):
 
 
 SIZE_KEYS = {
-    "model", "display_name", "ctx_tokens", "batch", "tp", "block_size", "kv_dtype", "kv_dtype_note",
+    "model", "model_origin", "display_name", "ctx_tokens", "batch", "tp", "block_size", "kv_dtype", "kv_dtype_note",
     "state_dtype", "max_context", "beyond_max_context", "layers", "bytes_per_token_per_gpu",
     "bytes_per_token_all_gpus", "bytes_per_request_per_gpu", "bytes_per_request_all_gpus",
     "bytes_per_request_unsharded", "bytes_per_batch_per_gpu", "bytes_per_batch_all_gpus",
@@ -87,7 +87,7 @@ def test_size_json_schema_is_stable(capsys):
     (["size", "llama3-70b", "--kv-dtype", "fp4"], "error: unknown KV dtype 'fp4'"),
     (["size", "llama3-70b", "--nope"], "error: No such option: --nope"),
     (["size"], "error: Missing argument 'model'"),
-    (["show", "h1000"], "error: unknown model or GPU 'h1000' (closest: h100-sxm, v100, h200"),
+    (["show", "h1000"], "error: unknown model or GPU 'h1000' (closest: h100-sxm, v100,"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)

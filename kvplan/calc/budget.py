@@ -268,7 +268,7 @@ def _given(value: int | None, flag: str) -> Term | None:
 def _weights(model: ModelSpec, inputs: BudgetInputs) -> Term:
     total, how = weights_bytes(model, inputs.weights_dtype)
     split = inputs.tp * inputs.pp
-    dtype = inputs.weights_dtype if inputs.weights_dtype != "auto" else f"checkpoint, {model.dtype}"
+    dtype = inputs.weights_dtype if inputs.weights_dtype != "auto" else f"checkpoint, {model.quantization or model.dtype}"
     source = f"{model.params_total / 1e9:,.1f}B params ({dtype})" + (f" / {split} GPUs" if split > 1 else "")
     return Term(weights_per_gpu(total, inputs.tp, inputs.pp), source, how + (f", / {split}" if split > 1 else ""))
 

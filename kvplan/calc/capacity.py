@@ -109,6 +109,7 @@ def batch_capacity(model: ModelSpec, gpu: GpuSpec, workload: Workload, inputs: B
             if at >= 1 else None)
     realistic = memory_budget(model, gpu, inputs.realistic()) if inputs.overridden else None
     return BatchResult(
+        model_origin=model.origin,
         realistic_kv_pool_bytes=realistic.kv_pool_bytes if realistic else None,
         realistic_paged=strategy_rows(model, realistic, fmt, workload, max_len)[-1] if realistic else None,
         model=model.name, gpu=gpu.name, in_tokens=workload.in_tokens, out_tokens=workload.out_tokens,

@@ -114,6 +114,6 @@ def evaluate(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioResult:
     m = measure(model, gpu, s)
     outcomes = _outcomes(model, gpu, s, m)
     passed = all(o.passed for o in outcomes)
-    return ScenarioResult(name=s.name, model=model.name, gpu=gpu.name, tp=s.tp, pp=s.pp, passed=passed,
+    return ScenarioResult(name=s.name, model=model.name, model_origin=model.origin, gpu=gpu.name, tp=s.tp, pp=s.pp, passed=passed,
                           outcomes=tuple(outcomes), suggestion=None if passed else _suggest(model, gpu, s),
                           ignored_flags=s.ignored_flags)

@@ -133,6 +133,7 @@ def kv_size(model: ModelSpec, ctx: int, *, batch: int = 1, kv_dtype: str = "auto
     per_token = sum(layer.bytes_per_token for layer in layers)
     paged = sum(layer.paged_bytes_per_request for layer in layers)
     return KvSize(
+        model_origin=model.origin,
         model=model.name, display_name=model.display_name, ctx_tokens=ctx, batch=batch, tp=tp,
         block_size=block_size, kv_dtype=fmt.name, kv_dtype_note=fmt.note,
         state_dtype=compute_dtype(model), max_context=model.max_context,

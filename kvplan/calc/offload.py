@@ -185,6 +185,7 @@ def offload(model: ModelSpec, gpu: GpuSpec, prefix: int, inputs: OffloadInputs =
                   for p in _sweep_prefixes(model)) if inputs.sweep else ()
     budget = memory_budget(model, gpu, BudgetInputs(kv_dtype=inputs.kv_dtype, tp=inputs.tp))
     return OffloadResult(
+        model_origin=model.origin,
         model=model.name, gpu=gpu.name, tp=inputs.tp, prefix_tokens=prefix, kv_dtype=fmt.name, kv_bytes=m.kv_bytes(prefix),
         params_per_token=params, tflops=peak, tflops_source=source, mfu=inputs.mfu, linear_flops=linear,
         attention_flops=attention, recompute_linear_s=linear / m.rate, recompute_attention_s=attention / m.rate,

@@ -67,7 +67,7 @@ def fit(model: ModelSpec, gpu: GpuSpec, ctx: int, inputs: BudgetInputs = BudgetI
     else:
         verdict = f"fits: {n:,} concurrent requests of {ctx:,} tokens"
     knobs = _knobs(model, gpu, ctx, inputs, budget) if n < 1 else []
-    return FitResult(model=model.name, gpu=gpu.name, ctx_tokens=ctx, budget=budget, bytes_per_request=per_request,
+    return FitResult(model=model.name, model_origin=model.origin, gpu=gpu.name, ctx_tokens=ctx, budget=budget, bytes_per_request=per_request,
                      concurrency=n, kv_used_bytes=used, free_bytes=max(budget.kv_pool_bytes, 0) - used,
                      fits=n >= 1, verdict=verdict, knobs=tuple(knobs))
 
@@ -110,7 +110,7 @@ def plan(model: ModelSpec, gpu: GpuSpec, concurrency: int, ctx: int, kv_dtypes: 
         options.sort(key=lambda d: (d.gpus, d.tp * d.pp, d.pp))
         best.append(options[0])
         candidates.extend(options)
-    return PlanResult(model=model.name, gpu=gpu.name, concurrency=concurrency, ctx_tokens=ctx,
+    return PlanResult(model=model.name, model_origin=model.origin, gpu=gpu.name, concurrency=concurrency, ctx_tokens=ctx,
                       gpus_per_node=gpus_per_node, best=tuple(best), candidates=tuple(candidates),
                       infeasible=tuple(infeasible),
                       explain=tuple(step for d in best for step in _explain(d, concurrency, gpus_per_node)))

@@ -56,6 +56,9 @@ def embedding_params(model: ModelSpec) -> int:
 
 def weights_bytes(model: ModelSpec, weights_dtype: str = "auto") -> tuple[int, str]:
     """(bytes for the whole model, how they were counted)."""
+    if weights_dtype == "auto" and model.quantization and not model.checkpoint_bytes:
+        total, how = weights_bytes(model, model.quantization)
+        return total, f"{how}; {model.quantization}: the checkpoint's format"
     if weights_dtype == "auto":
         if model.checkpoint_bytes:
             return model.checkpoint_bytes, "the checkpoint's size (safetensors total_size)"

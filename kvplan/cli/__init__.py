@@ -63,6 +63,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     # discovering plugins scans every installed distribution's entry points (~12 ms). typer turns
     # plugins off the same way while it builds its adapters. A value the user set is kept.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    offline = os.environ.get("HF_HUB_OFFLINE")  # --offline sets it for this run only
     try:
         result = app_for(argv)(argv, prog_name="kvplan", standalone_mode=False)
     except UsageError as err:
@@ -72,6 +73,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     except Abort:
         err_console.print("aborted", markup=False)
         return 130
+    finally:
+        if offline is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = offline
     return result if isinstance(result, int) else 0
 
 

@@ -6,6 +6,7 @@ the one being run."""
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -31,6 +32,15 @@ SpecsOpt = Annotated[Optional[list[Path]], typer.Option(
     "--specs", metavar="DIR", help="Extra spec folder (DIR/models/*.yaml, DIR/gpus/*.yaml); "
     "overrides packaged specs by name. Repeatable; also read from $KVPLAN_SPECS.",
     rich_help_panel="Spec database")]
+def _go_offline(value: bool) -> bool:
+    if value:  # huggingface_hub reads the same variable; kvplan's resolver skips the Hub
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    return value
+
+
+OfflineOpt = Annotated[bool, typer.Option(
+    "--offline", callback=_go_offline, help="Never ask the Hugging Face Hub: resolve models from the database, "
+    "local paths and the local Hugging Face cache only (as HF_HUB_OFFLINE=1).", rich_help_panel="Spec database")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=OUTPUT)]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the traceback on errors.",
                                         rich_help_panel=OUTPUT)]

@@ -18,6 +18,7 @@ from kvplan.cli.app import (
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
+    OfflineOpt,
     OverheadGibOpt,
     PpOpt,
     SpecsOpt,
@@ -56,7 +57,7 @@ def batch(
     weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
     weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
     overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
-    explain: ExplainOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+    explain: ExplainOpt = False, offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """How many concurrent requests fit on one GPU (or a TP/PP replica), under each allocation strategy.
 
@@ -91,7 +92,7 @@ def fit(
     weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
     overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Draw the breakdown (.png/.svg).")] = None,
-    explain: ExplainOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+    explain: ExplainOpt = False, offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """The whole memory breakdown of one GPU, a verdict, and the knobs that would make it fit.
 
@@ -126,7 +127,7 @@ def plan(
     gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", help="GPUs per node (TP stays inside one).")] = 8,
     engine: EngineOpt = "vllm", weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None,
     gpu_mem: GpuMemOpt = None, overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
-    explain: ExplainOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+    explain: ExplainOpt = False, offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """The smallest deployment (TP, PP, replicas, GPUs, nodes) serving N concurrent requests of CTX tokens.
 

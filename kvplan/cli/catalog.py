@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from kvplan.cli.app import DebugOpt, JsonOpt, SpecsOpt, app, catalog, console, err_console, handle_errors
+from kvplan.cli.app import DebugOpt, JsonOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors
 
 
 @app.command()
@@ -44,6 +44,7 @@ def gpus(json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False)
 @handle_errors
 def show(
     name: Annotated[str, typer.Argument(help="A model or GPU name, alias or Hugging Face id.")],
+    offline: OfflineOpt = False,
     json: JsonOpt = False,
     specs: SpecsOpt = None,
     debug: DebugOpt = False,

@@ -12,6 +12,7 @@ from kvplan.cli.app import (
     EngineOpt,
     JsonOpt,
     KvDtypeOpt,
+    OfflineOpt,
     SpecsOpt,
     app,
     catalog,
@@ -35,7 +36,7 @@ def check(
     min_concurrency: Annotated[Optional[int], typer.Option("--min-concurrency", help="Inline expectation.")] = None,
     min_kv_tokens: Annotated[Optional[int], typer.Option("--min-kv-tokens", help="Inline expectation.")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", metavar="PATH", help="Write a JUnit XML report.")] = None,
-    json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+    offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """CI capacity gates: exit 0 when every scenario meets its expectations, 1 when one does not, 2 on bad input.
 

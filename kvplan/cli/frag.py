@@ -7,7 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from kvplan.cli.app import DebugOpt, JsonOpt, KvDtypeOpt, SpecsOpt, app, catalog, console, err_console, handle_errors
+from kvplan.cli.app import (
+    DebugOpt,
+    JsonOpt,
+    KvDtypeOpt,
+    OfflineOpt,
+    SpecsOpt,
+    app,
+    catalog,
+    console,
+    err_console,
+    handle_errors,
+)
 
 
 @app.command()
@@ -29,7 +40,7 @@ def frag(
     sweep_block_size: Annotated[bool, typer.Option("--sweep-block-size", help="Paged waste for blocks 1..256.")] = False,
     kv_dtype: KvDtypeOpt = "auto",
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Draw the waste (.png/.svg).")] = None,
-    json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+    offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """What each allocation strategy wastes on a workload: continuous batching simulated over real allocators.
 

@@ -12,6 +12,7 @@ from kvplan.cli.app import (
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
+    OfflineOpt,
     SpecsOpt,
     app,
     catalog,
@@ -40,7 +41,7 @@ def offload(
     host_gib: Annotated[Optional[float], typer.Option("--host-gib", help="Host memory for offloaded KV, GiB.")] = None,
     nvme_gib: Annotated[Optional[float], typer.Option("--nvme-gib", help="NVMe space for offloaded KV, GiB.")] = None,
     sweep_prefix: Annotated[bool, typer.Option("--sweep-prefix", help="Where the verdict flips as prefixes grow.")] = False,
-    explain: ExplainOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+    explain: ExplainOpt = False, offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """Reload an evicted KV prefix over each memory tier, or recompute it? Times, ratios, break-evens.
 

@@ -10,6 +10,7 @@ from kvplan.cli.app import (
     DebugOpt,
     JsonOpt,
     KvDtypeOpt,
+    OfflineOpt,
     SpecsOpt,
     app,
     catalog,
@@ -34,7 +35,7 @@ def probe(
     with_weights: Annotated[bool, typer.Option("--with-weights", help="First reserve the weights and activations.")] = False,
     impl: Annotated[str, typer.Option("--impl", help="Attention kernel: auto (Triton on CUDA), triton, torch.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Random seed for data and page order.")] = 0,
-    json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+    offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """Allocate paged KV on this device, run paged decode attention, and check the plan against it.
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from kvplan.cli.app import OUTPUT, DebugOpt, JsonOpt, SpecsOpt, app, console, handle_errors, tokens
+from kvplan.cli.app import OUTPUT, DebugOpt, JsonOpt, OfflineOpt, SpecsOpt, app, console, handle_errors, tokens
 
 
 @app.command()
@@ -22,7 +22,7 @@ def size(
     block_size: Annotated[int, typer.Option("--block-size", help="Tokens per KV page.")] = 16,
     explain: Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)] = False,
-    json: JsonOpt = False,
+    offline: OfflineOpt = False, json: JsonOpt = False,
     specs: SpecsOpt = None,
     debug: DebugOpt = False,
 ) -> None:

@@ -12,6 +12,7 @@ from kvplan.cli.app import (
     DebugOpt,
     EngineOpt,
     JsonOpt,
+    OfflineOpt,
     SpecsOpt,
     app,
     catalog,
@@ -37,7 +38,7 @@ def sweep(
     engine: EngineOpt = "vllm",
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Also draw it to FILE (.png or .svg).")] = None,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV.", rich_help_panel=OUTPUT)] = False,
-    json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+    offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """How capacity moves along one axis (context, batch, TP), compared across models, GPUs, KV dtypes or TP.
 

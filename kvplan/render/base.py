@@ -30,3 +30,8 @@ def explain_table(steps: Iterable[Step], title: str = "How it is computed") -> T
     for step in steps:
         table.add_row(step.label, step.formula, step.value)
     return table
+
+
+def origin_line(origin: str | None) -> str:
+    """The dim line every result with a model ends with: where its spec came from."""
+    return f"[dim]Model from {origin}.[/]" if origin else ""

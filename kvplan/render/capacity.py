@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from kvplan.render.base import explain_table
+from kvplan.render.base import explain_table, origin_line
 from kvplan.results.capacity import BatchResult, FitResult, MemoryBudget, Overview, PlanResult, Roofline
 from kvplan.units import GIB, fmt_binary, fmt_bytes
 
@@ -90,6 +90,8 @@ def render_batch(console: Console, r: BatchResult, explain: bool = False) -> Non
             console.print(line)
     if explain:
         console.print(explain_table(b.explain))
+    if r.model_origin:
+        console.print(origin_line(r.model_origin))
     console.print(f"[dim]{NOTE}[/]")
 
 
@@ -141,6 +143,8 @@ def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
         console.print(table)
     if explain:
         console.print(explain_table(b.explain))
+    if r.model_origin:
+        console.print(origin_line(r.model_origin))
     console.print(f"[dim]{NOTE}[/]")
 
 
@@ -158,5 +162,7 @@ def render_plan(console: Console, r: PlanResult, explain: bool = False) -> None:
         console.print(f"[red]{line}[/]")
     if explain:
         console.print(explain_table(r.explain))
+    if r.model_origin:
+        console.print(origin_line(r.model_origin))
     console.print("[dim]Pipeline stages hold ceil(layers / PP) layers each; PP adds pipeline bubbles that "
                   "this memory plan does not price.[/]")

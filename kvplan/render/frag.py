@@ -6,6 +6,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from kvplan.render.base import origin_line
 from kvplan.results.frag import FragResult
 from kvplan.units import fmt_binary
 
@@ -54,5 +55,7 @@ def render_frag(console: Console, r: FragResult) -> None:
             sweep.add_row(str(s.block_size), f"{s.internal_share:.1%}", f"{s.internal_tokens_per_request:.2f}",
                           f"{s.expected_tokens_per_request:.1f}", f"{s.mean_concurrency:,.1f}")
         console.print(sweep)
+    if r.model_origin:
+        console.print(origin_line(r.model_origin))
     console.print("[dim]Live: slots holding token states; reserved: slots for tokens still to come (fixed, exact); "
                   "internal: slots never to be filled; external: free memory outside the largest hole.[/]")

@@ -6,7 +6,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from kvplan.render.base import explain_table
+from kvplan.render.base import explain_table, origin_line
 from kvplan.results.offload import OffloadResult
 from kvplan.units import fmt_binary, fmt_bytes
 
@@ -52,4 +52,6 @@ def render_offload(console: Console, r: OffloadResult, explain: bool = False) ->
         console.print(sweep)
     if explain:
         console.print(explain_table(r.explain))
+    if r.model_origin:
+        console.print(origin_line(r.model_origin))
     console.print("[dim]GB/s = 10^9 B/s per direction; PCIe x16 per generation 16/32/64/128 GB/s.[/]")

@@ -63,6 +63,8 @@ def size_notes(r: KvSize) -> list[str]:
         notes.append(f"TP {r.tp} replicates some KV (heads beyond the KV-head count, or an MLA "
                      "latent kept whole on every rank).")
     notes.append("Without GQA: every query head with its own K and V (an MLA latent decompressed).")
+    if r.model_origin:
+        notes.append(f"Model from {r.model_origin}.")
     notes.append("GiB = 2^30 B, GB = 10^9 B.")
     return notes
 

@@ -73,6 +73,7 @@ class BatchResult(Result):
     """`kvplan batch`: the budget, the strategies side by side, the engine's own figures."""
 
     model: str
+    model_origin: str | None = None  # where the model's spec came from (database, path, cache, Hub)
     gpu: str
     in_tokens: int
     out_tokens: int
@@ -103,6 +104,7 @@ class FitResult(Result):
     """`kvplan fit`: the whole memory breakdown of one GPU, a verdict, and what would fit."""
 
     model: str
+    model_origin: str | None = None  # where the model's spec came from (database, path, cache, Hub)
     gpu: str
     ctx_tokens: int
     budget: MemoryBudget
@@ -133,6 +135,7 @@ class PlanResult(Result):
     """`kvplan plan`: the smallest deployment for N concurrent requests at a context, per KV dtype."""
 
     model: str
+    model_origin: str | None = None  # where the model's spec came from (database, path, cache, Hub)
     gpu: str
     concurrency: int
     ctx_tokens: int

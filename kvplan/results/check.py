@@ -15,6 +15,7 @@ class Outcome(Result):
 class ScenarioResult(Result):
     name: str
     model: str
+    model_origin: str | None = None  # where the model's spec came from (database, path, cache, Hub)
     gpu: str
     tp: int
     pp: int

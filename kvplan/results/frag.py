@@ -47,6 +47,7 @@ class BlockSweepRow(Result):
 
 class FragResult(Result):
     model: str
+    model_origin: str | None = None  # where the model's spec came from (database, path, cache, Hub)
     gpu: str
     workload: str
     requests: int

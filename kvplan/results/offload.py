@@ -35,6 +35,7 @@ class SweepRow(Result):
 
 class OffloadResult(Result):
     model: str
+    model_origin: str | None = None  # where the model's spec came from (database, path, cache, Hub)
     gpu: str
     tp: int
     prefix_tokens: int

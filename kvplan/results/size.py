@@ -35,6 +35,7 @@ class KvSize(Result):
     `*_all_gpus` adds the ranks up (replicated heads and MLA latents counted on every rank)."""
 
     model: str
+    model_origin: str | None = None  # where the model's spec came from (database, path, cache, Hub)
     display_name: str
     ctx_tokens: int
     batch: int

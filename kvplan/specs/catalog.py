@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from pydantic import BaseModel
 
 from kvplan.errors import NotFoundError, SpecError
+from kvplan.specs.hfcache import looks_like_path
 from kvplan.specs.index import packaged_specs_dir
 
 if TYPE_CHECKING:
@@ -97,12 +98,21 @@ class Registry(Generic[Spec]):
                 self._index[name_key(name)] = name
         return self._index
 
-    def get(self, name: str) -> Spec:
+    def _find(self, name: str) -> str | None:
         for candidate in (name, _strip_suffix(name)):
             hit = self.index.get(name_key(candidate))
             if hit:
-                return self._build(hit)
-        raise NotFoundError(self._unknown_message(name))
+                return hit
+        return None
+
+    def has(self, name: str) -> bool:
+        return self._find(name) is not None
+
+    def get(self, name: str) -> Spec:
+        hit = self._find(name)
+        if hit is None:
+            raise NotFoundError(self.not_found_message(name))
+        return self._build(hit)
 
     def closest(self, name: str) -> list[str]:
         import difflib  # only on the error path: keeps start-up short
@@ -110,7 +120,14 @@ class Registry(Generic[Spec]):
         close = difflib.get_close_matches(name_key(name), list(self.index), n=8, cutoff=0.6)
         return list(dict.fromkeys(self.index[k] for k in close))[:4]
 
-    def _unknown_message(self, name: str) -> str:
+    def origin_note(self, name: str) -> str:
+        """Where a spec came from, in words that do not depend on where kvplan is installed."""
+        path, packaged = self.origin[name], packaged_specs_dir()
+        if path.is_relative_to(packaged):
+            return f"kvplan's database ({path.relative_to(packaged).as_posix()})"
+        return f"spec file {path}"
+
+    def not_found_message(self, name: str) -> str:
         names = self.closest(name)
         hint = f"closest: {', '.join(names)}" if names else "no close match"
         plural = "gpus" if self.what == "GPU" else "models"
@@ -124,7 +141,23 @@ class Catalog:
     gpus: Registry[GpuSpec]
 
     def model(self, name: str) -> ModelSpec:
-        return self.models.get(name)
+        """A model by name, alias or hf_repo from the database, else by path, Hugging Face cache or
+        Hub (see kvplan.specs.resolve); the spec's origin says which."""
+        try:
+            if looks_like_path(name):  # written as a path and there: the user means the files
+                raise NotFoundError(name)
+            spec = self.models.get(name)
+        except NotFoundError:
+            from kvplan.specs.resolve import resolve_external  # imported only when the database misses
+
+            return resolve_external(name, self._database_model, self.models.not_found_message)
+        return spec.model_copy(update={"origin": self.models.origin_note(spec.name)})
+
+    def _database_model(self, name: str) -> ModelSpec | None:
+        try:
+            return self.model(name) if self.models.has(name) else None
+        except NotFoundError:
+            return None
 
     def gpu(self, name: str) -> GpuSpec:
         return self.gpus.get(name)
@@ -212,7 +245,7 @@ def spec_to_yaml(spec: BaseModel) -> str:
     """The YAML a spec file would hold (defaults left out), for `kvplan show` and `kvplan import`."""
     import yaml
 
-    data = spec.model_dump(mode="json", exclude_defaults=True)
+    data = spec.model_dump(mode="json", exclude_defaults=True, exclude={"origin"})
     if hasattr(spec, "layers"):  # a model: keep the discriminator that exclude_defaults drops
         data["layers"] = [{"kind": g.kind, **g.model_dump(mode="json", exclude_defaults=True)}
                           for g in spec.layers]

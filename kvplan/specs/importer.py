@@ -42,7 +42,7 @@ def _config_path(path: Path) -> Path:
     return config
 
 
-def _load_config(config: Path) -> dict:
+def load_config(config: Path) -> dict:
     try:
         data = json.loads(read_text(config, "config.json"))
     except json.JSONDecodeError as exc:
@@ -85,7 +85,7 @@ def _get(cfg: dict, *keys: str, default=None):
 class _Config:
     """Typed access to one config, with the file named in every complaint."""
 
-    def __init__(self, cfg: dict, where: Path):
+    def __init__(self, cfg: dict, where: Path | str):
         self.cfg, self.where = cfg, where
 
     def int(self, *keys: str, default: int | None = None) -> int:
@@ -159,21 +159,58 @@ def _layer_groups(c: _Config) -> list[dict]:
 
 # --- parameters -------------------------------------------------------------------------------
 
+# bytes per element of each safetensors dtype (packed 4-bit formats are stored as U8 or I32)
+ST_WIDTHS = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
+             "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint's files say about its weights: every tensor's (dtype, element count) from
+    the safetensors headers, and the index's total_size, where either is known."""
+
+    tensors: tuple[tuple[str, int], ...] = ()
+    total_size: int | None = None
+
+    @property
+    def bytes(self) -> int | None:
+        """The weights' bytes, exactly: elements x width per tensor (else the index's total_size)."""
+        if self.tensors:
+            return sum(count * ST_WIDTHS.get(dtype, 2) for dtype, count in self.tensors)
+        return self.total_size
+
+    def params(self) -> tuple[int, str] | None:
+        """(tensor elements, the dtype holding most of them), or None without headers."""
+        if not self.tensors:
+            return None
+        by_dtype = Counter()
+        for dtype, count in self.tensors:
+            by_dtype[dtype] += count
+        return sum(by_dtype.values()), _ST_DTYPES.get(by_dtype.most_common(1)[0][0], "bf16")
+
+
+def header_tensors(header: dict) -> list[tuple[str, int]]:
+    """(dtype, element count) of every tensor a safetensors header describes."""
+    return [(t["dtype"], math.prod(t["shape"])) for name, t in header.items() if name != "__metadata__"]
+
+
+def local_checkpoint(folder: Path) -> Checkpoint:
+    """The headers of every *.safetensors file in a folder, and its index's total_size."""
+    tensors = [item for path in sorted(folder.glob("*.safetensors")) for item in header_tensors(_safetensors_header(path))]
+    return Checkpoint(tuple(tensors), index_total_size(folder / "model.safetensors.index.json"))
+
+
+def index_total_size(path: Path) -> int | None:
+    try:
+        total = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("total_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else None
+
+
 def safetensors_params(folder: Path) -> tuple[int, str] | None:
     """(parameter count, dominant dtype) from the headers of every *.safetensors file, or None."""
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        return None
-    total, by_dtype = 0, Counter()
-    for path in files:
-        for name, tensor in _safetensors_header(path).items():
-            if name == "__metadata__":
-                continue
-            count = math.prod(tensor["shape"])
-            total += count
-            by_dtype[tensor["dtype"]] += count
-    dominant = by_dtype.most_common(1)[0][0] if by_dtype else "BF16"
-    return total, _ST_DTYPES.get(dominant, "bf16")
+    return local_checkpoint(folder).params()
 
 
 def _safetensors_header(path: Path) -> dict:
@@ -260,59 +297,67 @@ def _moe(c: _Config) -> dict | None:
 
 # --- the spec ---------------------------------------------------------------------------------
 
-def _spec_name(config: Path, cfg: dict, name: str | None) -> str:
-    raw = name or (config.parent.name if config.parent.name else cfg.get("model_type", "model"))
+def _slug(raw: str) -> str:
     slug = re.sub(r"[^a-z0-9.\-]+", "-", raw.lower()).strip("-.")
     return slug or "imported-model"
 
 
 def import_model(path: Path | str, name: str | None = None) -> ImportResult:
+    """A spec from a local config.json or model folder (its *.safetensors headers counted exactly)."""
     config_path = _config_path(Path(path))
-    raw = _load_config(config_path)
-    c = _Config(_text_config(raw), config_path)
+    folder = config_path.parent
+    return spec_from_config(load_config(config_path), config_path, source=str(config_path.resolve()), name=name,
+                            display=name or folder.name, checkpoint=local_checkpoint(folder),
+                            slug=name or folder.name)
+
+
+def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | None, display: str | None,
+                     checkpoint: Checkpoint = Checkpoint(), slug: str | None = None) -> ImportResult:
+    """A spec from a parsed config.json; `where` names it in every complaint."""
+    c = _Config(_text_config(raw), where)
     model_type = raw.get("model_type")
     if model_type not in SUPPORTED:
-        raise SpecError(f"{config_path}: architecture '{model_type}' is not one kvplan can describe "
+        raise SpecError(f"{where}: architecture '{model_type}' is not one kvplan can describe "
                         f"(supported: {', '.join(SUPPORTED)}); write the spec YAML by hand "
                         "(see `kvplan show llama3-8b`)")
     groups = _layer_groups(c)
-    notes = []
-    counted = safetensors_params(config_path.parent)
-    if counted is not None:
-        total, st_dtype = counted
-        notes.append(f"params_total {total:,} counted from the *.safetensors headers")
-    else:
-        total, st_dtype = estimate_params(c, groups), None
-        notes.append(f"params_total {total:,} estimated from the architecture (no *.safetensors "
-                     "found; biases and extra tensors not counted)")
+    total, st_dtype, notes = _params_total(c, groups, checkpoint)
     moe = _moe(c)
     active = total - inactive_expert_params(c, sum(g["count"] for g in groups)) if moe else None
     if active is not None and active <= 0:
-        raise SpecError(f"{config_path}: the checkpoint holds {total:,} parameters, fewer than the "
+        raise SpecError(f"{where}: the checkpoint holds {total:,} parameters, fewer than the "
                         "experts its config describes; check that every *.safetensors shard is there")
     if active is not None:
         notes.append(f"params_active {active:,} = total less the routed experts a token does not use")
-    dtype = _dtype(c, raw, st_dtype)
-    spec_name = _spec_name(config_path, raw, name)
+    spec_name = _slug(slug or model_type or "model")
     fields = {
-        "name": spec_name, "display_name": name or config_path.parent.name or spec_name,
+        "name": spec_name, "display_name": display or spec_name,
         "family": model_type, "architecture": (raw.get("architectures") or [model_type])[0],
-        "source": str(config_path.resolve()), "hidden_size": c.int("hidden_size"),
+        "source": source, "hidden_size": c.int("hidden_size"),
         "intermediate_size": c.int("intermediate_size", "ffn_dim", default=4 * c.int("hidden_size")),
         "vocab_size": c.int("vocab_size"), "num_layers": sum(g["count"] for g in groups),
         "num_attention_heads": c.int("num_attention_heads", "n_head"), "params_total": total,
-        "params_active": active, "dtype": dtype,
+        "params_active": active, "dtype": _dtype(c, raw, st_dtype),
         "max_context": c.int("max_position_embeddings", "n_ctx", "max_seq_len"),
         "tie_word_embeddings": bool(c.get("tie_word_embeddings", default=False)),
-        "moe": moe, "layers": groups,
+        "moe": moe, "layers": groups, "checkpoint_bytes": checkpoint.bytes,
         "params_source": "; ".join(notes), "notes": "imported by kvplan import",
     }
     try:
         spec = ModelSpec.model_validate(fields)
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise SpecError(f"{config_path}: the config does not make a valid spec ({problems})") from None
+        raise SpecError(f"{where}: the config does not make a valid spec ({problems})") from None
     return ImportResult(spec, tuple(notes))
+
+
+def _params_total(c: _Config, groups: list[dict], checkpoint: Checkpoint) -> tuple[int, str | None, list[str]]:
+    counted = checkpoint.params()
+    if counted is not None:
+        return counted[0], counted[1], [f"params_total {counted[0]:,} counted from the *.safetensors headers"]
+    total = estimate_params(c, groups)
+    return total, None, [f"params_total {total:,} estimated from the architecture (no *.safetensors "
+                         "found; biases and extra tensors not counted)"]
 
 
 def _dtype(c: _Config, raw: dict, st_dtype: str | None) -> str:

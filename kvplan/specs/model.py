@@ -50,6 +50,12 @@ class ModelSpec(Frozen):
     moe: MoESpec | None = None
     layers: tuple[LayerGroup, ...] = Field(min_length=1)
     notes: str | None = None
+    # The checkpoint's weights format when it is quantized (weights follow it when --weights-dtype is
+    # auto); None: the weights are stored in `dtype`.
+    quantization: Literal["fp8", "int8", "int4", "nf4"] | None = None
+    # Where this spec came from (the database file, a local path, the Hugging Face cache or Hub with
+    # the revision sha, or a name it was inferred from): set by kvplan when it resolves a model.
+    origin: str | None = None
 
     @model_validator(mode="after")
     def check_layer_count(self) -> ModelSpec:
