@@ -50,7 +50,7 @@ def layer_kv(group: AnyLayers, ctx: int, fmt: KvFormat, state_dtype: str, tp: in
              block_size: int, pp: int = 1) -> LayerKv:
     """One layer group's KV on one rank at context `ctx`. Under pipeline parallelism a GPU holds
     its stage's layers: the largest stage has ceil(count / pp) layers of each group."""
-    per_token = fmt.bytes_for(group.kv_elements_per_token(tp))
+    per_token = fmt.bytes_for(group.kv_elements_per_token(tp)) + group.fixed_bytes_per_token(tp)
     state = group.state_elements(tp) * DTYPE_BYTES[state_dtype]
     cached = group.cached_tokens(ctx)
     per_layer = cached * per_token + state
@@ -101,8 +101,10 @@ def _explain(model: ModelSpec, fmt: KvFormat, tp: int, ctx: int, batch: int, lay
         name = f"{layer.count} {layer.kind}"
         elements = group.kv_elements_per_token(tp)
         if elements:
+            fixed = group.fixed_bytes_per_token(tp)
+            extra = f" + indexer {fixed:,} B (fp8 + scales)" if fixed else ""
             steps.append(Step(label=f"{name}: per token per layer",
-                              formula=f"{group.elements_formula(tp)} = {fmt.formula(elements)}",
+                              formula=f"{group.elements_formula(tp)} = {fmt.formula(elements)}{extra}",
                               value=f"{layer.bytes_per_token_per_layer:,} B"))
             steps.append(Step(label=f"{name}: tokens held",
                               formula=group.held_formula(ctx), value=f"{layer.cached_tokens:,}"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kvplan.errors import NotFoundError, SpecError
 from kvplan.specs.hfcache import RepoRef
-from kvplan.specs.importer import Checkpoint
+from kvplan.specs.checkpoint import Checkpoint
 
 
 def fetch_config(ref: RepoRef) -> tuple[dict, str, Path]:

@@ -18,6 +18,7 @@ from pydantic import Field, PositiveInt
 
 from kvplan.errors import SpecError
 from kvplan.specs.base import Frozen
+from kvplan.units import ceil_div
 
 
 def _check_tp_split(what: str, n: int, tp: int) -> None:
@@ -31,6 +32,9 @@ class _EveryToken:
     """Layers that keep every token's K/V (or latent) and no other state: full attention, MLA."""
 
     def state_elements(self, tp: int = 1) -> int:
+        return 0
+
+    def fixed_bytes_per_token(self, tp: int = 1) -> int:
         return 0
 
     def cached_tokens(self, ctx: int) -> int:
@@ -56,6 +60,9 @@ class _AttentionLayers(Frozen):
 
     def kv_elements_per_token(self, tp: int = 1) -> int:
         return 2 * self.kv_heads_per_rank(tp) * self.head_dim  # K and V
+
+    def fixed_bytes_per_token(self, tp: int = 1) -> int:
+        return 0
 
     def state_elements(self, tp: int = 1) -> int:
         return 0
@@ -135,8 +142,18 @@ class MLALatent(_EveryToken, Frozen):
     qk_nope_head_dim: PositiveInt
     v_head_dim: PositiveInt
 
+    # DeepSeek sparse attention (V3.2): a lightning indexer caches one key of index_head_dim per
+    # token and layer, in vLLM's fp8 format whatever the KV dtype: 1 B per value and one fp32 scale
+    # per 128 values (DeepseekV32IndexerCache: 128 + 4 = 132 B), whole on every rank.
+    index_head_dim: PositiveInt | None = None
+
     def kv_elements_per_token(self, tp: int = 1) -> int:
         return self.kv_lora_rank + self.qk_rope_head_dim  # replicated on every rank
+
+    def fixed_bytes_per_token(self, tp: int = 1) -> int:
+        if not self.index_head_dim:
+            return 0
+        return self.index_head_dim + ceil_div(self.index_head_dim, 128) * 4
 
     def kv_heads_per_rank(self, tp: int = 1) -> int:
         return 1  # one latent that every query head reads
@@ -151,7 +168,8 @@ class MLALatent(_EveryToken, Frozen):
                                 v_head_dim=self.v_head_dim)
 
     def describe(self) -> str:
-        return f"latent {self.kv_lora_rank} + rope {self.qk_rope_head_dim}"
+        indexer = f", indexer {self.index_head_dim}" if self.index_head_dim else ""
+        return f"latent {self.kv_lora_rank} + rope {self.qk_rope_head_dim}{indexer}"
 
     def elements_formula(self, tp: int = 1) -> str:
         return f"(kv_lora_rank {self.kv_lora_rank} + rope {self.qk_rope_head_dim}), on every rank"
@@ -189,22 +207,14 @@ class FullAttentionMHA(_EveryToken, Frozen):
         return f"{max(1, self.num_heads // tp)} heads x (K {self.k_head_dim} + V {self.v_head_dim})"
 
 
-class MambaState(Frozen):
-    """Mamba / SSM layers: a constant per-request state, whatever the context.
-
-    State elements = conv_channels * (d_conv - 1) + d_inner * d_state, with
-    conv_channels = d_inner + 2 * n_groups * d_state (n_groups = 0 for Mamba-1, whose
-    convolution runs over d_inner only). Both split across tensor-parallel ranks.
-    """
-
-    kind: Literal["mamba"] = "mamba"
-    count: PositiveInt
-    d_inner: PositiveInt
-    d_state: PositiveInt
-    d_conv: PositiveInt
-    n_groups: int = Field(default=0, ge=0)
+class _ConstantState:
+    """Layers that keep a fixed state per request and no per-token cache (Mamba, Gated DeltaNet), or
+    nothing at all (MLP-only blocks)."""
 
     def kv_elements_per_token(self, tp: int = 1) -> int:
+        return 0
+
+    def fixed_bytes_per_token(self, tp: int = 1) -> int:
         return 0
 
     def kv_heads_per_rank(self, tp: int = 1) -> int:
@@ -219,37 +229,122 @@ class MambaState(Frozen):
     def prefill_flops_per_pair(self, num_attention_heads: int = 0) -> int:
         return 0
 
-    def state_elements(self, tp: int = 1) -> int:
-        if self.d_inner % tp:
-            raise SpecError(f"tensor-parallel size {tp} does not divide the Mamba inner size "
-                            f"{self.d_inner}; use a --tp that divides {self.d_inner}")
-        conv_channels = self.d_inner + 2 * self.n_groups * self.d_state
-        return (conv_channels * (self.d_conv - 1) + self.d_inner * self.d_state) // tp
-
-    def mha_equivalent(self, num_attention_heads: int) -> MambaState:
+    def mha_equivalent(self, num_attention_heads: int):
         return self
-
-    def describe(self) -> str:
-        return f"d_inner {self.d_inner}, state {self.d_state}, conv {self.d_conv}"
 
     def elements_formula(self, tp: int = 1) -> str:
         return "no per-token cache"
-
-    def state_formula(self, tp: int = 1) -> str:
-        conv_channels = self.d_inner + 2 * self.n_groups * self.d_state
-        split = f") / TP {tp}" if tp > 1 else ")"
-        return (f"(conv {conv_channels:,} x ({self.d_conv} - 1) + ssm {self.d_inner:,} x "
-                f"{self.d_state}{split} = {self.state_elements(tp):,} elements")
 
     def held_formula(self, ctx: int) -> str:
         return "a constant state, whatever the context"
 
 
+def _split_evenly(what: str, n: int, tp: int) -> int:
+    if n % tp:
+        raise SpecError(f"tensor-parallel size {tp} does not divide the {what} {n}; use a --tp that divides {n}")
+    return n // tp
+
+
+class MambaState(_ConstantState, Frozen):
+    """Mamba / SSM layers: a constant per-request state, whatever the context, as vLLM allocates it.
+
+    conv state: conv_channels / TP x (d_conv - 1), conv_channels = d_inner + 2 x n_groups x d_state
+                (n_groups = 0 for Mamba-1, whose convolution runs over d_inner only);
+    ssm state:  d_inner / TP x d_state (Mamba-2: heads / TP x head_dim x d_state, the same number).
+    Under TP, Mamba-2 groups that do not split evenly are replicated up to the TP size (vLLM's
+    extra_groups_for_head_shards).
+    """
+
+    kind: Literal["mamba"] = "mamba"
+    count: PositiveInt
+    d_inner: PositiveInt
+    d_state: PositiveInt
+    d_conv: PositiveInt
+    n_groups: int = Field(default=0, ge=0)
+    num_heads: PositiveInt | None = None  # Mamba-2: d_inner = num_heads x head_dim
+
+    def groups_per_rank_total(self, tp: int) -> int:
+        """Groups after vLLM's replication for TP (unchanged when TP divides them)."""
+        if not self.n_groups or self.n_groups % tp == 0:
+            return self.n_groups
+        return self.n_groups + (tp - self.n_groups)
+
+    def conv_channels(self, tp: int = 1) -> int:
+        return self.d_inner + 2 * self.groups_per_rank_total(tp) * self.d_state
+
+    def state_elements(self, tp: int = 1) -> int:
+        if self.num_heads:
+            _split_evenly("Mamba heads", self.num_heads, tp)
+        conv = _split_evenly("Mamba conv channels", self.conv_channels(tp), tp) * (self.d_conv - 1)
+        return conv + _split_evenly("Mamba inner size", self.d_inner, tp) * self.d_state
+
+    def describe(self) -> str:
+        return f"d_inner {self.d_inner}, state {self.d_state}, conv {self.d_conv}" + (
+            f", {self.n_groups} groups" if self.n_groups else "")
+
+    def state_formula(self, tp: int = 1) -> str:
+        split = f" / TP {tp}" if tp > 1 else ""
+        return (f"conv {self.conv_channels(tp):,}{split} x ({self.d_conv} - 1) + ssm {self.d_inner:,}{split} x "
+                f"{self.d_state} = {self.state_elements(tp):,} elements")
+
+
+class GatedDeltaNetState(_ConstantState, Frozen):
+    """Gated DeltaNet linear attention (Qwen3-Next): a constant state per request and layer, as vLLM
+    allocates it (MambaStateShapeCalculator.gated_delta_net_state_shape):
+
+    conv state:      conv_dim / TP x (conv_kernel - 1), conv_dim = 2 x k_heads x k_dim + v_heads x v_dim;
+    recurrent state: v_heads / TP x v_dim x k_dim.
+    """
+
+    kind: Literal["gdn"] = "gdn"
+    count: PositiveInt
+    num_k_heads: PositiveInt
+    num_v_heads: PositiveInt
+    head_k_dim: PositiveInt
+    head_v_dim: PositiveInt
+    conv_kernel: PositiveInt
+
+    @property
+    def conv_dim(self) -> int:
+        return 2 * self.num_k_heads * self.head_k_dim + self.num_v_heads * self.head_v_dim
+
+    def state_elements(self, tp: int = 1) -> int:
+        _split_evenly("linear-attention key heads", self.num_k_heads, tp)
+        conv = _split_evenly("linear-attention conv channels", self.conv_dim, tp) * (self.conv_kernel - 1)
+        return conv + _split_evenly("linear-attention value heads", self.num_v_heads, tp) * self.head_v_dim * self.head_k_dim
+
+    def describe(self) -> str:
+        return f"{self.num_k_heads} K / {self.num_v_heads} V heads x {self.head_k_dim}/{self.head_v_dim}"
+
+    def state_formula(self, tp: int = 1) -> str:
+        split = f" / TP {tp}" if tp > 1 else ""
+        return (f"conv {self.conv_dim:,}{split} x ({self.conv_kernel} - 1) + recurrent {self.num_v_heads}{split} x "
+                f"{self.head_v_dim} x {self.head_k_dim} = {self.state_elements(tp):,} elements")
+
+
+class MlpOnly(_ConstantState, Frozen):
+    """A block with no attention or SSM (Nemotron-H's MLP layers): nothing cached."""
+
+    kind: Literal["mlp"] = "mlp"
+    count: PositiveInt
+
+    def state_elements(self, tp: int = 1) -> int:
+        return 0
+
+    def describe(self) -> str:
+        return "no cache"
+
+    def held_formula(self, ctx: int) -> str:
+        return "nothing"
+
+
 LayerGroup = Annotated[
-    Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState],
+    Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState, GatedDeltaNetState,
+          MlpOnly],
     Field(discriminator="kind"),
 ]
 AnyLayers = Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent,
-                  MambaState, FullAttentionMHA]
+                  MambaState, GatedDeltaNetState, MlpOnly, FullAttentionMHA]
 KINDS = {cls.model_fields["kind"].default: cls
-         for cls in (FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState)}
+         for cls in (FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState,
+                     GatedDeltaNetState, MlpOnly)}

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from kvplan.errors import NotFoundError, SpecError
 from kvplan.specs.hfcache import cached_snapshot, is_model_path, parse_repo_id
-from kvplan.specs.importer import import_model, load_config, local_checkpoint, spec_from_config
+from kvplan.specs.checkpoint import local_checkpoint
+from kvplan.specs.hfconfig import load_config
+from kvplan.specs.importer import import_model, spec_from_config
 from kvplan.specs.model import ModelSpec
 
 # A quantized repo's name -> the weights format it implies (first match wins; case-insensitive).

@@ -1,0 +1,80 @@
+"""What a checkpoint's files say about its weights: every tensor's dtype and element count from the
+safetensors headers (read without the weights), and the index's total_size."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from kvplan.errors import SpecError
+
+_ST_DTYPES = {"BF16": "bf16", "F16": "fp16", "F32": "fp32", "F8_E4M3": "fp8"}
+
+
+# bytes per element of each safetensors dtype (packed 4-bit formats are stored as U8 or I32)
+ST_WIDTHS = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
+             "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint's files say about its weights: every tensor's (dtype, element count) from
+    the safetensors headers, and the index's total_size, where either is known."""
+
+    tensors: tuple[tuple[str, int], ...] = ()
+    total_size: int | None = None
+
+    @property
+    def bytes(self) -> int | None:
+        """The weights' bytes, exactly: elements x width per tensor (else the index's total_size)."""
+        if self.tensors:
+            return sum(count * ST_WIDTHS.get(dtype, 2) for dtype, count in self.tensors)
+        return self.total_size
+
+    def params(self) -> tuple[int, str] | None:
+        """(tensor elements, the dtype holding most of them), or None without headers."""
+        if not self.tensors:
+            return None
+        by_dtype = Counter()
+        for dtype, count in self.tensors:
+            by_dtype[dtype] += count
+        return sum(by_dtype.values()), _ST_DTYPES.get(by_dtype.most_common(1)[0][0], "bf16")
+
+
+def header_tensors(header: dict) -> list[tuple[str, int]]:
+    """(dtype, element count) of every tensor a safetensors header describes."""
+    return [(t["dtype"], math.prod(t["shape"])) for name, t in header.items() if name != "__metadata__"]
+
+
+def local_checkpoint(folder: Path) -> Checkpoint:
+    """The headers of every *.safetensors file in a folder, and its index's total_size."""
+    tensors = [item for path in sorted(folder.glob("*.safetensors")) for item in header_tensors(_safetensors_header(path))]
+    return Checkpoint(tuple(tensors), index_total_size(folder / "model.safetensors.index.json"))
+
+
+def index_total_size(path: Path) -> int | None:
+    try:
+        total = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("total_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else None
+
+
+def safetensors_params(folder: Path) -> tuple[int, str] | None:
+    """(parameter count, dominant dtype) from the headers of every *.safetensors file, or None."""
+    return local_checkpoint(folder).params()
+
+
+def _safetensors_header(path: Path) -> dict:
+    try:
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > 100_000_000:
+                raise ValueError("header length is implausible")
+            return json.loads(handle.read(length))
+    except (OSError, ValueError, struct.error) as exc:
+        raise SpecError(f"{path}: not a readable safetensors file ({exc})") from None

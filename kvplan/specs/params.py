@@ -1,0 +1,79 @@
+"""Parameter counts from a config alone, when no safetensors header is at hand: embeddings,
+attention (or latents, or linear attention), MLP or experts, norms. Biases, position tables and
+quantization scales are not counted: an estimate, and every spec built from one says so."""
+
+from __future__ import annotations
+
+from kvplan.errors import SpecError
+from kvplan.specs.hfconfig import Config
+
+
+def _mlp_params(h: int, inter: int, gated: bool) -> int:
+    return (3 if gated else 2) * h * inter
+
+
+def _attn_params(c: Config, group: dict, h: int) -> int:
+    if group["kind"] == "mla":
+        heads, rope, nope, v = group["num_heads"], group["qk_rope_head_dim"], group["qk_nope_head_dim"], group["v_head_dim"]
+        q_rank, kv_rank = c.get("q_lora_rank"), group["kv_lora_rank"]
+        q = h * q_rank + q_rank + q_rank * heads * (nope + rope) if q_rank else h * heads * (nope + rope)
+        return q + h * (kv_rank + rope) + kv_rank + kv_rank * heads * (nope + v) + heads * v * h
+    heads = c.int("num_attention_heads", "n_head")
+    qo = 2 * h * heads * group["head_dim"]
+    kv = 2 * h * group["num_kv_heads"] * group["head_dim"]
+    return qo + kv
+
+
+def estimate_params(c: Config, groups: list[dict]) -> int:
+    """Total parameters from the architecture: embeddings, attention, MLP or experts, norms.
+
+    Biases, position tables and quantization scales are not counted: an estimate, said so.
+    """
+    if any(g["kind"] == "mamba" for g in groups):
+        raise SpecError(f"{c.where}: cannot count a Mamba hybrid's parameters from its config alone; "
+                        "pass the model folder with its *.safetensors files")
+    h, vocab = c.int("hidden_size"), c.int("vocab_size")
+    n = sum(g["count"] for g in groups)
+    attention = sum(g["count"] * _attn_params(c, g, h) for g in groups)
+    inter = c.int("intermediate_size", "ffn_dim", default=4 * h)
+    moe = moe_block(c)
+    if moe is None:
+        mlp = n * _mlp_params(h, inter, gated=c.get("model_type") not in ("opt", "falcon"))
+    else:
+        moe_layers = _moe_layer_count(c, n)
+        per_layer = (moe["num_experts"] + moe["shared_experts"]) * _mlp_params(h, moe["expert_intermediate_size"], True)
+        mlp = (n - moe_layers) * _mlp_params(h, inter, True) + moe_layers * (per_layer + h * moe["num_experts"])
+    embeddings = vocab * h * (1 if c.get("tie_word_embeddings", default=False) else 2)
+    return embeddings + attention + mlp + (2 * n + 1) * h
+
+
+def _moe_layer_count(c: Config, n: int) -> int:
+    """Layers whose MLP is a mixture of experts, by each family's key."""
+    if c.get("model_type") == "jamba":
+        period, offset = c.int("expert_layer_period", default=1), c.int("expert_layer_offset", default=0)
+        return sum(1 for i in range(n) if i % period == offset)
+    if c.get("first_k_dense_replace") is not None:  # DeepSeek
+        return n - c.int("first_k_dense_replace")
+    if c.get("mlp_only_layers"):  # Qwen MoE
+        return n - len(c.get("mlp_only_layers"))
+    return n // c.int("interleave_moe_layer_step", "decoder_sparse_step", default=1)
+
+
+def inactive_expert_params(c: Config, n: int) -> int:
+    """Parameters of the routed experts a token does not use: total - active."""
+    moe = moe_block(c)
+    if moe is None:
+        return 0
+    expert = _mlp_params(c.int("hidden_size"), moe["expert_intermediate_size"], True)
+    return _moe_layer_count(c, n) * (moe["num_experts"] - moe["experts_per_token"]) * expert
+
+
+def moe_block(c: Config) -> dict | None:
+    experts = c.get("num_local_experts", "n_routed_experts", "num_experts")
+    if not experts:
+        return None
+    top_k = c.int("num_experts_per_tok", "experts_per_token", "num_experts_per_token")
+    size = c.int("moe_intermediate_size", "intermediate_size")
+    shared = c.get("n_shared_experts", default=0) or (1 if c.get("model_type", "") .startswith("llama4") else 0)
+    return {"num_experts": experts, "experts_per_token": top_k, "shared_experts": shared,
+            "expert_intermediate_size": size}
