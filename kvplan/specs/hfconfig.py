@@ -8,11 +8,13 @@ import json
 from pathlib import Path
 
 from kvplan.errors import SpecError
+from kvplan.specs.defaults import with_class_defaults
 from kvplan.specs.yamlio import read_text
 
 SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma",
              "gemma2", "gemma3", "gemma3_text", "deepseek_v2", "deepseek_v3", "phi3", "falcon",
-             "opt", "gpt_oss", "jamba", "llama4", "llama4_text")
+             "opt", "gpt_oss", "jamba", "llama4", "llama4_text", "qwen3_next", "nemotron_h", "granite",
+             "olmo2", "cohere", "cohere2", "glm4_moe", "ministral", "mistral3", "qwen2_5_vl", "qwen2_vl")
 
 
 def config_path(path: Path) -> Path:
@@ -32,27 +34,23 @@ def load_config(config: Path) -> dict:
     return data
 
 
-# What transformers' config classes assume when a published config.json leaves a key out.
-_FAMILY_DEFAULTS = {
-    "gemma": {"tie_word_embeddings": True},
-    "gemma2": {"tie_word_embeddings": True},
-    "gemma3_text": {"tie_word_embeddings": True, "vocab_size": 262_208,
-                    "max_position_embeddings": 131_072, "sliding_window_pattern": 6},
-    "falcon": {"tie_word_embeddings": True, "max_position_embeddings": 2048},
-    "opt": {"tie_word_embeddings": True},
-}
+# Where a multimodal config keeps its language model, and the text model_type a wrapper implies
+# when the nested config does not say.
+NESTED = ("text_config", "llm_config", "language_config")
+TEXT_TYPES = {"gemma3": "gemma3_text", "llama4": "llama4_text", "mistral3": "mistral", "qwen2_5_vl": "qwen2",
+              "qwen2_vl": "qwen2", "mllama": "llama"}
 
 
 def text_config(cfg: dict) -> dict:
-    """Multimodal configs (Gemma-3, Llama-4) nest the language model under text_config; keys the
-    file leaves out take their config class's defaults."""
-    text = cfg.get("text_config")
-    merged = {**cfg, **text} if isinstance(text, dict) else dict(cfg)
-    for family in (cfg.get("model_type"), merged.get("model_type")):
-        for key, value in _FAMILY_DEFAULTS.get(family, {}).items():
-            if merged.get(key) is None:
-                merged[key] = value
-    return merged
+    """The language model's config, with every key its class defaults where the file leaves it out.
+
+    Multimodal configs (Gemma-3, Llama-4, Mistral-3, Qwen-VL, InternVL) nest it under text_config or
+    llm_config; the KV cache is the language model's, the other towers count only as weights."""
+    nested = next((cfg[key] for key in NESTED if isinstance(cfg.get(key), dict)), None)
+    if nested is None:
+        return with_class_defaults(cfg, cfg.get("model_type"))
+    text_type = nested.get("model_type") or TEXT_TYPES.get(cfg.get("model_type"), cfg.get("model_type"))
+    return {**cfg, **with_class_defaults(nested, text_type), "model_type": text_type}
 
 
 def _get(cfg: dict, *keys: str, default=None):
@@ -85,7 +83,7 @@ def _attention(c: Config, kind: str, count: int, **extra) -> dict:
     heads = c.int("num_attention_heads", "n_head")
     kv = 1 if c.get("multi_query") and not c.get("new_decoder_architecture") else \
         c.int("num_key_value_heads", "num_kv_heads", default=heads)
-    head_dim = c.get("head_dim") or c.int("hidden_size", "d_model") // heads
+    head_dim = c.get("head_dim", "attention_head_dim") or c.int("hidden_size", "d_model") // heads
     return {"kind": kind, "count": count, "num_kv_heads": kv, "head_dim": head_dim, **extra}
 
 
@@ -101,10 +99,10 @@ def _local_flags(c: Config, n: int) -> list[bool] | None:
     model_type = c.get("model_type")
     if model_type == "gemma2":  # even layers local (transformers' Gemma2 convention)
         return [i % 2 == 0 for i in range(n)]
-    if model_type in ("gemma3", "gemma3_text"):
-        period = c.int("sliding_window_pattern", default=6)
+    if model_type in ("gemma3", "gemma3_text", "cohere2"):  # every period-th layer global
+        period = c.int("sliding_window_pattern", default=6 if model_type != "cohere2" else 4)
         return [(i + 1) % period != 0 for i in range(n)]
-    if model_type in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe"):
+    if model_type in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen2_5_vl", "qwen2_vl"):
         if not c.get("use_sliding_window"):
             return None
         return [i >= c.int("max_window_layers", default=0) for i in range(n)]
@@ -124,6 +122,10 @@ def layer_groups(c: Config) -> list[dict]:
         return [_attention(c, "full", attn),
                 {"kind": "mamba", "count": mamba, "d_inner": c.int("mamba_expand") * c.int("hidden_size"),
                  "d_state": c.int("mamba_d_state"), "d_conv": c.int("mamba_d_conv")}]
+    if model_type == "qwen3_next":
+        return _qwen3_next(c, n)
+    if model_type == "nemotron_h":
+        return _nemotron_h(c, n)
     if model_type in ("llama4", "llama4_text") and c.get("attention_chunk_size"):
         rope = c.get("no_rope_layers") or [int((i + 1) % 4 != 0) for i in range(n)]
         chunked, full = _split([bool(x) for x in rope])
@@ -135,3 +137,29 @@ def layer_groups(c: Config) -> list[dict]:
     windowed, full = _split(local)
     groups = [_attention(c, "sliding", windowed, window=c.int("sliding_window")), _attention(c, "full", full)]
     return [g for g in groups if g["count"]]
+
+
+def _qwen3_next(c: Config, n: int) -> list[dict]:
+    """Gated DeltaNet layers with a full-attention layer every full_attention_interval (default 4)."""
+    types = c.get("layer_types")
+    if not isinstance(types, list):
+        interval = c.int("full_attention_interval", default=4)
+        types = ["full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(n)]
+    full, linear = _split([t == "full_attention" for t in types])
+    gdn = {"kind": "gdn", "count": linear, "num_k_heads": c.int("linear_num_key_heads"),
+           "num_v_heads": c.int("linear_num_value_heads"), "head_k_dim": c.int("linear_key_head_dim"),
+           "head_v_dim": c.int("linear_value_head_dim"), "conv_kernel": c.int("linear_conv_kernel_dim", default=4)}
+    return [g for g in (_attention(c, "full", full), gdn) if g["count"]]
+
+
+def _nemotron_h(c: Config, n: int) -> list[dict]:
+    """hybrid_override_pattern, one character a layer: M Mamba-2, * attention, - (or E) an MLP block."""
+    pattern = c.get("hybrid_override_pattern")
+    if not isinstance(pattern, str) or len(pattern) != n or set(pattern) - set("M*-E"):
+        raise SpecError(f"{c.where}: hybrid_override_pattern must be {n} characters of M, *, - or E")
+    heads, head_dim = c.int("mamba_num_heads"), c.int("mamba_head_dim")
+    mamba = {"kind": "mamba", "count": pattern.count("M"), "d_inner": heads * head_dim,
+             "d_state": c.int("ssm_state_size"), "d_conv": c.int("conv_kernel", default=4),
+             "n_groups": c.int("n_groups", default=1), "num_heads": heads}
+    return [g for g in (mamba, _attention(c, "full", pattern.count("*")),
+                        {"kind": "mlp", "count": pattern.count("-") + pattern.count("E")}) if g["count"]]

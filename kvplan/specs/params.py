@@ -12,14 +12,43 @@ def _mlp_params(h: int, inter: int, gated: bool) -> int:
     return (3 if gated else 2) * h * inter
 
 
+def _gdn_params(group: dict, h: int) -> int:
+    """Gated DeltaNet: in_proj_qkvz, in_proj_ba, the causal conv, dt_bias and A_log, the gated norm,
+    out_proj (transformers' Qwen3NextGatedDeltaNet)."""
+    key, value = group["num_k_heads"] * group["head_k_dim"], group["num_v_heads"] * group["head_v_dim"]
+    conv = (2 * key + value) * group["conv_kernel"]
+    return h * (2 * key + 2 * value) + h * 2 * group["num_v_heads"] + conv + 2 * group["num_v_heads"] \
+        + group["head_v_dim"] + value * h
+
+
+def _mamba2_params(group: dict, h: int) -> int:
+    """Mamba-2 mixer: in_proj (x, z, B, C, dt), the conv with its bias, dt_bias, A_log and D, the
+    gated norm, out_proj."""
+    inner, state, heads, groups = group["d_inner"], group["d_state"], group["num_heads"], group["n_groups"]
+    conv_dim = inner + 2 * groups * state
+    return h * (2 * inner + 2 * groups * state + heads) + conv_dim * (group["d_conv"] + 1) + 3 * heads + inner + inner * h
+
+
+def _nemotron_h_params(c: Config, groups: list[dict]) -> int:
+    """Nemotron-H: each layer is one block (Mamba-2, attention or a non-gated relu2 MLP) and one norm."""
+    h, vocab = c.int("hidden_size"), c.int("vocab_size")
+    per_kind = {"mamba": lambda g: _mamba2_params(g, h), "full": lambda g: _attn_params(c, g, h),
+                "mlp": lambda g: _mlp_params(h, c.int("intermediate_size"), gated=False)}
+    blocks = sum(g["count"] * (per_kind[g["kind"]](g) + h) for g in groups)
+    return vocab * h * (1 if c.get("tie_word_embeddings", default=False) else 2) + blocks + h
+
+
 def _attn_params(c: Config, group: dict, h: int) -> int:
+    if group["kind"] == "gdn":
+        return _gdn_params(group, h)
     if group["kind"] == "mla":
         heads, rope, nope, v = group["num_heads"], group["qk_rope_head_dim"], group["qk_nope_head_dim"], group["v_head_dim"]
         q_rank, kv_rank = c.get("q_lora_rank"), group["kv_lora_rank"]
         q = h * q_rank + q_rank + q_rank * heads * (nope + rope) if q_rank else h * heads * (nope + rope)
         return q + h * (kv_rank + rope) + kv_rank + kv_rank * heads * (nope + v) + heads * v * h
     heads = c.int("num_attention_heads", "n_head")
-    qo = 2 * h * heads * group["head_dim"]
+    gate = 2 if c.get("model_type") == "qwen3_next" else 1  # a gated attention output: q_proj twice as wide
+    qo = (1 + gate) * h * heads * group["head_dim"]
     kv = 2 * h * group["num_kv_heads"] * group["head_dim"]
     return qo + kv
 
@@ -29,6 +58,8 @@ def estimate_params(c: Config, groups: list[dict]) -> int:
 
     Biases, position tables and quantization scales are not counted: an estimate, said so.
     """
+    if c.get("model_type") == "nemotron_h":
+        return _nemotron_h_params(c, groups)
     if any(g["kind"] == "mamba" for g in groups):
         raise SpecError(f"{c.where}: cannot count a Mamba hybrid's parameters from its config alone; "
                         "pass the model folder with its *.safetensors files")
@@ -74,6 +105,7 @@ def moe_block(c: Config) -> dict | None:
         return None
     top_k = c.int("num_experts_per_tok", "experts_per_token", "num_experts_per_token")
     size = c.int("moe_intermediate_size", "intermediate_size")
-    shared = c.get("n_shared_experts", default=0) or (1 if c.get("model_type", "") .startswith("llama4") else 0)
+    one_shared = c.get("model_type", "").startswith("llama4") or c.get("shared_expert_intermediate_size")
+    shared = c.get("n_shared_experts", default=0) or (1 if one_shared else 0)
     return {"num_experts": experts, "experts_per_token": top_k, "shared_experts": shared,
             "expert_intermediate_size": size}
