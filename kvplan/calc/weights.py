@@ -36,6 +36,8 @@ WEIGHT_FORMATS = {
     # AWQ/GPTQ: 4-bit weights, one fp16 scale and one 4-bit zero point per group of 128 weights.
     "int4": WeightFormat("int4", 4 + (16 + 4) / 128, "int4 (AWQ/GPTQ): group 128, fp16 scale + "
                                                       "4-bit zero per group = 4.156 bits/weight"),
+    # mxfp4 (OCP microscaling, gpt-oss): 4-bit e2m1 values, one 8-bit e8m0 scale per 32.
+    "mxfp4": WeightFormat("mxfp4", 4 + 8 / 32, "mxfp4: one e8m0 scale per 32 values = 4.25 bits/weight"),
     # bitsandbytes NF4 with double quantization: 8-bit absmax per 64 weights, fp32 per 256 absmax.
     "nf4": WeightFormat("nf4", 4 + 8 / 64 + 32 / (64 * 256), "nf4 (bitsandbytes, double quant): "
                                                               "4.127 bits/weight"),
@@ -57,7 +59,11 @@ def embedding_params(model: ModelSpec) -> int:
 def weights_bytes(model: ModelSpec, weights_dtype: str = "auto") -> tuple[int, str]:
     """(bytes for the whole model, how they were counted)."""
     if weights_dtype == "auto" and model.quantization and not model.checkpoint_bytes:
-        total, how = weights_bytes(model, model.quantization)
+        fmt = weight_format(model.quantization)
+        if model.quantization_bits:
+            fmt = WeightFormat(fmt.name, model.quantization_bits, f"{model.quantization_bits:.3f} bits/weight "
+                               "from the checkpoint's quantization_config")
+        total, how = quantized_bytes(model, fmt)
         return total, f"{how}; {model.quantization}: the checkpoint's format"
     if weights_dtype == "auto":
         if model.checkpoint_bytes:
@@ -68,6 +74,11 @@ def weights_bytes(model: ModelSpec, weights_dtype: str = "auto") -> tuple[int, s
     if not fmt.quantized:
         per = int(fmt.bits_per_weight) // 8
         return model.params_total * per, f"{model.params_total:,} params x {per} B ({fmt.name})"
+    return quantized_bytes(model, fmt)
+
+
+def quantized_bytes(model: ModelSpec, fmt: WeightFormat) -> tuple[int, str]:
+    """Linear layers in the format, embeddings and LM head in 16 bits."""
     embed = min(embedding_params(model), model.params_total)
     linear = model.params_total - embed
     total = ceil_div(int(linear * fmt.bits_per_weight * 1024), 8 * 1024) + 2 * embed

@@ -19,6 +19,7 @@ from kvplan.specs.checkpoint import Checkpoint, local_checkpoint
 from kvplan.specs.hfconfig import SUPPORTED, Config, config_path, layer_groups, load_config, text_config
 from kvplan.specs.model import ModelSpec
 from kvplan.specs.params import estimate_params, inactive_expert_params, moe_block
+from kvplan.specs.quantization import read_quantization
 
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "float8_e4m3fn": "fp8"}
 
@@ -63,6 +64,12 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
                         "experts its config describes; check that every *.safetensors shard is there")
     if active is not None:
         notes.append(f"params_active {active:,} = total less the routed experts a token does not use")
+    try:
+        quant = read_quantization(raw.get("quantization_config") or c.get("quantization_config"))
+    except SpecError as err:
+        raise SpecError(f"{where}: {err}") from None
+    if quant is not None:
+        notes.append(f"weights quantized: {quant.description}, {quant.bits_per_weight:.3f} bits/weight")
     spec_name = _slug(slug or model_type or "model")
     fields = {
         "name": spec_name, "display_name": display or spec_name,
@@ -75,6 +82,7 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
         "max_context": c.int("max_position_embeddings", "n_ctx", "max_seq_len"),
         "tie_word_embeddings": bool(c.get("tie_word_embeddings", default=False)),
         "moe": moe, "layers": groups, "checkpoint_bytes": checkpoint.bytes,
+        "quantization": quant.format if quant else None, "quantization_bits": quant.bits_per_weight if quant else None,
         "params_source": "; ".join(notes), "notes": "imported by kvplan import",
     }
     try:

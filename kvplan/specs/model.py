@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from kvplan.specs.base import NAME_PATTERN, Frozen
 from kvplan.specs.layers import LayerGroup
@@ -52,7 +52,10 @@ class ModelSpec(Frozen):
     notes: str | None = None
     # The checkpoint's weights format when it is quantized (weights follow it when --weights-dtype is
     # auto); None: the weights are stored in `dtype`.
-    quantization: Literal["fp8", "int8", "int4", "nf4"] | None = None
+    quantization: Literal["fp8", "int8", "int4", "nf4", "mxfp4"] | None = None
+    # Bits each quantized weight takes with its scales and zero points, where the checkpoint's
+    # quantization_config says (group size, zero points); None: the format's usual figure.
+    quantization_bits: PositiveFloat | None = None
     # Where this spec came from (the database file, a local path, the Hugging Face cache or Hub with
     # the revision sha, or a name it was inferred from): set by kvplan when it resolves a model.
     origin: str | None = None

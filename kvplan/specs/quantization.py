@@ -1,0 +1,92 @@
+"""A checkpoint's weights format from its config's quantization_config: the format, and the bits
+each quantized weight takes with its share of scales and zero points.
+
+    fp8 (per-tensor, per-channel or 128x128 blocks)   8 bits (scales: under 0.01 bit a weight)
+    compressed-tensors                                 its weights' num_bits and group_size:
+        w8a8 / int8, fp8-dynamic (float, 8 bits)       8 bits
+        w4a16 (pack-quantized, symmetric)              4 + 16 / group  (one fp16 scale a group)
+    AWQ, GPTQ 4-bit (asymmetric)                       4 + (16 + 4) / group  (fp16 scale, 4-bit zero)
+    GPTQ 8-bit                                         8 + (16 + 8) / group
+    bitsandbytes load_in_8bit                          8 bits (LLM.int8, per-row scales)
+    bitsandbytes load_in_4bit, nf4 or fp4              4 + 8 / 64 + 32 / (64 x 256) with double quant
+    mxfp4 (gpt-oss)                                    4 + 8 / 32  (one e8m0 scale per 32 values)
+
+Exact bytes come from the safetensors headers where they are read; these are for a config alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvplan.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Quantization:
+    format: str  # fp8, int8, int4, nf4, mxfp4: what kvplan.calc.weights knows
+    bits_per_weight: float
+    description: str
+
+
+def _int(qc: dict, key: str, default: int) -> int:
+    value = qc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(f"quantization_config.{key} must be a positive whole number, not {value!r}")
+    return value
+
+
+def _compressed_tensors(qc: dict) -> Quantization:
+    groups = [g for g in (qc.get("config_groups") or {}).values() if isinstance(g, dict)]
+    weights = next((g.get("weights") for g in groups if isinstance(g.get("weights"), dict)), None)
+    if weights is None:
+        raise SpecError("compressed-tensors quantization_config has no config_groups.*.weights to read")
+    bits, kind = _int(weights, "num_bits", 8), weights.get("type", "int")
+    if kind == "float" and bits == 8:
+        return Quantization("fp8", 8, "compressed-tensors fp8 weights")
+    if bits == 8:
+        return Quantization("int8", 8, "compressed-tensors int8 weights (w8a8), per-channel scales")
+    if bits == 4:
+        group = _int(weights, "group_size", 128) if weights.get("group_size") else 128
+        return Quantization("int4", 4 + 16 / group, f"compressed-tensors w4a16, group {group}, fp16 scale")
+    raise SpecError(f"compressed-tensors weights of {bits} bits ({kind}) are not a format kvplan knows")
+
+
+def _gptq_awq(qc: dict, method: str) -> Quantization:
+    bits, group = _int(qc, "bits", 4), qc.get("group_size", 128)
+    group = group if isinstance(group, int) and group > 0 else 128  # -1: one group per column
+    fmt = {4: "int4", 8: "int8"}.get(bits)
+    if fmt is None:
+        raise SpecError(f"{method} with {bits}-bit weights is not a format kvplan knows (4 or 8)")
+    return Quantization(fmt, bits + (16 + bits) / group, f"{method.upper()} {bits}-bit, group {group}, "
+                                                         f"fp16 scale + {bits}-bit zero per group")
+
+
+def _bitsandbytes(qc: dict) -> Quantization:
+    if qc.get("load_in_8bit"):
+        return Quantization("int8", 8, "bitsandbytes LLM.int8")
+    kind = qc.get("bnb_4bit_quant_type", "nf4")
+    double = 32 / (64 * 256) if qc.get("bnb_4bit_use_double_quant", True) else 0
+    return Quantization("nf4", 4 + 8 / 64 + double, f"bitsandbytes {kind}, blocks of 64")
+
+
+def read_quantization(qc: object) -> Quantization | None:
+    """The weights format a quantization_config describes; None for none; one SpecError for a
+    method kvplan cannot size."""
+    if not qc:
+        return None
+    if not isinstance(qc, dict):
+        raise SpecError(f"quantization_config must be an object, not {type(qc).__name__}")
+    method = str(qc.get("quant_method", "")).lower()
+    if method in ("fp8", "fbgemm_fp8"):
+        blocks = qc.get("weight_block_size")
+        return Quantization("fp8", 8, "fp8 e4m3" + (f", scales per {blocks[0]}x{blocks[1]} block" if blocks else ""))
+    if method == "compressed-tensors":
+        return _compressed_tensors(qc)
+    if method in ("gptq", "awq"):
+        return _gptq_awq(qc, method)
+    if method == "bitsandbytes":
+        return _bitsandbytes(qc)
+    if method == "mxfp4":
+        return Quantization("mxfp4", 4 + 8 / 32, "mxfp4: 4-bit values, one e8m0 scale per 32")
+    raise SpecError(f"quantization method '{method}' is not one kvplan can size (fp8, compressed-tensors, "
+                    "gptq, awq, bitsandbytes, mxfp4); pass --weights-gib, or the folder with its *.safetensors")

@@ -1,0 +1,89 @@
+"""Quantized checkpoints: the weights format and its bits per weight from quantization_config
+(group sizes, scales, zero points derived by hand), and exact bytes from safetensors headers."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import pytest
+
+from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.errors import SpecError
+from kvplan.specs.importer import import_model
+from kvplan.specs.quantization import read_quantization
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hf_configs"
+LLAMA31_8B = json.loads((FIXTURES / "llama3.1-8b" / "config.json").read_text())
+
+
+@pytest.mark.parametrize("qc, fmt, bits", [
+    ({"quant_method": "awq", "bits": 4, "group_size": 128}, "int4", 4 + (16 + 4) / 128),  # 4.15625
+    ({"quant_method": "gptq", "bits": 4, "group_size": 32}, "int4", 4 + (16 + 4) / 32),  # 4.625
+    ({"quant_method": "gptq", "bits": 8, "group_size": 128}, "int8", 8 + (16 + 8) / 128),  # 8.1875
+    ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+        "weights": {"num_bits": 4, "type": "int", "group_size": 128, "symmetric": True}}}}, "int4", 4 + 16 / 128),
+    ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+        "weights": {"num_bits": 8, "type": "int", "strategy": "channel"}}}}, "int8", 8),
+    ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+        "weights": {"num_bits": 8, "type": "float"}}}}, "fp8", 8),
+    ({"quant_method": "fp8", "weight_block_size": [128, 128]}, "fp8", 8),
+    ({"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}, "nf4",
+     4 + 8 / 64 + 32 / (64 * 256)),  # 4.126953125 with double quantization
+    ({"quant_method": "bitsandbytes", "load_in_8bit": True}, "int8", 8),
+    ({"quant_method": "mxfp4"}, "mxfp4", 4 + 8 / 32),  # 4.25
+])
+def test_formats_and_bits_per_weight(qc, fmt, bits):
+    q = read_quantization(qc)
+    assert (q.format, q.bits_per_weight) == (fmt, bits)
+
+
+def test_no_quantization_config_is_none():
+    assert read_quantization(None) is None and read_quantization({}) is None
+
+
+def write_config(tmp_path: Path, config: dict) -> Path:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return tmp_path
+
+
+def test_an_unknown_method_is_one_error_naming_the_file(tmp_path):
+    folder = write_config(tmp_path, {**LLAMA31_8B, "quantization_config": {"quant_method": "hqq"}})
+    with pytest.raises(SpecError, match=r"config.json: quantization method 'hqq' is not one kvplan can size"):
+        import_model(folder)
+
+
+def test_awq_weights_from_the_config_alone(tmp_path):
+    folder = write_config(tmp_path, {**LLAMA31_8B, "quantization_config": {"quant_method": "awq", "bits": 4,
+                                                                           "group_size": 128}})
+    spec = import_model(folder).spec
+    assert (spec.quantization, spec.quantization_bits) == ("int4", 4.15625)
+    budget = memory_budget(spec, None, BudgetInputs(gpu_mem_bytes=80 * 2**30))
+    # params 8,030,261,248; embeddings + LM head 2 x 128,256 x 4,096 = 1,050,673,152 stay 16-bit;
+    # linear 8,030,261,248 - 1,050,673,152 = 6,979,588,096 at 4.15625 bits, rounded up to whole bytes
+    assert budget.weights_bytes == math.ceil(6_979_588_096 * 4.15625 / 8) + 2 * 1_050_673_152
+
+
+def safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> None:
+    header = {name: {"dtype": dtype, "shape": shape, "data_offsets": [0, 0]} for name, (dtype, shape) in tensors.items()}
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+
+
+def test_packed_int4_bytes_are_exact_from_the_headers(tmp_path):
+    folder = write_config(tmp_path, {**LLAMA31_8B, "quantization_config": {"quant_method": "gptq", "bits": 4,
+                                                                           "group_size": 128}})
+    # one GPTQ linear of 4,096 x 14,336: qweight packs 8 values per int32, scales fp16 and qzeros
+    # int32 per group of 128 input rows; the embeddings in bf16
+    safetensors(folder / "model.safetensors", {
+        "model.layers.0.mlp.up_proj.qweight": ("I32", [4096 // 8, 14336]),
+        "model.layers.0.mlp.up_proj.scales": ("F16", [4096 // 128, 14336]),
+        "model.layers.0.mlp.up_proj.qzeros": ("I32", [4096 // 128, 14336 // 8]),
+        "model.embed_tokens.weight": ("BF16", [128256, 4096])})
+    spec = import_model(folder).spec
+    # 512 x 14,336 x 4 + 32 x 14,336 x 2 + 32 x 1,792 x 4 + 128,256 x 4,096 x 2
+    assert spec.checkpoint_bytes == 29_360_128 + 917_504 + 229_376 + 1_050_673_152
+    budget = memory_budget(spec, None, BudgetInputs(gpu_mem_bytes=80 * 2**30))
+    assert budget.weights_bytes == spec.checkpoint_bytes  # the headers win over the format's estimate
