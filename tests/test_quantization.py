@@ -87,3 +87,33 @@ def test_packed_int4_bytes_are_exact_from_the_headers(tmp_path):
     assert spec.checkpoint_bytes == 29_360_128 + 917_504 + 229_376 + 1_050_673_152
     budget = memory_budget(spec, None, BudgetInputs(gpu_mem_bytes=80 * 2**30))
     assert budget.weights_bytes == spec.checkpoint_bytes  # the headers win over the format's estimate
+
+
+# --- the towers that run on images: memory, not work per token ------------------------------------------
+
+@pytest.mark.parametrize("fixture, published, tolerance", [
+    # Gemma-3-27B: full checkpoint 27,432,406,640 less the text-only count 27,009,346,304 (spec notes)
+    ("gemma3-27b", 27_432_406_640 - 27_009_346_304, 0.01),
+    # Qwen2.5-VL-7B: 8,292,166,656 published in all, less Qwen2.5-7B's language model 7,615,616,512
+    ("qwen2.5-vl-7b", 8_292_166_656 - 7_615_616_512, 0.01),
+    # Llama-4-Scout: vision encoder, adapter and projector 871,932,416 (spec notes); pixel shuffle
+    # and the adapter MLP are not in the ViT formula, hence the looser bound
+    ("llama4-scout", 871_932_416, 0.10),
+])
+def test_vision_tower_estimated_from_its_config(fixture, published, tolerance):
+    spec = import_model(FIXTURES / fixture).spec
+    assert abs(spec.tower_params - published) / published < tolerance
+    if spec.params_active:  # MoE: the active count leaves the towers out
+        assert spec.params_active < spec.params_total - spec.tower_params
+    assert spec.params_per_token == spec.params_active or spec.params_total - spec.tower_params
+
+
+def test_vision_tower_counted_by_tensor_name(tmp_path):
+    folder = write_config(tmp_path, {**LLAMA31_8B})
+    safetensors(folder / "model.safetensors", {
+        "model.embed_tokens.weight": ("BF16", [128256, 4096]),
+        "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight": ("BF16", [4304, 1152]),
+        "multi_modal_projector.linear.weight": ("BF16", [4096, 1152])})
+    spec = import_model(folder).spec
+    assert spec.tower_params == 4304 * 1152 + 4096 * 1152  # 4,958,208 + 4,718,592
+    assert spec.params_total == 128256 * 4096 + spec.tower_params

@@ -269,7 +269,8 @@ def _weights(model: ModelSpec, inputs: BudgetInputs) -> Term:
     total, how = weights_bytes(model, inputs.weights_dtype)
     split = inputs.tp * inputs.pp
     dtype = inputs.weights_dtype if inputs.weights_dtype != "auto" else f"checkpoint, {model.quantization or model.dtype}"
-    source = f"{model.params_total / 1e9:,.1f}B params ({dtype})" + (f" / {split} GPUs" if split > 1 else "")
+    towers = f", vision tower {model.tower_params / 1e9:,.2f}B" if model.tower_params else ""
+    source = f"{model.params_total / 1e9:,.1f}B params ({dtype}{towers})" + (f" / {split} GPUs" if split > 1 else "")
     return Term(weights_per_gpu(total, inputs.tp, inputs.pp), source, how + (f", / {split}" if split > 1 else ""))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from collections import Counter
 from dataclasses import dataclass
@@ -13,6 +14,9 @@ from pathlib import Path
 from kvplan.errors import SpecError
 
 _ST_DTYPES = {"BF16": "bf16", "F16": "fp16", "F32": "fp32", "F8_E4M3": "fp8"}
+# Tensor names of the towers that run on images or audio, not on every token (transformers' names).
+TOWER = re.compile(r"(^|\.)(vision_tower|vision_model|visual|vision_encoder|audio_tower|audio_model|"
+                   r"multi_modal_projector|mm_projector|vision_projector)\.")
 
 
 # bytes per element of each safetensors dtype (packed 4-bit formats are stored as U8 or I32)
@@ -22,17 +26,23 @@ ST_WIDTHS = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """What a checkpoint's files say about its weights: every tensor's (dtype, element count) from
-    the safetensors headers, and the index's total_size, where either is known."""
+    """What a checkpoint's files say about its weights: every tensor's (name, dtype, element count)
+    from the safetensors headers, and the index's total_size, where either is known."""
 
-    tensors: tuple[tuple[str, int], ...] = ()
+    tensors: tuple[tuple[str, str, int], ...] = ()
     total_size: int | None = None
+
+    def tower_params(self) -> int | None:
+        """Elements of the vision / audio towers and their projectors, told apart by tensor name."""
+        if not self.tensors:
+            return None
+        return sum(count for name, _, count in self.tensors if TOWER.search(name))
 
     @property
     def bytes(self) -> int | None:
         """The weights' bytes, exactly: elements x width per tensor (else the index's total_size)."""
         if self.tensors:
-            return sum(count * ST_WIDTHS.get(dtype, 2) for dtype, count in self.tensors)
+            return sum(count * ST_WIDTHS.get(dtype, 2) for _, dtype, count in self.tensors)
         return self.total_size
 
     def params(self) -> tuple[int, str] | None:
@@ -40,14 +50,14 @@ class Checkpoint:
         if not self.tensors:
             return None
         by_dtype = Counter()
-        for dtype, count in self.tensors:
+        for _, dtype, count in self.tensors:
             by_dtype[dtype] += count
         return sum(by_dtype.values()), _ST_DTYPES.get(by_dtype.most_common(1)[0][0], "bf16")
 
 
-def header_tensors(header: dict) -> list[tuple[str, int]]:
-    """(dtype, element count) of every tensor a safetensors header describes."""
-    return [(t["dtype"], math.prod(t["shape"])) for name, t in header.items() if name != "__metadata__"]
+def header_tensors(header: dict) -> list[tuple[str, str, int]]:
+    """(name, dtype, element count) of every tensor a safetensors header describes."""
+    return [(name, t["dtype"], math.prod(t["shape"])) for name, t in header.items() if name != "__metadata__"]
 
 
 def local_checkpoint(folder: Path) -> Checkpoint:

@@ -28,7 +28,7 @@ def fetch_config(ref: RepoRef) -> tuple[dict, str, Path]:
 
 
 def fetch_checkpoint(ref: RepoRef, sha: str) -> Checkpoint:
-    """Every tensor's dtype and element count from the repo's safetensors headers (none: empty)."""
+    """Every tensor's name, dtype and element count from the repo's safetensors headers (none: empty)."""
     hub = _client()
     try:
         meta = hub.get_safetensors_metadata(ref.repo, revision=sha)
@@ -39,8 +39,8 @@ def fetch_checkpoint(ref: RepoRef, sha: str) -> Checkpoint:
                         "point at a local folder, or give the weights with --weights-gib") from None
     except Exception as exc:
         raise _error(ref, exc) from None
-    tensors = tuple((info.dtype, info.parameter_count) for file in meta.files_metadata.values()
-                    for info in file.tensors.values())
+    tensors = tuple((name, info.dtype, info.parameter_count) for file in meta.files_metadata.values()
+                    for name, info in file.tensors.items())
     return Checkpoint(tensors, (meta.metadata or {}).get("total_size"))
 
 

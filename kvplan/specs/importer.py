@@ -18,7 +18,7 @@ from kvplan.errors import SpecError
 from kvplan.specs.checkpoint import Checkpoint, local_checkpoint
 from kvplan.specs.hfconfig import SUPPORTED, Config, config_path, layer_groups, load_config, text_config
 from kvplan.specs.model import ModelSpec
-from kvplan.specs.params import estimate_params, inactive_expert_params, moe_block
+from kvplan.specs.params import estimate_params, inactive_expert_params, moe_block, tower_params
 from kvplan.specs.quantization import read_quantization
 
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "float8_e4m3fn": "fp8"}
@@ -57,13 +57,24 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
                         "(see `kvplan show llama3-8b`)")
     groups = layer_groups(c)
     total, st_dtype, notes = _params_total(c, groups, checkpoint)
+    towers = checkpoint.tower_params()
+    if towers is None:  # no headers: the vision tower from its vision_config, added to the estimate
+        towers = tower_params(raw.get("vision_config"), c.int("hidden_size"))
+        if towers:
+            notes[0] = (f"params_total {total + towers:,} estimated from the architecture: language model "
+                        f"{total:,} + vision tower {towers:,} (no *.safetensors found; biases and extra tensors "
+                        "not counted)")
+        total += towers
+    elif towers:
+        notes.append(f"of which the vision / audio towers {towers:,} (by tensor name)")
     moe = moe_block(c)
-    active = total - inactive_expert_params(c, sum(g["count"] for g in groups)) if moe else None
+    active = total - (towers or 0) - inactive_expert_params(c, sum(g["count"] for g in groups)) if moe else None
     if active is not None and active <= 0:
         raise SpecError(f"{where}: the checkpoint holds {total:,} parameters, fewer than the "
                         "experts its config describes; check that every *.safetensors shard is there")
     if active is not None:
-        notes.append(f"params_active {active:,} = total less the routed experts a token does not use")
+        notes.append(f"params_active {active:,} = total less the routed experts a token does not use"
+                     + (" and the towers" if towers else ""))
     try:
         quant = read_quantization(raw.get("quantization_config") or c.get("quantization_config"))
     except SpecError as err:
@@ -82,7 +93,7 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
         "max_context": c.int("max_position_embeddings", "n_ctx", "max_seq_len"),
         "tie_word_embeddings": bool(c.get("tie_word_embeddings", default=False)),
         "moe": moe, "layers": groups, "checkpoint_bytes": checkpoint.bytes,
-        "quantization": quant.format if quant else None, "quantization_bits": quant.bits_per_weight if quant else None,
+        "tower_params": towers or None, "quantization": quant.format if quant else None, "quantization_bits": quant.bits_per_weight if quant else None,
         "params_source": "; ".join(notes), "notes": "imported by kvplan import",
     }
     try:

@@ -44,6 +44,9 @@ class ModelSpec(Frozen):
     params_active: PositiveInt | None = None
     params_source: str | None = None
     checkpoint_bytes: PositiveInt | None = None
+    # Parameters of the towers that run on images or audio (vision encoder, projector), included in
+    # params_total: memory, but no work per text token.
+    tower_params: PositiveInt | None = None
     dtype: WeightDtype
     max_context: PositiveInt
     tie_word_embeddings: bool = False
@@ -82,5 +85,6 @@ class ModelSpec(Frozen):
 
     @property
     def params_per_token(self) -> int:
-        """Parameters that do work for each token: the active ones for MoE."""
-        return self.params_active or self.params_total
+        """Parameters that do work for each text token: params_active for MoE (which leaves the towers
+        out), else the total less the towers."""
+        return self.params_active or self.params_total - (self.tower_params or 0)

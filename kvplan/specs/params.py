@@ -109,3 +109,26 @@ def moe_block(c: Config) -> dict | None:
     shared = c.get("n_shared_experts", default=0) or (1 if one_shared else 0)
     return {"num_experts": experts, "experts_per_token": top_k, "shared_experts": shared,
             "expert_intermediate_size": size}
+
+
+def tower_params(vision: object, text_hidden: int) -> int:
+    """A vision tower's parameters from its vision_config (ViT blocks: q/k/v/o, the MLP, two norms;
+    patch and position embeddings; a projector to the language model's width). An estimate, within
+    a few percent for SigLIP, Llama-4's and Qwen-VL's towers; 0 without a vision_config."""
+    if not isinstance(vision, dict):
+        return 0
+    get = lambda *keys, default=0: next((vision[k] for k in keys if isinstance(vision.get(k), int)), default)  # noqa: E731
+    h, depth = get("hidden_size", "embed_dim", "width"), get("num_hidden_layers", "depth")
+    if not h or not depth:
+        return 0
+    inter = get("intermediate_size", default=4 * h)
+    gated = str(vision.get("hidden_act", "")).lower() in ("silu", "swiglu")
+    blocks = depth * (4 * h * h + (3 if gated else 2) * h * inter + 4 * h)
+    patch = get("patch_size", "spatial_patch_size", default=14)
+    patches = get("num_channels", "in_chans", "in_channels", default=3) * patch * patch * get("temporal_patch_size", default=1) * h
+    image = get("image_size")
+    positions = (image // patch) ** 2 * h if image else 0
+    merge = get("spatial_merge_size", default=1) ** 2  # Qwen-VL merges 2 x 2 patches before projecting
+    out = get("out_hidden_size", default=text_hidden)
+    projector = (h * merge) ** 2 + h * merge * out if merge > 1 else h * out
+    return blocks + patches + positions + projector
