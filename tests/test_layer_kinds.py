@@ -125,3 +125,13 @@ def test_kv_size_refuses_a_tp_that_splits_no_state():
     spec = import_model(FIXTURES / "qwen3-next-80b-a3b").spec
     with pytest.raises((SpecError, InputError)):
         kv_size(spec, 1024, tp=32)
+
+
+def test_a_deepseek_v32_config_gets_its_indexer(tmp_path):
+    import json
+
+    config = json.loads((FIXTURES / "deepseek-v3" / "config.json").read_text())
+    config.update(model_type="deepseek_v32", architectures=["DeepseekV32ForCausalLM"])  # index_* from the class
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (mla,) = import_model(tmp_path).spec.layers
+    assert mla.index_head_dim == 128 and mla.fixed_bytes_per_token() == 132

@@ -12,7 +12,7 @@ from kvplan.specs.defaults import with_class_defaults
 from kvplan.specs.yamlio import read_text
 
 SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma",
-             "gemma2", "gemma3", "gemma3_text", "deepseek_v2", "deepseek_v3", "phi3", "falcon",
+             "gemma2", "gemma3", "gemma3_text", "deepseek_v2", "deepseek_v3", "deepseek_v32", "phi3", "falcon",
              "opt", "gpt_oss", "jamba", "llama4", "llama4_text", "qwen3_next", "nemotron_h", "granite",
              "olmo2", "cohere", "cohere2", "glm4_moe", "ministral", "mistral3", "qwen2_5_vl", "qwen2_vl")
 
@@ -112,10 +112,11 @@ def _local_flags(c: Config, n: int) -> list[bool] | None:
 def layer_groups(c: Config) -> list[dict]:
     n = c.int("num_hidden_layers", "n_layer", "num_layers")
     model_type = c.get("model_type")
-    if model_type in ("deepseek_v2", "deepseek_v3"):
+    if model_type in ("deepseek_v2", "deepseek_v3", "deepseek_v32"):
+        indexer = {"index_head_dim": c.int("index_head_dim")} if c.get("index_head_dim") else {}
         return [{"kind": "mla", "count": n, "kv_lora_rank": c.int("kv_lora_rank"),
                  "qk_rope_head_dim": c.int("qk_rope_head_dim"), "num_heads": c.int("num_attention_heads"),
-                 "qk_nope_head_dim": c.int("qk_nope_head_dim"), "v_head_dim": c.int("v_head_dim")}]
+                 "qk_nope_head_dim": c.int("qk_nope_head_dim"), "v_head_dim": c.int("v_head_dim"), **indexer}]
     if model_type == "jamba":
         period, offset = c.int("attn_layer_period"), c.int("attn_layer_offset")
         attn, mamba = _split([i % period == offset for i in range(n)])

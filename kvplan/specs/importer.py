@@ -52,8 +52,8 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
     c = Config(text_config(raw), where)
     model_type = raw.get("model_type")
     if model_type not in SUPPORTED:
-        raise SpecError(f"{where}: architecture '{model_type}' is not one kvplan can describe "
-                        f"(supported: {', '.join(SUPPORTED)}); write the spec YAML by hand "
+        raise SpecError(f"{where}: architecture '{model_type}' is not one kvplan can describe (it reads "
+                        f"{len(SUPPORTED)} model_types, listed in docs/database.md); write its spec YAML by hand "
                         "(see `kvplan show llama3-8b`)")
     groups = layer_groups(c)
     total, st_dtype, notes = _params_total(c, groups, checkpoint)
