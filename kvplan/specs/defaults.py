@@ -94,6 +94,7 @@ CLASS_DEFAULTS: dict[str, dict] = {
 # DeepSeek-V3.2: V3's shapes, a longer default context, and the sparse-attention indexer's keys
 CLASS_DEFAULTS["deepseek_v32"] = {**CLASS_DEFAULTS["deepseek_v3"], "max_position_embeddings": 163840,
                                   "index_head_dim": 128, "index_n_heads": 64, "index_topk": 2048}
+CLASS_DEFAULTS["kimi_k2"] = CLASS_DEFAULTS["deepseek_v3"]  # Kimi-K2 ships DeepSeek-V3's architecture
 CLASS_DEFAULTS["gemma3"] = CLASS_DEFAULTS["gemma3_text"]  # a gemma3 config's text_config is gemma3_text
 CLASS_DEFAULTS["llama4"] = CLASS_DEFAULTS["llama4_text"]
 

@@ -14,7 +14,10 @@ from kvplan.specs.yamlio import read_text
 SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma",
              "gemma2", "gemma3", "gemma3_text", "deepseek_v2", "deepseek_v3", "deepseek_v32", "phi3", "falcon",
              "opt", "gpt_oss", "jamba", "llama4", "llama4_text", "qwen3_next", "nemotron_h", "granite",
-             "olmo2", "cohere", "cohere2", "glm4_moe", "ministral", "mistral3", "qwen2_5_vl", "qwen2_vl")
+             "olmo2", "cohere", "cohere2", "glm4_moe", "ministral", "mistral3", "qwen2_5_vl", "qwen2_vl",
+             "kimi_k2", "glm4_moe_lite", "ministral3", "exaone4", "qwen3_vl", "qwen3_vl_moe")
+# Families that cache an MLA latent (DeepSeek's architecture, and the models built on it)
+MLA_TYPES = ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "glm4_moe_lite")
 
 
 def config_path(path: Path) -> Path:
@@ -38,7 +41,7 @@ def load_config(config: Path) -> dict:
 # when the nested config does not say.
 NESTED = ("text_config", "llm_config", "language_config")
 TEXT_TYPES = {"gemma3": "gemma3_text", "llama4": "llama4_text", "mistral3": "mistral", "qwen2_5_vl": "qwen2",
-              "qwen2_vl": "qwen2", "mllama": "llama"}
+              "qwen2_vl": "qwen2", "mllama": "llama", "qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe"}
 
 
 def text_config(cfg: dict) -> dict:
@@ -112,7 +115,7 @@ def _local_flags(c: Config, n: int) -> list[bool] | None:
 def layer_groups(c: Config) -> list[dict]:
     n = c.int("num_hidden_layers", "n_layer", "num_layers")
     model_type = c.get("model_type")
-    if model_type in ("deepseek_v2", "deepseek_v3", "deepseek_v32"):
+    if model_type in MLA_TYPES:
         indexer = {"index_head_dim": c.int("index_head_dim")} if c.get("index_head_dim") else {}
         return [{"kind": "mla", "count": n, "kv_lora_rank": c.int("kv_lora_rank"),
                  "qk_rope_head_dim": c.int("qk_rope_head_dim"), "num_heads": c.int("num_attention_heads"),
@@ -136,7 +139,8 @@ def layer_groups(c: Config) -> list[dict]:
     if local is None or not any(local):
         return [_attention(c, "full", n)]
     windowed, full = _split(local)
-    groups = [_attention(c, "sliding", windowed, window=c.int("sliding_window")), _attention(c, "full", full)]
+    sinks = {"sinks": True} if model_type == "gpt_oss" else {}  # learned per-head sink logits
+    groups = [_attention(c, "sliding", windowed, window=c.int("sliding_window"), **sinks), _attention(c, "full", full)]
     return [g for g in groups if g["count"]]
 
 

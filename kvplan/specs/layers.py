@@ -89,10 +89,12 @@ class FullAttention(_EveryToken, _AttentionLayers):
 
 
 class SlidingWindowAttention(_AttentionLayers):
-    """Sliding-window attention: a layer never holds more than its window."""
+    """Sliding-window attention: a layer never holds more than its window. Attention sinks (gpt-oss:
+    a learned logit per head that takes softmax mass) are weights, not cache: they add no byte."""
 
     kind: Literal["sliding"] = "sliding"
     window: PositiveInt
+    sinks: bool = False
 
     def cached_tokens(self, ctx: int) -> int:
         return min(ctx, self.window)
@@ -102,7 +104,7 @@ class SlidingWindowAttention(_AttentionLayers):
         return w * (w + 1) // 2 + (ctx - w) * self.window
 
     def describe(self) -> str:
-        return f"{super().describe()}, window {self.window:,}"
+        return f"{super().describe()}, window {self.window:,}" + (" + sinks" if self.sinks else "")
 
     def held_formula(self, ctx: int) -> str:
         return f"min(ctx {ctx:,}, window {self.window:,})"
