@@ -14,6 +14,15 @@ from kvplan.units import GIB, fmt_binary, fmt_bytes
 NOTE = "GiB = 2^30 B, GB = 10^9 B."
 
 
+def footer(console: Console, steps, origin: str | None) -> None:
+    """What batch and fit end with: the derivation when asked, where the model came from, the units."""
+    if steps:
+        console.print(explain_table(steps))
+    if origin:
+        console.print(origin_line(origin))
+    console.print(f"[dim]{NOTE}[/]")
+
+
 def _gib(n: int) -> str:
     return f"{n / GIB:,.2f} GiB"
 
@@ -88,11 +97,7 @@ def render_batch(console: Console, r: BatchResult, explain: bool = False) -> Non
     if r.roofline:
         for line in roofline_lines(r.roofline):
             console.print(line)
-    if explain:
-        console.print(explain_table(b.explain))
-    if r.model_origin:
-        console.print(origin_line(r.model_origin))
-    console.print(f"[dim]{NOTE}[/]")
+    footer(console, b.explain if explain else (), r.model_origin)
 
 
 def render_overview(console: Console, r: Overview) -> None:
@@ -141,11 +146,7 @@ def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
         for k in r.knobs:
             table.add_row(k.change, k.flags, _gib(k.kv_pool_bytes), f"{k.concurrency:,}", "yes" if k.fits else "no")
         console.print(table)
-    if explain:
-        console.print(explain_table(b.explain))
-    if r.model_origin:
-        console.print(origin_line(r.model_origin))
-    console.print(f"[dim]{NOTE}[/]")
+    footer(console, b.explain if explain else (), r.model_origin)
 
 
 def render_plan(console: Console, r: PlanResult, explain: bool = False) -> None:
