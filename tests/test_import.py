@@ -17,8 +17,9 @@ from kvplan.specs.importer import import_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf_configs"
 # Architectures kvplan cannot describe yet are refused by name, never guessed: Falcon-H1 runs attention
-# and Mamba-2 in parallel in every layer, MiniMax-M1 mixes lightning (linear) attention with softmax.
-REFUSED = {"falcon-h1-0.5b": "falcon_h1", "minimax-m1": "minimax_m1"}
+# and Mamba-2 in parallel in every layer, MiniMax-M1 mixes lightning (linear) attention with softmax,
+# Nemotron-Super (NAS) gives every layer its own head count and MLP width, or none.
+REFUSED = {"falcon-h1-0.5b": "falcon_h1", "minimax-m1": "minimax_m1", "llama-3.3-nemotron-super-49b": "nemotron-nas"}
 CONFIGS = sorted(p.name for p in FIXTURES.iterdir() if (p / "config.json").is_file() and p.name not in REFUSED)
 
 

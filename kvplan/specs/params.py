@@ -72,8 +72,11 @@ def estimate_params(c: Config, groups: list[dict]) -> int:
         mlp = n * _mlp_params(h, inter, gated=c.get("model_type") not in ("opt", "falcon"))
     else:
         moe_layers = _moe_layer_count(c, n)
-        per_layer = (moe["num_experts"] + moe["shared_experts"]) * _mlp_params(h, moe["expert_intermediate_size"], True)
-        mlp = (n - moe_layers) * _mlp_params(h, inter, True) + moe_layers * (per_layer + h * moe["num_experts"])
+        routed = moe["num_experts"] * _mlp_params(h, moe["expert_intermediate_size"], True)
+        shared_size = c.get("shared_expert_intermediate_size")  # Qwen MoE: one wider shared expert, gated
+        shared = (_mlp_params(h, shared_size, True) + h if shared_size
+                  else moe["shared_experts"] * _mlp_params(h, moe["expert_intermediate_size"], True))
+        mlp = (n - moe_layers) * _mlp_params(h, inter, True) + moe_layers * (routed + shared + h * moe["num_experts"])
     embeddings = vocab * h * (1 if c.get("tie_word_embeddings", default=False) else 2)
     return embeddings + attention + mlp + (2 * n + 1) * h
 
