@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from kvplan.calc.budget import BudgetInputs, activation_estimate, memory_budget
 from kvplan.calc.capacity import Workload, batch_capacity, doubling_capacity, max_context, overview
 from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
-from kvplan.calc.plan import fit, plan
+from kvplan.calc.fit import fit
+from kvplan.calc.plan import plan
 from kvplan.calc.weights import weights_bytes
 from kvplan.cli import main
 from kvplan.errors import InputError
@@ -242,8 +243,13 @@ def test_plan_fleet_and_infeasible(catalog):
     assert fp8.gpus <= bf16.gpus
     for d in r.best:
         assert d.concurrency_per_replica * d.replicas >= 1000 and d.gpus == d.replicas * d.tp * d.pp
-    tiny = plan(catalog.model("llama3.1-405b"), catalog.gpu("t4"), 1, 4096, gpus_per_node=1)
-    assert tiny.best == () and "no TP <= 1" in tiny.infeasible[0]
+    # one GPU per node, so no TP: a T4 (16 GiB) holds 405B only spread over enough pipeline stages
+    deep = plan(catalog.model("llama3.1-405b"), catalog.gpu("t4"), 1, 4096, gpus_per_node=1)
+    assert deep.best[0].tp == 1 and deep.best[0].pp > 16  # beyond the old search's PP 1, 2, 4, 8, 16
+    # 1 GiB a GPU cannot hold one of its 126 layers (about 3.2 GB of weights each): infeasible at any PP
+    tiny = plan(catalog.model("llama3.1-405b"), catalog.gpu("t4"), 1, 4096, inputs=BudgetInputs(gpu_mem_bytes=GIB),
+                gpus_per_node=1)
+    assert tiny.best == () and "no TP <= 1 x PP <= 126" in tiny.infeasible[0]
 
 
 def test_overview_lists_every_model(catalog):
@@ -340,14 +346,15 @@ BUDGET_KEYS = {
 
 @pytest.mark.parametrize("argv, keys", [
     (["batch", "llama3-8b", "--gpu", "h100"],
-     {"model", "model_origin", "gpu", "in_tokens", "out_tokens", "avg_tokens", "peak_tokens", "max_len", "budget", "strategies",
+     {"model", "model_origin", "start", "gpu", "in_tokens", "out_tokens", "avg_tokens", "peak_tokens", "max_len", "budget", "strategies",
       "max_concurrency_at_max_len", "roofline", "max_ctx_for_batch", "max_ctx_batch", "realistic_kv_pool_bytes",
       "realistic_paged"}),
     (["fit", "llama3-8b", "--gpu", "h100"],
-     {"model", "model_origin", "gpu", "ctx_tokens", "budget", "bytes_per_request", "concurrency", "kv_used_bytes", "free_bytes",
-      "fits", "verdict", "knobs"}),
+     {"model", "model_origin", "gpu", "ctx_tokens", "max_len", "target_concurrency", "budget", "bytes_per_request",
+      "concurrency", "kv_used_bytes", "free_bytes", "start", "fits", "verdict", "knobs", "command"}),
     (["plan", "llama3-8b", "--gpu", "h100"],
-     {"model", "model_origin", "gpu", "concurrency", "ctx_tokens", "gpus_per_node", "best", "candidates", "infeasible", "explain"}),
+     {"model", "model_origin", "gpu", "concurrency", "ctx_tokens", "max_len", "gpus_per_node", "cross_node_tp", "searched",
+      "best", "runners_up", "candidates", "infeasible", "explain"}),
 ])
 def test_json_schemas_are_stable(capsys, argv, keys):
     assert main([*argv, "--json"]) == 0

@@ -81,8 +81,8 @@ def test_vllm_command_line():
     fields, ignored = parse_vllm("vllm serve meta-llama/Llama-3.1-70B --tensor-parallel-size 4 --max-model-len=32768 "
                                  "--gpu-memory-utilization 0.9 --kv-cache-dtype fp8_e4m3 --max-num-seqs 256 "
                                  "--enable-chunked-prefill --swap-space 4 --quantization awq")
-    assert fields == {"model": "meta-llama/Llama-3.1-70B", "tp": 4, "ctx": 32768, "util": 0.9, "kv_dtype": "fp8",
-                      "max_num_seqs": 256, "weights_dtype": "int4"}
+    assert fields == {"model": "meta-llama/Llama-3.1-70B", "tp": 4, "max_model_len": 32768, "util": 0.9,
+                      "kv_dtype": "fp8", "max_num_seqs": 256, "weights_dtype": "int4"}
     assert ignored == ["--enable-chunked-prefill", "--swap-space"]
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
-from kvplan.calc.kv import MAX_CTX_TOKENS, paged_request_bytes, request_bytes, resolve_kv_format
+from kvplan.calc.kv import paged_request_bytes, request_bytes, resolve_kv_format
 from kvplan.calc.roofline import decode_roofline
+from kvplan.calc.startup import max_context, startup
 from kvplan.errors import InputError, KvplanError
 from kvplan.results.capacity import BatchResult, MemoryBudget, Overview, OverviewRow, StrategyRow
 from kvplan.specs.gpu import GpuSpec
@@ -75,21 +76,6 @@ def strategy_rows(model: ModelSpec, budget: MemoryBudget, fmt: KvFormat, workloa
     )
 
 
-def max_context(model: ModelSpec, fmt: KvFormat, budget: MemoryBudget, batch: int) -> int:
-    """The longest context at which `batch` requests still fit the pool, paged (0: not even 1 token)."""
-    fits = lambda ctx: batch * paged_request_bytes(model, ctx, fmt, budget.tp, budget.block_size,  # noqa: E731
-                                                   budget.pp) <= budget.kv_pool_bytes
-    if not fits(1):
-        return 0
-    lo, hi = 1, MAX_CTX_TOKENS
-    if fits(hi):
-        return hi
-    while hi - lo > 1:  # fits(lo) and not fits(hi)
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo
-
-
 def batch_capacity(model: ModelSpec, gpu: GpuSpec, workload: Workload, inputs: BudgetInputs = BudgetInputs(),
                    *, batch: int | None = None, max_ctx_batch: int | None = None,
                    peak_tflops: float | None = None, hbm_gbps: float | None = None) -> BatchResult:
@@ -115,6 +101,7 @@ def batch_capacity(model: ModelSpec, gpu: GpuSpec, workload: Workload, inputs: B
         model=model.name, gpu=gpu.name, in_tokens=workload.in_tokens, out_tokens=workload.out_tokens,
         avg_tokens=workload.avg_tokens, peak_tokens=workload.peak_tokens, max_len=max_len, budget=budget,
         strategies=rows, max_concurrency_at_max_len=usable_pool / per_max_len if per_max_len else 0.0,
+        start=startup(model, budget, max_len),
         roofline=roof,
         max_ctx_for_batch=max_context(model, fmt, budget, max_ctx_batch) if max_ctx_batch else None,
         max_ctx_batch=max_ctx_batch,

@@ -15,17 +15,20 @@ from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.frag import make_strategy, simulate, summarize
 from kvplan.calc.kv import paged_request_bytes, request_bytes, resolve_kv_format
 from kvplan.errors import KvplanError
+from kvplan.calc.startup import startup
+from kvplan.results.capacity import StartCheck
 from kvplan.results.check import Outcome, ScenarioResult
 from kvplan.specs.checkfile import Scenario
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
 from kvplan.specs.workloads import generate
-from kvplan.units import GIB
+from kvplan.units import GIB, fmt_binary
 
 
 @dataclass(frozen=True)
 class Measured:
     fits: bool
+    start: StartCheck
     concurrency: int
     kv_tokens: int
     kv_gib_per_request: float
@@ -42,9 +45,12 @@ def measure(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> Measured:
     per_request = paged_request_bytes(model, s.peak_tokens, fmt, s.tp, budget.block_size, s.pp)
     pool = max(budget.kv_pool_bytes, 0)
     concurrency = pool // per_request if per_request else 0
-    at_max = paged_request_bytes(model, s.ctx or model.max_context, fmt, s.tp, budget.block_size, s.pp)
+    at_max = paged_request_bytes(model, s.max_model_len or s.ctx or model.max_context, fmt, s.tp, budget.block_size,
+                                 s.pp)
+    start = startup(model, budget, s.max_model_len or model.max_context)
     return Measured(
-        fits=budget.weights_fit and concurrency >= 1, concurrency=concurrency, kv_tokens=budget.token_capacity,
+        fits=budget.weights_fit and concurrency >= 1 and start.starts, start=start, concurrency=concurrency,
+        kv_tokens=budget.token_capacity,
         kv_gib_per_request=request_bytes(model, s.peak_tokens, fmt) / GIB, gpus=s.tp * s.pp * s.replicas,
         weights_fraction=budget.weights_bytes / budget.total_bytes, max_len_concurrency=pool // at_max if at_max else 0)
 
@@ -70,6 +76,10 @@ def _outcomes(model: ModelSpec, gpu: GpuSpec, s: Scenario, m: Measured) -> list[
     def add(name: str, expected: str, actual: str, passed: bool) -> None:
         out.append(Outcome(expectation=name, expected=expected, actual=actual, passed=passed))
 
+    if not m.start.starts:  # checked for every scenario: nothing else holds if the engine will not start
+        add("starts", f"max_model_len {m.start.max_model_len:,}",
+            f"needs {fmt_binary(m.start.needed_bytes)}, pool {fmt_binary(m.start.kv_pool_bytes)}", False)
+
     if e.fits is not None:
         add("fits", str(e.fits).lower(), str(m.fits).lower(), m.fits == e.fits)
     if e.min_concurrency is not None:
@@ -89,14 +99,18 @@ def _outcomes(model: ModelSpec, gpu: GpuSpec, s: Scenario, m: Measured) -> list[
         add("min_paged_utilization", f">= {e.min_paged_utilization:g}", f"{util:.3f}", util >= e.min_paged_utilization)
     if e.no_preemption:
         seqs = s.max_num_seqs or 256  # vLLM's default max_num_seqs on most GPUs
-        add("no_preemption", f"{seqs:,} requests of {s.ctx or model.max_context:,} tokens fit",
+        add("no_preemption", f"{seqs:,} requests of {s.max_model_len or s.ctx or model.max_context:,} tokens fit",
             f"{m.max_len_concurrency:,} fit", m.max_len_concurrency >= seqs)
     return out
 
 
 def _suggest(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> str | None:
     """The first single change (in this order) after which every expectation passes."""
-    changes = [("kv_dtype: fp8", dict(kv_dtype="fp8"))] if s.kv_dtype not in ("fp8", "int4") else []
+    changes = []
+    start = measure(model, gpu, s).start
+    if not start.starts and start.largest_max_model_len >= s.peak_tokens:
+        changes.append((f"max_model_len: {start.largest_max_model_len}", dict(max_model_len=start.largest_max_model_len)))
+    changes += [("kv_dtype: fp8", dict(kv_dtype="fp8"))] if s.kv_dtype not in ("fp8", "int4") else []
     changes += [(f"tp: {tp}", dict(tp=tp)) for tp in (2, 4, 8) if tp > s.tp]
     changes += [(f"weights_dtype: {d}", dict(weights_dtype=d)) for d in ("fp8", "int4") if s.weights_dtype != d]
     for label, update in changes:

@@ -119,13 +119,19 @@ OverheadGibOpt = Annotated[Optional[float], typer.Option(
     rich_help_panel=BUDGET)]
 BlockOpt = Annotated[Optional[int], typer.Option(
     "--block-size", help="Tokens per KV page (default: the engine's).", rich_help_panel=BUDGET)]
+MaxLenOpt = Annotated[Optional[str], typer.Option(
+    "--max-len", metavar="TOKENS", help="The engine's max_model_len (vLLM refuses to start when one request of it "
+    "does not fit). Default: the model's max context.", rich_help_panel=BUDGET)]
+MaxSeqsOpt = Annotated[Optional[int], typer.Option(
+    "--max-num-seqs", help="The engine's cap on concurrent requests (default: vLLM's for the GPU).",
+    rich_help_panel=BUDGET)]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)]
 
 
 def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: str, util: Optional[float],
                   gpu_mem: Optional[float], weights_gib: Optional[float], activation_gib: Optional[float],
-                  overhead_gib: Optional[float], block_size: Optional[int]):
+                  overhead_gib: Optional[float], block_size: Optional[int], max_num_seqs: Optional[int] = None):
     from kvplan.calc.budget import BudgetInputs
     from kvplan.units import GIB
 
@@ -133,4 +139,4 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
     return BudgetInputs(engine=engine, tp=tp, pp=pp, kv_dtype=kv_dtype, weights_dtype=weights_dtype, util=util,
                         gpu_mem_bytes=to_bytes(gpu_mem), weights_bytes=to_bytes(weights_gib),
                         activation_bytes=to_bytes(activation_gib), overhead_bytes=to_bytes(overhead_gib),
-                        block_size=block_size)
+                        block_size=block_size, max_num_seqs=max_num_seqs)

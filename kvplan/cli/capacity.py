@@ -18,6 +18,8 @@ from kvplan.cli.app import (
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
+    MaxLenOpt,
+    MaxSeqsOpt,
     OfflineOpt,
     OverheadGibOpt,
     PpOpt,
@@ -87,25 +89,29 @@ def fit(
     model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
     gpu: GpuOpt = ...,
     ctx: Annotated[str, typer.Option("--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
+    target: Annotated[int, typer.Option("--concurrency", "-n", help="Concurrent requests to serve.")] = 1,
+    max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None,
     engine: EngineOpt = "vllm", tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
     weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
     weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
     overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Draw the breakdown (.png/.svg).")] = None,
-    explain: ExplainOpt = False, offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
+    explain: ExplainOpt = False, offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None,
+    debug: DebugOpt = False,
 ) -> None:
-    """The whole memory breakdown of one GPU, a verdict, and the knobs that would make it fit.
+    """The whole memory breakdown of one GPU, whether the engine starts, a verdict, and what would make it fit.
 
-    Example: kvplan fit llama3-70b --gpu h100 --ctx 8192
+    Example: kvplan fit llama3-70b --gpu h100 --ctx 8192 --tp 4 --concurrency 64
     """
-    from kvplan.calc.plan import fit as fit_
+    from kvplan.calc.fit import fit as fit_
     from kvplan.render.base import print_json
     from kvplan.render.capacity import render_fit
 
     inputs = budget_inputs(engine, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
-                           activation_gib, overhead_gib, block_size)
+                           activation_gib, overhead_gib, block_size, max_num_seqs)
     cat = catalog(specs)
-    result = fit_(cat.model(model), cat.gpu(gpu), tokens(ctx), inputs)
+    result = fit_(cat.model(model), cat.gpu(gpu), tokens(ctx), inputs, max_len=tokens(max_len) if max_len else None,
+                  target=target)
     if plot:
         from kvplan.render.plot import plot_fit
 
@@ -125,11 +131,14 @@ def plan(
         "--kv-dtype", help="KV dtypes to plan for, comma-separated: e.g. bf16,fp8.",
         rich_help_panel=BUDGET)] = "auto",
     gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", help="GPUs per node (TP stays inside one).")] = 8,
+    cross_node_tp: Annotated[bool, typer.Option("--cross-node-tp", help="Let TP span nodes (up to the heads).")] = False,
+    max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None,
     engine: EngineOpt = "vllm", weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None,
     gpu_mem: GpuMemOpt = None, overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
     explain: ExplainOpt = False, offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
-    """The smallest deployment (TP, PP, replicas, GPUs, nodes) serving N concurrent requests of CTX tokens.
+    """The smallest deployment (TP, PP, replicas, GPUs, nodes) serving N concurrent requests of CTX tokens,
+    and the engine command line that deploys it.
 
     Example: kvplan plan llama3.1-405b --gpu h100 --concurrency 512 --ctx 32k --kv-dtype bf16,fp8
     """
@@ -138,8 +147,9 @@ def plan(
     from kvplan.render.capacity import render_plan
 
     inputs = budget_inputs(engine, 1, 1, "auto", weights_dtype, util, gpu_mem, None, None, overhead_gib,
-                           block_size)
+                           block_size, max_num_seqs)
     cat = catalog(specs)
     dtypes = tuple(d.strip() for d in kv_dtypes.split(",") if d.strip())
-    result = plan_(cat.model(model), cat.gpu(gpu), concurrency, tokens(ctx), dtypes, inputs, gpus_per_node)
+    result = plan_(cat.model(model), cat.gpu(gpu), concurrency, tokens(ctx), dtypes, inputs, gpus_per_node,
+                   max_len=tokens(max_len) if max_len else None, cross_node_tp=cross_node_tp)
     print_json(console, result) if json else render_plan(console, result, explain=explain)

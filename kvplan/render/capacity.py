@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kvplan.render.base import explain_table, origin_line
-from kvplan.results.capacity import BatchResult, FitResult, MemoryBudget, Overview, PlanResult, Roofline
+from kvplan.results.capacity import BatchResult, FitResult, MemoryBudget, Overview, PlanResult, Roofline, StartCheck
 from kvplan.units import GIB, fmt_binary, fmt_bytes
 
 NOTE = "GiB = 2^30 B, GB = 10^9 B."
@@ -51,7 +51,18 @@ def _engine_lines(r: BatchResult) -> list[str]:
         f"KV pool {fmt_bytes(max(b.kv_pool_bytes, 0))}: {b.num_blocks:,} blocks of {b.block_size} tokens, "
         f"{b.token_capacity:,} tokens",
         f"Maximum concurrency for {r.max_len:,} tokens per request: {r.max_concurrency_at_max_len:,.2f}x",
+        start_line(b.engine, r.start),
     ]
+
+
+def start_line(engine: str, s: StartCheck) -> str:
+    """The verdict on whether the engine starts, with the fix when it does not."""
+    if s.starts:
+        return (f"{engine} starts: one request of max_model_len {s.max_model_len:,} needs "
+                f"{fmt_binary(s.needed_bytes)} of the {fmt_binary(s.kv_pool_bytes)} pool")
+    fix = (f"--max-len {s.largest_max_model_len} would start it (engine flag --max-model-len "
+           f"{s.largest_max_model_len})" if s.fix.startswith("--max-model-len") else s.fix)
+    return f"[bold red]{engine} will not start[/]: {s.reason}; {fix}"
 
 
 def strategies_table(r: BatchResult) -> Table:
@@ -139,6 +150,8 @@ def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
     console.print(legend)
     style = "green" if r.fits else "red"
     console.print(f"[bold {style}]{r.verdict}[/] ({fmt_binary(r.bytes_per_request)} per request)")
+    if r.start.starts:
+        console.print(start_line(b.engine, r.start))
     if r.knobs:
         table = Table(title="What would make it fit", title_justify="left", box=box.SIMPLE_HEAD)
         for name in ("Change", "Flags", "KV pool/GPU", "Requests", "Fits"):
@@ -146,24 +159,35 @@ def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
         for k in r.knobs:
             table.add_row(k.change, k.flags, _gib(k.kv_pool_bytes), f"{k.concurrency:,}", "yes" if k.fits else "no")
         console.print(table)
+    console.print(("Deploy with:" if r.fits else "The engine command for this setting:") + f"\n  {r.command}",
+                  soft_wrap=True, highlight=False, markup=False)
     footer(console, b.explain if explain else (), r.model_origin)
+
+
+def _deployments_table(title: str, rows) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("KV", "TP", "PP", "Per replica", "Replicas", "GPUs", "Nodes", "KV/request/GPU"):
+        table.add_column(name, justify="left" if name == "KV" else "right")
+    for d in rows:
+        capped = f" (cap; {d.fitting_per_replica:,} fit)" if d.concurrency_per_replica < d.fitting_per_replica else ""
+        table.add_row(d.kv_dtype, str(d.tp), str(d.pp), f"{d.concurrency_per_replica:,}{capped}", f"{d.replicas:,}",
+                      f"{d.gpus:,}", f"{d.nodes:,}", fmt_binary(d.bytes_per_request_per_gpu))
+    return table
 
 
 def render_plan(console: Console, r: PlanResult, explain: bool = False) -> None:
     console.print(f"[bold]{r.model}[/] on {r.gpu}: {r.concurrency:,} concurrent requests of {r.ctx_tokens:,} "
-                  f"tokens, {r.gpus_per_node} GPUs per node")
-    table = Table(title="Smallest deployment per KV dtype", title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("KV", "TP", "PP", "Per replica", "Replicas", "GPUs", "Nodes", "KV/request/GPU"):
-        table.add_column(name, justify="left" if name == "KV" else "right")
+                  f"tokens, max_len {r.max_len:,}, {r.gpus_per_node} GPUs per node")
+    console.print(_deployments_table("Smallest deployment per KV dtype", r.best))
+    if r.runners_up:
+        console.print(_deployments_table("Runners-up: fewer pipeline stages, more GPUs", r.runners_up))
     for d in r.best:
-        table.add_row(d.kv_dtype, str(d.tp), str(d.pp), f"{d.concurrency_per_replica:,}", f"{d.replicas:,}",
-                      f"{d.gpus:,}", f"{d.nodes:,}", fmt_binary(d.bytes_per_request_per_gpu))
-    console.print(table)
+        console.print(f"Deploy ({d.kv_dtype} KV):\n  {d.command}", soft_wrap=True, highlight=False, markup=False)
     for line in r.infeasible:
         console.print(f"[red]{line}[/]")
     if explain:
         console.print(explain_table(r.explain))
     if r.model_origin:
         console.print(origin_line(r.model_origin))
-    console.print("[dim]Pipeline stages hold ceil(layers / PP) layers each; PP adds pipeline bubbles that "
-                  "this memory plan does not price.[/]")
+    console.print(f"[dim]Searched {r.searched}. A stage holds ceil(layers / PP) of each kind; PP adds pipeline "
+                  "bubbles that this memory plan does not price.[/]")

@@ -37,6 +37,19 @@ class MemoryBudget(Result):
     explain: tuple[Step, ...]
 
 
+class StartCheck(Result):
+    """Whether the engine starts: one request of max_model_len must fit the KV pool (vLLM refuses
+    otherwise), and the longest max_model_len that would."""
+
+    starts: bool
+    max_model_len: int
+    needed_bytes: int  # one request of max_model_len, paged, on one GPU
+    kv_pool_bytes: int
+    largest_max_model_len: int  # max_model_len itself when it starts; 0: not even one token
+    reason: str  # why it does not start ("" when it does)
+    fix: str  # the flag that makes it start ("" when it does)
+
+
 class StrategyRow(Result):
     """Requests that fit under one allocation strategy, at average and at peak occupancy."""
 
@@ -83,6 +96,7 @@ class BatchResult(Result):
     budget: MemoryBudget
     strategies: tuple[StrategyRow, ...]
     max_concurrency_at_max_len: float
+    start: StartCheck
     roofline: Roofline | None
     max_ctx_for_batch: int | None = None
     max_ctx_batch: int | None = None
@@ -107,14 +121,18 @@ class FitResult(Result):
     model_origin: str | None = None  # where the model's spec came from (database, path, cache, Hub)
     gpu: str
     ctx_tokens: int
+    max_len: int
+    target_concurrency: int
     budget: MemoryBudget
     bytes_per_request: int
     concurrency: int
     kv_used_bytes: int
     free_bytes: int
+    start: StartCheck
     fits: bool
     verdict: str
     knobs: tuple[Knob, ...]
+    command: str  # the engine command line for what was checked
 
 
 class Deployment(Result):
@@ -123,12 +141,16 @@ class Deployment(Result):
     kv_dtype: str
     tp: int
     pp: int
-    concurrency_per_replica: int
+    concurrency_per_replica: int  # what fits, capped at max_num_seqs
+    fitting_per_replica: int  # what the pool holds
+    max_num_seqs: int
     replicas: int
     gpus: int
     nodes: int
     kv_pool_bytes_per_gpu: int
     bytes_per_request_per_gpu: int
+    max_len: int
+    command: str
 
 
 class PlanResult(Result):
@@ -139,8 +161,12 @@ class PlanResult(Result):
     gpu: str
     concurrency: int
     ctx_tokens: int
+    max_len: int
     gpus_per_node: int
+    cross_node_tp: bool
+    searched: str  # the space searched, in words
     best: tuple[Deployment, ...]
+    runners_up: tuple[Deployment, ...]  # fewer pipeline stages for more GPUs, per KV dtype
     candidates: tuple[Deployment, ...]
     infeasible: tuple[str, ...]
     explain: tuple[Step, ...] = ()

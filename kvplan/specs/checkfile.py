@@ -61,6 +61,7 @@ class Scenario(Strict):
     weights_dtype: str = "auto"
     block_size: PositiveInt | None = None
     ctx: PositiveInt | None = None
+    max_model_len: PositiveInt | None = None  # the engine's (default: the model's max context)
     in_tokens: PositiveInt | None = None
     out_tokens: int | None = Field(default=None, ge=0)
     max_num_seqs: PositiveInt | None = None
@@ -94,7 +95,7 @@ class CheckFile(Strict):
 _VLLM_FLAGS = {  # flag -> (scenario field, how to read the value)
     "--tensor-parallel-size": ("tp", int), "-tp": ("tp", int),
     "--pipeline-parallel-size": ("pp", int), "-pp": ("pp", int),
-    "--max-model-len": ("ctx", int), "--gpu-memory-utilization": ("util", float),
+    "--max-model-len": ("max_model_len", int), "--gpu-memory-utilization": ("util", float),
     "--kv-cache-dtype": ("kv_dtype", lambda v: "fp8" if v.startswith("fp8") else {"auto": "auto"}.get(v, v)),
     "--max-num-seqs": ("max_num_seqs", int), "--block-size": ("block_size", int),
     "--dtype": ("weights_dtype", lambda v: {"bfloat16": "bf16", "float16": "fp16", "half": "fp16",
@@ -136,6 +137,8 @@ def scenario(raw: dict, defaults: dict) -> Scenario:
     if fields.get("vllm"):
         parsed, ignored = parse_vllm(fields["vllm"])
         fields = {**defaults, **parsed, **raw, "ignored_flags": tuple(ignored)}
+        if fields.get("max_model_len") and not fields.get("ctx") and not fields.get("in_tokens"):
+            fields["ctx"] = fields["max_model_len"]  # a request of max_model_len: what the engine must hold
         # the question a vLLM command line always asks: would max_num_seqs requests at max_len preempt?
         fields["expect"] = {"no_preemption": True, **(fields.get("expect") or {})}
     return Scenario.model_validate(fields)

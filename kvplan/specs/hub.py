@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from kvplan.errors import NotFoundError, SpecError
-from kvplan.specs.hfcache import RepoRef
 from kvplan.specs.checkpoint import Checkpoint
+from kvplan.specs.hfcache import RepoRef
 
 
 def fetch_config(ref: RepoRef) -> tuple[dict, str, Path]:

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kvplan.errors import NotFoundError, SpecError
-from kvplan.specs.hfcache import cached_snapshot, is_model_path, parse_repo_id
 from kvplan.specs.checkpoint import local_checkpoint
+from kvplan.specs.hfcache import cached_snapshot, is_model_path, parse_repo_id
 from kvplan.specs.hfconfig import load_config
 from kvplan.specs.importer import import_model, spec_from_config
 from kvplan.specs.model import ModelSpec
