@@ -51,7 +51,7 @@ def layer_kv(group: AnyLayers, ctx: int, fmt: KvFormat, state_dtype: str, tp: in
     """One layer group's KV on one rank at context `ctx`. Under pipeline parallelism a GPU holds
     its stage's layers: the largest stage has ceil(count / pp) layers of each group."""
     per_token = fmt.bytes_for(group.kv_elements_per_token(tp)) + group.fixed_bytes_per_token(tp)
-    state = group.state_elements(tp) * DTYPE_BYTES[state_dtype]
+    state = group.state_bytes(tp, DTYPE_BYTES[state_dtype])
     cached = group.cached_tokens(ctx)
     per_layer = cached * per_token + state
     if state:  # a Mamba state is allocated whole, as one page

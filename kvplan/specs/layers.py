@@ -34,6 +34,9 @@ class _EveryToken:
     def state_elements(self, tp: int = 1) -> int:
         return 0
 
+    def state_bytes(self, tp: int, dtype_bytes: int) -> int:
+        return 0
+
     def fixed_bytes_per_token(self, tp: int = 1) -> int:
         return 0
 
@@ -65,6 +68,9 @@ class _AttentionLayers(Frozen):
         return 0
 
     def state_elements(self, tp: int = 1) -> int:
+        return 0
+
+    def state_bytes(self, tp: int, dtype_bytes: int) -> int:
         return 0
 
     def mha_equivalent(self, num_attention_heads: int) -> _AttentionLayers:
@@ -240,6 +246,20 @@ class _ConstantState:
     def held_formula(self, ctx: int) -> str:
         return "a constant state, whatever the context"
 
+    def state_bytes(self, tp: int, dtype_bytes: int) -> int:
+        """The state's bytes: in the model's dtype, the recurrent part in ssm_dtype where it is set
+        (vLLM's mamba_ssm_cache_dtype; Nemotron-3 keeps it in fp32)."""
+        recurrent = self.recurrent_elements(tp)
+        width = SSM_WIDTHS[self.ssm_dtype] if getattr(self, "ssm_dtype", None) else dtype_bytes
+        return (self.state_elements(tp) - recurrent) * dtype_bytes + recurrent * width
+
+    def recurrent_elements(self, tp: int = 1) -> int:
+        return 0
+
+
+SSM_WIDTHS = {"fp32": 4, "bf16": 2, "fp16": 2}
+SsmDtype = Literal["fp32", "bf16", "fp16"]
+
 
 def _split_evenly(what: str, n: int, tp: int) -> int:
     if n % tp:
@@ -264,6 +284,10 @@ class MambaState(_ConstantState, Frozen):
     d_conv: PositiveInt
     n_groups: int = Field(default=0, ge=0)
     num_heads: PositiveInt | None = None  # Mamba-2: d_inner = num_heads x head_dim
+    ssm_dtype: SsmDtype | None = None  # the ssm state's dtype when it is not the model's
+
+    def recurrent_elements(self, tp: int = 1) -> int:
+        return _split_evenly("Mamba inner size", self.d_inner, tp) * self.d_state
 
     def groups_per_rank_total(self, tp: int) -> int:
         """Groups after vLLM's replication for TP (unchanged when TP divides them)."""
@@ -305,6 +329,10 @@ class GatedDeltaNetState(_ConstantState, Frozen):
     head_k_dim: PositiveInt
     head_v_dim: PositiveInt
     conv_kernel: PositiveInt
+    ssm_dtype: SsmDtype | None = None  # the recurrent state's dtype when it is not the model's
+
+    def recurrent_elements(self, tp: int = 1) -> int:
+        return _split_evenly("linear-attention value heads", self.num_v_heads, tp) * self.head_v_dim * self.head_k_dim
 
     @property
     def conv_dim(self) -> int:
