@@ -34,6 +34,7 @@ LLAMA31_8B = json.loads((FIXTURES / "llama3.1-8b" / "config.json").read_text())
      4 + 8 / 64 + 32 / (64 * 256)),  # 4.126953125 with double quantization
     ({"quant_method": "bitsandbytes", "load_in_8bit": True}, "int8", 8),
     ({"quant_method": "mxfp4"}, "mxfp4", 4 + 8 / 32),  # 4.25
+    ({"quant_method": "modelopt", "quant_algo": "NVFP4"}, "nvfp4", 4 + 8 / 16),  # 4.5
 ])
 def test_formats_and_bits_per_weight(qc, fmt, bits):
     q = read_quantization(qc)

@@ -120,6 +120,7 @@ def test_the_database_comes_first(capsys, hf_cache):
     ("RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8", "llama3.1-8b", "int8"),
     ("neuralmagic/Meta-Llama-3.1-70B-Instruct-quantized.w4a16", "llama3.1-70b", "int4"),
     ("unsloth/Meta-Llama-3.1-8B-bnb-4bit", "llama3.1-8b", "nf4"),
+    ("nvidia/Llama-3.3-70B-Instruct-NVFP4", "llama3.3-70b", "nvfp4"),
 ])
 def test_a_quantized_name_resolves_to_its_base_with_the_format_inferred(capsys, hf_cache, name, base, fmt):
     r = run_json(capsys, "fit", name, "--gpu", "h100", "--tp", "2")

@@ -36,6 +36,8 @@ WEIGHT_FORMATS = {
     # AWQ/GPTQ: 4-bit weights, one fp16 scale and one 4-bit zero point per group of 128 weights.
     "int4": WeightFormat("int4", 4 + (16 + 4) / 128, "int4 (AWQ/GPTQ): group 128, fp16 scale + "
                                                       "4-bit zero per group = 4.156 bits/weight"),
+    # nvfp4 (NVIDIA, Blackwell): 4-bit e2m1 values, one fp8 e4m3 scale per 16 (and one fp32 per tensor).
+    "nvfp4": WeightFormat("nvfp4", 4 + 8 / 16, "nvfp4: one e4m3 scale per 16 values = 4.5 bits/weight"),
     # mxfp4 (OCP microscaling, gpt-oss): 4-bit e2m1 values, one 8-bit e8m0 scale per 32.
     "mxfp4": WeightFormat("mxfp4", 4 + 8 / 32, "mxfp4: one e8m0 scale per 32 values = 4.25 bits/weight"),
     # bitsandbytes NF4 with double quantization: 8-bit absmax per 64 weights, fp32 per 256 absmax.

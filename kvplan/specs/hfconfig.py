@@ -15,9 +15,10 @@ SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen
              "gemma2", "gemma3", "gemma3_text", "deepseek_v2", "deepseek_v3", "deepseek_v32", "phi3", "falcon",
              "opt", "gpt_oss", "jamba", "llama4", "llama4_text", "qwen3_next", "nemotron_h", "granite",
              "olmo2", "cohere", "cohere2", "glm4_moe", "ministral", "mistral3", "qwen2_5_vl", "qwen2_vl",
-             "kimi_k2", "glm4_moe_lite", "ministral3", "exaone4", "qwen3_vl", "qwen3_vl_moe")
+             "kimi_k2", "glm4_moe_lite", "ministral3", "exaone4", "qwen3_vl", "qwen3_vl_moe", "qwen3_5",
+             "qwen3_5_moe", "glm_moe_dsa", "kimi_k25", "minimax_m2", "exaone4_5", "olmo3", "mimo", "phi", "internlm2")
 # Families that cache an MLA latent (DeepSeek's architecture, and the models built on it)
-MLA_TYPES = ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "glm4_moe_lite")
+MLA_TYPES = ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "kimi_k25", "glm4_moe_lite", "glm_moe_dsa")
 
 
 def config_path(path: Path) -> Path:
@@ -41,7 +42,8 @@ def load_config(config: Path) -> dict:
 # when the nested config does not say.
 NESTED = ("text_config", "llm_config", "language_config")
 TEXT_TYPES = {"gemma3": "gemma3_text", "llama4": "llama4_text", "mistral3": "mistral", "qwen2_5_vl": "qwen2",
-              "qwen2_vl": "qwen2", "mllama": "llama", "qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe"}
+              "qwen2_vl": "qwen2", "mllama": "llama", "qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe",
+              "qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text", "exaone4_5": "exaone4_5_text"}
 
 
 def text_config(cfg: dict) -> dict:
@@ -105,15 +107,29 @@ def _local_flags(c: Config, n: int) -> list[bool] | None:
     if model_type in ("gemma3", "gemma3_text", "cohere2"):  # every period-th layer global
         period = c.int("sliding_window_pattern", default=6 if model_type != "cohere2" else 4)
         return [(i + 1) % period != 0 for i in range(n)]
-    if model_type in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen2_5_vl", "qwen2_vl"):
+    if model_type in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen2_5_vl", "qwen2_vl", "mimo"):
         if not c.get("use_sliding_window"):
             return None
         return [i >= c.int("max_window_layers", default=0) for i in range(n)]
     return [True] * n if c.get("sliding_window") else None
 
 
+BLOCK_CHARS = {"mamba": "M", "attention": "*", "full_attention": "*", "moe": "E", "mlp": "-"}
+
+
+def nemotron_pattern(c: Config) -> str | None:
+    """Nemotron-H's layer string: hybrid_override_pattern, or built from layers_block_type."""
+    blocks = c.get("layers_block_type")
+    if c.get("hybrid_override_pattern") is None and isinstance(blocks, list):
+        return "".join(BLOCK_CHARS.get(str(b), "?") for b in blocks)
+    return c.get("hybrid_override_pattern")
+
+
 def layer_groups(c: Config) -> list[dict]:
-    n = c.int("num_hidden_layers", "n_layer", "num_layers")
+    if c.get("model_type") == "nemotron_h" and c.get("num_hidden_layers") is None and nemotron_pattern(c):
+        n = len(nemotron_pattern(c))  # the class derives the count from the block list
+    else:
+        n = c.int("num_hidden_layers", "n_layer", "num_layers")
     model_type = c.get("model_type")
     if model_type in MLA_TYPES:
         indexer = {"index_head_dim": c.int("index_head_dim")} if c.get("index_head_dim") else {}
@@ -126,7 +142,7 @@ def layer_groups(c: Config) -> list[dict]:
         return [_attention(c, "full", attn),
                 {"kind": "mamba", "count": mamba, "d_inner": c.int("mamba_expand") * c.int("hidden_size"),
                  "d_state": c.int("mamba_d_state"), "d_conv": c.int("mamba_d_conv")}]
-    if model_type == "qwen3_next":
+    if model_type == "qwen3_next" or c.get("linear_num_value_heads"):  # Gated DeltaNet hybrids (Qwen3-Next, 3.5)
         return _qwen3_next(c, n)
     if model_type == "nemotron_h":
         return _nemotron_h(c, n)
@@ -159,12 +175,13 @@ def _qwen3_next(c: Config, n: int) -> list[dict]:
 
 def _nemotron_h(c: Config, n: int) -> list[dict]:
     """hybrid_override_pattern, one character a layer: M Mamba-2, * attention, - (or E) an MLP block."""
-    pattern = c.get("hybrid_override_pattern")
+    pattern = nemotron_pattern(c)
     if not isinstance(pattern, str) or len(pattern) != n or set(pattern) - set("M*-E"):
         raise SpecError(f"{c.where}: hybrid_override_pattern must be {n} characters of M, *, - or E")
     heads, head_dim = c.int("mamba_num_heads"), c.int("mamba_head_dim")
+    ssm = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(str(c.get("mamba_ssm_cache_dtype")))
     mamba = {"kind": "mamba", "count": pattern.count("M"), "d_inner": heads * head_dim,
              "d_state": c.int("ssm_state_size"), "d_conv": c.int("conv_kernel", default=4),
-             "n_groups": c.int("n_groups", default=1), "num_heads": heads}
+             "n_groups": c.int("n_groups", default=1), "num_heads": heads, **({"ssm_dtype": ssm} if ssm else {})}
     return [g for g in (mamba, _attention(c, "full", pattern.count("*")),
                         {"kind": "mlp", "count": pattern.count("-") + pattern.count("E")}) if g["count"]]

@@ -55,7 +55,7 @@ class ModelSpec(Frozen):
     notes: str | None = None
     # The checkpoint's weights format when it is quantized (weights follow it when --weights-dtype is
     # auto); None: the weights are stored in `dtype`.
-    quantization: Literal["fp8", "int8", "int4", "nf4", "mxfp4"] | None = None
+    quantization: Literal["fp8", "int8", "int4", "nf4", "mxfp4", "nvfp4"] | None = None
     # Bits each quantized weight takes with its scales and zero points, where the checkpoint's
     # quantization_config says (group size, zero points); None: the format's usual figure.
     quantization_bits: PositiveFloat | None = None

@@ -5,7 +5,7 @@ quantization scales are not counted: an estimate, and every spec built from one 
 from __future__ import annotations
 
 from kvplan.errors import SpecError
-from kvplan.specs.hfconfig import Config
+from kvplan.specs.hfconfig import Config, nemotron_pattern
 
 
 def _mlp_params(h: int, inter: int, gated: bool) -> int:
@@ -35,7 +35,26 @@ def _nemotron_h_params(c: Config, groups: list[dict]) -> int:
     per_kind = {"mamba": lambda g: _mamba2_params(g, h), "full": lambda g: _attn_params(c, g, h),
                 "mlp": lambda g: _mlp_params(h, c.int("intermediate_size"), gated=False)}
     blocks = sum(g["count"] * (per_kind[g["kind"]](g) + h) for g in groups)
+    moe = _nemotron_moe_layers(c)
+    if moe:  # 'E' blocks are mixtures of relu2 experts (Nemotron-3), counted here instead of as MLPs
+        count, per_layer = moe
+        blocks += count * (per_layer - _mlp_params(h, c.int("intermediate_size"), gated=False))
     return vocab * h * (1 if c.get("tie_word_embeddings", default=False) else 2) + blocks + h
+
+
+def _nemotron_moe_layers(c: Config) -> tuple[int, int] | None:
+    """('E' layers, parameters of one: routed experts, the shared expert, the router)."""
+    count = str(nemotron_pattern(c) or "").count("E")
+    if not count:
+        return None
+    h, experts = c.int("hidden_size"), c.int("n_routed_experts")
+    shared = c.get("moe_shared_expert_intermediate_size", default=0) or 0
+    latent = c.get("moe_latent_size")  # LatentMoE (Nemotron-3 Super): experts work in a narrower space
+    width = latent if isinstance(latent, int) and latent > 0 else h
+    projections = 2 * h * width if width != h else 0
+    per_layer = (experts * _mlp_params(width, c.int("moe_intermediate_size"), gated=False) + 2 * h * shared
+                 + h * experts + projections)
+    return count, per_layer
 
 
 def _attn_params(c: Config, group: dict, h: int) -> int:
@@ -47,7 +66,8 @@ def _attn_params(c: Config, group: dict, h: int) -> int:
         q = h * q_rank + q_rank + q_rank * heads * (nope + rope) if q_rank else h * heads * (nope + rope)
         return q + h * (kv_rank + rope) + kv_rank + kv_rank * heads * (nope + v) + heads * v * h
     heads = c.int("num_attention_heads", "n_head")
-    gate = 2 if c.get("model_type") == "qwen3_next" else 1  # a gated attention output: q_proj twice as wide
+    gated_output = c.get("model_type") == "qwen3_next" or c.get("attn_output_gate")
+    gate = 2 if gated_output else 1  # a gated attention output: q_proj twice as wide
     qo = (1 + gate) * h * heads * group["head_dim"]
     kv = 2 * h * group["num_kv_heads"] * group["head_dim"]
     return qo + kv
@@ -69,7 +89,7 @@ def estimate_params(c: Config, groups: list[dict]) -> int:
     inter = c.int("intermediate_size", "ffn_dim", default=4 * h)
     moe = moe_block(c)
     if moe is None:
-        mlp = n * _mlp_params(h, inter, gated=c.get("model_type") not in ("opt", "falcon"))
+        mlp = n * _mlp_params(h, inter, gated=c.get("model_type") not in ("opt", "falcon", "phi"))
     else:
         moe_layers = _moe_layer_count(c, n)
         routed = moe["num_experts"] * _mlp_params(h, moe["expert_intermediate_size"], True)
@@ -90,6 +110,8 @@ def _moe_layer_count(c: Config, n: int) -> int:
         return n - c.int("first_k_dense_replace")
     if c.get("mlp_only_layers"):  # Qwen MoE
         return n - len(c.get("mlp_only_layers"))
+    if c.get("model_type") == "nemotron_h":
+            return str(nemotron_pattern(c) or "").count("E")
     return n // c.int("interleave_moe_layer_step", "decoder_sparse_step", default=1)
 
 
@@ -98,7 +120,10 @@ def inactive_expert_params(c: Config, n: int) -> int:
     moe = moe_block(c)
     if moe is None:
         return 0
-    expert = _mlp_params(c.int("hidden_size"), moe["expert_intermediate_size"], True)
+    gated = c.get("model_type") != "nemotron_h"  # Nemotron-3's experts are two relu2 matrices
+    latent = c.get("moe_latent_size")
+    width = latent if isinstance(latent, int) and latent > 0 else c.int("hidden_size")
+    expert = _mlp_params(width, moe["expert_intermediate_size"], gated)
     return _moe_layer_count(c, n) * (moe["num_experts"] - moe["experts_per_token"]) * expert
 
 

@@ -10,6 +10,7 @@ each quantized weight takes with its share of scales and zero points.
     bitsandbytes load_in_8bit                          8 bits (LLM.int8, per-row scales)
     bitsandbytes load_in_4bit, nf4 or fp4              4 + 8 / 64 + 32 / (64 x 256) with double quant
     mxfp4 (gpt-oss)                                    4 + 8 / 32  (one e8m0 scale per 32 values)
+    nvfp4 (modelopt)                                   4 + 8 / 16  (one e4m3 scale per 16 values)
 
 Exact bytes come from the safetensors headers where they are read; these are for a config alone.
 """
@@ -86,6 +87,8 @@ def read_quantization(qc: object) -> Quantization | None:
         return _gptq_awq(qc, method)
     if method == "bitsandbytes":
         return _bitsandbytes(qc)
+    if method in ("modelopt", "nvfp4") and "FP4" in str(qc.get("quant_algo", "NVFP4")).upper():
+        return Quantization("nvfp4", 4 + 8 / 16, "nvfp4: 4-bit values, one e4m3 scale per 16")
     if method == "mxfp4":
         return Quantization("mxfp4", 4 + 8 / 32, "mxfp4: 4-bit values, one e8m0 scale per 32")
     raise SpecError(f"quantization method '{method}' is not one kvplan can size (fp8, compressed-tensors, "

@@ -27,12 +27,13 @@ from kvplan.specs.model import ModelSpec
 
 # A quantized repo's name -> the weights format it implies (first match wins; case-insensitive).
 NAME_FORMATS = (
+    (r"[-_.]nvfp4\b", "nvfp4"),
     (r"[-_.](?:bnb-4bit|nf4)\b", "nf4"),
     (r"[-_.](?:w4a16|awq|gptq(?:-int4)?|int4|4bit|w4a4)\b", "int4"),
     (r"[-_.](?:fp8(?:-dynamic|-static|-block)?|w8a8-fp8|fp8-w8a8)\b", "fp8"),
     (r"[-_.](?:w8a8|int8|8bit|gptq-int8)\b", "int8"),
 )
-_QUANT_TAIL = re.compile(r"([-_.](quantized|w4a16|w8a8|awq|gptq|int4|int8|4bit|8bit|bnb|nf4|fp8|dynamic|static|"
+_QUANT_TAIL = re.compile(r"([-_.](quantized|w4a16|w8a8|awq|gptq|int4|int8|4bit|8bit|bnb|nf4|nvfp4|fp8|dynamic|static|"
                          r"block|w4a4|fp8-dynamic))+$", flags=re.I)
 
 
