@@ -7,6 +7,8 @@ import json
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvplan.calc.budget import BudgetInputs
 from kvplan.calc.capacity import Workload, batch_capacity
@@ -51,9 +53,12 @@ def test_sweep_equals_single_point_calls(capsys, catalog):
 
 def test_sweep_over_tp_leaves_gaps_where_heads_forbid(capsys):
     code, out, _ = run(capsys, "sweep", "llama3-70b", "--tp", "1,2,3,4", "--sweep-tp", "--ctx", "4k", "--json")
-    values = {p["x"]: p["value"] for p in json.loads(out)["points"]}
+    points = {p["x"]: p for p in json.loads(out)["points"]}
+    values = {x: p["value"] for x, p in points.items()}
     assert code == 0 and values[3] != values[3]  # NaN: 64 heads do not split 3 ways
-    assert values[4] > values[2] > values[1] == 0  # 70B does not fit one H100
+    assert values[4] > values[2] >= 1  # requests of 4k on 2 and 4 H100s
+    assert values[1] != values[1] and not points[1]["fits"]  # 70B does not fit one H100: not shown
+    assert points[1]["why"].startswith("the engine does not start")
 
 
 def test_terminal_chart_fits_80_columns(capsys):
@@ -98,3 +103,37 @@ def test_waste_metric_equals_a_frag_run(capsys):
                          "--json")
     exact = next(r for r in json.loads(out2)["rows"] if r["strategy"] == "exact")
     assert code == code2 == 0 and value == pytest.approx(100 * (1 - exact["live_share"]))
+
+
+def test_a_batch_sweep_shows_only_what_fits(capsys):
+    """Llama-3.1-8B on an L4 at 8k: a few requests fit; the larger batches are marked, not priced."""
+    code, out, _ = run(capsys, "sweep", "llama3.1-8b", "--gpu", "l4", "--batch", "1..1024", "--ctx", "8k",
+                       "--metric", "tokens_per_s", "--json")
+    r = json.loads(out)
+    fitting = int(r["points"][0]["metrics"]["concurrency"])
+    assert code == 0 and r["ctx_tokens"] == 8192 and 1 <= fitting < 8
+    for p in r["points"]:
+        assert p["fits"] == (p["x"] <= fitting)
+        assert (p["value"] == p["value"]) == p["fits"]  # shown exactly where it fits
+
+
+def test_a_batch_sweep_names_its_context(capsys):
+    code, out, _ = run(capsys, "sweep", "llama3-8b", "--batch", "1..64")
+    assert code == 0 and "requests of 4,096 tokens" in out and "at 4,096 tokens" in out  # the default, said
+    code, _, err = run(capsys, "sweep", "llama3-8b", "--batch", "1..64", "--ctx", "1k..8k")
+    assert code == 2 and "a batch or TP sweep runs at one context" in err
+
+
+@settings(max_examples=25, deadline=None)
+@given(model=st.sampled_from(["llama3-8b", "qwen2.5-32b", "mistral-7b-v0.1", "gemma2-27b"]),
+       gpu=st.sampled_from(["l4", "h100", "a10g"]), ctx=st.integers(256, 131072), batch=st.integers(1, 2048))
+def test_every_point_shown_fits(model, gpu, ctx, batch):
+    from kvplan.calc.budget import BudgetInputs
+    from kvplan.calc.sweep import sweep
+    from kvplan.specs.catalog import load_catalog
+
+    cat = load_catalog()
+    r = sweep([("s", cat.model(model), cat.gpu(gpu), BudgetInputs())], "batch", (batch,), ctx, None, "tokens_per_s")
+    (p,) = r.points
+    if p.value == p.value:  # shown
+        assert p.fits and p.metrics["starts"] and p.metrics["concurrency"] >= batch

@@ -11,6 +11,7 @@ from dataclasses import replace
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.kv import MAX_CTX_TOKENS, paged_request_bytes, request_bytes, resolve_kv_format
 from kvplan.calc.roofline import decode_roofline
+from kvplan.calc.startup import startup
 from kvplan.errors import InputError, KvplanError
 from kvplan.results.sweep import SweepPoint, SweepResult
 from kvplan.units import GIB, parse_tokens
@@ -84,7 +85,8 @@ def point(model, gpu, ctx: int, batch: int | None, inputs: BudgetInputs, metric:
     concurrency = max(budget.kv_pool_bytes, 0) // per_request
     at = batch or concurrency
     roof = decode_roofline(model, gpu, budget, fmt, at, ctx) if at >= 1 else None
-    values = {"concurrency": concurrency, "kv_gib": request_bytes(model, ctx, fmt) / GIB,
+    values = {"concurrency": concurrency, "starts": float(startup(model, budget, ctx).starts),
+              "kv_gib": request_bytes(model, ctx, fmt) / GIB,
               "tokens_per_s": roof.tokens_per_s if roof else 0.0, "kv_pool_gib": budget.kv_pool_bytes / GIB,
               "weights_gib": budget.weights_bytes / GIB, "compute_bound_batch": roof.compute_bound_batch if roof else 0}
     if metric.startswith("waste_"):
@@ -111,11 +113,24 @@ def sweep(series: list[tuple[str, object, object, BudgetInputs]], x_axis: str, x
                 at_inputs = replace(inputs, tp=x)
             try:
                 values = point(model, gpu, at_ctx, at_batch, at_inputs, metric)
-            except KvplanError:
-                values = None  # e.g. a TP the model's heads do not allow: a gap in the line
-            points.append(SweepPoint(series=label, x=x, value=values[metric] if values else math.nan,
-                                     metrics=values or {}))
+                why = _does_not_fit(values, at_batch)
+            except KvplanError as err:
+                values, why = None, str(err).split(";")[0]  # e.g. a TP the heads do not allow: a gap
+            shown = values is not None and not why
+            points.append(SweepPoint(series=label, x=x, value=values[metric] if shown else math.nan, fits=shown,
+                                     why=why, metrics=values or {}))
         marks[label] = {"max_context": model.max_context,
                         "compute_bound_batch": next((p.metrics.get("compute_bound_batch", 0) for p in points
                                                      if p.series == label and p.metrics), 0)}
-    return SweepResult(x_axis=x_axis, metric=metric, metric_label=METRICS[metric], points=tuple(points), marks=marks)
+    return SweepResult(x_axis=x_axis, ctx_tokens=None if x_axis == "ctx" else ctx, metric=metric,
+                       metric_label=METRICS[metric], points=tuple(points), marks=marks)
+
+
+def _does_not_fit(values: dict, batch: int | None) -> str:
+    """Why a point is not shown: the engine does not start at max_len = its context, or its batch
+    does not fit the pool ("" when it fits)."""
+    if not values["starts"]:
+        return "the engine does not start (one request of this context does not fit)"
+    if batch is not None and batch > values["concurrency"]:
+        return f"a batch above {int(values['concurrency']):,} requests does not fit"
+    return ""

@@ -27,7 +27,9 @@ from kvplan.cli.app import (
 def sweep(
     models: Annotated[list[str], typer.Argument(help="One or more models (several: one line each).")],
     gpus: Annotated[str, typer.Option("--gpu", "-g", help="GPU, or several comma-separated (one line each).")] = "h100",
-    ctx: Annotated[str, typer.Option("--ctx", metavar="RANGE", help="1k..128k (log-spaced) or a list 4k,32k.")] = "1k..128k",
+    ctx: Annotated[Optional[str], typer.Option("--ctx", metavar="RANGE", help="The context swept: 1k..128k (log-spaced, "
+                   "the default) or a list 4k,32k; with --batch or --sweep-tp, the one context of every point "
+                   "(default 4096).")] = None,
     batch: Annotated[Optional[str], typer.Option("--batch", metavar="RANGE", help="Sweep the batch instead: 1..512.")] = None,
     tps: Annotated[str, typer.Option("--tp", metavar="LIST", help="TP sizes: one value, a list (one line each), "
                                      "or the swept axis with --sweep-tp.")] = "1",
@@ -56,12 +58,12 @@ def sweep(
     gpu_names = [g.strip() for g in gpus.split(",") if g.strip()]
     dtypes = [d.strip() for d in kv_dtypes.split(",") if d.strip()]
     tp_values = parse_axis(tps, "tp")
-    if batch is not None:
-        x_axis, xs, fixed_ctx = "batch", parse_axis(batch, "batch"), parse_axis(ctx, "ctx")[-1]
-    elif sweep_tp:
-        x_axis, xs, fixed_ctx = "tp", tp_values, parse_axis(ctx, "ctx")[-1]
+    if batch is not None or sweep_tp:
+        x_axis = "batch" if batch is not None else "tp"
+        xs = parse_axis(batch, "batch") if batch is not None else tp_values
+        fixed_ctx = one_context(ctx)
     else:
-        x_axis, xs, fixed_ctx = "ctx", parse_axis(ctx, "ctx"), 0
+        x_axis, xs, fixed_ctx = "ctx", parse_axis(ctx or "1k..128k", "ctx"), 0
     series_tps = (1,) if x_axis == "tp" else tp_values
     series = []
     for name, gpu_name, dtype, tp in itertools.product(models, gpu_names, dtypes, series_tps):
@@ -74,7 +76,8 @@ def sweep(
         on = ", ".join(gpu_names) + (f" (TP {tps})" if tps != "1" and x_axis != "tp" else "")
         from kvplan.render.plot import plot_sweep
 
-        plot_sweep(result, plot, f"{result.metric_label} vs {x_axis}: {', '.join(models)} on {on}")
+        at = f" at {fixed_ctx:,} tokens" if x_axis != "ctx" else ""
+        plot_sweep(result, plot, f"{result.metric_label} vs {x_axis}: {', '.join(models)} on {on}{at} ({engine})")
         err_console.print(f"wrote {plot}", markup=False)
     if json:
         print_json(console, result)
@@ -82,3 +85,14 @@ def sweep(
         console.out(to_csv(result), highlight=False)
     else:
         render_sweep(console, result)
+
+
+def one_context(ctx: Optional[str]) -> int:
+    """The context of every point of a batch or TP sweep: one value (default 4,096 tokens)."""
+    from kvplan.calc.sweep import parse_axis
+    from kvplan.errors import InputError
+
+    values = parse_axis(ctx or "4096", "ctx")
+    if len(values) != 1:
+        raise InputError(f"--ctx {ctx}: a batch or TP sweep runs at one context; give one value, e.g. --ctx 8k")
+    return values[0]

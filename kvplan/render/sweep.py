@@ -35,7 +35,7 @@ def _fmt(v: float) -> str:
 def sweep_table(r: SweepResult) -> Table:
     series = series_points(r)
     xs = [p.x for p in next(iter(series.values()))]
-    table = Table(title=r.metric_label, title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(box=box.SIMPLE_HEAD)
     table.add_column(r.x_axis, justify="right")
     for name in series:
         table.add_column(name, justify="right")
@@ -73,7 +73,8 @@ def chart(r: SweepResult, width: int = 60, height: int = 12) -> Text:
     text.append(" " * label_width + " +" + "-" * width + "\n")
     left, right = f"{xs[0]:,}", f"{xs[-1]:,}"
     text.append(" " * (label_width + 2) + left + " " * max(width - len(left) - len(right), 1) + right + "\n")
-    text.append(" " * (label_width + 2) + f"x: {X_LABELS[r.x_axis]}; y: {r.metric_label}\n")
+    at = f" at {r.ctx_tokens:,} tokens" if r.ctx_tokens else ""
+    text.append(" " * (label_width + 2) + f"x: {X_LABELS[r.x_axis]}{at}; y: {r.metric_label}\n")
     for k, name in enumerate(series):
         text.append(f"  {MARKERS[k % len(MARKERS)]} ", style=COLOURS[k % len(COLOURS)])
         text.append(f"{name}\n")
@@ -81,8 +82,14 @@ def chart(r: SweepResult, width: int = 60, height: int = 12) -> Text:
 
 
 def render_sweep(console: Console, r: SweepResult) -> None:
+    at = f", requests of {r.ctx_tokens:,} tokens" if r.ctx_tokens else ""
+    console.print(f"[bold]{r.metric_label}{at}[/]")
     console.print(sweep_table(r))
     console.print(chart(r))
+    gaps = [p for p in r.points if not p.fits]
+    if gaps:
+        reasons = sorted({p.why for p in gaps})
+        console.print(f"[dim]-: not shown, {len(gaps)} point(s) that do not fit: {'; '.join(reasons[:3])}.[/]")
 
 
 def to_csv(r: SweepResult) -> str:
