@@ -217,3 +217,15 @@ def test_probe_on_cuda(catalog):
     assert r.pool.exact and r.pool.allocator_bytes == r.pool.allocator_predicted_bytes
     assert r.ok and r.correctness[0].impl == "triton"
     assert r.released and torch.cuda.memory_allocated() == before  # everything released
+
+
+def test_a_sliding_window_model_pages_only_its_window(catalog):
+    """Mistral-7B v0.1 windows every layer at 4,096 tokens: at 8,192 a request keeps 4,096 tokens in
+    4,096 / 16 = 256 pages of each layer, as `kvplan size` counts it (512 MiB), and fits a 920 MiB pool."""
+    opts = ProbeOptions(device="cpu", ctx=8192, batch=4, util=1.0, max_gib=0.9, impl="torch")
+    r = run_probe(catalog.model("mistral-7b-v0.1"), opts, catalog.gpus.specs)
+    t = r.page_table
+    assert (t.ctx_tokens, t.held_tokens) == (8192, 4096)
+    # pool 0.9 GiB / (32 layers x 16 tokens x 4,096 B = 2 MiB a page) = 460 pages: one request of 256
+    assert r.pool.allocated_blocks == int(0.9 * 2**30) // (32 * 16 * 4096) == 460
+    assert t.batch == 460 // 256 == 1 and t.pages_used == 256 and not t.problems and r.ok

@@ -166,7 +166,7 @@ def run_probe(model: ModelSpec, opts: ProbeOptions, gpus: dict[str, GpuSpec],
         with allocated(layer_shapes(model, fmt, budget.num_blocks, budget.block_size), device) as tensors:
             pool = _pool_result(budget, tensors, before, allocator_bytes(device), memory, fmt.name)
             step("page table")
-            table, page_table = _page_table(budget, pool, ctx, batch, opts.seed)
+            table, page_table = _page_table(model, budget, pool, ctx, batch, opts.seed)
             cache = _attention_layer(tensors)
             if cache is not None:
                 correctness, bandwidth = _attend(model, run, impl, cache, table, opts.seed, gpu, copy_before, step)
@@ -196,16 +196,25 @@ def reserved(memory: ProbeMemory, device: torch.device):
         release_workspaces(device)
 
 
-def _page_table(budget, pool: ProbePool, ctx: int, batch: int, seed: int) -> tuple[PageTable, ProbePageTable]:
-    """As many of the requests as the pool holds, on shuffled pages, every invariant checked."""
-    fit = min(batch, budget.num_blocks // -(-ctx // budget.block_size))
+def held_tokens(model: ModelSpec, ctx: int) -> int:
+    """Tokens a request keeps at context ctx, as the engine pages them: the most any cached layer
+    holds (a sliding window or a chunk caps it; a layer that keeps every token does not)."""
+    return max((g.cached_tokens(ctx) for g in model.layers if g.kv_elements_per_token(1)), default=0)
+
+
+def _page_table(model: ModelSpec, budget, pool: ProbePool, ctx: int, batch: int,
+                seed: int) -> tuple[PageTable, ProbePageTable]:
+    """As many of the requests as the pool holds, on shuffled pages, every invariant checked. A
+    request takes the pages of the tokens it keeps: its window, where every layer is windowed."""
+    held = held_tokens(model, ctx)
+    fit = min(batch, budget.num_blocks // -(-held // budget.block_size)) if held else 0
     if fit < 1:
         raise InputError(f"not one {ctx:,}-token request fits the {fmt_binary(pool.allocated_bytes)} pool; "
                          "lower --ctx or raise --max-gib")
-    lens = [ctx] * fit
+    lens = [held] * fit
     table = build_page_table(lens, budget.block_size, budget.num_blocks, seed=seed)
     problems = check_page_table(table, budget.num_blocks, lens)
-    return table, ProbePageTable(batch=fit, ctx_tokens=ctx, page_size=budget.block_size,
+    return table, ProbePageTable(batch=fit, ctx_tokens=ctx, held_tokens=held, page_size=budget.block_size,
                                  pages_used=int(table.kv_indptr[-1]), problems=tuple(problems))
 
 
@@ -300,7 +309,9 @@ def _checks(pool: ProbePool, table: ProbePageTable, correctness: list[ProbeCorre
         ProbeCheck(check="KV pool bytes", predicted=f"{pool.predicted_bytes:,} B ({pool.predicted_blocks:,} pages)",
                    measured=f"{pool.allocated_bytes:,} B allocated", verdict=verdict(pool.allocated_bytes == pool.predicted_bytes)),
         ProbeCheck(check="page table (FlashInfer CSR)", predicted="all invariants hold",
-                   measured="; ".join(table.problems) or f"{table.batch} x {table.ctx_tokens:,} tokens in {table.pages_used:,} shuffled pages",
+                   measured="; ".join(table.problems) or f"{table.batch} x {table.ctx_tokens:,} tokens"
+                   + (f" ({table.held_tokens:,} held)" if table.held_tokens < table.ctx_tokens else "")
+                   + f" in {table.pages_used:,} shuffled pages",
                    verdict=verdict(not table.problems)),
     ]
     if pool.allocator_bytes is not None:

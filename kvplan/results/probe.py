@@ -38,6 +38,7 @@ class ProbePool(Result):
 class ProbePageTable(Result):
     batch: int
     ctx_tokens: int
+    held_tokens: int  # what a request keeps paged: its window where every cached layer is windowed
     page_size: int
     pages_used: int
     problems: tuple[str, ...]
