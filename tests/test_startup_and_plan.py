@@ -26,9 +26,11 @@ def test_a_max_model_len_that_does_not_fit_will_not_start(catalog):
     s = startup(model, budget, model.max_context)
     assert not s.starts and s.needed_bytes == 131_072 * QWEN32_PER_TOKEN_TP2 == 16 * GIB
     # full attention only: the longest that starts is what the pool's blocks hold, 16 tokens a block
-    assert s.largest_max_model_len == budget.num_blocks * 16 == budget.token_capacity == 60_352
-    assert startup(model, budget, 60_352).starts and not startup(model, budget, 60_352 + 16).starts
-    assert s.fix == "--max-model-len 60352"
+    # (60,352 tokens on the L40S's NVML total; a little fewer on the CUDA basis, 480 MiB lower)
+    longest = s.largest_max_model_len
+    assert longest == budget.num_blocks * 16 == budget.token_capacity and 55_000 < longest < 60_352
+    assert startup(model, budget, longest).starts and not startup(model, budget, longest + 16).starts
+    assert s.fix == f"--max-model-len {longest}"
 
 
 def test_a_sliding_window_needs_only_its_window(catalog):
@@ -42,7 +44,7 @@ def test_fit_says_it_will_not_start_and_how_it_would(catalog):
     assert not r.fits and r.concurrency == 3  # 3 requests of 16k fit the pool; the engine refuses anyway
     assert r.verdict.startswith("will not start: vLLM refuses it, one request of max_model_len 131,072 needs 16 GiB")
     knobs = {k.flags: k for k in r.knobs}
-    assert knobs["--max-len 60352"].fits and knobs["--tp 4"].fits
+    assert knobs[f"--max-len {r.start.largest_max_model_len}"].fits and knobs["--tp 4"].fits
     assert "--max-model-len 131072" in r.command
     ok = fit(catalog.model("qwen2.5-32b"), catalog.gpu("l40s"), 16_384, BudgetInputs(tp=2), max_len=32_768, target=3)
     assert ok.fits and ok.start.starts and "--max-model-len 32768" in ok.command
@@ -56,13 +58,16 @@ def test_fit_asks_for_replicas_to_reach_a_concurrency(catalog):
     assert replicas.change.startswith(f"{ceil_div(200, per_gpu)} replicas") and replicas.concurrency >= 200
 
 
-def test_an_inline_check_that_would_not_start_fails_with_the_fix(capsys):
+def test_an_inline_check_that_would_not_start_fails_with_the_fix(catalog, capsys):
     code = main(["check", "--model", "qwen2.5-32b", "--gpu", "l40s", "--tp", "2", "--ctx", "16k",
                  "--min-concurrency", "3", "--json"])
     (result,) = json.loads(capsys.readouterr().out)
     assert code == 1 and not result["passed"]
     assert [o["expectation"] for o in result["outcomes"] if not o["passed"]] == ["starts"]
-    assert result["suggestion"] == "passes with max_model_len: 60352: 3 requests"
+    model = catalog.model("qwen2.5-32b")
+    longest = startup(model, memory_budget(model, catalog.gpu("l40s"), BudgetInputs(tp=2)), 131_072).largest_max_model_len
+    assert result["suggestion"] == f"passes with max_model_len: {longest}: 3 requests"
+    assert result["fix"] == {"max_model_len": longest} and result["fix_concurrency"] == 3  # numbers, not prose
 
 
 def test_plan_finds_the_24_gpus(catalog):

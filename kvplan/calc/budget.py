@@ -45,12 +45,9 @@ class Engine:
     source: str
 
     def total_memory(self, gpu: GpuSpec) -> Term:
-        if gpu.cuda_total_bytes:
-            return Term(gpu.cuda_total_bytes, f"{gpu.name} as CUDA reports it",
-                        "the driver's total less its reserved memory (cudaMemGetInfo)")
-        if gpu.usable_memory_bytes:
-            return Term(gpu.usable_memory_bytes, f"{gpu.name} as the driver reports it")
-        return Term(gpu.memory_bytes, f"{gpu.name} nominal (no driver figure known)")
+        total, basis = gpu.cuda_memory()
+        return Term(total, f"{gpu.name} as CUDA reports it ({basis})",
+                    f"the device total a process sees (cudaMemGetInfo): {basis}")
 
     def activation(self, model: ModelSpec, gpu: GpuSpec, inputs: BudgetInputs, total: int) -> Term:
         tokens, seqs = default_batch_limits(gpu, total)

@@ -104,8 +104,9 @@ def _outcomes(model: ModelSpec, gpu: GpuSpec, s: Scenario, m: Measured) -> list[
     return out
 
 
-def _suggest(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> str | None:
-    """The first single change (in this order) after which every expectation passes."""
+def _suggest(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> tuple[str, dict, int] | None:
+    """(in words, as scenario fields, the concurrency then): the first single change, in this order,
+    after which every expectation passes."""
     changes = []
     start = measure(model, gpu, s).start
     if not start.starts and start.largest_max_model_len >= s.peak_tokens:
@@ -118,7 +119,7 @@ def _suggest(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> str | None:
             trial = s.model_copy(update=update)
             m = measure(model, gpu, trial)
             if all(o.passed for o in _outcomes(model, gpu, trial, m)):
-                return f"passes with {label}: {m.concurrency:,} requests"
+                return f"passes with {label}: {m.concurrency:,} requests", update, m.concurrency
         except KvplanError:
             continue
     return None
@@ -128,6 +129,7 @@ def evaluate(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioResult:
     m = measure(model, gpu, s)
     outcomes = _outcomes(model, gpu, s, m)
     passed = all(o.passed for o in outcomes)
-    return ScenarioResult(name=s.name, model=model.name, model_origin=model.origin, gpu=gpu.name, tp=s.tp, pp=s.pp, passed=passed,
-                          outcomes=tuple(outcomes), suggestion=None if passed else _suggest(model, gpu, s),
+    words, fix, fixed = (None if passed else _suggest(model, gpu, s)) or (None, None, None)
+    return ScenarioResult(name=s.name, model=model.name, model_origin=model.origin, gpu=gpu.name, tp=s.tp, pp=s.pp,
+                          passed=passed, outcomes=tuple(outcomes), suggestion=words, fix=fix, fix_concurrency=fixed,
                           ignored_flags=s.ignored_flags)

@@ -18,6 +18,7 @@ def model_rows(models: Iterable[ModelSpec]) -> tuple[ModelRow, ...]:
 
 def gpu_rows(gpus: Iterable[GpuSpec]) -> tuple[GpuRow, ...]:
     return tuple(GpuRow(name=g.name, memory_bytes=g.memory_bytes, usable_memory_bytes=g.usable_memory_bytes,
+                        cuda_memory_bytes=g.cuda_memory()[0], cuda_memory_basis=g.cuda_memory()[1],
                         hbm_bandwidth_gbps=g.hbm_bandwidth_gbps, bf16_tflops_dense=g.bf16_tflops_dense,
                         fp8_tflops_dense=g.fp8_tflops_dense, host_link=g.host_link.kind,
                         host_link_generation=g.host_link.generation, host_link_gbps=g.host_link.gbps_per_direction)

@@ -34,10 +34,14 @@ def gpus(json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False)
     """
     from kvplan.calc.listing import gpu_rows
     from kvplan.render.base import print_json
-    from kvplan.render.catalog import gpus_table
+    from kvplan.render.catalog import GPU_NOTE, gpus_table
 
     specs_ = sorted(catalog(specs).gpus.specs.values(), key=lambda g: g.name)
-    print_json(console, specs_) if json else console.print(gpus_table(gpu_rows(specs_)))
+    if json:
+        print_json(console, specs_)
+        return
+    console.print(gpus_table(gpu_rows(specs_)))
+    console.print(f"[dim]{GPU_NOTE}[/]")
 
 
 @app.command()

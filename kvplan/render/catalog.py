@@ -23,19 +23,31 @@ def models_table(models: Iterable[ModelRow]) -> Table:
     return table
 
 
+BASIS_MARKS = {"measured CUDA total": "", "NVML total": "*", "datasheet": "**", "HIP": "†"}
+
+
+def _basis_mark(basis: str) -> str:
+    return next((mark for prefix, mark in BASIS_MARKS.items() if basis.startswith(prefix)), "")
+
+
 def gpus_table(gpus: Iterable[GpuRow]) -> Table:
     table = Table(title="GPUs (memory in GiB = 2^30 B; GB/s = 10^9 B/s; dense TFLOPS)",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("Name", "Memory", "Usable", "HBM GB/s", "BF16", "FP8", "Host link GB/s"):
+    for name in ("Name", "Memory", "CUDA", "HBM GB/s", "BF16", "FP8", "Host link GB/s"):
         table.add_column(name, justify="left" if name in ("Name", "Host link GB/s") else "right",
                          no_wrap=name == "Name", min_width=14 if name == "Name" else None)
     for g in gpus:
         host = (f"PCIe{g.host_link_generation} {g.host_link_gbps:g}" if g.host_link == "pcie"
                 else f"C2C {g.host_link_gbps:g}")
-        usable = f"{g.usable_memory_bytes / GIB:.2f}" if g.usable_memory_bytes else "-"  # GiB
-        table.add_row(g.name, f"{g.memory_bytes / GIB:g}", usable, f"{g.hbm_bandwidth_gbps:,g}",
+        cuda = f"{g.cuda_memory_bytes / GIB:.2f}{_basis_mark(g.cuda_memory_basis)}"  # GiB
+        table.add_row(g.name, f"{g.memory_bytes / GIB:g}", cuda, f"{g.hbm_bandwidth_gbps:,g}",
                       _opt(g.bf16_tflops_dense), _opt(g.fp8_tflops_dense), host)
     return table
+
+
+GPU_NOTE = ("CUDA: the total a process sees (cudaMemGetInfo), every engine budget's basis: measured; "
+            "* NVML total less the driver's 480 MiB reserve (measured on an H100); ** datasheet less that "
+            "reserve; † HIP total.")
 
 
 def _opt(value: float | None) -> str:

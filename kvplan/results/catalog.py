@@ -18,6 +18,8 @@ class GpuRow(Result):
     name: str
     memory_bytes: int
     usable_memory_bytes: int | None
+    cuda_memory_bytes: int  # the basis every engine budget starts from
+    cuda_memory_basis: str  # measured, or NVML / datasheet less the driver's reserve, said so
     hbm_bandwidth_gbps: float
     bf16_tflops_dense: float | None
     fp8_tflops_dense: float | None

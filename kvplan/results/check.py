@@ -22,4 +22,6 @@ class ScenarioResult(Result):
     passed: bool
     outcomes: tuple[Outcome, ...]
     suggestion: str | None
+    fix: dict[str, int | str] | None = None  # the scenario fields that make it pass, e.g. {"max_model_len": 60352}
+    fix_concurrency: int | None = None  # the concurrency once fixed
     ignored_flags: tuple[str, ...]

@@ -60,8 +60,24 @@ class GpuSpec(Frozen):
             raise ValueError("cuda_total_bytes exceeds usable_memory_bytes")
         return self
 
+    def cuda_memory(self) -> tuple[int, str]:
+        """The one memory basis every engine budget starts from: what CUDA (cudaMemGetInfo, and so
+        PyTorch and the engines) reports as the device's total, and where the figure comes from."""
+        if self.cuda_total_bytes:
+            return self.cuda_total_bytes, "measured CUDA total"
+        if self.vendor == "amd":  # HIP reports the rocm-smi total; no reservation known to subtract
+            return self.usable_memory_bytes or self.memory_bytes, "HIP total (rocm-smi)" if self.usable_memory_bytes \
+                else "HIP total taken as the datasheet's"
+        base, what = ((self.usable_memory_bytes, "NVML total") if self.usable_memory_bytes
+                      else (self.memory_bytes, "datasheet"))
+        return base - DRIVER_RESERVED_BYTES, f"{what} - {DRIVER_RESERVED_BYTES // 2**20} MiB driver reserve"
+
     @property
     def planning_memory_bytes(self) -> int:
-        """What CUDA (and so PyTorch and the engines) sees as total where known, else what the
-        driver reports, else the nominal capacity."""
-        return self.cuda_total_bytes or self.usable_memory_bytes or self.memory_bytes
+        return self.cuda_memory()[0]
+
+
+# What the CUDA driver keeps out of the NVML total before a process sees any: 85,520,809,984 B NVML
+# against 85,017,493,504 B cudaMemGetInfo on an H100 80GB (driver 580.159.04) = 480 MiB. Assumed for
+# GPUs whose CUDA total nobody has measured, and said so wherever it is used.
+DRIVER_RESERVED_BYTES = 480 * 2**20
