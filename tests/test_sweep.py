@@ -128,7 +128,6 @@ def test_a_batch_sweep_names_its_context(capsys):
 @given(model=st.sampled_from(["llama3-8b", "qwen2.5-32b", "mistral-7b-v0.1", "gemma2-27b"]),
        gpu=st.sampled_from(["l4", "h100", "a10g"]), ctx=st.integers(256, 131072), batch=st.integers(1, 2048))
 def test_every_point_shown_fits(model, gpu, ctx, batch):
-    from kvplan.calc.budget import BudgetInputs
     from kvplan.calc.sweep import sweep
     from kvplan.specs.catalog import load_catalog
 

@@ -62,7 +62,8 @@ def header_tensors(header: dict) -> list[tuple[str, str, int]]:
 
 def local_checkpoint(folder: Path) -> Checkpoint:
     """The headers of every *.safetensors file in a folder, and its index's total_size."""
-    tensors = [item for path in sorted(folder.glob("*.safetensors")) for item in header_tensors(_safetensors_header(path))]
+    tensors = [item for path in sorted(folder.glob("*.safetensors"))
+               for item in header_tensors(_safetensors_header(path))]
     return Checkpoint(tuple(tensors), index_total_size(folder / "model.safetensors.index.json"))
 
 

@@ -93,7 +93,8 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
         "max_context": c.int("max_position_embeddings", "n_ctx", "max_seq_len"),
         "tie_word_embeddings": bool(c.get("tie_word_embeddings", default=False)),
         "moe": moe, "layers": groups, "checkpoint_bytes": checkpoint.bytes,
-        "tower_params": towers or None, "quantization": quant.format if quant else None, "quantization_bits": quant.bits_per_weight if quant else None,
+        "tower_params": towers or None, "quantization": quant.format if quant else None,
+        "quantization_bits": quant.bits_per_weight if quant else None,
         "params_source": "; ".join(notes), "notes": "imported by kvplan import",
     }
     try:

@@ -341,7 +341,7 @@ class GatedDeltaNetState(_ConstantState, Frozen):
     def state_elements(self, tp: int = 1) -> int:
         _split_evenly("linear-attention key heads", self.num_k_heads, tp)
         conv = _split_evenly("linear-attention conv channels", self.conv_dim, tp) * (self.conv_kernel - 1)
-        return conv + _split_evenly("linear-attention value heads", self.num_v_heads, tp) * self.head_v_dim * self.head_k_dim
+        return conv + self.recurrent_elements(tp)
 
     def describe(self) -> str:
         return f"{self.num_k_heads} K / {self.num_v_heads} V heads x {self.head_k_dim}/{self.head_v_dim}"

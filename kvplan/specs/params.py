@@ -153,7 +153,8 @@ def tower_params(vision: object, text_hidden: int) -> int:
     gated = str(vision.get("hidden_act", "")).lower() in ("silu", "swiglu")
     blocks = depth * (4 * h * h + (3 if gated else 2) * h * inter + 4 * h)
     patch = get("patch_size", "spatial_patch_size", default=14)
-    patches = get("num_channels", "in_chans", "in_channels", default=3) * patch * patch * get("temporal_patch_size", default=1) * h
+    channels = get("num_channels", "in_chans", "in_channels", default=3)
+    patches = channels * patch * patch * get("temporal_patch_size", default=1) * h
     image = get("image_size")
     positions = (image // patch) ** 2 * h if image else 0
     merge = get("spatial_merge_size", default=1) ** 2  # Qwen-VL merges 2 x 2 patches before projecting

@@ -41,7 +41,8 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def resolve_external(name: str, database: Callable[[str], ModelSpec | None], unknown: Callable[[str], str]) -> ModelSpec:
+def resolve_external(name: str, database: Callable[[str], ModelSpec | None],
+                     unknown: Callable[[str], str]) -> ModelSpec:
     """Steps 2-6 above for a name the database does not hold; `database` looks a name up there."""
     unreachable = None
     for step in (_from_path, _from_cache, _from_hub):
@@ -75,7 +76,8 @@ def _from_cache(name: str) -> ModelSpec | None:
     snapshot, sha = found
     raw = load_config(snapshot / "config.json")
     spec = spec_from_config(raw, snapshot / "config.json", source=f"https://huggingface.co/{ref.repo}/blob/{sha}/config.json",
-                            name=None, display=ref.repo, checkpoint=local_checkpoint(snapshot), slug=ref.repo.split("/")[-1])
+                            name=None, display=ref.repo, checkpoint=local_checkpoint(snapshot),
+                            slug=ref.repo.split("/")[-1])
     return spec.spec.model_copy(update={"origin": f"Hugging Face cache {ref.repo}@{sha} ({snapshot})",
                                         "hf_repo": ref.repo})
 
