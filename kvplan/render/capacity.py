@@ -55,8 +55,12 @@ def _engine_lines(r: BatchResult) -> list[str]:
     ]
 
 
+ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM", "raw": "The engine"}
+
+
 def start_line(engine: str, s: StartCheck) -> str:
     """The verdict on whether the engine starts, with the fix when it does not."""
+    engine = ENGINE_NAMES.get(engine, engine)
     if s.starts:
         return (f"{engine} starts: one request of max_model_len {s.max_model_len:,} needs "
                 f"{fmt_binary(s.needed_bytes)} of the {fmt_binary(s.kv_pool_bytes)} pool")
