@@ -229,3 +229,22 @@ def test_a_sliding_window_model_pages_only_its_window(catalog):
     # pool 0.9 GiB / (32 layers x 16 tokens x 4,096 B = 2 MiB a page) = 460 pages: one request of 256
     assert r.pool.allocated_blocks == int(0.9 * 2**30) // (32 * 16 * 4096) == 460
     assert t.batch == 460 // 256 == 1 and t.pages_used == 256 and not t.problems and r.ok
+
+
+def test_a_hybrid_shares_its_pool_across_kinds_as_the_calculator_counts(catalog):
+    """Gemma-2-9B: 21 windowed (4,096) and 21 full layers, pages of one size (16 x 8 x 256 x 2 x 2 B =
+    131,072 B a layer). Laid out as vLLM lays a hybrid out: 21 tensors shared by both kinds, each kind
+    drawing its pages from one pool, so a 6,000-token request takes 375 full + 256 windowed pages."""
+    from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
+
+    model = catalog.model("gemma2-9b")
+    opts = ProbeOptions(device="cpu", ctx=6000, batch=4, util=0.9, max_gib=4, impl="torch")
+    r = run_probe(model, opts, catalog.gpus.specs)
+    # 4 GiB x 0.9 = 3,865,470,566 B / (42 x 131,072 B) = 702 blocks; 702 x 42 / 21 = 1,404 pages a tensor
+    assert (r.pool.predicted_blocks, r.pool.layers_allocated, r.pool.allocated_blocks) == (702, 21, 1404)
+    assert r.pool.allocated_bytes == r.pool.predicted_bytes == 702 * 42 * 131_072
+    # 1,404 // (375 + 256) = 2 requests, as pool // paged bytes of one: 3,864,526,848 // (21 x 631 x 131,072)
+    per_request = paged_request_bytes(model, 6000, resolve_kv_format(model, "auto"), 1, 16)
+    assert per_request == 21 * (375 + 256) * 131_072
+    assert r.page_table.batch == r.pool.allocated_bytes // per_request == 2  # one tensor a layer would fit 1
+    assert r.page_table.pages_used == 2 * 631 and not r.page_table.problems and r.ok

@@ -2,11 +2,14 @@
 
 Full, sliding and chunked layers get FlashInfer's layout [num_pages, 2, page_size, kv_heads,
 head_dim] in the KV dtype; an MLA latent, or a format with per-group scales (int8, int4), gets its
-pages as raw bytes [num_pages, page_bytes]. Mamba states are per request, not pages: not allocated.
+pages as raw bytes [num_pages, page_bytes]. A hybrid (windowed or chunked layers beside full ones)
+is laid out as vLLM lays it out: layers share tensors, and every kind draws from one pool of
+pages. Mamba states are per request, not pages: not allocated.
 """
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 import torch
@@ -19,18 +22,38 @@ TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.flo
                 "fp8": getattr(torch, "float8_e4m3fn", None)}
 
 
+def paged_groups(model: ModelSpec, fmt: KvFormat, block: int) -> list[tuple]:
+    """(layer group, its LayerKv) for every group that is paged (Mamba states are not)."""
+    return [(g, layer) for g, layer in zip(model.layers, layers_kv(model, 1, fmt, 1, block))
+            if not layer.state_bytes_per_layer and layer.page_bytes_per_layer]
+
+
+def shared_layers(model: ModelSpec, fmt: KvFormat, block: int) -> int | None:
+    """vLLM's hybrid layout: when paged layers of different kinds (windowed and full, chunked and
+    full) have pages of one size, g layers share each tensor and every kind draws its pages from
+    one pool, g = the gcd of the kinds' layer counts. None: one tensor a layer (a single kind, or
+    pages of different sizes)."""
+    paged = paged_groups(model, fmt, block)
+    if len(paged) < 2 or len({layer.page_bytes_per_layer for _, layer in paged}) != 1:
+        return None
+    return math.gcd(*(g.count for g, _ in paged))
+
+
 def layer_shapes(model: ModelSpec, fmt: KvFormat, num_blocks: int, block: int) -> list[tuple[tuple[int, ...], torch.dtype]]:
-    """(shape, dtype) of each allocated layer's pages, in layer-group order."""
+    """(shape, dtype) of each allocated tensor's pages, in layer-group order: one a layer, or, for a
+    hybrid (see shared_layers), g tensors of num_blocks x layers / g pages each (the same bytes)."""
     shapes = []
-    for group, layer in zip(model.layers, layers_kv(model, 1, fmt, 1, block)):
-        if layer.state_bytes_per_layer:
-            continue  # Mamba: a per-request state, not pages
+    g = shared_layers(model, fmt, block)
+    for group, layer in paged_groups(model, fmt, block):
         dtype = TORCH_DTYPES.get(fmt.name)
         heads = getattr(group, "num_kv_heads", None)
+        pages = num_blocks * sum(gr.count for gr, _ in paged_groups(model, fmt, block)) // g if g else num_blocks
         if dtype is not None and heads and group.kind != "mha":
-            shape, dtype_ = (num_blocks, 2, block, heads, group.head_dim), dtype
+            shape, dtype_ = (pages, 2, block, heads, group.head_dim), dtype
         else:
-            shape, dtype_ = (num_blocks, layer.page_bytes_per_layer), torch.uint8
+            shape, dtype_ = (pages, layer.page_bytes_per_layer), torch.uint8
+        if g:
+            return [(shape, dtype_)] * g  # every kind shares these g tensors
         shapes.extend([(shape, dtype_)] * group.count)
     return shapes
 

@@ -27,7 +27,9 @@ from kvplan.probe.pool import (
     caching_allocator_bytes,
     expandable_segments,
     layer_shapes,
+    paged_groups,
     release_workspaces,
+    shared_layers,
     tensor_bytes,
 )
 from kvplan.results.probe import (
@@ -166,7 +168,7 @@ def run_probe(model: ModelSpec, opts: ProbeOptions, gpus: dict[str, GpuSpec],
         with allocated(layer_shapes(model, fmt, budget.num_blocks, budget.block_size), device) as tensors:
             pool = _pool_result(budget, tensors, before, allocator_bytes(device), memory, fmt.name)
             step("page table")
-            table, page_table = _page_table(model, budget, pool, ctx, batch, opts.seed)
+            table, page_table = _page_table(model, fmt, budget, pool, ctx, batch, opts.seed)
             cache = _attention_layer(tensors)
             if cache is not None:
                 correctness, bandwidth = _attend(model, run, impl, cache, table, opts.seed, gpu, copy_before, step)
@@ -202,20 +204,35 @@ def held_tokens(model: ModelSpec, ctx: int) -> int:
     return max((g.cached_tokens(ctx) for g in model.layers if g.kv_elements_per_token(1)), default=0)
 
 
-def _page_table(model: ModelSpec, budget, pool: ProbePool, ctx: int, batch: int,
+def pages_per_request(model: ModelSpec, fmt, budget, ctx: int) -> tuple[int, int]:
+    """(pages one request takes from the pool, pages in the pool). One tensor a layer: the pages of
+    the tokens it keeps, in every layer's tensor. A hybrid's shared tensors: each kind's pages for
+    the tokens that kind keeps, count / g of them, from num_blocks x layers / g."""
+    block = budget.block_size
+    g = shared_layers(model, fmt, block)
+    if g is None:
+        return -(-held_tokens(model, ctx) // block), budget.num_blocks
+    paged = paged_groups(model, fmt, block)
+    need = sum(group.count // g * -(-group.cached_tokens(ctx) // block) for group, _ in paged)
+    return need, budget.num_blocks * sum(group.count for group, _ in paged) // g
+
+
+def _page_table(model: ModelSpec, fmt, budget, pool: ProbePool, ctx: int, batch: int,
                 seed: int) -> tuple[PageTable, ProbePageTable]:
     """As many of the requests as the pool holds, on shuffled pages, every invariant checked. A
-    request takes the pages of the tokens it keeps: its window, where every layer is windowed."""
+    request takes the pages of the tokens it keeps (its window, where every layer is windowed; each
+    kind's share of a hybrid's pool); the table attends over the tokens its longest layer keeps."""
     held = held_tokens(model, ctx)
-    fit = min(batch, budget.num_blocks // -(-held // budget.block_size)) if held else 0
+    need, pages = pages_per_request(model, fmt, budget, ctx)
+    fit = min(batch, pages // need) if held and need else 0
     if fit < 1:
         raise InputError(f"not one {ctx:,}-token request fits the {fmt_binary(pool.allocated_bytes)} pool; "
                          "lower --ctx or raise --max-gib")
     lens = [held] * fit
-    table = build_page_table(lens, budget.block_size, budget.num_blocks, seed=seed)
-    problems = check_page_table(table, budget.num_blocks, lens)
+    table = build_page_table(lens, budget.block_size, pages, seed=seed)
+    problems = check_page_table(table, pages, lens)
     return table, ProbePageTable(batch=fit, ctx_tokens=ctx, held_tokens=held, page_size=budget.block_size,
-                                 pages_used=int(table.kv_indptr[-1]), problems=tuple(problems))
+                                 pages_used=fit * need, problems=tuple(problems))
 
 
 def _attend(model: ModelSpec, run: Callable, impl: str, cache: torch.Tensor, table: PageTable, seed: int,
@@ -253,8 +270,15 @@ def _pool_result(budget, tensors, before: int | None, after: int | None, memory:
         allocator_bytes=by_allocator, allocator_predicted_bytes=rounded, layers_allocated=len(tensors),
         left_unused_bytes=memory.budget_bytes - memory.weights_reserved_bytes - memory.activation_reserved_bytes
         - allocated_bytes, exact=allocated_bytes == predicted and by_allocator in (None, rounded),
-        note=f"{len(tensors)} layers of {budget.num_blocks:,} pages, {kv_dtype}",
+        note=(f"{len(tensors)} layers of {budget.num_blocks:,} pages, {kv_dtype}" if allocated_blocks_match(budget, tensors)
+              else f"{len(tensors)} tensors shared by every kind of layer, {tensors[0].shape[0]:,} pages each, "
+                   f"{kv_dtype}"),
     )
+
+
+def allocated_blocks_match(budget, tensors) -> bool:
+    """One tensor a layer, num_blocks pages each (not a hybrid's shared layout)."""
+    return not tensors or tensors[0].shape[0] == budget.num_blocks
 
 
 def _kv_bytes(q: torch.Tensor, cache: torch.Tensor, table: PageTable) -> int:
