@@ -41,6 +41,7 @@ class GpuSpec(Frozen):
     usable_memory_bytes: PositiveInt | None = None
     usable_memory_source: str | None = None
     cuda_total_bytes: PositiveInt | None = None  # cudaMemGetInfo's total: usable less driver-reserved
+    cuda_total_source: str | None = None  # where that measurement comes from
     hbm_bandwidth_gbps: PositiveFloat
     fp16_tflops_dense: PositiveFloat
     bf16_tflops_dense: PositiveFloat | None = None
