@@ -248,3 +248,20 @@ def test_a_hybrid_shares_its_pool_across_kinds_as_the_calculator_counts(catalog)
     assert per_request == 21 * (375 + 256) * 131_072
     assert r.page_table.batch == r.pool.allocated_bytes // per_request == 2  # one tensor a layer would fit 1
     assert r.page_table.pages_used == 2 * 631 and not r.page_table.problems and r.ok
+
+
+def test_constant_states_get_a_slot_a_request_as_the_calculator_counts(catalog):
+    """Jamba v0.1: 4 attention layers (8 KV heads x 128) and 28 Mamba layers (d_inner 8,192, state 16,
+    conv 4). A 1,024-token request: 4 x 64 pages x 65,536 B = 16,777,216 B of KV, and 28 states of
+    (8,192 x 3 + 8,192 x 16) x 2 B = 311,296 B = 8,716,288 B; 25,493,504 B in all."""
+    from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
+
+    model = catalog.model("jamba-v0.1")
+    per_request = paged_request_bytes(model, 1024, resolve_kv_format(model, "auto"), 1, 16)
+    assert per_request == 4 * 64 * 65_536 + 28 * 311_296 == 25_493_504
+    opts = ProbeOptions(device="cpu", ctx=1024, batch=4, util=1.0, max_gib=64 * MIB / 2**30, impl="torch")
+    r = run_probe(model, opts, catalog.gpus.specs)
+    # 64 MiB // 25,493,504 B = 2 requests: their pages and their states, nothing more
+    assert r.page_table.batch == 67_108_864 // per_request == 2
+    assert r.pool.allocated_bytes == r.pool.predicted_bytes == 2 * per_request and r.pool.exact
+    assert r.pool.layers_allocated == 4 + 28 and r.ok

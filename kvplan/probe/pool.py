@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
-from kvplan.calc.kv import layers_kv
+from kvplan.calc.kv import layers_kv, paged_request_bytes
 from kvplan.specs.model import ModelSpec
 from kvplan.units import KvFormat
 
@@ -56,6 +57,70 @@ def layer_shapes(model: ModelSpec, fmt: KvFormat, num_blocks: int, block: int) -
             return [(shape, dtype_)] * g  # every kind shares these g tensors
         shapes.extend([(shape, dtype_)] * group.count)
     return shapes
+
+
+def held_tokens(model: ModelSpec, ctx: int) -> int:
+    """Tokens a request keeps at context ctx, as the engine pages them: the most any cached layer
+    holds (a sliding window or a chunk caps it; a layer that keeps every token does not)."""
+    return max((g.cached_tokens(ctx) for g in model.layers if g.kv_elements_per_token(1)), default=0)
+
+
+def pages_per_request(model: ModelSpec, fmt, budget, ctx: int) -> tuple[int, int]:
+    """(pages one request takes from the pool, pages in the pool). One tensor a layer: the pages of
+    the tokens it keeps, in every layer's tensor. A hybrid's shared tensors: each kind's pages for
+    the tokens that kind keeps, count / g of them, from num_blocks x layers / g."""
+    block = budget.block_size
+    g = shared_layers(model, fmt, block)
+    if g is None:
+        return -(-held_tokens(model, ctx) // block), budget.num_blocks
+    paged = paged_groups(model, fmt, block)
+    need = sum(group.count // g * -(-group.cached_tokens(ctx) // block) for group, _ in paged)
+    return need, budget.num_blocks * sum(group.count for group, _ in paged) // g
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the probe allocates: the tensors, the pages each holds (the page table's index space),
+    and the bytes the calculator predicts for them."""
+
+    shapes: list
+    pages: int
+    blocks: int  # pages of one layer's (or one shared tensor's) pool, as predicted
+    predicted_bytes: int
+    states: int  # requests whose constant states are allocated (0: the model keeps none)
+    shared: bool
+
+    def note(self, tensors: int, kv_dtype: str) -> str:
+        if self.states:
+            return (f"{tensors} tensors: pages for {self.states} requests, and their states, one slot each, "
+                    f"{kv_dtype}")
+        if self.shared:
+            return f"{tensors} tensors shared by every kind of layer, {self.pages:,} pages each, {kv_dtype}"
+        return f"{tensors} layers of {self.blocks:,} pages, {kv_dtype}"
+
+
+def state_shapes(model: ModelSpec, fmt: KvFormat, block: int, requests: int) -> list[tuple[tuple[int, ...], torch.dtype]]:
+    """A constant-state layer (Mamba, Gated DeltaNet) gets one slot of its state's bytes a request."""
+    return [((requests, layer.state_bytes_per_layer), torch.uint8)
+            for group, layer in zip(model.layers, layers_kv(model, 1, fmt, 1, block)) if layer.state_bytes_per_layer
+            for _ in range(group.count)]
+
+
+def plan_layout(model: ModelSpec, fmt: KvFormat, budget, ctx: int) -> Layout:
+    """The pool as the calculator counts it. With constant states, requests of ctx tokens are what
+    the pool is for: n = pool // (one request's pages and states), and each gets its pages and a
+    state slot; otherwise every layer gets the budget's pages."""
+    block = budget.block_size
+    per_request_states = sum(layer.count * layer.state_bytes_per_layer for layer in layers_kv(model, 1, fmt, 1, block))
+    need, pages = pages_per_request(model, fmt, budget, ctx)
+    shared = shared_layers(model, fmt, block) is not None
+    if not per_request_states or shared:
+        return Layout(layer_shapes(model, fmt, budget.num_blocks, block), pages, budget.num_blocks,
+                      budget.num_blocks * budget.page_bytes, 0, shared)
+    per_request = paged_request_bytes(model, ctx, fmt, 1, block)
+    n = max(budget.kv_pool_bytes, 0) // per_request
+    shapes = layer_shapes(model, fmt, n * need, block) + state_shapes(model, fmt, block, n)
+    return Layout(shapes, n * need, n * need, n * per_request, n, False)
 
 
 def tensor_bytes(t: torch.Tensor) -> int:

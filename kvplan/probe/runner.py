@@ -26,10 +26,11 @@ from kvplan.probe.pool import (
     allocator_bytes,
     caching_allocator_bytes,
     expandable_segments,
-    layer_shapes,
-    paged_groups,
+    Layout,
+    held_tokens,
+    pages_per_request,
+    plan_layout,
     release_workspaces,
-    shared_layers,
     tensor_bytes,
 )
 from kvplan.results.probe import (
@@ -165,10 +166,11 @@ def run_probe(model: ModelSpec, opts: ProbeOptions, gpus: dict[str, GpuSpec],
     step("reserve weights" if opts.with_weights else "allocate pool")
     with reserved(memory, device):
         before = allocator_bytes(device)
-        with allocated(layer_shapes(model, fmt, budget.num_blocks, budget.block_size), device) as tensors:
-            pool = _pool_result(budget, tensors, before, allocator_bytes(device), memory, fmt.name)
+        layout = plan_layout(model, fmt, budget, ctx)
+        with allocated(layout.shapes, device) as tensors:
+            pool = _pool_result(budget, layout, tensors, before, allocator_bytes(device), memory, fmt.name)
             step("page table")
-            table, page_table = _page_table(model, fmt, budget, pool, ctx, batch, opts.seed)
+            table, page_table = _page_table(model, fmt, budget, layout, pool, ctx, batch, opts.seed)
             cache = _attention_layer(tensors)
             if cache is not None:
                 correctness, bandwidth = _attend(model, run, impl, cache, table, opts.seed, gpu, copy_before, step)
@@ -198,39 +200,20 @@ def reserved(memory: ProbeMemory, device: torch.device):
         release_workspaces(device)
 
 
-def held_tokens(model: ModelSpec, ctx: int) -> int:
-    """Tokens a request keeps at context ctx, as the engine pages them: the most any cached layer
-    holds (a sliding window or a chunk caps it; a layer that keeps every token does not)."""
-    return max((g.cached_tokens(ctx) for g in model.layers if g.kv_elements_per_token(1)), default=0)
-
-
-def pages_per_request(model: ModelSpec, fmt, budget, ctx: int) -> tuple[int, int]:
-    """(pages one request takes from the pool, pages in the pool). One tensor a layer: the pages of
-    the tokens it keeps, in every layer's tensor. A hybrid's shared tensors: each kind's pages for
-    the tokens that kind keeps, count / g of them, from num_blocks x layers / g."""
-    block = budget.block_size
-    g = shared_layers(model, fmt, block)
-    if g is None:
-        return -(-held_tokens(model, ctx) // block), budget.num_blocks
-    paged = paged_groups(model, fmt, block)
-    need = sum(group.count // g * -(-group.cached_tokens(ctx) // block) for group, _ in paged)
-    return need, budget.num_blocks * sum(group.count for group, _ in paged) // g
-
-
-def _page_table(model: ModelSpec, fmt, budget, pool: ProbePool, ctx: int, batch: int,
+def _page_table(model: ModelSpec, fmt, budget, layout: Layout, pool: ProbePool, ctx: int, batch: int,
                 seed: int) -> tuple[PageTable, ProbePageTable]:
     """As many of the requests as the pool holds, on shuffled pages, every invariant checked. A
     request takes the pages of the tokens it keeps (its window, where every layer is windowed; each
     kind's share of a hybrid's pool); the table attends over the tokens its longest layer keeps."""
     held = held_tokens(model, ctx)
-    need, pages = pages_per_request(model, fmt, budget, ctx)
-    fit = min(batch, pages // need) if held and need else 0
+    need, _ = pages_per_request(model, fmt, budget, ctx)
+    fit = min(batch, layout.pages // need, layout.states or batch) if held and need else 0
     if fit < 1:
         raise InputError(f"not one {ctx:,}-token request fits the {fmt_binary(pool.allocated_bytes)} pool; "
                          "lower --ctx or raise --max-gib")
     lens = [held] * fit
-    table = build_page_table(lens, budget.block_size, pages, seed=seed)
-    problems = check_page_table(table, pages, lens)
+    table = build_page_table(lens, budget.block_size, layout.pages, seed=seed)
+    problems = check_page_table(table, layout.pages, lens)
     return table, ProbePageTable(batch=fit, ctx_tokens=ctx, held_tokens=held, page_size=budget.block_size,
                                  pages_used=fit * need, problems=tuple(problems))
 
@@ -258,27 +241,20 @@ def _triton_version() -> str | None:
     return triton.__version__
 
 
-def _pool_result(budget, tensors, before: int | None, after: int | None, memory: ProbeMemory,
+def _pool_result(budget, layout: Layout, tensors, before: int | None, after: int | None, memory: ProbeMemory,
                  kv_dtype: str) -> ProbePool:
-    predicted = budget.num_blocks * budget.page_bytes
+    predicted = layout.predicted_bytes
     allocated_bytes = sum(tensor_bytes(t) for t in tensors)
     by_allocator = None if before is None else after - before
     rounded = None if before is None else sum(caching_allocator_bytes(tensor_bytes(t)) for t in tensors)
     return ProbePool(
-        page_bytes=budget.page_bytes, predicted_blocks=budget.num_blocks, predicted_bytes=predicted,
+        page_bytes=budget.page_bytes, predicted_blocks=layout.blocks, predicted_bytes=predicted,
         allocated_blocks=tensors[0].shape[0] if tensors else 0, allocated_bytes=allocated_bytes,
         allocator_bytes=by_allocator, allocator_predicted_bytes=rounded, layers_allocated=len(tensors),
         left_unused_bytes=memory.budget_bytes - memory.weights_reserved_bytes - memory.activation_reserved_bytes
         - allocated_bytes, exact=allocated_bytes == predicted and by_allocator in (None, rounded),
-        note=(f"{len(tensors)} layers of {budget.num_blocks:,} pages, {kv_dtype}" if allocated_blocks_match(budget, tensors)
-              else f"{len(tensors)} tensors shared by every kind of layer, {tensors[0].shape[0]:,} pages each, "
-                   f"{kv_dtype}"),
+        note=layout.note(len(tensors), kv_dtype),
     )
-
-
-def allocated_blocks_match(budget, tensors) -> bool:
-    """One tensor a layer, num_blocks pages each (not a hybrid's shared layout)."""
-    return not tensors or tensors[0].shape[0] == budget.num_blocks
 
 
 def _kv_bytes(q: torch.Tensor, cache: torch.Tensor, table: PageTable) -> int:
