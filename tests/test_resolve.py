@@ -202,3 +202,12 @@ def test_offline_never_asks_the_hub(hub):
     done = cli(env, "size", "acme/qwen-fp8", "--offline")
     assert done.returncode == 2 and "offline" in done.stderr
     assert server.requests == []
+
+
+def test_show_says_where_a_resolved_model_came_from(capsys, hf_cache):
+    assert main(["show", "examples/models/Qwen2.5-7B"]) == 0
+    assert capsys.readouterr().out.startswith("# local path examples/models/Qwen2.5-7B\n")
+    assert main(["show", "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic"]) == 0
+    first, _, body = capsys.readouterr().out.partition("\n")
+    assert first.startswith("# its name 'RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic', inferred")
+    assert "quantization: fp8" in body

@@ -72,7 +72,9 @@ def show(
     if json:
         print_json(console, spec)
         return
-    console.print(f"# {registry.origin[spec.name]}", style="dim")
+    from_files = not getattr(spec, "origin", None) or spec.origin.startswith(("kvplan's database", "spec file"))
+    where = registry.origin[spec.name] if from_files else spec.origin  # a path, the cache, the Hub, a name
+    console.print(f"# {where}", style="dim", soft_wrap=True)
     console.out(spec_to_yaml(spec), highlight=False)
 
 
