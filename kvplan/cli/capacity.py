@@ -8,33 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    BUDGET,
-    ActivationGibOpt,
-    BlockOpt,
-    DebugOpt,
-    EngineOpt,
-    ExplainOpt,
-    GpuMemOpt,
-    GpuOpt,
-    JsonOpt,
-    KvDtypeOpt,
-    MaxLenOpt,
-    MaxSeqsOpt,
-    OfflineOpt,
-    OverheadGibOpt,
-    PpOpt,
-    SpecsOpt,
-    TpOpt,
-    UtilOpt,
-    WeightsDtypeOpt,
-    WeightsGibOpt,
-    app,
-    budget_inputs,
-    catalog,
-    console,
-    err_console,
-    handle_errors,
-    tokens,
+    BUDGET, ActivationGibOpt, BlockOpt, DebugOpt, EngineOpt, ExplainOpt, GpuMemOpt, GpuOpt, JsonOpt, KvDtypeOpt,
+    MaxLenOpt, MaxSeqsOpt, OfflineOpt, OverheadGibOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, WeightsDtypeOpt,
+    WeightsGibOpt, app, budget_inputs, catalog, console, err_console, handle_errors, tokens,
 )
 
 

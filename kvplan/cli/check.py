@@ -8,17 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DebugOpt,
-    EngineOpt,
-    JsonOpt,
-    KvDtypeOpt,
-    OfflineOpt,
-    SpecsOpt,
-    app,
-    catalog,
-    console,
-    handle_errors,
-    tokens,
+    DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, handle_errors, tokens,
 )
 from kvplan.errors import KvplanError
 

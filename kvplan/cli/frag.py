@@ -8,16 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DebugOpt,
-    JsonOpt,
-    KvDtypeOpt,
-    OfflineOpt,
-    SpecsOpt,
-    app,
-    catalog,
-    console,
-    err_console,
-    handle_errors,
+    DebugOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors,
 )
 
 

@@ -7,17 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DebugOpt,
-    ExplainOpt,
-    GpuOpt,
-    JsonOpt,
-    KvDtypeOpt,
-    OfflineOpt,
-    SpecsOpt,
-    app,
-    catalog,
-    console,
-    handle_errors,
+    DebugOpt, ExplainOpt, GpuOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, handle_errors,
     tokens,
 )
 

@@ -7,17 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DebugOpt,
-    JsonOpt,
-    KvDtypeOpt,
-    OfflineOpt,
-    SpecsOpt,
-    app,
-    catalog,
-    console,
-    err_console,
-    handle_errors,
-    tokens,
+    DebugOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors, tokens,
 )
 
 

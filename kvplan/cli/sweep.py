@@ -8,17 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    OUTPUT,
-    DebugOpt,
-    EngineOpt,
-    JsonOpt,
-    OfflineOpt,
-    SpecsOpt,
-    app,
-    catalog,
-    console,
-    err_console,
-    handle_errors,
+    OUTPUT, DebugOpt, EngineOpt, JsonOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors,
 )
 
 
