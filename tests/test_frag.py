@@ -143,3 +143,9 @@ def test_frag_cli(capsys):
 def test_bad_rates_exit_2(capsys, argv):
     assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "10", *argv]) == 2
     assert "--rate and --step-ms must be positive" in capsys.readouterr().err
+
+
+def test_negative_budget_is_named(capsys):
+    # it used to be clamped to 0 B and reported as "the KV budget holds no token", which hid the typo
+    assert main(["frag", "llama3-8b", "--kv-gib", "-1", "--requests", "10"]) == 2
+    assert capsys.readouterr().err == "error: --kv-gib -1.0 is negative; give the KV budget in GiB, e.g. --kv-gib 20\n"

@@ -19,6 +19,7 @@ from kvplan.results.base import Step
 from kvplan.results.offload import OffloadCapacity, OffloadResult, OffloadTier, SweepRow
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
+from kvplan.units import GIB
 
 GB = 1e9
 
@@ -160,7 +161,7 @@ def _capacity(model: ModelSpec, fmt, p: int, inputs: OffloadInputs) -> list[Offl
     rows = []
     for tier, gib in (("host memory", inputs.host_gib), ("nvme", inputs.nvme_gib)):
         if gib:
-            budget = round(gib * 2**30)
+            budget = round(gib * GIB)
             tokens = budget // per_token
             rows.append(OffloadCapacity(tier=tier, budget_bytes=budget, tokens=tokens,
                                         requests=budget // request_bytes(model, p, fmt)))

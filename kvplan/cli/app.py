@@ -6,6 +6,7 @@ the one being run."""
 from __future__ import annotations
 
 import functools
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,7 +15,7 @@ import typer
 from rich.console import Console
 
 from kvplan import __version__
-from kvplan.errors import KvplanError
+from kvplan.errors import InputError, KvplanError
 
 app = typer.Typer(
     name="kvplan",
@@ -46,12 +47,21 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the traceback on e
                                         rich_help_panel=OUTPUT)]
 
 
+def _finite(kwargs: dict) -> None:
+    """click reads 'nan' and 'inf' as floats; no kvplan option means either (they would reach int())."""
+    for name, value in kwargs.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"--{name.replace('_', '-')} {value} is not a number kvplan can use; give a finite "
+                             "one, e.g. 0.9 or 16")
+
+
 def handle_errors(command):
     """Turn a KvplanError into one line per problem on stderr and exit code 2 (unless --debug)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
+            _finite(kwargs)
             return command(*args, **kwargs)
         except KvplanError as err:
             if kwargs.get("debug"):

@@ -44,6 +44,7 @@ from kvplan.calc.frag.strategies import STRATEGIES, make_strategy
 from kvplan.calc.frag.waste import summarize
 from kvplan.calc.kv import request_bytes, resolve_kv_format
 from kvplan.errors import InputError
+from kvplan.units import GIB
 from kvplan.results.frag import BlockSweepRow, FragResult
 from kvplan.specs.workloads import Request
 
@@ -56,7 +57,9 @@ def kv_budget(model, gpu, kv_gib: float | None, kv_dtype: str = "auto") -> tuple
     """(KV budget bytes, KV bytes per token): --kv-gib, or vLLM's default pool for the model on gpu."""
     if (gpu is None) == (kv_gib is None):
         raise InputError("give the KV budget as --gpu G (vLLM's pool on it) or --kv-gib X, one of them")
-    budget = (round(kv_gib * 2**30) if kv_gib is not None
+    if kv_gib is not None and kv_gib < 0:
+        raise InputError(f"--kv-gib {kv_gib} is negative; give the KV budget in GiB, e.g. --kv-gib 20")
+    budget = (round(kv_gib * GIB) if kv_gib is not None
               else memory_budget(model, gpu, BudgetInputs(kv_dtype=kv_dtype)).kv_pool_bytes)
     return max(budget, 0), request_bytes(model, 1, resolve_kv_format(model, kv_dtype))
 
