@@ -276,6 +276,11 @@ def test_overview_lists_every_model(catalog):
     (["plan", "llama3-8b", "--gpu", "h100", "--weights-dtype", "int3"], "unknown weights dtype 'int3'"),
     (["plan", "llama3-8b", "--gpu", "h100", "--engine", "foo"], "unknown engine 'foo'"),
     (["batch", "--gpu", "h100", "--kv-dtype", "fp9"], "unknown KV dtype 'fp9'"),
+    # 0 read as "not given" and silently became the default: 16-token pages, vLLM's max_num_seqs, --ctx
+    (["batch", "llama3-8b", "--gpu", "h100", "--block-size", "0"], "block size 0 is out of range; use 1..65,536"),
+    (["fit", "llama3-8b", "--gpu", "h100", "--max-num-seqs", "0"], "--max-num-seqs 0 must be at least 1"),
+    (["plan", "llama3-8b", "--gpu", "h100", "--max-num-seqs", "-2"], "--max-num-seqs -2 must be at least 1"),
+    (["plan", "llama3-8b", "--gpu", "h100", "--max-len", "0"], "--max-len 0 is shorter than the 4,096-token"),
 ])
 def test_bad_input_exits_2(capsys, argv, message):
     assert main(argv) == 2

@@ -149,3 +149,8 @@ def test_negative_budget_is_named(capsys):
     # it used to be clamped to 0 B and reported as "the KV budget holds no token", which hid the typo
     assert main(["frag", "llama3-8b", "--kv-gib", "-1", "--requests", "10"]) == 2
     assert capsys.readouterr().err == "error: --kv-gib -1.0 is negative; give the KV budget in GiB, e.g. --kv-gib 20\n"
+
+
+def test_zero_max_len_is_an_error_not_the_default(capsys):
+    assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "10", "--max-len", "0"]) == 2
+    assert "--block-size and --max-len must be at least 1" in capsys.readouterr().err

@@ -121,6 +121,7 @@ def test_sweep_flips_where_the_break_even_says(catalog):
     (["--mfu", "1.5"], "--mfu 1.5 is outside (0, 1]"),
     (["--link", "pcie9"], "unknown link 'pcie9'"),
     (["--prefix", "0"], "--prefix 0 is out of range"),
+    (["--tp", "0"], "--tp 0 must be at least 1"),  # it divided by zero
 ])
 def test_bad_input(capsys, argv, message):
     assert main(["offload", "llama3-8b", "--gpu", "h100", *argv]) == 2

@@ -213,6 +213,9 @@ def _check(inputs: BudgetInputs, util: float) -> None:
         raise InputError(f"--util {util} is outside (0, 1]; use e.g. 0.9")
     if inputs.pp < 1:
         raise InputError(f"--pp {inputs.pp} must be at least 1")
+    for flag, value in (("--max-num-seqs", inputs.max_num_seqs), ("--max-num-batched-tokens", inputs.max_num_batched_tokens)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} {value} must be at least 1 (leave it out for the engine's default)")
     for name in ("gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes"):
         value = getattr(inputs, name)
         if value is not None and value < 0:
@@ -228,7 +231,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     engine = engine_preset(inputs.engine)
     util = engine.default_util(inputs) if inputs.util is None else inputs.util
     _check(inputs, util)
-    block = inputs.block_size or engine.block_size
+    block = engine.block_size if inputs.block_size is None else inputs.block_size  # 0 is an error, not 'default'
     check_size_inputs(model, 1, 1, inputs.tp, block)
     fmt = resolve_kv_format(model, inputs.kv_dtype)
     total = _given(inputs.gpu_mem_bytes, "--gpu-mem") or engine.total_memory(gpu)

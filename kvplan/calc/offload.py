@@ -79,6 +79,8 @@ class OffloadInputs:
     def check(self) -> None:
         if not 0 < self.mfu <= 1:
             raise InputError(f"--mfu {self.mfu} is outside (0, 1]; a typical prefill reaches 0.4-0.6")
+        if self.tp < 1:
+            raise InputError(f"--tp {self.tp} must be at least 1 (the GPUs sharing the prefill)")
         for flag, value in (("--link-gbps", self.link_gbps), ("--tflops", self.tflops), ("--params", self.params)):
             if value is not None and value <= 0:
                 raise InputError(f"{flag} must be positive")

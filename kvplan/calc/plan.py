@@ -86,7 +86,7 @@ def plan(model: ModelSpec, gpu: GpuSpec, concurrency: int, ctx: int, kv_dtypes: 
     tokens at once, with max_model_len = max_len (default: ctx)."""
     if concurrency < 1 or ctx < 1 or gpus_per_node < 1:
         raise InputError("--concurrency, --ctx and --gpus-per-node must be at least 1")
-    max_len = max_len or ctx
+    max_len = ctx if max_len is None else max_len
     if max_len < ctx:
         raise InputError(f"--max-len {max_len:,} is shorter than the {ctx:,}-token requests; use --max-len >= --ctx")
     best, seconds, candidates, infeasible = [], [], [], []

@@ -51,7 +51,7 @@ def frag(
     spec = cat.model(model)
     gpu_spec = cat.gpu(gpu) if gpu else None
     budget, per_token = kv_budget(spec, gpu_spec, kv_gib, kv_dtype)
-    length = max_len or spec.max_context
+    length = spec.max_context if max_len is None else max_len
     if step_ms <= 0 or (rate is not None and rate <= 0):
         raise InputError("--rate and --step-ms must be positive (requests per second, ms per decode step)")
     per_second = rate * step_ms / 1000 if rate is not None else None
