@@ -1,4 +1,4 @@
-"""Regenerate the plot gallery in examples/gallery/ (needs the `plot` extra: pip install 'kvplan[plot]').
+"""Regenerate the plot gallery in examples/gallery/ (needs the `plot` extra: pip install '.[plot]' in a checkout).
 
     concurrency_by_gpu.png   Llama-3-8B: max concurrency vs context on H100, H200 and B200
     fp8_vs_bf16.png          Llama-3.1-70B on 4 x H100: max concurrency vs context, bf16 vs fp8 KV

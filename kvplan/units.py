@@ -7,7 +7,6 @@ decimal (GB/s = 10**9 B/s), as datasheets quote it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from kvplan.errors import InputError
@@ -96,16 +95,8 @@ def fmt_bytes(n: int) -> str:
     return f"{n:,} B ({fmt_binary(n)}, {fmt_decimal(n)})"
 
 
-_TOKENS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
-_TOKEN_SCALE = {"": 1, "k": 1024, "m": 1024**2}
+def parse_tokens(text: str, name: str = "context") -> int:
+    """'4096' -> 4096; '128k' -> 131072 (k = 1024); bounded as every token count is (kvplan.bounds)."""
+    from kvplan.bounds import tokens
 
-
-def parse_tokens(text: str) -> int:
-    """'4096' -> 4096; '128k' -> 131072 (k = 1024, as in '128K context'); '1m' -> 1048576."""
-    match = _TOKENS.match(str(text))
-    if not match:
-        raise InputError(f"cannot read '{text}' as a token count; write e.g. 4096, 32k or 1m")
-    value = float(match.group(1)) * _TOKEN_SCALE[match.group(2).lower()]
-    if value != int(value):
-        raise InputError(f"'{text}' is not a whole number of tokens")
-    return int(value)
+    return tokens(text, name)

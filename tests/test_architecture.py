@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "kvplan"
 
-# What each layer may import, besides itself. "base" is errors, units and the package's __init__:
+# What each layer may import, besides itself. "base" is errors, units, bounds and the package's __init__:
 # shared by every layer, importing nothing but each other.
 ALLOWED = {
     "cli": {"render", "results", "calc", "specs", "probe", "base"},
@@ -34,7 +34,7 @@ def module_name(path: Path) -> str:
 
 def layer_of(module: str) -> str:
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] in ("errors", "units"):
+    if len(parts) == 1 or parts[1] in ("errors", "units", "bounds"):
         return "base"
     return "main" if parts[1] == "__main__" else parts[1]
 

@@ -263,24 +263,24 @@ def test_overview_lists_every_model(catalog):
 # --- bad input -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv, message", [
-    (["batch", "llama3-8b", "--gpu", "h100", "--util", "0"], "--util 0.0 is outside (0, 1]"),
+    (["batch", "llama3-8b", "--gpu", "h100", "--util", "0"], "--util 0 is outside (0, 1]"),
     (["batch", "llama3-8b", "--gpu", "h100", "--util", "1.5"], "--util 1.5 is outside (0, 1]"),
     (["batch", "llama3-8b", "--gpu", "h100", "--in", "-1"], "cannot read '-1' as a token count"),
     (["batch", "llama3-8b", "--gpu", "h100", "--tp", "3"], "--tp 3 does not divide"),
     (["batch", "llama3-8b", "--gpu", "h1000"], "unknown GPU 'h1000'"),
     (["batch", "llama3-8b", "--gpu", "h100", "--engine", "tgi"], "unknown engine 'tgi'"),
-    (["batch", "llama3-8b", "--gpu", "h100", "--weights-gib", "-1"], "--weights-gib must not be negative"),
+    (["batch", "llama3-8b", "--gpu", "h100", "--weights-gib", "-1"], "--weights-gib -1 is outside [0, 16,384] GiB"),
     (["fit", "llama3-8b", "--gpu", "h100", "--weights-dtype", "int3"], "unknown weights dtype 'int3'"),
-    (["plan", "llama3-8b", "--gpu", "h100", "--concurrency", "0"], "--concurrency, --ctx and --gpus-per-node"),
+    (["plan", "llama3-8b", "--gpu", "h100", "--concurrency", "0"], "--concurrency 0 is out of range; use 1..16,777,216 requests"),
     (["plan", "llama3-8b", "--gpu", "h100", "--kv-dtype", "bf16,fp9"], "unknown KV dtype 'fp9'"),
     (["plan", "llama3-8b", "--gpu", "h100", "--weights-dtype", "int3"], "unknown weights dtype 'int3'"),
     (["plan", "llama3-8b", "--gpu", "h100", "--engine", "foo"], "unknown engine 'foo'"),
     (["batch", "--gpu", "h100", "--kv-dtype", "fp9"], "unknown KV dtype 'fp9'"),
     # 0 read as "not given" and silently became the default: 16-token pages, vLLM's max_num_seqs, --ctx
-    (["batch", "llama3-8b", "--gpu", "h100", "--block-size", "0"], "block size 0 is out of range; use 1..65,536"),
-    (["fit", "llama3-8b", "--gpu", "h100", "--max-num-seqs", "0"], "--max-num-seqs 0 must be at least 1"),
-    (["plan", "llama3-8b", "--gpu", "h100", "--max-num-seqs", "-2"], "--max-num-seqs -2 must be at least 1"),
-    (["plan", "llama3-8b", "--gpu", "h100", "--max-len", "0"], "--max-len 0 is shorter than the 4,096-token"),
+    (["batch", "llama3-8b", "--gpu", "h100", "--block-size", "0"], "--block-size 0 is out of range; use 1..65,536 tokens"),
+    (["fit", "llama3-8b", "--gpu", "h100", "--max-num-seqs", "0"], "--max-num-seqs 0 is out of range; use 1..16,777,216"),
+    (["plan", "llama3-8b", "--gpu", "h100", "--max-num-seqs", "-2"], "--max-num-seqs -2 is out of range; use 1..16,777,216"),
+    (["plan", "llama3-8b", "--gpu", "h100", "--max-len", "0"], "--max-len 0 is out of range; use 1..1,073,741,824 tokens"),
 ])
 def test_bad_input_exits_2(capsys, argv, message):
     assert main(argv) == 2

@@ -30,7 +30,10 @@ def test_example_file_passes(capsys):
     # a 4,096-token request pages 512 MiB: 108 fit
     assert chat["min_concurrency"]["actual"] == "108"
     vllm = {o["expectation"]: o for o in results["vllm-command-llama3-8b"]["outcomes"]}
-    assert vllm["no_preemption"]["actual"] == "54 fit"  # 58,229,568,385 B // 1 GiB per 8,192-token request
+    # its --max-num-seqs 48 shrinks the sampler's profile by 2 x (1,024 - 48) x 128,256 x 4 B = 1,001,422,848 B:
+    # (58,229,568,385 + 1,001,422,848) B // 1 GiB per 8,192-token request = 55
+    assert vllm["no_preemption"]["actual"] == "55 fit"
+    assert (vllm["no_preemption"]["bound"], vllm["no_preemption"]["value"]) == (48, 55)  # numbers, not "55 fit"
     assert results["vllm-command-llama3-8b"]["ignored_flags"] == ["--port"]
 
 
@@ -67,14 +70,21 @@ def test_junit_report(capsys, tmp_path):
     assert failure.get("message").startswith("expected >= 100,000, got ")
 
 
-def test_a_vllm_scenario_asks_whether_the_engine_would_preempt(capsys, tmp_path):
+def test_preemption_is_checked_only_when_asked_and_fails_with_both_fixes(capsys, tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("scenarios:\n  - name: v\n    gpu: h100\n    vllm: vllm serve meta-llama/Meta-Llama-3-8B "
-                    "--max-model-len 8192 --max-num-seqs 256\n")
+    line = "vllm serve meta-llama/Meta-Llama-3-8B --max-model-len 8192 --max-num-seqs 256"
+    path.write_text(f"scenarios:\n  - name: v\n    gpu: h100\n    vllm: {line}\n")
     code, out, _ = run(capsys, "check", str(path), "--json")
-    outcome = json.loads(out)[0]["outcomes"][0]
-    # 54 requests of 8,192 tokens fit the pool (see above), not 256: vLLM would preempt
-    assert code == 1 and outcome["expectation"] == "no_preemption" and outcome["actual"] == "54 fit"
+    assert code == 0 and json.loads(out)[0]["outcomes"] == []  # nothing asked: nothing judged
+    path.write_text(f"scenarios:\n  - name: v\n    gpu: h100\n    vllm: {line}\n    expect: {{no_preemption: true}}\n")
+    code, out, _ = run(capsys, "check", str(path), "--json")
+    result = json.loads(out)[0]
+    outcome = result["outcomes"][0]
+    # --max-num-seqs 256 leaves 2 x (1,024 - 256) x 128,256 x 4 B = 788,013,056 B of the sampler's profile:
+    # (58,229,568,385 + 788,013,056) B // 1 GiB per 8,192-token request = 54 fit, not 256: vLLM would preempt
+    assert code == 1 and outcome["expectation"] == "no_preemption" and outcome["value"] == 54
+    assert result["fix"] == {"max_num_seqs": 54}
+    assert "--max-num-seqs 54" in result["suggestion"] and "or --max-model-len" in result["suggestion"]
 
 
 def test_vllm_command_line():
@@ -89,10 +99,10 @@ def test_vllm_command_line():
 @pytest.mark.parametrize("content, message", [
     ("scenarios: [\n  {name: x\n", "c.yaml:3: YAML syntax error"),
     ("scenarios:\n  - {name: x, model: llama3-8b, gpu: h100, colour: red}\n",
-     "c.yaml: scenarios.0.colour: Extra inputs are not permitted"),
+     "c.yaml:2: scenarios.0.colour: unknown key; remove it or check its spelling"),
     ("scenarios:\n  - {name: x, model: llama3-8b, gpu: h100, tp: many}\n",
-     "c.yaml: scenarios.0.tp: Input should be a valid integer"),
-    ("scenarios:\n  - {name: x, model: llama3-8b}\n", "c.yaml: scenarios.0.(scenario): Value error, a scenario needs a gpu"),
+     "c.yaml:2: scenarios.0.tp: Input should be a valid integer"),
+    ("scenarios:\n  - {name: x, model: llama3-8b}\n", "c.yaml:2: scenarios.0: a scenario needs a gpu"),
     ("scenarios:\n  - {name: x, model: lama3-8b, gpu: h100}\n", "c.yaml: scenarios.0 (x): unknown model 'lama3-8b'"),
     ("scenarios: []\n", "c.yaml:1: scenarios: List should have at least 1 item"),
 ])
@@ -105,8 +115,8 @@ def test_bad_check_files_exit_2(capsys, tmp_path, content, message):
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "llama3-8b"], "error: a scenario needs a gpu (here or in defaults)"),
-    (["--model", "llama3-8b", "--gpu", "h100", "--min-concurrency", "0"], "--expect-min-concurrency"),
-    (["--model", "llama3-8b", "--gpu", "h100", "--tp", "0"], "--tp: Input should be greater than 0"),
+    (["--model", "llama3-8b", "--gpu", "h100", "--min-concurrency", "0"], "--min-concurrency 0 is out of range; use 1.."),
+    (["--model", "llama3-8b", "--gpu", "h100", "--tp", "0"], "--tp 0 is out of range; use 1..1,024 GPUs"),
 ])
 def test_bad_inline_flags_exit_2(capsys, argv, message):
     code, _, err = run(capsys, "check", *argv)

@@ -139,18 +139,23 @@ def test_frag_cli(capsys):
     assert "unknown workload 'zipf'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["--rate", "-1"], ["--rate", "0"], ["--rate", "5", "--step-ms", "0"]])
-def test_bad_rates_exit_2(capsys, argv):
+@pytest.mark.parametrize("argv, message", [
+    (["--rate", "-1"], "--rate -1 is outside [0.000001, 1,000,000] requests/s"),
+    (["--rate", "0"], "--rate 0 is outside [0.000001, 1,000,000] requests/s"),
+    (["--rate", "1e-300"], "--rate 1e-300 is outside"),  # it overflowed int()
+    (["--rate", "inf"], "--rate inf is not a number kvplan can use"),
+    (["--rate", "5", "--step-ms", "0"], "--step-ms 0 is outside (0, 60,000] ms")])
+def test_bad_rates_exit_2(capsys, argv, message):
     assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "10", *argv]) == 2
-    assert "--rate and --step-ms must be positive" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_negative_budget_is_named(capsys):
     # it used to be clamped to 0 B and reported as "the KV budget holds no token", which hid the typo
     assert main(["frag", "llama3-8b", "--kv-gib", "-1", "--requests", "10"]) == 2
-    assert capsys.readouterr().err == "error: --kv-gib -1.0 is negative; give the KV budget in GiB, e.g. --kv-gib 20\n"
+    assert capsys.readouterr().err == "error: --kv-gib -1 is outside (0, 16,384] GiB\n"
 
 
 def test_zero_max_len_is_an_error_not_the_default(capsys):
     assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "10", "--max-len", "0"]) == 2
-    assert "--block-size and --max-len must be at least 1" in capsys.readouterr().err
+    assert "--max-len 0 is out of range; use 1..1,073,741,824 tokens" in capsys.readouterr().err

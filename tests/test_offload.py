@@ -115,13 +115,13 @@ def test_sweep_flips_where_the_break_even_says(catalog):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--link-gbps", "0"], "--link-gbps must be positive"),
-    (["--link-gbps", "-5"], "--link-gbps must be positive"),
-    (["--mfu", "0"], "--mfu 0.0 is outside (0, 1]"),
+    (["--link-gbps", "0"], "--link-gbps 0 is outside (0, 100,000] GB/s"),
+    (["--link-gbps", "-5"], "--link-gbps -5 is outside (0, 100,000] GB/s"),
+    (["--mfu", "0"], "--mfu 0 is outside (0, 1]"),
     (["--mfu", "1.5"], "--mfu 1.5 is outside (0, 1]"),
     (["--link", "pcie9"], "unknown link 'pcie9'"),
-    (["--prefix", "0"], "--prefix 0 is out of range"),
-    (["--tp", "0"], "--tp 0 must be at least 1"),  # it divided by zero
+    (["--prefix", "0"], "--prefix 0 is out of range; use 1.."),
+    (["--tp", "0"], "--tp 0 is out of range; use 1..1,024 GPUs"),  # it divided by zero
 ])
 def test_bad_input(capsys, argv, message):
     assert main(["offload", "llama3-8b", "--gpu", "h100", *argv]) == 2

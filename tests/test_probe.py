@@ -190,7 +190,9 @@ def test_probe_cli_json(capsys):
 def test_probe_without_torch_says_how_to_install(capsys, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "torch", None)
     assert main(["probe", "llama3-8b"]) == 2
-    assert capsys.readouterr().err == "error: kvplan probe needs PyTorch; install it with: pip install 'kvplan[probe]'\n"
+    assert capsys.readouterr().err == (
+        "error: kvplan probe needs PyTorch: in a kvplan checkout, pip install '.[probe]' (without a GPU, first "
+        "pip install torch --index-url https://download.pytorch.org/whl/cpu)\n")
 
 
 @pytest.mark.parametrize("size, allocated", [

@@ -32,7 +32,7 @@ def test_parse_axis(text, values):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--ctx", "0..5"], "--ctx values must be at least 1"),
+    (["--ctx", "0..5"], "--ctx 0 is out of range; use 1.."),
     (["--ctx", "8k..1k"], "a range goes from low to high"),
     (["--ctx", "1x..2x"], "cannot read '1x' as a token count"),
     (["--tp", "two"], "'two' is not a whole number"),
@@ -93,7 +93,8 @@ def test_plot_needs_a_known_format(capsys, tmp_path):
 def test_plot_without_matplotlib_says_how_to_install(capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     code, _, err = run(capsys, "sweep", "llama3-8b", "--plot", str(tmp_path / "x.png"))
-    assert code == 2 and err == "error: --plot needs matplotlib; install it with: pip install 'kvplan[plot]'\n"
+    assert code == 2 and err == ("error: --plot needs matplotlib: pip install matplotlib (or, in a kvplan checkout, "
+                                   "pip install '.[plot]')\n")
 
 
 def test_waste_metric_equals_a_frag_run(capsys):

@@ -168,6 +168,18 @@ class BudgetInputs:
     max_num_batched_tokens: int | None = None
     max_num_seqs: int | None = None
 
+    def __post_init__(self) -> None:
+        """Names are checked when the inputs are made, so a sweep or a plan refuses a bad one at once
+        rather than marking every point it would have computed."""
+        from kvplan.calc.weights import weight_format
+        from kvplan.units import kv_format
+
+        engine_preset(self.engine)
+        if self.kv_dtype != "auto":
+            kv_format(self.kv_dtype)
+        if self.weights_dtype != "auto":
+            weight_format(self.weights_dtype)
+
     @property
     def overridden(self) -> bool:
         """True when anything but the parallelism and dtypes departs from the vLLM defaults."""
@@ -231,6 +243,9 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     engine = engine_preset(inputs.engine)
     util = engine.default_util(inputs) if inputs.util is None else inputs.util
     _check(inputs, util)
+    if inputs.pp > model.num_layers:
+        raise InputError(f"--pp {inputs.pp} is more stages than {model.name}'s {model.num_layers} layers; "
+                         f"give --pp {model.num_layers} or fewer")
     block = engine.block_size if inputs.block_size is None else inputs.block_size  # 0 is an error, not 'default'
     check_size_inputs(model, 1, 1, inputs.tp, block)
     fmt = resolve_kv_format(model, inputs.kv_dtype)

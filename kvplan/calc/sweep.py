@@ -14,6 +14,7 @@ from kvplan.calc.roofline import decode_roofline
 from kvplan.calc.startup import startup
 from kvplan.errors import InputError, KvplanError
 from kvplan.results.sweep import SweepPoint, SweepResult
+from kvplan.bounds import MAX_REQUESTS, integer, names
 from kvplan.units import GIB, parse_tokens
 
 X_AXES = ("ctx", "batch", "tp")
@@ -32,10 +33,7 @@ MAX_POINTS = 10_000
 def parse_axis(text: str, name: str) -> tuple[int, ...]:
     """'1k..128k' (powers of two from lo to hi, both included) or '1k,4k,16k' (a list)."""
     def number(part: str) -> int:
-        value = parse_tokens(part) if name == "ctx" else _int(part, name)
-        if value < 1:
-            raise InputError(f"--{name} values must be at least 1, not '{part}'")
-        return value
+        return parse_tokens(part, "--ctx") if name == "ctx" else integer(part, f"--{name}", 1, MAX_REQUESTS)
 
     ranged = re.fullmatch(r"\s*([^.]+)\.\.([^.]+)\s*", text)
     if ranged:
@@ -47,19 +45,12 @@ def parse_axis(text: str, name: str) -> tuple[int, ...]:
             values.append(values[-1] * 2)
         values.append(hi)
     else:
-        values = [number(part) for part in text.split(",") if part.strip()]
+        values = [number(part) for part in names(text, f"--{name}")]
     if not values or len(values) > MAX_POINTS:
         raise InputError(f"--{name} {text}: give 1..{MAX_POINTS:,} values")
     if name == "ctx" and max(values) > MAX_CTX_TOKENS:
         raise InputError(f"--ctx {text}: beyond {MAX_CTX_TOKENS:,} tokens")
     return tuple(values)
-
-
-def _int(part: str, name: str) -> int:
-    try:
-        return int(part)
-    except ValueError:
-        raise InputError(f"--{name}: '{part}' is not a whole number") from None
 
 
 def waste(model, budget, fmt, strategy: str, max_len: int, tp: int, pp: int) -> float:

@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover - typer that depends on click
     from click.exceptions import UsageError
 
 from kvplan.cli.app import app, err_console
+from kvplan.errors import KvplanError
 
 # command -> the module that defines it, in the order `kvplan -h` lists them
 COMMANDS = {
@@ -70,6 +71,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         where = err.ctx.command_path if err.ctx else "kvplan"
         err_console.print(f"error: {err.format_message()} (see `{where} -h`)", markup=False)
         return 2
+    except KvplanError as err:  # a value refused while click parsed it (kvplan.bounds)
+        err_console.print(f"error: {err}", markup=False)
+        return err.exit_code
     except Abort:
         err_console.print("aborted", markup=False)
         return 130

@@ -10,8 +10,9 @@ import typer
 from kvplan.cli.app import (
     BUDGET, ActivationGibOpt, BlockOpt, DebugOpt, EngineOpt, ExplainOpt, GpuMemOpt, GpuOpt, JsonOpt, KvDtypeOpt,
     MaxLenOpt, MaxSeqsOpt, OfflineOpt, OverheadGibOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, WeightsDtypeOpt,
-    WeightsGibOpt, app, budget_inputs, catalog, console, err_console, handle_errors, tokens,
+    WeightsGibOpt, app, budget_inputs, catalog, console, err_console, handle_errors, value,
 )
+from kvplan import bounds
 
 
 @app.command()
@@ -19,18 +20,21 @@ from kvplan.cli.app import (
 def batch(
     model: Annotated[Optional[str], typer.Argument(help="Model; leave out to see every model on the GPU.")] = None,
     gpu: GpuOpt = ...,
-    in_tokens: Annotated[str, typer.Option("--in", metavar="TOKENS", help="Input (prompt) tokens per request.")] = "1024",
-    out_tokens: Annotated[str, typer.Option("--out", metavar="TOKENS", help="Output tokens per request.")] = "1024",
-    ctx: Annotated[Optional[str], typer.Option("--ctx", metavar="TOKENS",
-                                               help="Shorthand: requests of CTX tokens (--in CTX --out 0).")] = None,
-    max_len: Annotated[Optional[str], typer.Option(
-        "--max-len", metavar="TOKENS", help="Max sequence length (default: the model's max context).")] = None,
-    at_batch: Annotated[Optional[int], typer.Option(
-        "--batch", "-b", help="Batch for the roofline (default: the paged concurrency).")] = None,
-    max_ctx: Annotated[Optional[int], typer.Option(
-        "--max-ctx", metavar="B", help="Also find the longest context at which B requests fit.")] = None,
-    tflops: Annotated[Optional[float], typer.Option("--tflops", help="Peak TFLOPS for the roofline.")] = None,
-    hbm_gbps: Annotated[Optional[float], typer.Option("--hbm-gbps", help="HBM GB/s for the roofline.")] = None,
+    in_tokens: Annotated[int, value(bounds.tokens, "--in", metavar="TOKENS",
+                                     help="Input (prompt) tokens per request.")] = "1024",
+    out_tokens: Annotated[int, value(bounds.tokens_or_zero, "--out", metavar="TOKENS",
+                                      help="Output tokens per request.")] = "1024",
+    ctx: Annotated[Optional[int], value(bounds.tokens, "--ctx", metavar="TOKENS",
+                                         help="Shorthand: requests of CTX tokens (--in CTX --out 0).")] = None,
+    max_len: MaxLenOpt = None,
+    at_batch: Annotated[Optional[int], value(
+        bounds.requests, "--batch", "-b", metavar="N", help="Batch for the roofline (default: the paged concurrency).")] = None,
+    max_ctx: Annotated[Optional[int], value(
+        bounds.requests, "--max-ctx", metavar="B", help="Also find the longest context at which B requests fit.")] = None,
+    tflops: Annotated[Optional[float], value(bounds.tflops, "--tflops", metavar="TFLOPS",
+                                              help="Peak TFLOPS for the roofline.")] = None,
+    hbm_gbps: Annotated[Optional[float], value(bounds.gbps, "--hbm-gbps", metavar="GB/s",
+                                                help="HBM GB/s for the roofline.")] = None,
     engine: EngineOpt = "vllm", tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
     weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
     weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
@@ -45,8 +49,7 @@ def batch(
     from kvplan.render.base import print_json
     from kvplan.render.capacity import render_batch, render_overview
 
-    workload = (Workload(tokens(ctx), 0, tokens(max_len) if max_len else None) if ctx
-                else Workload(tokens(in_tokens), tokens(out_tokens), tokens(max_len) if max_len else None))
+    workload = Workload(ctx, 0, max_len) if ctx else Workload(in_tokens, out_tokens, max_len)
     inputs = budget_inputs(engine, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
                            activation_gib, overhead_gib, block_size)
     cat = catalog(specs)
@@ -64,8 +67,9 @@ def batch(
 def fit(
     model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
     gpu: GpuOpt = ...,
-    ctx: Annotated[str, typer.Option("--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
-    target: Annotated[int, typer.Option("--concurrency", "-n", help="Concurrent requests to serve.")] = 1,
+    ctx: Annotated[int, value(bounds.tokens, "--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
+    target: Annotated[int, value(bounds.concurrency, "--concurrency", "-n", metavar="N",
+                                 help="Concurrent requests to serve.")] = 1,
     max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None,
     engine: EngineOpt = "vllm", tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
     weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
@@ -83,11 +87,15 @@ def fit(
     from kvplan.render.base import print_json
     from kvplan.render.capacity import render_fit
 
+    if plot:
+        from kvplan.render.output import output_path
+        from kvplan.render.plot import PLOT_SUFFIXES
+
+        output_path(plot, "--plot", PLOT_SUFFIXES)  # before any work
     inputs = budget_inputs(engine, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
                            activation_gib, overhead_gib, block_size, max_num_seqs)
     cat = catalog(specs)
-    result = fit_(cat.model(model), cat.gpu(gpu), tokens(ctx), inputs, max_len=tokens(max_len) if max_len else None,
-                  target=target)
+    result = fit_(cat.model(model), cat.gpu(gpu), ctx, inputs, max_len=max_len, target=target)
     if plot:
         from kvplan.render.plot import plot_fit
 
@@ -101,12 +109,14 @@ def fit(
 def plan(
     model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
     gpu: GpuOpt = ...,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-n", help="Concurrent requests to serve.")] = 64,
-    ctx: Annotated[str, typer.Option("--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
-    kv_dtypes: Annotated[str, typer.Option(
-        "--kv-dtype", help="KV dtypes to plan for, comma-separated: e.g. bf16,fp8.",
+    concurrency: Annotated[int, value(bounds.concurrency, "--concurrency", "-n", metavar="N",
+                                      help="Concurrent requests to serve.")] = 64,
+    ctx: Annotated[int, value(bounds.tokens, "--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
+    kv_dtypes: Annotated[str, value(
+        bounds.names, "--kv-dtype", metavar="LIST", help="KV dtypes to plan for, comma-separated: e.g. bf16,fp8.",
         rich_help_panel=BUDGET)] = "auto",
-    gpus_per_node: Annotated[int, typer.Option("--gpus-per-node", help="GPUs per node (TP stays inside one).")] = 8,
+    gpus_per_node: Annotated[int, value(bounds.gpus, "--gpus-per-node", metavar="N",
+                                        help="GPUs per node (TP stays inside one).")] = 8,
     cross_node_tp: Annotated[bool, typer.Option("--cross-node-tp", help="Let TP span nodes (up to the heads).")] = False,
     max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None,
     engine: EngineOpt = "vllm", weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None,
@@ -125,7 +135,6 @@ def plan(
     inputs = budget_inputs(engine, 1, 1, "auto", weights_dtype, util, gpu_mem, None, None, overhead_gib,
                            block_size, max_num_seqs)
     cat = catalog(specs)
-    dtypes = tuple(d.strip() for d in kv_dtypes.split(",") if d.strip())
-    result = plan_(cat.model(model), cat.gpu(gpu), concurrency, tokens(ctx), dtypes, inputs, gpus_per_node,
-                   max_len=tokens(max_len) if max_len else None, cross_node_tp=cross_node_tp)
+    result = plan_(cat.model(model), cat.gpu(gpu), concurrency, ctx, kv_dtypes, inputs, gpus_per_node,
+                   max_len=max_len, cross_node_tp=cross_node_tp)
     print_json(console, result) if json else render_plan(console, result, explain=explain)

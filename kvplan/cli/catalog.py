@@ -92,9 +92,13 @@ def import_(
 
     Example: kvplan import ./Meta-Llama-3-8B --out ./my-specs
     """
+    from kvplan.errors import InputError
+    from kvplan.render.output import folder_must_exist, write_output
     from kvplan.specs.catalog import spec_to_yaml
     from kvplan.specs.importer import import_model
 
+    if out is not None and out.exists():
+        folder_must_exist(out, "--out")  # before any work: a file where the folder belongs
     result = import_model(path, name=name)
     text = spec_to_yaml(result.spec)
     for note in result.notes:
@@ -103,6 +107,9 @@ def import_(
         console.out(text, highlight=False)
         return
     target = out / "models" / f"{result.spec.name}.yaml"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot make {target.parent} ({exc.strerror}); pick another folder") from None
+    write_output(target, text, "--out")
     err_console.print(f"wrote {target}; use it with --specs {out}", markup=False)

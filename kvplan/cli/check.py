@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, handle_errors, tokens,
+    DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, handle_errors, value,
 )
+from kvplan import bounds
 from kvplan.errors import KvplanError
 
 
@@ -19,13 +20,15 @@ def check(
     files: Annotated[Optional[list[Path]], typer.Argument(help="Check files (YAML scenarios).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Inline scenario: the model.")] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="Inline scenario: the GPU.")] = None,
-    tp: Annotated[int, typer.Option("--tp", help="Inline scenario: tensor-parallel GPUs.")] = 1,
-    ctx: Annotated[Optional[str], typer.Option("--ctx", metavar="TOKENS", help="Inline scenario: tokens per request.")] = None,
+    tp: Annotated[int, value(bounds.gpus, "--tp", metavar="N", help="Inline scenario: tensor-parallel GPUs.")] = 1,
+    ctx: Annotated[Optional[int], value(bounds.tokens, "--ctx", metavar="TOKENS", help="Inline scenario: tokens per request.")] = None,
     kv_dtype: KvDtypeOpt = "auto",
     engine: EngineOpt = "vllm",
-    min_concurrency: Annotated[Optional[int], typer.Option("--min-concurrency", help="Inline expectation.")] = None,
-    min_kv_tokens: Annotated[Optional[int], typer.Option("--min-kv-tokens", help="Inline expectation.")] = None,
+    min_concurrency: Annotated[Optional[int], value(bounds.concurrency, "--min-concurrency", metavar="N", help="Inline expectation.")] = None,
+    min_kv_tokens: Annotated[Optional[int], value(bounds.tokens, "--min-kv-tokens", metavar="TOKENS", help="Inline expectation.")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", metavar="PATH", help="Write a JUnit XML report.")] = None,
+    markdown: Annotated[Optional[Path], typer.Option(
+        "--markdown", metavar="PATH", help="Append the summary as a Markdown table, e.g. to $GITHUB_STEP_SUMMARY.")] = None,
     offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """CI capacity gates: exit 0 when every scenario meets its expectations, 1 when one does not, 2 on bad input.
@@ -35,15 +38,19 @@ def check(
     from kvplan.calc.check import evaluate
     from kvplan.errors import InputError
     from kvplan.render.base import print_json
-    from kvplan.render.check import render_check, write_junit
+    from kvplan.render.check import render_check, write_junit, write_markdown
+    from kvplan.render.output import output_path
     from kvplan.specs.checkfile import inline_scenario, load_check_file
 
+    for flag, path in (("--junit", junit), ("--markdown", markdown)):
+        if path is not None:
+            output_path(path, flag)  # before any work: a bad path fails fast, not after the checks
     scenarios = [s for path in files or () for s in load_check_file(path)]
     if model:
         expect = {"fits": True if min_concurrency is None and min_kv_tokens is None else None,
                   "min_concurrency": min_concurrency, "min_kv_tokens": min_kv_tokens}
         scenarios.append(inline_scenario(name=f"{model} on {gpu}", model=model, gpu=gpu or "", tp=tp, engine=engine,
-                                         kv_dtype=kv_dtype, ctx=tokens(ctx) if ctx else None, expect=expect))
+                                         kv_dtype=kv_dtype, ctx=ctx, expect=expect))
     if not scenarios:
         raise InputError("nothing to check: pass a check file or --model and --gpu")
     cat = catalog(specs)
@@ -56,6 +63,8 @@ def check(
         results.append(evaluate(model_spec, gpu_spec, s))
     if junit:
         write_junit(junit, results)
+    if markdown:
+        write_markdown(markdown, results)
     print_json(console, results) if json else render_check(console, results)
     if not all(r.passed for r in results):
         raise typer.Exit(1)

@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DebugOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors,
+    DebugOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors, value,
 )
+from kvplan import bounds
 
 
 @app.command()
@@ -17,17 +18,17 @@ from kvplan.cli.app import (
 def frag(
     model: Annotated[str, typer.Argument(help="Model whose KV bytes per token to use.")],
     gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="GPU: the budget is vLLM's KV pool on it.")] = None,
-    kv_gib: Annotated[Optional[float], typer.Option("--kv-gib", help="A KV budget in GiB instead of --gpu's pool.")] = None,
+    kv_gib: Annotated[Optional[float], value(bounds.gib, "--kv-gib", metavar="GiB", help="A KV budget in GiB instead of --gpu's pool.")] = None,
     workload: Annotated[str, typer.Option(
         "--workload", "-w", help="chat, fixed:IN,OUT, uniform:LO-HI,LO-HI, or a .csv/.jsonl trace.")] = "chat",
-    requests: Annotated[int, typer.Option("--requests", "-n", help="Requests to generate.")] = 10_000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed for generated workloads.")] = 0,
-    rate: Annotated[Optional[float], typer.Option("--rate", help="Poisson arrivals, requests per second "
+    requests: Annotated[int, value(bounds.frag_requests, "--requests", "-n", metavar="N", help="Requests to generate.")] = 10_000,
+    seed: Annotated[int, value(bounds.seed, "--seed", metavar="N", help="Random seed for generated workloads.")] = 0,
+    rate: Annotated[Optional[float], value(bounds.rate, "--rate", metavar="PER_S", help="Poisson arrivals, requests per second "
                                                   "(default: all at once).")] = None,
-    step_ms: Annotated[float, typer.Option("--step-ms", help="One decode step, ms (turns seconds into steps).")] = 30.0,
-    max_len: Annotated[Optional[int], typer.Option("--max-len", help="Max sequence length (default: the model's).")] = None,
-    block_size: Annotated[int, typer.Option("--block-size", help="Tokens per page / doubling start.")] = 16,
-    shared_prefix: Annotated[int, typer.Option("--shared-prefix", help="A system prompt of P tokens on every request.")] = 0,
+    step_ms: Annotated[float, value(bounds.step_ms, "--step-ms", metavar="MS", help="One decode step, ms (turns seconds into steps).")] = 30.0,
+    max_len: Annotated[Optional[int], value(bounds.tokens, "--max-len", metavar="TOKENS", help="Max sequence length (default: the model's).")] = None,
+    block_size: Annotated[int, value(bounds.block_size, "--block-size", metavar="TOKENS", help="Tokens per page / doubling start.")] = 16,
+    shared_prefix: Annotated[int, value(bounds.tokens_or_zero, "--shared-prefix", metavar="TOKENS", help="A system prompt of P tokens on every request.")] = 0,
     sweep_block_size: Annotated[bool, typer.Option("--sweep-block-size", help="Paged waste for blocks 1..256.")] = False,
     kv_dtype: KvDtypeOpt = "auto",
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Draw the waste (.png/.svg).")] = None,
@@ -47,6 +48,11 @@ def frag(
     from kvplan.render.frag import render_frag
     from kvplan.specs.workloads import generate, read_trace
 
+    if plot:
+        from kvplan.render.output import output_path
+        from kvplan.render.plot import PLOT_SUFFIXES
+
+        output_path(plot, "--plot", PLOT_SUFFIXES)  # before any work
     cat = catalog(specs)
     spec = cat.model(model)
     gpu_spec = cat.gpu(gpu) if gpu else None

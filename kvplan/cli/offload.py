@@ -8,8 +8,9 @@ import typer
 
 from kvplan.cli.app import (
     DebugOpt, ExplainOpt, GpuOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, handle_errors,
-    tokens,
+    value,
 )
+from kvplan import bounds
 
 
 @app.command()
@@ -17,19 +18,19 @@ from kvplan.cli.app import (
 def offload(
     model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
     gpu: GpuOpt = ...,
-    prefix: Annotated[str, typer.Option("--prefix", "-p", metavar="TOKENS", help="Evicted prefix length.")] = "4096",
-    links: Annotated[Optional[str], typer.Option(
-        "--link", help="Tiers, comma-separated: pcie3, pcie4, pcie5, pcie6, nvlink-c2c, nvme, rdma (default: all).")] = None,
-    link_gbps: Annotated[Optional[float], typer.Option("--link-gbps", help="A custom link, GB/s per direction.")] = None,
-    latency_us: Annotated[Optional[float], typer.Option("--latency-us", help="Per-transfer latency (default: each link's).")] = None,
-    mfu: Annotated[float, typer.Option("--mfu", help="Prefill model FLOPs utilization, in (0, 1].")] = 0.5,
-    tflops: Annotated[Optional[float], typer.Option("--tflops", help="Peak TFLOPS (default: the GPU's dense BF16).")] = None,
-    params: Annotated[Optional[float], typer.Option("--params", help="Parameters per token (default: active params).")] = None,
+    prefix: Annotated[int, value(bounds.tokens, "--prefix", "-p", metavar="TOKENS", help="Evicted prefix length.")] = "4096",
+    links: Annotated[Optional[str], value(
+        bounds.names, "--link", metavar="LIST", help="Tiers, comma-separated: pcie3, pcie4, pcie5, pcie6, nvlink-c2c, nvme, rdma (default: all).")] = None,
+    link_gbps: Annotated[Optional[float], value(bounds.gbps, "--link-gbps", metavar="GB/s", help="A custom link, GB/s per direction.")] = None,
+    latency_us: Annotated[Optional[float], value(bounds.latency_us, "--latency-us", metavar="US", help="Per-transfer latency (default: each link's).")] = None,
+    mfu: Annotated[float, value(bounds.fraction, "--mfu", metavar="FRACTION", help="Prefill model FLOPs utilization, in (0, 1].")] = 0.5,
+    tflops: Annotated[Optional[float], value(bounds.tflops, "--tflops", metavar="TFLOPS", help="Peak TFLOPS (default: the GPU's dense BF16).")] = None,
+    params: Annotated[Optional[float], value(bounds.params, "--params", metavar="N", help="Parameters per token (default: active params).")] = None,
     no_attention: Annotated[bool, typer.Option("--no-attention", help="Leave out the attention term (as note 001).")] = False,
     kv_dtype: KvDtypeOpt = "auto",
-    tp: Annotated[int, typer.Option("--tp", help="GPUs sharing the prefill, each loading its KV shard.")] = 1,
-    host_gib: Annotated[Optional[float], typer.Option("--host-gib", help="Host memory for offloaded KV, GiB.")] = None,
-    nvme_gib: Annotated[Optional[float], typer.Option("--nvme-gib", help="NVMe space for offloaded KV, GiB.")] = None,
+    tp: Annotated[int, value(bounds.gpus, "--tp", metavar="N", help="GPUs sharing the prefill, each loading its KV shard.")] = 1,
+    host_gib: Annotated[Optional[float], value(bounds.gib, "--host-gib", metavar="GiB", help="Host memory for offloaded KV, GiB.")] = None,
+    nvme_gib: Annotated[Optional[float], value(bounds.gib, "--nvme-gib", metavar="GiB", help="NVMe space for offloaded KV, GiB.")] = None,
     sweep_prefix: Annotated[bool, typer.Option("--sweep-prefix", help="Where the verdict flips as prefixes grow.")] = False,
     explain: ExplainOpt = False, offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
@@ -42,10 +43,10 @@ def offload(
     from kvplan.render.base import print_json
     from kvplan.render.offload import render_offload
 
-    chosen = tuple(n.strip() for n in links.split(",") if n.strip()) if links else tuple(LINKS)
-    inputs = OffloadInputs(kv_dtype=kv_dtype, mfu=mfu, tflops=tflops, params=int(params) if params else None,
+    chosen = links or tuple(LINKS)
+    inputs = OffloadInputs(kv_dtype=kv_dtype, mfu=mfu, tflops=tflops, params=None if params is None else int(params),
                            attention=not no_attention, latency_us=latency_us, links=chosen, link_gbps=link_gbps,
                            host_gib=host_gib, nvme_gib=nvme_gib, sweep=sweep_prefix, tp=tp)
     cat = catalog(specs)
-    result = offload_(cat.model(model), cat.gpu(gpu), tokens(prefix), inputs)
+    result = offload_(cat.model(model), cat.gpu(gpu), prefix, inputs)
     print_json(console, result) if json else render_offload(console, result, explain=explain)

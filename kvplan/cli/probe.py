@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DebugOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors, tokens,
+    DebugOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors, value,
 )
+from kvplan import bounds
 
 
 @app.command()
@@ -16,15 +17,15 @@ from kvplan.cli.app import (
 def probe(
     model: Annotated[str, typer.Argument(help="Model whose KV layout to allocate and attend over.")],
     device: Annotated[Optional[str], typer.Option("--device", help="cuda:N (default when CUDA is present) or cpu.")] = None,
-    ctx: Annotated[Optional[str], typer.Option("--ctx", metavar="TOKENS", help="Tokens per request (default 4096 on CUDA, 1024 on CPU).")] = None,
-    batch: Annotated[Optional[int], typer.Option("--batch", "-b", help="Requests (default 64 on CUDA, 4 on CPU).")] = None,
+    ctx: Annotated[Optional[int], value(bounds.tokens, "--ctx", metavar="TOKENS", help="Tokens per request (default 4096 on CUDA, 1024 on CPU).")] = None,
+    batch: Annotated[Optional[int], value(bounds.requests, "--batch", "-b", metavar="N", help="Requests (default 64 on CUDA, 4 on CPU).")] = None,
     kv_dtype: KvDtypeOpt = "auto",
-    block_size: Annotated[int, typer.Option("--block-size", help="Tokens per page.")] = 16,
-    util: Annotated[float, typer.Option("--util", help="Fraction of the free memory (less a margin) to use.")] = 0.9,
-    max_gib: Annotated[Optional[float], typer.Option("--max-gib", help="Cap on what the probe takes (GiB; CPU default 1).")] = None,
+    block_size: Annotated[int, value(bounds.block_size, "--block-size", metavar="TOKENS", help="Tokens per page.")] = 16,
+    util: Annotated[float, value(bounds.fraction, "--util", metavar="FRACTION", help="Fraction of the free memory (less a margin) to use.")] = 0.9,
+    max_gib: Annotated[Optional[float], value(bounds.gib, "--max-gib", metavar="GiB", help="Cap on what the probe takes (GiB; CPU default 1).")] = None,
     with_weights: Annotated[bool, typer.Option("--with-weights", help="First reserve the weights and activations.")] = False,
     impl: Annotated[str, typer.Option("--impl", help="Attention kernel: auto (Triton on CUDA), triton, torch.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed for data and page order.")] = 0,
+    seed: Annotated[int, value(bounds.seed, "--seed", metavar="N", help="Random seed for data and page order.")] = 0,
     offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """Allocate paged KV on this device, run paged decode attention, and check the plan against it.
@@ -41,7 +42,7 @@ def probe(
     from kvplan.render.probe import render_probe
 
     cat = catalog(specs)
-    opts = ProbeOptions(device=device, ctx=tokens(ctx) if ctx else None, batch=batch, kv_dtype=kv_dtype,
+    opts = ProbeOptions(device=device, ctx=ctx, batch=batch, kv_dtype=kv_dtype,
                         block_size=block_size, util=util, max_gib=max_gib, with_weights=with_weights, impl=impl,
                         seed=seed)
     with Progress(console=err_console, transient=True, disable=json) as progress:

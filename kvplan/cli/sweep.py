@@ -8,15 +8,16 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    OUTPUT, DebugOpt, EngineOpt, JsonOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors,
+    OUTPUT, DebugOpt, EngineOpt, JsonOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors, value,
 )
+from kvplan import bounds
 
 
 @app.command()
 @handle_errors
 def sweep(
     models: Annotated[list[str], typer.Argument(help="One or more models (several: one line each).")],
-    gpus: Annotated[str, typer.Option("--gpu", "-g", help="GPU, or several comma-separated (one line each).")] = "h100",
+    gpus: Annotated[str, value(bounds.names, "--gpu", "-g", metavar="LIST", help="GPU, or several comma-separated (one line each).")] = "h100",
     ctx: Annotated[Optional[str], typer.Option("--ctx", metavar="RANGE", help="The context swept: 1k..128k (log-spaced, "
                    "the default) or a list 4k,32k; with --batch or --sweep-tp, the one context of every point "
                    "(default 4096).")] = None,
@@ -24,7 +25,7 @@ def sweep(
     tps: Annotated[str, typer.Option("--tp", metavar="LIST", help="TP sizes: one value, a list (one line each), "
                                      "or the swept axis with --sweep-tp.")] = "1",
     sweep_tp: Annotated[bool, typer.Option("--sweep-tp", help="Sweep the --tp list on the x axis.")] = False,
-    kv_dtypes: Annotated[str, typer.Option("--kv-dtype", help="KV dtypes, comma-separated (one line each).")] = "auto",
+    kv_dtypes: Annotated[str, value(bounds.names, "--kv-dtype", metavar="LIST", help="KV dtypes, comma-separated (one line each).")] = "auto",
     metric: Annotated[str, typer.Option("--metric", help="concurrency, kv_gib, tokens_per_s, kv_pool_gib, weights_gib, "
                                         "or waste_fixed / waste_exact / waste_doubling / waste_paged.")] = "concurrency",
     engine: EngineOpt = "vllm",
@@ -44,16 +45,20 @@ def sweep(
     from kvplan.render.base import print_json
     from kvplan.render.sweep import render_sweep, to_csv
 
+    if plot:
+        from kvplan.render.output import output_path
+        from kvplan.render.plot import PLOT_SUFFIXES
+
+        output_path(plot, "--plot", PLOT_SUFFIXES)  # before any work
     cat = catalog(specs)
-    gpu_names = [g.strip() for g in gpus.split(",") if g.strip()]
-    dtypes = [d.strip() for d in kv_dtypes.split(",") if d.strip()]
+    gpu_names, dtypes = gpus, kv_dtypes
     tp_values = parse_axis(tps, "tp")
     if batch is not None or sweep_tp:
         x_axis = "batch" if batch is not None else "tp"
         xs = parse_axis(batch, "batch") if batch is not None else tp_values
         fixed_ctx = one_context(ctx)
     else:
-        x_axis, xs, fixed_ctx = "ctx", parse_axis(ctx or "1k..128k", "ctx"), 0
+        x_axis, xs, fixed_ctx = "ctx", parse_axis("1k..128k" if ctx is None else ctx, "ctx"), 0
     series_tps = (1,) if x_axis == "tp" else tp_values
     series = []
     for name, gpu_name, dtype, tp in itertools.product(models, gpu_names, dtypes, series_tps):
@@ -82,7 +87,7 @@ def one_context(ctx: Optional[str]) -> int:
     from kvplan.calc.sweep import parse_axis
     from kvplan.errors import InputError
 
-    values = parse_axis(ctx or "4096", "ctx")
+    values = parse_axis("4096" if ctx is None else ctx, "ctx")
     if len(values) != 1:
         raise InputError(f"--ctx {ctx}: a batch or TP sweep runs at one context; give one value, e.g. --ctx 8k")
     return values[0]

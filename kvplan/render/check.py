@@ -10,7 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from kvplan.errors import InputError
+from kvplan.render.output import output_path, write_output
 from kvplan.results.check import ScenarioResult
 
 
@@ -46,9 +46,29 @@ def write_junit(path: Path, results: Sequence[ScenarioResult]) -> None:
         if not o.passed:
             failure = ET.SubElement(case, "failure", message=f"expected {o.expected}, got {o.actual}")
             failure.text = r.suggestion or ""
-    try:
-        tree = ET.ElementTree(ET.Element("testsuites"))
-        tree.getroot().append(suite)
-        tree.write(path, encoding="utf-8", xml_declaration=True)
-    except OSError as exc:
-        raise InputError(f"--junit {path}: cannot write the report ({exc.strerror})") from None
+    root = ET.Element("testsuites")
+    root.append(suite)
+    write_output(path, ET.tostring(root, encoding="utf-8", xml_declaration=True), "--junit")
+
+
+def markdown_summary(results: Sequence[ScenarioResult]) -> str:
+    """The summary table as GitHub-flavoured Markdown, for a CI job summary ($GITHUB_STEP_SUMMARY)."""
+    failed = sum(not r.passed for r in results)
+    lines = [f"### kvplan check: {len(results) - failed} passed, {failed} failed", "",
+             "| Scenario | Expectation | Expected | Actual | Result |", "|---|---|---|---|---|"]
+    cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
+    for r in results:
+        for o in r.outcomes or ():
+            lines.append(f"| {cell(r.name)} | {o.expectation} | {cell(o.expected)} | {cell(o.actual)} | "
+                         f"{'pass' if o.passed else '**fail**'} |")
+        if not r.outcomes:
+            lines.append(f"| {cell(r.name)} | - | - | - | no expectations |")
+    lines += [""] + [f"- **{cell(r.name)}**: {cell(r.suggestion)}" for r in results if not r.passed and r.suggestion]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_markdown(path: Path, results: Sequence[ScenarioResult]) -> None:
+    """Append the summary (a job summary file collects every step's); create the file if it is new."""
+    output_path(path, "--markdown")
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    write_output(path, old + ("\n" if old else "") + markdown_summary(results), "--markdown")

@@ -6,11 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from kvplan.errors import InputError
+from kvplan.render.output import output_path, write_output
 from kvplan.render.sweep import X_LABELS, series_points
 from kvplan.results.capacity import FitResult
 from kvplan.results.frag import FragResult
 from kvplan.results.sweep import SweepResult
 from kvplan.units import GIB
+
+PLOT_SUFFIXES = (".png", ".svg")
 
 
 def _pyplot():
@@ -20,17 +23,18 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise InputError("--plot needs matplotlib; install it with: pip install 'kvplan[plot]'") from None
+        raise InputError("--plot needs matplotlib: pip install matplotlib (or, in a kvplan checkout, "
+                         "pip install '.[plot]')") from None
     return plt
 
 
 def _save(fig, path: Path) -> None:
-    if path.suffix.lower() not in (".png", ".svg"):
-        raise InputError(f"--plot {path}: write a .png or .svg file")
-    try:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-    except OSError as exc:
-        raise InputError(f"--plot {path}: cannot write it ({exc.strerror})") from None
+    import io
+
+    output_path(path, "--plot", PLOT_SUFFIXES)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lower().lstrip("."), dpi=120, bbox_inches="tight")
+    write_output(path, buffer.getvalue(), "--plot")
 
 
 def plot_sweep(r: SweepResult, path: Path, title: str) -> None:

@@ -7,9 +7,11 @@ from kvplan.results.base import Result
 
 class Outcome(Result):
     expectation: str
-    expected: str
-    actual: str
+    expected: str  # as shown: ">= 64"
+    actual: str  # as shown: "2,768,224"
     passed: bool
+    bound: int | float | bool | None = None  # the expected figure as a number: 64
+    value: int | float | bool | None = None  # the measured figure as a number: 2768224
 
 
 class ScenarioResult(Result):

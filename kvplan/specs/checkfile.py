@@ -21,14 +21,16 @@ Validated by pydantic (extra keys forbidden); problems are reported as file:line
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
+from kvplan import bounds
 from kvplan.errors import InputError, SpecError
-from kvplan.specs.yamlio import read_text, validate_yaml
+from kvplan.specs.yamlio import format_validation_error, line_of, read_text, unknown_key, validate_yaml, yaml_root
 
 
 class Strict(BaseModel):
@@ -48,7 +50,7 @@ class Expect(Strict):
 
 class Scenario(Strict):
     name: str
-    source: str = ""  # the check file it came from, for messages
+    source: str = Field(default="", json_schema_extra={"set_by": "kvplan"})  # the check file, for messages
     model: str | None = None
     gpu: str | None = None
     vllm: str | None = None  # a `vllm serve` command line: its flags fill the fields below
@@ -65,10 +67,12 @@ class Scenario(Strict):
     in_tokens: PositiveInt | None = None
     out_tokens: int | None = Field(default=None, ge=0)
     max_num_seqs: PositiveInt | None = None
+    max_num_batched_tokens: PositiveInt | None = None  # the engine's chunk: its activation peak grows with it
+    cpu_offload_gib: float | None = Field(default=None, ge=0)  # vLLM --cpu-offload-gb: weights kept on the host
     workload: str = "chat"  # for min_paged_utilization
     requests: PositiveInt = 500  # simulated for min_paged_utilization: enough for a stable share
     expect: Expect = Expect()
-    ignored_flags: tuple[str, ...] = ()
+    ignored_flags: tuple[str, ...] = Field(default=(), json_schema_extra={"set_by": "kvplan"})
 
     @model_validator(mode="after")
     def check_model_and_gpu(self) -> Scenario:
@@ -92,41 +96,66 @@ class CheckFile(Strict):
 
 # --- vLLM command lines ------------------------------------------------------------------------
 
-_VLLM_FLAGS = {  # flag -> (scenario field, how to read the value)
-    "--tensor-parallel-size": ("tp", int), "-tp": ("tp", int),
-    "--pipeline-parallel-size": ("pp", int), "-pp": ("pp", int),
-    "--max-model-len": ("max_model_len", int), "--gpu-memory-utilization": ("util", float),
-    "--kv-cache-dtype": ("kv_dtype", lambda v: "fp8" if v.startswith("fp8") else {"auto": "auto"}.get(v, v)),
-    "--max-num-seqs": ("max_num_seqs", int), "--block-size": ("block_size", int),
-    "--dtype": ("weights_dtype", lambda v: {"bfloat16": "bf16", "float16": "fp16", "half": "fp16",
-                                            "auto": "auto", "float32": "fp32"}.get(v, v)),
-    "--quantization": ("weights_dtype", lambda v: {"fp8": "fp8", "awq": "int4", "gptq": "int4",
-                                                   "bitsandbytes": "nf4"}.get(v, v)),
+def _kv_dtype(v: str) -> str:
+    return "fp8" if v.startswith("fp8") else v
+
+
+_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "auto": "auto", "float32": "fp32", "float": "fp32"}
+_QUANTIZATION = {"fp8": "fp8", "awq": "int4", "awq_marlin": "int4", "gptq": "int4", "gptq_marlin": "int4",
+                 "bitsandbytes": "nf4", "mxfp4": "mxfp4"}
+_VLLM_FLAGS = {  # flag -> (scenario field, how to read the value: kvplan.bounds' readers, as on the command line)
+    "--model": ("model", lambda v, _: v),
+    "--tensor-parallel-size": ("tp", bounds.gpus), "-tp": ("tp", bounds.gpus),
+    "--pipeline-parallel-size": ("pp", bounds.gpus), "-pp": ("pp", bounds.gpus),
+    "--max-model-len": ("max_model_len", bounds.tokens), "--gpu-memory-utilization": ("util", bounds.fraction),
+    "--kv-cache-dtype": ("kv_dtype", lambda v, _: _kv_dtype(v)),
+    "--max-num-seqs": ("max_num_seqs", bounds.requests), "--block-size": ("block_size", bounds.block_size),
+    "--max-num-batched-tokens": ("max_num_batched_tokens", bounds.tokens),
+    "--cpu-offload-gb": ("cpu_offload_gib", bounds.gib_or_zero),
+    "--dtype": ("weights_dtype", lambda v, _: _DTYPES.get(v, v)),
+    "--quantization": ("weights_dtype", lambda v, _: _QUANTIZATION.get(v, v)), "-q": ("weights_dtype", lambda v, _: _QUANTIZATION.get(v, v)),
 }
+# the programs that start vLLM's OpenAI server, as people write them (docs, Dockerfiles, k8s manifests)
+_LAUNCHERS = (("vllm", "serve"), ("python", "-m", "vllm.entrypoints.openai.api_server"),
+              ("python3", "-m", "vllm.entrypoints.openai.api_server"), ("python", "-m", "vllm.entrypoints.api_server"))
+
+
+def _words(command: str) -> list[str]:
+    """The words of a command line; shell continuations joined, leading VAR=value settings dropped."""
+    try:
+        words = shlex.split(command.replace("\\\n", " "))
+    except ValueError as err:  # an unbalanced quote: the scenario cannot be read, so it is an error
+        raise InputError(f"cannot read the vllm command line ({err}); balance its quotes") from None
+    while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
+        words = words[1:]
+    for launcher in _LAUNCHERS:
+        if tuple(words[: len(launcher)]) == launcher:
+            return words[len(launcher):]
+    if words and words[0] in ("vllm", "python", "python3"):
+        raise InputError(f"'{' '.join(words[:3])}' is not a vLLM server command; write `vllm serve MODEL ...` "
+                         "or `python -m vllm.entrypoints.openai.api_server --model MODEL ...`")
+    return words
 
 
 def parse_vllm(command: str) -> tuple[dict, list[str]]:
-    """The scenario fields a `vllm serve MODEL ...` command sets, and the flags kvplan ignores."""
-    words = shlex.split(command)
-    if words[:2] == ["vllm", "serve"]:
-        words = words[2:]
+    """The scenario fields a vLLM server command line sets, and the flags kvplan ignores."""
+    words = _words(command)
     fields, ignored, i = {}, [], 0
     while i < len(words):
         word = words[i]
-        flag, _, inline = word.partition("=")
+        flag, has_inline, inline = word.partition("=")
         if not word.startswith("-"):
             fields.setdefault("model", word)
         elif flag in _VLLM_FLAGS:
-            value = inline or (words[i + 1] if i + 1 < len(words) else "")
-            i += 0 if inline else 1
+            value = inline if has_inline else (words[i + 1] if i + 1 < len(words) else "")
+            i += 0 if has_inline else 1
             name, read = _VLLM_FLAGS[flag]
-            try:
-                fields[name] = read(value)
-            except ValueError:
-                raise InputError(f"vllm flag {flag} has a bad value '{value}'") from None
+            if not value:
+                raise InputError(f"vllm flag {flag} has no value; give one, e.g. {flag} 4096")
+            fields[name] = read(value, f"vllm flag {flag}")
         else:
             ignored.append(flag)
-            if not inline and i + 1 < len(words) and not words[i + 1].startswith("-"):
+            if not has_inline and i + 1 < len(words) and not words[i + 1].startswith("-"):
                 i += 1  # its value
         i += 1
     return fields, ignored
@@ -139,8 +168,6 @@ def scenario(raw: dict, defaults: dict) -> Scenario:
         fields = {**defaults, **parsed, **raw, "ignored_flags": tuple(ignored)}
         if fields.get("max_model_len") and not fields.get("ctx") and not fields.get("in_tokens"):
             fields["ctx"] = fields["max_model_len"]  # a request of max_model_len: what the engine must hold
-        # the question a vLLM command line always asks: would max_num_seqs requests at max_len preempt?
-        fields["expect"] = {"no_preemption": True, **(fields.get("expect") or {})}
     return Scenario.model_validate(fields)
 
 
@@ -155,21 +182,24 @@ def inline_scenario(**fields) -> Scenario:
 
 
 def load_check_file(path: Path) -> list[Scenario]:
-    """Scenarios from a check file; every problem is one SpecError line naming the file and field."""
+    """Scenarios from a check file; every problem is one SpecError line 'file:line: field: what',
+    and a scenario that cannot be read is an error, never dropped: a gate passes only what it checked."""
     if not path.is_file():
         raise SpecError(f"{path}: no such check file; pass a YAML file of scenarios (see examples/capacity.yaml)")
     text = read_text(path, "check file")
     document = validate_yaml(path, text, CheckFile)
-    problems, scenarios = [], []
+    root = yaml_root(text)
+    problems = [f"{path}:{line_of(root, ['defaults', key])}: defaults.{key}: {unknown_key(key, list(Scenario.model_fields))}"
+                for key in document.defaults if key not in Scenario.model_fields]
+    defaults = {key: value for key, value in document.defaults.items() if key in Scenario.model_fields}
+    scenarios = []
     for i, raw in enumerate(document.scenarios):
         try:
-            scenarios.append(scenario({**raw, "source": f"{path}: scenarios.{i}"}, document.defaults))
+            scenarios.append(scenario({**raw, "source": f"{path}: scenarios.{i}"}, defaults))
         except InputError as err:
-            problems.append(f"{path}: scenarios.{i}: {err}")
-        except ValueError as err:  # pydantic's ValidationError
-            for e in getattr(err, "errors", lambda: [])():
-                where = ".".join(str(p) for p in e["loc"]) or "(scenario)"
-                problems.append(f"{path}: scenarios.{i}.{where}: {e['msg']}")
+            problems.append(f"{path}:{line_of(root, ['scenarios', i])}: scenarios.{i}: {err}")
+        except ValidationError as err:
+            problems += format_validation_error(path, err, root, Scenario, at=("scenarios", i))
     if problems:
         raise SpecError("\n".join(problems))
     names = [s.name for s in scenarios]

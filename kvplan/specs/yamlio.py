@@ -3,6 +3,8 @@ one line per problem, `file:line: field.path: what is wrong`."""
 
 from __future__ import annotations
 
+import difflib
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,19 +33,67 @@ def _line_of(node: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
     return line
 
 
-def format_validation_error(path: Path, err: ValidationError, root: yaml.Node | None) -> list[str]:
-    """One line per problem: 'file:line: field.path: what is wrong'."""
+def yaml_root(text: str) -> yaml.Node | None:
+    """The node tree of an already-parsed document, for line numbers."""
+    return yaml.compose(text, Loader=_Loader)
+
+
+def line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int | str:
+    return _line_of(root, loc) or "?"
+
+
+def format_validation_error(path: Path, err: ValidationError, root: yaml.Node | None,
+                            cls: type[BaseModel] | None = None, at: Sequence[str | int] = ()) -> list[str]:
+    """One line per problem: 'file:line: field.path: what is wrong'. `at` is where the validated
+    mapping sits in the file (a check file's scenarios.3); `cls` offers 'did you mean' for a key."""
     lines = []
     problems = err.errors()
     for problem in problems:
         if _follows_from_another(problem, problems):
             continue
-        loc = [p for p in problem["loc"] if not (isinstance(p, str) and p in _KIND_TAGS)]
+        loc = [*at, *(p for p in problem["loc"] if not (isinstance(p, str) and p in _KIND_TAGS))]
         where = ".".join(str(p) for p in loc) or "(top level)"
         line = _line_of(root, loc)
         prefix = f"{path}:{line}" if line else str(path)
-        lines.append(f"{prefix}: {where}: {problem['msg']}")
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden" and cls is not None:
+            message = unknown_key(str(loc[-1]), fields_at(cls, problem["loc"][:-1]))
+        lines.append(f"{prefix}: {where}: {message}")
     return lines
+
+
+def unknown_key(key: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean '{close[0]}'?"
+    if 0 < len(known) <= 12:
+        return f"unknown key; the keys here are {', '.join(sorted(known))}"
+    return "unknown key; remove it or check its spelling"
+
+
+def fields_at(cls: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    """The field names of the model found at `loc` below `cls` (through lists, tuples, Optionals
+    and kind-tagged unions), for 'did you mean'; [] where the path leaves the models."""
+    models = [cls]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        found = []
+        for model in models:
+            field = model.model_fields.get(part)
+            if field is None and part in _KIND_TAGS:
+                found.append(model)  # a discriminator tag in the location: same level
+            elif field is not None:
+                found.extend(_models_in(field.annotation))
+        models = found or models
+    return sorted({name for model in models for name, field in model.model_fields.items()
+                   if not (field.json_schema_extra or {}).get("set_by")})
+
+
+def _models_in(annotation) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
 # pydantic puts the discriminator's value into an error's location (layers.0.full.count): drop it.
@@ -85,7 +135,7 @@ def validate_yaml(path: Path, text: str, cls: type[BaseModel]) -> BaseModel:
         return cls.model_validate(data)
     except ValidationError as err:
         root = yaml.compose(text, Loader=_Loader)  # only now: line numbers for the message
-        raise SpecError("\n".join(format_validation_error(path, err, root))) from None
+        raise SpecError("\n".join(format_validation_error(path, err, root, cls))) from None
 
 
 def load_spec_file(path: Path, cls: type[BaseModel]) -> BaseModel:

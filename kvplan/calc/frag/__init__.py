@@ -77,6 +77,9 @@ def fragmentation(model, gpu, requests: list[Request], *, workload: str, seed: i
     """Simulate each strategy over the same requests and budget; optionally sweep paged block sizes."""
     if block < 1 or max_len < 1 or prefix < 0:
         raise InputError("--block-size and --max-len must be at least 1, --shared-prefix not negative")
+    if prefix >= max_len:
+        raise InputError(f"--shared-prefix {prefix:,} leaves no room in --max-len {max_len:,}; give a prefix "
+                         "shorter than the max length")
     capacity = budget_bytes // bytes_per_token
     if capacity < 1:
         raise InputError("the KV budget holds no token; raise --kv-gib or pick a larger GPU")

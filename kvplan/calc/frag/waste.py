@@ -48,13 +48,16 @@ RULES = {
 def _expected(name: str, requests: list[Request], block: int, max_len: int) -> tuple[str, float]:
     """The analytic figure each strategy is known by. A request of in + out tokens holds, averaged
     over its out decode steps, in + out/2 tokens."""
-    weight = sum(r.out for r in requests) or 1
-    mean_held = sum(r.out * (r.inp + r.out / 2) for r in requests) / weight
+    decoding = sum(r.out for r in requests)
+    if decoding:  # weighted by decode steps: a request lives out steps
+        mean_held = sum(r.out * (r.inp + r.out / 2) for r in requests) / decoding
+        mean_final = sum(r.out * r.final for r in requests) / decoding
+    else:  # no request decodes (every output empty): each holds its prompt for its one prefill step
+        mean_held = mean_final = sum(r.final for r in requests) / max(len(requests), 1)
     if name == "fixed":
         return "utilization = mean tokens held / max_len", mean_held / max_len
     if name == "exact":
-        return "utilization = mean tokens held / mean final length", mean_held / (
-            sum(r.out * r.final for r in requests) / weight)
+        return "utilization = mean tokens held / mean final length", mean_held / mean_final if mean_final else 0.0
     if name == "doubling":
         return "utilization of a doubling buffer ~ 3/4 (fill uniform in (1/2, 1])", 0.75
     return "internal waste per request ~ (block - 1) / 2 tokens", (block - 1) / 2

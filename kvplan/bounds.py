@@ -1,0 +1,175 @@
+"""Every number a user gives, read and bounded in one place: one reader per kind of value.
+
+The command line, check files, vLLM command lines and traces all read their numbers here, so a
+token count takes the same suffixes (`8k`, `1m`) and the same limits wherever it is typed, and
+nan, inf, an empty string or a value beyond physical sense is one line naming the value and the
+fix. The limits are generous on purpose: they refuse what no deployment can mean (a context of
+10^30 tokens, a GPU of 10^30 GiB), never an unusual but real setting.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from kvplan.errors import InputError
+
+MAX_TOKENS = 2**30  # 1,073,741,824 tokens: 1,000x the longest context any model offers (1M)
+MAX_GIB = 16_384.0  # 16 TiB: 50x the largest GPU (B300, 288 GB), or a host's offload memory
+MAX_GBPS = 100_000.0  # 100 TB/s: 12x an NVL72 GPU's NVLink, 12x B200 HBM
+MAX_TFLOPS = 100_000.0  # 100 PFLOPS: 20x B200 dense fp8
+MAX_PARAMS = 10**14  # 100T parameters: 100x the largest open model
+MAX_GPUS = 1_024  # TP, PP or GPUs per node
+MAX_REQUESTS = 2**24  # 16,777,216 concurrent requests or a batch: no engine schedules more
+MAX_SEED = 2**32 - 1
+MAX_LATENCY_US = 10_000_000.0  # 10 s for one transfer
+MAX_STEP_MS = 60_000.0  # one decode step of a minute
+MIN_RATE, MAX_RATE = 1e-6, 1e6  # requests per second: one a fortnight .. a million
+MAX_LIST = 10_000  # items in a comma-separated list
+
+
+_TOKENS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
+_TOKEN_SCALE = {"": 1, "k": 1024, "m": 1024**2}
+
+
+def tokens(text: object, name: str = "tokens", *, minimum: int = 1) -> int:
+    """'4096' -> 4096; '128k' -> 131072 (k = 1024, as in '128K context'); '1m' -> 1048576.
+
+    Bounded to minimum..MAX_TOKENS; an int is taken as it is (a YAML or JSON number)."""
+    if isinstance(text, bool):
+        raise InputError(f"{name} {text} is not a token count; write e.g. 4096, 32k or 1m")
+    if isinstance(text, int):
+        value = text
+    else:
+        match = _TOKENS.match(str(text))
+        if not match:
+            raise InputError(f"{name}: cannot read {str(text)!r} as a token count; write e.g. 4096, 32k or 1m")
+        scaled = float(match.group(1)) * _TOKEN_SCALE[match.group(2).lower()]
+        if scaled != int(scaled):
+            raise InputError(f"{name} {text} is not a whole number of tokens")
+        value = int(scaled)
+    if not minimum <= value <= MAX_TOKENS:
+        raise InputError(f"{name} {value:,} is out of range; use {minimum:,}..{MAX_TOKENS:,} tokens "
+                         "(2^30; write e.g. 4096, 32k or 1m)")
+    return value
+
+
+def integer(value: object, name: str, lo: int, hi: int, unit: str = "") -> int:
+    """A whole number in lo..hi; a bool, a float or a string is refused by name."""
+    if isinstance(value, str):
+        try:
+            value = int(value.strip().replace("_", ""))
+        except ValueError:
+            raise InputError(f"{name} {value!r} is not a whole number") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{name} {value!r} is not a whole number")
+    if not lo <= value <= hi:
+        raise InputError(f"{name} {value:,} is out of range; use {lo:,}..{hi:,}{' ' + unit if unit else ''}")
+    return value
+
+
+def _fmt(value: float) -> str:
+    """1000000.0 -> '1,000,000'; 1e-06 -> '0.000001'; 0.5 -> '0.5'."""
+    if abs(value) >= 1e15:
+        return f"{value:g}"
+    if value == int(value):
+        return f"{int(value):,}"
+    text = f"{value:.12f}".rstrip("0")
+    return text if text != "0." else f"{value:g}"
+
+
+def number(value: object, name: str, lo: float, hi: float, unit: str = "", *, lo_open: bool = True) -> float:
+    """A finite decimal in (lo, hi] (or [lo, hi] with lo_open=False): nan, inf and overflow refused."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise InputError(f"{name} {value!r} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{name} {value!r} is not a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InputError(f"{name} {value} is not a number kvplan can use; give a finite one, e.g. 0.9 or 16")
+    below = value <= lo if lo_open else value < lo
+    if below or value > hi:
+        bracket = "(" if lo_open else "["
+        raise InputError(f"{name} {_fmt(value)} is outside {bracket}{_fmt(lo)}, {_fmt(hi)}]"
+                         f"{' ' + unit if unit else ''}")
+    return value
+
+
+def names(text: str, name: str) -> tuple[str, ...]:
+    """'a,b' -> ('a', 'b'); an empty item (a lone comma, 'a,,b', '') is refused, not skipped."""
+    parts = [part.strip() for part in str(text).split(",")]
+    if not all(parts):
+        raise InputError(f"{name} {str(text)!r} has an empty item; give names separated by commas, e.g. a,b")
+    if len(parts) > MAX_LIST:
+        raise InputError(f"{name} has {len(parts):,} items; give at most {MAX_LIST:,}")
+    return tuple(parts)
+
+
+def fraction(value: object, name: str) -> float:
+    return number(value, name, 0.0, 1.0)
+
+
+def gib(value: object, name: str) -> float:
+    return number(value, name, 0.0, MAX_GIB, "GiB")
+
+
+def gib_or_zero(value: object, name: str) -> float:
+    return number(value, name, 0.0, MAX_GIB, "GiB", lo_open=False)
+
+
+def gbps(value: object, name: str) -> float:
+    return number(value, name, 0.0, MAX_GBPS, "GB/s")
+
+
+def tflops(value: object, name: str) -> float:
+    return number(value, name, 0.0, MAX_TFLOPS, "TFLOPS")
+
+
+def params(value: object, name: str) -> float:
+    return number(value, name, 0.0, float(MAX_PARAMS), "parameters")
+
+
+def rate(value: object, name: str) -> float:
+    return number(value, name, MIN_RATE, MAX_RATE, "requests/s", lo_open=False)
+
+
+def step_ms(value: object, name: str) -> float:
+    return number(value, name, 0.0, MAX_STEP_MS, "ms")
+
+
+def latency_us(value: object, name: str) -> float:
+    return number(value, name, 0.0, MAX_LATENCY_US, "us", lo_open=False)
+
+
+def gpus(value: object, name: str) -> int:
+    return integer(value, name, 1, MAX_GPUS, "GPUs")
+
+
+def requests(value: object, name: str) -> int:
+    return integer(value, name, 1, MAX_REQUESTS, "requests")
+
+
+def seed(value: object, name: str) -> int:
+    return integer(value, name, 0, MAX_SEED)
+
+
+def block_size(value: object, name: str) -> int:
+    return integer(value, name, 1, 65_536, "tokens (engines use 16)")
+
+
+def tokens_or_zero(value: object, name: str) -> int:
+    """A token count where 0 means something (no output tokens, no shared prefix)."""
+    return tokens(value, name, minimum=0)
+
+
+def concurrency(value: object, name: str) -> int:
+    return integer(value, name, 1, MAX_REQUESTS, "requests")
+
+
+MAX_FRAG_REQUESTS = 10_000_000  # a trace or generated workload `frag` simulates (1M takes seconds)
+
+
+def frag_requests(value: object, name: str) -> int:
+    return integer(value, name, 1, MAX_FRAG_REQUESTS, "requests")

@@ -1,0 +1,229 @@
+"""Bad input of every kind: one line, exit 2, the same bounds in every command; and the three
+cases a fuzzer found that lied (a dropped check scenario, a sweep of unknown names, valid frag
+input that crashed)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvplan import bounds
+from kvplan.cli import main
+from kvplan.errors import InputError
+from kvplan.specs.checkfile import parse_vllm
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- the three that lied ------------------------------------------------------------------------
+
+def test_a_check_scenario_that_cannot_be_read_fails_the_gate(capsys, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("scenarios:\n  - {name: good, model: llama3-8b, gpu: h100}\n"
+                    "  - name: bad\n    gpu: h100\n    vllm: \"vllm serve meta-llama/Meta-Llama-3-8B --max-model-len '4096\"\n")
+    code, out, err = run(capsys, "check", str(path))
+    assert (code, out) == (2, "")  # it printed "1 passed, 0 failed" and exited 0
+    assert err == (f"error: {path}:3: scenarios.1: cannot read the vllm command line (No closing quotation); "
+                   "balance its quotes\n")
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--kv-dtype", "garbage", "unknown KV dtype 'garbage'"),
+    ("--kv-dtype", "../../etc/passwd", "unknown KV dtype '../../etc/passwd'"),
+    ("--engine", "garbage", "unknown engine 'garbage'"),
+])
+def test_a_sweep_of_an_unknown_name_is_an_error_not_a_row_of_dashes(capsys, option, value, message):
+    code, out, err = run(capsys, "sweep", "llama3-8b", "--gpu", "h100", option, value)
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["--workload", "fixed:100,0"],  # every output empty: the 'exact' expectation divided by zero
+    ["--max-len", "1"],  # every request cut to one prompt token
+    ["--shared-prefix", "8191"],  # the prefix leaves one token of llama3-8b's 8,192
+])
+def test_valid_frag_input_runs(capsys, argv):
+    code, out, _ = run(capsys, "frag", "llama3-8b", "--gpu", "h100", "--requests", "50", "--json", *argv)
+    rows = json.loads(out)["rows"]
+    assert code == 0 and all(math.isfinite(r["expected_value"]) and 0 <= r["live_share"] <= 1 for r in rows)
+
+
+def test_a_prefix_as_long_as_the_max_length_is_named(capsys):
+    code, _, err = run(capsys, "frag", "llama3-8b", "--gpu", "h100", "--requests", "5", "--shared-prefix", "9000")
+    assert code == 2 and "--shared-prefix 9,000 leaves no room in --max-len 8,192" in err
+
+
+# --- one reader per kind of value, the same bounds everywhere -----------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (["size", "llama3-8b", "--ctx", "1e30"], "--ctx: cannot read '1e30' as a token count"),
+    (["batch", "llama3-8b", "--gpu", "h100", "--max-len", "2g"], "--max-len: cannot read '2g'"),
+    (["plan", "llama3-8b", "--gpu", "h100", "--ctx", "2000000000"], "--ctx 2,000,000,000 is out of range"),
+    (["check", "--model", "llama3-8b", "--gpu", "h100", "--ctx", "2000000000"], "--ctx 2,000,000,000 is out of range"),
+    (["frag", "llama3-8b", "--gpu", "h100", "--max-len", "2000000000"], "--max-len 2,000,000,000 is out of range"),
+    (["batch", "llama3-8b", "--gpu", "h100", "--gpu-mem", "1e30"], "--gpu-mem 1e+30 is outside (0, 16,384] GiB"),
+    (["fit", "llama3-70b", "--gpu", "h100", "--pp", "81"], "--pp 81 is more stages than llama3-70b's 80 layers"),
+    (["fit", "llama3-70b", "--gpu", "h100", "--tp", "2000"], "--tp 2,000 is out of range; use 1..1,024 GPUs"),
+    (["offload", "llama3-8b", "--gpu", "h100", "--link-gbps", "nan"], "--link-gbps nan is not a number"),
+    (["offload", "llama3-8b", "--gpu", "h100", "--link", ","], "--link ',' has an empty item"),
+    (["offload", "llama3-8b", "--gpu", "h100", "--link", "pcie4,,nvme"], "--link 'pcie4,,nvme' has an empty item"),
+    (["sweep", "llama3-8b", "--ctx", "1k..32k", "--gpu", ""], "--gpu '' has an empty item"),  # StopIteration
+    (["sweep", "llama3-8b", "--ctx", "", "--gpu", "h100"], "--ctx '' has an empty item"),  # it swept the default
+    (["plan", "llama3-8b", "--gpu", "h100", "--kv-dtype", "bf16,"], "--kv-dtype 'bf16,' has an empty item"),
+    (["frag", "llama3-8b", "--gpu", "h100", "--requests", "100000000"], "--requests 100,000,000 is out of range"),
+    (["probe", "llama3.2-1b", "--device", "cpu", "--ctx", "0"], "--ctx 0 is out of range"),  # it exited 0
+    (["probe", "llama3.2-1b", "--device", "cpu", "--batch", "100000000"], "--batch 100,000,000 is out of range"),
+])
+def test_every_number_is_checked_where_it_enters(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_token_suffixes_work_in_every_command(capsys):
+    # frag's --max-len was an int option: "8k" was a usage error there and a token count in batch
+    code, out, _ = run(capsys, "frag", "llama3-8b", "--gpu", "h100", "--requests", "20", "--max-len", "8k", "--json")
+    assert code == 0 and json.loads(out)["max_len"] == 8192
+    code, out, _ = run(capsys, "size", "llama3-8b", "--ctx", "1m", "--json")
+    assert code == 0 and json.loads(out)["ctx_tokens"] == 1_048_576
+
+
+@given(st.integers(min_value=1, max_value=bounds.MAX_TOKENS))
+def test_token_counts_read_back_in_every_spelling(n):
+    assert bounds.tokens(str(n), "--ctx") == n
+    if n % 1024 == 0:
+        assert bounds.tokens(f"{n // 1024}k", "--ctx") == n
+    if n % 1024**2 == 0:
+        assert bounds.tokens(f"{n // 1024**2}M", "--ctx") == n
+
+
+@settings(max_examples=200)
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12), st.booleans()))
+def test_a_decimal_is_finite_and_in_range_or_refused(value):
+    try:
+        got = bounds.gib(value, "--gpu-mem")
+    except InputError as err:
+        assert str(err).startswith("--gpu-mem ") and "\n" not in str(err)
+    else:
+        assert math.isfinite(got) and 0 < got <= bounds.MAX_GIB
+
+
+def test_a_bool_is_not_a_count():
+    with pytest.raises(InputError, match="is not a whole number"):
+        bounds.integer(True, "tp", 1, 8)
+    with pytest.raises(InputError, match="is not a token count"):
+        bounds.tokens(True, "ctx")
+
+
+# --- check: vLLM command lines, keys, numbers, markdown ------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    "vllm serve meta-llama/Meta-Llama-3-8B --max-model-len 32k -tp 2",
+    "python -m vllm.entrypoints.openai.api_server --model meta-llama/Meta-Llama-3-8B --max-model-len 32768 -tp 2",
+    "python3 -m vllm.entrypoints.openai.api_server --model=meta-llama/Meta-Llama-3-8B --max-model-len=32k "
+    "--tensor-parallel-size=2",
+    "CUDA_VISIBLE_DEVICES=0,1 VLLM_USE_V1=1 vllm serve meta-llama/Meta-Llama-3-8B \\\n  --max-model-len 32768 \\\n  -tp 2",
+])
+def test_vllm_command_lines_in_their_usual_forms(command):
+    fields, ignored = parse_vllm(command)
+    assert fields == {"model": "meta-llama/Meta-Llama-3-8B", "max_model_len": 32768, "tp": 2} and ignored == []
+
+
+@pytest.mark.parametrize("command, message", [
+    ("vllm serve m --max-model-len", "vllm flag --max-model-len has no value"),
+    ("vllm serve m --max-model-len 1e30", "vllm flag --max-model-len: cannot read '1e30'"),
+    ("vllm serve m --gpu-memory-utilization 1.5", "vllm flag --gpu-memory-utilization 1.5 is outside (0, 1]"),
+    ("vllm bench m", "'vllm bench m' is not a vLLM server command"),
+])
+def test_bad_vllm_command_lines_are_named(command, message):
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        parse_vllm(command)
+
+
+def test_memory_flags_of_a_vllm_line_are_counted(capsys, tmp_path):
+    path = tmp_path / "c.yaml"
+    base = "vllm serve meta-llama/Meta-Llama-3-8B --max-model-len 4096"
+    path.write_text("scenarios:\n" + "".join(
+        f"  - {{name: {name}, gpu: h100, vllm: '{base}{flags}', expect: {{min_concurrency: 1}}}}\n"
+        for name, flags in (("base", ""), ("offload", " --cpu-offload-gb 10"),
+                            ("chunk", " --max-num-batched-tokens 16384"))))
+    code, out, _ = run(capsys, "check", str(path), "--json")
+    got = {r["name"]: r["outcomes"][0]["value"] for r in json.loads(out)}
+    # base: 58,229,568,385 B of pool // 536,870,912 B per 4,096-token request = 108
+    # offload: 10 GiB of weights on the host: (58,229,568,385 + 10,737,418,240) // 536,870,912 = 128
+    # chunk: 16,384 batched tokens, not 8,192: 3 x 8,192 x (4,096 + 14,336) x 2 B = 905,969,664 B more
+    #        activation: (58,229,568,385 - 905,969,664) // 536,870,912 = 106
+    assert code == 0 and got == {"base": 108, "offload": 128, "chunk": 106}
+
+
+def test_a_misspelt_key_gets_its_line_and_a_suggestion(capsys, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("defaults: {gpu: h100, engin: vllm}\nscenarios:\n  - name: a\n    model: llama3-8b\n"
+                    "    expect:\n      min_concurency: 5\n")
+    code, _, err = run(capsys, "check", str(path))
+    assert code == 2 and err.splitlines() == [
+        f"error: {path}:1: defaults.engin: unknown key; did you mean 'engine'?",
+        f"error: {path}:6: scenarios.0.expect.min_concurency: unknown key; did you mean 'min_concurrency'?"]
+
+
+def test_a_null_name_is_named(capsys, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("scenarios:\n  - name: null\n    model: llama3-8b\n    gpu: h100\n")
+    code, _, err = run(capsys, "check", str(path))
+    assert code == 2 and err == f"error: {path}:2: scenarios.0.name: Input should be a valid string\n"
+
+
+def test_markdown_summary_for_a_ci_job(capsys, tmp_path):
+    summary = tmp_path / "summary.md"
+    summary.write_text("# earlier step\n")
+    code, _, _ = run(capsys, "check", "--model", "llama3-8b", "--gpu", "h100", "--min-concurrency", "500",
+                     "--markdown", str(summary))
+    text = summary.read_text()
+    assert code == 1 and text.startswith("# earlier step\n\n### kvplan check: 0 passed, 1 failed\n")
+    assert "| llama3-8b on h100 | min_concurrency | >= 500 | 108 | **fail** |" in text
+
+
+# --- output paths --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: (d / "f").write_text("x") and d / "f" / "out.png", "is a file, not a folder"),
+    (lambda d: d / "missing" / "out.png", "does not exist; create it first"),
+    (lambda d: d / ("x" * 300 + ".png"), "longer than 255 bytes"),
+    (lambda d: d, "is a folder; give a file name inside it"),
+])
+@pytest.mark.parametrize("argv", [
+    ["fit", "llama3-8b", "--gpu", "h100", "--plot"],
+    ["check", "--model", "llama3-8b", "--gpu", "h100", "--junit"],
+    ["check", "--model", "llama3-8b", "--gpu", "h100", "--markdown"],
+])
+def test_unwritable_outputs_are_one_line_and_nothing_is_written(capsys, tmp_path, make, message, argv):
+    target = make(tmp_path)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    code, out, err = run(capsys, *argv, str(target))
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_import_out_under_a_file(capsys, tmp_path):
+    (tmp_path / "afile.txt").write_text("x")
+    config = tmp_path / "config.json"
+    config.write_text("{}")
+    code, _, err = run(capsys, "import", str(config), "--out", str(tmp_path / "afile.txt"))
+    assert code == 2 and "afile.txt is a file, not a folder" in err
+
+
+def test_an_internal_error_is_one_line_and_exit_3(capsys, monkeypatch):
+    import kvplan.calc.kv as kv
+
+    monkeypatch.setattr(kv, "kv_size", lambda *a, **k: 1 / 0)
+    code, out, err = run(capsys, "size", "llama3-8b")
+    assert code == 3 and out == "" and err == (
+        "error: internal error (ZeroDivisionError: division by zero); rerun with --debug and report it with "
+        "the command line\n")
