@@ -117,8 +117,8 @@ def test_malformed_file_one_line_per_problem_with_line_numbers(tmp_path):
     assert len(lines) == 3
     line_of = {key: i + 1 for i, row in enumerate(text.splitlines()) for key in ("colour", "hidden_size", "num_kv_heads") if row.strip().lstrip("- ").startswith(key + ":")}
     assert f"{path}:{line_of['colour']}: colour: unknown key; remove it or check its spelling" in lines
-    assert f"{path}:{line_of['hidden_size']}: hidden_size: Input should be a valid integer, unable to parse string as an integer" in lines
-    assert f"{path}:{line_of['num_kv_heads']}: layers.0.num_kv_heads: Input should be greater than 0" in lines
+    assert f"{path}:{line_of['hidden_size']}: hidden_size: Input should be a valid integer" in lines
+    assert f"{path}:{line_of['num_kv_heads']}: layers.0.num_kv_heads: Input should be greater than or equal to 1" in lines
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path):

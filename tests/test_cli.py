@@ -103,7 +103,7 @@ def test_malformed_spec_folder_exits_2_naming_file_and_field(capsys, tmp_path):
     (tmp_path / "models" / "x.yaml").write_text("name: x\nhidden_size: -4\n")
     code, _, err = run(capsys, "size", "llama3-8b", "--specs", str(tmp_path))
     assert code == 2
-    assert f"error: {tmp_path}/models/x.yaml:2: hidden_size: Input should be greater than 0" in err
+    assert f"error: {tmp_path}/models/x.yaml:2: hidden_size: Input should be greater than or equal to 1" in err
 
 
 def test_version(capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -227,3 +228,70 @@ def test_an_internal_error_is_one_line_and_exit_3(capsys, monkeypatch):
     assert code == 3 and out == "" and err == (
         "error: internal error (ZeroDivisionError: division by zero); rerun with --debug and report it with "
         "the command line\n")
+
+
+# --- spec files: strict types, bounds, sizes ----------------------------------------------------
+
+GOOD_SPEC = (Path(__file__).parents[1] / "examples" / "specs" / "models" / "llama3-8b-32k.yaml").read_text()
+
+
+def spec_folder(tmp_path, text: str) -> Path:
+    (tmp_path / "models").mkdir(exist_ok=True)
+    (tmp_path / "models" / "x.yaml").write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("num_layers: 32", "num_layers: true", "num_layers: Input should be a valid integer"),  # it was 1 layer
+    ("vocab_size: 128256", "vocab_size: true", "vocab_size: Input should be a valid integer"),
+    ("num_attention_heads: 32", "num_attention_heads: 1000000000000000000000000000000",
+     "num_attention_heads: Input should be less than or equal to 65536"),
+    ("num_kv_heads: 8", "num_kv_heads: 64", "num_kv_heads 64 does not divide num_attention_heads 32"),
+    ("num_kv_heads: 8", "num_kv_heads: 6", "num_kv_heads 6 does not divide num_attention_heads 32"),
+    ("hidden_size: 4096", "hidden_size: '4096'", "hidden_size: Input should be a valid integer"),
+    ("max_context: 32768", "max_context: 2000000000", "max_context: Input should be less than or equal to 1073741824"),
+])
+def test_spec_values_are_strict_and_bounded(capsys, tmp_path, old, new, message):
+    assert old in GOOD_SPEC
+    folder = spec_folder(tmp_path, GOOD_SPEC.replace("name: llama3-8b-32k", "name: x").replace(old, new))
+    code, out, err = run(capsys, "size", "x", "--specs", str(folder))
+    assert code == 2 and out == "" and message in err
+
+
+def test_the_example_spec_is_valid_as_it_stands(capsys, tmp_path):
+    folder = spec_folder(tmp_path, GOOD_SPEC.replace("name: llama3-8b-32k", "name: x"))
+    assert run(capsys, "size", "x", "--specs", str(folder))[0] == 0
+
+
+def test_spec_files_are_regular_and_small(capsys, tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "z.yaml").symlink_to("/dev/zero")  # was read until memory ran out
+    code, _, err = run(capsys, "size", "llama3-8b", "--specs", str(tmp_path))
+    assert code == 2 and "z.yaml: not a regular file" in err
+    (tmp_path / "models" / "z.yaml").unlink()
+    (tmp_path / "models" / "big.yaml").write_text("x" * (2**20 + 1))  # 1 MiB + 1 B
+    code, _, err = run(capsys, "size", "llama3-8b", "--specs", str(tmp_path))
+    assert code == 2 and "big.yaml: over 1 MiB, too large for a spec file" in err
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(capsys, tmp_path):
+    lines = ["a: &a [" + ", ".join(["lol"] * 9) + "]"]
+    for prev, name in zip("abcdefgh", "bcdefghi"):  # 9 levels of 9: 9^9 = 387,420,489 values
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    folder = spec_folder(tmp_path, "\n".join(lines) + "\n")
+    code, _, err = run(capsys, "size", "llama3-8b", "--specs", str(folder))
+    assert code == 2 and "its aliases expand to over 1,000,000 values" in err
+
+
+def test_thousands_of_unknown_keys_are_reported_in_twenty_lines(capsys, tmp_path):
+    # every problem line walked the file's nodes: 8,000 unknown keys took 29 s to report
+    folder = spec_folder(tmp_path, "".join(f"key{i}: {i}\n" for i in range(8000)))
+    code, _, err = run(capsys, "size", "llama3-8b", "--specs", str(folder))
+    assert code == 2 and len(err.splitlines()) == 21 and err.splitlines()[-1].endswith("and more problems; fix these first")
+
+
+def test_a_trace_row_is_read_as_the_command_line_reads_tokens(capsys, tmp_path):
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"input_tokens": 10, "output_tokens": 5}\n{"input_tokens": true, "output_tokens": 5}\n')
+    code, _, err = run(capsys, "frag", "llama3-8b", "--kv-gib", "1", "--workload", str(trace))
+    assert code == 2 and err == f"error: {trace}:2: input_tokens True is not a token count; write e.g. 4096, 32k or 1m\n"

@@ -136,7 +136,11 @@ def test_unknown_architecture_is_refused(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not valid JSON"),
     ("[1, 2]", "expected a JSON object"),
-    ('{"model_type": "llama", "hidden_size": "big"}', "needs an integer"),
+    ('{"model_type": "llama", "hidden_size": "big"}', "hidden_size: expected a whole number of at least 1, got 'big'"),
+    ('{"model_type": "llama", "num_attention_heads": 0}', "num_attention_heads: expected a whole number of at least 1, got 0"),
+    ('{"model_type": "llama", "num_hidden_layers": true}', "num_hidden_layers: expected a whole number of at least 1, got True"),
+    ('{"model_type": "llama4_text", "no_rope_layers": "abc"}', "no_rope_layers: expected a list of ints, got 'abc'"),
+    ('{"model_type": "llama", "architectures": 3}', "architectures: expected a list of strs, got '3'"),
 ])
 def test_bad_config(tmp_path, content, message):
     (tmp_path / "config.json").write_text(content)

@@ -5,16 +5,30 @@ examples/refresh_docs.py writes them and tests/test_docs.py checks that they mat
 from __future__ import annotations
 
 import re
+import types
 import typing
 
 from pydantic import BaseModel
 
 
 def _type_name(annotation) -> str:
-    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    text = text or str(annotation).replace("typing.", "")
-    text = re.sub(r"\b(?:[a-z_]+\.)+([A-Za-z_]+)", r"\1", text)  # kvplan.results.size.LayerKv -> LayerKv
-    return text.replace("NoneType", "null").replace("Optional[", "null | ").replace("Union[", "")
+    """`int`, `str | None`, `tuple[LayerKv, ...]`: what a JSON reader sees, without pydantic's
+    constraints (Annotated[int, Strict(), Field(ge=1)] is an `int`)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in args)
+    if origin is typing.Literal:
+        return "Literal[" + ", ".join(repr(arg) for arg in args) + "]"
+    if origin is not None:
+        inner = ", ".join("..." if arg is Ellipsis else _type_name(arg) for arg in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    if annotation is type(None):
+        return "None"
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return re.sub(r"\b(?:[a-z_]+\.)+([A-Za-z_]+)", r"\1", str(annotation).replace("typing.", ""))
 
 
 def _nested(annotation) -> list[type[BaseModel]]:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
-from kvplan.specs.base import NAME_PATTERN, Frozen
+from kvplan.specs.base import NAME_PATTERN, Bytes, Frozen, Rate, Small
 
 
 class HostLink(Frozen):
     kind: Literal["pcie", "nvlink-c2c"]
-    generation: PositiveInt | None = None
-    lanes: PositiveInt | None = None
-    gbps_per_direction: PositiveFloat
+    generation: Small | None = None
+    lanes: Small | None = None
+    gbps_per_direction: Rate
 
     @model_validator(mode="after")
     def check_pcie_generation(self) -> HostLink:
@@ -25,7 +25,7 @@ class HostLink(Frozen):
 class ScaleUpLink(Frozen):
     kind: Literal["nvlink", "infinity-fabric"]
     version: str | None = None
-    gbps_bidirectional: PositiveFloat
+    gbps_bidirectional: Rate
 
 
 class GpuSpec(Frozen):
@@ -37,19 +37,19 @@ class GpuSpec(Frozen):
     vendor: Literal["nvidia", "amd"]
     architecture: str
     memory_type: str
-    memory_bytes: PositiveInt
-    usable_memory_bytes: PositiveInt | None = None
+    memory_bytes: Bytes
+    usable_memory_bytes: Bytes | None = None
     usable_memory_source: str | None = None
-    cuda_total_bytes: PositiveInt | None = None  # cudaMemGetInfo's total: usable less driver-reserved
+    cuda_total_bytes: Bytes | None = None  # cudaMemGetInfo's total: usable less driver-reserved
     cuda_total_source: str | None = None  # where that measurement comes from
-    hbm_bandwidth_gbps: PositiveFloat
-    fp16_tflops_dense: PositiveFloat
-    bf16_tflops_dense: PositiveFloat | None = None
-    fp8_tflops_dense: PositiveFloat | None = None
-    l2_cache_bytes: PositiveInt | None = None
+    hbm_bandwidth_gbps: Rate
+    fp16_tflops_dense: Rate
+    bf16_tflops_dense: Rate | None = None
+    fp8_tflops_dense: Rate | None = None
+    l2_cache_bytes: Bytes | None = None
     host_link: HostLink
     scale_up: ScaleUpLink | None = None
-    tdp_watts: PositiveInt | None = None
+    tdp_watts: Small | None = None
     source: str
     notes: str | None = None
 

@@ -35,7 +35,45 @@ def load_config(config: Path) -> dict:
         raise SpecError(f"{config}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict):
         raise SpecError(f"{config}: expected a JSON object")
+    for part in (data, *(data[key] for key in NESTED if isinstance(data.get(key), dict))):
+        check_types(part, config)
     return data
+
+
+# The keys kvplan reads, by the kind of value they must hold; checked once, where the file is read,
+# so that no later arithmetic sees a string, a bool or a zero head count (a ZeroDivisionError, or a
+# 3-layer model from no_rope_layers: "abc").
+POSITIVE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+                 "vocab_size", "n_layer", "n_head", "n_embd", "d_model", "decoder_sparse_step",
+                 "interleave_moe_layer_step")
+COUNT_KEYS = ("intermediate_size", "max_position_embeddings", "sliding_window", "attention_chunk_size",
+              "n_routed_experts", "n_shared_experts", "num_experts", "num_experts_per_tok", "num_local_experts",
+              "moe_intermediate_size", "shared_expert_intermediate_size", "q_lora_rank", "kv_lora_rank",
+              "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim", "index_head_dim", "linear_num_value_heads",
+              "linear_num_key_heads", "linear_key_head_dim", "linear_value_head_dim", "linear_conv_kernel_dim",
+              "mamba_d_state", "mamba_d_conv", "mamba_expand", "ssm_state_size", "conv_kernel", "n_groups",
+              "mamba_num_heads", "mamba_head_dim", "first_k_dense_replace", "ffn_dim",
+              "num_nextn_predict_layers", "attention_head_dim", "full_attention_interval")
+LIST_KEYS = {"architectures": str, "layer_types": str, "no_rope_layers": int, "layers_block_type": str,
+             "mlp_only_layers": int}
+MAX_CONFIG_INT = 2**40
+
+
+def check_types(cfg: dict, where: Path | str) -> None:
+    """Every key kvplan reads holds what it must, or one SpecError naming the file, key and value."""
+    for key in (*POSITIVE_KEYS, *COUNT_KEYS):
+        value, least = cfg.get(key), 1 if key in POSITIVE_KEYS else 0
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= MAX_CONFIG_INT:
+            raise SpecError(f"{where}: {key}: expected a whole number of at least {least}, got {value!r}; "
+                            "fix the config")
+    for key, kind in LIST_KEYS.items():
+        value = cfg.get(key)
+        if value is not None and not (isinstance(value, list) and all(
+                isinstance(item, kind) and not isinstance(item, bool) for item in value)):
+            raise SpecError(f"{where}: {key}: expected a list of {kind.__name__}s, got {str(value)[:40]!r}; "
+                            "fix the config")
 
 
 # Where a multimodal config keeps its language model, and the text model_type a wrapper implies
@@ -106,6 +144,8 @@ def _local_flags(c: Config, n: int) -> list[bool] | None:
         return [i % 2 == 0 for i in range(n)]
     if model_type in ("gemma3", "gemma3_text", "cohere2"):  # every period-th layer global
         period = c.int("sliding_window_pattern", default=6 if model_type != "cohere2" else 4)
+        if period < 1:
+            raise SpecError(f"{c.where}: sliding_window_pattern must be at least 1, not {period}; fix the config")
         return [(i + 1) % period != 0 for i in range(n)]
     if model_type in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen2_5_vl", "qwen2_vl", "mimo"):
         if not c.get("use_sliding_window"):

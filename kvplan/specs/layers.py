@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, Strict
 
 from kvplan.errors import SpecError
-from kvplan.specs.base import Frozen
+from kvplan.specs.base import Dim, Frozen, Heads, Layers, Tokens
 from kvplan.units import ceil_div
 
 
@@ -52,9 +52,9 @@ class _EveryToken:
 
 
 class _AttentionLayers(Frozen):
-    count: PositiveInt
-    num_kv_heads: PositiveInt
-    head_dim: PositiveInt
+    count: Layers
+    num_kv_heads: Heads
+    head_dim: Dim
 
     def kv_heads_per_rank(self, tp: int = 1) -> int:
         """vLLM's rule: heads split across ranks; beyond num_kv_heads each rank keeps one replica."""
@@ -99,8 +99,8 @@ class SlidingWindowAttention(_AttentionLayers):
     a learned logit per head that takes softmax mass) are weights, not cache: they add no byte."""
 
     kind: Literal["sliding"] = "sliding"
-    window: PositiveInt
-    sinks: bool = False
+    window: Tokens
+    sinks: Annotated[bool, Strict()] = False
 
     def cached_tokens(self, ctx: int) -> int:
         return min(ctx, self.window)
@@ -120,7 +120,7 @@ class ChunkedLocalAttention(_AttentionLayers):
     """Chunked local attention (Llama-4): tokens attend within their chunk; at most one chunk held."""
 
     kind: Literal["chunked"] = "chunked"
-    chunk: PositiveInt
+    chunk: Tokens
 
     def cached_tokens(self, ctx: int) -> int:
         return min(ctx, self.chunk)
@@ -143,17 +143,17 @@ class MLALatent(_EveryToken, Frozen):
     """
 
     kind: Literal["mla"] = "mla"
-    count: PositiveInt
-    kv_lora_rank: PositiveInt
-    qk_rope_head_dim: PositiveInt
-    num_heads: PositiveInt
-    qk_nope_head_dim: PositiveInt
-    v_head_dim: PositiveInt
+    count: Layers
+    kv_lora_rank: Dim
+    qk_rope_head_dim: Dim
+    num_heads: Heads
+    qk_nope_head_dim: Dim
+    v_head_dim: Dim
 
     # DeepSeek sparse attention (V3.2): a lightning indexer caches one key of index_head_dim per
     # token and layer, in vLLM's fp8 format whatever the KV dtype: 1 B per value and one fp32 scale
     # per 128 values (DeepseekV32IndexerCache: 128 + 4 = 132 B), whole on every rank.
-    index_head_dim: PositiveInt | None = None
+    index_head_dim: Dim | None = None
 
     def kv_elements_per_token(self, tp: int = 1) -> int:
         return self.kv_lora_rank + self.qk_rope_head_dim  # replicated on every rank
@@ -190,10 +190,10 @@ class FullAttentionMHA(_EveryToken, Frozen):
     """
 
     kind: Literal["mha"] = "mha"
-    count: PositiveInt
-    num_heads: PositiveInt
-    k_head_dim: PositiveInt
-    v_head_dim: PositiveInt
+    count: Layers
+    num_heads: Heads
+    k_head_dim: Dim
+    v_head_dim: Dim
 
     def kv_elements_per_token(self, tp: int = 1) -> int:
         _check_tp_split("attention heads", self.num_heads, tp)
@@ -278,12 +278,12 @@ class MambaState(_ConstantState, Frozen):
     """
 
     kind: Literal["mamba"] = "mamba"
-    count: PositiveInt
-    d_inner: PositiveInt
-    d_state: PositiveInt
-    d_conv: PositiveInt
-    n_groups: int = Field(default=0, ge=0)
-    num_heads: PositiveInt | None = None  # Mamba-2: d_inner = num_heads x head_dim
+    count: Layers
+    d_inner: Dim
+    d_state: Dim
+    d_conv: Dim
+    n_groups: Annotated[int, Strict(), Field(ge=0, le=65_536)] = 0
+    num_heads: Heads | None = None  # Mamba-2: d_inner = num_heads x head_dim
     ssm_dtype: SsmDtype | None = None  # the ssm state's dtype when it is not the model's
 
     def recurrent_elements(self, tp: int = 1) -> int:
@@ -323,12 +323,12 @@ class GatedDeltaNetState(_ConstantState, Frozen):
     """
 
     kind: Literal["gdn"] = "gdn"
-    count: PositiveInt
-    num_k_heads: PositiveInt
-    num_v_heads: PositiveInt
-    head_k_dim: PositiveInt
-    head_v_dim: PositiveInt
-    conv_kernel: PositiveInt
+    count: Layers
+    num_k_heads: Heads
+    num_v_heads: Heads
+    head_k_dim: Dim
+    head_v_dim: Dim
+    conv_kernel: Dim
     ssm_dtype: SsmDtype | None = None  # the recurrent state's dtype when it is not the model's
 
     def recurrent_elements(self, tp: int = 1) -> int:
@@ -356,7 +356,7 @@ class MlpOnly(_ConstantState, Frozen):
     """A block with no attention or SSM (Nemotron-H's MLP layers): nothing cached."""
 
     kind: Literal["mlp"] = "mlp"
-    count: PositiveInt
+    count: Layers
 
     def state_elements(self, tp: int = 1) -> int:
         return 0

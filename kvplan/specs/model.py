@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, Strict, model_validator
 
-from kvplan.specs.base import NAME_PATTERN, Frozen
+from kvplan.specs.base import NAME_PATTERN, Bytes, Dim, Frozen, Heads, Layers, Params, Small, Tokens, Vocab
 from kvplan.specs.layers import LayerGroup
 
 WeightDtype = Literal["bf16", "fp16", "fp32", "fp8"]
 
 
 class MoESpec(Frozen):
-    num_experts: PositiveInt
-    experts_per_token: PositiveInt
-    shared_experts: int = Field(default=0, ge=0)
-    expert_intermediate_size: PositiveInt | None = None
+    num_experts: Small
+    experts_per_token: Small
+    shared_experts: Annotated[int, Strict(), Field(ge=0, le=1_000_000)] = 0
+    expert_intermediate_size: Dim | None = None
 
     @model_validator(mode="after")
     def check_top_k(self) -> MoESpec:
@@ -35,21 +35,21 @@ class ModelSpec(Frozen):
     family: str
     architecture: str
     source: str
-    hidden_size: PositiveInt
-    intermediate_size: PositiveInt
-    vocab_size: PositiveInt
-    num_layers: PositiveInt
-    num_attention_heads: PositiveInt
-    params_total: PositiveInt
-    params_active: PositiveInt | None = None
+    hidden_size: Dim
+    intermediate_size: Dim
+    vocab_size: Vocab
+    num_layers: Layers
+    num_attention_heads: Heads
+    params_total: Params
+    params_active: Params | None = None
     params_source: str | None = None
-    checkpoint_bytes: PositiveInt | None = None
+    checkpoint_bytes: Bytes | None = None
     # Parameters of the towers that run on images or audio (vision encoder, projector), included in
     # params_total: memory, but no work per text token.
-    tower_params: PositiveInt | None = None
+    tower_params: Params | None = None
     dtype: WeightDtype
-    max_context: PositiveInt
-    tie_word_embeddings: bool = False
+    max_context: Tokens
+    tie_word_embeddings: Annotated[bool, Strict()] = False
     moe: MoESpec | None = None
     layers: tuple[LayerGroup, ...] = Field(min_length=1)
     notes: str | None = None
@@ -58,7 +58,7 @@ class ModelSpec(Frozen):
     quantization: Literal["fp8", "int8", "int4", "nf4", "mxfp4", "nvfp4"] | None = None
     # Bits each quantized weight takes with its scales and zero points, where the checkpoint's
     # quantization_config says (group size, zero points); None: the format's usual figure.
-    quantization_bits: PositiveFloat | None = None
+    quantization_bits: Annotated[float, Strict(), Field(gt=0, le=64, allow_inf_nan=False)] | None = None
     # Where this spec came from (the database file, a local path, the Hugging Face cache or Hub with
     # the revision sha, or a name it was inferred from): set by kvplan when it resolves a model.
     origin: str | None = None
@@ -69,6 +69,16 @@ class ModelSpec(Frozen):
         if counted != self.num_layers:
             raise ValueError(f"layers add up to {counted} but num_layers is {self.num_layers}; "
                              "make the layer-group counts sum to num_layers")
+        return self
+
+    @model_validator(mode="after")
+    def check_kv_heads(self) -> ModelSpec:
+        """Grouped-query attention shares each KV head among an equal number of query heads."""
+        for i, group in enumerate(self.layers):
+            kv = getattr(group, "num_kv_heads", None)
+            if kv is not None and (kv > self.num_attention_heads or self.num_attention_heads % kv):
+                raise ValueError(f"layers.{i}.num_kv_heads {kv:,} does not divide num_attention_heads "
+                                 f"{self.num_attention_heads:,}; give a divisor of it (GQA groups are equal)")
         return self
 
     @model_validator(mode="after")

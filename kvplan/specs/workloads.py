@@ -19,10 +19,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from kvplan import bounds
 from kvplan.errors import InputError
+from kvplan.specs.yamlio import read_text
 
 CHAT_MEANS = (161.31, 337.99)  # ShareGPT input and output tokens, vLLM paper Table 1
 CHAT_SIGMA = 1.0
+MAX_ARRIVAL_S = 1e9  # a trace spanning 31 years
 
 
 @dataclass(frozen=True)
@@ -79,11 +82,11 @@ def read_trace(path: Path, max_len: int, step_ms: float) -> list[Request]:
     """A trace of input_tokens, output_tokens[, arrival_s]; a bad row is rejected with its line number."""
     if step_ms <= 0:
         raise InputError("--step-ms must be positive (ms per decode step)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the trace ({getattr(exc, 'strerror', None) or exc})") from None
+    text = read_text(path, "trace", InputError)
     rows = _jsonl_rows(path, text) if path.suffix == ".jsonl" else _csv_rows(path, text)
+    if len(rows) > bounds.MAX_FRAG_REQUESTS:
+        raise InputError(f"{path}: {len(rows):,} requests; frag simulates at most {bounds.MAX_FRAG_REQUESTS:,}, "
+                         "sample the trace")
     requests = [_request(path, line, row, max_len, step_ms) for line, row in rows]
     if not requests:
         raise InputError(f"{path}: the trace holds no requests")
@@ -116,13 +119,11 @@ def _jsonl_rows(path: Path, text: str):
 
 def _request(path: Path, line: int, row: dict, max_len: int, step_ms: float) -> Request:
     try:
-        inp, out = int(row["input_tokens"]), int(row["output_tokens"])
-        arrival = float(row.get("arrival_s") or 0)
+        inp = bounds.tokens(row["input_tokens"], "input_tokens")
+        out = bounds.tokens_or_zero(row["output_tokens"], "output_tokens")
+        arrival = bounds.number(row.get("arrival_s") or 0, "arrival_s", 0.0, MAX_ARRIVAL_S, "s", lo_open=False)
     except KeyError as exc:
         raise InputError(f"{path}:{line}: missing {exc.args[0]}") from None
-    except (TypeError, ValueError):
-        raise InputError(f"{path}:{line}: input_tokens and output_tokens must be whole numbers, arrival_s a "
-                         "number") from None
-    if inp < 1 or out < 0 or arrival < 0:
-        raise InputError(f"{path}:{line}: lengths must be positive (output may be 0) and arrival_s not negative")
+    except InputError as err:
+        raise InputError(f"{path}:{line}: {err}") from None
     return Request(*_clip(inp, out, max_len), int(arrival * 1000 / step_ms))

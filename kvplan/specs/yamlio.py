@@ -4,6 +4,8 @@ one line per problem, `file:line: field.path: what is wrong`."""
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +35,9 @@ def _line_of(node: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
     return line
 
 
+MAX_PROBLEMS = 20
+
+
 def yaml_root(text: str) -> yaml.Node | None:
     """The node tree of an already-parsed document, for line numbers."""
     return yaml.compose(text, Loader=_Loader)
@@ -49,6 +54,9 @@ def format_validation_error(path: Path, err: ValidationError, root: yaml.Node | 
     lines = []
     problems = err.errors()
     for problem in problems:
+        if len(lines) == MAX_PROBLEMS:  # each line walks the file's nodes: 8,000 took 29 s
+            lines.append(f"{path}: ... and more problems; fix these first")
+            break
         if _follows_from_another(problem, problems):
             continue
         loc = [*at, *(p for p in problem["loc"] if not (isinstance(p, str) and p in _KIND_TAGS))]
@@ -107,17 +115,56 @@ def _follows_from_another(problem: dict, problems: list[dict]) -> bool:
         tuple(other["loc"][: len(loc)]) == loc and len(other["loc"]) > len(loc) for other in problems)
 
 
-def read_text(path: Path, what: str = "spec file") -> str:
+# The largest file of each kind kvplan reads: 100-1000x the largest real one (a spec is ~3 KB, a
+# config.json ~10 KB, a check file of 100 scenarios ~20 KB), so a runaway file is refused before
+# it is parsed: a 50 MB spec took 15 s of YAML, a symlink to /dev/zero all of memory.
+LIMITS = {"spec file": 1 * 2**20, "check file": 8 * 2**20, "config.json": 16 * 2**20, "trace": 512 * 2**20}
+
+
+def read_text(path: Path, what: str = "spec file", error: type[Exception] = SpecError) -> str:
+    """The text of a regular file of at most LIMITS[what] bytes, as UTF-8; else one line naming it."""
+    limit = LIMITS.get(what, 16 * 2**20)
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise SpecError(f"{path}: cannot read {what} ({reason})") from None
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise error(f"{path}: not a regular file (a device, pipe or folder); give the {what} itself")
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise error(f"{path}: over {limit // 2**20:,} MiB, too large for a {what}; is it the right file?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: cannot read {what} (not UTF-8 text: {exc.reason} at byte {exc.start:,})") from None
+
+
+MAX_NODES = 1_000_000  # values in a document once its aliases are expanded (a spec holds ~100)
+
+
+def _expanded_nodes(root: yaml.Node | None) -> int:
+    """How many values the document holds with every alias expanded, counted without expanding:
+    an alias is the same node object, so its size is computed once (a 'billion laughs' of nine
+    levels of ten aliases is 90 aliases in the file and 10^9 values once loaded)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) not in sizes:
+            sizes[id(node)] = 0  # a recursive alias: counted once
+            children = (node.value if isinstance(node, yaml.SequenceNode) else
+                        [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else [])
+            sizes[id(node)] = min(1 + sum(size(child) for child in children), MAX_NODES + 1)
+        return sizes[id(node)]
+
+    return size(root) if root is not None else 0
 
 
 def parse_yaml(path: Path, text: str) -> object:
     """Parse YAML text; a syntax error becomes one SpecError line naming file and line."""
     try:
+        if "&" in text and _expanded_nodes(yaml.compose(text, Loader=_Loader)) > MAX_NODES:
+            raise SpecError(f"{path}: its aliases expand to over {MAX_NODES:,} values (a YAML alias bomb?); "
+                            "write the values out")
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
