@@ -295,3 +295,36 @@ def test_a_trace_row_is_read_as_the_command_line_reads_tokens(capsys, tmp_path):
     trace.write_text('{"input_tokens": 10, "output_tokens": 5}\n{"input_tokens": true, "output_tokens": 5}\n')
     code, _, err = run(capsys, "frag", "llama3-8b", "--kv-gib", "1", "--workload", str(trace))
     assert code == 2 and err == f"error: {trace}:2: input_tokens True is not a token count; write e.g. 4096, 32k or 1m\n"
+
+
+# --- frag: the deployment options of the capacity commands --------------------------------------
+
+def test_frag_takes_tp_like_the_capacity_commands(capsys):
+    # a 70B model on one H100 leaves no pool: named, with the fix (it said "the budget holds no token")
+    code, _, err = run(capsys, "frag", "llama3-70b", "--gpu", "h100", "--requests", "10")
+    assert code == 2 and "leaves no KV pool on h100-sxm at TP 1 x PP 1" in err and "raise --tp or --pp" in err
+    code, out, _ = run(capsys, "frag", "llama3-70b", "--gpu", "h100", "--tp", "4", "--requests", "50", "--json")
+    r = json.loads(out)
+    # per GPU at TP 4: 80 layers x 2 x (8 / 4) KV heads x 128 x 2 B = 81,920 B a token; the pool is batch's
+    assert code == 0 and (r["tp"], r["kv_bytes_per_token"]) == (4, 81_920)
+    code, out, _ = run(capsys, "batch", "llama3-70b", "--gpu", "h100", "--tp", "4", "--json")
+    assert r["budget_bytes"] == json.loads(out)["budget"]["kv_pool_bytes"] // 81_920 * 81_920
+
+
+def test_the_papers_column_only_in_the_papers_setting(capsys):
+    code, out, _ = run(capsys, "frag", "opt-13b", "--gpu", "a100-40gb", "--requests", "100")
+    assert code == 0 and "vLLM paper," in out and "shown only in its setting" not in out
+    code, out, _ = run(capsys, "frag", "llama3-8b", "--gpu", "h100", "--requests", "100")
+    assert code == 0 and "shown only in its setting" in out and "96.3%" not in out
+    code, out, _ = run(capsys, "frag", "opt-13b", "--gpu", "a100-40gb", "--requests", "100", "--block-size", "32",
+                       "--json")
+    assert json.loads(out)["paper_setting"] is False
+
+
+def test_frag_progress_ticks_with_finished_requests():
+    from kvplan.calc.frag import make_strategy, simulate
+    from kvplan.specs.workloads import generate
+
+    seen = []
+    simulate(make_strategy("paged", 5_000, 2048, 16), generate("chat", 20_000, 0, 2048), tick=seen.append)
+    assert seen and seen == sorted(seen) and 0 <= seen[-1] <= 20_000

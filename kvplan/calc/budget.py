@@ -116,7 +116,7 @@ class Trtllm(Engine):
 class Raw(Engine):
     name, util, util_flag, block_size = "raw", 1.0, "utilization", 16
     formula = "total x util - weights"
-    source = "the textbook budget of source note 001: nothing but weights and KV"
+    source = "the textbook budget (the PagedAttention course notes): nothing but weights and KV"
 
     def total_memory(self, gpu):
         return Term(gpu.memory_bytes, f"{gpu.name} nominal")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DebugOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors, value,
+    DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, MaxSeqsOpt, OfflineOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, app, catalog, console, err_console, handle_errors, value,
 )
 from kvplan import bounds
 
@@ -31,6 +31,7 @@ def frag(
     shared_prefix: Annotated[int, value(bounds.tokens_or_zero, "--shared-prefix", metavar="TOKENS", help="A system prompt of P tokens on every request.")] = 0,
     sweep_block_size: Annotated[bool, typer.Option("--sweep-block-size", help="Paged waste for blocks 1..256.")] = False,
     kv_dtype: KvDtypeOpt = "auto",
+    engine: EngineOpt = "vllm", tp: TpOpt = 1, pp: PpOpt = 1, max_num_seqs: MaxSeqsOpt = None, util: UtilOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Draw the waste (.png/.svg).")] = None,
     offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
@@ -42,6 +43,7 @@ def frag(
 
     from rich.progress import Progress
 
+    from kvplan.calc.budget import BudgetInputs
     from kvplan.calc.frag import STRATEGIES, fragmentation, kv_budget
     from kvplan.errors import InputError
     from kvplan.render.base import print_json
@@ -56,7 +58,8 @@ def frag(
     cat = catalog(specs)
     spec = cat.model(model)
     gpu_spec = cat.gpu(gpu) if gpu else None
-    budget, per_token = kv_budget(spec, gpu_spec, kv_gib, kv_dtype)
+    inputs = BudgetInputs(engine=engine, tp=tp, pp=pp, kv_dtype=kv_dtype, util=util, max_num_seqs=max_num_seqs)
+    budget, per_token = kv_budget(spec, gpu_spec, kv_gib, kv_dtype, inputs)
     length = spec.max_context if max_len is None else max_len
     if step_ms <= 0 or (rate is not None and rate <= 0):
         raise InputError("--rate and --step-ms must be positive (requests per second, ms per decode step)")
@@ -65,13 +68,20 @@ def frag(
     reqs = (read_trace(path, length, step_ms) if path.suffix in (".csv", ".jsonl")
             else generate(workload, requests, seed, length, per_second))
     strategies = STRATEGIES if shared_prefix else STRATEGIES[:-1]
+    runs = len(strategies) + (9 if sweep_block_size else 0)
     with Progress(console=err_console, transient=True, disable=json) as progress:
-        task = progress.add_task("simulating", total=len(strategies) + (9 if sweep_block_size else 0))
-        step = lambda label: progress.update(task, advance=1, description=label)  # noqa: E731
+        task = progress.add_task("simulating", total=runs * len(reqs))  # requests finished, over every run
+        done = [0]
+
+        def step(label: str) -> None:  # a run starts: the previous ones are whole
+            progress.update(task, completed=done[0] * len(reqs), description=f"{label} ({done[0] + 1}/{runs})")
+            done[0] += 1
+
+        tick = lambda finished: progress.update(task, completed=(done[0] - 1) * len(reqs) + finished)  # noqa: E731
         result = fragmentation(spec, gpu_spec, reqs, workload=workload, seed=seed, budget_bytes=budget,
-                               bytes_per_token=per_token,
-                               block=block_size, max_len=length, prefix=shared_prefix, strategies=strategies,
-                               sweep=sweep_block_size, step=step)
+                               bytes_per_token=per_token, block=block_size, max_len=length, prefix=shared_prefix,
+                               strategies=strategies, sweep=sweep_block_size, step=step, tick=tick, tp=tp, pp=pp,
+                               engine=engine)
     if plot:
         from kvplan.render.plot import plot_frag
 

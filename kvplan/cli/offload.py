@@ -26,7 +26,7 @@ def offload(
     mfu: Annotated[float, value(bounds.fraction, "--mfu", metavar="FRACTION", help="Prefill model FLOPs utilization, in (0, 1].")] = 0.5,
     tflops: Annotated[Optional[float], value(bounds.tflops, "--tflops", metavar="TFLOPS", help="Peak TFLOPS (default: the GPU's dense BF16).")] = None,
     params: Annotated[Optional[float], value(bounds.params, "--params", metavar="N", help="Parameters per token (default: active params).")] = None,
-    no_attention: Annotated[bool, typer.Option("--no-attention", help="Leave out the attention term (as note 001).")] = False,
+    no_attention: Annotated[bool, typer.Option("--no-attention", help="Leave out the attention term (as the course notes' example does).")] = False,
     kv_dtype: KvDtypeOpt = "auto",
     tp: Annotated[int, value(bounds.gpus, "--tp", metavar="N", help="GPUs sharing the prefill, each loading its KV shard.")] = 1,
     host_gib: Annotated[Optional[float], value(bounds.gib, "--host-gib", metavar="GiB", help="Host memory for offloaded KV, GiB.")] = None,

@@ -15,20 +15,26 @@ PAPER = {"fixed": 0.204, "doubling": 0.268, "exact": 0.382, "paged": 0.963}
 
 
 def render_frag(console: Console, r: FragResult) -> None:
-    console.print(f"[bold]{r.model}[/]: {r.requests:,} requests ({r.workload}, mean {r.mean_input:,.0f} in / "
+    on = f" on {r.gpu}" + (f" TP {r.tp}" if r.tp > 1 else "") + (f" PP {r.pp}" if r.pp > 1 else "")
+    on += f" ({r.engine})" if r.gpu != "--kv-gib" else ""
+    console.print(f"[bold]{r.model}[/]{on if r.gpu != '--kv-gib' else ''}: {r.requests:,} requests ({r.workload}, mean {r.mean_input:,.0f} in / "
                   f"{r.mean_output:,.0f} out), KV budget {fmt_binary(r.budget_bytes)} = {r.budget_tokens:,} tokens "
                   f"of {r.kv_bytes_per_token:,} B, max_len {r.max_len:,}, block {r.block_size}"
                   + (f", shared prefix {r.shared_prefix:,}" if r.shared_prefix else ""))
     table = Table(title="KV memory over the run (time-averaged shares of allocated + external)",
                   title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("Strategy", "Live", "Reserved", "Internal", "External", "Live at peak", "vLLM paper, live"):
+    columns = ("Strategy", "Live", "Reserved", "Internal", "External", "Live at peak")
+    for name in columns + (("vLLM paper, live",) if r.paper_setting else ()):
         table.add_column(name, justify="left" if name == "Strategy" else "right")
     for row in r.rows:
         paper = PAPER.get(row.strategy)
-        table.add_row(row.strategy, f"{row.live_share:.1%}", f"{row.reservation_share:.1%}",
-                      f"{row.internal_share:.1%}", f"{row.external_share:.1%}", f"{row.peak_live_share:.1%}",
-                      f"{paper:.1%}" if paper else "-")
+        cells = [row.strategy, f"{row.live_share:.1%}", f"{row.reservation_share:.1%}", f"{row.internal_share:.1%}",
+                 f"{row.external_share:.1%}", f"{row.peak_live_share:.1%}"]
+        table.add_row(*cells, *((f"{paper:.1%}" if paper else "-",) if r.paper_setting else ()))
     console.print(table)
+    if not r.paper_setting:
+        console.print("[dim]The vLLM paper's shares (Kwon et al., Figure 2) are shown only in its setting: "
+                      "kvplan frag opt-13b --gpu a100-40gb --max-len 2048.[/]")
     costs = Table(title="Concurrency and costs", title_justify="left", box=box.SIMPLE_HEAD)
     for name in ("Strategy", "Mean conc.", "Peak", "Wait, steps", "Preempted", "Rejected", "Copied"):
         costs.add_column(name, justify="left" if name == "Strategy" else "right")

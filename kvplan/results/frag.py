@@ -62,3 +62,7 @@ class FragResult(Result):
     mean_output: float
     rows: tuple[FragRow, ...]
     sweep: tuple[BlockSweepRow, ...]
+    tp: int = 1
+    pp: int = 1
+    engine: str = "vllm"
+    paper_setting: bool = False  # the vLLM paper's Figure 2 setting: its shares are comparable

@@ -53,15 +53,34 @@ __all__ = ["STRATEGIES", "fragmentation", "kv_budget", "make_strategy", "simulat
 SWEEP_BLOCKS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
-def kv_budget(model, gpu, kv_gib: float | None, kv_dtype: str = "auto") -> tuple[int, int]:
-    """(KV budget bytes, KV bytes per token): --kv-gib, or vLLM's default pool for the model on gpu."""
+def kv_budget(model, gpu, kv_gib: float | None, kv_dtype: str = "auto",
+              inputs: BudgetInputs | None = None) -> tuple[int, int]:
+    """(KV budget bytes, KV bytes per token) of one GPU: --kv-gib, or the engine's pool on one GPU of
+    a TP x PP replica (inputs: engine, tp, pp, max_num_seqs, util; vLLM on one GPU by default)."""
+    inputs = inputs or BudgetInputs(kv_dtype=kv_dtype)
     if (gpu is None) == (kv_gib is None):
         raise InputError("give the KV budget as --gpu G (vLLM's pool on it) or --kv-gib X, one of them")
     if kv_gib is not None and kv_gib < 0:
         raise InputError(f"--kv-gib {kv_gib} is negative; give the KV budget in GiB, e.g. --kv-gib 20")
-    budget = (round(kv_gib * GIB) if kv_gib is not None
-              else memory_budget(model, gpu, BudgetInputs(kv_dtype=kv_dtype)).kv_pool_bytes)
-    return max(budget, 0), request_bytes(model, 1, resolve_kv_format(model, kv_dtype))
+    fmt = resolve_kv_format(model, inputs.kv_dtype)
+    if kv_gib is not None:
+        return round(kv_gib * GIB), request_bytes(model, 1, fmt, inputs.tp, inputs.pp)
+    budget = memory_budget(model, gpu, inputs)
+    if not budget.weights_fit or budget.kv_pool_bytes <= 0:
+        raise InputError(f"{model.name} leaves no KV pool on {gpu.name} at TP {inputs.tp} x PP {inputs.pp} "
+                         f"({budget.engine}: weights {budget.weights_bytes / GIB:,.1f} GiB a GPU); "
+                         "raise --tp or --pp, or give --kv-gib")
+    return budget.kv_pool_bytes, request_bytes(model, 1, fmt, inputs.tp, inputs.pp)
+
+
+# The setting of the vLLM paper's Figure 2 (Kwon et al., SOSP 2023, section 6.2): OPT-13B on one
+# A100-40GB, ShareGPT-like chat requests, 2,048-token max length, blocks of 16, no shared prefix.
+PAPER_SETTING = {"model": "opt-13b", "gpu": "a100-40gb-sxm", "workload": "chat", "max_len": 2048, "block": 16}
+
+
+def is_paper_setting(model, gpu, workload: str, max_len: int, block: int, prefix: int, tp: int = 1) -> bool:
+    return (model.name, gpu.name if gpu else None, workload, max_len, block, prefix, tp) == (
+        *PAPER_SETTING.values(), 0, 1)
 
 
 def with_prefix(requests: list[Request], prefix: int, max_len: int) -> list[Request]:
@@ -73,7 +92,8 @@ def with_prefix(requests: list[Request], prefix: int, max_len: int) -> list[Requ
 def fragmentation(model, gpu, requests: list[Request], *, workload: str, seed: int, budget_bytes: int,
                   bytes_per_token: int, block: int = 16, max_len: int = 2048, prefix: int = 0,
                   strategies: tuple[str, ...] = STRATEGIES, sweep: bool = False,
-                  step: Callable[[str], None] = lambda _label: None):
+                  step: Callable[[str], None] = lambda _label: None, tp: int = 1, pp: int = 1,
+                  engine: str = "vllm", tick: Callable[[int], None] | None = None):
     """Simulate each strategy over the same requests and budget; optionally sweep paged block sizes."""
     if block < 1 or max_len < 1 or prefix < 0:
         raise InputError("--block-size and --max-len must be at least 1, --shared-prefix not negative")
@@ -87,12 +107,12 @@ def fragmentation(model, gpu, requests: list[Request], *, workload: str, seed: i
     rows = []
     for name in strategies:
         step(name)
-        stats = simulate(make_strategy(name, capacity, max_len, block, prefix), requests)
+        stats = simulate(make_strategy(name, capacity, max_len, block, prefix), requests, tick=tick)
         rows.append(summarize(name, stats, requests, block, max_len, bytes_per_token))
     sweep_rows = []
     for size in SWEEP_BLOCKS if sweep else ():
         step(f"paged, block {size}")
-        stats = simulate(make_strategy("paged", capacity, max_len, size), requests)
+        stats = simulate(make_strategy("paged", capacity, max_len, size), requests, tick=tick)
         row = summarize("paged", stats, requests, size, max_len, bytes_per_token)
         sweep_rows.append(BlockSweepRow(block_size=size, internal_share=row.internal_share,
                                         internal_tokens_per_request=row.simulated_value,
@@ -104,4 +124,5 @@ def fragmentation(model, gpu, requests: list[Request], *, workload: str, seed: i
         model=model.name, gpu=gpu.name if gpu else "--kv-gib", workload=workload, requests=n, seed=seed,
         kv_bytes_per_token=bytes_per_token, budget_tokens=capacity, budget_bytes=capacity * bytes_per_token,
         block_size=block, max_len=max_len, shared_prefix=prefix, mean_input=sum(r.inp for r in requests) / n,
-        mean_output=sum(r.out for r in requests) / n, rows=tuple(rows), sweep=tuple(sweep_rows))
+        mean_output=sum(r.out for r in requests) / n, rows=tuple(rows), sweep=tuple(sweep_rows), tp=tp, pp=pp,
+        engine=engine, paper_setting=is_paper_setting(model, gpu, workload, max_len, block, prefix, tp * pp))

@@ -87,23 +87,30 @@ class ContiguousSpace:
 
 
 class BlockPool:
+    """Block ids handed out lowest first, a freed one before any never used; memory grows with the
+    blocks in use, not the pool (a 16 TiB pool of a small model is ~10^9 blocks: 8 GB of lists)."""
+
     def __init__(self, num_blocks: int):
         self.num_blocks = num_blocks
-        self._free = list(range(num_blocks - 1, -1, -1))  # a stack: the lowest ids come out first
-        self.refs = [0] * num_blocks
+        self._free: list[int] = []  # freed ids, a stack: the last freed comes out first
+        self._fresh = 0  # ids from here up were never used
+        self.refs: dict[int, int] = {}  # id -> references, for the ids in use
 
     @property
     def free_count(self) -> int:
-        return len(self._free)
+        return len(self._free) + self.num_blocks - self._fresh
 
     @property
     def used(self) -> int:
-        return self.num_blocks - len(self._free)
+        return self.num_blocks - self.free_count
 
     def alloc(self) -> int | None:
-        if not self._free:
+        if self._free:
+            block = self._free.pop()
+        elif self._fresh < self.num_blocks:
+            block, self._fresh = self._fresh, self._fresh + 1
+        else:
             return None
-        block = self._free.pop()
         self.refs[block] = 1
         return block
 
@@ -112,9 +119,11 @@ class BlockPool:
 
     def free(self, block: int) -> None:
         refs = self.refs[block] - 1
-        self.refs[block] = refs
-        if not refs:
+        if refs:
+            self.refs[block] = refs
+        else:
+            del self.refs[block]
             self._free.append(block)
 
     def in_use(self) -> set[int]:
-        return {b for b, n in enumerate(self.refs) if n}
+        return set(self.refs)

@@ -15,8 +15,8 @@ FINISH, GROW = 0, 1
 
 
 class Simulation:
-    def __init__(self, strategy: Strategy, requests: list[Request], check: bool = False):
-        self.s, self.check = strategy, check
+    def __init__(self, strategy: Strategy, requests: list[Request], check: bool = False, tick=None):
+        self.s, self.check, self.tick = strategy, check, tick
         self.arrivals = deque(sorted(enumerate(requests), key=lambda item: item[1].arrival))
         self.waiting: deque[Running] = deque()
         self.running: dict[int, Running] = {}
@@ -141,7 +141,11 @@ class Simulation:
         step = 0
         self._admit(step)
         self._observe(step)
+        loops = 0
         while self.steps or self.arrivals or self.waiting:
+            loops += 1
+            if self.tick is not None and not loops & 0x3FFF:  # every 16,384 event steps: cheap
+                self.tick(self.stats.finished + self.stats.rejected)
             upcoming = [self.steps[0]] if self.steps else []
             upcoming += [self.arrivals[0][1].arrival] if self.arrivals else []
             nxt = max(min(upcoming), step) if upcoming else step  # else: admission rejects the rest
@@ -199,5 +203,6 @@ class Simulation:
         assert s.allocated() <= (s.space.size if isinstance(s, Contiguous) else s.pool.num_blocks * s.block)
 
 
-def simulate(strategy: Strategy, requests: list[Request], check: bool = False) -> Stats:
-    return Simulation(strategy, requests, check).run()
+def simulate(strategy: Strategy, requests: list[Request], check: bool = False, tick=None) -> Stats:
+    """Run the strategy over the requests; tick(finished requests) now and then, for a progress bar."""
+    return Simulation(strategy, requests, check, tick).run()
