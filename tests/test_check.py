@@ -101,7 +101,7 @@ def test_vllm_command_line():
     ("scenarios:\n  - {name: x, model: llama3-8b, gpu: h100, colour: red}\n",
      "c.yaml:2: scenarios.0.colour: unknown key; remove it or check its spelling"),
     ("scenarios:\n  - {name: x, model: llama3-8b, gpu: h100, tp: many}\n",
-     "c.yaml:2: scenarios.0.tp: Input should be a valid integer"),
+     "c.yaml:2: scenarios.0.tp: value 'many' is not a whole number"),
     ("scenarios:\n  - {name: x, model: llama3-8b}\n", "c.yaml:2: scenarios.0: a scenario needs a gpu"),
     ("scenarios:\n  - {name: x, model: lama3-8b, gpu: h100}\n", "c.yaml: scenarios.0 (x): unknown model 'lama3-8b'"),
     ("scenarios: []\n", "c.yaml:1: scenarios: List should have at least 1 item"),

@@ -328,3 +328,10 @@ def test_frag_progress_ticks_with_finished_requests():
     seen = []
     simulate(make_strategy("paged", 5_000, 2048, 16), generate("chat", 20_000, 0, 2048), tick=seen.append)
     assert seen and seen == sorted(seen) and 0 <= seen[-1] <= 20_000
+
+
+def test_the_probe_refuses_a_pool_beyond_the_free_memory_before_allocating(capsys):
+    pytest.importorskip("torch")
+    # 16,000 GiB on the CPU: more than any host has free; it allocated until the machine swapped
+    code, out, err = run(capsys, "probe", "llama3.2-1b", "--device", "cpu", "--max-gib", "16000")
+    assert code == 2 and out == "" and "--max-gib 16000 is more than CPU (host memory) can spare" in err

@@ -65,10 +65,16 @@ class ProbeOptions:
 
 
 def _budget(model: ModelSpec, info: DeviceInfo, opts: ProbeOptions) -> tuple[ProbeMemory, object]:
-    margin = max(512 * MIB, info.total_bytes // 50) if info.is_cuda else 0
+    # what the probe leaves alone: 2% of a GPU (at least 512 MiB) for the CUDA context and
+    # workspaces, 10% of host memory (at least 1 GiB) for everything else the machine runs
+    margin = (max(512 * MIB, info.total_bytes // 50) if info.is_cuda else max(GIB, info.total_bytes // 10))
+    spare = info.free_bytes - margin
+    if opts.max_gib is not None and round(opts.max_gib * GIB) > spare:
+        raise InputError(f"--max-gib {opts.max_gib:g} is more than {info.name} can spare: {fmt_binary(info.free_bytes)} "
+                         f"free less a {fmt_binary(margin)} margin is {fmt_binary(max(spare, 0))}; lower --max-gib")
     cap = (round(opts.max_gib * GIB) if opts.max_gib is not None
            else None if info.is_cuda else CPU_CAP_BYTES)
-    usable = info.free_bytes - margin if cap is None else min(info.free_bytes - margin, cap)
+    usable = spare if cap is None else min(spare, cap)
     weights = activation = 0
     if opts.with_weights:
         weights = weights_bytes(model, "auto")[0]

@@ -24,9 +24,10 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from kvplan import bounds
 from kvplan.errors import InputError, SpecError
@@ -37,14 +38,29 @@ class Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _read(read, lo: int | None = None, hi: int | None = None):
+    """A field read by kvplan.bounds, as the command line reads it ('32k' works, 10^30 does not)."""
+    def check(value):
+        try:
+            return read(value, "value") if lo is None else bounds.integer(value, "value", lo, hi)
+        except InputError as err:
+            raise ValueError(str(err)) from None
+    return BeforeValidator(check)
+
+
+Tokens = Annotated[int, _read(bounds.tokens)]
+Gpus = Annotated[int, _read(bounds.gpus)]
+Requests = Annotated[int, _read(bounds.requests)]
+
+
 class Expect(Strict):
     fits: bool | None = None
-    min_concurrency: PositiveInt | None = None
-    min_kv_tokens: PositiveInt | None = None
-    max_kv_gib_per_request: PositiveFloat | None = None
-    max_gpus: PositiveInt | None = None
-    min_paged_utilization: float | None = Field(default=None, gt=0, le=1)
-    max_weights_fraction: float | None = Field(default=None, gt=0, le=1)
+    min_concurrency: Requests | None = None
+    min_kv_tokens: Annotated[int, _read(None, 1, 2**40)] | None = None
+    max_kv_gib_per_request: float | None = Field(default=None, gt=0, le=16_384, allow_inf_nan=False)
+    max_gpus: Annotated[int, _read(None, 1, 2**20)] | None = None
+    min_paged_utilization: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+    max_weights_fraction: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     no_preemption: bool | None = None  # max_num_seqs requests at max_len all fit the pool
 
 
@@ -54,23 +70,23 @@ class Scenario(Strict):
     model: str | None = None
     gpu: str | None = None
     vllm: str | None = None  # a `vllm serve` command line: its flags fill the fields below
-    tp: PositiveInt = 1
-    pp: PositiveInt = 1
-    replicas: PositiveInt = 1
+    tp: Gpus = 1
+    pp: Gpus = 1
+    replicas: Annotated[int, _read(None, 1, 2**20)] = 1
     engine: Literal["vllm", "sglang", "trtllm", "raw"] = "vllm"
-    util: float | None = Field(default=None, gt=0, le=1)
+    util: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     kv_dtype: str = "auto"
     weights_dtype: str = "auto"
-    block_size: PositiveInt | None = None
-    ctx: PositiveInt | None = None
-    max_model_len: PositiveInt | None = None  # the engine's (default: the model's max context)
-    in_tokens: PositiveInt | None = None
-    out_tokens: int | None = Field(default=None, ge=0)
-    max_num_seqs: PositiveInt | None = None
-    max_num_batched_tokens: PositiveInt | None = None  # the engine's chunk: its activation peak grows with it
-    cpu_offload_gib: float | None = Field(default=None, ge=0)  # vLLM --cpu-offload-gb: weights kept on the host
+    block_size: Annotated[int, _read(bounds.block_size)] | None = None
+    ctx: Tokens | None = None
+    max_model_len: Tokens | None = None  # the engine's (default: the model's max context)
+    in_tokens: Tokens | None = None
+    out_tokens: Annotated[int, _read(bounds.tokens_or_zero)] | None = None
+    max_num_seqs: Requests | None = None
+    max_num_batched_tokens: Tokens | None = None  # the engine's chunk: its activation peak grows with it
+    cpu_offload_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)  # vLLM --cpu-offload-gb: weights kept on the host
     workload: str = "chat"  # for min_paged_utilization
-    requests: PositiveInt = 500  # simulated for min_paged_utilization: enough for a stable share
+    requests: Annotated[int, _read(None, 1, 100_000)] = 500  # simulated for min_paged_utilization: enough for a stable share
     expect: Expect = Expect()
     ignored_flags: tuple[str, ...] = Field(default=(), json_schema_extra={"set_by": "kvplan"})
 

@@ -76,4 +76,7 @@ def looks_like_path(name: str) -> bool:
 
 
 def is_model_path(path: Path) -> bool:
-    return path.is_file() or (path.is_dir() and (path / "config.json").is_file())
+    try:
+        return path.is_file() or (path.is_dir() and (path / "config.json").is_file())
+    except OSError:  # a name too long for the file system, or a path it cannot look at: not a model path
+        return False

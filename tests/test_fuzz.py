@@ -1,0 +1,184 @@
+"""A fuzzer of our own: random command lines over every command's options, and mutated spec and
+check files, each run through the CLI in-process. Whatever the input: exit code 0, 1 or 2 (never 3,
+kvplan's code for an internal error), no traceback, and no NaN, infinity or negative figure in any
+JSON output.
+
+The CI profile runs a few hundred cases in seconds; `KVPLAN_FUZZ=long python -m pytest
+tests/test_fuzz.py` runs thousands (the profile's numbers are in docs/errors.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kvplan.cli import main
+
+ROOT = Path(__file__).parents[1]
+settings.register_profile("ci", max_examples=120, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.register_profile("long", max_examples=3000, deadline=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+PROFILE = os.environ.get("KVPLAN_FUZZ", "ci")
+
+# Values a user (or a fuzzer) types: good ones, edge ones and nonsense, for every kind of option.
+NONSENSE = ["", ",", "nan", "inf", "-inf", "-1", "0", "1e30", "1e-300", "abc", "4k,", "..", "x" * 300, "ümlaut",
+            "../../etc/passwd", "true", "0x10", "9" * 40]
+TOKENS = ["1", "16", "512", "4096", "8k", "32k", "128k", "1m", "8191", "2048"]
+FRACTIONS = ["0.5", "0.9", "1", "0.01", "1.5"]
+GIBS = ["1", "16", "80", "0.5", "1000"]
+COUNTS = ["1", "2", "4", "8", "3", "64"]
+MODELS = ["llama3-8b", "llama3-70b", "qwen3-30b-a3b", "deepseek-v3", "gemma-3-27b", "jamba-mini", "mistral-7b",
+          "no-such-model"]
+GPUS = ["h100", "a100-40gb", "l4", "b200", "mi300x", "nope", "h100,l4"]
+KV = ["auto", "fp8", "int4", "bf16", "fp9"]
+ENGINES = ["vllm", "sglang", "trtllm", "raw", "tgi"]
+
+# command -> (positional choices, {option: values})
+OPTIONS = {
+    "size": (MODELS, {"--ctx": TOKENS, "--batch": COUNTS, "--tp": COUNTS, "--block-size": COUNTS, "--kv-dtype": KV}),
+    "batch": (MODELS, {"--gpu": GPUS, "--in": TOKENS, "--out": TOKENS + ["0"], "--ctx": TOKENS, "--max-len": TOKENS,
+                       "--batch": COUNTS, "--max-ctx": COUNTS, "--tflops": GIBS, "--hbm-gbps": GIBS, "--engine": ENGINES,
+                       "--tp": COUNTS, "--pp": COUNTS, "--kv-dtype": KV, "--util": FRACTIONS, "--gpu-mem": GIBS,
+                       "--weights-gib": GIBS, "--activation-gib": GIBS, "--overhead-gib": GIBS, "--block-size": COUNTS}),
+    "fit": (MODELS, {"--gpu": GPUS, "--ctx": TOKENS, "--concurrency": COUNTS, "--max-len": TOKENS,
+                     "--max-num-seqs": COUNTS, "--engine": ENGINES, "--tp": COUNTS, "--pp": COUNTS, "--kv-dtype": KV,
+                     "--weights-dtype": ["auto", "fp8", "int4", "int3"], "--util": FRACTIONS, "--gpu-mem": GIBS}),
+    "plan": (MODELS, {"--gpu": GPUS, "--concurrency": COUNTS, "--ctx": TOKENS, "--kv-dtype": KV + ["bf16,fp8"],
+                      "--gpus-per-node": COUNTS, "--max-len": TOKENS, "--engine": ENGINES, "--util": FRACTIONS}),
+    "offload": (MODELS, {"--gpu": GPUS, "--prefix": TOKENS, "--link": ["pcie4", "nvme,pcie5", "warp"],
+                         "--link-gbps": GIBS, "--latency-us": GIBS, "--mfu": FRACTIONS, "--tflops": GIBS,
+                         "--params": ["8e9", "1e12"], "--tp": COUNTS, "--host-gib": GIBS, "--nvme-gib": GIBS,
+                         "--kv-dtype": KV}),
+    "frag": (MODELS, {"--gpu": GPUS, "--kv-gib": GIBS, "--workload": ["chat", "fixed:100,0", "uniform:1-64,0-64", "zipf"],
+                      "--requests": ["1", "10", "60"], "--seed": COUNTS, "--rate": ["0.5", "100"], "--step-ms": ["1", "30"],
+                      "--max-len": TOKENS, "--block-size": COUNTS, "--shared-prefix": ["0", "8", "100", "8191"],
+                      "--tp": COUNTS, "--engine": ENGINES, "--kv-dtype": KV}),
+    "sweep": (MODELS, {"--gpu": GPUS, "--ctx": ["1k..8k", "4k,16k", "8k"], "--batch": ["1..8", "4"],
+                       "--tp": ["1", "1,2", "8"], "--kv-dtype": KV + ["bf16,fp8"], "--engine": ENGINES,
+                       "--metric": ["concurrency", "kv_gib", "tokens_per_s", "waste_paged", "bogus"]}),
+    "check": ([], {"--model": MODELS, "--gpu": GPUS, "--tp": COUNTS, "--ctx": TOKENS, "--kv-dtype": KV,
+                   "--engine": ENGINES, "--min-concurrency": COUNTS, "--min-kv-tokens": TOKENS}),
+    "show": (MODELS, {}),
+}
+
+
+def assert_sane(code: int, out: str, err: str) -> None:
+    assert code in (0, 1, 2), f"exit {code}: {err[-400:]}"
+    assert "Traceback" not in out + err and "internal error" not in err
+    if code == 2:
+        assert err.startswith("error: "), err[:300]
+    if out.lstrip().startswith(("{", "[")):
+        for number in numbers(json.loads(out)):
+            assert math.isfinite(number) and number >= 0, f"{number} in {out[:300]}"
+
+
+def numbers(value):
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, (int, float)):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key not in SIGNED_KEYS:
+                yield from numbers(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from numbers(item)
+
+
+# Figures that are differences by definition and may be negative: the memory left over or missing.
+SIGNED_KEYS = {"free_bytes", "headroom_bytes", "kv_pool_bytes", "pool_bytes", "margin_bytes", "shortfall_bytes",
+               "kv_free_bytes", "delta", "error"}
+
+
+@st.composite
+def command_lines(draw):
+    command = draw(st.sampled_from(sorted(OPTIONS)))
+    positionals, options = OPTIONS[command]
+    argv = [command] + ([draw(st.sampled_from(positionals))] if positionals else [])
+    for option in draw(st.lists(st.sampled_from(sorted(options)), max_size=4, unique=True)) if options else ():
+        argv += [option, draw(st.sampled_from(options[option]) | st.sampled_from(NONSENSE))]
+    if command in ("batch", "fit", "plan", "offload", "sweep") and "--gpu" not in argv:
+        argv += ["--gpu", "h100"]
+    if command == "frag" and "--gpu" not in argv and "--kv-gib" not in argv:
+        argv += ["--kv-gib", "2"]
+    if command == "frag" and "--requests" not in argv:
+        argv += ["--requests", "40"]
+    if command != "show" and draw(st.booleans()):
+        argv.append("--json")
+    return argv
+
+
+@settings(settings.get_profile(PROFILE))
+@given(argv=command_lines())
+def test_random_command_lines(capsys, argv):
+    code = main(argv + ["--offline"] if argv[0] not in ("show",) else argv + ["--offline"])
+    out, err = capsys.readouterr()
+    assert_sane(code, out, err)
+
+
+SPEC = (ROOT / "examples" / "specs" / "models" / "llama3-8b-32k.yaml").read_text().replace(
+    "name: llama3-8b-32k", "name: fuzzed")
+CHECK = (ROOT / "examples" / "capacity.yaml").read_text()
+VALUES = ["0", "-1", "true", "null", "1e30", "'abc'", "[]", "{}", "3.5", ".nan", ".inf", "100000000000000000000",
+          "*x", "&x 1", "'", "{kind: mamba}"]
+
+
+@st.composite
+def mutated(draw, text: str):
+    lines = text.splitlines()
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(lines) - 1))
+        how = draw(st.sampled_from(["value", "drop", "duplicate", "garbage", "indent"]))
+        if how == "value" and ":" in lines[i]:
+            key = lines[i].split(":", 1)[0]
+            lines[i] = f"{key}: {draw(st.sampled_from(VALUES))}"
+        elif how == "drop":
+            del lines[i]
+        elif how == "duplicate":
+            lines.insert(i, lines[i])
+        elif how == "garbage":
+            lines.insert(i, draw(st.sampled_from(["colour: blue", "- - -", ": :", "\t", "min_concurency: 5"])))
+        else:
+            lines[i] = "  " + lines[i]
+        if not lines:
+            lines = ["{}"]
+    return "\n".join(lines) + "\n"
+
+
+@settings(settings.get_profile(PROFILE))
+@given(text=mutated(SPEC), command=st.sampled_from(["size", "batch", "fit"]))
+def test_mutated_spec_files(capsys, tmp_path_factory, text, command):
+    folder = tmp_path_factory.mktemp("specs")
+    (folder / "models").mkdir()
+    (folder / "models" / "fuzzed.yaml").write_text(text)
+    name = re.search(r"^name: (\S+)", text, re.M)
+    argv = [command, name.group(1) if name else "fuzzed", "--specs", str(folder), "--offline", "--json"]
+    code = main(argv + (["--gpu", "h100"] if command != "size" else []))
+    out, err = capsys.readouterr()
+    assert_sane(code, out, err)
+
+
+@settings(settings.get_profile(PROFILE))
+@given(text=mutated(CHECK))
+def test_mutated_check_files(capsys, tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("check") / "c.yaml"
+    path.write_text(text)
+    code = main(["check", str(path), "--offline", "--json"])
+    out, err = capsys.readouterr()
+    assert_sane(code, out, err)
+
+
+@pytest.mark.parametrize("argv", [["size", "llama3-8b", "--json"], ["batch", "llama3-8b", "--gpu", "h100", "--json"]])
+def test_the_checker_accepts_good_output(capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert_sane(code, out, err)  # a checker that fails good output is not checking anything
+    assert code == 0 and list(numbers(json.loads(out)))
