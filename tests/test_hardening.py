@@ -4,6 +4,7 @@ input that crashed)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from pathlib import Path
@@ -335,3 +336,36 @@ def test_the_probe_refuses_a_pool_beyond_the_free_memory_before_allocating(capsy
     # 16,000 GiB on the CPU: more than any host has free; it allocated until the machine swapped
     code, out, err = run(capsys, "probe", "llama3.2-1b", "--device", "cpu", "--max-gib", "16000")
     assert code == 2 and out == "" and "--max-gib 16000 is more than CPU (host memory) can spare" in err
+
+
+# --- 80 columns ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("width", [40, 80, 200])
+def test_show_writes_valid_yaml_at_any_width(capsys, monkeypatch, width):
+    import yaml
+
+    monkeypatch.setenv("COLUMNS", str(width))
+    cli_app = importlib.import_module("kvplan.cli.app")
+
+    monkeypatch.setattr(cli_app.console, "_width", width)
+    code, out, _ = run(capsys, "show", "deepseek-v3")
+    assert code == 0 and yaml.safe_load(out)["name"] == "deepseek-v3"
+
+
+def test_fit_legend_wraps_between_terms_never_inside_one(capsys, monkeypatch):
+    cli_app = importlib.import_module("kvplan.cli.app")
+
+    monkeypatch.setattr(cli_app.console, "_width", 50)
+    code, out, _ = run(capsys, "fit", "llama3-8b", "--gpu", "h100")
+    legend = [line for line in out.splitlines() if "■" in line]
+    assert code == 0 and len(legend) >= 2 and all(not line.rstrip().endswith(("14.96", "54.00")) for line in legend)
+    assert all(part.strip().endswith("GiB") for line in legend for part in line.split("■")[1:])
+
+
+def test_prose_never_breaks_a_number_from_its_unit():
+    from kvplan.render.base import wrap_prose
+
+    text = "Decode step at batch 108 (context 2,048): 22.16 ms, memory-bound (memory 22.16 ms: 14.96 GiB weights)"
+    for width in range(20, 90):
+        lines = wrap_prose(text, width).splitlines()
+        assert not any(line.rstrip().endswith(("22.16", "14.96")) for line in lines), width

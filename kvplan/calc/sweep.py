@@ -78,7 +78,7 @@ def point(model, gpu, ctx: int, batch: int | None, inputs: BudgetInputs, metric:
     roof = decode_roofline(model, gpu, budget, fmt, at, ctx) if at >= 1 else None
     values = {"concurrency": concurrency, "starts": float(startup(model, budget, ctx).starts),
               "kv_gib": request_bytes(model, ctx, fmt) / GIB,
-              "tokens_per_s": roof.tokens_per_s if roof else 0.0, "kv_pool_gib": budget.kv_pool_bytes / GIB,
+              "tokens_per_s": roof.tokens_per_s if roof else 0.0, "kv_pool_gib": max(budget.kv_pool_bytes, 0) / GIB,
               "weights_gib": budget.weights_bytes / GIB, "compute_bound_batch": roof.compute_bound_batch if roof else 0}
     if metric.startswith("waste_"):
         values[metric] = waste(model, budget, fmt, metric.removeprefix("waste_"), ctx, inputs.tp, inputs.pp)

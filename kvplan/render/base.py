@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
 from collections.abc import Iterable
 
 from pydantic import BaseModel
@@ -30,6 +32,16 @@ def explain_table(steps: Iterable[Step], title: str = "How it is computed") -> T
     for step in steps:
         table.add_row(step.label, step.formula, step.value)
     return table
+
+
+_NUMBER_UNIT = re.compile(r"(\d[\d,.]*) (GiB|MiB|KiB|GB|MB|kB|TB|B|ms|s|GB/s|TB/s|TFLOPS|TFLOP|tokens|%)(?=[\s,.;:)]|$)")
+
+
+def wrap_prose(text: str, width: int) -> str:
+    """A line of plain prose wrapped to `width`, never between a number and its unit ("22.16 ms")."""
+    protected = _NUMBER_UNIT.sub(lambda m: f"{m[1]}\x00{m[2]}", text)
+    return textwrap.fill(protected, width=max(width, 20), break_long_words=False,
+                         break_on_hyphens=False).replace("\x00", " ")
 
 
 def origin_line(origin: str | None) -> str:

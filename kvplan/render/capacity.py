@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Console
+from rich.columns import Columns
 from rich.table import Table
 from rich.text import Text
 
-from kvplan.render.base import explain_table, origin_line
+from kvplan.render.base import wrap_prose, explain_table, origin_line
 from kvplan.results.capacity import BatchResult, FitResult, MemoryBudget, Overview, PlanResult, Roofline, StartCheck
 from kvplan.units import GIB, fmt_binary, fmt_bytes
 
@@ -111,7 +112,7 @@ def render_batch(console: Console, r: BatchResult, explain: bool = False) -> Non
         console.print(f"Longest context at which {r.max_ctx_batch:,} requests fit (paged): {r.max_ctx_for_batch:,} tokens")
     if r.roofline:
         for line in roofline_lines(r.roofline):
-            console.print(line)
+            console.print(wrap_prose(line, console.width), markup=False)
     footer(console, b.explain if explain else (), r.model_origin)
 
 
@@ -140,8 +141,10 @@ def _bar(b: MemoryBudget, used: int, width: int = 60) -> Text:
     for name, value, colour in parts:
         bar.append("█" * round(width * max(value, 0) / total), style=colour)
     bar.append("░" * max(width - len(bar.plain), 0), style="dim")
-    legend = "  ".join(f"[{c}]■[/] {n} {_gib(v)}" for n, v, c in parts if v > 0)
-    return Text.from_markup(legend), bar
+    # one cell per term, so that a narrow terminal wraps between terms, never inside "14.96 GiB"
+    legend = Columns([Text.from_markup(f"[{c}]■[/] {n} {_gib(v)}") for n, v, c in parts if v > 0],
+                     padding=(0, 2))
+    return legend, bar
 
 
 def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
@@ -149,7 +152,7 @@ def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
     console.print(f"[bold]{r.model}[/] on {b.gpu} · TP {b.tp} · PP {b.pp} · {r.ctx_tokens:,}-token requests")
     console.print(budget_table(b))
     console.print(f"[dim]Defaults: {b.engine_source}.[/]")
-    legend, bar = _bar(b, r.kv_used_bytes)
+    legend, bar = _bar(b, r.kv_used_bytes, min(60, console.width))
     console.print(bar)
     console.print(legend)
     style = "green" if r.fits else "red"

@@ -17,8 +17,7 @@ from kvplan.results.check import ScenarioResult
 def render_check(console: Console, results: Sequence[ScenarioResult]) -> None:
     table = Table(title="Capacity checks", title_justify="left", box=box.SIMPLE_HEAD)
     for name in ("Scenario", "Expectation", "Expected", "Actual", "Result"):
-        table.add_column(name, no_wrap=name in ("Expectation", "Actual", "Result"),
-                         overflow="fold" if name == "Scenario" else "ellipsis")
+        table.add_column(name, no_wrap=name in ("Scenario", "Expectation", "Actual", "Result"))  # names whole
     for r in results:
         for i, o in enumerate(r.outcomes):
             table.add_row(r.name if i == 0 else "", o.expectation, o.expected, o.actual,

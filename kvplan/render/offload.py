@@ -39,16 +39,16 @@ def render_offload(console: Console, r: OffloadResult, explain: bool = False) ->
             console.print(f"{c.tier} {fmt_binary(c.budget_bytes)}: {c.tokens:,} more tokens, "
                           f"{c.requests:,} prefixes of {r.prefix_tokens:,}")
     if r.sweep:
-        sweep = Table(title="As prefixes grow (L = load wins, R = recompute wins)", title_justify="left",
-                      box=box.SIMPLE_HEAD)
-        sweep.add_column("Prefix", justify="right")
-        sweep.add_column("Recompute", justify="right")
+        sweep = Table(title="As prefixes grow, ms (L: loading wins, R: recomputing wins)", title_justify="left",
+                      box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+        sweep.add_column("Prefix", justify="right", no_wrap=True)
+        sweep.add_column("Recomp.", justify="right", no_wrap=True)  # units in the title: cells on one line
         names = list(r.sweep[0].load_s)
         for name in names:
-            sweep.add_column(name, justify="right")
+            sweep.add_column(name.replace("nvlink-", ""), justify="right", no_wrap=True)
         for row in r.sweep:
-            sweep.add_row(f"{row.prefix_tokens:,}", _ms(row.recompute_s),
-                          *[f"{_ms(row.load_s[n])} {row.winner[n][0].upper()}" for n in names])
+            sweep.add_row(f"{row.prefix_tokens:,}", f"{row.recompute_s * 1e3:.3g}",  # 3 digits: 80 columns
+                          *[f"{row.load_s[n] * 1e3:.3g}{row.winner[n][0].upper()}" for n in names])
         console.print(sweep)
     if explain:
         console.print(explain_table(r.explain))

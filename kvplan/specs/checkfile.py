@@ -179,6 +179,8 @@ def parse_vllm(command: str) -> tuple[dict, list[str]]:
 
 def scenario(raw: dict, defaults: dict) -> Scenario:
     fields = {**defaults, **raw}
+    if fields.get("vllm") is not None and not isinstance(fields["vllm"], str):
+        raise InputError(f"vllm: expected a command line in quotes, got {fields['vllm']!r}")
     if fields.get("vllm"):
         parsed, ignored = parse_vllm(fields["vllm"])
         fields = {**defaults, **parsed, **raw, "ignored_flags": tuple(ignored)}
