@@ -369,3 +369,44 @@ def test_prose_never_breaks_a_number_from_its_unit():
     for width in range(20, 90):
         lines = wrap_prose(text, width).splitlines()
         assert not any(line.rstrip().endswith(("22.16", "14.96")) for line in lines), width
+
+
+# --- plots a person would show on a slide ---------------------------------------------------------
+
+@pytest.mark.parametrize("value, label", [(512, "512"), (1024, "1K"), (32768, "32K"), (131072, "128K"),
+                                          (1_048_576, "1M"), (1536, "1.5K"), (1000, "1,000")])
+def test_context_ticks_read_as_people_write_them(value, label):
+    from kvplan.render.plot import token_label
+
+    assert token_label(value) == label
+
+
+def captured_figure(monkeypatch):
+    pytest.importorskip("matplotlib")
+    import kvplan.render.plot as plot
+
+    figures = []
+    monkeypatch.setattr(plot, "_save", lambda fig, path: figures.append(fig))
+    return figures
+
+
+def test_the_sweep_plot_has_k_ticks_a_log_axis_and_a_title_that_fits(capsys, monkeypatch, tmp_path):
+    figures = captured_figure(monkeypatch)
+    code, _, _ = run(capsys, "sweep", "llama3-8b", "--gpu", "h100", "--ctx", "1k..128k", "--log-y",
+                     "--plot", str(tmp_path / "s.png"))
+    ax = figures[0].axes[0]
+    assert code == 0 and [t.get_text() for t in ax.get_xticklabels()] == [
+        "1K", "2K", "4K", "8K", "16K", "32K", "64K", "128K"]
+    assert ax.get_yscale() == "log" and "h100" in ax.get_title() and "(vllm)" in ax.get_title()
+    assert all(len(line) <= 64 for line in ax.get_title().splitlines())
+
+
+def test_the_fit_plot_shows_the_gpu_total_headroom_and_values(capsys, monkeypatch, tmp_path):
+    figures = captured_figure(monkeypatch)
+    code, _, _ = run(capsys, "fit", "llama3-8b", "--gpu", "h100", "--plot", str(tmp_path / "f.png"))
+    ax = figures[0].axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    # 85,017,493,504 B of CUDA total on an H100 SXM = 79.2 GiB; weights 16,060,522,496 B = 15.0 GiB
+    assert code == 0 and "GPU total 79.2 GiB" in texts and "15.0 GiB" in texts
+    assert "KV free (headroom)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "h100-sxm" in ax.get_title() and "vllm" in ax.get_title() and "4,096-token" in ax.get_title()

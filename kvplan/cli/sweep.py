@@ -30,6 +30,7 @@ def sweep(
                                         "or waste_fixed / waste_exact / waste_doubling / waste_paged.")] = "concurrency",
     engine: EngineOpt = "vllm",
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Also draw it to FILE (.png or .svg).")] = None,
+    log_y: Annotated[bool, typer.Option("--log-y", help="A log-scale y axis in the plot.", rich_help_panel=OUTPUT)] = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV.", rich_help_panel=OUTPUT)] = False,
     offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
@@ -72,7 +73,8 @@ def sweep(
         from kvplan.render.plot import plot_sweep
 
         at = f" at {fixed_ctx:,} tokens" if x_axis != "ctx" else ""
-        plot_sweep(result, plot, f"{result.metric_label} vs {x_axis}: {', '.join(models)} on {on}{at} ({engine})")
+        plot_sweep(result, plot, f"{result.metric_label} vs {x_axis}: {', '.join(models)} on {on}{at} ({engine})",
+                   log_y=log_y)
         err_console.print(f"wrote {plot}", markup=False)
     if json:
         print_json(console, result)

@@ -3,6 +3,7 @@ bars. matplotlib is imported only here, and only when a plot is asked for."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from kvplan.errors import InputError
@@ -37,56 +38,91 @@ def _save(fig, path: Path) -> None:
     write_output(path, buffer.getvalue(), "--plot")
 
 
-def plot_sweep(r: SweepResult, path: Path, title: str) -> None:
+def token_label(value: float) -> str:
+    """Context ticks as people write them: 512, 1K, 32K, 128K, 1M (K = 1,024 tokens)."""
+    for size, unit in ((1024**2, "M"), (1024, "K")):
+        if value >= size and value % (size // 4) == 0:
+            return f"{value / size:g}{unit}"
+    return f"{value:,.0f}"
+
+
+def fit_title(title: str, width: int = 64) -> str:
+    """A title wrapped to the figure's width, so that it is never cut off."""
+    return textwrap.fill(title, width=width, break_on_hyphens=False)
+
+
+def plot_sweep(r: SweepResult, path: Path, title: str, log_y: bool = False) -> None:
     plt = _pyplot()
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, points in series_points(r).items():
         ax.plot([p.x for p in points], [p.value for p in points], marker="o", label=name)
     if r.x_axis in ("ctx", "batch"):
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(FixedLocator(sorted({p.x for p in r.points})))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: token_label(v) if r.x_axis == "ctx" else f"{v:,.0f}"))
+    if log_y:
+        ax.set_yscale("log")
     marks = list(r.marks.values())
     if r.x_axis == "ctx" and len({m["max_context"] for m in marks}) == 1:
         ax.axvline(marks[0]["max_context"], color="grey", linestyle="--", label="model's max context")
     if r.x_axis == "batch" and marks and marks[0]["compute_bound_batch"]:
         ax.axvline(marks[0]["compute_bound_batch"], color="grey", linestyle=":", label="compute-bound batch")
     ax.set_xlabel(X_LABELS[r.x_axis])
-    ax.set_ylabel(r.metric_label)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    ax.set_ylabel(r.metric_label + (" (log scale)" if log_y else ""))
+    ax.set_title(fit_title(title), fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     _save(fig, path)
     plt.close(fig)
 
 
-def plot_stacked(path: Path, title: str, bars: dict[str, dict[str, float]], ylabel: str) -> None:
-    """One stacked bar per key (a strategy, a GPU), segments in the order given."""
+def plot_stacked(path: Path, title: str, bars: dict[str, dict[str, float]], ylabel: str, total: float | None = None,
+                 unit: str = "") -> None:
+    """One stacked bar per key (a strategy, a GPU), segments in the order given, each labelled with
+    its value; `total` draws the capacity the bars are measured against."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     names = list(bars)
     bottoms = [0.0] * len(names)
+    top = max(max(sum(parts.values()) for parts in bars.values()), total or 0)
     for part in next(iter(bars.values())):
         heights = [bars[n][part] for n in names]
-        ax.bar(names, heights, bottom=bottoms, label=part)
+        drawn = ax.bar(names, heights, bottom=bottoms, label=part, width=0.5)
+        labels = [f"{h:,.1f}{unit}" if h >= 0.04 * top else "" for h in heights]  # room for the text
+        ax.bar_label(drawn, labels=labels, label_type="center", fontsize=8)
         bottoms = [b + h for b, h in zip(bottoms, heights)]
+    if total is not None:
+        ax.axhline(total, color="black", linestyle="--", linewidth=1)
+        ax.annotate(f"GPU total {total:,.1f}{unit}", xy=(1.0, total), xycoords=("axes fraction", "data"),
+                    xytext=(-4, 3), textcoords="offset points", ha="right", fontsize=8)
+    ax.set_ylim(0, top * 1.08)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_title(fit_title(title), fontsize=10)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     _save(fig, path)
     plt.close(fig)
 
 
 def plot_fit(r: FitResult, path: Path) -> None:
-    """`kvplan fit --plot`: one GPU's memory as a stacked bar, in GiB."""
+    """`kvplan fit --plot`: one GPU's memory as a stacked bar in GiB, against the GPU's total, with the
+    headroom left once the requests are placed and what the engine's fraction keeps back."""
     b = r.budget
+    placed = b.weights_bytes + b.activation_bytes + b.overhead_bytes + r.kv_used_bytes + max(r.free_bytes, 0)
     parts = {"weights": b.weights_bytes, "activation": b.activation_bytes, "overhead": b.overhead_bytes,
-             "KV used": r.kv_used_bytes, "KV free": r.free_bytes}
-    plot_stacked(path, f"{r.model} on {r.gpu}: {r.verdict}",
-                 {f"{r.gpu} (TP {b.tp})": {k: v / GIB for k, v in parts.items()}}, "GiB (2^30 B)")
+             "KV used": r.kv_used_bytes, "KV free (headroom)": max(r.free_bytes, 0),
+             "kept back (1 - util)": max(b.total_bytes - placed, 0)}
+    title = f"{r.model} on {b.gpu} (TP {b.tp}, PP {b.pp}), {r.ctx_tokens:,}-token requests, {b.engine}: {r.verdict}"
+    plot_stacked(path, title, {b.gpu: {k: v / GIB for k, v in parts.items()}}, "GiB (2^30 B) per GPU",
+                 total=b.total_bytes / GIB, unit=" GiB")
 
 
 def plot_frag(r: FragResult, path: Path) -> None:
     """`kvplan frag --plot`: a stacked bar per strategy of live tokens and each kind of waste."""
-    plot_stacked(path, f"{r.model}: KV memory by allocation strategy ({r.workload})",
+    on = f"{r.gpu}, TP {r.tp}, {r.engine}" if r.gpu != "--kv-gib" else "a --kv-gib budget"
+    plot_stacked(path, f"{r.model} on {on}: KV memory by allocation strategy ({r.workload}, max_len {r.max_len:,})",
                  {row.strategy: {"live tokens": 100 * row.live_share, "reservation": 100 * row.reservation_share,
                                  "internal": 100 * row.internal_share, "external": 100 * row.external_share}
-                  for row in r.rows}, "share of KV memory (%)")
+                  for row in r.rows}, "share of KV memory (%)", unit="%")
