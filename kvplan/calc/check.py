@@ -113,8 +113,7 @@ def _outcomes(model: ModelSpec, gpu: GpuSpec, s: Scenario, m: Measured) -> list[
         add("min_paged_utilization", f">= {e.min_paged_utilization:g}", f"{util:.3f}", util >= e.min_paged_utilization,
             e.min_paged_utilization, util)
     if e.no_preemption:
-        add("no_preemption", f"{m.max_num_seqs:,} requests of {m.max_len:,} tokens fit",
-            f"{m.max_len_concurrency:,} fit", m.max_len_concurrency >= m.max_num_seqs, m.max_num_seqs,
+        add("no_preemption", f">= {m.max_num_seqs:,} at {m.max_len:,}", f"{m.max_len_concurrency:,}", m.max_len_concurrency >= m.max_num_seqs, m.max_num_seqs,
             m.max_len_concurrency)
     return out
 

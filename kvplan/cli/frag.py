@@ -69,7 +69,7 @@ def frag(
             else generate(workload, requests, seed, length, per_second))
     strategies = STRATEGIES if shared_prefix else STRATEGIES[:-1]
     runs = len(strategies) + (9 if sweep_block_size else 0)
-    with Progress(console=err_console, transient=True, disable=json) as progress:
+    with Progress(console=err_console, transient=True, disable=json or not err_console.is_terminal) as progress:
         task = progress.add_task("simulating", total=runs * len(reqs))  # requests finished, over every run
         done = [0]
 

@@ -45,7 +45,7 @@ def probe(
     opts = ProbeOptions(device=device, ctx=ctx, batch=batch, kv_dtype=kv_dtype,
                         block_size=block_size, util=util, max_gib=max_gib, with_weights=with_weights, impl=impl,
                         seed=seed)
-    with Progress(console=err_console, transient=True, disable=json) as progress:
+    with Progress(console=err_console, transient=True, disable=json or not err_console.is_terminal) as progress:
         task = progress.add_task("probe", total=6)
         step = lambda label: progress.update(task, advance=1, description=label)  # noqa: E731
         result = run_probe(cat.model(model), opts, cat.gpus.specs, step=step)

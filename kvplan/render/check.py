@@ -15,9 +15,11 @@ from kvplan.results.check import ScenarioResult
 
 
 def render_check(console: Console, results: Sequence[ScenarioResult]) -> None:
-    table = Table(title="Capacity checks", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title="Capacity checks", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  padding=(0, 1, 0, 0))  # one space and the column rule: 80 columns hold the usual names
     for name in ("Scenario", "Expectation", "Expected", "Actual", "Result"):
-        table.add_column(name, no_wrap=name in ("Scenario", "Expectation", "Actual", "Result"))  # names whole
+        table.add_column(name, no_wrap=name in ("Scenario", "Expectation", "Actual", "Result"),  # names whole
+                         min_width=12 if name == "Expected" else None)
     for r in results:
         for i, o in enumerate(r.outcomes):
             table.add_row(r.name if i == 0 else "", o.expectation, o.expected, o.actual,
