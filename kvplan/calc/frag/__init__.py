@@ -30,7 +30,8 @@ of a slot past the final length, or of a doubled buffer or a block), *external* 
 outside the largest hole (contiguous strategies only: any free block serves a paged request).
 
 Modules: ``allocators`` (address spaces: contiguous holes, a block pool), ``strategies`` (each
-allocation policy over them), ``simulation`` (the event loop), ``waste`` (the integrals and their
+allocation policy over them), ``simulation`` (the event loop), ``counted`` (paging counted in
+closed form, the same figures without an event per block), ``waste`` (the integrals and their
 split into the paper's categories).
 """
 
@@ -39,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
-from kvplan.calc.frag.simulation import simulate
+from kvplan.calc.frag.counted import simulate
 from kvplan.calc.frag.strategies import STRATEGIES, make_strategy
 from kvplan.calc.frag.waste import summarize
 from kvplan.calc.kv import request_bytes, resolve_kv_format

@@ -204,5 +204,5 @@ class Simulation:
 
 
 def simulate(strategy: Strategy, requests: list[Request], check: bool = False, tick=None) -> Stats:
-    """Run the strategy over the requests; tick(finished requests) now and then, for a progress bar."""
+    """Run the strategy over the requests, an event per block; tick(finished requests) now and then."""
     return Simulation(strategy, requests, check, tick).run()
