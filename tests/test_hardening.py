@@ -410,3 +410,21 @@ def test_the_fit_plot_shows_the_gpu_total_headroom_and_values(capsys, monkeypatc
     assert code == 0 and "GPU total 79.2 GiB" in texts and "15.0 GiB" in texts
     assert "KV free (headroom)" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert "h100-sxm" in ax.get_title() and "vllm" in ax.get_title() and "4,096-token" in ax.get_title()
+
+
+def test_a_specs_path_too_long_for_the_file_system(capsys):
+    code, _, err = run(capsys, "size", "llama3-8b", "--specs", "d" * 5000)  # OSError: File name too long
+    assert code == 2 and "cannot look at it (File name too long)" in err
+
+
+@pytest.mark.parametrize("entry", [{"dtype": "BF16", "shape": "abc"}, {"dtype": "BF16", "shape": [True, 2]},
+                                   {"dtype": 3, "shape": [2]}, "garbage"])
+def test_a_safetensors_header_of_the_wrong_types_is_named(capsys, tmp_path, entry):
+    import struct
+
+    (tmp_path / "config.json").write_text((Path(__file__).parent / "fixtures" / "hf_configs" / "llama3-8b" /
+                                           "config.json").read_text())
+    header = json.dumps({"model.embed_tokens.weight": entry}).encode()
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    code, _, err = run(capsys, "import", str(tmp_path))
+    assert code == 2 and "model.safetensors: tensor 'model.embed_tokens.weight' is not {dtype, shape" in err

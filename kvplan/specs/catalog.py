@@ -176,7 +176,12 @@ def _spec_dirs(extra: Sequence[Path]) -> list[Path]:
 
 
 def _check_user_dir(root: Path) -> None:
-    if not root.is_dir():
+    try:
+        is_dir = root.is_dir()
+    except OSError as exc:  # a name too long for the file system, a path it cannot look at
+        raise SpecError(f"spec folder {str(root)[:60]}...: cannot look at it ({exc.strerror}); "
+                        "pass a folder holding models/ or gpus/") from None
+    if not is_dir:
         raise SpecError(f"spec folder {root} does not exist; pass a folder holding models/ or gpus/")
     if not (root / "models").is_dir() and not (root / "gpus").is_dir():
         raise SpecError(f"{root} holds neither models/ nor gpus/; put model specs in "

@@ -55,15 +55,28 @@ class Checkpoint:
         return sum(by_dtype.values()), _ST_DTYPES.get(by_dtype.most_common(1)[0][0], "bf16")
 
 
-def header_tensors(header: dict) -> list[tuple[str, str, int]]:
-    """(name, dtype, element count) of every tensor a safetensors header describes."""
-    return [(name, t["dtype"], math.prod(t["shape"])) for name, t in header.items() if name != "__metadata__"]
+def header_tensors(header: dict, where: object = "safetensors header") -> list[tuple[str, str, int]]:
+    """(name, dtype, element count) of every tensor a safetensors header describes; a header whose
+    entries are not {dtype: str, shape: [ints]} is one SpecError naming the file and tensor."""
+    if not isinstance(header, dict):
+        raise SpecError(f"{where}: not a safetensors header (a JSON object of tensors)")
+    tensors = []
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        shape = t.get("shape") if isinstance(t, dict) else None
+        if not (isinstance(t, dict) and isinstance(t.get("dtype"), str) and isinstance(shape, list) and all(
+                isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 2**40 for n in shape)):
+            raise SpecError(f"{where}: tensor {str(name)[:60]!r} is not {{dtype, shape: [whole numbers]}}; "
+                            "is the checkpoint complete?")
+        tensors.append((name, t["dtype"], math.prod(shape)))
+    return tensors
 
 
 def local_checkpoint(folder: Path) -> Checkpoint:
     """The headers of every *.safetensors file in a folder, and its index's total_size."""
     tensors = [item for path in sorted(folder.glob("*.safetensors"))
-               for item in header_tensors(_safetensors_header(path))]
+               for item in header_tensors(_safetensors_header(path), path)]
     return Checkpoint(tuple(tensors), index_total_size(folder / "model.safetensors.index.json"))
 
 
