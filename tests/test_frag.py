@@ -165,16 +165,22 @@ def test_zero_max_len_is_an_error_not_the_default(capsys):
 
 @settings(max_examples=150, deadline=None)
 @given(st.integers(0, 10_000), st.sampled_from([1, 2, 4, 16, 32]), st.integers(1, 3000),
+       st.sampled_from([None, 0, 3, 16, 40, 100]),
        st.lists(st.tuples(st.integers(1, 300), st.integers(0, 300), st.integers(0, 60)), min_size=1, max_size=60))
-def test_counted_paging_equals_the_event_loop(seed, block, capacity, lengths):
+def test_counted_paging_equals_the_event_loop(seed, block, capacity, prefix, lengths):
+    """Paged (prefix None) and shared-prefix paging, counted, against an event per block."""
     import dataclasses
 
+    from kvplan.calc.frag import with_prefix
     from kvplan.calc.frag.counted import CountedSimulation
     from kvplan.calc.frag.simulation import Simulation
-    from kvplan.calc.frag.strategies import Paged
+    from kvplan.calc.frag.strategies import Paged, Shared
 
     capacity = max(capacity, block)
     requests = [Request(i, o, a if seed % 2 else 0) for i, o, a in lengths]  # all at once, or arriving
-    events = Simulation(Paged(capacity, 2048, block), requests).run()  # an event per block
-    counted = CountedSimulation(Paged(capacity, 2048, block), requests).run()
+    if prefix is not None:
+        requests = with_prefix(requests, prefix, 2048)
+    make = (lambda: Paged(capacity, 2048, block)) if prefix is None else (lambda: Shared(capacity, 2048, block, prefix))
+    events = Simulation(make(), requests).run()  # an event per block
+    counted = CountedSimulation(make(), requests).run()
     assert dataclasses.asdict(counted) == dataclasses.asdict(events)  # every figure, preemptions included

@@ -16,13 +16,15 @@ statistics) is the event loop's own code (simulation.Simulation), so the two agr
 test runs both on random workloads and compares every figure.
 
 The event loop spends about 21 growth events a chat request (one per block); this spends none.
+Shared-prefix paging is counted the same way: a sharer holds ceil(t / B) blocks of which the
+prefix's full blocks are held once however many share them.
 """
 
 from __future__ import annotations
 
 from kvplan.calc.frag.simulation import FINISH, Simulation
 from kvplan.calc.frag.simulation import simulate as simulate_events
-from kvplan.calc.frag.strategies import Paged, Running, Strategy
+from kvplan.calc.frag.strategies import Paged, Running, Shared, Strategy
 
 
 class CountedPool(Strategy):
@@ -31,8 +33,13 @@ class CountedPool(Strategy):
     name = "paged"
 
     def __init__(self, paged: Paged):
-        self.block, self.num_blocks = paged.block, paged.pool.num_blocks
+        self.block, self.num_blocks, self.name = paged.block, paged.pool.num_blocks, paged.name
+        # shared: the prefix's full blocks are held once by every request that holds the prefix
+        self.full, self.partial = getattr(paged, "full", 0), getattr(paged, "partial", 0)
         self.sim: CountedSimulation | None = None
+
+    def sharer(self, r: Running) -> bool:
+        return self.full > 0 and r.inp >= self.full * self.block
 
     def free_tokens(self) -> int:
         return (self.num_blocks - self.sim.used) * self.block
@@ -41,7 +48,11 @@ class CountedPool(Strategy):
         return -(-r.final // self.block) <= self.num_blocks
 
     def admit(self, r: Running) -> bool:
-        return self.num_blocks - self.sim.used >= -(-r.inp // self.block)
+        shared = self.full if self.sharer(r) and self.sim.sharers else 0  # already held: not taken again
+        return self.num_blocks - self.sim.used >= -(-r.inp // self.block) - shared
+
+    def saved(self) -> int:
+        return max(self.sim.sharers - 1, 0) * self.full * self.block
 
     def release(self, r: Running) -> None:  # the counts are kept by the simulation
         pass
@@ -54,7 +65,7 @@ class CountedPool(Strategy):
 
 
 class CountedSimulation(Simulation):
-    def __init__(self, strategy: Paged, requests, tick=None):
+    def __init__(self, strategy: Paged | Shared, requests, tick=None):
         pool = CountedPool(strategy)
         self.B, self.N = pool.block, pool.num_blocks
         self.A = 0  # sum of a_r over running requests
@@ -65,6 +76,8 @@ class CountedSimulation(Simulation):
         self.growing = False  # within a step: its growers are counted but not yet given their block
         self.grow_res = 0  # the residue (a_r mod B) of this step's growers
         self.granted: set[int] = set()  # growers already given their block, when they go one by one
+        self.full, self.partial = pool.full, pool.partial
+        self.sharers, self.sharing = 0, set()  # requests holding the shared prefix
         pool.sim = self
         super().__init__(pool, requests, False, tick)
 
@@ -91,8 +104,12 @@ class CountedSimulation(Simulation):
             total += count * (full * B * (B - 1) // 2 + part)
         return total
 
+    def used_at(self, s: int) -> int:
+        """Blocks in use at step s: U(s), less the prefix blocks counted once per extra sharer."""
+        return self.blocks_at(s) - self.full * max(self.sharers - 1, 0)
+
     def _move_to(self, s: int) -> None:
-        self.now, self.used = s, self.blocks_at(s)
+        self.now, self.used = s, self.used_at(s)
 
     # --- the event loop's hooks -----------------------------------------------------------------
     def _schedule(self, r: Running) -> None:  # a finish event only: growth is counted
@@ -102,6 +119,12 @@ class CountedSimulation(Simulation):
         self.cnt[k] += 1
         self.by_residue[k].add(r.rid)
         self.used += -(-r.inp // self.B)
+        if self.partial and r.inp >= self.full * self.B:  # its copy of the prefix's partial block
+            self.stats.cow_tokens += self.partial
+        if self.s.sharer(r):
+            self.used -= self.full if self.sharers else 0
+            self.sharers += 1
+            self.sharing.add(r.rid)
 
     def _pending(self, r: Running) -> bool:
         """A grower of this step still waiting for its block (it holds one fewer than ceil(t / B))."""
@@ -113,6 +136,10 @@ class CountedSimulation(Simulation):
         self.A -= r.inp - r.start_step
         self.cnt[k] -= 1
         self.by_residue[k].discard(r.rid)
+        if r.rid in self.sharing:
+            self.sharing.discard(r.rid)
+            self.sharers -= 1
+            held -= self.full if self.sharers else 0  # the prefix stays while another holds it
         self.used -= held
         super()._stop(r)
 
@@ -137,7 +164,8 @@ class CountedSimulation(Simulation):
         live = self.a_sum * n + running * (a + b - 1) * n / 2
         stats.live += live
         stats.smf += live
-        stats.allocated += self._interval_sum(a, b)
+        stats.allocated += self._interval_sum(a, b) - self.full * self.B * max(self.sharers - 1, 0) * n
+        stats.saved += self.s.saved() * n
         stats.running += running * n
         stats.waiting += len(self.waiting) * n
         stats.steps = b
@@ -160,12 +188,12 @@ class CountedSimulation(Simulation):
             return None
         if self.used + len(self.running) * -(-(b - 1 - a) // self.B) <= self.N:
             return None  # each request grows at most once a period: no run-out possible
-        if self.blocks_at(b - 1) <= self.N:
+        if self.used_at(b - 1) <= self.N:
             return None
         lo, hi = a + 1, b - 1  # U(hi) > N; find the first such step
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.blocks_at(mid) > self.N:
+            if self.used_at(mid) > self.N:
                 hi = mid
             else:
                 lo = mid + 1
@@ -234,6 +262,6 @@ def simulate(strategy: Strategy, requests, check: bool = False, tick=None):
     """Run the strategy over the requests; tick(finished requests) now and then, for a progress bar.
     Paging without the invariant checks is counted in closed form: the same figures, without an
     event per block (tests/test_frag.py compares the two)."""
-    if type(strategy) is Paged and not check:
+    if type(strategy) in (Paged, Shared) and not check:
         return CountedSimulation(strategy, requests, tick).run()
     return simulate_events(strategy, requests, check, tick)
