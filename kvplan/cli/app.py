@@ -6,7 +6,6 @@ the one being run."""
 from __future__ import annotations
 
 import functools
-import math
 import os
 from pathlib import Path
 from typing import Annotated, Optional
@@ -53,21 +52,12 @@ def value(read, flag: str, *more: str, **option):
     return typer.Option(flag, *more, parser=lambda text: read(text, flag), **option)
 
 
-def _finite(kwargs: dict) -> None:
-    """click reads 'nan' and 'inf' as floats; no kvplan option means either (they would reach int())."""
-    for name, value in kwargs.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InputError(f"--{name.replace('_', '-')} {value} is not a number kvplan can use; give a finite "
-                             "one, e.g. 0.9 or 16")
-
-
 def handle_errors(command):
     """Turn a KvplanError into one line per problem on stderr and exit code 2 (unless --debug)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            _finite(kwargs)
             return command(*args, **kwargs)
         except KvplanError as err:
             if kwargs.get("debug"):
@@ -91,12 +81,6 @@ def catalog(specs: Optional[list[Path]]):
     from kvplan.specs.catalog import load_catalog
 
     return load_catalog(specs or ())
-
-
-def tokens(text: str) -> int:
-    from kvplan.units import parse_tokens
-
-    return parse_tokens(text)
 
 
 def _version(value: bool) -> None:
