@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+
 from kvplan.errors import InputError
 
 MAX_TOKENS = 2**30  # 1,073,741,824 tokens: 1,000x the longest context any model offers (1M)
@@ -23,7 +24,7 @@ MAX_REQUESTS = 2**24  # 16,777,216 concurrent requests or a batch: no engine sch
 MAX_SEED = 2**32 - 1
 MAX_LATENCY_US = 10_000_000.0  # 10 s for one transfer
 MAX_STEP_MS = 60_000.0  # one decode step of a minute
-MIN_RATE, MAX_RATE = 1e-6, 1e6  # requests per second: one a fortnight .. a million
+MIN_RATE, MAX_RATE = 1e-6, 1e6  # requests per second: one in 12 days .. a million
 MAX_LIST = 10_000  # items in a comma-separated list
 
 
