@@ -109,7 +109,15 @@ class CountedSimulation(Simulation):
         return self.blocks_at(s) - self.full * max(self.sharers - 1, 0)
 
     def _move_to(self, s: int) -> None:
-        self.now, self.used = s, self.used_at(s)
+        """To step s, no request started or stopped since self.now: within a period, add the
+        growers of each step (most intervals are a step or two); else the closed form."""
+        n = s - self.now
+        if 0 < n <= self.B:
+            cnt, B = self.cnt, self.B
+            self.used += sum(cnt[(1 - t) % B] for t in range(self.now + 1, s + 1))
+        elif n:
+            self.used = self.used_at(s)
+        self.now = s
 
     # --- the event loop's hooks -----------------------------------------------------------------
     def _schedule(self, r: Running) -> None:  # a finish event only: growth is counted
@@ -164,7 +172,12 @@ class CountedSimulation(Simulation):
         live = self.a_sum * n + running * (a + b - 1) * n / 2
         stats.live += live
         stats.smf += live
-        stats.allocated += self._interval_sum(a, b) - self.full * self.B * max(self.sharers - 1, 0) * n
+        if n <= self.B:  # blocks in use at a, and the growth of each later step, summed directly
+            cnt, B = self.cnt, self.B
+            grown = sum((n - j) * cnt[(1 - a - j) % B] for j in range(1, n))
+            stats.allocated += (n * self.used + grown) * B
+        else:
+            stats.allocated += self._interval_sum(a, b) - self.full * self.B * max(self.sharers - 1, 0) * n
         stats.saved += self.s.saved() * n
         stats.running += running * n
         stats.waiting += len(self.waiting) * n
