@@ -151,19 +151,8 @@ class CountedSimulation(Simulation):
         self.used -= held
         super()._stop(r)
 
-    def _preempt(self, step: int, grower: Running) -> Running:
-        victim = max(self.running.values(), key=lambda r: (r.start_step, r.rid))
-        held = (-(-victim.tokens(step) // self.B) - self._pending(victim)) * self.B
-        done = min(victim.tokens(step), held)  # tokens it had placed: prefilled again on re-admission
-        self._stop(victim)
-        final = victim.final
-        victim.inp, victim.out = max(done, 1), final - max(done, 1)
-        victim.arrival = step
-        victim.cap, victim.start = 0, None
-        self.waiting.appendleft(victim)
-        self.stats.preemptions += 1
-        self.pressure = True
-        return victim
+    def _held(self, r: Running) -> int:  # for _preempt: its blocks are counted, not listed
+        return (-(-r.tokens(self.now) // self.B) - self._pending(r)) * self.B
 
     def _integrate(self, a: int, b: int) -> None:
         n, stats, running = b - a, self.stats, len(self.running)

@@ -64,10 +64,13 @@ class Simulation:
         self.s.release(r)
         r.version += 1
 
+    def _held(self, r: Running) -> int:
+        """Token slots a running request holds now."""
+        return r.cap or len(r.blocks) * getattr(self.s, "block", 1)
+
     def _preempt(self, step: int, grower: Running) -> Running:
         victim = grower if self.s.preempt_self else max(self.running.values(), key=lambda r: (r.start_step, r.rid))
-        held = victim.cap or len(victim.blocks) * getattr(self.s, "block", 1)
-        done = min(victim.tokens(step), held)  # tokens it had placed: prefilled again on re-admission
+        done = min(victim.tokens(step), self._held(victim))  # tokens it had placed: prefilled again on re-admission
         self._stop(victim)
         final = victim.final
         victim.inp, victim.out = max(done, 1), final - max(done, 1)
