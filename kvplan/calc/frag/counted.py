@@ -201,35 +201,21 @@ class CountedSimulation(Simulation):
                 lo = mid + 1
         return lo
 
-    def run(self):
-        step = 0
-        self._admit(step)
-        self._observe(step)
-        loops = 0
-        while self.steps or self.arrivals or self.waiting:
-            loops += 1
-            if self.tick is not None and not loops & 0x3FFF:
-                self.tick(self.stats.finished + self.stats.rejected)
-            upcoming = [self.steps[0]] if self.steps else []
-            upcoming += [self.arrivals[0][1].arrival] if self.arrivals else []
-            nxt = max(min(upcoming), step) if upcoming else step
-            nxt = self._exhaustion(step, nxt) or nxt
-            self._integrate(step, nxt)
-            last = self._last_growth(step, nxt) if nxt > step + 1 else None
-            if last is not None:  # the event loop observed every growth step; the last holds the peak
-                self._observe(last)
-            if nxt != step:
-                self._move_to(nxt)
-                step = nxt
-                self._process(step)
-                self._grow_all(step)
-            else:  # the same step again (a request of no output finishes where it starts)
-                Simulation._process(self, step)
-            self._admit(step)
-            self._observe(step)
-        if self.running:
-            raise AssertionError("requests left running after the last event")
-        return self.stats
+    def _next(self, step: int) -> int:  # the pool may run out before the next event
+        nxt = super()._next(step)
+        return self._exhaustion(step, nxt) or nxt
+
+    def _advance(self, step: int, nxt: int) -> None:
+        self._integrate(step, nxt)
+        last = self._last_growth(step, nxt) if nxt > step + 1 else None
+        if last is not None:  # the event loop observed every growth step; the last holds the peak
+            self._observe(last)
+        if nxt == step:  # the same step again (a request of no output finishes where it starts)
+            Simulation._process(self, step)
+            return
+        self._move_to(nxt)
+        self._process(nxt)
+        self._grow_all(nxt)
 
     def _process(self, step: int) -> None:
         """This step's finishes. The counts at this step include its growth, so the growers are

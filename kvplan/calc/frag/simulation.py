@@ -149,17 +149,25 @@ class Simulation:
             loops += 1
             if self.tick is not None and not loops & 0x3FFF:  # every 16,384 event steps: cheap
                 self.tick(self.stats.finished + self.stats.rejected)
-            upcoming = [self.steps[0]] if self.steps else []
-            upcoming += [self.arrivals[0][1].arrival] if self.arrivals else []
-            nxt = max(min(upcoming), step) if upcoming else step  # else: admission rejects the rest
-            self._integrate(step, nxt)
+            nxt = self._next(step)
+            self._advance(step, nxt)
             step = nxt
-            self._process(step)
             self._admit(step)
             self._observe(step)
         if not self.s.idle():
             raise AssertionError("memory left allocated after every request finished")
         return self.stats
+
+    def _next(self, step: int) -> int:
+        """The next step with an event: a scheduled finish or growth, or an arrival."""
+        upcoming = [self.steps[0]] if self.steps else []
+        upcoming += [self.arrivals[0][1].arrival] if self.arrivals else []
+        return max(min(upcoming), step) if upcoming else step  # else: admission rejects the rest
+
+    def _advance(self, step: int, nxt: int) -> None:
+        """From one event step to the next: the memory terms integrated, then nxt's events."""
+        self._integrate(step, nxt)
+        self._process(nxt)
 
     def _process(self, step: int) -> None:
         """This step's events: finishes first, then growth, oldest request first. A growth may
