@@ -165,10 +165,6 @@ def tokens_or_zero(value: object, name: str) -> int:
     return tokens(value, name, minimum=0)
 
 
-def concurrency(value: object, name: str) -> int:
-    return integer(value, name, 1, MAX_REQUESTS, "requests")
-
-
 MAX_FRAG_REQUESTS = 10_000_000  # a trace or generated workload `frag` simulates (1M takes seconds)
 
 

@@ -356,7 +356,7 @@ BUDGET_KEYS = {
       "realistic_paged"}),
     (["fit", "llama3-8b", "--gpu", "h100"],
      {"model", "model_origin", "gpu", "ctx_tokens", "max_len", "target_concurrency", "budget", "bytes_per_request",
-      "concurrency", "kv_used_bytes", "free_bytes", "start", "fits", "verdict", "knobs", "command"}),
+      "concurrency", "kv_used_bytes", "free_bytes", "held_back_bytes", "start", "fits", "verdict", "knobs", "command"}),
     (["plan", "llama3-8b", "--gpu", "h100"],
      {"model", "model_origin", "gpu", "concurrency", "ctx_tokens", "max_len", "gpus_per_node", "cross_node_tp", "searched",
       "best", "runners_up", "candidates", "infeasible", "explain"}),

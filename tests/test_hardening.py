@@ -428,3 +428,9 @@ def test_a_safetensors_header_of_the_wrong_types_is_named(capsys, tmp_path, entr
     (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
     code, _, err = run(capsys, "import", str(tmp_path))
     assert code == 2 and "model.safetensors: tensor 'model.embed_tokens.weight' is not {dtype, shape" in err
+
+
+def test_fit_says_what_util_keeps_back(capsys):
+    code, out, _ = run(capsys, "fit", "llama3-8b", "--gpu", "h100", "--json")
+    # total 85,017,493,504 B less the engine's int(85,017,493,504 x 0.9) = 76,515,744,153 B
+    assert code == 0 and json.loads(out)["held_back_bytes"] == 85_017_493_504 - 76_515_744_153 == 8_501_749_351

@@ -91,5 +91,7 @@ def fit(model: ModelSpec, gpu: GpuSpec, ctx: int, inputs: BudgetInputs = BudgetI
     return FitResult(model=model.name, model_origin=model.origin, gpu=gpu.name, ctx_tokens=ctx, max_len=max_len,
                      target_concurrency=target, budget=budget, bytes_per_request=per_request, concurrency=n,
                      kv_used_bytes=n * per_request, free_bytes=max(budget.kv_pool_bytes, 0) - n * per_request,
+                     held_back_bytes=max(budget.total_bytes - budget.weights_bytes - budget.activation_bytes
+                                         - budget.overhead_bytes - max(budget.kv_pool_bytes, 0), 0),
                      start=start, fits=fits, verdict=_verdict(budget, start, n, per_request, ctx, target),
                      knobs=tuple(knobs), command=engine_command(model, budget, max_len, min(seqs, n) if n else seqs))

@@ -68,7 +68,7 @@ def fit(
     model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
     gpu: GpuOpt = ...,
     ctx: Annotated[int, value(bounds.tokens, "--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
-    target: Annotated[int, value(bounds.concurrency, "--concurrency", "-n", metavar="N",
+    target: Annotated[int, value(bounds.requests, "--concurrency", "-n", metavar="N",
                                  help="Concurrent requests to serve.")] = 1,
     max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None,
     engine: EngineOpt = "vllm", tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
@@ -109,7 +109,7 @@ def fit(
 def plan(
     model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
     gpu: GpuOpt = ...,
-    concurrency: Annotated[int, value(bounds.concurrency, "--concurrency", "-n", metavar="N",
+    concurrency: Annotated[int, value(bounds.requests, "--concurrency", "-n", metavar="N",
                                       help="Concurrent requests to serve.")] = 64,
     ctx: Annotated[int, value(bounds.tokens, "--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
     kv_dtypes: Annotated[str, value(

@@ -24,7 +24,7 @@ def check(
     ctx: Annotated[Optional[int], value(bounds.tokens, "--ctx", metavar="TOKENS", help="Inline scenario: tokens per request.")] = None,
     kv_dtype: KvDtypeOpt = "auto",
     engine: EngineOpt = "vllm",
-    min_concurrency: Annotated[Optional[int], value(bounds.concurrency, "--min-concurrency", metavar="N", help="Inline expectation.")] = None,
+    min_concurrency: Annotated[Optional[int], value(bounds.requests, "--min-concurrency", metavar="N", help="Inline expectation.")] = None,
     min_kv_tokens: Annotated[Optional[int], value(bounds.tokens, "--min-kv-tokens", metavar="TOKENS", help="Inline expectation.")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", metavar="PATH", help="Write a JUnit XML report.")] = None,
     markdown: Annotated[Optional[Path], typer.Option(

@@ -45,7 +45,6 @@ def frag(
 
     from kvplan.calc.budget import BudgetInputs
     from kvplan.calc.frag import STRATEGIES, fragmentation, kv_budget
-    from kvplan.errors import InputError
     from kvplan.render.base import print_json
     from kvplan.render.frag import render_frag
     from kvplan.specs.workloads import generate, read_trace
@@ -61,8 +60,6 @@ def frag(
     inputs = BudgetInputs(engine=engine, tp=tp, pp=pp, kv_dtype=kv_dtype, util=util, max_num_seqs=max_num_seqs)
     budget, per_token = kv_budget(spec, gpu_spec, kv_gib, kv_dtype, inputs)
     length = spec.max_context if max_len is None else max_len
-    if step_ms <= 0 or (rate is not None and rate <= 0):
-        raise InputError("--rate and --step-ms must be positive (requests per second, ms per decode step)")
     per_second = rate * step_ms / 1000 if rate is not None else None
     path = Path(workload)
     reqs = (read_trace(path, length, step_ms) if path.suffix in (".csv", ".jsonl")

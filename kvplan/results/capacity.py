@@ -128,6 +128,7 @@ class FitResult(Result):
     concurrency: int
     kv_used_bytes: int
     free_bytes: int
+    held_back_bytes: int = 0  # what util keeps back: total - weights - activation - overhead - pool
     start: StartCheck
     fits: bool
     verdict: str
