@@ -21,12 +21,14 @@ class ContiguousSpace:
         self.lengths: dict[int, int] = {0: size} if size else {}
         self.free_total = size
         self._largest: list[tuple[int, int]] = [(-size, 0)] if size else []
+        self._big: int | None = size  # largest(), until a hole is added or removed
 
     def _add_hole(self, start: int, length: int, i: int | None = None) -> None:
         i = bisect.bisect_left(self.starts, start) if i is None else i
         self.starts.insert(i, start)
         self.lens.insert(i, length)
         self.lengths[start] = length
+        self._big = None
         heapq.heappush(self._largest, (-length, start))
         if self.best_fit:
             bisect.insort(self.by_size, (length, start))
@@ -35,6 +37,7 @@ class ContiguousSpace:
         start = self.starts.pop(i)
         del self.lens[i]
         length = self.lengths.pop(start)
+        self._big = None
         if self.best_fit:
             del self.by_size[bisect.bisect_left(self.by_size, (length, start))]
         return length
@@ -75,11 +78,15 @@ class ContiguousSpace:
         self._add_hole(start, n, i)
 
     def largest(self) -> int:
+        if self._big is not None:
+            return self._big
         while self._largest:
             length, start = self._largest[0]
             if self.lengths.get(start) == -length:
+                self._big = -length
                 return -length
             heapq.heappop(self._largest)
+        self._big = 0
         return 0
 
     def holes(self) -> list[tuple[int, int]]:
