@@ -26,6 +26,7 @@ MAX_LATENCY_US = 10_000_000.0  # 10 s for one transfer
 MAX_STEP_MS = 60_000.0  # one decode step of a minute
 MIN_RATE, MAX_RATE = 1e-6, 1e6  # requests per second: one in 12 days .. a million
 MAX_LIST = 10_000  # items in a comma-separated list
+MAX_TIMEOUT_S = 86_400.0  # a day for one measurement
 
 
 _TOKENS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
@@ -142,6 +143,10 @@ def step_ms(value: object, name: str) -> float:
 
 def latency_us(value: object, name: str) -> float:
     return number(value, name, 0.0, MAX_LATENCY_US, "us", lo_open=False)
+
+
+def seconds(value: object, name: str) -> float:
+    return number(value, name, 0.0, MAX_TIMEOUT_S, "s")
 
 
 def gpus(value: object, name: str) -> int:

@@ -175,7 +175,7 @@ def test_probe_bad_input(catalog, opts, message):
 
 
 PROBE_KEYS = {"released", "model", "device", "device_name", "torch_version", "triton_version", "nvml", "kv_dtype", "memory",
-              "pool", "page_table", "correctness", "bandwidth", "checks", "ok"}
+              "pool", "page_table", "correctness", "bandwidth", "checks", "ok", "offload", "transfer"}
 
 
 def test_probe_cli_json(capsys):

@@ -16,7 +16,7 @@ from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.kv import MAX_CTX_TOKENS, request_bytes, resolve_kv_format
 from kvplan.errors import InputError
 from kvplan.results.base import Step
-from kvplan.results.offload import OffloadCapacity, OffloadResult, OffloadTier, SweepRow
+from kvplan.results.offload import MeasuredHost, OffloadCapacity, OffloadResult, OffloadTier, ReloadVerdict, SweepRow
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
 from kvplan.units import GIB
@@ -54,6 +54,21 @@ def link(name: str) -> Link:
         raise InputError(f"unknown link '{name}'; choose from {', '.join(LINKS)}, or give --link-gbps") from None
 
 
+def host_tier(gpu: GpuSpec) -> Link:
+    """The link `offload` assumes between this GPU and its host's memory: its PCIe generation (the
+    database's per-direction figure) or NVLink-C2C."""
+    h = gpu.host_link
+    base = LINKS["nvlink-c2c" if h.kind == "nvlink-c2c" else f"pcie{h.generation}"]
+    return Link(base.name, h.gbps_per_direction, base.latency_s, base.description)
+
+
+def peak_tflops(gpu: GpuSpec) -> tuple[float, str]:
+    """The dense 16-bit datasheet peak that MFU is a fraction of."""
+    if gpu.bf16_tflops_dense:
+        return gpu.bf16_tflops_dense, f"{gpu.name} dense BF16 datasheet peak"
+    return gpu.fp16_tflops_dense, f"{gpu.name} dense FP16 datasheet peak"
+
+
 def prefill_flops(model: ModelSpec, prefix: int, params: int, attention: bool = True) -> tuple[int, int]:
     """(2 x p x params, attention FLOPs of a causal prefill of p tokens)."""
     attn = sum(g.count * g.prefill_flops_per_pair(model.num_attention_heads) * g.attended_pairs(prefix)
@@ -75,6 +90,7 @@ class OffloadInputs:
     nvme_gib: float | None = None
     sweep: bool = False
     tp: int = 1  # GPUs sharing the prefill, each loading its own KV shard over its own link
+    measured: MeasuredHost | None = None  # a probe's reload link and prefill rate, from --measured
 
     def check(self) -> None:
         if not 0 < self.mfu <= 1:
@@ -89,18 +105,28 @@ class OffloadInputs:
                 raise InputError(f"{flag} must not be negative")
 
 
-def _peak(gpu: GpuSpec, kv_dtype: str, inputs: OffloadInputs) -> tuple[float, str]:
+def _rate(gpu: GpuSpec, inputs: OffloadInputs) -> tuple[float, float, str]:
+    """(peak TFLOPS, MFU, where they come from). Measured: the probe's achieved rate, as a fraction
+    of the peak the probe knew (the achieved rate itself, MFU 1, where it ran without one)."""
+    m = inputs.measured
+    if m:
+        if m.peak_tflops:
+            return m.peak_tflops, m.achieved_tflops / m.peak_tflops, f"measured by {m.source}"
+        return m.achieved_tflops, 1.0, f"the achieved rate measured by {m.source} (no datasheet peak)"
     if inputs.tflops:
-        return inputs.tflops, "--tflops"
-    if gpu.bf16_tflops_dense:
-        return gpu.bf16_tflops_dense, f"{gpu.name} dense BF16 datasheet peak"
-    return gpu.fp16_tflops_dense, f"{gpu.name} dense FP16 datasheet peak"
+        return inputs.tflops, inputs.mfu, "--tflops"
+    peak, source = peak_tflops(gpu)
+    return peak, inputs.mfu, source
 
 
-def _links(inputs: OffloadInputs) -> list[Link]:
+def _links(inputs: OffloadInputs, gpu: GpuSpec) -> list[Link]:
     chosen = [link(name) for name in inputs.links]
     if inputs.link_gbps:
         chosen = [Link("custom", inputs.link_gbps, 10e-6, f"--link-gbps {inputs.link_gbps:g}")]
+    if inputs.measured:  # the measured link first, then the tiers asked for (default: this GPU's own)
+        m = inputs.measured
+        chosen = [Link("measured", m.reload_gbps, m.reload_latency_us * 1e-6, f"host -> device, {m.source}"),
+                  *(chosen if inputs.links != tuple(LINKS) or inputs.link_gbps else [host_tier(gpu)])]
     if inputs.latency_us is not None:
         chosen = [Link(l.name, l.gbps, inputs.latency_us * 1e-6, l.description) for l in chosen]
     return chosen
@@ -175,26 +201,26 @@ def offload(model: ModelSpec, gpu: GpuSpec, prefix: int, inputs: OffloadInputs =
     if not 1 <= prefix <= MAX_CTX_TOKENS:
         raise InputError(f"--prefix {prefix:,} is out of range; use 1..{MAX_CTX_TOKENS:,}")
     fmt = resolve_kv_format(model, inputs.kv_dtype)
-    peak, source = _peak(gpu, fmt.name, inputs)
+    peak, mfu, source = _rate(gpu, inputs)
     params = inputs.params or model.params_per_token
-    m = _Model(model, fmt, params, peak * 1e12 * inputs.mfu, inputs.attention, inputs.tp)
+    m = _Model(model, fmt, params, peak * 1e12 * mfu, inputs.attention, inputs.tp)
     linear, attention = prefill_flops(model, prefix, params, inputs.attention)
     recompute = (linear + attention) / m.rate
-    tiers = tuple(_tier(m, prefix, l, recompute) for l in _links(inputs))
+    tiers = tuple(_tier(m, prefix, l, recompute) for l in _links(inputs, gpu))
     sweep = tuple(SweepRow(prefix_tokens=p, recompute_s=m.recompute_s(p),
-                           load_s={l.name: m.load_s(p, l) for l in _links(inputs)},
+                           load_s={l.name: m.load_s(p, l) for l in _links(inputs, gpu)},
                            winner={l.name: "load" if m.recompute_s(p) >= m.load_s(p, l) else "recompute"
-                                   for l in _links(inputs)})
+                                   for l in _links(inputs, gpu)})
                   for p in _sweep_prefixes(model)) if inputs.sweep else ()
     budget = memory_budget(model, gpu, BudgetInputs(kv_dtype=inputs.kv_dtype, tp=inputs.tp))
     return OffloadResult(
         model_origin=model.origin,
         model=model.name, gpu=gpu.name, tp=inputs.tp, prefix_tokens=prefix, kv_dtype=fmt.name, kv_bytes=m.kv_bytes(prefix),
-        params_per_token=params, tflops=peak, tflops_source=source, mfu=inputs.mfu, linear_flops=linear,
+        params_per_token=params, tflops=peak, tflops_source=source, mfu=mfu, linear_flops=linear,
         attention_flops=attention, recompute_linear_s=linear / m.rate, recompute_attention_s=attention / m.rate,
         recompute_s=recompute, tiers=tiers, gpu_kv_tokens=budget.token_capacity,
         capacity=tuple(_capacity(model, fmt, prefix, inputs)), sweep=sweep,
-        explain=tuple(_explain(model, prefix, params, peak, inputs.mfu, linear, attention, recompute, m, tiers)),
+        explain=tuple(_explain(model, prefix, params, peak, mfu, linear, attention, recompute, m, tiers)),
     )
 
 
@@ -215,3 +241,13 @@ def _explain(model, p, params, peak, mfu, linear, attention, recompute, m, tiers
                           formula=f"{m.kv_bytes(p):,} B / {t.gbps:g} GB/s + {t.latency_s * 1e6:g} us",
                           value=f"{t.load_s * 1e3:,.3f} ms"))
     return steps
+
+
+def reload_verdict(model: ModelSpec, kv_dtype: str, prefix: int, l: Link, flops_per_s: float, basis: str) -> ReloadVerdict:
+    """Reload `prefix` tokens over l, or recompute them at flops_per_s: one GPU, attention counted."""
+    fmt = resolve_kv_format(model, kv_dtype)
+    m = _Model(model, fmt, model.params_per_token, flops_per_s, True, 1)
+    recompute, load = m.recompute_s(prefix), m.load_s(prefix, l)
+    return ReloadVerdict(basis=basis, prefix_tokens=prefix, kv_bytes=m.kv_bytes(prefix), link_gbps=l.gbps,
+                         latency_us=l.latency_s * 1e6, tflops=flops_per_s / 1e12, recompute_s=recompute,
+                         load_s=load, ratio=recompute / load, breakeven_prefix_tokens=m.breakeven_prefix(l))

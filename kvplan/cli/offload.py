@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -32,6 +33,7 @@ def offload(
     host_gib: Annotated[Optional[float], value(bounds.gib, "--host-gib", metavar="GiB", help="Host memory for offloaded KV, GiB.")] = None,
     nvme_gib: Annotated[Optional[float], value(bounds.gib, "--nvme-gib", metavar="GiB", help="NVMe space for offloaded KV, GiB.")] = None,
     sweep_prefix: Annotated[bool, typer.Option("--sweep-prefix", help="Where the verdict flips as prefixes grow.")] = False,
+    measured: Annotated[Optional[Path], typer.Option("--measured", metavar="PROBE.json", help="Use the reload link and prefill rate that `kvplan probe --offload --json` measured.")] = None,
     explain: ExplainOpt = False, offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """Reload an evicted KV prefix over each memory tier, or recompute it? Times, ratios, break-evens.
@@ -46,7 +48,33 @@ def offload(
     chosen = links or tuple(LINKS)
     inputs = OffloadInputs(kv_dtype=kv_dtype, mfu=mfu, tflops=tflops, params=None if params is None else int(params),
                            attention=not no_attention, latency_us=latency_us, links=chosen, link_gbps=link_gbps,
-                           host_gib=host_gib, nvme_gib=nvme_gib, sweep=sweep_prefix, tp=tp)
+                           host_gib=host_gib, nvme_gib=nvme_gib, sweep=sweep_prefix, tp=tp,
+                           measured=read_measured(measured) if measured else None)
     cat = catalog(specs)
     result = offload_(cat.model(model), cat.gpu(gpu), prefix, inputs)
     print_json(console, result) if json else render_offload(console, result, explain=explain)
+
+
+def read_measured(path: Path):
+    """The measured host from a probe's JSON: one line naming the file and the fix otherwise."""
+    import json
+
+    from pydantic import ValidationError
+
+    from kvplan.errors import InputError
+    from kvplan.results.probe import ProbeResult
+    from kvplan.specs.yamlio import read_text
+
+    fix = "write it with kvplan probe MODEL --offload --json > FILE"
+    text = read_text(path, "--measured file", InputError)
+    try:
+        probe = ProbeResult.model_validate(json.loads(text))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"--measured {path}: not JSON; {fix}") from None
+    except ValidationError as err:
+        where = ".".join(str(part) for part in err.errors()[0]["loc"]) or "the top level"
+        raise InputError(f"--measured {path}: not the JSON of kvplan probe ({where}: {err.errors()[0]['msg']}); {fix}") from None
+    host = probe.measured_host()
+    if host is None:
+        raise InputError(f"--measured {path}: the probe ran without --offload, so it measured no reload; {fix}")
+    return host

@@ -68,3 +68,19 @@ def sdpa_fn(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> Callab
     q4 = q.unsqueeze(2)  # [B, Hq, 1, D]
     gqa = q.shape[1] != keys.shape[1]
     return lambda: torch.nn.functional.scaled_dot_product_attention(q4, keys, values, enable_gqa=gqa)
+
+
+def wall_ms(fn: Callable[[], object], warmup: int = 2, runs: int = 9, budget_ms: float = 2_000.0) -> float:
+    """Median wall-clock ms of fn, which synchronizes its device before it returns (a transfer's
+    time includes its launch and its wait, as a reload's does). Runs stop early, after at least
+    three, once they have taken budget_ms: a slow size is timed less often, not skipped."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+        if len(times) >= 3 and sum(times) > budget_ms:
+            break
+    return statistics.median(times)

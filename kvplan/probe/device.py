@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from kvplan.errors import InputError
+from kvplan.units import GIB, MIB
 
 # nvidia-smi names -> database names; the first pattern that matches wins.
 _GPU_NAMES = (
@@ -72,7 +73,7 @@ def _nvml(index: int) -> tuple[int | None, int | None]:
         return None, None
 
 
-def _host_memory() -> tuple[int, int]:
+def host_memory() -> tuple[int, int]:
     """(total, available) host memory from /proc/meminfo; (0, 0) where it is not readable."""
     try:
         info = dict(re.findall(r"^(\w+):\s+(\d+) kB", Path("/proc/meminfo").read_text(), flags=re.M))
@@ -81,12 +82,23 @@ def _host_memory() -> tuple[int, int]:
         return 0, 0
 
 
+def margin_bytes(total: int, cuda: bool) -> int:
+    """What the probe leaves alone: 2% of a GPU (at least 512 MiB) for the CUDA context and
+    workspaces, 10% of host memory (at least 1 GiB) for everything else the machine runs."""
+    return max(512 * MIB, total // 50) if cuda else max(GIB, total // 10)
+
+
+def spare_bytes(info: DeviceInfo) -> int:
+    """Free memory less the margin: the most the probe may allocate."""
+    return info.free_bytes - margin_bytes(info.total_bytes, info.is_cuda)
+
+
 def device_info(device: torch.device) -> DeviceInfo:
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
         nvml_total, nvml_used = _nvml(device.index or 0)
         return DeviceInfo(device, torch.cuda.get_device_name(device), int(total), int(free), nvml_total, nvml_used)
-    total, free = _host_memory()
+    total, free = host_memory()
     return DeviceInfo(device, "CPU (host memory)", total, free, None, None)
 
 

@@ -19,7 +19,12 @@ from kvplan.calc.kv import resolve_kv_format
 from kvplan.calc.weights import weights_bytes
 from kvplan.errors import InputError
 from kvplan.probe import attention, bench
-from kvplan.probe.device import CPU_CAP_BYTES, DeviceInfo, database_gpu_name, device_info, resolve_device
+from kvplan.probe.device import (
+    CPU_CAP_BYTES, DeviceInfo, database_gpu_name, device_info, margin_bytes, resolve_device, spare_bytes,
+)
+from kvplan.probe.offload import host_spare, offload_checks, plan_reload, run_offload
+from kvplan.probe.reload import reload_layout
+from kvplan.probe.transfer import TransferPlan, check_peer_room, peer_world, run_transfer, transfer_checks
 from kvplan.probe.page_table import PageTable, build_page_table, check_page_table
 from kvplan.probe.pool import (
     allocated,
@@ -62,12 +67,14 @@ class ProbeOptions:
     with_weights: bool = False
     impl: str = "auto"  # auto, triton, torch
     seed: int = 0
+    offload: bool = False  # reload and recompute a prefix, measured (kvplan.probe.offload)
+    peers: bool = False  # pages between devices (kvplan.probe.transfer)
+    prefix: int | None = None  # the evicted prefix: default 4096 tokens on CUDA, 256 on the CPU
+    peer_timeout: float = 300.0  # seconds for the whole peer transfer
 
 
 def _budget(model: ModelSpec, info: DeviceInfo, opts: ProbeOptions) -> tuple[ProbeMemory, object]:
-    # what the probe leaves alone: 2% of a GPU (at least 512 MiB) for the CUDA context and
-    # workspaces, 10% of host memory (at least 1 GiB) for everything else the machine runs
-    margin = (max(512 * MIB, info.total_bytes // 50) if info.is_cuda else max(GIB, info.total_bytes // 10))
+    margin = margin_bytes(info.total_bytes, info.is_cuda)
     spare = info.free_bytes - margin
     if opts.max_gib is not None and round(opts.max_gib * GIB) > spare:
         raise InputError(f"--max-gib {opts.max_gib:g} is more than {info.name} can spare: {fmt_binary(info.free_bytes)} "
@@ -159,8 +166,9 @@ def run_probe(model: ModelSpec, opts: ProbeOptions, gpus: dict[str, GpuSpec],
     cuda = device.type == "cuda"
     ctx, batch = opts.ctx or (4096 if cuda else 1024), opts.batch or (64 if cuda else 4)
     _check_inputs(model, opts, ctx, batch)
-    info = device_info(device)
     fmt = resolve_kv_format(model, opts.kv_dtype)
+    prefix, plan = _sections_planned(model, opts, device, fmt)  # refused here, before anything is allocated
+    info = device_info(device)
     impl, run = _impl(opts, device)
     step("budget")
     memory, budget = _budget(model, info, opts)
@@ -183,6 +191,11 @@ def run_probe(model: ModelSpec, opts: ProbeOptions, gpus: dict[str, GpuSpec],
             del cache
     released = allocator_bytes(device) == start
     checks = _checks(pool, page_table, correctness, bandwidth)
+    step("offload")
+    off = run_offload(model, fmt.name, opts.block_size, prefix, device, gpu, opts.seed, step) if opts.offload else None
+    step("peers")
+    transfer = run_transfer(plan, gpus.get(database_gpu_name(info.name) or "") if cuda else None) if plan else None
+    checks += offload_checks(off) + transfer_checks(transfer)
     if cuda:
         checks.append(ProbeCheck(check="everything released", predicted=f"{start:,} B allocated, as at the start",
                                  measured=f"{allocator_bytes(device):,} B", verdict="pass" if released else "fail"))
@@ -190,8 +203,24 @@ def run_probe(model: ModelSpec, opts: ProbeOptions, gpus: dict[str, GpuSpec],
         released=released, model=model.name, device=str(device), device_name=info.name,
         torch_version=torch.__version__, triton_version=_triton_version(), nvml=info.nvml_total_bytes is not None,
         kv_dtype=fmt.name, memory=memory, pool=pool, page_table=page_table, correctness=tuple(correctness),
-        bandwidth=bandwidth, checks=tuple(checks), ok=all(c.verdict != "fail" for c in checks),
+        bandwidth=bandwidth, checks=tuple(checks), ok=all(c.verdict != "fail" for c in checks), offload=off,
+        transfer=transfer,
     )
+
+
+def _sections_planned(model: ModelSpec, opts: ProbeOptions, device: torch.device, fmt) -> tuple[int, TransferPlan | None]:
+    """The prefix, and the peer transfer's plan: each checked against the memory it needs now."""
+    prefix = opts.prefix or (4096 if device.type == "cuda" else 256)
+    backend, world = peer_world(device) if opts.peers else ("", 0)
+    if opts.offload:
+        plan_reload(model, opts.kv_dtype, opts.block_size, prefix, device)
+    if not opts.peers:
+        return prefix, None
+    layout = reload_layout(model, fmt, opts.block_size, prefix)
+    plan = TransferPlan(backend, world, device.type, -(-prefix // opts.block_size),
+                        sum(size for _, size in layout.layers), opts.seed, opts.peer_timeout)
+    check_peer_room(plan, host_spare(), spare_bytes(device_info(device)) if device.type == "cuda" else 0)
+    return prefix, plan
 
 
 @contextmanager

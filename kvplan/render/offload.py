@@ -29,7 +29,7 @@ def render_offload(console: Console, r: OffloadResult, explain: bool = False) ->
     for t in r.tiers:
         first = t.breakeven_prefix_tokens
         wins = "never" if first is None else "any prefix" if first == 1 else f"{first:,} tokens"
-        table.add_row(t.tier, f"{t.gbps:,g}", _ms(t.load_s), f"{t.ratio:,.1f}x", t.verdict.split(",")[0],
+        table.add_row(t.tier, f"{t.gbps:,.4g}", _ms(t.load_s), f"{t.ratio:,.1f}x", t.verdict.split(",")[0],
                       f"{t.breakeven_gbps:,.2f}", wins)
     console.print(table)
     if r.capacity:

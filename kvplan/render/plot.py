@@ -11,6 +11,7 @@ from kvplan.render.output import output_path, write_output
 from kvplan.render.sweep import X_LABELS, series_points
 from kvplan.results.capacity import FitResult
 from kvplan.results.frag import FragResult
+from kvplan.results.probe import ProbeResult
 from kvplan.results.sweep import SweepResult
 from kvplan.units import GIB
 
@@ -125,3 +126,40 @@ def plot_frag(r: FragResult, path: Path) -> None:
                  {row.strategy: {"live tokens": 100 * row.live_share, "reservation": 100 * row.reservation_share,
                                  "internal": 100 * row.internal_share, "external": 100 * row.external_share}
                   for row in r.rows}, "share of KV memory (%)", unit="%")
+
+
+def plot_transfer(r: ProbeResult, path: Path) -> None:
+    """`kvplan probe --offload/--peers --plot`: GB/s against transfer size, a line per way of moving
+    pages, with the database's host link (and NVLink) as dashed lines."""
+    plt = _pyplot()
+    curves = [*(r.offload.reload.curves if r.offload else ()), *(r.transfer.pairs if r.transfer else ()),
+              *(r.transfer.peer_copies if r.transfer else ())]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for c in curves:
+        ax.plot([p.bytes for p in c.points], [p.gbps for p in c.points], marker="o", label=f"{c.name}, {c.method}")
+    lines = {"host link (database)": r.offload.reload.datasheet_gbps if r.offload else None,
+             "NVLink per direction (database)": r.transfer.nvlink_gbps if r.transfer else None}
+    for label, value in lines.items():
+        if value:
+            ax.axhline(value, linestyle="--", color="grey", linewidth=1)
+            ax.annotate(f"{label}: {value:,g} GB/s", (0.01, value), xycoords=("axes fraction", "data"),
+                        va="bottom", fontsize=8, color="grey")
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(lambda value, _pos: _size_label(value))
+    ax.set_xlabel("transfer size (one prefix's pages, every layer)")
+    ax.set_ylabel("GB/s (10^9 B/s)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    where = "the CPU" if r.device == "cpu" else f"{r.device} ({r.device_name})"
+    ax.set_title(fit_title(f"kvplan probe {r.model} on {where}: GB/s against transfer size"),
+                 fontsize=10)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _size_label(value: float) -> str:
+    for size, unit in ((GIB, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if value >= size:
+            return f"{value / size:g} {unit}"
+    return f"{value:g} B"

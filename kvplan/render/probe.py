@@ -6,6 +6,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from kvplan.render.probe_offload import render_offload_section, render_transfer_section
 from kvplan.results.probe import ProbeResult
 from kvplan.units import fmt_bytes
 
@@ -33,4 +34,8 @@ def render_probe(console: Console, r: ProbeResult) -> None:
     if not r.correctness:
         console.print(f"[dim]The attention kernels read 16- and 32-bit K/V pages; {r.kv_dtype} pages "
                       "(and MLA latents) are allocated and counted, not attended.[/]")
+    if r.offload:
+        render_offload_section(console, r.offload)
+    if r.transfer:
+        render_transfer_section(console, r.transfer)
     console.print("[dim]GB/s = 10^9 B/s of the bytes a run must move; GiB = 2^30 B.[/]")

@@ -19,6 +19,31 @@ class OffloadTier(Result):
     breakeven_prefix_tokens: int | None  # None: one side wins at every prefix
 
 
+class ReloadVerdict(Result):
+    """Reload a prefix or recompute it, on one basis: assumed (datasheet, MFU) or measured."""
+
+    basis: str
+    prefix_tokens: int
+    kv_bytes: int
+    link_gbps: float
+    latency_us: float
+    tflops: float  # the prefill rate: peak x MFU, or the achieved rate
+    recompute_s: float
+    load_s: float
+    ratio: float  # recompute time / load time: > 1 means reloading wins
+    breakeven_prefix_tokens: int | None  # the shortest prefix from which reloading wins; None: never
+
+
+class MeasuredHost(Result):
+    """What `kvplan offload --measured` takes from a probe's JSON."""
+
+    source: str
+    reload_gbps: float
+    reload_latency_us: float
+    achieved_tflops: float
+    peak_tflops: float | None
+
+
 class OffloadCapacity(Result):
     tier: str
     budget_bytes: int

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from kvplan.results.base import Result
+from kvplan.results.offload import MeasuredHost
+from kvplan.results.probe_offload import ProbeOffload, ProbeTransfer
 
 
 class ProbeMemory(Result):
@@ -98,3 +100,15 @@ class ProbeResult(Result):
     bandwidth: ProbeBandwidth | None
     checks: tuple[ProbeCheck, ...]
     ok: bool
+    offload: ProbeOffload | None = None  # --offload: reload and recompute, measured
+    transfer: ProbeTransfer | None = None  # --peers: pages between devices
+
+    def measured_host(self) -> MeasuredHost | None:
+        """The link and prefill rate `kvplan offload --measured` reasons with; None without --offload."""
+        if self.offload is None:
+            return None
+        o = self.offload
+        where = "the CPU" if self.device == "cpu" else f"{self.device} ({self.device_name})"
+        return MeasuredHost(source=f"kvplan probe {self.model} on {where}",
+                            reload_gbps=o.measured.link_gbps, reload_latency_us=o.measured.latency_us,
+                            achieved_tflops=o.recompute.achieved_tflops, peak_tflops=o.recompute.peak_tflops)

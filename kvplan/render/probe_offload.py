@@ -1,0 +1,85 @@
+"""Rendering for `kvplan probe --offload` and `--peers`: one table a section, 80 columns."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from kvplan.results.offload import ReloadVerdict
+from kvplan.results.probe_offload import ProbeOffload, ProbeTransfer, TransferCurve
+from kvplan.units import fmt_binary
+
+
+def _rate(gbps: float) -> str:
+    return f"{gbps:,.0f}" if gbps >= 100 else f"{gbps:,.2f}" if gbps >= 1 else f"{gbps:.3f}"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.3g} ms" if seconds < 1 else f"{seconds:,.3g} s"
+
+
+def _curves(title: str, curves: list[TransferCurve], against: float | None) -> Table:
+    """Rate at the largest size, the fit (rate and per-transfer latency), pages that arrived."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name, justify in (("Way", "left"), ("Method", "left"), ("Size", "right"), ("GB/s", "right"),
+                          ("Fit GB/s", "right"), ("Latency", "right"), ("Pages", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for c in curves:
+        last = c.points[-1]
+        share = f" {last.gbps / against:.0%}" if against else ""
+        ok = f"{c.pages_ok:,}/{c.pages_checked:,}"
+        table.add_row(c.name, c.method, fmt_binary(last.bytes), _rate(last.gbps) + share, _rate(c.fitted_gbps),
+                      f"{c.fitted_latency_us:,.0f} us", ok if c.verified else f"[bold red]{ok}[/]")
+    return table
+
+
+def _ratio(ratio: float) -> str:
+    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.3g}x"
+
+
+def _verdicts(rows: dict[str, ReloadVerdict]) -> Table:
+    table = Table(title="Reload or recompute the prefix (ratio = recompute / reload)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("Basis", "GB/s", "TFLOPS", "Reload", "Recompute", "Ratio", "Reload wins from"):
+        table.add_column(name, justify="left" if name == "Basis" else "right", no_wrap=name != "Basis")
+    for label, v in rows.items():
+        first = v.breakeven_prefix_tokens
+        wins = "never" if first is None else "any prefix" if first == 1 else f"{first:,} tokens"
+        table.add_row(label, _rate(v.link_gbps), f"{v.tflops:,.3g}", _ms(v.load_s), _ms(v.recompute_s),
+                      _ratio(v.ratio), wins)
+    return table
+
+
+def render_offload_section(console: Console, o: ProbeOffload) -> None:
+    r, c = o.reload, o.recompute
+    against = f"; % of {r.datasheet_gbps:g} GB/s, {r.datasheet_link}" if r.datasheet_gbps else ""
+    console.print(f"[bold]Reload[/] a {r.prefix_tokens:,}-token prefix: {r.layers} layers, {r.pages:,} pages, "
+                  f"{fmt_binary(r.host_bytes)} each side" + (", pinned host memory" if r.pinned else
+                  " (on the CPU both sides are host memory)") + against)
+    console.print(_curves("Copies through the page tables, timed at 1 page to the whole pool",
+                          list(r.curves), r.datasheet_gbps))
+    if r.states_bytes:
+        console.print(f"[dim]{r.states_bytes:,} B of constant state a request are not pages: not copied.[/]")
+    peak = (f"MFU {c.mfu:.2f} of {c.peak_tflops:g} TFLOPS ({c.peak_source}); kvplan offload assumes "
+            f"{c.assumed_mfu:g}" if c.mfu is not None else
+            f"no datasheet peak on the CPU, so no MFU; kvplan offload assumes {c.assumed_mfu:g} of a GPU's")
+    console.print(f"[bold]Recompute[/] the prefix: {c.layers_timed} of {c.layers_total} layers timed ({c.shapes}), "
+                  f"{c.dtype}: {_ms(c.ms / 1e3)}, {c.achieved_tflops:,.3g} TFLOPS achieved; {peak}")
+    rows = {label: v for label, v in (("assumed", o.predicted), ("measured", o.measured)) if v}
+    console.print(_verdicts(rows))
+    for label, v in rows.items():
+        console.print(f"[dim]{label}: {v.basis}; reload = {v.kv_bytes:,} B / {_rate(v.link_gbps)} GB/s + "
+                      f"{v.latency_us:,.0f} us[/]")
+
+
+def render_transfer_section(console: Console, t: ProbeTransfer) -> None:
+    console.print(f"[bold]Peers[/]: {t.world} processes, {t.backend} ({t.launcher}); a page is "
+                  f"{t.page_bytes:,} B (one block of every layer), {t.pages:,} pages at most")
+    curves = [*t.pairs, *([t.all_to_one] if t.all_to_one else []), *t.peer_copies]
+    console.print(_curves("Pages between devices, timed by the receiver", curves, None))
+    for line in t.topology:
+        console.print(f"  {line}", markup=False)
+    if t.nvlink_gbps:
+        console.print(f"[dim]The GPU database: NVLink {t.nvlink_gbps:,g} GB/s per direction, host link "
+                      f"{t.pcie_gbps:,g} GB/s.[/]")
