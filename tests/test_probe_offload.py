@@ -200,6 +200,20 @@ def test_run_offload_on_the_cpu(catalog):
     assert m.load_s == pytest.approx(m.kv_bytes / (m.link_gbps * 1e9) + m.latency_us * 1e-6)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_run_offload_on_cuda(catalog):
+    from kvplan.probe.device import database_gpu_name
+
+    gpu = catalog.gpus.specs.get(database_gpu_name(torch.cuda.get_device_name(0)) or "")
+    r = run_offload(catalog.model("llama3-8b"), "auto", 16, 4096, torch.device("cuda:0"), gpu, seed=0)
+    assert r.reload.pinned and r.released and all(c.verified for c in r.reload.curves)
+    assert r.reload.host_bytes == r.reload.device_bytes == 4096 * 131_072  # 4,096 tokens x 128 KiB
+    assert r.recompute.dtype == "bfloat16" and r.recompute.achieved_tflops > 0
+    if gpu:  # a GPU the database knows: the assumed basis beside the measured one
+        assert r.predicted.link_gbps == gpu.host_link.gbps_per_direction and 0 < r.recompute.mfu < 1
+
+
 # --- the command line ---------------------------------------------------------------------------------
 
 PROBE = ["probe", "smollm2-135m", "--device", "cpu", "--ctx", "64", "--batch", "2", "--max-gib", "0.02", "--impl", "torch"]

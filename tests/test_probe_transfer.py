@@ -38,6 +38,8 @@ def test_two_processes_move_every_page():
     # all to rank 0: one sender here, 8 pages of 4,096 B
     assert t.all_to_one.verified and t.all_to_one.pages_checked == 8 and t.all_to_one.points[-1].bytes == 32_768
     assert t.teardown_ok and t.peer_copies == () and len(t.topology) == 2
+    # each rank holds its 8 pages and the 8 it receives: 2 x 8 x 4,096 B
+    assert [(d.rank, d.pool_bytes) for d in t.devices] == [(0, 65_536), (1, 65_536)]
     assert multiprocessing.active_children() == [] and scratch() == before
 
 
@@ -109,6 +111,7 @@ def test_probe_peers_cli(capsys):
     assert (t["page_bytes"], t["pages"]) == (368_640, 4)
     checks = {c["check"]: c["verdict"] for c in data["checks"]}
     assert checks["peers: every page arrives (gloo)"] == checks["peers: processes torn down"] == "pass"
+    assert checks["peers: each rank's pools"] == "pass"
     assert multiprocessing.active_children() == []
 
 
@@ -119,3 +122,16 @@ def test_probe_peers_on_one_gpu_is_refused(monkeypatch, capsys):
     captured = capsys.readouterr()
     assert captured.err.startswith("error: --peers needs two GPUs or more") and captured.err.count("\n") == 1
     assert captured.out == "" and multiprocessing.active_children() == []
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_nccl_between_gpus(catalog):
+    from kvplan.probe.device import database_gpu_name
+
+    backend, world = peer_world(torch.device("cuda", 0))
+    plan = TransferPlan(backend, world, "cuda", pages=256, page_bytes=2 * MIB, seed=0, timeout_s=300)
+    gpu = catalog.gpus.specs.get(database_gpu_name(torch.cuda.get_device_name(0)) or "")
+    t = run_transfer(plan, gpu)
+    assert backend == "nccl" and t.teardown_ok and all(c.verified for c in (*t.pairs, *t.peer_copies))
+    assert len(t.pairs) == world * (world - 1) == len(t.peer_copies)

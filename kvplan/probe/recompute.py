@@ -71,12 +71,14 @@ def model_shapes(model: ModelSpec) -> Shapes:
 def need_bytes(s: Shapes, p: int, layers: int, element: int, cpu: bool) -> int:
     """Weights of the timed layers and the largest activations alive at once: the layer's input
     and output, QKV, the MLP's gate and up, and on the CPU the full score matrix that torch's math
-    attention builds (a fused GPU kernel keeps it in tiles)."""
+    attention builds (a fused GPU kernel keeps it in tiles; there the largest weight is first drawn
+    in fp32)."""
     weights = layers * sum(i * o for i, o in s.weights()) * element
     qkv = s.weights()[0][1]
     activations = p * (2 * s.hidden + qkv + 3 * s.inter) * element
     scores = s.q_heads * p * p * 4 if cpu else 0
-    return weights + activations + scores
+    staging = 0 if cpu else max(i * o for i, o in s.weights()) * 4  # a weight drawn in fp32, then cast
+    return weights + activations + scores + staging
 
 
 def _layer(s: Shapes, dtype: torch.dtype, device: torch.device, generator: torch.Generator) -> list[torch.Tensor]:

@@ -27,9 +27,11 @@ import torch
 
 from kvplan.errors import InputError, KvplanError
 from kvplan.probe.bench import gbps, wall_ms
+from kvplan.probe.device import host_memory
+from kvplan.probe.pool import tensor_bytes
 from kvplan.probe.reload import curve, random_pages, sizes, word
 from kvplan.results.probe import ProbeCheck
-from kvplan.results.probe_offload import ProbeTransfer, TransferCurve, TransferPoint
+from kvplan.results.probe_offload import PeerDevice, ProbeTransfer, TransferCurve, TransferPoint
 from kvplan.specs.gpu import GpuSpec
 from kvplan.units import fmt_binary
 
@@ -127,9 +129,24 @@ class _Rank:
         return None
 
 
+def _device(rank: int, device: torch.device, r: _Rank) -> dict:
+    """This rank's device as the probe sees it: its memory before the pools, and the pools' bytes."""
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        name = torch.cuda.get_device_name(device)
+    else:
+        total, free = host_memory()
+        name = "CPU process"
+    return {"rank": rank, "device": str(device), "name": name, "total_bytes": int(total), "free_bytes": int(free),
+            "pool_bytes": tensor_bytes(r.pool) + tensor_bytes(r.recv)}
+
+
 def _measure(rank: int, plan: TransferPlan, device: torch.device) -> dict:
+    free_before = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
     r = _Rank(rank, plan, device)
-    out: dict = {"pairs": {}, "checked": {}}
+    out: dict = {"pairs": {}, "checked": {}, "device": _device(rank, device, r)}
+    if free_before is not None:
+        out["device"]["free_bytes"] = int(free_before)
     for src in range(plan.world):
         for dst in range(plan.world):
             if src == dst:
@@ -264,6 +281,7 @@ def run_transfer(plan: TransferPlan, gpu: GpuSpec | None, target=worker) -> Prob
     copies = peer_copies(plan)
     return ProbeTransfer(
         backend=plan.backend, world=plan.world, launcher="torch.multiprocessing (spawn), one process per device",
+        devices=tuple(PeerDevice(**results["device"]) for results in ranks),
         page_bytes=plan.page_bytes, pages=plan.pages, pairs=tuple(pairs), all_to_one=all_to_one,
         peer_copies=tuple(copies), topology=tuple(topology(pairs, plan, gpu)),
         nvlink_gbps=gpu.scale_up.gbps_bidirectional / 2 if gpu and gpu.scale_up else None,
@@ -289,7 +307,11 @@ def transfer_checks(t: ProbeTransfer | None) -> list[ProbeCheck]:
         return []
     curves = [*t.pairs, *([t.all_to_one] if t.all_to_one else []), *t.peer_copies]
     checked, arrived = sum(c.pages_checked for c in curves), sum(c.pages_ok for c in curves)
+    pools = 2 * t.pages * t.page_bytes  # its own pages and the pages it receives
     return [
+        ProbeCheck(check="peers: each rank's pools", predicted=f"{pools:,} B on each of {t.world}",
+                   measured=", ".join(f"{d.pool_bytes:,} B" for d in t.devices),
+                   verdict="pass" if all(d.pool_bytes == pools for d in t.devices) else "fail"),
         ProbeCheck(check=f"peers: every page arrives ({t.backend})", predicted=f"{checked:,} pages byte for byte",
                    measured=f"{arrived:,} pages", verdict="pass" if all(c.verified for c in curves) else "fail"),
         ProbeCheck(check="peers: processes torn down", predicted=f"{t.world} exited and joined",

@@ -76,6 +76,9 @@ def render_offload_section(console: Console, o: ProbeOffload) -> None:
 def render_transfer_section(console: Console, t: ProbeTransfer) -> None:
     console.print(f"[bold]Peers[/]: {t.world} processes, {t.backend} ({t.launcher}); a page is "
                   f"{t.page_bytes:,} B (one block of every layer), {t.pages:,} pages at most")
+    for d in t.devices:
+        console.print(f"  rank {d.rank}: {d.device} ({d.name}), {fmt_binary(d.free_bytes)} free of "
+                      f"{fmt_binary(d.total_bytes)}; pools {fmt_binary(d.pool_bytes)}", markup=False)
     curves = [*t.pairs, *([t.all_to_one] if t.all_to_one else []), *t.peer_copies]
     console.print(_curves("Pages between devices, timed by the receiver", curves, None))
     for line in t.topology:

@@ -69,12 +69,24 @@ class ProbeRecompute(Result):
     assumed_mfu: float  # what `kvplan offload` assumes (DEFAULT_MFU)
 
 
+class PeerDevice(Result):
+    """One rank's device: its memory when the rank started, and the bytes of its two pools."""
+
+    rank: int
+    device: str
+    name: str
+    total_bytes: int
+    free_bytes: int
+    pool_bytes: int
+
+
 class ProbeTransfer(Result):
     """Pages between processes, one per device (torch.distributed), and direct peer copies."""
 
     backend: str  # nccl or gloo
     world: int
     launcher: str
+    devices: tuple[PeerDevice, ...]  # every rank's, in rank order
     page_bytes: int
     pages: int
     pairs: tuple[TransferCurve, ...]  # every ordered pair
