@@ -40,6 +40,9 @@ GPUS = ["h100", "a100-40gb", "l4", "b200", "mi300x", "nope", "h100,l4"]
 KV = ["auto", "fp8", "int4", "bf16", "fp9"]
 ENGINES = ["vllm", "sglang", "trtllm", "raw", "tgi"]
 
+MEASURED = [str(ROOT / "examples" / "cpu_offload" / "probe_offload_llama3-8b.json"), "/etc/hostname", "nope.json",
+            "/tmp", str(ROOT / "examples" / "capacity.yaml")]
+
 # command -> (positional choices, {option: values})
 OPTIONS = {
     "size": (MODELS, {"--ctx": TOKENS, "--batch": COUNTS, "--tp": COUNTS, "--block-size": COUNTS, "--kv-dtype": KV}),
@@ -55,7 +58,7 @@ OPTIONS = {
     "offload": (MODELS, {"--gpu": GPUS, "--prefix": TOKENS, "--link": ["pcie4", "nvme,pcie5", "warp"],
                          "--link-gbps": GIBS, "--latency-us": GIBS, "--mfu": FRACTIONS, "--tflops": GIBS,
                          "--params": ["8e9", "1e12"], "--tp": COUNTS, "--host-gib": GIBS, "--nvme-gib": GIBS,
-                         "--kv-dtype": KV}),
+                         "--kv-dtype": KV, "--measured": MEASURED}),
     "frag": (MODELS, {"--gpu": GPUS, "--kv-gib": GIBS, "--workload": ["chat", "fixed:100,0", "uniform:1-64,0-64", "zipf"],
                       "--requests": ["1", "10", "60"], "--seed": COUNTS, "--rate": ["0.5", "100"], "--step-ms": ["1", "30"],
                       "--max-len": TOKENS, "--block-size": COUNTS, "--shared-prefix": ["0", "8", "100", "8191"],
