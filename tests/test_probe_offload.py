@@ -307,3 +307,8 @@ def test_fit_without_latency_is_no_faster_than_seen():
     # through the origin: sum(x^2) / sum(x y) in B/s; never above the best point's 1.05 GB/s (2e6 B / 1.9 ms)
     xs, ys = [1e6, 2e6, 4e6, 8e6], [1e-3, 1.9e-3, 3.9e-3, 8.3e-3]
     assert rate == pytest.approx(min(sum(x * x for x in xs) / sum(x * y for x, y in zip(xs, ys)) / 1e9, 2 / 1.9))
+
+
+def test_offload_measured_refuses_a_second_rate(probe_json, capsys):
+    assert main(["offload", "llama3-8b", "--gpu", "h100", "--measured", str(probe_json), "--tflops", "500"]) == 2
+    assert "drop --tflops" in capsys.readouterr().err

@@ -95,6 +95,8 @@ class OffloadInputs:
     def check(self) -> None:
         if not 0 < self.mfu <= 1:
             raise InputError(f"--mfu {self.mfu} is outside (0, 1]; a typical prefill reaches 0.4-0.6")
+        if self.measured and self.tflops:
+            raise InputError("--measured takes the prefill rate from the probe; drop --tflops (or --measured)")
         if self.tp < 1:
             raise InputError(f"--tp {self.tp} must be at least 1 (the GPUs sharing the prefill)")
         for flag, value in (("--link-gbps", self.link_gbps), ("--tflops", self.tflops), ("--params", self.params)):

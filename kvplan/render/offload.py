@@ -15,6 +15,11 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.3f} ms"
 
 
+def wins_from(first: int | None) -> str:
+    """Where reloading starts to win: never, at any prefix, or from a length."""
+    return "never" if first is None else "any prefix" if first == 1 else f"{first:,} tokens"
+
+
 def render_offload(console: Console, r: OffloadResult, explain: bool = False) -> None:
     gpus = f"{r.tp} x {r.gpu}" if r.tp > 1 else r.gpu
     console.print(f"[bold]{r.model}[/] on {gpus}: an evicted prefix of {r.prefix_tokens:,} tokens, "
@@ -27,8 +32,7 @@ def render_offload(console: Console, r: OffloadResult, explain: bool = False) ->
     for name in ("Tier", "GB/s", "Load", "Ratio", "Faster", "Break-even GB/s", "Load wins from"):
         table.add_column(name, justify="left" if name in ("Tier", "Faster") else "right")
     for t in r.tiers:
-        first = t.breakeven_prefix_tokens
-        wins = "never" if first is None else "any prefix" if first == 1 else f"{first:,} tokens"
+        wins = wins_from(t.breakeven_prefix_tokens)
         table.add_row(t.tier, f"{t.gbps:,.4g}", _ms(t.load_s), f"{t.ratio:,.1f}x", t.verdict.split(",")[0],
                       f"{t.breakeven_gbps:,.2f}", wins)
     console.print(table)

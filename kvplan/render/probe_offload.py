@@ -6,6 +6,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from kvplan.render.offload import wins_from
 from kvplan.results.offload import ReloadVerdict
 from kvplan.results.probe_offload import ProbeOffload, ProbeTransfer, TransferCurve
 from kvplan.units import fmt_binary
@@ -44,10 +45,8 @@ def _verdicts(rows: dict[str, ReloadVerdict]) -> Table:
     for name in ("Basis", "GB/s", "TFLOPS", "Reload", "Recompute", "Ratio", "Reload wins from"):
         table.add_column(name, justify="left" if name == "Basis" else "right", no_wrap=name != "Basis")
     for label, v in rows.items():
-        first = v.breakeven_prefix_tokens
-        wins = "never" if first is None else "any prefix" if first == 1 else f"{first:,} tokens"
         table.add_row(label, _rate(v.link_gbps), f"{v.tflops:,.3g}", _ms(v.load_s), _ms(v.recompute_s),
-                      _ratio(v.ratio), wins)
+                      _ratio(v.ratio), wins_from(v.breakeven_prefix_tokens))
     return table
 
 
