@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 
 from kvplan.errors import InputError
 
@@ -29,7 +30,7 @@ MAX_LIST = 10_000  # items in a comma-separated list
 MAX_TIMEOUT_S = 86_400.0  # a day for one measurement
 
 
-_TOKENS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
+_TOKENS = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
 _TOKEN_SCALE = {"": 1, "k": 1024, "m": 1024**2}
 
 
@@ -45,8 +46,10 @@ def tokens(text: object, name: str = "tokens", *, minimum: int = 1) -> int:
         match = _TOKENS.match(str(text))
         if not match:
             raise InputError(f"{name}: cannot read {str(text)!r} as a token count; write e.g. 4096, 32k or 1m")
-        scaled = float(match.group(1)) * _TOKEN_SCALE[match.group(2).lower()]
-        if scaled != int(scaled):
+        if len(match.group(1)) > 40:  # beyond any bound, and beyond what int() reads from a string
+            raise InputError(f"{name} {str(text)[:20]}... is out of range; use {minimum:,}..{MAX_TOKENS:,} tokens")
+        scaled = Fraction(match.group(1)) * _TOKEN_SCALE[match.group(2).lower()]  # exact: 10^23 stays 10^23
+        if scaled.denominator != 1:
             raise InputError(f"{name} {text} is not a whole number of tokens")
         value = int(scaled)
     if not minimum <= value <= MAX_TOKENS:

@@ -265,7 +265,7 @@ def test_overview_lists_every_model(catalog):
 @pytest.mark.parametrize("argv, message", [
     (["batch", "llama3-8b", "--gpu", "h100", "--util", "0"], "--util 0 is outside (0, 1]"),
     (["batch", "llama3-8b", "--gpu", "h100", "--util", "1.5"], "--util 1.5 is outside (0, 1]"),
-    (["batch", "llama3-8b", "--gpu", "h100", "--in", "-1"], "cannot read '-1' as a token count"),
+    (["batch", "llama3-8b", "--gpu", "h100", "--in", "-1"], "--in -1 is out of range; use 1..1,073,741,824 tokens"),
     (["batch", "llama3-8b", "--gpu", "h100", "--tp", "3"], "--tp 3 does not divide"),
     (["batch", "llama3-8b", "--gpu", "h1000"], "unknown GPU 'h1000'"),
     (["batch", "llama3-8b", "--gpu", "h100", "--engine", "tgi"], "unknown engine 'tgi'"),

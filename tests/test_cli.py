@@ -80,7 +80,7 @@ def test_size_json_schema_is_stable(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["size", "lama3-70b"], "error: unknown model 'lama3-70b' (closest: llama3-70b"),
     (["size", "llama3-70b", "--ctx", "0"], "error: --ctx 0 is out of range; use 1..1,073,741,824 tokens"),
-    (["size", "llama3-70b", "--ctx", "-5"], "error: --ctx: cannot read '-5' as a token count"),
+    (["size", "llama3-70b", "--ctx", "-5"], "error: --ctx -5 is out of range; use 1..1,073,741,824 tokens"),
     (["size", "llama3-70b", "--ctx", "99999999999"], "error: --ctx 99,999,999,999 is out of range"),
     (["size", "llama3-70b", "--batch", "0"], "error: --batch 0 is out of range"),
     (["size", "llama3-70b", "--tp", "3"], "error: --tp 3 does not divide llama3-70b's 64 attention heads"),

@@ -109,7 +109,7 @@ def test_workloads():
 
 @pytest.mark.parametrize("content, suffix, message", [
     ("input_tokens,output\n1,2\n", ".csv", ":1: missing column(s) output_tokens"),
-    ("input_tokens,output_tokens\n10,5\n-3,5\n", ".csv", ":3: input_tokens: cannot read '-3' as a token count"),
+    ("input_tokens,output_tokens\n10,5\n-3,5\n", ".csv", ":3: input_tokens -3 is out of range; use 1..1,073,741,824 tokens"),
     ("input_tokens,output_tokens\n10,x\n", ".csv", ":2: output_tokens: cannot read 'x' as a token count"),
     ('{"input_tokens": 3, "output_tokens": 4}\n{bad\n', ".jsonl", ":2: not JSON"),
     ('{"input_tokens": 3}\n', ".jsonl", ":1: missing output_tokens"),

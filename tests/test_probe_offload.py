@@ -278,6 +278,9 @@ def test_offload_measured_needs_the_offload_section(tmp_path, capsys):
     (["--offload", "--prefix", "1000m"], "of host memory"),  # 1,000 x 2^20 tokens of KV, twice over
     (["--offload", "--device", "cuda:5"], "does not exist"),
     (["--plot", "x.png"], "add --offload or --peers"),
+    (["--prefix", "512"], "add --offload or --peers"),
+    (["--peer-timeout", "60"], "--peer-timeout is the deadline of --peers"),
+    (["--offload", "--plot", "/proc/x.png"], "cannot write in /proc"),
     (["--offload", "--plot", "missing/x.png"], "does not exist"),
 ])
 def test_probe_offload_bad_input(args, message, capsys, tmp_path, monkeypatch):
@@ -310,5 +313,25 @@ def test_fit_without_latency_is_no_faster_than_seen():
 
 
 def test_offload_measured_refuses_a_second_rate(probe_json, capsys):
-    assert main(["offload", "llama3-8b", "--gpu", "h100", "--measured", str(probe_json), "--tflops", "500"]) == 2
+    assert main(["offload", "smollm2-135m", "--gpu", "h100", "--measured", str(probe_json), "--tflops", "500"]) == 2
     assert "drop --tflops" in capsys.readouterr().err
+
+
+def test_offload_measured_is_for_the_model_probed(probe_json, capsys):
+    assert main(["offload", "llama3-8b", "--gpu", "h100", "--measured", str(probe_json)]) == 2
+    assert "the probe measured smollm2-135m, not llama3-8b" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("achieved_tflops", float("nan"), "achieved_tflops nan is not a number"),
+    ("achieved_tflops", 0, "achieved_tflops 0 is outside (0, 100,000] TFLOPS"),
+    ("link_gbps", -1.0, "link_gbps -1 is outside (0, 100,000] GB/s"),
+])
+def test_offload_measured_checks_every_figure(probe_json, tmp_path, capsys, key, value, message):
+    data = json.loads(probe_json.read_text())
+    data["offload"]["recompute" if key == "achieved_tflops" else "measured"][key] = value
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data))  # json writes nan as NaN, which json reads back
+    assert main(["offload", "smollm2-135m", "--gpu", "h100", "--measured", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

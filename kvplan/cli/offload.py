@@ -46,17 +46,18 @@ def offload(
     from kvplan.render.offload import render_offload
 
     chosen = links or tuple(LINKS)
+    cat = catalog(specs)
+    spec = cat.model(model)
     inputs = OffloadInputs(kv_dtype=kv_dtype, mfu=mfu, tflops=tflops, params=None if params is None else int(params),
                            attention=not no_attention, latency_us=latency_us, links=chosen, link_gbps=link_gbps,
                            host_gib=host_gib, nvme_gib=nvme_gib, sweep=sweep_prefix, tp=tp,
-                           measured=read_measured(measured) if measured else None)
-    cat = catalog(specs)
-    result = offload_(cat.model(model), cat.gpu(gpu), prefix, inputs)
+                           measured=read_measured(measured, spec.name) if measured else None)
+    result = offload_(spec, cat.gpu(gpu), prefix, inputs)
     print_json(console, result) if json else render_offload(console, result, explain=explain)
 
 
-def read_measured(path: Path):
-    """The measured host from a probe's JSON: one line naming the file and the fix otherwise."""
+def read_measured(path: Path, model: str):
+    """The measured host from a probe's JSON of this model: one line naming the file and the fix otherwise."""
     import json
 
     from pydantic import ValidationError
@@ -65,8 +66,11 @@ def read_measured(path: Path):
     from kvplan.results.probe import ProbeResult
     from kvplan.specs.yamlio import read_text
 
-    fix = "write it with kvplan probe MODEL --offload --json > FILE"
-    text = read_text(path, "--measured file", InputError)
+    fix = f"write it with kvplan probe {model} --offload --json > FILE"
+    try:
+        text = read_text(path, "probe JSON", InputError)
+    except InputError as err:
+        raise InputError(f"--measured {err}; {fix}") from None
     try:
         probe = ProbeResult.model_validate(json.loads(text))
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -77,4 +81,11 @@ def read_measured(path: Path):
     host = probe.measured_host()
     if host is None:
         raise InputError(f"--measured {path}: the probe ran without --offload, so it measured no reload; {fix}")
+    if probe.model != model:  # the prefill rate depends on the model's shapes
+        raise InputError(f"--measured {path}: the probe measured {probe.model}, not {model}; {fix}")
+    for key, value, read in (("measured.link_gbps", host.reload_gbps, bounds.gbps),
+                             ("measured.latency_us", host.reload_latency_us, bounds.latency_us),
+                             ("recompute.achieved_tflops", host.achieved_tflops, bounds.tflops),
+                             ("recompute.peak_tflops", host.peak_tflops or 1.0, bounds.tflops)):
+        read(value, f"--measured {path}: offload.{key}")
     return host

@@ -33,7 +33,7 @@ def probe(
     offload: Annotated[bool, typer.Option("--offload", help="Also reload a prefix host <-> device and recompute it: measured GB/s, MFU, verdict.", rich_help_panel=SECTIONS)] = False,
     peers: Annotated[bool, typer.Option("--peers", help="Also move pages between every pair of GPUs (two CPU processes over gloo with --device cpu).", rich_help_panel=SECTIONS)] = False,
     prefix: Annotated[Optional[int], value(bounds.tokens, "--prefix", "-p", metavar="TOKENS", help="Prefix to reload, recompute and move (default 4096 on CUDA, 256 on CPU).", rich_help_panel=SECTIONS)] = None,
-    peer_timeout: Annotated[float, value(bounds.seconds, "--peer-timeout", metavar="SECONDS", help="Deadline for the whole peer transfer.", rich_help_panel=SECTIONS)] = 300.0,
+    peer_timeout: Annotated[Optional[float], value(bounds.seconds, "--peer-timeout", metavar="SECONDS", help="Deadline for the whole peer transfer (default 300).", rich_help_panel=SECTIONS)] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Draw GB/s against transfer size (.png/.svg).", rich_help_panel=SECTIONS)] = None,
     offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
@@ -43,6 +43,10 @@ def probe(
     """
     from kvplan.probe import require_torch
 
+    if prefix is not None and not (offload or peers):
+        raise InputError("--prefix sets what --offload and --peers move: add --offload or --peers")
+    if peer_timeout is not None and not peers:
+        raise InputError("--peer-timeout is the deadline of --peers: add --peers")
     if plot:
         from kvplan.render.output import output_path
         from kvplan.render.plot import PLOT_SUFFIXES
@@ -60,7 +64,8 @@ def probe(
     cat = catalog(specs)
     opts = ProbeOptions(device=device, ctx=ctx, batch=batch, kv_dtype=kv_dtype,
                         block_size=block_size, util=util, max_gib=max_gib, with_weights=with_weights, impl=impl,
-                        seed=seed, offload=offload, peers=peers, prefix=prefix, peer_timeout=peer_timeout)
+                        seed=seed, offload=offload, peers=peers, prefix=prefix,
+                        peer_timeout=peer_timeout or 300.0)
     with Progress(console=err_console, transient=True, disable=json or not err_console.is_terminal) as progress:
         task = progress.add_task("probe", total=8 + 5 * offload)
         step = lambda label: progress.update(task, advance=1, description=label)  # noqa: E731

@@ -34,7 +34,8 @@ def explain_table(steps: Iterable[Step], title: str = "How it is computed") -> T
     return table
 
 
-_NUMBER_UNIT = re.compile(r"(\d[\d,.]*) (GiB|MiB|KiB|GB|MB|kB|TB|B|ms|s|GB/s|TB/s|TFLOPS|TFLOP|tokens|%)(?=[\s,.;:)]|$)")
+_NUMBER_UNIT = re.compile(r"(\d[\d,.]*) (GiB|MiB|KiB|GB|MB|kB|TB|B|ms|s|us|GB/s|TB/s|TFLOPS|TFLOP|tokens|pages|layers|%)"
+                          r"(?=[\s,.;:)]|$)")
 
 
 def wrap_prose(text: str, width: int) -> str:
@@ -42,6 +43,17 @@ def wrap_prose(text: str, width: int) -> str:
     protected = _NUMBER_UNIT.sub(lambda m: f"{m[1]}\x00{m[2]}", text)
     return textwrap.fill(protected, width=max(width, 20), break_long_words=False,
                          break_on_hyphens=False).replace("\x00", " ")
+
+
+def print_prose(console: Console, text: str, bold: str = "", style: str = "") -> None:
+    """A line of prose wrapped as wrap_prose wraps it (never between a number and its unit), with
+    an optional bold lead phrase; `\x00` in text keeps two words together ("torch\x002.13")."""
+    from rich.text import Text
+
+    line = Text(wrap_prose(bold + text, console.width), style=style)
+    if bold:
+        line.stylize("bold", 0, len(bold))
+    console.print(line)
 
 
 def origin_line(origin: str | None) -> str:

@@ -6,13 +6,18 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from kvplan.render.base import explain_table, origin_line
+from kvplan.render.base import explain_table, origin_line, print_prose
 from kvplan.results.offload import OffloadResult
 from kvplan.units import fmt_binary, fmt_bytes
 
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.3f} ms"
+
+
+def _digits(value: float) -> str:
+    """About 3 significant digits, never an exponent: 0.0123, 970, 2,060, 11,100."""
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
 
 
 def wins_from(first: int | None) -> str:
@@ -22,11 +27,11 @@ def wins_from(first: int | None) -> str:
 
 def render_offload(console: Console, r: OffloadResult, explain: bool = False) -> None:
     gpus = f"{r.tp} x {r.gpu}" if r.tp > 1 else r.gpu
-    console.print(f"[bold]{r.model}[/] on {gpus}: an evicted prefix of {r.prefix_tokens:,} tokens, "
-                  f"{fmt_bytes(r.kv_bytes)} of {r.kv_dtype} KV" + (" per GPU" if r.tp > 1 else ""))
-    console.print(f"Recompute: {_ms(r.recompute_s)} = weights {_ms(r.recompute_linear_s)} + attention "
-                  f"{_ms(r.recompute_attention_s)} ({r.params_per_token / 1e9:,.2f}B params per token, "
-                  f"{r.tflops:g} TFLOPS x MFU {r.mfu:g}; {r.tflops_source})")
+    print_prose(console, f" on {gpus}: an evicted prefix of {r.prefix_tokens:,} tokens, "
+                f"{fmt_bytes(r.kv_bytes)} of {r.kv_dtype} KV" + (" per GPU" if r.tp > 1 else ""), bold=r.model)
+    print_prose(console, f"Recompute: {_ms(r.recompute_s)} = weights {_ms(r.recompute_linear_s)} + attention "
+                f"{_ms(r.recompute_attention_s)} ({r.params_per_token / 1e9:,.2f}B\x00params per token, "
+                f"{r.tflops:g} TFLOPS x MFU {r.mfu:.3g}; {r.tflops_source})")
     table = Table(title="Load or recompute, per tier (ratio = recompute time / load time)", title_justify="left",
                   box=box.SIMPLE_HEAD)
     for name in ("Tier", "GB/s", "Load", "Ratio", "Faster", "Break-even GB/s", "Load wins from"):
@@ -51,8 +56,8 @@ def render_offload(console: Console, r: OffloadResult, explain: bool = False) ->
         for name in names:
             sweep.add_column(name.replace("nvlink-", ""), justify="right", no_wrap=True)
         for row in r.sweep:
-            sweep.add_row(f"{row.prefix_tokens:,}", f"{row.recompute_s * 1e3:.3g}",  # 3 digits: 80 columns
-                          *[f"{row.load_s[n] * 1e3:.3g}{row.winner[n][0].upper()}" for n in names])
+            sweep.add_row(f"{row.prefix_tokens:,}", _digits(row.recompute_s * 1e3),  # 3 digits: 80 columns
+                          *[f"{_digits(row.load_s[n] * 1e3)}{row.winner[n][0].upper()}" for n in names])
         console.print(sweep)
     if explain:
         console.print(explain_table(r.explain))

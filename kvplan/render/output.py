@@ -40,6 +40,11 @@ def folder_must_exist(folder: Path, flag: str, shown: Path | None = None) -> Non
         raise InputError(f"{flag} {shown}: the folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"{flag} {shown}: the folder {folder} is not writable; pick another")
+    try:  # permissions can say yes where the file system says no (/proc, a read-only mount, root's access())
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise InputError(f"{flag} {shown}: cannot write in {folder} ({exc.strerror or exc}); pick another path") from None
 
 
 def write_output(path: Path, data: str | bytes, flag: str) -> None:

@@ -132,13 +132,14 @@ def plot_transfer(r: ProbeResult, path: Path) -> None:
     """`kvplan probe --offload/--peers --plot`: GB/s against transfer size, a line per way of moving
     pages, with the database's host link (and NVLink) as dashed lines."""
     plt = _pyplot()
-    curves = [*(r.offload.reload.curves if r.offload else ()), *(r.transfer.pairs if r.transfer else ()),
-              *(r.transfer.peer_copies if r.transfer else ())]
+    t = r.transfer
+    curves = [*(r.offload.reload.curves if r.offload else ()),
+              *((*t.pairs, *([t.all_to_one] if t.all_to_one else []), *t.peer_copies) if t else ())]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for c in curves:
         ax.plot([p.bytes for p in c.points], [p.gbps for p in c.points], marker="o", label=f"{c.name}, {c.method}")
     lines = {"host link (database)": r.offload.reload.datasheet_gbps if r.offload else None,
-             "NVLink per direction (database)": r.transfer.nvlink_gbps if r.transfer else None}
+             "NVLink per direction (database)": t.nvlink_gbps if t else None}
     for label, value in lines.items():
         if value:
             ax.axhline(value, linestyle="--", color="grey", linewidth=1)

@@ -6,6 +6,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from kvplan.render.base import print_prose
 from kvplan.render.offload import wins_from
 from kvplan.results.offload import ReloadVerdict
 from kvplan.results.probe_offload import ProbeOffload, ProbeTransfer, TransferCurve
@@ -53,35 +54,35 @@ def _verdicts(rows: dict[str, ReloadVerdict]) -> Table:
 def render_offload_section(console: Console, o: ProbeOffload) -> None:
     r, c = o.reload, o.recompute
     against = f"; % of {r.datasheet_gbps:g} GB/s, {r.datasheet_link}" if r.datasheet_gbps else ""
-    console.print(f"[bold]Reload[/] a {r.prefix_tokens:,}-token prefix: {r.layers} layers, {r.pages:,} pages, "
-                  f"{fmt_binary(r.host_bytes)} each side" + (", pinned host memory" if r.pinned else
-                  " (on the CPU both sides are host memory)") + against)
+    print_prose(console, f" a {r.prefix_tokens:,}-token prefix: {r.layers} layers, {r.pages:,} pages, "
+                f"{fmt_binary(r.host_bytes)} each side" + (", pinned host memory" if r.pinned else
+                " (on the CPU both sides are host memory)") + against, bold="Reload")
     console.print(_curves("Copies through the page tables, timed at 1 page to the whole pool",
                           list(r.curves), r.datasheet_gbps))
     if r.states_bytes:
-        console.print(f"[dim]{r.states_bytes:,} B of constant state a request are not pages: not copied.[/]")
+        print_prose(console, f"{r.states_bytes:,} B of constant state a request are not pages: not copied.", style="dim")
     peak = (f"MFU {c.mfu:.2f} of {c.peak_tflops:g} TFLOPS ({c.peak_source}); kvplan offload assumes "
             f"{c.assumed_mfu:g}" if c.mfu is not None else
             f"no datasheet peak on the CPU, so no MFU; kvplan offload assumes {c.assumed_mfu:g} of a GPU's")
-    console.print(f"[bold]Recompute[/] the prefix: {c.layers_timed} of {c.layers_total} layers timed ({c.shapes}), "
-                  f"{c.dtype}: {_ms(c.ms / 1e3)}, {c.achieved_tflops:,.3g} TFLOPS achieved; {peak}")
+    print_prose(console, f" the prefix: {c.layers_timed} of {c.layers_total} layers timed ({c.shapes}), "
+                f"{c.dtype}: {_ms(c.ms / 1e3)}, {c.achieved_tflops:,.3g} TFLOPS achieved; {peak}", bold="Recompute")
     rows = {label: v for label, v in (("assumed", o.predicted), ("measured", o.measured)) if v}
     console.print(_verdicts(rows))
     for label, v in rows.items():
-        console.print(f"[dim]{label}: {v.basis}; reload = {v.kv_bytes:,} B / {_rate(v.link_gbps)} GB/s + "
-                      f"{v.latency_us:,.0f} us[/]")
+        print_prose(console, f"{label}: {v.basis}; reload = {v.kv_bytes:,} B / {_rate(v.link_gbps)} GB/s + "
+                    f"{v.latency_us:,.0f} us", style="dim")
 
 
 def render_transfer_section(console: Console, t: ProbeTransfer) -> None:
-    console.print(f"[bold]Peers[/]: {t.world} processes, {t.backend} ({t.launcher}); a page is "
-                  f"{t.page_bytes:,} B (one block of every layer), {t.pages:,} pages at most")
+    print_prose(console, f": {t.world} processes, {t.backend} ({t.launcher}); a page is {t.page_bytes:,} B (one "
+                f"block of every layer), {t.pages:,} pages at most", bold="Peers")
     for d in t.devices:
-        console.print(f"  rank {d.rank}: {d.device} ({d.name}), {fmt_binary(d.free_bytes)} free of "
-                      f"{fmt_binary(d.total_bytes)}; pools {fmt_binary(d.pool_bytes)}", markup=False)
+        print_prose(console, f"rank {d.rank}: {d.device} ({d.name}), {fmt_binary(d.free_bytes)} free of "
+                    f"{fmt_binary(d.total_bytes)}; pools {fmt_binary(d.pool_bytes)}")
     curves = [*t.pairs, *([t.all_to_one] if t.all_to_one else []), *t.peer_copies]
     console.print(_curves("Pages between devices, timed by the receiver", curves, None))
     for line in t.topology:
-        console.print(f"  {line}", markup=False)
+        print_prose(console, line)
     if t.nvlink_gbps:
-        console.print(f"[dim]The GPU database: NVLink {t.nvlink_gbps:,g} GB/s per direction, host link "
-                      f"{t.pcie_gbps:,g} GB/s.[/]")
+        print_prose(console, f"The GPU database: NVLink {t.nvlink_gbps:,g} GB/s per direction, host link "
+                    f"{t.pcie_gbps:,g} GB/s.", style="dim")
