@@ -28,6 +28,42 @@ def test_contiguous_space_first_fit_and_coalescing():
     assert space.holes() == [(0, 100)] and space.free_total == 100  # every freed token reusable
 
 
+def _reference_holes(free: list[bool]) -> list[tuple[int, int]]:
+    """Maximal runs of free tokens in a bitmap: the holes any correct allocator must report."""
+    holes, start = [], None
+    for i, is_free in enumerate([*free, False]):
+        if is_free and start is None:
+            start = i
+        elif not is_free and start is not None:
+            holes.append((start, i - start))
+            start = None
+    return holes
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.booleans(), st.integers(1, 200), st.lists(st.tuples(st.booleans(), st.integers(1, 60)), max_size=60))
+def test_contiguous_space_against_a_bitmap(best_fit, size, ops):
+    """Every alloc returns the hole the rule names (first: lowest address; best: smallest, then
+    lowest), and the holes, their total and the largest match a token bitmap after every step."""
+    space, free, live = ContiguousSpace(size, best_fit), [True] * size, []
+    for is_alloc, n in ops:
+        if is_alloc or not live:
+            fitting = [(length, start) for start, length in _reference_holes(free) if length >= n]
+            want = (min(fitting)[1] if best_fit else min(start for _, start in fitting)) if fitting else None
+            got = space.alloc(n)
+            assert got == want
+            if got is not None:
+                free[got:got + n] = [False] * n
+                live.append((got, n))
+        else:
+            start, length = live.pop(n % len(live))
+            space.free(start, length)
+            free[start:start + length] = [True] * length
+        holes = _reference_holes(free)
+        assert space.holes() == holes and space.free_total == sum(free)
+        assert space.largest() == max((length for _, length in holes), default=0)
+
+
 def test_block_pool_reference_counts():
     pool = BlockPool(4)
     block = pool.alloc()

@@ -1,96 +1,78 @@
 """Real allocators over a KV address space counted in tokens (bytes = tokens x KV bytes per token).
 
-ContiguousSpace: first-fit or best-fit over [0, size); free holes are kept sorted by address (and,
-for best-fit, by size), coalesced on free, and the largest one is tracked (a heap with lazy
-deletion) for the external-fragmentation metric.
+ContiguousSpace: first-fit or best-fit over [0, size); free holes are kept sorted by address and
+by size, coalesced on free; the largest (for the external-fragmentation metric) is the last by size.
 BlockPool: fixed-size blocks from a free list, with reference counts for shared blocks.
 """
 
 from __future__ import annotations
 
 import bisect
-import heapq
 
 
 class ContiguousSpace:
+    """Holes as two parallel lists sorted by address (starts, lens: a plain list scans and shifts
+    fastest) and one list sorted by (length, start): best-fit's search, and the largest hole as its
+    last entry. Every operation is a bisection and a few list edits; no heap, no cache to keep."""
+
     def __init__(self, size: int, best_fit: bool = False):
         self.size, self.best_fit = size, best_fit
-        self.by_size: list[tuple[int, int]] = [(size, 0)] if size else []  # (length, start), best-fit
         self.starts: list[int] = [0] if size else []
-        self.lens: list[int] = [size] if size else []  # parallel to starts: a plain list scans fastest
-        self.lengths: dict[int, int] = {0: size} if size else {}
+        self.lens: list[int] = [size] if size else []
+        self.by_size: list[tuple[int, int]] = [(size, 0)] if size else []  # (length, start)
         self.free_total = size
-        self._largest: list[tuple[int, int]] = [(-size, 0)] if size else []
-        self._big: int | None = size  # largest(), until a hole is added or removed
-
-    def _add_hole(self, start: int, length: int, i: int | None = None) -> None:
-        i = bisect.bisect_left(self.starts, start) if i is None else i
-        self.starts.insert(i, start)
-        self.lens.insert(i, length)
-        self.lengths[start] = length
-        self._big = None
-        heapq.heappush(self._largest, (-length, start))
-        if self.best_fit:
-            bisect.insort(self.by_size, (length, start))
-
-    def _remove_hole(self, i: int) -> int:
-        start = self.starts.pop(i)
-        del self.lens[i]
-        length = self.lengths.pop(start)
-        self._big = None
-        if self.best_fit:
-            del self.by_size[bisect.bisect_left(self.by_size, (length, start))]
-        return length
 
     def alloc(self, n: int) -> int | None:
         """First-fit: the lowest-addressed hole of at least n tokens; best-fit: the smallest such
         hole (lowest address among equals); None when no hole is large enough."""
-        if self.largest() < n:  # fail fast: under memory pressure most attempts fail
+        by_size = self.by_size
+        if not by_size or by_size[-1][0] < n:  # fail fast: under memory pressure most attempts fail
             return None
+        starts, lens = self.starts, self.lens
         if self.best_fit:
-            length, start = self.by_size[bisect.bisect_left(self.by_size, (n, -1))]
-            i = bisect.bisect_left(self.starts, start)
-            self._remove_hole(i)
-            if length > n:
-                self._add_hole(start + n, length - n, i)
-            self.free_total -= n
-            return start
-        for i, length in enumerate(self.lens):
-            if length >= n:
-                start = self.starts[i]
-                self._remove_hole(i)
-                if length > n:
-                    self._add_hole(start + n, length - n, i)
-                self.free_total -= n
-                return start
-        return None
+            j = bisect.bisect_left(by_size, (n, -1))
+            length, start = by_size[j]
+            i = bisect.bisect_left(starts, start)
+        else:
+            i = next(i for i, length in enumerate(lens) if length >= n)
+            start, length = starts[i], lens[i]
+            j = bisect.bisect_left(by_size, (length, start))
+        del by_size[j]
+        if length > n:  # the hole shrinks from its start and keeps its place by address
+            starts[i], lens[i] = start + n, length - n
+            bisect.insort(by_size, (length - n, start + n))
+        else:
+            del starts[i], lens[i]
+        self.free_total -= n
+        return start
 
     def free(self, start: int, n: int) -> None:
         """Return [start, start + n) and coalesce it with the holes on either side."""
         self.free_total += n
-        i = bisect.bisect_left(self.starts, start)
-        if i < len(self.starts) and self.starts[i] == start + n:  # merge with the hole after
-            n += self._remove_hole(i)
-        if i > 0 and self.starts[i - 1] + self.lens[i - 1] == start:  # and the one before
+        starts, lens, by_size = self.starts, self.lens, self.by_size
+        i = bisect.bisect_left(starts, start)
+        end = start + n
+        after = i < len(starts) and starts[i] == end
+        if after:
+            del by_size[bisect.bisect_left(by_size, (lens[i], end))]
+        if i > 0 and starts[i - 1] + lens[i - 1] == start:  # grow the hole before over it (and the one after)
             i -= 1
-            start = self.starts[i]
-            n += self._remove_hole(i)
-        self._add_hole(start, n, i)
+            del by_size[bisect.bisect_left(by_size, (lens[i], starts[i]))]
+            lens[i] += n + (lens[i + 1] if after else 0)
+            if after:
+                del starts[i + 1], lens[i + 1]
+        elif after:  # the hole after starts earlier
+            starts[i], lens[i] = start, lens[i] + n
+        else:
+            starts.insert(i, start)
+            lens.insert(i, n)
+        bisect.insort(by_size, (lens[i], starts[i]))
 
     def largest(self) -> int:
-        if self._big is not None:
-            return self._big
-        while self._largest:
-            length, start = self._largest[0]
-            if self.lengths.get(start) == -length:
-                self._big = -length
-                return -length
-            heapq.heappop(self._largest)
-        self._big = 0
-        return 0
+        return self.by_size[-1][0] if self.by_size else 0
 
     def holes(self) -> list[tuple[int, int]]:
-        return [(s, self.lengths[s]) for s in self.starts]
+        return list(zip(self.starts, self.lens))
 
 
 class BlockPool:
