@@ -335,3 +335,36 @@ def test_offload_measured_checks_every_figure(probe_json, tmp_path, capsys, key,
     assert main(["offload", "smollm2-135m", "--gpu", "h100", "--measured", str(path)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_failed_allocation_is_one_line_and_frees_what_was_made(catalog, monkeypatch):
+    layout = _layout(catalog)
+    made, real = [], torch.empty
+
+    def empty_then_fail(*args, **kwargs):
+        if len(made) == 3:
+            raise RuntimeError("CUDA error: out of memory\nmore detail")
+        made.append(weakref.ref(real(*args, **kwargs)))
+        return made[-1]()
+
+    monkeypatch.setattr(torch, "empty", empty_then_fail)
+    with pytest.raises(InputError, match="could not allocate the reload pools .*: CUDA error: out of memory; lower"):
+        with pools(layout, CPU, seed=0):
+            pass
+    monkeypatch.undo()
+    gc.collect()
+    assert len(made) == 3 and all(r() is None for r in made)
+
+
+def test_recompute_out_of_memory_is_one_line(catalog, monkeypatch):
+    from kvplan.probe import recompute
+
+    def no_memory(*_args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(recompute, "_layer", no_memory)
+    with pytest.raises(InputError, match="ran out of memory on cpu; lower --prefix"):
+        measure_recompute(catalog.model("smollm2-135m"), 32, CPU, spare=GIB, gpu=None, seed=0)
+    monkeypatch.setattr(recompute, "_layer", lambda *_args: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):  # not a memory error: not dressed up as one
+        measure_recompute(catalog.model("smollm2-135m"), 32, CPU, spare=GIB, gpu=None, seed=0)

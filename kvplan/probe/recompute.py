@@ -113,10 +113,15 @@ def measure_recompute(model: ModelSpec, prefix: int, device: torch.device, spare
                          f"({layers} layers' weights and the activations), more than the {fmt_binary(max(spare, 0))} "
                          "it can spare; lower --prefix")
     generator = torch.Generator(device=device).manual_seed(seed)
-    weights = [_layer(s, dtype, device, generator) for _ in range(layers)]
+    weights: list[list[torch.Tensor]] = []
     try:
+        weights += [_layer(s, dtype, device, generator) for _ in range(layers)]
         x = torch.randn((prefix, s.hidden), generator=generator, device=device).to(dtype)
         ms = median_ms(lambda: _forward(x, weights, s), device, warmup=2 if cuda else 1, runs=10 if cuda else 3)
+    except RuntimeError as err:  # out of memory after all (another process took it meanwhile)
+        if not isinstance(err, torch.cuda.OutOfMemoryError) and "allocate" not in str(err):
+            raise
+        raise InputError(f"recomputing a {prefix:,}-token prefix ran out of memory on {device}; lower --prefix") from None
     finally:
         weights.clear()
     flops = layers * (s.linear_flops(prefix) + s.attention_flops(prefix))

@@ -118,9 +118,14 @@ def pools(layout: ReloadLayout, device: torch.device, seed: int):
 
     try:
         rows = [((pages, size // word(size).itemsize), word(size)) for pages, size in layout.layers]
-        host = [empty(shape, dtype, "cpu") for shape, dtype in rows]
-        dev = [empty(shape, dtype, device) for shape, dtype in rows]
-        stage = [empty(layout.pool_bytes, torch.uint8, where) for where in ("cpu", device)]
+        try:
+            host = [empty(shape, dtype, "cpu") for shape, dtype in rows]
+            dev = [empty(shape, dtype, device) for shape, dtype in rows]
+            stage = [empty(layout.pool_bytes, torch.uint8, where) for where in ("cpu", device)]
+        except RuntimeError as err:  # pinned memory is capped by the OS, free memory is a moment's
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(f"could not allocate the reload pools ({fmt_binary(layout.pool_bytes)} a side, "
+                             f"{'pinned' if pinned else 'host'}): {first[:120]}; lower --prefix") from None
         yield Pools(host, dev, *stage, _tables(layout, seed), _tables(layout, seed + 1))
     finally:
         made.clear()
