@@ -173,8 +173,9 @@ def worker(rank: int, plan: TransferPlan, port: int, folder: str) -> None:
     device = torch.device("cuda", rank) if plan.device_type == "cuda" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    bound = {"device_id": device} if device.type == "cuda" else {}  # NCCL knows its GPU from the start
     torch.distributed.init_process_group(plan.backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                         world_size=plan.world, timeout=timedelta(seconds=plan.timeout_s))
+                                         world_size=plan.world, timeout=timedelta(seconds=plan.timeout_s), **bound)
     try:
         result = _measure(rank, plan, device)
         (Path(folder) / f"rank{rank}.json").write_text(json.dumps(result))
