@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -90,10 +91,12 @@ class _Rank:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def pair(self, src: int, dst: int, k: int) -> None:
-        """One transfer of k pages from src to dst; every rank takes part in the barrier."""
+    def pair(self, src: int, dst: int, k: int) -> float:
+        """One transfer of k pages from src to dst, and its ms on this rank's clock from the barrier
+        every rank leaves together (the barrier itself is not timed)."""
         dist = torch.distributed
         dist.barrier()
+        start = time.perf_counter()
         if self.rank == src:
             dist.send(self.pool.index_select(0, self.orders[src][:k]), dst)
         elif self.rank == dst:
@@ -101,10 +104,12 @@ class _Rank:
             dist.recv(stage, src)
             self.recv.index_copy_(0, self.orders[dst][:k], stage)
         self.sync()
+        return (time.perf_counter() - start) * 1e3
 
-    def all_to_one(self, k: int) -> list[torch.Tensor]:
+    def all_to_one(self, k: int) -> tuple[float, list[torch.Tensor]]:
         dist = torch.distributed
         dist.barrier()
+        start = time.perf_counter()
         stages = []
         if self.rank == 0:
             stages = [torch.empty((k, self.pool.shape[1]), dtype=self.pool.dtype, device=self.device)
@@ -115,18 +120,16 @@ class _Rank:
         for work in works:
             work.wait()
         self.sync()
-        return stages
+        return (time.perf_counter() - start) * 1e3, stages
 
     def expected(self, src: int) -> torch.Tensor:
         return pattern(self.plan, src)[order(self.plan, src)]
 
     def timed(self, fn, record: bool) -> float | None:
-        """Wall ms of fn on the receiver; the others take part as often (every call is a barrier)."""
-        if record:
-            return wall_ms(fn, warmup=WARMUP, runs=RUNS, budget_ms=float("inf"))
-        for _ in range(WARMUP + RUNS):
-            fn()
-        return None
+        """The median ms fn reports, after the warm-up, on the receiver; every rank calls fn as
+        often (each call starts with a barrier)."""
+        times = [fn() for _ in range(WARMUP + RUNS)][WARMUP:]
+        return statistics.median(times) if record else None
 
 
 def _device(rank: int, device: torch.device, r: _Rank) -> dict:
@@ -159,8 +162,8 @@ def _measure(rank: int, plan: TransferPlan, device: torch.device) -> dict:
                 out["pairs"][f"{src}->{dst}"] = times
                 out["checked"][f"{src}->{dst}"] = int((got == r.expected(src)).all(dim=1).sum())
     if plan.world > 2 or plan.device_type == "cpu":
-        times = {k: r.timed(lambda k=k: r.all_to_one(k), rank == 0) for k in sizes(plan.pages)}
-        stages = r.all_to_one(plan.pages)
+        times = {k: r.timed(lambda k=k: r.all_to_one(k)[0], rank == 0) for k in sizes(plan.pages)}
+        stages = r.all_to_one(plan.pages)[1]
         if rank == 0:
             out["all"] = times
             out["all_checked"] = sum(int((s.cpu() == r.expected(src)).all(dim=1).sum())
