@@ -103,6 +103,13 @@ class BlockPool:
         self.refs[block] = 1
         return block
 
+    def take(self) -> int:
+        """A block the caller has checked is free (free_count): alloc without the None."""
+        block = self.alloc()
+        if block is None:
+            raise AssertionError("take() on an exhausted pool: check free_count first")
+        return block
+
     def share(self, block: int) -> None:
         self.refs[block] += 1
 

@@ -36,7 +36,7 @@ class CountedPool(Strategy):
         self.block, self.num_blocks, self.name = paged.block, paged.pool.num_blocks, paged.name
         # shared: the prefix's full blocks are held once by every request that holds the prefix
         self.full, self.partial = getattr(paged, "full", 0), getattr(paged, "partial", 0)
-        self.sim: CountedSimulation | None = None
+        self.sim: CountedSimulation  # set by the simulation that owns this pool
 
     def sharer(self, r: Running) -> bool:
         return self.full > 0 and r.inp >= self.full * self.block
@@ -77,8 +77,10 @@ class CountedSimulation(Simulation):
         self.grow_res = 0  # the residue (a_r mod B) of this step's growers
         self.granted: set[int] = set()  # growers already given their block, when they go one by one
         self.full, self.partial = pool.full, pool.partial
-        self.sharers, self.sharing = 0, set()  # requests holding the shared prefix
+        self.sharers = 0  # requests holding the shared prefix
+        self.sharing: set[int] = set()
         pool.sim = self
+        self.pool = pool  # the strategy, typed as what it is (Simulation knows it as a Strategy)
         super().__init__(pool, requests, False, tick)
 
     # --- the counts ---------------------------------------------------------------------------
@@ -129,7 +131,7 @@ class CountedSimulation(Simulation):
         self.used += -(-r.inp // self.B)
         if self.partial and r.inp >= self.full * self.B:  # its copy of the prefix's partial block
             self.stats.cow_tokens += self.partial
-        if self.s.sharer(r):
+        if self.pool.sharer(r):
             self.used -= self.full if self.sharers else 0
             self.sharers += 1
             self.sharing.add(r.rid)
@@ -250,6 +252,6 @@ def simulate(strategy: Strategy, requests, check: bool = False, tick=None):
     """Run the strategy over the requests; tick(finished requests) now and then, for a progress bar.
     Paging without the invariant checks is counted in closed form: the same figures, without an
     event per block (tests/test_frag.py compares the two)."""
-    if type(strategy) in (Paged, Shared) and not check:
+    if isinstance(strategy, Paged) and type(strategy) in (Paged, Shared) and not check:
         return CountedSimulation(strategy, requests, tick).run()
     return simulate_events(strategy, requests, check, tick)

@@ -8,7 +8,7 @@ import gc
 import heapq
 from collections import deque
 
-from kvplan.calc.frag.strategies import Contiguous, Running, Shared, Strategy
+from kvplan.calc.frag.strategies import Contiguous, Paged, Running, Shared, Strategy
 from kvplan.calc.frag.waste import Stats
 from kvplan.specs.workloads import Request
 
@@ -80,7 +80,7 @@ class Simulation:
         final = victim.final
         victim.inp, victim.out = max(done, 1), final - max(done, 1)
         victim.arrival = step
-        victim.cap, victim.start = 0, None
+        victim.cap, victim.start = 0, -1
         self.waiting.appendleft(victim)
         self.stats.preemptions += 1
         self.pressure = True
@@ -227,14 +227,18 @@ class Simulation:
             assert not spans or spans[-1][1] == s.space.size
             for r in self.running.values():
                 assert r.cap >= r.tokens(step), "a request holds more tokens than its slot"
-        else:
+            limit = s.space.size
+        elif isinstance(s, Paged):
             owned = [b for r in self.running.values() for b in r.blocks]
             assert set(owned) == s.pool.in_use(), "blocks in use and blocks owned differ"
             assert s.pool.used + s.pool.free_count == s.pool.num_blocks
             for r in self.running.values():
                 held = len(r.blocks) * s.block
                 assert held >= r.tokens(step) and held - r.tokens(step) < s.block, "paged waste of a block or more"
-        assert s.allocated() <= (s.space.size if isinstance(s, Contiguous) else s.pool.num_blocks * s.block)
+            limit = s.pool.num_blocks * s.block
+        else:
+            raise AssertionError(f"no invariants written for {type(s).__name__}")
+        assert s.allocated() <= limit
 
 
 def simulate(strategy: Strategy, requests: list[Request], check: bool = False, tick=None) -> Stats:

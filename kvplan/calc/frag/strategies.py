@@ -24,7 +24,7 @@ class Running:
     arrival: int
     start_step: int
     cap: int = 0  # contiguous strategies: tokens allocated
-    start: int | None = None
+    start: int = -1  # contiguous strategies: where its slot begins (-1: none)
     blocks: list[int] = field(default_factory=list)
     version: int = 0
 
@@ -161,7 +161,7 @@ class Paged(Strategy):
     def _take(self, r: Running, n: int) -> bool:
         if self.pool.free_count < n:
             return False
-        r.blocks.extend(self.pool.alloc() for _ in range(n))
+        r.blocks.extend(self.pool.take() for _ in range(n))
         return True
 
     def admit(self, r: Running) -> bool:
@@ -217,7 +217,7 @@ class Shared(Paged):
         if self.pool.free_count < fresh + own:
             return False
         if fresh:
-            self.prefix_blocks = [self.pool.alloc() for _ in range(fresh)]
+            self.prefix_blocks = [self.pool.take() for _ in range(fresh)]
         else:
             for block in self.prefix_blocks:
                 self.pool.share(block)
