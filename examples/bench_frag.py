@@ -3,6 +3,8 @@ vLLM's default budget, Poisson arrivals at 2 requests per decode step). Prints e
 the ratio between sizes: with cost n log n, 10x the requests should take a little over 10x the time.
 
 Usage: python examples/bench_frag.py [max requests, default 1000000]
+(an editable install is pure Python; from an environment with the compiled build, KVPLAN_COMPILE=1
+in docs/frag.md, the same script times the compiled loop, and says which it ran)
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ def main() -> None:
     model = cat.model("llama3-8b")
     budget = memory_budget(model, cat.gpu("h100")).kv_pool_bytes
     capacity = budget // 131_072
-    print(f"budget {capacity:,} tokens (llama3-8b on h100, vLLM defaults); chat workload, 2 arrivals per step")
+    from kvplan.calc.frag import simulation
+
+    build = "pure Python" if simulation.__file__.endswith(".py") else "compiled with mypyc (KVPLAN_COMPILE=1)"
+    print(f"budget {capacity:,} tokens (llama3-8b on h100, vLLM defaults); chat workload, 2 arrivals per step; "
+          f"frag {build}")
     times: dict[str, list[float]] = {name: [] for name in STRATEGIES}
     for n in SIZES:
         requests = generate("chat", n, 0, 8192, rate_per_step=2.0)

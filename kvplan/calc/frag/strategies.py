@@ -113,14 +113,16 @@ class Contiguous(Strategy):
 
 
 class Fixed(Contiguous):
-    name, splits_by_final = "fixed", True
+    name = "fixed"
+    splits_by_final = True
 
     def want(self, r: Running) -> int:
         return self.max_len
 
 
 class Exact(Contiguous):
-    name, splits_by_final = "exact", True
+    name = "exact"
+    splits_by_final = True
     best_fit = True  # the best a contiguous scheme can do: sizes vary, so the tightest hole
 
     def want(self, r: Running) -> int:
