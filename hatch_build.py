@@ -1,6 +1,6 @@
 """An opt-in compiled build of the fragmentation simulator (`kvplan frag`), with mypyc.
 
-    pip install mypy setuptools && KVPLAN_COMPILE=1 pip install --no-build-isolation .
+    pip install mypy setuptools hatchling && KVPLAN_COMPILE=1 pip install --no-build-isolation .
 
 compiles kvplan/calc/frag's event loop, strategies and allocators to C extensions placed beside
 their sources in the wheel (Python imports an extension before a .py of the same name). The
