@@ -135,3 +135,8 @@ def test_nccl_between_gpus(catalog):
     t = run_transfer(plan, gpu)
     assert backend == "nccl" and t.teardown_ok and all(c.verified for c in (*t.pairs, *t.peer_copies))
     assert len(t.pairs) == world * (world - 1) == len(t.peer_copies)
+
+
+def test_the_nvlink_figure_is_per_direction(catalog):
+    # the database gives NVLink 4 on an H100 SXM as 900 GB/s both ways together: 450 GB/s each way
+    assert catalog.gpu("h100").scale_up.gbps_per_direction == 900 / 2

@@ -210,7 +210,8 @@ def launch(plan: TransferPlan, target=worker) -> tuple[list[dict], bool]:
         results = [json.loads((Path(folder) / f"rank{r}.json").read_text()) for r in range(plan.world)]
     except ProcessException as err:
         last = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise TransferFailed(f"peer transfer failed on rank {err.error_index}: {last}; every process was stopped") from None
+        raise TransferFailed(f"peer transfer failed on rank {err.error_index}: {last}; every process was stopped; "
+                             "on GPUs, NCCL_DEBUG=INFO says why, or --device cpu runs it over gloo") from None
     finally:
         for process in context.processes:
             if process.is_alive():
@@ -260,7 +261,7 @@ def topology(curves: list[TransferCurve], plan: TransferPlan, gpu: GpuSpec | Non
     if plan.device_type != "cuda":
         return [f"{c.name}: host memory over loopback TCP (gloo), {c.fitted_gbps:,.2f} GB/s" for c in curves]
     pcie = gpu.host_link.gbps_per_direction if gpu else None
-    nvlink = gpu.scale_up.gbps_bidirectional / 2 if gpu and gpu.scale_up else None
+    nvlink = gpu.scale_up.gbps_per_direction if gpu and gpu.scale_up else None
     lines = []
     for c in curves:
         rate = c.fitted_gbps
@@ -288,7 +289,7 @@ def run_transfer(plan: TransferPlan, gpu: GpuSpec | None, target=worker) -> Prob
         devices=tuple(PeerDevice(**results["device"]) for results in ranks),
         page_bytes=plan.page_bytes, pages=plan.pages, pairs=tuple(pairs), all_to_one=all_to_one,
         peer_copies=tuple(copies), topology=tuple(topology(pairs, plan, gpu)),
-        nvlink_gbps=gpu.scale_up.gbps_bidirectional / 2 if gpu and gpu.scale_up else None,
+        nvlink_gbps=gpu.scale_up.gbps_per_direction if gpu and gpu.scale_up else None,
         pcie_gbps=gpu.host_link.gbps_per_direction if gpu else None, teardown_ok=teardown)
 
 

@@ -13,7 +13,7 @@ from kvplan.results.capacity import FitResult
 from kvplan.results.frag import FragResult
 from kvplan.results.probe import ProbeResult
 from kvplan.results.sweep import SweepResult
-from kvplan.units import GIB
+from kvplan.units import GIB, fmt_binary
 
 PLOT_SUFFIXES = (".png", ".svg")
 
@@ -146,21 +146,13 @@ def plot_transfer(r: ProbeResult, path: Path) -> None:
             ax.annotate(f"{label}: {value:,g} GB/s", (0.01, value), xycoords=("axes fraction", "data"),
                         va="bottom", fontsize=8, color="grey")
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(lambda value, _pos: _size_label(value))
+    ax.xaxis.set_major_formatter(lambda value, _pos: fmt_binary(int(value)))
     ax.set_xlabel("transfer size (one prefix's pages, every layer)")
     ax.set_ylabel("GB/s (10^9 B/s)")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    where = "the CPU" if r.device == "cpu" else f"{r.device} ({r.device_name})"
-    ax.set_title(fit_title(f"kvplan probe {r.model} on {where}: GB/s against transfer size"),
+    ax.set_title(fit_title(f"kvplan probe {r.model} on {r.place}: GB/s against transfer size"),
                  fontsize=10)
     _save(fig, path)
     plt.close(fig)
-
-
-def _size_label(value: float) -> str:
-    for size, unit in ((GIB, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if value >= size:
-            return f"{value / size:g} {unit}"
-    return f"{value:g} B"

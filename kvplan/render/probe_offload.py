@@ -21,15 +21,15 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.3g} ms" if seconds < 1 else f"{seconds:,.3g} s"
 
 
-def _curves(title: str, curves: list[TransferCurve], against: float | None) -> Table:
+def _curves(title: str, curves: list[TransferCurve], shares: list[float | None] | None = None) -> Table:
     """Rate at the largest size, the fit (rate and per-transfer latency), pages that arrived."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for name, justify in (("Way", "left"), ("Method", "left"), ("Size", "right"), ("GB/s", "right"),
                           ("Fit GB/s", "right"), ("Latency", "right"), ("Pages", "right")):
         table.add_column(name, justify=justify, no_wrap=True)
-    for c in curves:
+    for c, share in zip(curves, shares or [None] * len(curves)):
         last = c.points[-1]
-        share = f" {last.gbps / against:.0%}" if against else ""
+        share = f" {share:.0%}" if share is not None else ""
         ok = f"{c.pages_ok:,}/{c.pages_checked:,}"
         table.add_row(c.name, c.method, fmt_binary(last.bytes), _rate(last.gbps) + share, _rate(c.fitted_gbps),
                       f"{c.fitted_latency_us:,.0f} us", ok if c.verified else f"[bold red]{ok}[/]")
@@ -58,7 +58,7 @@ def render_offload_section(console: Console, o: ProbeOffload) -> None:
                 f"{fmt_binary(r.host_bytes)} each side" + (", pinned host memory" if r.pinned else
                 " (on the CPU both sides are host memory)") + against, bold="Reload")
     console.print(_curves("Copies through the page tables, timed at 1 page to the whole pool",
-                          list(r.curves), r.datasheet_gbps))
+                          list(r.curves), [r.datasheet_share(c) for c in r.curves]))
     if r.states_bytes:
         print_prose(console, f"{r.states_bytes:,} B of constant state a request are not pages: not copied.", style="dim")
     peak = (f"MFU {c.mfu:.2f} of {c.peak_tflops:g} TFLOPS ({c.peak_source}); kvplan offload assumes "
@@ -80,7 +80,7 @@ def render_transfer_section(console: Console, t: ProbeTransfer) -> None:
         print_prose(console, f"rank {d.rank}: {d.device} ({d.name}), {fmt_binary(d.free_bytes)} free of "
                     f"{fmt_binary(d.total_bytes)}; pools {fmt_binary(d.pool_bytes)}")
     curves = [*t.pairs, *([t.all_to_one] if t.all_to_one else []), *t.peer_copies]
-    console.print(_curves("Pages between devices, timed by the receiver", curves, None))
+    console.print(_curves("Pages between devices, timed by the receiver", curves))
     for line in t.topology:
         print_prose(console, line)
     if t.nvlink_gbps:

@@ -103,12 +103,16 @@ class ProbeResult(Result):
     offload: ProbeOffload | None = None  # --offload: reload and recompute, measured
     transfer: ProbeTransfer | None = None  # --peers: pages between devices
 
+    @property
+    def place(self) -> str:
+        """Where the probe ran, as prose: 'the CPU', or 'cuda:0 (NVIDIA H100 80GB HBM3)'."""
+        return "the CPU" if self.device == "cpu" else f"{self.device} ({self.device_name})"
+
     def measured_host(self) -> MeasuredHost | None:
         """The link and prefill rate `kvplan offload --measured` reasons with; None without --offload."""
         if self.offload is None:
             return None
         o = self.offload
-        where = "the CPU" if self.device == "cpu" else f"{self.device} ({self.device_name})"
-        return MeasuredHost(source=f"kvplan probe {self.model} on {where}",
+        return MeasuredHost(source=f"kvplan probe {self.model} on {self.place}",
                             reload_gbps=o.measured.link_gbps, reload_latency_us=o.measured.latency_us,
                             achieved_tflops=o.recompute.achieved_tflops, peak_tflops=o.recompute.peak_tflops)

@@ -51,6 +51,10 @@ class ProbeReload(Result):
     datasheet_link: str | None
     states_bytes: int  # constant (Mamba) state of one request: not paged, left out of the copies
 
+    def datasheet_share(self, c: TransferCurve) -> float | None:
+        """The rate at the whole pool as a share of the host link `kvplan offload` assumes."""
+        return c.points[-1].gbps / self.datasheet_gbps if self.datasheet_gbps else None
+
 
 class ProbeRecompute(Result):
     """A prefill at the model's shapes on a subset of its layers, scaled to the whole model."""

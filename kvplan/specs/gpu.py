@@ -27,6 +27,10 @@ class ScaleUpLink(Frozen):
     version: str | None = None
     gbps_bidirectional: Rate
 
+    @property
+    def gbps_per_direction(self) -> float:
+        return self.gbps_bidirectional / 2
+
 
 class GpuSpec(Frozen):
     """One accelerator. Bandwidths are decimal GB/s; memory in bytes (GiB = 2**30)."""
