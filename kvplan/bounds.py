@@ -27,6 +27,8 @@ MAX_LATENCY_US = 10_000_000.0  # 10 s for one transfer
 MAX_STEP_MS = 60_000.0  # one decode step of a minute
 MIN_RATE, MAX_RATE = 1e-6, 1e6  # requests per second: one in 12 days .. a million
 MAX_LIST = 10_000  # items in a comma-separated list
+MAX_POINTS = 10_000  # values on a swept axis
+MAX_BLOCK_SIZE = 2**16  # tokens per KV page
 MAX_TIMEOUT_S = 86_400.0  # a day for one measurement
 
 
@@ -165,7 +167,7 @@ def seed(value: object, name: str) -> int:
 
 
 def block_size(value: object, name: str) -> int:
-    return integer(value, name, 1, 65_536, "tokens (engines use 16)")
+    return integer(value, name, 1, MAX_BLOCK_SIZE, "tokens (engines use 16)")
 
 
 def tokens_or_zero(value: object, name: str) -> int:
@@ -178,3 +180,26 @@ MAX_FRAG_REQUESTS = 10_000_000  # a trace or generated workload `frag` simulates
 
 def frag_requests(value: object, name: str) -> int:
     return integer(value, name, 1, MAX_FRAG_REQUESTS, "requests")
+
+
+def axis(text: str, name: str) -> tuple[int, ...]:
+    """'1k..128k' (powers of two from lo to hi, both included) or '1k,4k,16k' (a list)."""
+    def number(part: str) -> int:
+        return tokens(part, "--ctx") if name == "ctx" else integer(part, f"--{name}", 1, MAX_REQUESTS)
+
+    ranged = re.fullmatch(r"\s*([^.]+)\.\.([^.]+)\s*", text)
+    if ranged:
+        lo, hi = number(ranged[1]), number(ranged[2])
+        if lo >= hi:
+            raise InputError(f"--{name} {text}: a range goes from low to high (e.g. 1k..128k)")
+        values = [lo]
+        while values[-1] * 2 < hi:
+            values.append(values[-1] * 2)
+        values.append(hi)
+    else:
+        values = [number(part) for part in names(text, f"--{name}")]
+    if not values or len(values) > MAX_POINTS:
+        raise InputError(f"--{name} {text}: give 1..{MAX_POINTS:,} values")
+    if name == "ctx" and max(values) > MAX_TOKENS:
+        raise InputError(f"--ctx {text}: beyond {MAX_TOKENS:,} tokens")
+    return tuple(values)

@@ -1,5 +1,9 @@
 """The exceptions kvplan raises for bad input. The CLI catches KvplanError once and prints one line."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+
 
 class KvplanError(Exception):
     """Base class: a problem the user can fix, with the fix in the message."""
@@ -16,4 +20,20 @@ class NotFoundError(KvplanError):
 
 
 class InputError(KvplanError):
-    """A command-line value out of range (negative context, util outside (0, 1], ...)."""
+    """A value out of range (a negative context, a utilization outside (0, 1], ...).
+
+    The calculators name the inputs they refuse by their keyword (``util``, ``max_num_seqs``) as
+    ``{util}`` in the message and list them in `fields`; :meth:`spelled` writes each name as the
+    caller knows it: the CLI passes its flags (``--util``), a library caller sees the keyword.
+    """
+
+    def __init__(self, message: str, *fields: str) -> None:
+        self.template = message
+        self.fields = fields
+        super().__init__(self.spelled())
+
+    def spelled(self, names: Mapping[str, str] | None = None) -> str:
+        text = self.template
+        for field in self.fields:
+            text = text.replace("{" + field + "}", (names or {}).get(field, field))
+        return text

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvplan.calc.budget import BudgetInputs, activation_estimate, memory_budget
+from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.specs.engines.base import forward_pass_peak as activation_estimate
 from kvplan.calc.capacity import Workload, batch_capacity, doubling_capacity, max_context, overview
 from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
 from kvplan.calc.fit import fit
@@ -208,9 +209,9 @@ def test_fit_llama3_70b_one_h100_does_not_fit_and_says_what_would(catalog):
     r = fit(catalog.model("llama3-70b"), catalog.gpu("h100"), 8192)
     assert not r.fits and r.concurrency == 0
     assert r.verdict.startswith("does not fit: weights alone take 131.42 GiB")  # 141,107,412,992 B
-    knobs = {k.flags: k for k in r.knobs}
-    assert knobs["--tp 4"].fits and knobs["--weights-dtype int4"].fits
-    assert not knobs["--kv-dtype fp8"].fits  # KV is not the problem
+    knobs = {tuple(k.fix.items()): k for k in r.knobs}  # fixes are fields and values, not flags
+    assert knobs[("tp", 4),].fits and knobs[("weights_dtype", "int4"),].fits
+    assert not knobs[("kv_dtype", "fp8"),].fits  # KV is not the problem
 
 
 def test_fit_verdict_when_it_fits(catalog):
@@ -344,7 +345,7 @@ def test_plan_serves_the_load(catalog, n, ctx):
 
 BUDGET_KEYS = {
     "engine", "engine_formula", "engine_source", "model", "gpu", "tp", "pp", "kv_dtype", "block_size", "util",
-    "util_flag", "util_source", "total_bytes", "total_source", "weights_bytes", "weights_source",
+    "util_name", "util_source", "total_bytes", "total_source", "weights_bytes", "weights_source",
     "activation_bytes", "activation_source", "overhead_bytes", "overhead_source", "kv_pool_bytes",
     "weights_fit", "page_bytes", "kv_bytes_per_token", "num_blocks", "token_capacity", "explain"}
 

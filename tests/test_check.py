@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from kvplan.cli import main
-from kvplan.specs.checkfile import parse_vllm
+from kvplan.specs.engines import engine
+
+parse_vllm = engine("vllm").read_command
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "capacity.yaml"
 
@@ -48,7 +50,7 @@ def test_a_failing_expectation_exits_1_and_explains_itself(capsys, tmp_path):
     # TP 8: int(85,017,493,504 x 0.9) - (141,107,412,992 / 8 weights + 1,629,487,104 activation
     #       + 2,254,857,830 overhead) = 54,992,972,595 B; a 32,768-token request takes
     #       80 x 2 x 1 x 128 x 2 B x 32,768 = 1,342,177,280 B: 40 fit
-    assert "big: passes with tp: 8: 40 requests" in text
+    assert "big: passes with tp: 8 (40 requests)" in text
 
 
 def test_inline_form(capsys):
@@ -84,7 +86,8 @@ def test_preemption_is_checked_only_when_asked_and_fails_with_both_fixes(capsys,
     # (58,229,568,385 + 788,013,056) B // 1 GiB per 8,192-token request = 54 fit, not 256: vLLM would preempt
     assert code == 1 and outcome["expectation"] == "no_preemption" and outcome["value"] == 54
     assert result["fix"] == {"max_num_seqs": 54}
-    assert "--max-num-seqs 54" in result["suggestion"] and "or --max-model-len" in result["suggestion"]
+    assert [fix["settings"] for fix in result["fixes"]][0] == {"max_num_seqs": 54}  # or the shorter max_model_len:
+    assert list(result["fixes"][1]["settings"]) == ["max_model_len", "ctx"]  # requests no longer than it
 
 
 def test_vllm_command_line():

@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from kvplan import bounds
 from kvplan.cli import main
 from kvplan.errors import InputError
-from kvplan.specs.checkfile import parse_vllm
+from kvplan.specs.engines import engine
+
+parse_vllm = engine("vllm").read_command
 
 
 def run(capsys, *argv):

@@ -132,8 +132,9 @@ def test_tp_beyond_kv_heads_replicates(catalog):
 
 @pytest.mark.parametrize("tp", [3, 5, 6])
 def test_tp_must_divide_heads(catalog, tp):
-    with pytest.raises(InputError, match=f"--tp {tp} does not divide"):
+    with pytest.raises(InputError, match=f"tp {tp} does not divide") as err:  # the library names its keyword
         kv_size(catalog.model("llama3-70b"), 4096, tp=tp)
+    assert err.value.spelled({"tp": "--tp"}).startswith(f"--tp {tp} does not divide")  # the CLI, its flag
 
 
 def test_tp_neither_divisor_nor_multiple_of_kv_heads():

@@ -8,7 +8,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kvplan.calc.budget import BudgetInputs, default_batch_limits, memory_budget
+from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.specs.engines.base import vllm_batch_limits
 from kvplan.calc.fit import fit
 from kvplan.calc.kv import kv_size
 from kvplan.calc.plan import plan
@@ -30,7 +31,7 @@ def test_a_max_model_len_that_does_not_fit_will_not_start(catalog):
     longest = s.largest_max_model_len
     assert longest == budget.num_blocks * 16 == budget.token_capacity and 55_000 < longest < 60_352
     assert startup(model, budget, longest).starts and not startup(model, budget, longest + 16).starts
-    assert s.fix == f"--max-model-len {longest}"
+    assert not s.no_pool and s.engine == "vLLM" and s.engine_max_len_flag == "--max-model-len"
 
 
 def test_a_sliding_window_needs_only_its_window(catalog):
@@ -43,8 +44,8 @@ def test_fit_says_it_will_not_start_and_how_it_would(catalog):
     r = fit(catalog.model("qwen2.5-32b"), catalog.gpu("l40s"), 16_384, BudgetInputs(tp=2), target=3)
     assert not r.fits and r.concurrency == 3  # 3 requests of 16k fit the pool; the engine refuses anyway
     assert r.verdict.startswith("will not start: vLLM refuses it, one request of max_model_len 131,072 needs 16 GiB")
-    knobs = {k.flags: k for k in r.knobs}
-    assert knobs[f"--max-len {r.start.largest_max_model_len}"].fits and knobs["--tp 4"].fits
+    knobs = {tuple(k.fix.items()): k for k in r.knobs}
+    assert knobs[("max_model_len", r.start.largest_max_model_len),].fits and knobs[("tp", 4),].fits
     assert "--max-model-len 131072" in r.command
     ok = fit(catalog.model("qwen2.5-32b"), catalog.gpu("l40s"), 16_384, BudgetInputs(tp=2), max_len=32_768, target=3)
     assert ok.fits and ok.start.starts and "--max-model-len 32768" in ok.command
@@ -66,7 +67,7 @@ def test_an_inline_check_that_would_not_start_fails_with_the_fix(catalog, capsys
     assert [o["expectation"] for o in result["outcomes"] if not o["passed"]] == ["starts"]
     model = catalog.model("qwen2.5-32b")
     longest = startup(model, memory_budget(model, catalog.gpu("l40s"), BudgetInputs(tp=2)), 131_072).largest_max_model_len
-    assert result["suggestion"] == f"passes with max_model_len: {longest}: 3 requests"
+    assert result["fixes"] == [{"settings": {"max_model_len": longest}, "concurrency": 3}]
     assert result["fix"] == {"max_model_len": longest} and result["fix_concurrency"] == 3  # numbers, not prose
 
 
@@ -108,7 +109,7 @@ def brute_force_gpus(model, gpu, n: int, ctx: int, max_len: int, kv_dtype: str) 
             pool = max(budget.kv_pool_bytes, 0)
             if not budget.weights_fit or stage(at_max) > pool or pool // stage(per_request) < 1:
                 continue
-            per_replica = min(pool // stage(per_request), default_batch_limits(gpu, budget.total_bytes)[1])
+            per_replica = min(pool // stage(per_request), vllm_batch_limits(gpu, budget.total_bytes).max_num_seqs)
             gpus = ceil_div(n, per_replica) * tp * pp
             best = gpus if best is None else min(best, gpus)
     return best

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from kvplan.calc.budget import BudgetInputs
 from kvplan.calc.capacity import Workload, batch_capacity
-from kvplan.calc.sweep import parse_axis
+from kvplan.bounds import axis as parse_axis
 from kvplan.cli import main
 
 

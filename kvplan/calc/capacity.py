@@ -39,10 +39,10 @@ class Workload:
 
     def check(self) -> None:
         if self.in_tokens < 0 or self.out_tokens < 0 or self.peak_tokens < 1:
-            raise InputError(f"--in {self.in_tokens} / --out {self.out_tokens}: token counts must not be "
-                             "negative and a request needs at least one token")
+            raise InputError(f"{{in_tokens}} {self.in_tokens} / {{out_tokens}} {self.out_tokens}: token counts must "
+                             "not be negative and a request needs at least one token", "in_tokens", "out_tokens")
         if self.max_len is not None and self.max_len < 1:
-            raise InputError(f"--max-len {self.max_len} must be at least 1")
+            raise InputError(f"{{max_len}} {self.max_len} must be at least 1", "max_len")
 
 
 def doubling_capacity(tokens: int, start: int) -> int:
@@ -90,10 +90,10 @@ def batch_capacity(model: ModelSpec, gpu: GpuSpec, workload: Workload, inputs: B
     paged = rows[-1]
     at = batch if batch is not None else paged.concurrency_avg
     if batch is not None and batch < 1:
-        raise InputError(f"--batch {batch} must be at least 1")
+        raise InputError(f"{{batch}} {batch} must be at least 1", "batch")
     roof = (decode_roofline(model, gpu, budget, fmt, at, workload.avg_tokens, peak_tflops, hbm_gbps)
             if at >= 1 else None)
-    realistic = memory_budget(model, gpu, inputs.realistic()) if inputs.overridden else None
+    realistic = memory_budget(model, gpu, inputs.engine_defaults()) if inputs.overridden else None
     return BatchResult(
         model_origin=model.origin,
         realistic_kv_pool_bytes=realistic.kv_pool_bytes if realistic else None,

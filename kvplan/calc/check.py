@@ -11,13 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from kvplan.calc.budget import BudgetInputs, default_batch_limits, memory_budget
+from kvplan.calc.budget import BudgetInputs, batch_limits, memory_budget
+from kvplan.calc.fixes import single_changes
 from kvplan.calc.frag import make_strategy, simulate, summarize
 from kvplan.calc.kv import paged_request_bytes, request_bytes, resolve_kv_format
-from kvplan.errors import KvplanError
+from kvplan.calc.search import largest_true
 from kvplan.calc.startup import startup
+from kvplan.errors import KvplanError
 from kvplan.results.capacity import StartCheck
-from kvplan.results.check import Outcome, ScenarioResult
+from kvplan.results.check import Outcome, ScenarioFix, ScenarioResult
 from kvplan.specs.checkfile import Scenario
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
@@ -26,7 +28,9 @@ from kvplan.units import GIB, fmt_binary
 
 
 @dataclass(frozen=True)
-class Measured:
+class ScenarioFigures:
+    """What the model computes for a scenario: the figures its expectations are judged on."""
+
     fits: bool
     start: StartCheck
     concurrency: int
@@ -41,23 +45,27 @@ class Measured:
     block_size: int
 
 
-def measure(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> Measured:
-    inputs = BudgetInputs(engine=s.engine, tp=s.tp, pp=s.pp, kv_dtype=s.kv_dtype, weights_dtype=s.weights_dtype,
-                          util=s.util, block_size=s.block_size, max_num_batched_tokens=s.max_num_batched_tokens,
-                          max_num_seqs=s.max_num_seqs)
+def _inputs(s: Scenario) -> BudgetInputs:
+    return BudgetInputs(engine=s.engine, tp=s.tp, pp=s.pp, kv_dtype=s.kv_dtype, weights_dtype=s.weights_dtype,
+                        util=s.util, block_size=s.block_size, max_num_batched_tokens=s.max_num_batched_tokens,
+                        max_num_seqs=s.max_num_seqs)
+
+
+def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:
+    inputs = _inputs(s)
     budget = memory_budget(model, gpu, inputs)
     if s.cpu_offload_gib:  # vLLM keeps up to cpu_offload_gb GiB of each GPU's weights on the host
         resident = max(budget.weights_bytes - int(s.cpu_offload_gib * GIB), 0)
         budget = memory_budget(model, gpu, replace(inputs, weights_bytes=resident))
     fmt = resolve_kv_format(model, s.kv_dtype)
     per_request = paged_request_bytes(model, s.peak_tokens, fmt, s.tp, budget.block_size, s.pp)
-    pool = max(budget.kv_pool_bytes, 0)
+    pool = budget.usable_pool_bytes
     concurrency = pool // per_request if per_request else 0
     max_len = s.max_model_len or s.ctx or model.max_context
     at_max = paged_request_bytes(model, max_len, fmt, s.tp, budget.block_size, s.pp)
-    seqs = s.max_num_seqs or default_batch_limits(gpu, budget.total_bytes)[1]
+    seqs = batch_limits(inputs, gpu, budget.total_bytes).max_num_seqs
     start = startup(model, budget, s.max_model_len or model.max_context)
-    return Measured(
+    return ScenarioFigures(
         fits=budget.weights_fit and concurrency >= 1 and start.starts, start=start, concurrency=concurrency,
         kv_tokens=budget.token_capacity,
         kv_gib_per_request=request_bytes(model, s.peak_tokens, fmt) / GIB, gpus=s.tp * s.pp * s.replicas,
@@ -71,7 +79,7 @@ def paged_utilization(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> float:
     budget = memory_budget(model, gpu, BudgetInputs(engine=s.engine, tp=s.tp, pp=s.pp, kv_dtype=s.kv_dtype,
                                                     weights_dtype=s.weights_dtype, util=s.util))
     per_token = request_bytes(model, 1, resolve_kv_format(model, s.kv_dtype), s.tp, s.pp)
-    capacity = max(budget.kv_pool_bytes, 0) // per_token
+    capacity = budget.usable_pool_bytes // per_token
     if capacity < budget.block_size:
         return 0.0
     max_len = s.ctx or model.max_context
@@ -80,7 +88,7 @@ def paged_utilization(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> float:
     return summarize("paged", stats, requests, budget.block_size, max_len, per_token).live_share
 
 
-def _outcomes(model: ModelSpec, gpu: GpuSpec, s: Scenario, m: Measured) -> list[Outcome]:
+def _outcomes(model: ModelSpec, gpu: GpuSpec, s: Scenario, m: ScenarioFigures) -> list[Outcome]:
     e, out = s.expect, []
 
     def add(name: str, expected: str, actual: str, passed: bool, bound=None, value=None) -> None:
@@ -118,76 +126,60 @@ def _outcomes(model: ModelSpec, gpu: GpuSpec, s: Scenario, m: Measured) -> list[
     return out
 
 
-def _suggest(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> tuple[str, dict, int] | None:
-    """(in words, as scenario fields, the concurrency then): the first single change, in this order,
-    after which every expectation passes; for preemption, both of its fixes where both work."""
-    measured = measure(model, gpu, s)
-    start = measured.start
-    passing = [(label, update, m.concurrency) for label, update in _preemption_fixes(model, s, measured)
-               if (m := _passes(model, gpu, s, update)) is not None]
+def _fixes(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> list[ScenarioFix]:
+    """Both fixes of preemption where both pass; else the first single change, in the order of
+    calc.fixes, after which every expectation passes."""
+    m = figures(model, gpu, s)
+    passing = [ScenarioFix(settings=update, concurrency=fixed.concurrency)
+               for update in _preemption_fixes(model, s, m) if (fixed := _passes(model, gpu, s, update)) is not None]
     if passing:
-        words = " or ".join(f"{label}: {seqs:,} requests" for label, _, seqs in passing)
-        return f"passes with {words}", passing[0][1], passing[0][2]
-    for label, update in _other_fixes(s, start):
-        if (m := _passes(model, gpu, s, update)) is not None:
-            return f"passes with {label}: {m.concurrency:,} requests", update, m.concurrency
-    return None
+        return passing
+    start = m.start
+    shorter = start.largest_max_model_len if not start.starts and start.largest_max_model_len >= s.peak_tokens else None
+    for change in single_changes(tp=s.tp, kv_dtype=s.kv_dtype, weights_dtype=s.weights_dtype,
+                                 largest_max_model_len=shorter):
+        if (fixed := _passes(model, gpu, s, change.settings)) is not None:
+            return [ScenarioFix(settings=change.settings, concurrency=fixed.concurrency)]
+    return []
 
 
-def _passes(model: ModelSpec, gpu: GpuSpec, s: Scenario, update: dict) -> Measured | None:
+def _passes(model: ModelSpec, gpu: GpuSpec, s: Scenario, update: dict) -> ScenarioFigures | None:
     try:
         trial = s.model_copy(update=update)
-        m = measure(model, gpu, trial)
+        m = figures(model, gpu, trial)
     except KvplanError:
         return None
     return m if all(o.passed for o in _outcomes(model, gpu, trial, m)) else None
 
 
-def _preemption_fixes(model: ModelSpec, s: Scenario, m: Measured) -> list[tuple[str, dict]]:
+def _preemption_fixes(model: ModelSpec, s: Scenario, m: ScenarioFigures) -> list[dict]:
     """The two settings that stop preemption: fewer sequences, or shorter ones that all fit."""
     if not s.expect.no_preemption or m.max_len_concurrency >= m.max_num_seqs:
         return []
-    fixes = []
+    fixes: list[dict] = []
     if m.max_len_concurrency >= 1:
-        fixes.append((f"--max-num-seqs {m.max_len_concurrency}", dict(max_num_seqs=m.max_len_concurrency)))
+        fixes.append(dict(max_num_seqs=m.max_len_concurrency))
     longest = _longest_len(model, s, m)
     if longest >= 1:
-        shorter = dict(max_model_len=longest, **({"ctx": longest} if s.ctx and s.ctx > longest else {}))
-        fixes.append((f"--max-model-len {longest}", shorter))
+        fixes.append(dict(max_model_len=longest, **({"ctx": longest} if s.ctx and s.ctx > longest else {})))
     return fixes
 
 
-def _other_fixes(s: Scenario, start: StartCheck) -> list[tuple[str, dict]]:
-    changes = []
-    if not start.starts and start.largest_max_model_len >= s.peak_tokens:
-        changes.append((f"max_model_len: {start.largest_max_model_len}", dict(max_model_len=start.largest_max_model_len)))
-    changes += [("kv_dtype: fp8", dict(kv_dtype="fp8"))] if s.kv_dtype not in ("fp8", "int4") else []
-    changes += [(f"tp: {tp}", dict(tp=tp)) for tp in (2, 4, 8) if tp > s.tp]
-    changes += [(f"weights_dtype: {d}", dict(weights_dtype=d)) for d in ("fp8", "int4") if s.weights_dtype != d]
-    return changes
-
-
-def _longest_len(model: ModelSpec, s: Scenario, m: Measured) -> int:
-    """The longest max_model_len at which max_num_seqs requests of it fit the pool (0 if none):
-    a binary search over the paged request size, which grows with the length."""
+def _longest_len(model: ModelSpec, s: Scenario, m: ScenarioFigures) -> int:
+    """The longest max_model_len at which max_num_seqs requests of it fit the pool (0 if none)."""
     fmt = resolve_kv_format(model, s.kv_dtype)
-    block = m.block_size
     share = m.pool_bytes // m.max_num_seqs
-    lo, hi = 0, m.max_len
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if paged_request_bytes(model, mid, fmt, s.tp, block, s.pp) <= share:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return max(largest_true(lambda n: paged_request_bytes(model, n, fmt, s.tp, m.block_size, s.pp) <= share,
+                            1, m.max_len), 0)
 
 
 def evaluate(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioResult:
-    m = measure(model, gpu, s)
+    m = figures(model, gpu, s)
     outcomes = _outcomes(model, gpu, s, m)
     passed = all(o.passed for o in outcomes)
-    words, fix, fixed = (None if passed else _suggest(model, gpu, s)) or (None, None, None)
+    fixes = [] if passed else _fixes(model, gpu, s)
+    first = fixes[0] if fixes else None
     return ScenarioResult(name=s.name, model=model.name, model_origin=model.origin, gpu=gpu.name, tp=s.tp, pp=s.pp,
-                          passed=passed, outcomes=tuple(outcomes), suggestion=words, fix=fix, fix_concurrency=fixed,
+                          passed=passed, outcomes=tuple(outcomes), fixes=tuple(fixes),
+                          fix=first.settings if first else None, fix_concurrency=first.concurrency if first else None,
                           ignored_flags=s.ignored_flags)

@@ -6,72 +6,71 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kvplan.calc.budget import BudgetInputs, default_batch_limits, memory_budget
-from kvplan.calc.commands import sglang_command, vllm_command
+from kvplan.calc.budget import BudgetInputs, batch_limits, memory_budget
+from kvplan.calc.fixes import Change, single_changes
 from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
 from kvplan.calc.startup import startup
 from kvplan.errors import InputError, KvplanError
 from kvplan.results.capacity import FitResult, Knob, MemoryBudget, StartCheck
+from kvplan.specs.engines import Deploy
+from kvplan.specs.engines import engine as engine_entry
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
 from kvplan.units import ceil_div, fmt_binary
-
-TP_CHOICES = (2, 4, 8)
 
 
 def concurrency(model: ModelSpec, budget: MemoryBudget, ctx: int) -> tuple[int, int]:
     """(requests of `ctx` tokens that fit the pool, paged bytes of one on one GPU)."""
     fmt = resolve_kv_format(model, budget.kv_dtype)
     per_request = paged_request_bytes(model, ctx, fmt, budget.tp, budget.block_size, budget.pp)
-    return max(budget.kv_pool_bytes, 0) // per_request, per_request
+    return budget.usable_pool_bytes // per_request, per_request
 
 
 def engine_command(model: ModelSpec, budget: MemoryBudget, max_len: int, max_num_seqs: int) -> str:
-    build = sglang_command if budget.engine == "sglang" else vllm_command
-    return build(model, budget.tp, budget.pp, max_len, budget.util, budget.kv_dtype, max_num_seqs)
+    """The command that starts the engine of `budget` so ("" for an engine with no command)."""
+    deploy = Deploy(model=model.hf_repo or model.name, tp=budget.tp, pp=budget.pp, max_len=max_len, util=budget.util,
+                    kv_dtype=budget.kv_dtype, max_num_seqs=max_num_seqs)
+    return engine_entry(budget.engine).write_command(deploy)
 
 
-def _knob(model, gpu, ctx, max_len, target, inputs, change, flags, **update) -> Knob | None:
+def _knob(model: ModelSpec, gpu: GpuSpec, ctx: int, max_len: int, target: int, inputs: BudgetInputs,
+          change: Change) -> Knob | None:
+    settings = dict(change.settings)
+    max_len = int(settings.pop("max_model_len", max_len))
     try:
-        budget = memory_budget(model, gpu, replace(inputs, **update))
+        budget = memory_budget(model, gpu, replace(inputs, **settings))  # type: ignore[arg-type]
     except KvplanError:
         return None  # e.g. a TP the heads do not allow
     n, _ = concurrency(model, budget, ctx)
-    starts = startup(model, budget, update.get("max_len", max_len)).starts
-    return Knob(change=change, flags=flags, kv_pool_bytes=budget.kv_pool_bytes, concurrency=n,
+    starts = startup(model, budget, max_len).starts
+    return Knob(change=change.label, fix=change.settings, kv_pool_bytes=budget.kv_pool_bytes, concurrency=n,
                 fits=starts and n >= target)
 
 
-def _knobs(model, gpu, ctx, max_len, target, inputs, budget, start: StartCheck) -> list[Knob]:
-    knob = lambda change, flags, **update: _knob(model, gpu, ctx, max_len, target, inputs, change, flags,  # noqa: E731
-                                                 **update)
-    knobs = [knob(f"tensor parallel {tp}", f"--tp {tp}", tp=tp) for tp in TP_CHOICES if inputs.tp < tp]
-    if budget.kv_dtype not in ("fp8", "int4"):
-        knobs.append(knob("fp8 KV cache", "--kv-dtype fp8", kv_dtype="fp8"))
-    knobs += [knob(f"{dtype} weights", f"--weights-dtype {dtype}", weights_dtype=dtype)
-              for dtype in ("fp8", "int4") if inputs.weights_dtype != dtype]
+def _knobs(model: ModelSpec, gpu: GpuSpec, ctx: int, max_len: int, target: int, inputs: BudgetInputs,
+           budget: MemoryBudget, start: StartCheck) -> list[Knob]:
+    shorter = start.largest_max_model_len if not start.starts and start.largest_max_model_len >= ctx else None
+    changes = single_changes(tp=inputs.tp, kv_dtype=budget.kv_dtype, weights_dtype=inputs.weights_dtype,
+                             largest_max_model_len=shorter)
+    knobs = [_knob(model, gpu, ctx, max_len, target, inputs, change) for change in changes]
     n, _ = concurrency(model, budget, ctx)
     if start.starts and 1 <= n < target:
         replicas = ceil_div(target, n)
-        knobs.append(Knob(change=f"{replicas} replicas ({replicas * budget.tp * budget.pp} GPUs)", flags="",
-                          kv_pool_bytes=budget.kv_pool_bytes, concurrency=n * replicas, fits=True))
-    if not start.starts and start.largest_max_model_len >= ctx:
-        knobs.append(Knob(change=f"max_len {start.largest_max_model_len:,}",
-                          flags=f"--max-len {start.largest_max_model_len}", kv_pool_bytes=budget.kv_pool_bytes,
-                          concurrency=n, fits=n >= target))
+        knobs.append(Knob(change=f"{replicas} replicas ({replicas * budget.tp * budget.pp} GPUs)",
+                          fix={"replicas": replicas}, kv_pool_bytes=budget.kv_pool_bytes, concurrency=n * replicas,
+                          fits=True))
     return [k for k in knobs if k is not None]
 
 
 def _verdict(budget: MemoryBudget, start: StartCheck, n: int, per_request: int, ctx: int, target: int) -> str:
-    engine = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}.get(budget.engine, "the engine")
     if not budget.weights_fit:
         return (f"does not fit: weights alone take {fmt_binary(budget.weights_bytes)} of "
                 f"{fmt_binary(budget.total_bytes)}")
     if n < 1:
-        short = per_request - max(budget.kv_pool_bytes, 0)
+        short = per_request - budget.usable_pool_bytes
         return f"does not fit: no room for one {ctx:,}-token request ({fmt_binary(short)} short)"
     if not start.starts:
-        return f"will not start: {engine} refuses it, {start.reason}; {start.fix.replace('--max-model-len', '--max-len')}"
+        return f"will not start: {start.engine} refuses it, {start.reason}"
     if n < target:
         return f"does not fit: {n:,} of the {target:,} concurrent requests of {ctx:,} tokens"
     return f"fits: {n:,} concurrent requests of {ctx:,} tokens" + (f" (of {target:,} asked)" if target > 1 else "")
@@ -79,19 +78,20 @@ def _verdict(budget: MemoryBudget, start: StartCheck, n: int, per_request: int, 
 
 def fit(model: ModelSpec, gpu: GpuSpec, ctx: int, inputs: BudgetInputs = BudgetInputs(), *,
         max_len: int | None = None, target: int = 1) -> FitResult:
-    if ctx < 1 or target < 1 or (max_len is not None and max_len < 1):
-        raise InputError("--ctx, --concurrency and --max-len must be at least 1")
+    for name, value in (("ctx", ctx), ("target", target), ("max_len", max_len)):
+        if value is not None and value < 1:
+            raise InputError(f"{{{name}}} {value} must be at least 1", name)
     max_len = max_len or model.max_context
     budget = memory_budget(model, gpu, inputs)
     n, per_request = concurrency(model, budget, ctx)
     start = startup(model, budget, max_len)
     fits = start.starts and n >= target
     knobs = [] if fits else _knobs(model, gpu, ctx, max_len, target, inputs, budget, start)
-    seqs = inputs.max_num_seqs or default_batch_limits(gpu, budget.total_bytes)[1]
+    seqs = batch_limits(inputs, gpu, budget.total_bytes).max_num_seqs
     return FitResult(model=model.name, model_origin=model.origin, gpu=gpu.name, ctx_tokens=ctx, max_len=max_len,
                      target_concurrency=target, budget=budget, bytes_per_request=per_request, concurrency=n,
-                     kv_used_bytes=n * per_request, free_bytes=max(budget.kv_pool_bytes, 0) - n * per_request,
+                     kv_used_bytes=n * per_request, free_bytes=budget.usable_pool_bytes - n * per_request,
                      held_back_bytes=max(budget.total_bytes - budget.weights_bytes - budget.activation_bytes
-                                         - budget.overhead_bytes - max(budget.kv_pool_bytes, 0), 0),
+                                         - budget.overhead_bytes - budget.usable_pool_bytes, 0),
                      start=start, fits=fits, verdict=_verdict(budget, start, n, per_request, ctx, target),
                      knobs=tuple(knobs), command=engine_command(model, budget, max_len, min(seqs, n) if n else seqs))

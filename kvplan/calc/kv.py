@@ -10,6 +10,7 @@ layer's tokens up to whole pages of `block_size` tokens (a Mamba state is one pa
 
 from __future__ import annotations
 
+from kvplan import bounds
 from kvplan.errors import InputError
 from kvplan.results.base import Step
 from kvplan.results.size import KvSize, LayerKv, MhaComparison
@@ -17,9 +18,9 @@ from kvplan.specs.layers import AnyLayers
 from kvplan.specs.model import ModelSpec
 from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div, kv_format
 
-MAX_CTX_TOKENS = 2**30  # a billion tokens: beyond any model; larger values are typos
-MAX_BATCH = 2**24
-MAX_BLOCK_SIZE = 2**16
+MAX_CTX_TOKENS = bounds.MAX_TOKENS  # the readers' limits, so a calculator refuses what a reader would
+MAX_BATCH = bounds.MAX_REQUESTS
+MAX_BLOCK_SIZE = bounds.MAX_BLOCK_SIZE
 
 
 def compute_dtype(model: ModelSpec) -> str:
@@ -42,8 +43,8 @@ def check_size_inputs(model: ModelSpec, ctx: int, batch: int, tp: int, block_siz
         raise InputError(f"block size {block_size:,} is out of range; use 1..{MAX_BLOCK_SIZE:,} "
                          "(engines use 16)")
     if tp < 1 or model.num_attention_heads % tp:
-        raise InputError(f"--tp {tp} does not divide {model.name}'s {model.num_attention_heads} "
-                         f"attention heads; use a divisor of {model.num_attention_heads}")
+        raise InputError(f"{{tp}} {tp} does not divide {model.name}'s {model.num_attention_heads} "
+                         f"attention heads; use a divisor of {model.num_attention_heads}", "tp")
 
 
 def layer_kv(group: AnyLayers, ctx: int, fmt: KvFormat, state_dtype: str, tp: int,

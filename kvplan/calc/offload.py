@@ -51,7 +51,8 @@ def link(name: str) -> Link:
     try:
         return LINKS[name.lower()]
     except KeyError:
-        raise InputError(f"unknown link '{name}'; choose from {', '.join(LINKS)}, or give --link-gbps") from None
+        raise InputError(f"unknown link '{name}'; choose from {', '.join(LINKS)}, or give {{link_gbps}}",
+                         "link_gbps") from None
 
 
 def host_tier(gpu: GpuSpec) -> Link:
@@ -94,17 +95,18 @@ class OffloadInputs:
 
     def check(self) -> None:
         if not 0 < self.mfu <= 1:
-            raise InputError(f"--mfu {self.mfu} is outside (0, 1]; a typical prefill reaches 0.4-0.6")
+            raise InputError(f"{{mfu}} {self.mfu} is outside (0, 1]; a typical prefill reaches 0.4-0.6", "mfu")
         if self.measured and self.tflops:
-            raise InputError("--measured takes the prefill rate from the probe; drop --tflops (or --measured)")
+            raise InputError("{measured} takes the prefill rate from the probe; drop {tflops} (or {measured})",
+                             "measured", "tflops")
         if self.tp < 1:
-            raise InputError(f"--tp {self.tp} must be at least 1 (the GPUs sharing the prefill)")
-        for flag, value in (("--link-gbps", self.link_gbps), ("--tflops", self.tflops), ("--params", self.params)):
+            raise InputError(f"{{tp}} {self.tp} must be at least 1 (the GPUs sharing the prefill)", "tp")
+        for name, value in (("link_gbps", self.link_gbps), ("tflops", self.tflops), ("params", self.params)):
             if value is not None and value <= 0:
-                raise InputError(f"{flag} must be positive")
-        for flag, value in (("--latency-us", self.latency_us), ("--host-gib", self.host_gib), ("--nvme-gib", self.nvme_gib)):
+                raise InputError(f"{{{name}}} must be positive", name)
+        for name, value in (("latency_us", self.latency_us), ("host_gib", self.host_gib), ("nvme_gib", self.nvme_gib)):
             if value is not None and value < 0:
-                raise InputError(f"{flag} must not be negative")
+                raise InputError(f"{{{name}}} must not be negative", name)
 
 
 def _rate(gpu: GpuSpec, inputs: OffloadInputs) -> tuple[float, float, str]:
@@ -116,7 +118,7 @@ def _rate(gpu: GpuSpec, inputs: OffloadInputs) -> tuple[float, float, str]:
             return m.peak_tflops, m.achieved_tflops / m.peak_tflops, f"measured by {m.source}"
         return m.achieved_tflops, 1.0, f"the achieved rate measured by {m.source} (no datasheet peak)"
     if inputs.tflops:
-        return inputs.tflops, inputs.mfu, "--tflops"
+        return inputs.tflops, inputs.mfu, "the rate given"
     peak, source = peak_tflops(gpu)
     return peak, inputs.mfu, source
 
@@ -124,7 +126,7 @@ def _rate(gpu: GpuSpec, inputs: OffloadInputs) -> tuple[float, float, str]:
 def _links(inputs: OffloadInputs, gpu: GpuSpec) -> list[Link]:
     chosen = [link(name) for name in inputs.links]
     if inputs.link_gbps:
-        chosen = [Link("custom", inputs.link_gbps, 10e-6, f"--link-gbps {inputs.link_gbps:g}")]
+        chosen = [Link("custom", inputs.link_gbps, 10e-6, f"the link given, {inputs.link_gbps:g} GB/s")]
     if inputs.measured:  # the measured link first, then the tiers asked for (default: this GPU's own)
         m = inputs.measured
         chosen = [Link("measured", m.reload_gbps, m.reload_latency_us * 1e-6, f"host -> device, {m.source}"),
@@ -134,7 +136,7 @@ def _links(inputs: OffloadInputs, gpu: GpuSpec) -> list[Link]:
     return chosen
 
 
-class _Model:
+class _PrefixTimes:
     """Times for one model, GPU and settings, as functions of the prefix. Under TP the prefill is
     shared by tp GPUs and each loads its own KV shard (an MLA latent whole) over its own link."""
 
@@ -166,7 +168,7 @@ class _Model:
         return hi
 
 
-def _tier(m: _Model, p: int, l: Link, recompute: float) -> OffloadTier:
+def _tier(m: _PrefixTimes, p: int, l: Link, recompute: float) -> OffloadTier:
     load = m.load_s(p, l)
     ratio = recompute / load
     verdict = (f"load, {ratio:,.1f}x faster" if ratio >= 1 else f"recompute, {1 / ratio:,.1f}x faster")
@@ -201,11 +203,11 @@ def _capacity(model: ModelSpec, fmt, p: int, inputs: OffloadInputs) -> list[Offl
 def offload(model: ModelSpec, gpu: GpuSpec, prefix: int, inputs: OffloadInputs = OffloadInputs()) -> OffloadResult:
     inputs.check()
     if not 1 <= prefix <= MAX_CTX_TOKENS:
-        raise InputError(f"--prefix {prefix:,} is out of range; use 1..{MAX_CTX_TOKENS:,}")
+        raise InputError(f"{{prefix}} {prefix:,} is out of range; use 1..{MAX_CTX_TOKENS:,}", "prefix")
     fmt = resolve_kv_format(model, inputs.kv_dtype)
     peak, mfu, source = _rate(gpu, inputs)
     params = inputs.params or model.params_per_token
-    m = _Model(model, fmt, params, peak * 1e12 * mfu, inputs.attention, inputs.tp)
+    m = _PrefixTimes(model, fmt, params, peak * 1e12 * mfu, inputs.attention, inputs.tp)
     linear, attention = prefill_flops(model, prefix, params, inputs.attention)
     recompute = (linear + attention) / m.rate
     tiers = tuple(_tier(m, prefix, l, recompute) for l in _links(inputs, gpu))
@@ -248,7 +250,7 @@ def _explain(model, p, params, peak, mfu, linear, attention, recompute, m, tiers
 def reload_verdict(model: ModelSpec, kv_dtype: str, prefix: int, l: Link, flops_per_s: float, basis: str) -> ReloadVerdict:
     """Reload `prefix` tokens over l, or recompute them at flops_per_s: one GPU, attention counted."""
     fmt = resolve_kv_format(model, kv_dtype)
-    m = _Model(model, fmt, model.params_per_token, flops_per_s, True, 1)
+    m = _PrefixTimes(model, fmt, model.params_per_token, flops_per_s, True, 1)
     recompute, load = m.recompute_s(prefix), m.load_s(prefix, l)
     return ReloadVerdict(basis=basis, prefix_tokens=prefix, kv_bytes=m.kv_bytes(prefix), link_gbps=l.gbps,
                          latency_us=l.latency_s * 1e6, tflops=flops_per_s / 1e12, recompute_s=recompute,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kvplan.calc.budget import BudgetInputs, default_batch_limits, memory_budget
-from kvplan.calc.fit import concurrency, engine_command, fit  # noqa: F401 - fit lives beside plan for callers
+from kvplan.calc.budget import BudgetInputs, batch_limits, memory_budget
+from kvplan.calc.fit import concurrency, engine_command
 from kvplan.calc.startup import startup
 from kvplan.errors import InputError, KvplanError
 from kvplan.results.base import Step
@@ -38,7 +38,7 @@ def deployment(model: ModelSpec, gpu: GpuSpec, n: int, ctx: int, max_len: int, i
     fitting, per_request = concurrency(model, budget, ctx)
     if fitting < 1 or not startup(model, budget, max_len).starts:
         return None
-    seqs = inputs.max_num_seqs or default_batch_limits(gpu, budget.total_bytes)[1]
+    seqs = batch_limits(inputs, gpu, budget.total_bytes).max_num_seqs
     per_replica = min(fitting, seqs)
     replicas = ceil_div(n, per_replica)
     gpus = replicas * budget.tp * budget.pp
@@ -84,12 +84,14 @@ def plan(model: ModelSpec, gpu: GpuSpec, concurrency: int, ctx: int, kv_dtypes: 
          cross_node_tp: bool = False) -> PlanResult:
     """Per KV dtype, the deployment with the fewest GPUs serving `concurrency` requests of `ctx`
     tokens at once, with max_model_len = max_len (default: ctx)."""
-    if concurrency < 1 or ctx < 1 or gpus_per_node < 1:
-        raise InputError("--concurrency, --ctx and --gpus-per-node must be at least 1")
+    for name, value in (("concurrency", concurrency), ("ctx", ctx), ("gpus_per_node", gpus_per_node)):
+        if value < 1:
+            raise InputError(f"{{{name}}} {value} must be at least 1", name)
     max_len = ctx if max_len is None else max_len
     if max_len < ctx:
-        raise InputError(f"--max-len {max_len:,} is shorter than the {ctx:,}-token requests; use --max-len >= --ctx")
-    best, seconds, candidates, infeasible = [], [], [], []
+        raise InputError(f"{{max_len}} {max_len:,} is shorter than the {ctx:,}-token requests; use {{max_len}} >= {{ctx}}",
+                         "max_len", "ctx")
+    best, runner_ups, candidates, infeasible = [], [], [], []
     for kv_dtype in kv_dtypes:  # bad settings (dtype, engine, util) are errors, not infeasible plans
         memory_budget(model, gpu, replace(inputs, kv_dtype=kv_dtype, tp=1, pp=1))
         options = search(model, gpu, concurrency, ctx, max_len, replace(inputs, kv_dtype=kv_dtype), gpus_per_node,
@@ -99,14 +101,14 @@ def plan(model: ModelSpec, gpu: GpuSpec, concurrency: int, ctx: int, kv_dtypes: 
                               f"{model.num_layers} starts at max_len {max_len:,} and holds a {ctx:,}-token request")
             continue
         best.append(options[0])
-        seconds.extend(runners_up(options, options[0]))
+        runner_ups.extend(runners_up(options, options[0]))
         candidates.extend(options)
     tp_limit = "the attention heads" if cross_node_tp else f"{gpus_per_node} GPUs (one node)"
     searched = (f"TP: divisors of {model.num_attention_heads} heads up to {tp_limit}; PP: 1 to {model.num_layers} "
                 f"layers; replicas capped at max_num_seqs")
     return PlanResult(model=model.name, model_origin=model.origin, gpu=gpu.name, concurrency=concurrency,
                       ctx_tokens=ctx, max_len=max_len, gpus_per_node=gpus_per_node, cross_node_tp=cross_node_tp,
-                      searched=searched, best=tuple(best), runners_up=tuple(seconds), candidates=tuple(candidates),
+                      searched=searched, best=tuple(best), runners_up=tuple(runner_ups), candidates=tuple(candidates),
                       infeasible=tuple(infeasible),
                       explain=tuple(step for d in best for step in _explain(d, concurrency, gpus_per_node)))
 

@@ -41,7 +41,7 @@ def attention_flops_per_request(model: ModelSpec, ctx: int, tp: int, pp: int) ->
 def decode_roofline(model: ModelSpec, gpu: GpuSpec, budget: MemoryBudget, fmt: KvFormat, batch: int,
                     ctx: int, tflops: float | None = None, hbm_gbps: float | None = None,
                     weights_dtype: str = "auto") -> Roofline:
-    peak, source = (tflops, "--tflops") if tflops else peak_tflops(gpu, weights_dtype)
+    peak, source = (tflops, "the rate given") if tflops else peak_tflops(gpu, weights_dtype)
     bandwidth = hbm_gbps or gpu.hbm_bandwidth_gbps
     gpus = budget.tp * budget.pp
     params = ceil_div(model.params_per_token, gpus)

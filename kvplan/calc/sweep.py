@@ -5,7 +5,6 @@ numbers `batch`, `size` and `fit` print."""
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import replace
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
@@ -14,8 +13,7 @@ from kvplan.calc.roofline import decode_roofline
 from kvplan.calc.startup import startup
 from kvplan.errors import InputError, KvplanError
 from kvplan.results.sweep import SweepPoint, SweepResult
-from kvplan.bounds import MAX_REQUESTS, integer, names
-from kvplan.units import GIB, parse_tokens
+from kvplan.units import GIB
 
 X_AXES = ("ctx", "batch", "tp")
 METRICS = {
@@ -27,30 +25,6 @@ METRICS = {
     **{f"waste_{name}": f"KV memory wasted, {name} allocation (%)" for name in ("fixed", "exact", "doubling", "paged")},
 }
 WASTE_REQUESTS = 500  # chat requests simulated per point for the waste metrics
-MAX_POINTS = 10_000
-
-
-def parse_axis(text: str, name: str) -> tuple[int, ...]:
-    """'1k..128k' (powers of two from lo to hi, both included) or '1k,4k,16k' (a list)."""
-    def number(part: str) -> int:
-        return parse_tokens(part, "--ctx") if name == "ctx" else integer(part, f"--{name}", 1, MAX_REQUESTS)
-
-    ranged = re.fullmatch(r"\s*([^.]+)\.\.([^.]+)\s*", text)
-    if ranged:
-        lo, hi = number(ranged[1]), number(ranged[2])
-        if lo >= hi:
-            raise InputError(f"--{name} {text}: a range goes from low to high (e.g. 1k..128k)")
-        values = [lo]
-        while values[-1] * 2 < hi:
-            values.append(values[-1] * 2)
-        values.append(hi)
-    else:
-        values = [number(part) for part in names(text, f"--{name}")]
-    if not values or len(values) > MAX_POINTS:
-        raise InputError(f"--{name} {text}: give 1..{MAX_POINTS:,} values")
-    if name == "ctx" and max(values) > MAX_CTX_TOKENS:
-        raise InputError(f"--ctx {text}: beyond {MAX_CTX_TOKENS:,} tokens")
-    return tuple(values)
 
 
 def waste(model, budget, fmt, strategy: str, max_len: int, tp: int, pp: int) -> float:
@@ -59,7 +33,7 @@ def waste(model, budget, fmt, strategy: str, max_len: int, tp: int, pp: int) -> 
     from kvplan.specs.workloads import generate
 
     per_token = request_bytes(model, 1, fmt, tp, pp)
-    capacity = max(budget.kv_pool_bytes, 0) // per_token
+    capacity = budget.usable_pool_bytes // per_token
     if capacity < max_len:
         return math.nan
     requests = generate("chat", WASTE_REQUESTS, 0, max_len)
@@ -73,12 +47,12 @@ def point(model, gpu, ctx: int, batch: int | None, inputs: BudgetInputs, metric:
     budget = memory_budget(model, gpu, inputs)
     fmt = resolve_kv_format(model, inputs.kv_dtype)
     per_request = paged_request_bytes(model, ctx, fmt, inputs.tp, budget.block_size, inputs.pp)
-    concurrency = max(budget.kv_pool_bytes, 0) // per_request
+    concurrency = budget.usable_pool_bytes // per_request
     at = batch or concurrency
     roof = decode_roofline(model, gpu, budget, fmt, at, ctx) if at >= 1 else None
     values = {"concurrency": concurrency, "starts": float(startup(model, budget, ctx).starts),
               "kv_gib": request_bytes(model, ctx, fmt) / GIB,
-              "tokens_per_s": roof.tokens_per_s if roof else 0.0, "kv_pool_gib": max(budget.kv_pool_bytes, 0) / GIB,
+              "tokens_per_s": roof.tokens_per_s if roof else 0.0, "kv_pool_gib": budget.usable_pool_bytes / GIB,
               "weights_gib": budget.weights_bytes / GIB, "compute_bound_batch": roof.compute_bound_batch if roof else 0}
     if metric.startswith("waste_"):
         values[metric] = waste(model, budget, fmt, metric.removeprefix("waste_"), ctx, inputs.tp, inputs.pp)

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from kvplan import __version__, bounds
 from kvplan.errors import InputError, KvplanError
+from kvplan.specs.engines import DEFAULT_ENGINE
 
 app = typer.Typer(
     name="kvplan",
@@ -52,6 +53,13 @@ def value(read, flag: str, *more: str, **option):
     return typer.Option(flag, *more, parser=lambda text: read(text, flag), **option)
 
 
+def spelled(err: KvplanError) -> str:
+    """The error in the command line's words: the fields a calculator names become their flags."""
+    from kvplan.render.flags import FLAGS
+
+    return err.spelled(FLAGS) if isinstance(err, InputError) else str(err)
+
+
 def handle_errors(command):
     """Turn a KvplanError into one line per problem on stderr and exit code 2 (unless --debug)."""
 
@@ -62,7 +70,7 @@ def handle_errors(command):
         except KvplanError as err:
             if kwargs.get("debug"):
                 raise
-            for line in str(err).splitlines():
+            for line in spelled(err).splitlines():
                 err_console.print(f"error: {line}", markup=False)
             raise typer.Exit(err.exit_code) from None
         except (typer.Exit, KeyboardInterrupt):

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    BUDGET, ActivationGibOpt, BlockOpt, DebugOpt, EngineOpt, ExplainOpt, GpuMemOpt, GpuOpt, JsonOpt, KvDtypeOpt,
+    BUDGET, DEFAULT_ENGINE, ActivationGibOpt, BlockOpt, DebugOpt, EngineOpt, ExplainOpt, GpuMemOpt, GpuOpt, JsonOpt, KvDtypeOpt,
     MaxLenOpt, MaxSeqsOpt, OfflineOpt, OverheadGibOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, WeightsDtypeOpt,
     WeightsGibOpt, app, budget_inputs, catalog, console, err_console, handle_errors, value,
 )
@@ -35,7 +35,7 @@ def batch(
                                               help="Peak TFLOPS for the roofline.")] = None,
     hbm_gbps: Annotated[Optional[float], value(bounds.gbps, "--hbm-gbps", metavar="GB/s",
                                                 help="HBM GB/s for the roofline.")] = None,
-    engine: EngineOpt = "vllm", tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
+    engine: EngineOpt = DEFAULT_ENGINE, tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
     weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
     weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
     overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
@@ -71,7 +71,7 @@ def fit(
     target: Annotated[int, value(bounds.requests, "--concurrency", "-n", metavar="N",
                                  help="Concurrent requests to serve.")] = 1,
     max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None,
-    engine: EngineOpt = "vllm", tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
+    engine: EngineOpt = DEFAULT_ENGINE, tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
     weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
     weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
     overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
@@ -119,7 +119,7 @@ def plan(
                                         help="GPUs per node (TP stays inside one).")] = 8,
     cross_node_tp: Annotated[bool, typer.Option("--cross-node-tp", help="Let TP span nodes (up to the heads).")] = False,
     max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None,
-    engine: EngineOpt = "vllm", weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None,
+    engine: EngineOpt = DEFAULT_ENGINE, weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None,
     gpu_mem: GpuMemOpt = None, overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
     explain: ExplainOpt = False, offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, handle_errors, value,
+    DEFAULT_ENGINE, DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, handle_errors, value,
 )
 from kvplan import bounds
 from kvplan.errors import KvplanError
@@ -23,7 +23,7 @@ def check(
     tp: Annotated[int, value(bounds.gpus, "--tp", metavar="N", help="Inline scenario: tensor-parallel GPUs.")] = 1,
     ctx: Annotated[Optional[int], value(bounds.tokens, "--ctx", metavar="TOKENS", help="Inline scenario: tokens per request.")] = None,
     kv_dtype: KvDtypeOpt = "auto",
-    engine: EngineOpt = "vllm",
+    engine: EngineOpt = DEFAULT_ENGINE,
     min_concurrency: Annotated[Optional[int], value(bounds.requests, "--min-concurrency", metavar="N", help="Inline expectation.")] = None,
     min_kv_tokens: Annotated[Optional[int], value(bounds.tokens, "--min-kv-tokens", metavar="TOKENS", help="Inline expectation.")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", metavar="PATH", help="Write a JUnit XML report.")] = None,

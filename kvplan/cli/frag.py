@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, MaxSeqsOpt, OfflineOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, app, catalog, console, err_console, handle_errors, value,
+    DEFAULT_ENGINE, DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, MaxSeqsOpt, OfflineOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, app, catalog, console, err_console, handle_errors, value,
 )
 from kvplan import bounds
 
@@ -31,7 +31,7 @@ def frag(
     shared_prefix: Annotated[int, value(bounds.tokens_or_zero, "--shared-prefix", metavar="TOKENS", help="A system prompt of P tokens on every request.")] = 0,
     sweep_block_size: Annotated[bool, typer.Option("--sweep-block-size", help="Paged waste for blocks 1..256.")] = False,
     kv_dtype: KvDtypeOpt = "auto",
-    engine: EngineOpt = "vllm", tp: TpOpt = 1, pp: PpOpt = 1, max_num_seqs: MaxSeqsOpt = None, util: UtilOpt = None,
+    engine: EngineOpt = DEFAULT_ENGINE, tp: TpOpt = 1, pp: PpOpt = 1, max_num_seqs: MaxSeqsOpt = None, util: UtilOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Draw the waste (.png/.svg).")] = None,
     offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    OUTPUT, DebugOpt, EngineOpt, JsonOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors, value,
+    DEFAULT_ENGINE, OUTPUT, DebugOpt, EngineOpt, JsonOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors, value,
 )
 from kvplan import bounds
 
@@ -28,7 +28,7 @@ def sweep(
     kv_dtypes: Annotated[str, value(bounds.names, "--kv-dtype", metavar="LIST", help="KV dtypes, comma-separated (one line each).")] = "auto",
     metric: Annotated[str, typer.Option("--metric", help="concurrency, kv_gib, tokens_per_s, kv_pool_gib, weights_gib, "
                                         "or waste_fixed / waste_exact / waste_doubling / waste_paged.")] = "concurrency",
-    engine: EngineOpt = "vllm",
+    engine: EngineOpt = DEFAULT_ENGINE,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Also draw it to FILE (.png or .svg).")] = None,
     log_y: Annotated[bool, typer.Option("--log-y", help="A log-scale y axis in the plot.", rich_help_panel=OUTPUT)] = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV.", rich_help_panel=OUTPUT)] = False,
@@ -41,7 +41,6 @@ def sweep(
     import itertools
 
     from kvplan.calc.budget import BudgetInputs
-    from kvplan.calc.sweep import parse_axis
     from kvplan.calc.sweep import sweep as sweep_
     from kvplan.render.base import print_json
     from kvplan.render.sweep import render_sweep, to_csv
@@ -53,13 +52,13 @@ def sweep(
         output_path(plot, "--plot", PLOT_SUFFIXES)  # before any work
     cat = catalog(specs)
     gpu_names, dtypes = gpus, kv_dtypes
-    tp_values = parse_axis(tps, "tp")
+    tp_values = bounds.axis(tps, "tp")
     if batch is not None or sweep_tp:
         x_axis = "batch" if batch is not None else "tp"
-        xs = parse_axis(batch, "batch") if batch is not None else tp_values
+        xs = bounds.axis(batch, "batch") if batch is not None else tp_values
         fixed_ctx = one_context(ctx)
     else:
-        x_axis, xs, fixed_ctx = "ctx", parse_axis("1k..128k" if ctx is None else ctx, "ctx"), 0
+        x_axis, xs, fixed_ctx = "ctx", bounds.axis("1k..128k" if ctx is None else ctx, "ctx"), 0
     series_tps = (1,) if x_axis == "tp" else tp_values
     series = []
     for name, gpu_name, dtype, tp in itertools.product(models, gpu_names, dtypes, series_tps):
@@ -86,10 +85,9 @@ def sweep(
 
 def one_context(ctx: Optional[str]) -> int:
     """The context of every point of a batch or TP sweep: one value (default 4,096 tokens)."""
-    from kvplan.calc.sweep import parse_axis
     from kvplan.errors import InputError
 
-    values = parse_axis("4096" if ctx is None else ctx, "ctx")
+    values = bounds.axis("4096" if ctx is None else ctx, "ctx")
     if len(values) != 1:
         raise InputError(f"--ctx {ctx}: a batch or TP sweep runs at one context; give one value, e.g. --ctx 8k")
     return values[0]

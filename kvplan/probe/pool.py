@@ -118,7 +118,7 @@ def plan_layout(model: ModelSpec, fmt: KvFormat, budget, ctx: int) -> Layout:
         return Layout(layer_shapes(model, fmt, budget.num_blocks, block), pages, budget.num_blocks,
                       budget.num_blocks * budget.page_bytes, 0, shared)
     per_request = paged_request_bytes(model, ctx, fmt, 1, block)
-    n = max(budget.kv_pool_bytes, 0) // per_request
+    n = budget.usable_pool_bytes // per_request
     shapes = layer_shapes(model, fmt, n * need, block) + state_shapes(model, fmt, block, n)
     return Layout(shapes, n * need, n * need, n * per_request, n, False)
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from kvplan.calc.budget import BudgetInputs, activation_estimate, default_batch_limits, memory_budget
+from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.specs.engines import DEFAULT_ENGINE, TEXTBOOK_ENGINE
+from kvplan.specs.engines import engine as engine_entry
 from kvplan.calc.kv import resolve_kv_format
 from kvplan.calc.weights import weights_bytes
 from kvplan.errors import InputError
@@ -85,14 +87,14 @@ def _budget(model: ModelSpec, info: DeviceInfo, opts: ProbeOptions) -> tuple[Pro
     weights = activation = 0
     if opts.with_weights:
         weights = weights_bytes(model, "auto")[0]
-        tokens, seqs = default_batch_limits(None, info.total_bytes)
-        activation = activation_estimate(model, 1, tokens, seqs)[0]
+        engine = engine_entry(DEFAULT_ENGINE)  # its profile run is what the weights are held beside
+        activation = engine.activation(model, 1, engine.batch_limits(None, info.total_bytes)).value
         if weights + activation >= usable:
             raise InputError(f"{model.name} does not fit on {info.name}: weights {fmt_binary(weights)} + activations "
                              f"{fmt_binary(activation)} exceed the {fmt_binary(usable)} the probe may use; "
                              "drop --with-weights or pick a smaller model")
     budget = memory_budget(model, None, BudgetInputs(
-        engine="raw", util=opts.util, gpu_mem_bytes=max(usable, 0), weights_bytes=weights,
+        engine=TEXTBOOK_ENGINE, util=opts.util, gpu_mem_bytes=max(usable, 0), weights_bytes=weights,
         activation_bytes=activation, overhead_bytes=0, kv_dtype=opts.kv_dtype, block_size=opts.block_size))
     memory = ProbeMemory(total_bytes=info.total_bytes, free_bytes=info.free_bytes, nvml_total_bytes=info.nvml_total_bytes,
                          nvml_used_bytes=info.nvml_used_bytes, margin_bytes=margin, cap_bytes=cap,

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kvplan.render.base import wrap_prose, explain_table, origin_line
+from kvplan.render.flags import flag, flags_of, source
 from kvplan.results.capacity import BatchResult, FitResult, MemoryBudget, Overview, PlanResult, Roofline, StartCheck
 from kvplan.units import GIB, fmt_binary, fmt_bytes
 
@@ -35,12 +36,12 @@ def budget_table(b: MemoryBudget) -> Table:
     table.add_column("GiB", justify="right", no_wrap=True)
     table.add_column("Bytes", justify="right", no_wrap=True)
     table.add_column("Source")
-    table.add_row("total", _gib(b.total_bytes), f"{b.total_bytes:,}", b.total_source)
-    table.add_row("x util", f"{b.util:g}", "", f"{b.util_flag}, {b.util_source}")
-    for term, value, source in (("weights", b.weights_bytes, b.weights_source),
+    table.add_row("total", _gib(b.total_bytes), f"{b.total_bytes:,}", source(b.total_source))
+    table.add_row("x util", f"{b.util:g}", "", f"{b.util_name}, {source(b.util_source)}")
+    for term, value, text in (("weights", b.weights_bytes, b.weights_source),
                                 ("activation", b.activation_bytes, b.activation_source),
                                 ("overhead", b.overhead_bytes, b.overhead_source)):
-        table.add_row(f"- {term}", _gib(value), f"{value:,}", source)
+        table.add_row(f"- {term}", _gib(value), f"{value:,}", source(text))
     table.add_row("[bold]= KV pool[/]", f"[bold]{_gib(b.kv_pool_bytes)}[/]", f"{b.kv_pool_bytes:,}",
                   f"{b.kv_dtype} KV, {b.block_size}-token pages of {b.page_bytes:,} B")
     return table
@@ -49,25 +50,30 @@ def budget_table(b: MemoryBudget) -> Table:
 def _engine_lines(r: BatchResult) -> list[str]:
     b = r.budget
     return [
-        f"KV pool {fmt_bytes(max(b.kv_pool_bytes, 0))}: {b.num_blocks:,} blocks of {b.block_size} tokens, "
+        f"KV pool {fmt_bytes(b.usable_pool_bytes)}: {b.num_blocks:,} blocks of {b.block_size} tokens, "
         f"{b.token_capacity:,} tokens",
         f"Maximum concurrency for {r.max_len:,} tokens per request: {r.max_concurrency_at_max_len:,.2f}x",
-        start_line(b.engine, r.start),
+        start_line(r.start),
     ]
 
 
-ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM", "raw": "The engine"}
+def start_fix(s: StartCheck) -> str:
+    """What makes the engine start: the longest max_len that does, or what else to change."""
+    if s.no_pool:
+        return "more tensor or pipeline parallelism, quantized weights, or a larger GPU"
+    if not s.largest_max_model_len:
+        return f"raise {flag('util')} or add GPUs"
+    engine_flag = f" (engine flag {s.engine_max_len_flag} {s.largest_max_model_len})" if s.engine_max_len_flag else ""
+    return f"{flag('max_model_len')} {s.largest_max_model_len} would start it{engine_flag}"
 
 
-def start_line(engine: str, s: StartCheck) -> str:
+def start_line(s: StartCheck) -> str:
     """The verdict on whether the engine starts, with the fix when it does not."""
-    engine = ENGINE_NAMES.get(engine, engine)
+    engine = s.engine[:1].upper() + s.engine[1:] if s.engine.islower() else s.engine  # "the engine" opens a line
     if s.starts:
         return (f"{engine} starts: one request of max_model_len {s.max_model_len:,} needs "
                 f"{fmt_binary(s.needed_bytes)} of the {fmt_binary(s.kv_pool_bytes)} pool")
-    fix = (f"--max-len {s.largest_max_model_len} would start it (engine flag --max-model-len "
-           f"{s.largest_max_model_len})" if s.fix.startswith("--max-model-len") else s.fix)
-    return f"[bold red]{engine} will not start[/]: {s.reason}; {fix}"
+    return f"[bold red]{engine} will not start[/]: {s.reason}; {start_fix(s)}"
 
 
 def strategies_table(r: BatchResult) -> Table:
@@ -106,7 +112,7 @@ def render_batch(console: Console, r: BatchResult, explain: bool = False) -> Non
         console.print(line)
     if r.realistic_paged is not None:
         p = r.realistic_paged
-        console.print(f"Realistic default (vllm, nothing overridden): KV pool {_gib(r.realistic_kv_pool_bytes)}, "
+        console.print(f"The default engine, nothing overridden: KV pool {_gib(r.realistic_kv_pool_bytes)}, "
                       f"paged {p.concurrency_avg:,} at average, {p.concurrency_peak:,} at peak")
     if r.max_ctx_for_batch is not None:
         console.print(f"Longest context at which {r.max_ctx_batch:,} requests fit (paged): {r.max_ctx_for_batch:,} tokens")
@@ -135,7 +141,7 @@ def render_overview(console: Console, r: Overview) -> None:
 def _bar(b: MemoryBudget, used: int, width: int = 60) -> Text:
     parts = [("weights", b.weights_bytes, "magenta"), ("activation", b.activation_bytes, "yellow"),
              ("overhead", b.overhead_bytes, "red"), ("KV used", used, "green"),
-             ("KV free", max(b.kv_pool_bytes, 0) - used, "cyan")]
+             ("KV free", b.usable_pool_bytes - used, "cyan")]
     total = max(b.total_bytes, sum(p[1] for p in parts))
     bar = Text()
     for name, value, colour in parts:
@@ -156,18 +162,20 @@ def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
     console.print(bar)
     console.print(legend)
     style = "green" if r.fits else "red"
-    console.print(f"[bold {style}]{r.verdict}[/] ({fmt_binary(r.bytes_per_request)} per request)")
+    fix = f"; {start_fix(r.start)}" if not r.start.starts and r.budget.weights_fit and r.concurrency else ""
+    console.print(f"[bold {style}]{r.verdict}{fix}[/] ({fmt_binary(r.bytes_per_request)} per request)")
     if r.start.starts:
-        console.print(start_line(b.engine, r.start))
+        console.print(start_line(r.start))
     if r.knobs:
         table = Table(title="What would make it fit", title_justify="left", box=box.SIMPLE_HEAD)
         for name in ("Change", "Flags", "KV pool/GPU", "Requests", "Fits"):
             table.add_column(name, justify="right" if name in ("KV pool/GPU", "Requests") else "left")
         for k in r.knobs:
-            table.add_row(k.change, k.flags, _gib(k.kv_pool_bytes), f"{k.concurrency:,}", "yes" if k.fits else "no")
+            table.add_row(k.change, flags_of(k.fix), _gib(k.kv_pool_bytes), f"{k.concurrency:,}", "yes" if k.fits else "no")
         console.print(table)
-    console.print(("Deploy with:" if r.fits else "The engine command for this setting:") + f"\n  {r.command}",
-                  soft_wrap=True, highlight=False, markup=False)
+    if r.command:
+        console.print(("Deploy with:" if r.fits else "The engine command for this setting:") + f"\n  {r.command}",
+                      soft_wrap=True, highlight=False, markup=False)
     footer(console, b.explain if explain else (), r.model_origin)
 
 
@@ -189,7 +197,8 @@ def render_plan(console: Console, r: PlanResult, explain: bool = False) -> None:
     if r.runners_up:
         console.print(_deployments_table("Runners-up: fewer pipeline stages, more GPUs", r.runners_up))
     for d in r.best:
-        console.print(f"Deploy ({d.kv_dtype} KV):\n  {d.command}", soft_wrap=True, highlight=False, markup=False)
+        if d.command:
+            console.print(f"Deploy ({d.kv_dtype} KV):\n  {d.command}", soft_wrap=True, highlight=False, markup=False)
     for line in r.infeasible:
         console.print(f"[red]{line}[/]")
     if explain:

@@ -18,7 +18,7 @@ class MemoryBudget(Result):
     kv_dtype: str
     block_size: int
     util: float
-    util_flag: str
+    util_name: str  # the engine's own name for its memory fraction
     util_source: str
     total_bytes: int
     total_source: str
@@ -36,18 +36,26 @@ class MemoryBudget(Result):
     token_capacity: int
     explain: tuple[Step, ...]
 
+    @property
+    def usable_pool_bytes(self) -> int:
+        """The pool requests can use: kv_pool_bytes, which is negative when the other terms
+        overrun the budget (by how much is worth showing), clamped at 0."""
+        return max(self.kv_pool_bytes, 0)
+
 
 class StartCheck(Result):
     """Whether the engine starts: one request of max_model_len must fit the KV pool (vLLM refuses
     otherwise), and the longest max_model_len that would."""
 
     starts: bool
+    engine: str  # the engine's display name
     max_model_len: int
-    needed_bytes: int  # one request of max_model_len, paged, on one GPU
+    needed_bytes: int  # one request of max_model_len on one GPU, as the engine counts it at start-up
     kv_pool_bytes: int
-    largest_max_model_len: int  # max_model_len itself when it starts; 0: not even one token
+    largest_max_model_len: int  # max_model_len itself when it starts; 0: none starts
+    no_pool: bool  # the weights and runtime leave no KV pool at all: no max_model_len helps
     reason: str  # why it does not start ("" when it does)
-    fix: str  # the flag that makes it start ("" when it does)
+    engine_max_len_flag: str  # the engine's own flag for max_model_len ("" when it has no command)
 
 
 class StrategyRow(Result):
@@ -107,8 +115,8 @@ class BatchResult(Result):
 class Knob(Result):
     """One change and what it gives: the concurrency at the workload after the change."""
 
-    change: str
-    flags: str
+    change: str  # in words
+    fix: dict[str, int | str]  # the settings it makes, by field name; rendered as the reader's flags
     kv_pool_bytes: int
     concurrency: int
     fits: bool

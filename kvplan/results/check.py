@@ -14,6 +14,13 @@ class Outcome(Result):
     value: int | float | bool | None = None  # the measured figure as a number: 2768224
 
 
+class ScenarioFix(Result):
+    """One change of a scenario's fields after which every expectation passes."""
+
+    settings: dict[str, int | str]  # scenario fields, e.g. {"max_model_len": 60352}
+    concurrency: int  # the concurrency once fixed
+
+
 class ScenarioResult(Result):
     name: str
     model: str
@@ -23,7 +30,7 @@ class ScenarioResult(Result):
     pp: int
     passed: bool
     outcomes: tuple[Outcome, ...]
-    suggestion: str | None
-    fix: dict[str, int | str] | None = None  # the scenario fields that make it pass, e.g. {"max_model_len": 60352}
+    fixes: tuple[ScenarioFix, ...] = ()  # each single change that makes it pass (both fixes of preemption)
+    fix: dict[str, int | str] | None = None  # the first of them, e.g. {"max_model_len": 60352}
     fix_concurrency: int | None = None  # the concurrency once fixed
     ignored_flags: tuple[str, ...]

@@ -64,5 +64,5 @@ class FragResult(Result):
     sweep: tuple[BlockSweepRow, ...]
     tp: int = 1
     pp: int = 1
-    engine: str = "vllm"
+    engine: str  # the engine whose pool was simulated
     paper_setting: bool = False  # the vLLM paper's Figure 2 setting: its shares are comparable

@@ -21,16 +21,15 @@ Validated by pydantic (extra keys forbidden); problems are reported as file:line
 
 from __future__ import annotations
 
-import re
-import shlex
 from pathlib import Path
-from typing import Annotated, Literal
-
+from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from kvplan import bounds
 from kvplan.errors import InputError, SpecError
+from kvplan.specs.engines import DEFAULT_ENGINE, ENGINES
+from kvplan.specs.engines import engine as engine_entry
 from kvplan.specs.yamlio import format_validation_error, line_of, read_text, unknown_key, validate_yaml, yaml_root
 
 
@@ -46,6 +45,12 @@ def _read(read, lo: int | None = None, hi: int | None = None):
         except InputError as err:
             raise ValueError(str(err)) from None
     return BeforeValidator(check)
+
+
+def _engine_name(name: object) -> str:
+    if not isinstance(name, str) or name.lower() not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    return name.lower()
 
 
 Tokens = Annotated[int, _read(bounds.tokens)]
@@ -73,7 +78,7 @@ class Scenario(Strict):
     tp: Gpus = 1
     pp: Gpus = 1
     replicas: Annotated[int, _read(None, 1, 2**20)] = 1
-    engine: Literal["vllm", "sglang", "trtllm", "raw"] = "vllm"
+    engine: Annotated[str, BeforeValidator(lambda name: _engine_name(name))] = DEFAULT_ENGINE
     util: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     kv_dtype: str = "auto"
     weights_dtype: str = "auto"
@@ -110,79 +115,12 @@ class CheckFile(Strict):
     scenarios: list[dict] = Field(min_length=1)
 
 
-# --- vLLM command lines ------------------------------------------------------------------------
-
-def _kv_dtype(v: str) -> str:
-    return "fp8" if v.startswith("fp8") else v
-
-
-_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "auto": "auto", "float32": "fp32", "float": "fp32"}
-_QUANTIZATION = {"fp8": "fp8", "awq": "int4", "awq_marlin": "int4", "gptq": "int4", "gptq_marlin": "int4",
-                 "bitsandbytes": "nf4", "mxfp4": "mxfp4"}
-_VLLM_FLAGS = {  # flag -> (scenario field, how to read the value: kvplan.bounds' readers, as on the command line)
-    "--model": ("model", lambda v, _: v),
-    "--tensor-parallel-size": ("tp", bounds.gpus), "-tp": ("tp", bounds.gpus),
-    "--pipeline-parallel-size": ("pp", bounds.gpus), "-pp": ("pp", bounds.gpus),
-    "--max-model-len": ("max_model_len", bounds.tokens), "--gpu-memory-utilization": ("util", bounds.fraction),
-    "--kv-cache-dtype": ("kv_dtype", lambda v, _: _kv_dtype(v)),
-    "--max-num-seqs": ("max_num_seqs", bounds.requests), "--block-size": ("block_size", bounds.block_size),
-    "--max-num-batched-tokens": ("max_num_batched_tokens", bounds.tokens),
-    "--cpu-offload-gb": ("cpu_offload_gib", bounds.gib_or_zero),
-    "--dtype": ("weights_dtype", lambda v, _: _DTYPES.get(v, v)),
-    "--quantization": ("weights_dtype", lambda v, _: _QUANTIZATION.get(v, v)), "-q": ("weights_dtype", lambda v, _: _QUANTIZATION.get(v, v)),
-}
-# the programs that start vLLM's OpenAI server, as people write them (docs, Dockerfiles, k8s manifests)
-_LAUNCHERS = (("vllm", "serve"), ("python", "-m", "vllm.entrypoints.openai.api_server"),
-              ("python3", "-m", "vllm.entrypoints.openai.api_server"), ("python", "-m", "vllm.entrypoints.api_server"))
-
-
-def _words(command: str) -> list[str]:
-    """The words of a command line; shell continuations joined, leading VAR=value settings dropped."""
-    try:
-        words = shlex.split(command.replace("\\\n", " "))
-    except ValueError as err:  # an unbalanced quote: the scenario cannot be read, so it is an error
-        raise InputError(f"cannot read the vllm command line ({err}); balance its quotes") from None
-    while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
-        words = words[1:]
-    for launcher in _LAUNCHERS:
-        if tuple(words[: len(launcher)]) == launcher:
-            return words[len(launcher):]
-    if words and words[0] in ("vllm", "python", "python3"):
-        raise InputError(f"'{' '.join(words[:3])}' is not a vLLM server command; write `vllm serve MODEL ...` "
-                         "or `python -m vllm.entrypoints.openai.api_server --model MODEL ...`")
-    return words
-
-
-def parse_vllm(command: str) -> tuple[dict, list[str]]:
-    """The scenario fields a vLLM server command line sets, and the flags kvplan ignores."""
-    words = _words(command)
-    fields, ignored, i = {}, [], 0
-    while i < len(words):
-        word = words[i]
-        flag, has_inline, inline = word.partition("=")
-        if not word.startswith("-"):
-            fields.setdefault("model", word)
-        elif flag in _VLLM_FLAGS:
-            value = inline if has_inline else (words[i + 1] if i + 1 < len(words) else "")
-            i += 0 if has_inline else 1
-            name, read = _VLLM_FLAGS[flag]
-            if not value:
-                raise InputError(f"vllm flag {flag} has no value; give one, e.g. {flag} 4096")
-            fields[name] = read(value, f"vllm flag {flag}")
-        else:
-            ignored.append(flag)
-            if not has_inline and i + 1 < len(words) and not words[i + 1].startswith("-"):
-                i += 1  # its value
-        i += 1
-    return fields, ignored
-
-
 def scenario(raw: dict, defaults: dict) -> Scenario:
     fields = {**defaults, **raw}
     if fields.get("vllm") is not None and not isinstance(fields["vllm"], str):
         raise InputError(f"vllm: expected a command line in quotes, got {fields['vllm']!r}")
     if fields.get("vllm"):
-        parsed, ignored = parse_vllm(fields["vllm"])
+        parsed, ignored = engine_entry("vllm").read_command(fields["vllm"])
         fields = {**defaults, **parsed, **raw, "ignored_flags": tuple(ignored)}
         if fields.get("max_model_len") and not fields.get("ctx") and not fields.get("in_tokens"):
             fields["ctx"] = fields["max_model_len"]  # a request of max_model_len: what the engine must hold

@@ -45,6 +45,7 @@ from kvplan.calc.frag.strategies import STRATEGIES, make_strategy
 from kvplan.calc.frag.waste import summarize
 from kvplan.calc.kv import request_bytes, resolve_kv_format
 from kvplan.errors import InputError
+from kvplan.specs.engines import DEFAULT_ENGINE
 from kvplan.units import GIB
 from kvplan.results.frag import BlockSweepRow, FragResult
 from kvplan.specs.workloads import Request
@@ -60,9 +61,10 @@ def kv_budget(model, gpu, kv_gib: float | None, kv_dtype: str = "auto",
     a TP x PP replica (inputs: engine, tp, pp, max_num_seqs, util; vLLM on one GPU by default)."""
     inputs = inputs or BudgetInputs(kv_dtype=kv_dtype)
     if (gpu is None) == (kv_gib is None):
-        raise InputError("give the KV budget as --gpu G (vLLM's pool on it) or --kv-gib X, one of them")
+        raise InputError("give the KV budget as {gpu} G (the engine's pool on it) or {kv_gib} X, one of them",
+                         "gpu", "kv_gib")
     if kv_gib is not None and kv_gib < 0:
-        raise InputError(f"--kv-gib {kv_gib} is negative; give the KV budget in GiB, e.g. --kv-gib 20")
+        raise InputError(f"{{kv_gib}} {kv_gib} is negative; give the KV budget in GiB, e.g. {{kv_gib}} 20", "kv_gib")
     fmt = resolve_kv_format(model, inputs.kv_dtype)
     if kv_gib is not None:
         return round(kv_gib * GIB), request_bytes(model, 1, fmt, inputs.tp, inputs.pp)
@@ -70,7 +72,7 @@ def kv_budget(model, gpu, kv_gib: float | None, kv_dtype: str = "auto",
     if not budget.weights_fit or budget.kv_pool_bytes <= 0:
         raise InputError(f"{model.name} leaves no KV pool on {gpu.name} at TP {inputs.tp} x PP {inputs.pp} "
                          f"({budget.engine}: weights {budget.weights_bytes / GIB:,.1f} GiB a GPU); "
-                         "raise --tp or --pp, or give --kv-gib")
+                         "raise {tp} or {pp}, or give {kv_gib}", "tp", "pp", "kv_gib")
     return budget.kv_pool_bytes, request_bytes(model, 1, fmt, inputs.tp, inputs.pp)
 
 
@@ -94,16 +96,17 @@ def fragmentation(model, gpu, requests: list[Request], *, workload: str, seed: i
                   bytes_per_token: int, block: int = 16, max_len: int = 2048, prefix: int = 0,
                   strategies: tuple[str, ...] = STRATEGIES, sweep: bool = False,
                   step: Callable[[str], None] = lambda _label: None, tp: int = 1, pp: int = 1,
-                  engine: str = "vllm", tick: Callable[[int], None] | None = None):
+                  engine: str = DEFAULT_ENGINE, tick: Callable[[int], None] | None = None):
     """Simulate each strategy over the same requests and budget; optionally sweep paged block sizes."""
     if block < 1 or max_len < 1 or prefix < 0:
-        raise InputError("--block-size and --max-len must be at least 1, --shared-prefix not negative")
+        raise InputError("{block_size} and {max_len} must be at least 1, {shared_prefix} not negative",
+                         "block_size", "max_len", "shared_prefix")
     if prefix >= max_len:
-        raise InputError(f"--shared-prefix {prefix:,} leaves no room in --max-len {max_len:,}; give a prefix "
-                         "shorter than the max length")
+        raise InputError(f"{{shared_prefix}} {prefix:,} leaves no room in {{max_len}} {max_len:,}; give a prefix "
+                         "shorter than the max length", "shared_prefix", "max_len")
     capacity = budget_bytes // bytes_per_token
     if capacity < 1:
-        raise InputError("the KV budget holds no token; raise --kv-gib or pick a larger GPU")
+        raise InputError("the KV budget holds no token; raise {kv_gib} or pick a larger GPU", "kv_gib")
     requests = with_prefix(requests, prefix, max_len)
     rows = []
     for name in strategies:

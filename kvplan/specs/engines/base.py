@@ -1,0 +1,235 @@
+"""What every engine entry is: its budget terms, its defaults and its command line.
+
+An engine is data plus a few small rules (gpt-fast's table of model configs is the model): the
+entry says what its memory fraction means, how it turns a GPU into a KV pool, when it refuses to
+start, its batch defaults, and the command line that starts it, written and read by the same table.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kvplan import bounds
+from kvplan.errors import InputError
+from kvplan.units import GIB, ceil_div
+
+if TYPE_CHECKING:  # the specs arrive as arguments: importing the registry loads no spec class
+    from kvplan.specs.gpu import GpuSpec
+    from kvplan.specs.model import ModelSpec
+
+# SGLang and TensorRT-LLM: the CUDA context and NCCL outside the weights, per GPU. The measured
+# CUDA context of PyTorch 2.11 on an H100 is 528.8 MiB (kvplan probe notes).
+RUNTIME_OVERHEAD_BYTES = 529 * 2**20
+# NCCL and custom all-reduce buffers when ranks talk (per GPU): vLLM 0.19 logs non-torch memory of
+# 2.1 GiB (Llama-3.3-70B) and 2.07 GiB (gpt-oss-20b) at TP 2 on H100s, against 0.25 GiB at TP 1.
+TP_COMM_BYTES = round(1.85 * GIB)  # 0.25 + 1.85 = 2.1 GiB at TP > 1
+
+
+@dataclass(frozen=True)
+class Term:
+    """One budget term: its bytes, a short source for the table, the formula for --explain."""
+
+    value: int
+    source: str
+    formula: str = ""
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """The scheduler's caps: tokens in one forward pass, and sequences running at once."""
+
+    max_num_batched_tokens: int
+    max_num_seqs: int
+
+
+def vllm_batch_limits(gpu: GpuSpec | None, total_bytes: int) -> BatchLimits:
+    """vLLM V1 (OpenAI server) defaults: 8192 batched tokens and 1024 sequences on GPUs of at
+    least 70 GiB other than the A100, else 2048 and 256 (vllm/engine/arg_utils.py, PR #17885)."""
+    large = total_bytes >= 70 * GIB and not (gpu is not None and gpu.name.startswith("a100"))
+    return BatchLimits(8192, 1024) if large else BatchLimits(2048, 256)
+
+
+def forward_pass_peak(model: ModelSpec, tp: int, tokens: int, seqs: int) -> tuple[int, str]:
+    """Peak of a profiling forward pass of `tokens` tokens plus a sampler run over `seqs` sequences.
+
+    resident: 3 hidden-state buffers, tokens x hidden x 2 B;
+    transient: the MLP's gate/up and activation outputs (the active experts' for MoE),
+               3 x tokens x intermediate / tp x 2 B;
+    sampler:   logits and probabilities in fp32, 2 x seqs x vocab x 4 B.
+    """
+    h = model.hidden_size
+    inter = model.intermediate_size
+    if model.moe:
+        inter = (model.moe.expert_intermediate_size or inter) * model.moe.experts_per_token
+    resident = 3 * tokens * h * 2
+    mlp = 3 * tokens * ceil_div(inter, tp) * 2
+    sampler = 2 * seqs * model.vocab_size * 4
+    formula = (f"3 x {tokens:,} x {h:,} x 2 B + 3 x {tokens:,} x {ceil_div(inter, tp):,} x 2 B "
+               f"+ 2 x {seqs:,} x {model.vocab_size:,} x 4 B")
+    return resident + mlp + sampler, formula
+
+
+class Engine:
+    """One engine's entry. Subclasses set the data and override the rules that differ.
+
+    The budget's terms (total, activation, overhead) and the pool rule take plain numbers and specs;
+    calc.budget adds them up, so a rule here is the engine's own arithmetic and nothing else."""
+
+    name: str  # what a user types: --engine vllm
+    display_name: str  # in sentences: "vLLM will not start"
+    util: float  # the default of its memory fraction
+    util_name: str  # the engine's own name for that fraction
+    util_meaning: str  # what the fraction is a fraction of
+    block_size: int  # tokens per KV page
+    formula: str  # the pool rule, in words of the terms
+    source: str  # where the rule and defaults come from
+    command: CommandLine | None = None  # None: nothing to start (the textbook budget)
+    # How the start-up check counts one request of max_model_len: "max_memory_usage" (vLLM V1: each
+    # layer kind's max_memory_usage_bytes) or "paged_request" (the request's pages as it is held).
+    start_rule: str = "paged_request"
+    base_overhead_bytes = RUNTIME_OVERHEAD_BYTES
+    base_overhead_source = "CUDA context, measured"
+
+    def total_memory(self, gpu: GpuSpec) -> Term:
+        total, basis = gpu.cuda_memory()
+        return Term(total, f"{gpu.name} as CUDA reports it ({basis})",
+                    f"the device total a process sees (cudaMemGetInfo): {basis}")
+
+    def batch_limits(self, gpu: GpuSpec | None, total_bytes: int) -> BatchLimits:
+        return vllm_batch_limits(gpu, total_bytes)
+
+    def activation(self, model: ModelSpec, tp: int, limits: BatchLimits) -> Term:
+        tokens, seqs = limits.max_num_batched_tokens, limits.max_num_seqs
+        value, formula = forward_pass_peak(model, tp, tokens, seqs)
+        return Term(value, f"estimate: {tokens:,}-token batch, {seqs:,} sequences", formula)
+
+    def overhead(self, gpus: int) -> Term:
+        comm = TP_COMM_BYTES if gpus > 1 else 0
+        note = f" + NCCL for {gpus} GPUs" if comm else ""
+        formula = f"{self.base_overhead_bytes:,} B" + (f" + {comm:,} B" if comm else "")
+        return Term(self.base_overhead_bytes + comm, self.base_overhead_source + note, formula)
+
+    def default_util(self, gpus: int) -> float:
+        return self.util
+
+    def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
+        raise NotImplementedError
+
+    def write_command(self, deploy: Deploy) -> str:
+        """The command that starts this engine with `deploy` ("" when the engine has none)."""
+        return self.command.write(deploy) if self.command else ""
+
+    def read_command(self, text: str) -> tuple[dict, list[str]]:
+        if self.command is None:
+            raise InputError(f"{self.display_name} has no command line to read")
+        return self.command.read(text, self.name, self.display_name)
+
+
+# --- command lines ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Deploy:
+    """Every setting an engine command carries, by kvplan's names."""
+
+    model: str  # the repo id or path the engine loads
+    tp: int
+    pp: int
+    max_len: int
+    util: float
+    kv_dtype: str
+    max_num_seqs: int
+
+
+def _kv_dtype(value: str) -> str:
+    return "fp8" if value.startswith("fp8") else value
+
+
+_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "auto": "auto", "float32": "fp32", "float": "fp32"}
+_QUANTIZATION = {"fp8": "fp8", "awq": "int4", "awq_marlin": "int4", "gptq": "int4", "gptq_marlin": "int4",
+                 "bitsandbytes": "nf4", "mxfp4": "mxfp4", "modelopt": "fp8", "modelopt_fp4": "nvfp4"}
+
+Reader = Callable[[str, str], object]
+# A setting's field (as in check files) -> how its value is read: kvplan.bounds' readers, as on the command line.
+FIELD_READERS: dict[str, Reader] = {
+    "model": lambda v, _: v,
+    "tp": bounds.gpus, "pp": bounds.gpus, "max_model_len": bounds.tokens, "util": bounds.fraction,
+    "kv_dtype": lambda v, _: _kv_dtype(v), "max_num_seqs": bounds.requests, "block_size": bounds.block_size,
+    "max_num_batched_tokens": bounds.tokens, "cpu_offload_gib": bounds.gib_or_zero,
+    "weights_dtype": lambda v, _: _DTYPES.get(v, v), "quantization": lambda v, _: _QUANTIZATION.get(v, v),
+}
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """How an engine's server starts, and which flag carries which setting: one table that both
+    writes the command kvplan recommends and reads a command back (`kvplan check`)."""
+
+    program: str  # what kvplan writes: 'vllm serve'
+    launchers: tuple[tuple[str, ...], ...]  # every way people start it, as words
+    model_flag: str | None  # None: the model is the first positional word
+    flags: dict[str, str]  # setting -> the flag kvplan writes, in the order written
+    also_read: dict[str, str] = field(default_factory=dict)  # other spellings read: flag -> setting
+    kv_dtypes: dict[str, str] = field(default_factory=dict)  # kvplan's KV dtype -> the engine's value
+    program_words: tuple[str, ...] = ()  # first words that mean "this engine" even when unparseable
+    usage: str = ""  # how to write it, for the message when a line names the engine but no server
+
+    def write(self, d: Deploy) -> str:
+        """The command line, with pipeline parallelism and the KV dtype only where they differ from
+        the engine's default (one stage, the model's dtype)."""
+        values = {"tp": d.tp, "pp": d.pp if d.pp > 1 else None, "max_model_len": d.max_len, "util": f"{d.util:g}",
+                  "kv_dtype": self.kv_dtypes.get(d.kv_dtype), "max_num_seqs": d.max_num_seqs}
+        words = [self.program, *([self.model_flag] if self.model_flag else []), d.model]
+        for setting, flag in self.flags.items():
+            if values.get(setting) is not None:
+                words.append(f"{flag} {values[setting]}")
+        return " ".join(words)
+
+    def read(self, command: str, engine: str, display: str) -> tuple[dict, list[str]]:
+        """The settings a command line sets (check-file field names), and the flags kvplan ignores;
+        `engine` and `display` name the engine in messages."""
+        words = self._words(command, engine, display)
+        by_flag = {flag: setting for setting, flag in self.flags.items()} | self.also_read
+        if self.model_flag:
+            by_flag[self.model_flag] = "model"
+        fields: dict = {}
+        ignored: list[str] = []
+        i = 0
+        while i < len(words):
+            word = words[i]
+            flag, has_inline, inline = word.partition("=")
+            if not word.startswith("-"):
+                fields.setdefault("model", word)
+            elif flag in by_flag:
+                value = inline if has_inline else (words[i + 1] if i + 1 < len(words) else "")
+                i += 0 if has_inline else 1
+                if not value:
+                    raise InputError(f"{engine} flag {flag} has no value; give one, e.g. {flag} 4096")
+                setting = by_flag[flag]
+                read = FIELD_READERS[setting]
+                fields["weights_dtype" if setting == "quantization" else setting] = read(
+                    value, f"{engine} flag {flag}")
+            else:
+                ignored.append(flag)
+                if not has_inline and i + 1 < len(words) and not words[i + 1].startswith("-"):
+                    i += 1  # its value
+            i += 1
+        return fields, ignored
+
+    def _words(self, command: str, engine: str, display: str) -> list[str]:
+        """The words after the launcher; shell continuations joined, leading VAR=value settings dropped."""
+        try:
+            words = shlex.split(command.replace("\\\n", " "))
+        except ValueError as err:  # an unbalanced quote: the scenario cannot be read, so it is an error
+            raise InputError(f"cannot read the {engine} command line ({err}); balance its quotes") from None
+        while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
+            words = words[1:]
+        for launcher in self.launchers:
+            if tuple(words[: len(launcher)]) == launcher:
+                return words[len(launcher):]
+        if words and words[0] in self.program_words:
+            raise InputError(f"'{' '.join(words[:3])}' is not a {display} server command; write {self.usage}")
+        return words

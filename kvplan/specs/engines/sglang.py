@@ -1,0 +1,58 @@
+"""SGLang: the pool is the memory free after loading, less what mem_fraction_static keeps back.
+
+    pool = (total - weights - overhead - activation) - total x (1 - mem_fraction_static)
+
+Source: python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token;
+python/sglang/srt/server_args.py (page_size 1, mem_fraction_static by TP size).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine, Term
+
+if TYPE_CHECKING:
+    from kvplan.specs.model import ModelSpec
+
+# server_args: mem_fraction_static by the GPUs of a replica (at least this many -> this fraction)
+FRACTION_BY_GPUS = ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87), (1, 0.88))
+
+COMMAND = CommandLine(
+    program="python -m sglang.launch_server",
+    launchers=(("python", "-m", "sglang.launch_server"), ("python3", "-m", "sglang.launch_server"),
+               ("sglang", "serve")),
+    model_flag="--model-path",
+    flags={"tp": "--tp-size", "pp": "--pp-size", "max_model_len": "--context-length", "util": "--mem-fraction-static",
+           "kv_dtype": "--kv-cache-dtype", "max_num_seqs": "--max-running-requests", "block_size": "--page-size",
+           "max_num_batched_tokens": "--chunked-prefill-size", "weights_dtype": "--dtype",
+           "quantization": "--quantization"},
+    also_read={"--model": "model", "--tp": "tp", "--pp": "pp"},
+    kv_dtypes={"fp8": "fp8_e4m3"},
+    program_words=("sglang",),
+    usage="`python -m sglang.launch_server --model-path MODEL ...`",
+)
+
+
+class Sglang(Engine):
+    name, display_name = "sglang", "SGLang"
+    util, util_name = 0.88, "mem_fraction_static"
+    util_meaning = ("of the device's total memory, for weights and the KV pool; the rest is headroom for "
+                    "activations and CUDA graphs")
+    block_size = 1
+    formula = "(total - weights - overhead - activation) - total x (1 - util)"
+    source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static by TP size "
+              "(server_args: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16)")
+    command = COMMAND
+
+    def default_util(self, gpus: int) -> float:
+        return next(fraction for size, fraction in FRACTION_BY_GPUS if gpus >= size)
+
+    def activation(self, model: ModelSpec, tp: int, limits: BatchLimits) -> Term:
+        return Term(0, "in the (1 - mem_fraction_static) headroom")
+
+    def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
+        return (total - weights - overhead - activation) - int(total * (1 - util))
+
+
+SGLANG = Sglang()

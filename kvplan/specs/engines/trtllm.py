@@ -1,0 +1,41 @@
+"""TensorRT-LLM: the pool is free_gpu_memory_fraction of the memory free after the engine loads.
+
+    pool = free_gpu_memory_fraction x (total - weights - activation - overhead)
+
+Source: tensorrt_llm/llmapi/llm_args.py KvCacheConfig (free_gpu_memory_fraction 0.9,
+tokens_per_block 32); trtllm-serve's options (tensorrt_llm/commands/serve.py).
+"""
+
+from __future__ import annotations
+
+from kvplan.specs.engines.base import CommandLine, Engine
+
+COMMAND = CommandLine(
+    program="trtllm-serve",
+    launchers=(("trtllm-serve", "serve"), ("trtllm-serve",)),
+    model_flag=None,
+    flags={"tp": "--tp_size", "pp": "--pp_size", "max_model_len": "--max_seq_len",
+           "util": "--kv_cache_free_gpu_memory_fraction", "max_num_seqs": "--max_batch_size",
+           "max_num_batched_tokens": "--max_num_tokens"},
+    also_read={"--model": "model"},
+    kv_dtypes={},  # set in the --extra_llm_api_options YAML (kv_cache_config.dtype), not by a flag
+    program_words=("trtllm-serve",),
+    usage="`trtllm-serve MODEL ...`",
+)
+
+
+class Trtllm(Engine):
+    name, display_name = "trtllm", "TensorRT-LLM"
+    util, util_name = 0.90, "free_gpu_memory_fraction"
+    util_meaning = "of the memory still free once the engine, its weights and its buffers are loaded"
+    block_size = 32
+    formula = "util x (total - weights - activation - overhead)"
+    source = ("TensorRT-LLM KvCacheConfig: free_gpu_memory_fraction=0.9 of the memory free after "
+              "loading the engine and its runtime buffers; tokens_per_block=32")
+    command = COMMAND
+
+    def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
+        return int(util * (total - weights - activation - overhead))
+
+
+TRTLLM = Trtllm()
