@@ -16,8 +16,8 @@ PAPER = {"fixed": 0.204, "doubling": 0.268, "exact": 0.382, "paged": 0.963}
 
 def render_frag(console: Console, r: FragResult) -> None:
     on = f" on {r.gpu}" + (f" TP {r.tp}" if r.tp > 1 else "") + (f" PP {r.pp}" if r.pp > 1 else "")
-    on += f" ({r.engine})" if r.gpu != "--kv-gib" else ""
-    console.print(f"[bold]{r.model}[/]{on if r.gpu != '--kv-gib' else ''}: {r.requests:,} requests ({r.workload}, mean {r.mean_input:,.0f} in / "
+    on += f" ({r.engine})" if r.gpu is not None else ""
+    console.print(f"[bold]{r.model}[/]{on if r.gpu is not None else ''}: {r.requests:,} requests ({r.workload}, mean {r.mean_input:,.0f} in / "
                   f"{r.mean_output:,.0f} out), KV budget {fmt_binary(r.budget_bytes)} = {r.budget_tokens:,} tokens "
                   f"of {r.kv_bytes_per_token:,} B, max_len {r.max_len:,}, block {r.block_size}"
                   + (f", shared prefix {r.shared_prefix:,}" if r.shared_prefix else ""))

@@ -121,7 +121,7 @@ def plot_fit(r: FitResult, path: Path) -> None:
 
 def plot_frag(r: FragResult, path: Path) -> None:
     """`kvplan frag --plot`: a stacked bar per strategy of live tokens and each kind of waste."""
-    on = f"{r.gpu}, TP {r.tp}, {r.engine}" if r.gpu != "--kv-gib" else "a --kv-gib budget"
+    on = f"{r.gpu}, TP {r.tp}, {r.engine}" if r.gpu is not None else "a --kv-gib budget"
     plot_stacked(path, f"{r.model} on {on}: KV memory by allocation strategy ({r.workload}, max_len {r.max_len:,})",
                  {row.strategy: {"live tokens": 100 * row.live_share, "reservation": 100 * row.reservation_share,
                                  "internal": 100 * row.internal_share, "external": 100 * row.external_share}

@@ -48,7 +48,7 @@ class BlockSweepRow(Result):
 class FragResult(Result):
     model: str
     model_origin: str | None = None  # where the model's spec came from (database, path, cache, Hub)
-    gpu: str
+    gpu: str | None  # None: a budget given in GiB (--kv-gib), not an engine's pool on a GPU
     workload: str
     requests: int
     seed: int

@@ -125,7 +125,7 @@ def fragmentation(model, gpu, requests: list[Request], *, workload: str, seed: i
     n = len(requests)
     return FragResult(
         model_origin=model.origin,
-        model=model.name, gpu=gpu.name if gpu else "--kv-gib", workload=workload, requests=n, seed=seed,
+        model=model.name, gpu=gpu.name if gpu else None, workload=workload, requests=n, seed=seed,
         kv_bytes_per_token=bytes_per_token, budget_tokens=capacity, budget_bytes=capacity * bytes_per_token,
         block_size=block, max_len=max_len, shared_prefix=prefix, mean_input=sum(r.inp for r in requests) / n,
         mean_output=sum(r.out for r in requests) / n, rows=tuple(rows), sweep=tuple(sweep_rows), tp=tp, pp=pp,
