@@ -10,7 +10,7 @@ Sizes are integers; dtypes are named (``bf16``) and their widths live in :mod:`k
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from pydantic import Field, Strict
 
@@ -34,6 +34,10 @@ def _check_tp_split(what: str, n: int, tp: int) -> None:
 class _Kind(Frozen):
     """The answers of a layer that caches nothing and attends to nothing; each kind overrides its own.
     No fields here: each kind declares its own, in the order its YAML lists them."""
+
+    if TYPE_CHECKING:  # every kind's fields, declared for the type checker only
+        kind: str
+        count: int
 
     @property
     def is_attention(self) -> bool:
