@@ -358,7 +358,7 @@ class GatedDeltaNetState(_ConstantState):
 
 
 class MlpOnly(_Kind):
-    """A block with no attention or SSM (Nemotron-H's MLP layers): nothing cached, nothing at start-up."""
+    """A block with no attention or SSM (Nemotron-H's MLP layers): nothing cached."""
 
     kind: Literal["mlp"] = "mlp"
     count: Layers
