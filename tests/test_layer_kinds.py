@@ -70,7 +70,7 @@ def test_mamba2_state_at_tp1():
 def test_mamba2_groups_are_replicated_when_tp_does_not_divide_them():
     # TP 16 > 8 groups: vLLM extends them to 16; conv channels 8,192 + 2 x 16 x 128 = 12,288
     # conv 12,288 / 16 x 3 = 2,304; ssm 8,192 / 16 x 128 = 65,536
-    assert NEMOTRON_MAMBA.groups_per_rank_total(16) == 16
+    assert NEMOTRON_MAMBA.groups_after_tp_replication(16) == 16
     assert NEMOTRON_MAMBA.state_elements(16) == 2_304 + 65_536
     # TP 8 divides the 8 groups: no replication; (10,240 / 8) x 3 + 1,024 x 128
     assert NEMOTRON_MAMBA.state_elements(8) == 1_280 * 3 + 131_072

@@ -1,9 +1,9 @@
 """KV-cache size of a model at a context: pure functions of a frozen spec and a few integers.
 
-Per layer group g on one tensor-parallel rank:
-    bytes_per_token_per_layer(g) = kv_format.bytes_for(kv_elements_per_token(g, tp))
+Per layer group g on one tensor-parallel rank (the numbers of kvplan.specs.layer_kind.LayerKind):
+    bytes_per_token_per_layer(g) = kv_bytes_per_token(g, kv_format, tp)
     bytes_per_request(g)         = count(g) * (cached_tokens(g, ctx) * bytes_per_token_per_layer(g)
-                                               + state_elements(g, tp) * state_dtype_bytes)
+                                               + state_bytes(g, tp, state_dtype_bytes))
 A request's KV is the sum over groups; a batch is that times the batch size; paged KV rounds each
 layer's tokens up to whole pages of `block_size` tokens (a Mamba state is one page of its own).
 """
@@ -14,7 +14,8 @@ from kvplan import bounds
 from kvplan.errors import InputError
 from kvplan.results.base import Step
 from kvplan.results.size import KvSize, LayerKv, MhaComparison
-from kvplan.specs.layers import AnyLayers
+from kvplan.specs.layer_kind import LayerKind
+from kvplan.specs.layer_text import describe, elements_formula, held_formula, state_formula
 from kvplan.specs.model import ModelSpec
 from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div, kv_format
 
@@ -47,21 +48,20 @@ def check_size_inputs(model: ModelSpec, ctx: int, batch: int, tp: int, block_siz
                          f"attention heads; use a divisor of {model.num_attention_heads}", "tp")
 
 
-def layer_kv(group: AnyLayers, ctx: int, fmt: KvFormat, state_dtype: str, tp: int,
+def layer_kv(group: LayerKind, ctx: int, fmt: KvFormat, state_dtype: str, tp: int,
              block_size: int, pp: int = 1) -> LayerKv:
     """One layer group's KV on one rank at context `ctx`. Under pipeline parallelism a GPU holds
     its stage's layers: the largest stage has ceil(count / pp) layers of each group."""
-    per_token = fmt.bytes_for(group.kv_elements_per_token(tp)) + group.fixed_bytes_per_token(tp)
+    per_token = group.kv_bytes_per_token(fmt, tp)
     state = group.state_bytes(tp, DTYPE_BYTES[state_dtype])
     cached = group.cached_tokens(ctx)
     per_layer = cached * per_token + state
-    if state:  # a Mamba state is allocated whole, as one page
-        page, pages = state, 1
-    else:
-        page, pages = block_size * per_token, ceil_div(cached, block_size)
+    page = group.page_size_bytes(block_size=block_size, kv_format=fmt, tp=tp,
+                                 state_dtype_bytes=DTYPE_BYTES[state_dtype])
+    pages = 1 if state else ceil_div(cached, block_size)  # a Mamba state is allocated whole, as one page
     count = ceil_div(group.count, pp)
     return LayerKv(
-        kind=group.kind, count=count, description=group.describe(), cached_tokens=cached,
+        kind=group.kind, count=count, description=describe(group), cached_tokens=cached,
         bytes_per_token_per_layer=per_token, state_bytes_per_layer=state,
         bytes_per_request_per_layer=per_layer, page_bytes_per_layer=page,
         pages_per_request_per_layer=pages, bytes_per_token=count * per_token,
@@ -105,13 +105,13 @@ def _explain(model: ModelSpec, fmt: KvFormat, tp: int, ctx: int, batch: int, lay
             fixed = group.fixed_bytes_per_token(tp)
             extra = f" + indexer {fixed:,} B (fp8 + scales)" if fixed else ""
             steps.append(Step(label=f"{name}: per token per layer",
-                              formula=f"{group.elements_formula(tp)} = {fmt.formula(elements)}{extra}",
+                              formula=f"{elements_formula(group, tp)} = {fmt.formula(elements)}{extra}",
                               value=f"{layer.bytes_per_token_per_layer:,} B"))
             steps.append(Step(label=f"{name}: tokens held",
-                              formula=group.held_formula(ctx), value=f"{layer.cached_tokens:,}"))
+                              formula=held_formula(group, ctx), value=f"{layer.cached_tokens:,}"))
         if layer.state_bytes_per_layer:
             steps.append(Step(label=f"{name}: state per layer",
-                              formula=f"{group.state_formula(tp)} x "
+                              formula=f"{state_formula(group, tp)} x "
                                       f"{DTYPE_BYTES[compute_dtype(model)]} B ({compute_dtype(model)})",
                               value=f"{layer.state_bytes_per_layer:,} B"))
         held = f"{layer.cached_tokens:,} x {layer.bytes_per_token_per_layer:,} B" if elements else ""

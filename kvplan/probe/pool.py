@@ -47,10 +47,10 @@ def layer_shapes(model: ModelSpec, fmt: KvFormat, num_blocks: int, block: int) -
     g = shared_layers(model, fmt, block)
     for group, layer in paged_groups(model, fmt, block):
         dtype = TORCH_DTYPES.get(fmt.name)
-        heads = getattr(group, "num_kv_heads", None)
+        heads_dim = group.kv_page_layout()  # FlashInfer's (kv_heads, head_dim), or raw bytes
         pages = num_blocks * sum(gr.count for gr, _ in paged_groups(model, fmt, block)) // g if g else num_blocks
-        if dtype is not None and heads and group.kind != "mha":
-            shape, dtype_ = (pages, 2, block, heads, group.head_dim), dtype
+        if dtype is not None and heads_dim:
+            shape, dtype_ = (pages, 2, block, *heads_dim), dtype
         else:
             shape, dtype_ = (pages, layer.page_bytes_per_layer), torch.uint8
         if g:

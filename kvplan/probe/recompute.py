@@ -53,19 +53,13 @@ class Shapes:
 
 
 def model_shapes(model: ModelSpec) -> Shapes:
-    """The shapes of the model's main attention kind; MLA as it runs in prefill (decompressed)."""
-    attn = next((g for g in model.layers if g.kind in ("full", "sliding", "chunked", "mla", "mha")), None)
-    moe = model.moe
-    inter = ((moe.experts_per_token + moe.shared_experts) * (moe.expert_intermediate_size or model.intermediate_size)
-             if moe else model.intermediate_size)
+    """The shapes of the model's first attention layers, as a prefill runs them (MLA decompressed),
+    and the MLP width a token passes through (ModelSpec.active_intermediate_size)."""
+    inter = model.active_intermediate_size
+    attn = next((g.prefill_attention_shape(model.num_attention_heads) for g in model.layers if g.is_attention), None)
     if attn is None:
         return Shapes(model.hidden_size, 0, 0, 0, 0, inter)
-    if attn.kind == "mla":
-        qk = attn.qk_nope_head_dim + attn.qk_rope_head_dim
-        return Shapes(model.hidden_size, attn.num_heads, attn.num_heads, qk, attn.v_head_dim, inter)
-    if attn.kind == "mha":
-        return Shapes(model.hidden_size, attn.num_heads, attn.num_heads, attn.k_head_dim, attn.v_head_dim, inter)
-    return Shapes(model.hidden_size, model.num_attention_heads, attn.num_kv_heads, attn.head_dim, attn.head_dim, inter)
+    return Shapes(model.hidden_size, attn.q_heads, attn.kv_heads, attn.qk_head_dim, attn.v_head_dim, inter)
 
 
 def need_bytes(s: Shapes, p: int, layers: int, element: int, cpu: bool) -> int:

@@ -71,10 +71,10 @@ def read_index(root: Path) -> dict | None:
 
 def construct_model(data: dict) -> ModelSpec:
     """A ModelSpec from validated data, built without validating it again."""
-    from kvplan.specs.layers import KINDS as LAYER_CLASSES
+    from kvplan.specs.layers import layer_class
     from kvplan.specs.model import ModelSpec, MoESpec
 
-    layers = tuple(LAYER_CLASSES[g["kind"]].model_construct(**g) for g in data["layers"])
+    layers = tuple(layer_class(g["kind"]).model_construct(**g) for g in data["layers"])
     fields = {**data, "layers": layers, "aliases": tuple(data.get("aliases", ()))}
     if data.get("moe"):
         fields["moe"] = MoESpec.model_construct(**data["moe"])

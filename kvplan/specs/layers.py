@@ -1,24 +1,27 @@
 """What a model's layers cache: one small frozen class per attention kind (full, sliding window,
-chunked local, MLA latent, Mamba state), each answering the same questions under the same names, so
-calculators never branch on `kind`:
-
-- ``kv_elements_per_token(tp)``: cached elements (K and V together) per token per layer on one rank;
-- ``cached_tokens(ctx)``: how many tokens a layer holds at context ``ctx``;
-- ``state_elements(tp)``: constant per-request state per layer on one rank (Mamba);
-- ``mha_equivalent(num_attention_heads)``: the same layer without grouped/latent KV sharing.
+chunked local, MLA latent, Mamba state, Gated DeltaNet state, MLP-only), each answering the
+questions of :class:`~kvplan.specs.layer_kind.LayerKind` under the same names, so calculators never
+branch on `kind`. The kinds a YAML file may name are in :data:`KINDS`, the one registry of them;
+:func:`layer_class` looks one up and refuses an unknown name. What each kind prints is in
+:mod:`kvplan.specs.layer_text`, not here.
 
 Sizes are integers; dtypes are named (``bf16``) and their widths live in :mod:`kvplan.units`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from pydantic import Field, Strict
 
 from kvplan.errors import SpecError
 from kvplan.specs.base import Dim, Frozen, Heads, Layers, Tokens
-from kvplan.units import ceil_div
+from kvplan.specs.layer_kind import AttentionShape, LayerKind
+from kvplan.units import KvFormat, ceil_div
+
+__all__ = ["KINDS", "AnyLayers", "AttentionShape", "ChunkedLocalAttention", "DecompressedAttention",
+           "FullAttention", "GatedDeltaNetState", "LayerGroup", "LayerKind", "MLALatent", "MambaState",
+           "MlpOnly", "SlidingWindowAttention", "layer_class"]
 
 
 def _check_tp_split(what: str, n: int, tp: int) -> None:
@@ -28,8 +31,29 @@ def _check_tp_split(what: str, n: int, tp: int) -> None:
                         f"use a --tp that divides {n}")
 
 
-class _EveryToken:
-    """Layers that keep every token's K/V (or latent) and no other state: full attention, MLA."""
+class _Kind(Frozen):
+    """The answers of a layer that caches nothing and attends to nothing; each kind overrides its own.
+    No fields here: each kind declares its own, in the order its YAML lists them."""
+
+    if TYPE_CHECKING:  # every kind's fields, declared for the type checker only
+        kind: str
+        count: int
+
+    @property
+    def is_attention(self) -> bool:
+        return False
+
+    def kv_elements_per_token(self, tp: int = 1) -> int:
+        return 0
+
+    def fixed_bytes_per_token(self, tp: int = 1) -> int:
+        return 0
+
+    def kv_bytes_per_token(self, kv_format: KvFormat, tp: int = 1) -> int:
+        return kv_format.bytes_for(self.kv_elements_per_token(tp)) + self.fixed_bytes_per_token(tp)
+
+    def cached_tokens(self, ctx: int) -> int:
+        return 0
 
     def state_elements(self, tp: int = 1) -> int:
         return 0
@@ -37,8 +61,51 @@ class _EveryToken:
     def state_bytes(self, tp: int, dtype_bytes: int) -> int:
         return 0
 
-    def fixed_bytes_per_token(self, tp: int = 1) -> int:
+    def page_size_bytes(self, *, block_size: int, kv_format: KvFormat, tp: int = 1, state_dtype_bytes: int) -> int:
+        """A state is allocated whole, as one page (vLLM MambaSpec); else block_size tokens of KV."""
+        state = self.state_bytes(tp, state_dtype_bytes)
+        return state or block_size * self.kv_bytes_per_token(kv_format, tp)
+
+    def max_memory_pages(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int) -> int:
         return 0
+
+    def max_memory_bytes(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int,
+                         kv_format: KvFormat, tp: int = 1, state_dtype_bytes: int) -> int:
+        """vLLM V1's ``max_memory_usage_bytes`` (vllm/v1/kv_cache_interface.py), which
+        check_enough_kv_cache_memory sums over layers at start-up: max_memory_pages x page_size_bytes,
+        per layer on one rank. The pages per kind are in each kind's ``max_memory_pages``."""
+        pages = self.max_memory_pages(max_model_len=max_model_len, max_num_batched_tokens=max_num_batched_tokens,
+                                      block_size=block_size)
+        return pages * self.page_size_bytes(block_size=block_size, kv_format=kv_format, tp=tp,
+                                            state_dtype_bytes=state_dtype_bytes)
+
+    def kv_heads_per_rank(self, tp: int = 1) -> int:
+        return 1
+
+    def kv_page_layout(self, tp: int = 1) -> tuple[int, int] | None:
+        return None
+
+    def attended_pairs(self, ctx: int) -> int:
+        return 0  # a scan, linear in the tokens: counted with the parameters
+
+    def prefill_attention_shape(self, num_attention_heads: int) -> AttentionShape | None:
+        return None
+
+    def prefill_flops_per_pair(self, num_attention_heads: int = 0) -> int:
+        """QK over qk_head_dim and PV over v_head_dim, 2 FLOPs each, for every query head."""
+        shape = self.prefill_attention_shape(num_attention_heads)
+        return 2 * shape.q_heads * (shape.qk_head_dim + shape.v_head_dim) if shape else 0
+
+    def mha_equivalent(self, num_attention_heads: int) -> LayerKind:
+        return self
+
+
+class _EveryToken(_Kind):
+    """Layers that keep every token's K/V (or latent): full attention, MLA, its decompressed form."""
+
+    @property
+    def is_attention(self) -> bool:
+        return True
 
     def cached_tokens(self, ctx: int) -> int:
         return ctx
@@ -47,14 +114,19 @@ class _EveryToken:
         """Query-key pairs a causal prefill of `ctx` tokens computes: sum over t of tokens seen."""
         return ctx * (ctx + 1) // 2
 
-    def held_formula(self, ctx: int) -> str:
-        return f"ctx {ctx:,}"
+    def max_memory_pages(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int) -> int:
+        """FullAttentionSpec (and MLAAttentionSpec): cdiv(max_model_len, block_size) pages."""
+        return ceil_div(max_model_len, block_size)
 
 
-class _AttentionLayers(Frozen):
+class _AttentionLayers(_Kind):
     count: Layers
     num_kv_heads: Heads
     head_dim: Dim
+
+    @property
+    def is_attention(self) -> bool:
+        return True
 
     def kv_heads_per_rank(self, tp: int = 1) -> int:
         """vLLM's rule: heads split across ranks; beyond num_kv_heads each rank keeps one replica."""
@@ -64,28 +136,14 @@ class _AttentionLayers(Frozen):
     def kv_elements_per_token(self, tp: int = 1) -> int:
         return 2 * self.kv_heads_per_rank(tp) * self.head_dim  # K and V
 
-    def fixed_bytes_per_token(self, tp: int = 1) -> int:
-        return 0
+    def kv_page_layout(self, tp: int = 1) -> tuple[int, int] | None:
+        return self.kv_heads_per_rank(tp), self.head_dim
 
-    def state_elements(self, tp: int = 1) -> int:
-        return 0
+    def prefill_attention_shape(self, num_attention_heads: int) -> AttentionShape | None:
+        return AttentionShape(num_attention_heads, self.num_kv_heads, self.head_dim, self.head_dim)
 
-    def state_bytes(self, tp: int, dtype_bytes: int) -> int:
-        return 0
-
-    def mha_equivalent(self, num_attention_heads: int) -> _AttentionLayers:
+    def mha_equivalent(self, num_attention_heads: int) -> LayerKind:
         return self.model_copy(update={"num_kv_heads": num_attention_heads})
-
-    def prefill_flops_per_pair(self, num_attention_heads: int = 0) -> int:
-        """QK and PV for every query head: 2 FLOPs x heads x (head_dim + head_dim) per pair."""
-        return 2 * num_attention_heads * 2 * self.head_dim
-
-    def describe(self) -> str:
-        return f"{self.num_kv_heads} KV x {self.head_dim}"
-
-    def elements_formula(self, tp: int = 1) -> str:
-        shared = f" ({self.num_kv_heads} KV heads / TP {tp})" if tp > 1 else ""
-        return f"2 (K,V) x {self.kv_heads_per_rank(tp)} heads{shared} x head_dim {self.head_dim}"
 
 
 class FullAttention(_EveryToken, _AttentionLayers):
@@ -109,11 +167,12 @@ class SlidingWindowAttention(_AttentionLayers):
         w = min(ctx, self.window)
         return w * (w + 1) // 2 + (ctx - w) * self.window
 
-    def describe(self) -> str:
-        return f"{super().describe()}, window {self.window:,}" + (" + sinks" if self.sinks else "")
-
-    def held_formula(self, ctx: int) -> str:
-        return f"min(ctx {ctx:,}, window {self.window:,})"
+    def max_memory_pages(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int) -> int:
+        """SlidingWindowSpec: during a chunked prefill the last window - 1 computed tokens plus the
+        newly scheduled ones, at most max_model_len; + 1 page because the window need not start on
+        a page boundary."""
+        num_tokens = min(self.window - 1 + max_num_batched_tokens, max_model_len)
+        return ceil_div(num_tokens, block_size) + 1
 
 
 class ChunkedLocalAttention(_AttentionLayers):
@@ -129,14 +188,13 @@ class ChunkedLocalAttention(_AttentionLayers):
         full, rest = divmod(ctx, self.chunk)  # tokens attend within their own chunk
         return full * self.chunk * (self.chunk + 1) // 2 + rest * (rest + 1) // 2
 
-    def describe(self) -> str:
-        return f"{super().describe()}, chunk {self.chunk:,}"
+    def max_memory_pages(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int) -> int:
+        """ChunkedLocalAttentionSpec: at most a chunk of computed tokens plus the newly scheduled
+        ones, at most max_model_len; no extra page."""
+        return ceil_div(min(self.chunk + max_num_batched_tokens, max_model_len), block_size)
 
-    def held_formula(self, ctx: int) -> str:
-        return f"min(ctx {ctx:,}, chunk {self.chunk:,})"
 
-
-class MLALatent(_EveryToken, Frozen):
+class MLALatent(_EveryToken):
     """Multi-head latent attention (DeepSeek): one compressed latent plus a shared RoPE key per token.
 
     The latent is not split by heads, so every tensor-parallel rank keeps all of it.
@@ -163,30 +221,23 @@ class MLALatent(_EveryToken, Frozen):
             return 0
         return self.index_head_dim + ceil_div(self.index_head_dim, 128) * 4
 
-    def kv_heads_per_rank(self, tp: int = 1) -> int:
-        return 1  # one latent that every query head reads
+    def prefill_attention_shape(self, num_attention_heads: int) -> AttentionShape | None:
+        """Prefill runs MLA decompressed: QK over nope + rope dims (192) and PV over v (128)."""
+        qk = self.qk_nope_head_dim + self.qk_rope_head_dim
+        return AttentionShape(self.num_heads, self.num_heads, qk, self.v_head_dim)
 
-    def prefill_flops_per_pair(self, num_attention_heads: int = 0) -> int:
-        """Prefill runs MLA decompressed: QK over 192 dims and PV over 128, for every head."""
-        return 2 * self.num_heads * (self.qk_nope_head_dim + self.qk_rope_head_dim + self.v_head_dim)
-
-    def mha_equivalent(self, num_attention_heads: int) -> FullAttentionMHA:
-        return FullAttentionMHA(count=self.count, num_heads=self.num_heads,
-                                k_head_dim=self.qk_nope_head_dim + self.qk_rope_head_dim,
-                                v_head_dim=self.v_head_dim)
-
-    def describe(self) -> str:
-        indexer = f", indexer {self.index_head_dim}" if self.index_head_dim else ""
-        return f"latent {self.kv_lora_rank} + rope {self.qk_rope_head_dim}{indexer}"
-
-    def elements_formula(self, tp: int = 1) -> str:
-        return f"(kv_lora_rank {self.kv_lora_rank} + rope {self.qk_rope_head_dim}), on every rank"
+    def mha_equivalent(self, num_attention_heads: int) -> LayerKind:
+        return DecompressedAttention(count=self.count, num_heads=self.num_heads,
+                                     k_head_dim=self.qk_nope_head_dim + self.qk_rope_head_dim,
+                                     v_head_dim=self.v_head_dim)
 
 
-class FullAttentionMHA(_EveryToken, Frozen):
-    """Plain multi-head attention with distinct K and V head sizes: what MLA would cache decompressed.
+class DecompressedAttention(_EveryToken):
+    """MLA decompressed: plain multi-head attention with distinct K and V head sizes, what an MLA
+    layer would cache without its latent.
 
-    Not a YAML kind; only built by :meth:`MLALatent.mha_equivalent` for the comparison.
+    Not a YAML kind (not in KINDS); only built by :meth:`MLALatent.mha_equivalent` for the
+    "without GQA" comparison.
     """
 
     kind: Literal["mha"] = "mha"
@@ -195,66 +246,18 @@ class FullAttentionMHA(_EveryToken, Frozen):
     k_head_dim: Dim
     v_head_dim: Dim
 
-    def kv_elements_per_token(self, tp: int = 1) -> int:
-        _check_tp_split("attention heads", self.num_heads, tp)
-        return max(1, self.num_heads // tp) * (self.k_head_dim + self.v_head_dim)
-
-    def kv_heads_per_rank(self, tp: int = 1) -> int:
+    def heads_per_rank(self, tp: int = 1) -> int:
         return max(1, self.num_heads // tp)
 
-    def prefill_flops_per_pair(self, num_attention_heads: int = 0) -> int:
-        return 2 * self.num_heads * (self.k_head_dim + self.v_head_dim)
-
-    def mha_equivalent(self, num_attention_heads: int) -> FullAttentionMHA:
-        return self
-
-    def describe(self) -> str:
-        return f"{self.num_heads} heads x (K {self.k_head_dim} + V {self.v_head_dim})"
-
-    def elements_formula(self, tp: int = 1) -> str:
-        return f"{max(1, self.num_heads // tp)} heads x (K {self.k_head_dim} + V {self.v_head_dim})"
-
-
-class _ConstantState:
-    """Layers that keep a fixed state per request and no per-token cache (Mamba, Gated DeltaNet), or
-    nothing at all (MLP-only blocks)."""
-
     def kv_elements_per_token(self, tp: int = 1) -> int:
-        return 0
-
-    def fixed_bytes_per_token(self, tp: int = 1) -> int:
-        return 0
+        _check_tp_split("attention heads", self.num_heads, tp)
+        return self.heads_per_rank(tp) * (self.k_head_dim + self.v_head_dim)
 
     def kv_heads_per_rank(self, tp: int = 1) -> int:
-        return 1
+        return self.heads_per_rank(tp)
 
-    def cached_tokens(self, ctx: int) -> int:
-        return 0
-
-    def attended_pairs(self, ctx: int) -> int:
-        return 0  # a scan, linear in the tokens: counted with the parameters
-
-    def prefill_flops_per_pair(self, num_attention_heads: int = 0) -> int:
-        return 0
-
-    def mha_equivalent(self, num_attention_heads: int):
-        return self
-
-    def elements_formula(self, tp: int = 1) -> str:
-        return "no per-token cache"
-
-    def held_formula(self, ctx: int) -> str:
-        return "a constant state, whatever the context"
-
-    def state_bytes(self, tp: int, dtype_bytes: int) -> int:
-        """The state's bytes: in the model's dtype, the recurrent part in ssm_dtype where it is set
-        (vLLM's mamba_ssm_cache_dtype; Nemotron-3 keeps it in fp32)."""
-        recurrent = self.recurrent_elements(tp)
-        width = SSM_WIDTHS[self.ssm_dtype] if getattr(self, "ssm_dtype", None) else dtype_bytes
-        return (self.state_elements(tp) - recurrent) * dtype_bytes + recurrent * width
-
-    def recurrent_elements(self, tp: int = 1) -> int:
-        return 0
+    def prefill_attention_shape(self, num_attention_heads: int) -> AttentionShape | None:
+        return AttentionShape(self.num_heads, self.num_heads, self.k_head_dim, self.v_head_dim)
 
 
 SSM_WIDTHS = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -267,7 +270,26 @@ def _split_evenly(what: str, n: int, tp: int) -> int:
     return n // tp
 
 
-class MambaState(_ConstantState, Frozen):
+class _ConstantState(_Kind):
+    """Layers that keep a fixed state per request and no per-token cache (Mamba, Gated DeltaNet)."""
+
+    def recurrent_elements(self, tp: int = 1) -> int:
+        return 0
+
+    def state_bytes(self, tp: int, dtype_bytes: int) -> int:
+        """The state's bytes: in the model's dtype, the recurrent part in ssm_dtype where it is set
+        (vLLM's mamba_ssm_cache_dtype; Nemotron-3 keeps it in fp32)."""
+        recurrent = self.recurrent_elements(tp)
+        ssm_dtype: str | None = getattr(self, "ssm_dtype", None)  # a field of each state kind
+        width = SSM_WIDTHS[ssm_dtype] if ssm_dtype else dtype_bytes
+        return (self.state_elements(tp) - recurrent) * dtype_bytes + recurrent * width
+
+    def max_memory_pages(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int) -> int:
+        """MambaSpec (mamba_cache_mode "none", no speculative blocks): one state page, whatever the length."""
+        return 1
+
+
+class MambaState(_ConstantState):
     """Mamba / SSM layers: a constant per-request state, whatever the context, as vLLM allocates it.
 
     conv state: conv_channels / TP x (d_conv - 1), conv_channels = d_inner + 2 x n_groups x d_state
@@ -289,14 +311,14 @@ class MambaState(_ConstantState, Frozen):
     def recurrent_elements(self, tp: int = 1) -> int:
         return _split_evenly("Mamba inner size", self.d_inner, tp) * self.d_state
 
-    def groups_per_rank_total(self, tp: int) -> int:
-        """Groups after vLLM's replication for TP (unchanged when TP divides them)."""
+    def groups_after_tp_replication(self, tp: int) -> int:
+        """Groups after vLLM's replication for TP, all ranks together (unchanged when TP divides them)."""
         if not self.n_groups or self.n_groups % tp == 0:
             return self.n_groups
         return self.n_groups + (tp - self.n_groups)
 
     def conv_channels(self, tp: int = 1) -> int:
-        return self.d_inner + 2 * self.groups_per_rank_total(tp) * self.d_state
+        return self.d_inner + 2 * self.groups_after_tp_replication(tp) * self.d_state
 
     def state_elements(self, tp: int = 1) -> int:
         if self.num_heads:
@@ -304,17 +326,8 @@ class MambaState(_ConstantState, Frozen):
         conv = _split_evenly("Mamba conv channels", self.conv_channels(tp), tp) * (self.d_conv - 1)
         return conv + _split_evenly("Mamba inner size", self.d_inner, tp) * self.d_state
 
-    def describe(self) -> str:
-        return f"d_inner {self.d_inner}, state {self.d_state}, conv {self.d_conv}" + (
-            f", {self.n_groups} groups" if self.n_groups else "")
 
-    def state_formula(self, tp: int = 1) -> str:
-        split = f" / TP {tp}" if tp > 1 else ""
-        return (f"conv {self.conv_channels(tp):,}{split} x ({self.d_conv} - 1) + ssm {self.d_inner:,}{split} x "
-                f"{self.d_state} = {self.state_elements(tp):,} elements")
-
-
-class GatedDeltaNetState(_ConstantState, Frozen):
+class GatedDeltaNetState(_ConstantState):
     """Gated DeltaNet linear attention (Qwen3-Next): a constant state per request and layer, as vLLM
     allocates it (MambaStateShapeCalculator.gated_delta_net_state_shape):
 
@@ -343,38 +356,31 @@ class GatedDeltaNetState(_ConstantState, Frozen):
         conv = _split_evenly("linear-attention conv channels", self.conv_dim, tp) * (self.conv_kernel - 1)
         return conv + self.recurrent_elements(tp)
 
-    def describe(self) -> str:
-        return f"{self.num_k_heads} K / {self.num_v_heads} V heads x {self.head_k_dim}/{self.head_v_dim}"
 
-    def state_formula(self, tp: int = 1) -> str:
-        split = f" / TP {tp}" if tp > 1 else ""
-        return (f"conv {self.conv_dim:,}{split} x ({self.conv_kernel} - 1) + recurrent {self.num_v_heads}{split} x "
-                f"{self.head_v_dim} x {self.head_k_dim} = {self.state_elements(tp):,} elements")
-
-
-class MlpOnly(_ConstantState, Frozen):
+class MlpOnly(_Kind):
     """A block with no attention or SSM (Nemotron-H's MLP layers): nothing cached."""
 
     kind: Literal["mlp"] = "mlp"
     count: Layers
 
-    def state_elements(self, tp: int = 1) -> int:
-        return 0
 
-    def describe(self) -> str:
-        return "no cache"
-
-    def held_formula(self, ctx: int) -> str:
-        return "nothing"
-
-
+# The one registry of YAML kinds: LayerGroup's union names the same classes (tests check it), as
+# pydantic and mypy need the classes spelled out.
+_YAML_KINDS = (FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState,
+               GatedDeltaNetState, MlpOnly)
+KINDS: dict[str, type[_Kind]] = {cls.model_fields["kind"].default: cls for cls in _YAML_KINDS}
 LayerGroup = Annotated[
     Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState, GatedDeltaNetState,
           MlpOnly],
     Field(discriminator="kind"),
 ]
 AnyLayers = Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent,
-                  MambaState, GatedDeltaNetState, MlpOnly, FullAttentionMHA]
-KINDS = {cls.model_fields["kind"].default: cls
-         for cls in (FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState,
-                     GatedDeltaNetState, MlpOnly)}
+                  MambaState, GatedDeltaNetState, MlpOnly, DecompressedAttention]
+
+
+def layer_class(kind: str) -> type[_Kind]:
+    """The class of a YAML layer kind; an unknown one is one line naming the known kinds."""
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise SpecError(f"unknown layer kind {kind!r}; known kinds: {', '.join(KINDS)}") from None

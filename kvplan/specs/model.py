@@ -94,6 +94,27 @@ class ModelSpec(Frozen):
         return self.moe is not None
 
     @property
+    def active_intermediate_size(self) -> int:
+        """The MLP width one token passes through in a layer: intermediate_size for a dense model; for
+        MoE the top-k routed experts plus the shared ones, each expert_intermediate_size wide
+        (intermediate_size where that is not given). The shared experts run for every token, so they
+        count. Evidence, parameters counted from this spec's sizes:
+
+        DeepSeek-V3 (58 MoE layers, an expert is 3 x 7,168 x 2,048 = 44,040,192 parameters): with the
+        shared expert, 9 experts a layer, 37,552,297,472 active (this spec's params_active; the paper's
+        "37B activated"); without it, 8 a layer, 37,552,297,472 - 58 x 44,040,192 = 34,997,966,336.
+        Llama-4-Scout (48 MoE layers, top-1 + 1 shared, an expert 3 x 5,120 x 8,192 = 125,829,120):
+        with it 17,172,894,720 (Meta's "17B active"), without it 11,133,096,960.
+
+        Qwen MoE's shared expert is one expert of its own width (shared_expert_intermediate_size,
+        5,632 for Qwen1.5-MoE-A2.7B), which MoESpec does not record: there this counts it at
+        expert_intermediate_size."""
+        if self.moe is None:
+            return self.intermediate_size
+        expert = self.moe.expert_intermediate_size or self.intermediate_size
+        return (self.moe.experts_per_token + self.moe.shared_experts) * expert
+
+    @property
     def params_per_token(self) -> int:
         """Parameters that do work for each text token: params_active for MoE (which leaves the towers
         out), else the total less the towers."""

@@ -1,0 +1,170 @@
+"""What each layer kind prints: a one-line description and the formulas `--explain` shows.
+
+Numbers live on the spec classes (:mod:`kvplan.specs.layers`); the words live here, one function
+per text, dispatched by class (functools.singledispatch), never by comparing kind names. Every kind
+has every text (a kind without state says so), and a class with none registered fails loudly.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+from kvplan.specs.layers import (ChunkedLocalAttention, DecompressedAttention, FullAttention, GatedDeltaNetState,
+                                 LayerKind, MambaState, MLALatent, MlpOnly, SlidingWindowAttention)
+
+def _no_text(what: str, group: object) -> str:
+    raise TypeError(f"no {what} text for layer class {type(group).__name__}; register one in kvplan.specs.layer_text")
+
+
+# --- describe: the layer's shape in a few words (the size table's second line) ----------------------
+
+@singledispatch
+def describe(group: LayerKind) -> str:
+    return _no_text("describe", group)
+
+
+def _heads(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention) -> str:
+    return f"{group.num_kv_heads} KV x {group.head_dim}"
+
+
+@describe.register
+def _(group: FullAttention) -> str:
+    return _heads(group)
+
+
+@describe.register
+def _(group: SlidingWindowAttention) -> str:
+    return f"{_heads(group)}, window {group.window:,}" + (" + sinks" if group.sinks else "")
+
+
+@describe.register
+def _(group: ChunkedLocalAttention) -> str:
+    return f"{_heads(group)}, chunk {group.chunk:,}"
+
+
+@describe.register
+def _(group: MLALatent) -> str:
+    indexer = f", indexer {group.index_head_dim}" if group.index_head_dim else ""
+    return f"latent {group.kv_lora_rank} + rope {group.qk_rope_head_dim}{indexer}"
+
+
+@describe.register
+def _(group: DecompressedAttention) -> str:
+    return f"{group.num_heads} heads x (K {group.k_head_dim} + V {group.v_head_dim})"
+
+
+@describe.register
+def _(group: MambaState) -> str:
+    return f"d_inner {group.d_inner}, state {group.d_state}, conv {group.d_conv}" + (
+        f", {group.n_groups} groups" if group.n_groups else "")
+
+
+@describe.register
+def _(group: GatedDeltaNetState) -> str:
+    return f"{group.num_k_heads} K / {group.num_v_heads} V heads x {group.head_k_dim}/{group.head_v_dim}"
+
+
+@describe.register
+def _(group: MlpOnly) -> str:
+    return "no cache"
+
+
+# --- elements_formula: how kv_elements_per_token comes about ------------------------------------------
+
+@singledispatch
+def elements_formula(group: LayerKind, tp: int = 1) -> str:
+    return _no_text("elements_formula", group)
+
+
+@elements_formula.register(FullAttention)
+@elements_formula.register(SlidingWindowAttention)
+@elements_formula.register(ChunkedLocalAttention)
+def _(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention, tp: int = 1) -> str:
+    shared = f" ({group.num_kv_heads} KV heads / TP {tp})" if tp > 1 else ""
+    return f"2 (K,V) x {group.kv_heads_per_rank(tp)} heads{shared} x head_dim {group.head_dim}"
+
+
+@elements_formula.register
+def _(group: MLALatent, tp: int = 1) -> str:
+    return f"(kv_lora_rank {group.kv_lora_rank} + rope {group.qk_rope_head_dim}), on every rank"
+
+
+@elements_formula.register
+def _(group: DecompressedAttention, tp: int = 1) -> str:
+    return f"{group.heads_per_rank(tp)} heads x (K {group.k_head_dim} + V {group.v_head_dim})"
+
+
+@elements_formula.register(MambaState)
+@elements_formula.register(GatedDeltaNetState)
+@elements_formula.register(MlpOnly)
+def _(group: MambaState | GatedDeltaNetState | MlpOnly, tp: int = 1) -> str:
+    return "no per-token cache"
+
+
+# --- held_formula: how cached_tokens comes about -------------------------------------------------------
+
+@singledispatch
+def held_formula(group: LayerKind, ctx: int) -> str:
+    return _no_text("held_formula", group)
+
+
+@held_formula.register(FullAttention)
+@held_formula.register(MLALatent)
+@held_formula.register(DecompressedAttention)
+def _(group: FullAttention | MLALatent | DecompressedAttention, ctx: int) -> str:
+    return f"ctx {ctx:,}"
+
+
+@held_formula.register
+def _(group: SlidingWindowAttention, ctx: int) -> str:
+    return f"min(ctx {ctx:,}, window {group.window:,})"
+
+
+@held_formula.register
+def _(group: ChunkedLocalAttention, ctx: int) -> str:
+    return f"min(ctx {ctx:,}, chunk {group.chunk:,})"
+
+
+@held_formula.register(MambaState)
+@held_formula.register(GatedDeltaNetState)
+def _(group: MambaState | GatedDeltaNetState, ctx: int) -> str:
+    return "a constant state, whatever the context"
+
+
+@held_formula.register
+def _(group: MlpOnly, ctx: int) -> str:
+    return "nothing"
+
+
+# --- state_formula: how state_elements comes about -----------------------------------------------------
+
+@singledispatch
+def state_formula(group: LayerKind, tp: int = 1) -> str:
+    return _no_text("state_formula", group)
+
+
+@state_formula.register(FullAttention)
+@state_formula.register(SlidingWindowAttention)
+@state_formula.register(ChunkedLocalAttention)
+@state_formula.register(MLALatent)
+@state_formula.register(DecompressedAttention)
+@state_formula.register(MlpOnly)
+def _(group: LayerKind, tp: int = 1) -> str:
+    return "no per-request state"
+
+
+@state_formula.register
+def _(group: MambaState, tp: int = 1) -> str:
+    split = f" / TP {tp}" if tp > 1 else ""
+    return (f"conv {group.conv_channels(tp):,}{split} x ({group.d_conv} - 1) + ssm {group.d_inner:,}{split} x "
+            f"{group.d_state} = {group.state_elements(tp):,} elements")
+
+
+@state_formula.register
+def _(group: GatedDeltaNetState, tp: int = 1) -> str:
+    split = f" / TP {tp}" if tp > 1 else ""
+    return (f"conv {group.conv_dim:,}{split} x ({group.conv_kernel} - 1) + recurrent {group.num_v_heads}{split} x "
+            f"{group.head_v_dim} x {group.head_k_dim} = {group.state_elements(tp):,} elements")
+
+
+TEXTS = (describe, elements_formula, held_formula, state_formula)
