@@ -133,6 +133,14 @@ def test_activation_estimate_by_hand(catalog):
     assert value == 201_326_592 + 704_643_072 + 1_050_673_152 == 1_956_642_816  # 1.82 GiB; the log: 1.89
 
 
+def test_activation_estimate_counts_the_shared_experts(catalog):
+    """MoE: every expert a token runs is in the MLP's transient, the 2 shared beside the top-6 routed
+    (DeepSeek-V2-Lite: experts of 1,408), as the probe's recompute counts them (one active width)."""
+    value, _ = activation_estimate(catalog.model("deepseek-v2-lite"), 1, 8192, 1024)
+    # 3 x 8192 x 2048 x 2 + 3 x 8192 x (6 + 2) x 1408 x 2 + 2 x 1024 x 102400 x 4
+    assert value == 100_663_296 + 553_648_128 + 838_860_800 == 1_493_172_224
+
+
 # --- engines ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("engine, expected", [
@@ -345,6 +353,7 @@ def test_plan_serves_the_load(catalog, n, ctx):
 
 BUDGET_KEYS = {
     "engine", "engine_formula", "engine_source", "model", "gpu", "tp", "pp", "kv_dtype", "block_size", "util",
+    "max_num_batched_tokens", "max_num_seqs",
     "util_name", "util_source", "total_bytes", "total_source", "weights_bytes", "weights_source",
     "activation_bytes", "activation_source", "overhead_bytes", "overhead_source", "kv_pool_bytes",
     "weights_fit", "page_bytes", "kv_bytes_per_token", "num_blocks", "token_capacity", "explain"}

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.specs.engines.base import vllm_batch_limits
 from kvplan.calc.fit import fit
-from kvplan.calc.kv import kv_size
+from kvplan.calc.kv import kv_size, paged_request_bytes, resolve_kv_format
 from kvplan.calc.plan import plan
 from kvplan.calc.startup import startup
 from kvplan.cli import main
@@ -34,10 +34,36 @@ def test_a_max_model_len_that_does_not_fit_will_not_start(catalog):
     assert not s.no_pool and s.engine == "vLLM" and s.engine_max_len_flag == "--max-model-len"
 
 
-def test_a_sliding_window_needs_only_its_window(catalog):
-    model = catalog.model("mistral-7b-v0.1")  # every layer windowed at 4,096 tokens
+def test_a_sliding_window_counts_its_window_plus_a_chunk_at_start_up(catalog):
+    """vLLM's SlidingWindowSpec.max_memory_usage_bytes: min(window - 1 + max_num_batched_tokens,
+    max_model_len) tokens, in pages, plus one page (the window need not start on a page boundary)."""
+    model = catalog.model("mistral-7b-v0.1")  # 32 layers, every one windowed at 4,096 tokens, 8 KV x 128
     budget = memory_budget(model, catalog.gpu("l4"), BudgetInputs())
-    assert startup(model, budget, 32_768).needed_bytes == startup(model, budget, 4_096).needed_bytes
+    assert budget.max_num_batched_tokens == 2048  # an L4 (24 GB) is under vLLM's 70 GiB line
+    page = 16 * 2 * 8 * 128 * 2  # 65,536 B: 16 tokens x K,V x 8 heads x 128 x 2 B, one layer
+    # 32,768: min(4,095 + 2,048, 32,768) = 6,143 tokens -> ceil(6,143 / 16) + 1 = 385 pages per layer
+    assert startup(model, budget, 32_768).needed_bytes == 32 * 385 * page == 807_403_520
+    # 4,096: min(6,143, 4,096) = 4,096 tokens -> 256 + 1 = 257 pages per layer
+    assert startup(model, budget, 4_096).needed_bytes == 32 * 257 * page == 538_968_064
+    # past window - 1 + the chunk, a longer max_model_len needs nothing more
+    assert startup(model, budget, 8_192).needed_bytes == startup(model, budget, 131_072).needed_bytes
+
+
+def test_gemma3_27b_at_128k_needs_what_vllm_counts(catalog):
+    """The house issue's case: 52 sliding (window 1,024) and 10 full layers, 16 KV heads x 128, bf16.
+    One layer's page: 16 tokens x 2 x 16 x 128 x 2 B = 131,072 B."""
+    model, page = catalog.model("gemma3-27b"), 16 * 2 * 16 * 128 * 2
+    budget = memory_budget(model, catalog.gpu("h100"), BudgetInputs())
+    assert budget.max_num_batched_tokens == 8192
+    full = 10 * (131_072 // 16) * page  # 10 x 8,192 pages x 131,072 B = 10,737,418,240 B
+    sliding = 52 * ((1_023 + 8_192 + 15) // 16 + 1) * page  # 52 x (576 + 1) pages x 131,072 B = 3,932,684,288 B
+    assert startup(model, budget, 131_072).needed_bytes == full + sliding == 14_670_102_528  # 14.67 GB
+    # what the request holds once running (min(ctx, window) tokens a sliding layer) is less: 11.17 GB
+    fmt = resolve_kv_format(model, "auto")
+    assert paged_request_bytes(model, 131_072, fmt, 1, 16) == full + 52 * (1_024 // 16) * page == 11_173_625_856
+    # another engine's rule counts the request as it is held
+    sglang = memory_budget(model, catalog.gpu("h100"), BudgetInputs(engine="sglang", block_size=16))
+    assert startup(model, sglang, 131_072).needed_bytes == 11_173_625_856
 
 
 def test_fit_says_it_will_not_start_and_how_it_would(catalog):

@@ -101,8 +101,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     fmt = resolve_kv_format(model, inputs.kv_dtype)
     total = _given(inputs, "gpu_mem_bytes") or engine.total_memory(gpu)
     weights = _given(inputs, "weights_bytes") or _weights(model, inputs)
-    activation = (_given(inputs, "activation_bytes")
-                  or engine.activation(model, inputs.tp, batch_limits(inputs, gpu, total.value)))
+    limits = batch_limits(inputs, gpu, total.value)
+    activation = _given(inputs, "activation_bytes") or engine.activation(model, inputs.tp, limits)
     overhead = _given(inputs, "overhead_bytes") or engine.overhead(inputs.tp * inputs.pp)
     pool = engine.pool(total.value, util, weights.value, activation.value, overhead.value)
 
@@ -115,7 +115,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     return MemoryBudget(
         engine=engine.name, engine_formula=engine.formula, engine_source=engine.source,
         model=model.name, gpu=gpu.name if gpu else "local device", tp=inputs.tp, pp=inputs.pp, kv_dtype=fmt.name,
-        block_size=block, util=util, util_name=engine.util_name,
+        block_size=block, max_num_batched_tokens=limits.max_num_batched_tokens, max_num_seqs=limits.max_num_seqs,
+        util=util, util_name=engine.util_name,
         util_source="util" if inputs.util is not None else "engine default",
         total_bytes=total.value, total_source=total.source, weights_bytes=weights.value,
         weights_source=weights.source, activation_bytes=activation.value,

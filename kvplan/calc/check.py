@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from kvplan.calc.budget import BudgetInputs, batch_limits, memory_budget
+from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.fixes import single_changes
 from kvplan.calc.frag import make_strategy, simulate, summarize
 from kvplan.calc.kv import paged_request_bytes, request_bytes, resolve_kv_format
@@ -63,7 +63,7 @@ def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:
     concurrency = pool // per_request if per_request else 0
     max_len = s.max_model_len or s.ctx or model.max_context
     at_max = paged_request_bytes(model, max_len, fmt, s.tp, budget.block_size, s.pp)
-    seqs = batch_limits(inputs, gpu, budget.total_bytes).max_num_seqs
+    seqs = budget.max_num_seqs
     start = startup(model, budget, s.max_model_len or model.max_context)
     return ScenarioFigures(
         fits=budget.weights_fit and concurrency >= 1 and start.starts, start=start, concurrency=concurrency,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kvplan.calc.budget import BudgetInputs, batch_limits, memory_budget
+from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.fixes import Change, single_changes
 from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
 from kvplan.calc.startup import startup
@@ -87,7 +87,7 @@ def fit(model: ModelSpec, gpu: GpuSpec, ctx: int, inputs: BudgetInputs = BudgetI
     start = startup(model, budget, max_len)
     fits = start.starts and n >= target
     knobs = [] if fits else _knobs(model, gpu, ctx, max_len, target, inputs, budget, start)
-    seqs = batch_limits(inputs, gpu, budget.total_bytes).max_num_seqs
+    seqs = budget.max_num_seqs
     return FitResult(model=model.name, model_origin=model.origin, gpu=gpu.name, ctx_tokens=ctx, max_len=max_len,
                      target_concurrency=target, budget=budget, bytes_per_request=per_request, concurrency=n,
                      kv_used_bytes=n * per_request, free_bytes=budget.usable_pool_bytes - n * per_request,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kvplan.calc.budget import BudgetInputs, batch_limits, memory_budget
+from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.fit import concurrency, engine_command
 from kvplan.calc.startup import startup
 from kvplan.errors import InputError, KvplanError
@@ -38,7 +38,7 @@ def deployment(model: ModelSpec, gpu: GpuSpec, n: int, ctx: int, max_len: int, i
     fitting, per_request = concurrency(model, budget, ctx)
     if fitting < 1 or not startup(model, budget, max_len).starts:
         return None
-    seqs = batch_limits(inputs, gpu, budget.total_bytes).max_num_seqs
+    seqs = budget.max_num_seqs
     per_replica = min(fitting, seqs)
     replicas = ceil_div(n, per_replica)
     gpus = replicas * budget.tp * budget.pp

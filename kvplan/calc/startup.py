@@ -6,19 +6,38 @@ over the same sum). How one request is counted is the engine's start rule (kvpla
 
 from __future__ import annotations
 
-from kvplan.calc.kv import MAX_CTX_TOKENS, paged_request_bytes, resolve_kv_format
+from kvplan.calc.kv import MAX_CTX_TOKENS, compute_dtype, paged_request_bytes, resolve_kv_format
 from kvplan.calc.search import largest_true
 from kvplan.results.capacity import MemoryBudget, StartCheck
 from kvplan.specs.engines import engine as engine_entry
 from kvplan.specs.model import ModelSpec
-from kvplan.units import KvFormat, fmt_binary
+from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div, fmt_binary
+
+
+def max_memory_usage_bytes(model: ModelSpec, budget: MemoryBudget, max_len: int) -> int:
+    """vLLM V1's start-up sum (check_enough_kv_cache_memory over each layer's max_memory_usage_bytes):
+    a windowed layer counts window - 1 + max_num_batched_tokens tokens and one page more, a chunked
+    layer its chunk + max_num_batched_tokens, a state its page, a full layer max_model_len."""
+    fmt = resolve_kv_format(model, budget.kv_dtype)
+    state_bytes = DTYPE_BYTES[compute_dtype(model)]
+    return sum(ceil_div(group.count, budget.pp) * group.max_memory_bytes(
+        max_model_len=max_len, max_num_batched_tokens=budget.max_num_batched_tokens, block_size=budget.block_size,
+        kv_format=fmt, tp=budget.tp, state_dtype_bytes=state_bytes) for group in model.layers)
+
+
+def paged_request_bytes_at(model: ModelSpec, budget: MemoryBudget, max_len: int) -> int:
+    """One request of max_len tokens as it is held: each layer's tokens in whole pages."""
+    fmt = resolve_kv_format(model, budget.kv_dtype)
+    return paged_request_bytes(model, max_len, fmt, budget.tp, budget.block_size, budget.pp)
+
+
+START_RULES = {"max_memory_usage": max_memory_usage_bytes, "paged_request": paged_request_bytes_at}
 
 
 def start_bytes(model: ModelSpec, budget: MemoryBudget, max_len: int) -> int:
     """The KV bytes one request of max_model_len = max_len needs at start-up, on one GPU, counted by
     the engine's start rule."""
-    fmt = resolve_kv_format(model, budget.kv_dtype)
-    return paged_request_bytes(model, max_len, fmt, budget.tp, budget.block_size, budget.pp)
+    return START_RULES[engine_entry(budget.engine).start_rule](model, budget, max_len)
 
 
 def startup(model: ModelSpec, budget: MemoryBudget, max_len: int) -> StartCheck:

@@ -17,6 +17,8 @@ class MemoryBudget(Result):
     pp: int
     kv_dtype: str
     block_size: int
+    max_num_batched_tokens: int  # the scheduler's caps the budget was computed for (given, or the engine's)
+    max_num_seqs: int
     util: float
     util_name: str  # the engine's own name for its memory fraction
     util_source: str

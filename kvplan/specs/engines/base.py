@@ -57,14 +57,13 @@ def forward_pass_peak(model: ModelSpec, tp: int, tokens: int, seqs: int) -> tupl
     """Peak of a profiling forward pass of `tokens` tokens plus a sampler run over `seqs` sequences.
 
     resident: 3 hidden-state buffers, tokens x hidden x 2 B;
-    transient: the MLP's gate/up and activation outputs (the active experts' for MoE),
+    transient: the MLP's gate/up and activation outputs (for MoE, every expert a token runs: the
+               routed top-k and the shared ones, ModelSpec.active_intermediate_size),
                3 x tokens x intermediate / tp x 2 B;
     sampler:   logits and probabilities in fp32, 2 x seqs x vocab x 4 B.
     """
     h = model.hidden_size
-    inter = model.intermediate_size
-    if model.moe:
-        inter = (model.moe.expert_intermediate_size or inter) * model.moe.experts_per_token
+    inter = model.active_intermediate_size
     resident = 3 * tokens * h * 2
     mlp = 3 * tokens * ceil_div(inter, tp) * 2
     sampler = 2 * seqs * model.vocab_size * 4
