@@ -32,6 +32,12 @@ MAX_BLOCK_SIZE = 2**16  # tokens per KV page
 MAX_TIMEOUT_S = 86_400.0  # a day for one measurement
 
 
+def _refuse(name: str, rest: str) -> InputError:
+    """The error for a value refused under `name`: a flag or a file's key as it is ('--ctx'), or a
+    calculator's keyword ('ctx'), which the error carries as a field for the caller to spell."""
+    return InputError("{" + name + "}" + rest, name) if name.isidentifier() else InputError(name + rest)
+
+
 _TOKENS = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
 _TOKEN_SCALE = {"": 1, "k": 1024, "m": 1024**2}
 
@@ -41,21 +47,21 @@ def tokens(text: object, name: str = "tokens", *, minimum: int = 1) -> int:
 
     Bounded to minimum..MAX_TOKENS; an int is taken as it is (a YAML or JSON number)."""
     if isinstance(text, bool):
-        raise InputError(f"{name} {text} is not a token count; write e.g. 4096, 32k or 1m")
+        raise _refuse(name, f" {text} is not a token count; write e.g. 4096, 32k or 1m")
     if isinstance(text, int):
         value = text
     else:
         match = _TOKENS.match(str(text))
         if not match:
-            raise InputError(f"{name}: cannot read {str(text)!r} as a token count; write e.g. 4096, 32k or 1m")
+            raise _refuse(name, f": cannot read {str(text)!r} as a token count; write e.g. 4096, 32k or 1m")
         if len(match.group(1)) > 40:  # beyond any bound, and beyond what int() reads from a string
-            raise InputError(f"{name} {str(text)[:20]}... is out of range; use {minimum:,}..{MAX_TOKENS:,} tokens")
+            raise _refuse(name, f" {str(text)[:20]}... is out of range; use {minimum:,}..{MAX_TOKENS:,} tokens")
         scaled = Fraction(match.group(1)) * _TOKEN_SCALE[match.group(2).lower()]  # exact: 10^23 stays 10^23
         if scaled.denominator != 1:
-            raise InputError(f"{name} {text} is not a whole number of tokens")
+            raise _refuse(name, f" {text} is not a whole number of tokens")
         value = int(scaled)
     if not minimum <= value <= MAX_TOKENS:
-        raise InputError(f"{name} {value:,} is out of range; use {minimum:,}..{MAX_TOKENS:,} tokens "
+        raise _refuse(name, f" {value:,} is out of range; use {minimum:,}..{MAX_TOKENS:,} tokens "
                          "(2^30; write e.g. 4096, 32k or 1m)")
     return value
 
@@ -66,11 +72,11 @@ def integer(value: object, name: str, lo: int, hi: int, unit: str = "") -> int:
         try:
             value = int(value.strip().replace("_", ""))
         except ValueError:
-            raise InputError(f"{name} {value!r} is not a whole number") from None
+            raise _refuse(name, f" {value!r} is not a whole number") from None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{name} {value!r} is not a whole number")
+        raise _refuse(name, f" {value!r} is not a whole number")
     if not lo <= value <= hi:
-        raise InputError(f"{name} {value:,} is out of range; use {lo:,}..{hi:,}{' ' + unit if unit else ''}")
+        raise _refuse(name, f" {value:,} is out of range; use {lo:,}..{hi:,}{' ' + unit if unit else ''}")
     return value
 
 
@@ -90,16 +96,16 @@ def number(value: object, name: str, lo: float, hi: float, unit: str = "", *, lo
         try:
             value = float(value.strip())
         except ValueError:
-            raise InputError(f"{name} {value!r} is not a number") from None
+            raise _refuse(name, f" {value!r} is not a number") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{name} {value!r} is not a number")
+        raise _refuse(name, f" {value!r} is not a number")
     value = float(value)
     if not math.isfinite(value):
-        raise InputError(f"{name} {value} is not a number kvplan can use; give a finite one, e.g. 0.9 or 16")
+        raise _refuse(name, f" {value} is not a number kvplan can use; give a finite one, e.g. 0.9 or 16")
     below = value <= lo if lo_open else value < lo
     if below or value > hi:
         bracket = "(" if lo_open else "["
-        raise InputError(f"{name} {_fmt(value)} is outside {bracket}{_fmt(lo)}, {_fmt(hi)}]"
+        raise _refuse(name, f" {_fmt(value)} is outside {bracket}{_fmt(lo)}, {_fmt(hi)}]"
                          f"{' ' + unit if unit else ''}")
     return value
 
@@ -108,9 +114,9 @@ def names(text: str, name: str) -> tuple[str, ...]:
     """'a,b' -> ('a', 'b'); an empty item (a lone comma, 'a,,b', '') is refused, not skipped."""
     parts = [part.strip() for part in str(text).split(",")]
     if not all(parts):
-        raise InputError(f"{name} {str(text)!r} has an empty item; give names separated by commas, e.g. a,b")
+        raise _refuse(name, f" {str(text)!r} has an empty item; give names separated by commas, e.g. a,b")
     if len(parts) > MAX_LIST:
-        raise InputError(f"{name} has {len(parts):,} items; give at most {MAX_LIST:,}")
+        raise _refuse(name, f" has {len(parts):,} items; give at most {MAX_LIST:,}")
     return tuple(parts)
 
 

@@ -14,7 +14,7 @@ from kvplan.errors import InputError
 KIB, MIB, GIB, TIB = 2**10, 2**20, 2**30, 2**40
 KB, MB, GB, TB = 10**3, 10**6, 10**9, 10**12
 
-DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}  # the one table of element widths
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -48,10 +48,8 @@ class KvFormat:
 _GROUP_NOTE = ("asymmetric per-group quantization, one fp16 scale + one fp16 zero point per "
                "{g} elements (KIVI-style): {o} B per group")
 KV_FORMATS: dict[str, KvFormat] = {
-    "fp32": KvFormat("fp32", 32),
-    "bf16": KvFormat("bf16", 16),
-    "fp16": KvFormat("fp16", 16),
-    "fp8": KvFormat("fp8", 8, note="fp8 e4m3 with one per-tensor scale per layer "
+    **{name: KvFormat(name, 8 * DTYPE_BYTES[name]) for name in ("fp32", "bf16", "fp16")},
+    "fp8": KvFormat("fp8", 8 * DTYPE_BYTES["fp8"], note="fp8 e4m3 with one per-tensor scale per layer "
                                    "(vLLM's k_scale/v_scale): no per-token overhead"),
     "int8": KvFormat("int8", 8, 64, 4, _GROUP_NOTE.format(g=64, o=4)),
     "int4": KvFormat("int4", 4, 64, 4, _GROUP_NOTE.format(g=64, o=4)),

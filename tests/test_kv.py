@@ -156,10 +156,10 @@ def test_pages_round_up(ctx, pages):
 # --- bad input -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(ctx=0), "context 0 tokens is out of range"),
+    (dict(ctx=0), "ctx 0 is out of range; use 1..1,073,741,824 tokens"),  # the readers' bounds, by keyword
     (dict(ctx=2**31), "out of range"),
     (dict(ctx=1, batch=0), "batch 0 is out of range"),
-    (dict(ctx=1, block_size=0), "block size 0 is out of range"),
+    (dict(ctx=1, block_size=0), "block_size 0 is out of range; use 1..65,536 tokens"),
     (dict(ctx=1, kv_dtype="fp4"), "unknown KV dtype 'fp4'"),
 ])
 def test_bad_input(kwargs, message):

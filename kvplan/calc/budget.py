@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kvplan import bounds
 from kvplan.calc.kv import check_size_inputs, layers_kv, resolve_kv_format
 from kvplan.calc.weights import weights_bytes, weights_per_gpu
 from kvplan.errors import InputError
@@ -72,14 +73,14 @@ def batch_limits(inputs: BudgetInputs, gpu: GpuSpec | None, total_bytes: int) ->
 
 
 def _check(inputs: BudgetInputs, util: float) -> None:
-    if not 0 < util <= 1:
-        raise InputError(f"{{util}} {util} is outside (0, 1]; use e.g. 0.9", "util")
-    if inputs.pp < 1:
-        raise InputError(f"{{pp}} {inputs.pp} must be at least 1", "pp")
-    for name in ("max_num_seqs", "max_num_batched_tokens"):
-        value = getattr(inputs, name)
-        if value is not None and value < 1:
-            raise InputError(f"{{{name}}} {value} must be at least 1 (leave it out for the engine's default)", name)
+    """The readers' ranges (kvplan.bounds), for callers that did not come through a reader."""
+    bounds.fraction(util, "util")
+    bounds.gpus(inputs.tp, "tp")
+    bounds.gpus(inputs.pp, "pp")
+    if inputs.max_num_seqs is not None:
+        bounds.requests(inputs.max_num_seqs, "max_num_seqs")
+    if inputs.max_num_batched_tokens is not None:
+        bounds.tokens(inputs.max_num_batched_tokens, "max_num_batched_tokens")
     for name in ("gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes"):
         if (getattr(inputs, name) or 0) < 0:
             raise InputError(f"{{{name}}} must not be negative", name)

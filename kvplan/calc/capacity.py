@@ -16,6 +16,7 @@ from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.kv import paged_request_bytes, request_bytes, resolve_kv_format
 from kvplan.calc.roofline import decode_roofline
 from kvplan.calc.startup import max_context, startup
+from kvplan import bounds
 from kvplan.errors import InputError, KvplanError
 from kvplan.results.capacity import BatchResult, MemoryBudget, Overview, OverviewRow, StrategyRow
 from kvplan.specs.gpu import GpuSpec
@@ -41,8 +42,8 @@ class Workload:
         if self.in_tokens < 0 or self.out_tokens < 0 or self.peak_tokens < 1:
             raise InputError(f"{{in_tokens}} {self.in_tokens} / {{out_tokens}} {self.out_tokens}: token counts must "
                              "not be negative and a request needs at least one token", "in_tokens", "out_tokens")
-        if self.max_len is not None and self.max_len < 1:
-            raise InputError(f"{{max_len}} {self.max_len} must be at least 1", "max_len")
+        if self.max_len is not None:
+            bounds.tokens(self.max_len, "max_len")
 
 
 def doubling_capacity(tokens: int, start: int) -> int:
@@ -89,8 +90,8 @@ def batch_capacity(model: ModelSpec, gpu: GpuSpec, workload: Workload, inputs: B
     usable_pool = budget.num_blocks * budget.page_bytes
     paged = rows[-1]
     at = batch if batch is not None else paged.concurrency_avg
-    if batch is not None and batch < 1:
-        raise InputError(f"{{batch}} {batch} must be at least 1", "batch")
+    if batch is not None:
+        bounds.requests(batch, "batch")
     roof = (decode_roofline(model, gpu, budget, fmt, at, workload.avg_tokens, peak_tflops, hbm_gbps)
             if at >= 1 else None)
     realistic = memory_budget(model, gpu, inputs.engine_defaults()) if inputs.overridden else None

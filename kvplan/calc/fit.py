@@ -10,7 +10,8 @@ from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.fixes import Change, single_changes
 from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
 from kvplan.calc.startup import startup
-from kvplan.errors import InputError, KvplanError
+from kvplan import bounds
+from kvplan.errors import KvplanError
 from kvplan.results.capacity import FitResult, Knob, MemoryBudget, StartCheck
 from kvplan.specs.engines import Deploy
 from kvplan.specs.engines import engine as engine_entry
@@ -78,9 +79,10 @@ def _verdict(budget: MemoryBudget, start: StartCheck, n: int, per_request: int, 
 
 def fit(model: ModelSpec, gpu: GpuSpec, ctx: int, inputs: BudgetInputs = BudgetInputs(), *,
         max_len: int | None = None, target: int = 1) -> FitResult:
-    for name, value in (("ctx", ctx), ("target", target), ("max_len", max_len)):
-        if value is not None and value < 1:
-            raise InputError(f"{{{name}}} {value} must be at least 1", name)
+    bounds.tokens(ctx, "ctx")
+    bounds.requests(target, "target")
+    if max_len is not None:
+        bounds.tokens(max_len, "max_len")
     max_len = max_len or model.max_context
     budget = memory_budget(model, gpu, inputs)
     n, per_request = concurrency(model, budget, ctx)

@@ -19,9 +19,6 @@ from kvplan.specs.layer_text import describe, elements_formula, held_formula, st
 from kvplan.specs.model import ModelSpec
 from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div, kv_format
 
-MAX_CTX_TOKENS = bounds.MAX_TOKENS  # the readers' limits, so a calculator refuses what a reader would
-MAX_BATCH = bounds.MAX_REQUESTS
-MAX_BLOCK_SIZE = bounds.MAX_BLOCK_SIZE
 
 
 def compute_dtype(model: ModelSpec) -> str:
@@ -35,14 +32,9 @@ def resolve_kv_format(model: ModelSpec, kv_dtype: str) -> KvFormat:
 
 
 def check_size_inputs(model: ModelSpec, ctx: int, batch: int, tp: int, block_size: int) -> None:
-    if not 1 <= ctx <= MAX_CTX_TOKENS:
-        raise InputError(f"context {ctx:,} tokens is out of range; use 1..{MAX_CTX_TOKENS:,} "
-                         "(e.g. --ctx 4096 or --ctx 128k)")
-    if not 1 <= batch <= MAX_BATCH:
-        raise InputError(f"batch {batch:,} is out of range; use 1..{MAX_BATCH:,}")
-    if not 1 <= block_size <= MAX_BLOCK_SIZE:
-        raise InputError(f"block size {block_size:,} is out of range; use 1..{MAX_BLOCK_SIZE:,} "
-                         "(engines use 16)")
+    bounds.tokens(ctx, "ctx")
+    bounds.requests(batch, "batch")
+    bounds.block_size(block_size, "block_size")
     if tp < 1 or model.num_attention_heads % tp:
         raise InputError(f"{{tp}} {tp} does not divide {model.name}'s {model.num_attention_heads} "
                          f"attention heads; use a divisor of {model.num_attention_heads}", "tp")

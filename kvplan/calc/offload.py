@@ -13,7 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
-from kvplan.calc.kv import MAX_CTX_TOKENS, request_bytes, resolve_kv_format
+from kvplan import bounds
+from kvplan.bounds import MAX_TOKENS
+from kvplan.calc.kv import request_bytes, resolve_kv_format
+from kvplan.calc.search import largest_true
 from kvplan.errors import InputError
 from kvplan.results.base import Step
 from kvplan.results.offload import MeasuredHost, OffloadCapacity, OffloadResult, OffloadTier, ReloadVerdict, SweepRow
@@ -61,13 +64,6 @@ def host_tier(gpu: GpuSpec) -> Link:
     h = gpu.host_link
     base = LINKS["nvlink-c2c" if h.kind == "nvlink-c2c" else f"pcie{h.generation}"]
     return Link(base.name, h.gbps_per_direction, base.latency_s, base.description)
-
-
-def peak_tflops(gpu: GpuSpec) -> tuple[float, str]:
-    """The dense 16-bit datasheet peak that MFU is a fraction of."""
-    if gpu.bf16_tflops_dense:
-        return gpu.bf16_tflops_dense, f"{gpu.name} dense BF16 datasheet peak"
-    return gpu.fp16_tflops_dense, f"{gpu.name} dense FP16 datasheet peak"
 
 
 def prefill_flops(model: ModelSpec, prefix: int, params: int, attention: bool = True) -> tuple[int, int]:
@@ -119,7 +115,7 @@ def _rate(gpu: GpuSpec, inputs: OffloadInputs) -> tuple[float, float, str]:
         return m.achieved_tflops, 1.0, f"the achieved rate measured by {m.source} (no datasheet peak)"
     if inputs.tflops:
         return inputs.tflops, inputs.mfu, "the rate given"
-    peak, source = peak_tflops(gpu)
+    peak, source = gpu.dense_tflops()
     return peak, inputs.mfu, source
 
 
@@ -156,16 +152,8 @@ class _PrefixTimes:
     def breakeven_prefix(self, l: Link) -> int | None:
         """The shortest prefix from which loading is at least as fast (recompute - load is convex
         in p and negative at p = 0 when the link has latency, so the set is [p*, infinity))."""
-        faster = lambda p: self.recompute_s(p) >= self.load_s(p, l)  # noqa: E731
-        if faster(1):
-            return 1
-        if not faster(MAX_CTX_TOKENS):
-            return None
-        lo, hi = 1, MAX_CTX_TOKENS
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if faster(mid) else (mid, hi)
-        return hi
+        slower = largest_true(lambda p: self.recompute_s(p) < self.load_s(p, l), 1, MAX_TOKENS)
+        return slower + 1 if slower < MAX_TOKENS else None
 
 
 def _tier(m: _PrefixTimes, p: int, l: Link, recompute: float) -> OffloadTier:
@@ -175,7 +163,8 @@ def _tier(m: _PrefixTimes, p: int, l: Link, recompute: float) -> OffloadTier:
     spare = recompute - l.latency_s
     breakeven = m.kv_bytes(p) / spare / GB if spare > 0 else float("inf")
     return OffloadTier(tier=l.name, description=l.description, gbps=l.gbps, latency_s=l.latency_s, load_s=load,
-                       ratio=ratio, verdict=verdict, breakeven_gbps=breakeven,
+                       ratio=ratio, winner="load" if ratio >= 1 else "recompute", verdict=verdict,
+                       breakeven_gbps=breakeven,
                        breakeven_prefix_tokens=m.breakeven_prefix(l))
 
 
@@ -202,8 +191,7 @@ def _capacity(model: ModelSpec, fmt, p: int, inputs: OffloadInputs) -> list[Offl
 
 def offload(model: ModelSpec, gpu: GpuSpec, prefix: int, inputs: OffloadInputs = OffloadInputs()) -> OffloadResult:
     inputs.check()
-    if not 1 <= prefix <= MAX_CTX_TOKENS:
-        raise InputError(f"{{prefix}} {prefix:,} is out of range; use 1..{MAX_CTX_TOKENS:,}", "prefix")
+    bounds.tokens(prefix, "prefix")
     fmt = resolve_kv_format(model, inputs.kv_dtype)
     peak, mfu, source = _rate(gpu, inputs)
     params = inputs.params or model.params_per_token

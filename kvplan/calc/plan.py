@@ -15,6 +15,7 @@ from dataclasses import replace
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.fit import concurrency, engine_command
 from kvplan.calc.startup import startup
+from kvplan import bounds
 from kvplan.errors import InputError, KvplanError
 from kvplan.results.base import Step
 from kvplan.results.capacity import Deployment, PlanResult
@@ -84,9 +85,9 @@ def plan(model: ModelSpec, gpu: GpuSpec, concurrency: int, ctx: int, kv_dtypes: 
          cross_node_tp: bool = False) -> PlanResult:
     """Per KV dtype, the deployment with the fewest GPUs serving `concurrency` requests of `ctx`
     tokens at once, with max_model_len = max_len (default: ctx)."""
-    for name, value in (("concurrency", concurrency), ("ctx", ctx), ("gpus_per_node", gpus_per_node)):
-        if value < 1:
-            raise InputError(f"{{{name}}} {value} must be at least 1", name)
+    bounds.requests(concurrency, "concurrency")
+    bounds.tokens(ctx, "ctx")
+    bounds.gpus(gpus_per_node, "gpus_per_node")
     max_len = ctx if max_len is None else max_len
     if max_len < ctx:
         raise InputError(f"{{max_len}} {max_len:,} is shorter than the {ctx:,}-token requests; use {{max_len}} >= {{ctx}}",

@@ -18,15 +18,6 @@ from kvplan.specs.model import ModelSpec
 from kvplan.units import KvFormat, ceil_div
 
 
-def peak_tflops(gpu: GpuSpec, weights_dtype: str) -> tuple[float, str]:
-    """Dense tensor-core peak: FP8 for fp8 weights where the GPU has it, else BF16, else FP16."""
-    if weights_dtype == "fp8" and gpu.fp8_tflops_dense:
-        return gpu.fp8_tflops_dense, f"{gpu.name} dense FP8 datasheet peak"
-    if gpu.bf16_tflops_dense:
-        return gpu.bf16_tflops_dense, f"{gpu.name} dense BF16 datasheet peak"
-    return gpu.fp16_tflops_dense, f"{gpu.name} dense FP16 datasheet peak (no BF16)"
-
-
 def attention_flops_per_request(model: ModelSpec, ctx: int, tp: int, pp: int) -> int:
     q_heads = model.num_attention_heads // tp
     total = 0
@@ -41,7 +32,7 @@ def attention_flops_per_request(model: ModelSpec, ctx: int, tp: int, pp: int) ->
 def decode_roofline(model: ModelSpec, gpu: GpuSpec, budget: MemoryBudget, fmt: KvFormat, batch: int,
                     ctx: int, tflops: float | None = None, hbm_gbps: float | None = None,
                     weights_dtype: str = "auto") -> Roofline:
-    peak, source = (tflops, "the rate given") if tflops else peak_tflops(gpu, weights_dtype)
+    peak, source = (tflops, "the rate given") if tflops else gpu.dense_tflops(weights_dtype)
     bandwidth = hbm_gbps or gpu.hbm_bandwidth_gbps
     gpus = budget.tp * budget.pp
     params = ceil_div(model.params_per_token, gpus)

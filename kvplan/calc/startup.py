@@ -6,7 +6,8 @@ over the same sum). How one request is counted is the engine's start rule (kvpla
 
 from __future__ import annotations
 
-from kvplan.calc.kv import MAX_CTX_TOKENS, compute_dtype, paged_request_bytes, resolve_kv_format
+from kvplan.bounds import MAX_TOKENS
+from kvplan.calc.kv import compute_dtype, paged_request_bytes, resolve_kv_format
 from kvplan.calc.search import largest_true
 from kvplan.results.capacity import MemoryBudget, StartCheck
 from kvplan.specs.engines import engine as engine_entry
@@ -70,4 +71,4 @@ def max_context(model: ModelSpec, fmt: KvFormat, budget: MemoryBudget, batch: in
         per_request = paged_request_bytes(model, ctx, fmt, budget.tp, budget.block_size, budget.pp)
         return batch * per_request <= budget.kv_pool_bytes
 
-    return max(largest_true(fits, 1, MAX_CTX_TOKENS), 0)
+    return max(largest_true(fits, 1, MAX_TOKENS), 0)

@@ -8,7 +8,7 @@ import math
 from dataclasses import replace
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
-from kvplan.calc.kv import MAX_CTX_TOKENS, paged_request_bytes, request_bytes, resolve_kv_format
+from kvplan.calc.kv import paged_request_bytes, request_bytes, resolve_kv_format
 from kvplan.calc.roofline import decode_roofline
 from kvplan.calc.startup import startup
 from kvplan.errors import InputError, KvplanError
@@ -80,7 +80,7 @@ def sweep(series: list[tuple[str, object, object, BudgetInputs]], x_axis: str, x
                 values = point(model, gpu, at_ctx, at_batch, at_inputs, metric)
                 why = _does_not_fit(values, at_batch)
             except KvplanError as err:
-                values, why = None, str(err).split(";")[0]  # e.g. a TP the heads do not allow: a gap
+                values, why = None, str(err)  # e.g. a TP the heads do not allow: a gap, with its reason
             shown = values is not None and not why
             points.append(SweepPoint(series=label, x=x, value=values[metric] if shown else math.nan, fits=shown,
                                      why=why, metrics=values or {}))

@@ -26,10 +26,9 @@ class WeightFormat:
 
 
 WEIGHT_FORMATS = {
-    "bf16": WeightFormat("bf16", 16, "16-bit weights"),
-    "fp16": WeightFormat("fp16", 16, "16-bit weights"),
-    "fp32": WeightFormat("fp32", 32, "32-bit weights"),
-    "fp8": WeightFormat("fp8", 8, "fp8 e4m3 linear layers, per-tensor or per-channel scales "
+    **{name: WeightFormat(name, 8 * DTYPE_BYTES[name], f"{8 * DTYPE_BYTES[name]}-bit weights")
+       for name in ("bf16", "fp16", "fp32")},
+    "fp8": WeightFormat("fp8", 8 * DTYPE_BYTES["fp8"], "fp8 e4m3 linear layers, per-tensor or per-channel scales "
                                   "(negligible); embeddings and LM head in 16 bits"),
     "int8": WeightFormat("int8", 8, "int8 linear layers with per-channel scales (negligible); "
                                     "embeddings and LM head in 16 bits"),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kvplan.calc.offload import DEFAULT_MFU, peak_tflops
+from kvplan.calc.offload import DEFAULT_MFU
 from kvplan.errors import InputError
 from kvplan.probe.bench import median_ms
 from kvplan.results.probe_offload import ProbeRecompute
@@ -120,7 +120,7 @@ def measure_recompute(model: ModelSpec, prefix: int, device: torch.device, spare
         weights.clear()
     flops = layers * (s.linear_flops(prefix) + s.attention_flops(prefix))
     achieved = flops / (ms * 1e-3) / 1e12
-    peak, source = peak_tflops(gpu) if gpu else (None, None)
+    peak, source = gpu.dense_tflops() if gpu else (None, None)
     return ProbeRecompute(prefix_tokens=prefix, dtype=str(dtype).removeprefix("torch."), layers_timed=layers,
                           layers_total=model.num_layers, shapes=s.describe(), flops_timed=flops, ms=ms,
                           achieved_tflops=achieved, peak_tflops=peak, peak_source=source,

@@ -38,7 +38,7 @@ def render_offload(console: Console, r: OffloadResult, explain: bool = False) ->
         table.add_column(name, justify="left" if name in ("Tier", "Faster") else "right")
     for t in r.tiers:
         wins = wins_from(t.breakeven_prefix_tokens)
-        table.add_row(t.tier, f"{t.gbps:,.4g}", _ms(t.load_s), f"{t.ratio:,.1f}x", t.verdict.split(",")[0],
+        table.add_row(t.tier, f"{t.gbps:,.4g}", _ms(t.load_s), f"{t.ratio:,.1f}x", t.winner,
                       f"{t.breakeven_gbps:,.2f}", wins)
     console.print(table)
     if r.capacity:

@@ -14,7 +14,8 @@ class OffloadTier(Result):
     latency_s: float
     load_s: float
     ratio: float  # recompute time / load time: > 1 means loading wins
-    verdict: str
+    winner: str  # "load" or "recompute": the faster way back
+    verdict: str  # in words, with the factor: "load, 12.2x faster"
     breakeven_gbps: float
     breakeven_prefix_tokens: int | None  # None: one side wins at every prefix
 

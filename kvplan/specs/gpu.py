@@ -77,6 +77,15 @@ class GpuSpec(Frozen):
                       else (self.memory_bytes, "datasheet"))
         return base - DRIVER_RESERVED_BYTES, f"{what} - {DRIVER_RESERVED_BYTES // 2**20} MiB driver reserve"
 
+    def dense_tflops(self, weights_dtype: str = "bf16") -> tuple[float, str]:
+        """The one datasheet peak kvplan divides by (roofline, MFU): dense FP8 for fp8 weights where
+        the GPU has it, else dense BF16, else dense FP16; and which figure it is."""
+        if weights_dtype == "fp8" and self.fp8_tflops_dense:
+            return self.fp8_tflops_dense, f"{self.name} dense FP8 datasheet peak"
+        if self.bf16_tflops_dense:
+            return self.bf16_tflops_dense, f"{self.name} dense BF16 datasheet peak"
+        return self.fp16_tflops_dense, f"{self.name} dense FP16 datasheet peak (no BF16)"
+
     @property
     def planning_memory_bytes(self) -> int:
         return self.cuda_memory()[0]

@@ -17,7 +17,7 @@ from pydantic import Field, Strict
 from kvplan.errors import SpecError
 from kvplan.specs.base import Dim, Frozen, Heads, Layers, Tokens
 from kvplan.specs.layer_kind import AttentionShape, LayerKind
-from kvplan.units import KvFormat, ceil_div
+from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div
 
 __all__ = ["KINDS", "AnyLayers", "AttentionShape", "ChunkedLocalAttention", "DecompressedAttention",
            "FullAttention", "GatedDeltaNetState", "LayerGroup", "LayerKind", "MLALatent", "MambaState",
@@ -260,7 +260,6 @@ class DecompressedAttention(_EveryToken):
         return AttentionShape(self.num_heads, self.num_heads, self.k_head_dim, self.v_head_dim)
 
 
-SSM_WIDTHS = {"fp32": 4, "bf16": 2, "fp16": 2}
 SsmDtype = Literal["fp32", "bf16", "fp16"]
 
 
@@ -281,7 +280,7 @@ class _ConstantState(_Kind):
         (vLLM's mamba_ssm_cache_dtype; Nemotron-3 keeps it in fp32)."""
         recurrent = self.recurrent_elements(tp)
         ssm_dtype: str | None = getattr(self, "ssm_dtype", None)  # a field of each state kind
-        width = SSM_WIDTHS[ssm_dtype] if ssm_dtype else dtype_bytes
+        width = DTYPE_BYTES[ssm_dtype] if ssm_dtype else dtype_bytes
         return (self.state_elements(tp) - recurrent) * dtype_bytes + recurrent * width
 
     def max_memory_pages(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int) -> int:
