@@ -45,7 +45,7 @@ def test_note_001_is_one_flag_set_away(capsys):
     data = json.loads(capsys.readouterr().out)
     paged = data["strategies"][-1]
     assert (paged["strategy"], paged["bytes_per_request_avg"], paged["concurrency_avg"]) == ("paged", 192 * MIB, 341)
-    assert data["realistic_paged"]["concurrency_avg"] < 341  # the realistic default, shown beside it
+    assert data["default_engine_paged"]["concurrency_avg"] < 341  # the realistic default, shown beside it
 
 
 def test_note_001_compute_bound_batch(catalog):
@@ -204,9 +204,9 @@ def test_mla_is_replicated_under_tp(catalog):
 
 def test_max_context_for_a_batch(catalog):
     model = catalog.model("llama3-8b")
-    r = batch_capacity(model, catalog.gpu("h100"), Workload(1024, 0), NOTE_001, max_ctx_batch=4)
+    r = batch_capacity(model, catalog.gpu("h100"), Workload(1024, 0), NOTE_001, longest_ctx_requests=4)
     # 64 GiB / 4 requests = 16 GiB each = 131,072 tokens of 128 KiB
-    assert r.max_ctx_for_batch == 131_072
+    assert r.longest_ctx_tokens == 131_072
     fmt = resolve_kv_format(model, "auto")
     assert max_context(model, fmt, r.budget, 10**9) == 0
 
@@ -362,8 +362,8 @@ BUDGET_KEYS = {
 @pytest.mark.parametrize("argv, keys", [
     (["batch", "llama3-8b", "--gpu", "h100"],
      {"model", "model_origin", "start", "gpu", "in_tokens", "out_tokens", "avg_tokens", "peak_tokens", "max_len", "budget", "strategies",
-      "max_concurrency_at_max_len", "roofline", "max_ctx_for_batch", "max_ctx_batch", "realistic_kv_pool_bytes",
-      "realistic_paged"}),
+      "max_concurrency_at_max_len", "roofline", "longest_ctx_tokens", "longest_ctx_requests", "default_engine_kv_pool_bytes",
+      "default_engine_paged"}),
     (["fit", "llama3-8b", "--gpu", "h100"],
      {"model", "model_origin", "gpu", "ctx_tokens", "max_len", "target_concurrency", "budget", "bytes_per_request",
       "concurrency", "kv_used_bytes", "free_bytes", "held_back_bytes", "start", "fits", "verdict", "knobs", "command"}),

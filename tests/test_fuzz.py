@@ -97,7 +97,7 @@ def numbers(value):
 
 
 # Figures that are differences by definition and may be negative: the memory left over or missing.
-SIGNED_KEYS = {"free_bytes", "headroom_bytes", "kv_pool_bytes", "realistic_kv_pool_bytes", "pool_bytes", "margin_bytes",
+SIGNED_KEYS = {"free_bytes", "headroom_bytes", "kv_pool_bytes", "default_engine_kv_pool_bytes", "pool_bytes", "margin_bytes",
                "shortfall_bytes",
                "kv_free_bytes", "delta", "error"}
 

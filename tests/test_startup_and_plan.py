@@ -15,6 +15,7 @@ from kvplan.calc.kv import kv_size, paged_request_bytes, resolve_kv_format
 from kvplan.calc.plan import plan
 from kvplan.calc.startup import startup
 from kvplan.cli import main
+from kvplan.errors import KvplanError
 from kvplan.units import GIB, ceil_div
 
 # Qwen2.5-32B: 64 layers x 2 (K, V) x 8 KV heads x 128 x 2 B = 262,144 B per token; at TP 2, 131,072
@@ -129,7 +130,7 @@ def brute_force_gpus(model, gpu, n: int, ctx: int, max_len: int, kv_dtype: str) 
                 budget = memory_budget(model, gpu, BudgetInputs(tp=tp, pp=pp, kv_dtype=kv_dtype))
                 per_request = kv_size(model, ctx, tp=tp, kv_dtype=kv_dtype).paged_bytes_per_request_per_gpu
                 at_max = kv_size(model, max_len, tp=tp, kv_dtype=kv_dtype).paged_bytes_per_request_per_gpu
-            except Exception:
+            except KvplanError:  # a TP the heads or layers do not split into, a PP beyond the layers
                 continue
             stage = lambda b: ceil_div(b * ceil_div(model.num_layers, pp), model.num_layers)  # noqa: E731
             pool = max(budget.kv_pool_bytes, 0)
@@ -159,8 +160,9 @@ def test_a_plan_never_uses_more_gpus_than_brute_force(catalog, name, gpu_name, n
 def test_what_does_not_start_is_never_reported_as_fitting(catalog, name, gpu_name, tp, ctx, target):
     try:
         r = fit(catalog.model(name), catalog.gpu(gpu_name), ctx, BudgetInputs(tp=tp), target=target)
-    except Exception:
-        return  # a TP the model's heads do not allow: an error, tested elsewhere
+    except KvplanError as err:  # only a TP the model's heads do not allow is an error here
+        assert "does not divide" in str(err) or "neither divides" in str(err), err
+        return
     if not r.start.starts:
         assert not r.fits and not r.verdict.startswith("fits")
     if r.fits:

@@ -78,7 +78,7 @@ def strategy_rows(model: ModelSpec, budget: MemoryBudget, fmt: KvFormat, workloa
 
 
 def batch_capacity(model: ModelSpec, gpu: GpuSpec, workload: Workload, inputs: BudgetInputs = BudgetInputs(),
-                   *, batch: int | None = None, max_ctx_batch: int | None = None,
+                   *, batch: int | None = None, longest_ctx_requests: int | None = None,
                    peak_tflops: float | None = None, hbm_gbps: float | None = None) -> BatchResult:
     """`kvplan batch` for one model: the budget, the strategies, the engine's figures, the roofline."""
     workload.check()
@@ -94,18 +94,18 @@ def batch_capacity(model: ModelSpec, gpu: GpuSpec, workload: Workload, inputs: B
         bounds.requests(batch, "batch")
     roof = (decode_roofline(model, gpu, budget, fmt, at, workload.avg_tokens, peak_tflops, hbm_gbps)
             if at >= 1 else None)
-    realistic = memory_budget(model, gpu, inputs.engine_defaults()) if inputs.overridden else None
+    defaults = memory_budget(model, gpu, inputs.engine_defaults()) if inputs.overridden else None
     return BatchResult(
         model_origin=model.origin,
-        realistic_kv_pool_bytes=realistic.kv_pool_bytes if realistic else None,
-        realistic_paged=strategy_rows(model, realistic, fmt, workload, max_len)[-1] if realistic else None,
+        default_engine_kv_pool_bytes=defaults.kv_pool_bytes if defaults else None,
+        default_engine_paged=strategy_rows(model, defaults, fmt, workload, max_len)[-1] if defaults else None,
         model=model.name, gpu=gpu.name, in_tokens=workload.in_tokens, out_tokens=workload.out_tokens,
         avg_tokens=workload.avg_tokens, peak_tokens=workload.peak_tokens, max_len=max_len, budget=budget,
         strategies=rows, max_concurrency_at_max_len=usable_pool / per_max_len if per_max_len else 0.0,
         start=startup(model, budget, max_len),
         roofline=roof,
-        max_ctx_for_batch=max_context(model, fmt, budget, max_ctx_batch) if max_ctx_batch else None,
-        max_ctx_batch=max_ctx_batch,
+        longest_ctx_tokens=max_context(model, fmt, budget, longest_ctx_requests) if longest_ctx_requests else None,
+        longest_ctx_requests=longest_ctx_requests,
     )
 
 

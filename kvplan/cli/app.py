@@ -47,7 +47,7 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the traceback on e
                                         rich_help_panel=OUTPUT)]
 
 
-def value(read, flag: str, *more: str, **option):
+def read_option(read, flag: str, *more: str, **option):
     """An option read by one of kvplan.bounds' readers: `--max-len 8k` is read, bounded and refused
     alike in every command. The reader's InputError passes through click to main(), one line, exit 2."""
     return typer.Option(flag, *more, parser=lambda text: read(text, flag), **option)
@@ -113,37 +113,37 @@ GpuOpt = Annotated[str, typer.Option("--gpu", "-g", help="GPU name or alias (see
 EngineOpt = Annotated[str, typer.Option(
     "--engine", help="Budget rule: vllm, sglang, trtllm or raw (the textbook: memory - weights).",
     rich_help_panel=BUDGET)]
-TpOpt = Annotated[int, value(bounds.gpus, "--tp", metavar="N", help="Tensor-parallel GPUs per replica.",
+TpOpt = Annotated[int, read_option(bounds.gpus, "--tp", metavar="N", help="Tensor-parallel GPUs per replica.",
                               rich_help_panel=BUDGET)]
-PpOpt = Annotated[int, value(bounds.gpus, "--pp", metavar="N", help="Pipeline-parallel stages per replica.",
+PpOpt = Annotated[int, read_option(bounds.gpus, "--pp", metavar="N", help="Pipeline-parallel stages per replica.",
                               rich_help_panel=BUDGET)]
 KvDtypeOpt = Annotated[str, typer.Option(
     "--kv-dtype", help="KV storage: auto, bf16, fp16, fp32, fp8, int8, int4.", rich_help_panel=BUDGET)]
 WeightsDtypeOpt = Annotated[str, typer.Option(
     "--weights-dtype", help="auto (the checkpoint), bf16, fp16, fp8, int8, int4 (AWQ/GPTQ), nf4.",
     rich_help_panel=BUDGET)]
-UtilOpt = Annotated[Optional[float], value(
+UtilOpt = Annotated[Optional[float], read_option(
     bounds.fraction, "--util", metavar="FRACTION", help="The engine's memory fraction, in (0, 1] (vLLM "
     "gpu_memory_utilization, SGLang mem_fraction_static, TRT-LLM free_gpu_memory_fraction).", rich_help_panel=BUDGET)]
-GpuMemOpt = Annotated[Optional[float], value(
+GpuMemOpt = Annotated[Optional[float], read_option(
     bounds.gib, "--gpu-mem", metavar="GiB", help="GPU memory in GiB, instead of the database's.",
     rich_help_panel=BUDGET)]
-WeightsGibOpt = Annotated[Optional[float], value(
+WeightsGibOpt = Annotated[Optional[float], read_option(
     bounds.gib_or_zero, "--weights-gib", metavar="GiB", help="Weights per GPU in GiB (e.g. from an engine's log).",
     rich_help_panel=BUDGET)]
-ActivationGibOpt = Annotated[Optional[float], value(
+ActivationGibOpt = Annotated[Optional[float], read_option(
     bounds.gib_or_zero, "--activation-gib", metavar="GiB", help="Activation peak per GPU in GiB.",
     rich_help_panel=BUDGET)]
-OverheadGibOpt = Annotated[Optional[float], value(
+OverheadGibOpt = Annotated[Optional[float], read_option(
     bounds.gib_or_zero, "--overhead-gib", metavar="GiB",
     help="Runtime overhead per GPU (CUDA context, non-torch) in GiB.", rich_help_panel=BUDGET)]
-BlockOpt = Annotated[Optional[int], value(
+BlockOpt = Annotated[Optional[int], read_option(
     bounds.block_size, "--block-size", metavar="TOKENS", help="Tokens per KV page (default: the engine's).",
     rich_help_panel=BUDGET)]
-MaxLenOpt = Annotated[Optional[int], value(
+MaxLenOpt = Annotated[Optional[int], read_option(
     bounds.tokens, "--max-len", metavar="TOKENS", help="The engine's max_model_len (vLLM refuses to start when one "
     "request of it does not fit). Default: the model's max context.", rich_help_panel=BUDGET)]
-MaxSeqsOpt = Annotated[Optional[int], value(
+MaxSeqsOpt = Annotated[Optional[int], read_option(
     bounds.requests, "--max-num-seqs", metavar="N", help="The engine's cap on concurrent requests (default: "
     "vLLM's for the GPU).", rich_help_panel=BUDGET)]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",

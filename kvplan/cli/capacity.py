@@ -10,7 +10,7 @@ import typer
 from kvplan.cli.app import (
     BUDGET, DEFAULT_ENGINE, ActivationGibOpt, BlockOpt, DebugOpt, EngineOpt, ExplainOpt, GpuMemOpt, GpuOpt, JsonOpt, KvDtypeOpt,
     MaxLenOpt, MaxSeqsOpt, OfflineOpt, OverheadGibOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, WeightsDtypeOpt,
-    WeightsGibOpt, app, budget_inputs, catalog, console, err_console, handle_errors, value,
+    WeightsGibOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option,
 )
 from kvplan import bounds
 
@@ -20,20 +20,20 @@ from kvplan import bounds
 def batch(
     model: Annotated[Optional[str], typer.Argument(help="Model; leave out to see every model on the GPU.")] = None,
     gpu: GpuOpt = ...,
-    in_tokens: Annotated[int, value(bounds.tokens, "--in", metavar="TOKENS",
+    in_tokens: Annotated[int, read_option(bounds.tokens, "--in", metavar="TOKENS",
                                      help="Input (prompt) tokens per request.")] = "1024",
-    out_tokens: Annotated[int, value(bounds.tokens_or_zero, "--out", metavar="TOKENS",
+    out_tokens: Annotated[int, read_option(bounds.tokens_or_zero, "--out", metavar="TOKENS",
                                       help="Output tokens per request.")] = "1024",
-    ctx: Annotated[Optional[int], value(bounds.tokens, "--ctx", metavar="TOKENS",
+    ctx: Annotated[Optional[int], read_option(bounds.tokens, "--ctx", metavar="TOKENS",
                                          help="Shorthand: requests of CTX tokens (--in CTX --out 0).")] = None,
     max_len: MaxLenOpt = None,
-    at_batch: Annotated[Optional[int], value(
+    at_batch: Annotated[Optional[int], read_option(
         bounds.requests, "--batch", "-b", metavar="N", help="Batch for the roofline (default: the paged concurrency).")] = None,
-    max_ctx: Annotated[Optional[int], value(
+    max_ctx: Annotated[Optional[int], read_option(
         bounds.requests, "--max-ctx", metavar="B", help="Also find the longest context at which B requests fit.")] = None,
-    tflops: Annotated[Optional[float], value(bounds.tflops, "--tflops", metavar="TFLOPS",
+    tflops: Annotated[Optional[float], read_option(bounds.tflops, "--tflops", metavar="TFLOPS",
                                               help="Peak TFLOPS for the roofline.")] = None,
-    hbm_gbps: Annotated[Optional[float], value(bounds.gbps, "--hbm-gbps", metavar="GB/s",
+    hbm_gbps: Annotated[Optional[float], read_option(bounds.gbps, "--hbm-gbps", metavar="GB/s",
                                                 help="HBM GB/s for the roofline.")] = None,
     engine: EngineOpt = DEFAULT_ENGINE, tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
     weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
@@ -58,7 +58,7 @@ def batch(
         print_json(console, list(every.rows)) if json else render_overview(console, every)
         return
     result = batch_capacity(cat.model(model), cat.gpu(gpu), workload, inputs, batch=at_batch,
-                            max_ctx_batch=max_ctx, peak_tflops=tflops, hbm_gbps=hbm_gbps)
+                            longest_ctx_requests=max_ctx, peak_tflops=tflops, hbm_gbps=hbm_gbps)
     print_json(console, result) if json else render_batch(console, result, explain=explain)
 
 
@@ -67,8 +67,8 @@ def batch(
 def fit(
     model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
     gpu: GpuOpt = ...,
-    ctx: Annotated[int, value(bounds.tokens, "--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
-    target: Annotated[int, value(bounds.requests, "--concurrency", "-n", metavar="N",
+    ctx: Annotated[int, read_option(bounds.tokens, "--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
+    target: Annotated[int, read_option(bounds.requests, "--concurrency", "-n", metavar="N",
                                  help="Concurrent requests to serve.")] = 1,
     max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE, tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
@@ -109,13 +109,13 @@ def fit(
 def plan(
     model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
     gpu: GpuOpt = ...,
-    concurrency: Annotated[int, value(bounds.requests, "--concurrency", "-n", metavar="N",
+    concurrency: Annotated[int, read_option(bounds.requests, "--concurrency", "-n", metavar="N",
                                       help="Concurrent requests to serve.")] = 64,
-    ctx: Annotated[int, value(bounds.tokens, "--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
-    kv_dtypes: Annotated[str, value(
+    ctx: Annotated[int, read_option(bounds.tokens, "--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
+    kv_dtypes: Annotated[str, read_option(
         bounds.names, "--kv-dtype", metavar="LIST", help="KV dtypes to plan for, comma-separated: e.g. bf16,fp8.",
         rich_help_panel=BUDGET)] = "auto",
-    gpus_per_node: Annotated[int, value(bounds.gpus, "--gpus-per-node", metavar="N",
+    gpus_per_node: Annotated[int, read_option(bounds.gpus, "--gpus-per-node", metavar="N",
                                         help="GPUs per node (TP stays inside one).")] = 8,
     cross_node_tp: Annotated[bool, typer.Option("--cross-node-tp", help="Let TP span nodes (up to the heads).")] = False,
     max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None,

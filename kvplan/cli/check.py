@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DEFAULT_ENGINE, DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, handle_errors, value,
+    DEFAULT_ENGINE, DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, handle_errors, read_option,
 )
 from kvplan import bounds
 from kvplan.errors import KvplanError
@@ -20,12 +20,12 @@ def check(
     files: Annotated[Optional[list[Path]], typer.Argument(help="Check files (YAML scenarios).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Inline scenario: the model.")] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="Inline scenario: the GPU.")] = None,
-    tp: Annotated[int, value(bounds.gpus, "--tp", metavar="N", help="Inline scenario: tensor-parallel GPUs.")] = 1,
-    ctx: Annotated[Optional[int], value(bounds.tokens, "--ctx", metavar="TOKENS", help="Inline scenario: tokens per request.")] = None,
+    tp: Annotated[int, read_option(bounds.gpus, "--tp", metavar="N", help="Inline scenario: tensor-parallel GPUs.")] = 1,
+    ctx: Annotated[Optional[int], read_option(bounds.tokens, "--ctx", metavar="TOKENS", help="Inline scenario: tokens per request.")] = None,
     kv_dtype: KvDtypeOpt = "auto",
     engine: EngineOpt = DEFAULT_ENGINE,
-    min_concurrency: Annotated[Optional[int], value(bounds.requests, "--min-concurrency", metavar="N", help="Inline expectation.")] = None,
-    min_kv_tokens: Annotated[Optional[int], value(bounds.tokens, "--min-kv-tokens", metavar="TOKENS", help="Inline expectation.")] = None,
+    min_concurrency: Annotated[Optional[int], read_option(bounds.requests, "--min-concurrency", metavar="N", help="Inline expectation.")] = None,
+    min_kv_tokens: Annotated[Optional[int], read_option(bounds.tokens, "--min-kv-tokens", metavar="TOKENS", help="Inline expectation.")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", metavar="PATH", help="Write a JUnit XML report.")] = None,
     markdown: Annotated[Optional[Path], typer.Option(
         "--markdown", metavar="PATH", help="Append the summary as a Markdown table, e.g. to $GITHUB_STEP_SUMMARY.")] = None,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DEFAULT_ENGINE, DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, MaxSeqsOpt, OfflineOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, app, catalog, console, err_console, handle_errors, value,
+    DEFAULT_ENGINE, DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, MaxSeqsOpt, OfflineOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, app, catalog, console, err_console, handle_errors, read_option,
 )
 from kvplan import bounds
 
@@ -18,17 +18,17 @@ from kvplan import bounds
 def frag(
     model: Annotated[str, typer.Argument(help="Model whose KV bytes per token to use.")],
     gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="GPU: the budget is vLLM's KV pool on it.")] = None,
-    kv_gib: Annotated[Optional[float], value(bounds.gib, "--kv-gib", metavar="GiB", help="A KV budget in GiB instead of --gpu's pool.")] = None,
+    kv_gib: Annotated[Optional[float], read_option(bounds.gib, "--kv-gib", metavar="GiB", help="A KV budget in GiB instead of --gpu's pool.")] = None,
     workload: Annotated[str, typer.Option(
         "--workload", "-w", help="chat, fixed:IN,OUT, uniform:LO-HI,LO-HI, or a .csv/.jsonl trace.")] = "chat",
-    requests: Annotated[int, value(bounds.frag_requests, "--requests", "-n", metavar="N", help="Requests to generate.")] = 10_000,
-    seed: Annotated[int, value(bounds.seed, "--seed", metavar="N", help="Random seed for generated workloads.")] = 0,
-    rate: Annotated[Optional[float], value(bounds.rate, "--rate", metavar="PER_S", help="Poisson arrivals, requests per second "
+    requests: Annotated[int, read_option(bounds.frag_requests, "--requests", "-n", metavar="N", help="Requests to generate.")] = 10_000,
+    seed: Annotated[int, read_option(bounds.seed, "--seed", metavar="N", help="Random seed for generated workloads.")] = 0,
+    rate: Annotated[Optional[float], read_option(bounds.rate, "--rate", metavar="PER_S", help="Poisson arrivals, requests per second "
                                                   "(default: all at once).")] = None,
-    step_ms: Annotated[float, value(bounds.step_ms, "--step-ms", metavar="MS", help="One decode step, ms (turns seconds into steps).")] = 30.0,
-    max_len: Annotated[Optional[int], value(bounds.tokens, "--max-len", metavar="TOKENS", help="Max sequence length (default: the model's).")] = None,
-    block_size: Annotated[int, value(bounds.block_size, "--block-size", metavar="TOKENS", help="Tokens per page / doubling start.")] = 16,
-    shared_prefix: Annotated[int, value(bounds.tokens_or_zero, "--shared-prefix", metavar="TOKENS", help="A system prompt of P tokens on every request.")] = 0,
+    step_ms: Annotated[float, read_option(bounds.step_ms, "--step-ms", metavar="MS", help="One decode step, ms (turns seconds into steps).")] = 30.0,
+    max_len: Annotated[Optional[int], read_option(bounds.tokens, "--max-len", metavar="TOKENS", help="Max sequence length (default: the model's).")] = None,
+    block_size: Annotated[int, read_option(bounds.block_size, "--block-size", metavar="TOKENS", help="Tokens per page / doubling start.")] = 16,
+    shared_prefix: Annotated[int, read_option(bounds.tokens_or_zero, "--shared-prefix", metavar="TOKENS", help="A system prompt of P tokens on every request.")] = 0,
     sweep_block_size: Annotated[bool, typer.Option("--sweep-block-size", help="Paged waste for blocks 1..256.")] = False,
     kv_dtype: KvDtypeOpt = "auto",
     engine: EngineOpt = DEFAULT_ENGINE, tp: TpOpt = 1, pp: PpOpt = 1, max_num_seqs: MaxSeqsOpt = None, util: UtilOpt = None,

@@ -9,7 +9,7 @@ import typer
 
 from kvplan.cli.app import (
     DebugOpt, ExplainOpt, GpuOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, handle_errors,
-    value,
+    read_option,
 )
 from kvplan import bounds
 
@@ -19,19 +19,19 @@ from kvplan import bounds
 def offload(
     model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
     gpu: GpuOpt = ...,
-    prefix: Annotated[int, value(bounds.tokens, "--prefix", "-p", metavar="TOKENS", help="Evicted prefix length.")] = "4096",
-    links: Annotated[Optional[str], value(
+    prefix: Annotated[int, read_option(bounds.tokens, "--prefix", "-p", metavar="TOKENS", help="Evicted prefix length.")] = "4096",
+    links: Annotated[Optional[str], read_option(
         bounds.names, "--link", metavar="LIST", help="Tiers, comma-separated: pcie3, pcie4, pcie5, pcie6, nvlink-c2c, nvme, rdma (default: all).")] = None,
-    link_gbps: Annotated[Optional[float], value(bounds.gbps, "--link-gbps", metavar="GB/s", help="A custom link, GB/s per direction.")] = None,
-    latency_us: Annotated[Optional[float], value(bounds.latency_us, "--latency-us", metavar="US", help="Per-transfer latency (default: each link's).")] = None,
-    mfu: Annotated[float, value(bounds.fraction, "--mfu", metavar="FRACTION", help="Prefill model FLOPs utilization, in (0, 1].")] = 0.5,
-    tflops: Annotated[Optional[float], value(bounds.tflops, "--tflops", metavar="TFLOPS", help="Peak TFLOPS (default: the GPU's dense BF16).")] = None,
-    params: Annotated[Optional[float], value(bounds.params, "--params", metavar="N", help="Parameters per token (default: active params).")] = None,
+    link_gbps: Annotated[Optional[float], read_option(bounds.gbps, "--link-gbps", metavar="GB/s", help="A custom link, GB/s per direction.")] = None,
+    latency_us: Annotated[Optional[float], read_option(bounds.latency_us, "--latency-us", metavar="US", help="Per-transfer latency (default: each link's).")] = None,
+    mfu: Annotated[float, read_option(bounds.fraction, "--mfu", metavar="FRACTION", help="Prefill model FLOPs utilization, in (0, 1].")] = 0.5,
+    tflops: Annotated[Optional[float], read_option(bounds.tflops, "--tflops", metavar="TFLOPS", help="Peak TFLOPS (default: the GPU's dense BF16).")] = None,
+    params: Annotated[Optional[float], read_option(bounds.params, "--params", metavar="N", help="Parameters per token (default: active params).")] = None,
     no_attention: Annotated[bool, typer.Option("--no-attention", help="Leave out the attention term (as the course notes' example does).")] = False,
     kv_dtype: KvDtypeOpt = "auto",
-    tp: Annotated[int, value(bounds.gpus, "--tp", metavar="N", help="GPUs sharing the prefill, each loading its KV shard.")] = 1,
-    host_gib: Annotated[Optional[float], value(bounds.gib, "--host-gib", metavar="GiB", help="Host memory for offloaded KV, GiB.")] = None,
-    nvme_gib: Annotated[Optional[float], value(bounds.gib, "--nvme-gib", metavar="GiB", help="NVMe space for offloaded KV, GiB.")] = None,
+    tp: Annotated[int, read_option(bounds.gpus, "--tp", metavar="N", help="GPUs sharing the prefill, each loading its KV shard.")] = 1,
+    host_gib: Annotated[Optional[float], read_option(bounds.gib, "--host-gib", metavar="GiB", help="Host memory for offloaded KV, GiB.")] = None,
+    nvme_gib: Annotated[Optional[float], read_option(bounds.gib, "--nvme-gib", metavar="GiB", help="NVMe space for offloaded KV, GiB.")] = None,
     sweep_prefix: Annotated[bool, typer.Option("--sweep-prefix", help="Where the verdict flips as prefixes grow.")] = False,
     measured: Annotated[Optional[Path], typer.Option("--measured", metavar="PROBE.json", help="Use the reload link and prefill rate that `kvplan probe --offload --json` measured.")] = None,
     explain: ExplainOpt = False, offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DebugOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors, value,
+    DebugOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors, read_option,
 )
 from kvplan import bounds
 from kvplan.errors import InputError
@@ -21,19 +21,19 @@ SECTIONS = "Offload and peers"
 def probe(
     model: Annotated[str, typer.Argument(help="Model whose KV layout to allocate and attend over.")],
     device: Annotated[Optional[str], typer.Option("--device", help="cuda:N (default when CUDA is present) or cpu.")] = None,
-    ctx: Annotated[Optional[int], value(bounds.tokens, "--ctx", metavar="TOKENS", help="Tokens per request (default 4096 on CUDA, 1024 on CPU).")] = None,
-    batch: Annotated[Optional[int], value(bounds.requests, "--batch", "-b", metavar="N", help="Requests (default 64 on CUDA, 4 on CPU).")] = None,
+    ctx: Annotated[Optional[int], read_option(bounds.tokens, "--ctx", metavar="TOKENS", help="Tokens per request (default 4096 on CUDA, 1024 on CPU).")] = None,
+    batch: Annotated[Optional[int], read_option(bounds.requests, "--batch", "-b", metavar="N", help="Requests (default 64 on CUDA, 4 on CPU).")] = None,
     kv_dtype: KvDtypeOpt = "auto",
-    block_size: Annotated[int, value(bounds.block_size, "--block-size", metavar="TOKENS", help="Tokens per page.")] = 16,
-    util: Annotated[float, value(bounds.fraction, "--util", metavar="FRACTION", help="Fraction of the free memory (less a margin) to use.")] = 0.9,
-    max_gib: Annotated[Optional[float], value(bounds.gib, "--max-gib", metavar="GiB", help="Cap on what the probe takes (GiB; CPU default 1).")] = None,
+    block_size: Annotated[int, read_option(bounds.block_size, "--block-size", metavar="TOKENS", help="Tokens per page.")] = 16,
+    util: Annotated[float, read_option(bounds.fraction, "--util", metavar="FRACTION", help="Fraction of the free memory (less a margin) to use.")] = 0.9,
+    max_gib: Annotated[Optional[float], read_option(bounds.gib, "--max-gib", metavar="GiB", help="Cap on what the probe takes (GiB; CPU default 1).")] = None,
     with_weights: Annotated[bool, typer.Option("--with-weights", help="First reserve the weights and activations.")] = False,
     impl: Annotated[str, typer.Option("--impl", help="Attention kernel: auto (Triton on CUDA), triton, torch.")] = "auto",
-    seed: Annotated[int, value(bounds.seed, "--seed", metavar="N", help="Random seed for data and page order.")] = 0,
+    seed: Annotated[int, read_option(bounds.seed, "--seed", metavar="N", help="Random seed for data and page order.")] = 0,
     offload: Annotated[bool, typer.Option("--offload", help="Also reload a prefix host <-> device and recompute it: measured GB/s, MFU, verdict.", rich_help_panel=SECTIONS)] = False,
     peers: Annotated[bool, typer.Option("--peers", help="Also move pages between every pair of GPUs (two CPU processes over gloo with --device cpu).", rich_help_panel=SECTIONS)] = False,
-    prefix: Annotated[Optional[int], value(bounds.tokens, "--prefix", "-p", metavar="TOKENS", help="Prefix to reload, recompute and move (default 4096 on CUDA, 256 on CPU).", rich_help_panel=SECTIONS)] = None,
-    peer_timeout: Annotated[Optional[float], value(bounds.seconds, "--peer-timeout", metavar="SECONDS", help="Deadline for the whole peer transfer (default 300).", rich_help_panel=SECTIONS)] = None,
+    prefix: Annotated[Optional[int], read_option(bounds.tokens, "--prefix", "-p", metavar="TOKENS", help="Prefix to reload, recompute and move (default 4096 on CUDA, 256 on CPU).", rich_help_panel=SECTIONS)] = None,
+    peer_timeout: Annotated[Optional[float], read_option(bounds.seconds, "--peer-timeout", metavar="SECONDS", help="Deadline for the whole peer transfer (default 300).", rich_help_panel=SECTIONS)] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Draw GB/s against transfer size (.png/.svg).", rich_help_panel=SECTIONS)] = None,
     offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from kvplan.cli.app import OUTPUT, DebugOpt, JsonOpt, OfflineOpt, SpecsOpt, app, console, handle_errors, value
+from kvplan.cli.app import OUTPUT, DebugOpt, JsonOpt, OfflineOpt, SpecsOpt, app, console, handle_errors, read_option
 from kvplan import bounds
 
 
@@ -14,13 +14,13 @@ from kvplan import bounds
 @handle_errors
 def size(
     model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id (see `kvplan models`).")],
-    ctx: Annotated[int, value(bounds.tokens, "--ctx", "-c", metavar="TOKENS",
+    ctx: Annotated[int, read_option(bounds.tokens, "--ctx", "-c", metavar="TOKENS",
                                      help="Context length in tokens: 4096, 32k (k = 1024), 1m.")] = "4096",
-    batch: Annotated[int, value(bounds.requests, "--batch", "-b", metavar="N", help="Concurrent requests of that context.")] = 1,
+    batch: Annotated[int, read_option(bounds.requests, "--batch", "-b", metavar="N", help="Concurrent requests of that context.")] = 1,
     kv_dtype: Annotated[str, typer.Option(
         "--kv-dtype", help="KV storage: auto (the model's dtype), bf16, fp16, fp32, fp8, int8, int4.")] = "auto",
-    tp: Annotated[int, value(bounds.gpus, "--tp", metavar="N", help="Tensor-parallel GPUs sharing the KV heads.")] = 1,
-    block_size: Annotated[int, value(bounds.block_size, "--block-size", metavar="TOKENS", help="Tokens per KV page.")] = 16,
+    tp: Annotated[int, read_option(bounds.gpus, "--tp", metavar="N", help="Tensor-parallel GPUs sharing the KV heads.")] = 1,
+    block_size: Annotated[int, read_option(bounds.block_size, "--block-size", metavar="TOKENS", help="Tokens per KV page.")] = 16,
     explain: Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)] = False,
     offline: OfflineOpt = False, json: JsonOpt = False,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DEFAULT_ENGINE, OUTPUT, DebugOpt, EngineOpt, JsonOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors, value,
+    DEFAULT_ENGINE, OUTPUT, DebugOpt, EngineOpt, JsonOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors, read_option,
 )
 from kvplan import bounds
 
@@ -17,7 +17,7 @@ from kvplan import bounds
 @handle_errors
 def sweep(
     models: Annotated[list[str], typer.Argument(help="One or more models (several: one line each).")],
-    gpus: Annotated[str, value(bounds.names, "--gpu", "-g", metavar="LIST", help="GPU, or several comma-separated (one line each).")] = "h100",
+    gpus: Annotated[str, read_option(bounds.names, "--gpu", "-g", metavar="LIST", help="GPU, or several comma-separated (one line each).")] = "h100",
     ctx: Annotated[Optional[str], typer.Option("--ctx", metavar="RANGE", help="The context swept: 1k..128k (log-spaced, "
                    "the default) or a list 4k,32k; with --batch or --sweep-tp, the one context of every point "
                    "(default 4096).")] = None,
@@ -25,7 +25,7 @@ def sweep(
     tps: Annotated[str, typer.Option("--tp", metavar="LIST", help="TP sizes: one value, a list (one line each), "
                                      "or the swept axis with --sweep-tp.")] = "1",
     sweep_tp: Annotated[bool, typer.Option("--sweep-tp", help="Sweep the --tp list on the x axis.")] = False,
-    kv_dtypes: Annotated[str, value(bounds.names, "--kv-dtype", metavar="LIST", help="KV dtypes, comma-separated (one line each).")] = "auto",
+    kv_dtypes: Annotated[str, read_option(bounds.names, "--kv-dtype", metavar="LIST", help="KV dtypes, comma-separated (one line each).")] = "auto",
     metric: Annotated[str, typer.Option("--metric", help="concurrency, kv_gib, tokens_per_s, kv_pool_gib, weights_gib, "
                                         "or waste_fixed / waste_exact / waste_doubling / waste_paged.")] = "concurrency",
     engine: EngineOpt = DEFAULT_ENGINE,

@@ -110,12 +110,12 @@ def render_batch(console: Console, r: BatchResult, explain: bool = False) -> Non
     console.print(strategies_table(r))
     for line in _engine_lines(r):
         console.print(line)
-    if r.realistic_paged is not None:
-        p = r.realistic_paged
-        console.print(f"The default engine, nothing overridden: KV pool {_gib(r.realistic_kv_pool_bytes)}, "
+    if r.default_engine_paged is not None:
+        p = r.default_engine_paged
+        console.print(f"The default engine, nothing overridden: KV pool {_gib(r.default_engine_kv_pool_bytes)}, "
                       f"paged {p.concurrency_avg:,} at average, {p.concurrency_peak:,} at peak")
-    if r.max_ctx_for_batch is not None:
-        console.print(f"Longest context at which {r.max_ctx_batch:,} requests fit (paged): {r.max_ctx_for_batch:,} tokens")
+    if r.longest_ctx_tokens is not None:
+        console.print(f"Longest context at which {r.longest_ctx_requests:,} requests fit (paged): {r.longest_ctx_tokens:,} tokens")
     if r.roofline:
         for line in roofline_lines(r.roofline):
             console.print(wrap_prose(line, console.width), markup=False)

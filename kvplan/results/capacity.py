@@ -108,10 +108,10 @@ class BatchResult(Result):
     max_concurrency_at_max_len: float
     start: StartCheck
     roofline: Roofline | None
-    max_ctx_for_batch: int | None = None
-    max_ctx_batch: int | None = None
-    realistic_kv_pool_bytes: int | None = None
-    realistic_paged: StrategyRow | None = None
+    longest_ctx_tokens: int | None = None  # the longest context at which longest_ctx_requests requests fit
+    longest_ctx_requests: int | None = None  # --max-ctx N: the requests that question was asked for
+    default_engine_kv_pool_bytes: int | None = None  # the default engine's pool, nothing overridden
+    default_engine_paged: StrategyRow | None = None  # and its paged row, beside an overridden budget
 
 
 class Knob(Result):

@@ -67,10 +67,10 @@ class CountedPool(Strategy):
 class CountedSimulation(Simulation):
     def __init__(self, strategy: Paged | Shared, requests, tick=None):
         pool = CountedPool(strategy)
-        self.B, self.N = pool.block, pool.num_blocks
-        self.A = 0  # sum of a_r over running requests
-        self.cnt = [0] * self.B  # running requests by a_r mod B
-        self.by_residue: list[set[int]] = [set() for _ in range(self.B)]
+        self.block, self.num_blocks = pool.block, pool.num_blocks
+        self.sum_offsets = 0  # A: the sum of a_r over running requests
+        self.cnt = [0] * self.block  # running requests by a_r mod B
+        self.by_residue: list[set[int]] = [set() for _ in range(self.block)]
         self.now = 0
         self.used = 0  # blocks in use at self.now
         self.growing = False  # within a step: its growers are counted but not yet given their block
@@ -86,16 +86,16 @@ class CountedSimulation(Simulation):
     # --- the counts ---------------------------------------------------------------------------
     def blocks_at(self, s: int) -> int:
         """U(s): blocks the running requests hold at step s, once every growth up to s is done."""
-        B, g = self.B, 0
+        B, g = self.block, 0
         for k, n in enumerate(self.cnt):
             if n:
                 g += n * ((-(k + s)) % B)
-        return (self.A + len(self.running) * s + g) // B
+        return (self.sum_offsets + len(self.running) * s + g) // B
 
     def _interval_sum(self, a: int, b: int) -> int:
         """sum of U(s) for s in [a, b), times B: the allocated token-steps of the interval."""
-        n, B = b - a, self.B
-        total = self.A * n + len(self.running) * (a + b - 1) * n // 2
+        n, B = b - a, self.block
+        total = self.sum_offsets * n + len(self.running) * (a + b - 1) * n // 2
         full, m = divmod(n, B)
         for k, count in enumerate(self.cnt):
             if not count:
@@ -114,8 +114,8 @@ class CountedSimulation(Simulation):
         """To step s, no request started or stopped since self.now: within a period, add the
         growers of each step (most intervals are a step or two); else the closed form."""
         n = s - self.now
-        if 0 < n <= self.B:
-            cnt, B = self.cnt, self.B
+        if 0 < n <= self.block:
+            cnt, B = self.cnt, self.block
             self.used += sum(cnt[(1 - t) % B] for t in range(self.now + 1, s + 1))
         elif n:
             self.used = self.used_at(s)
@@ -124,12 +124,12 @@ class CountedSimulation(Simulation):
     # --- the event loop's hooks -----------------------------------------------------------------
     def _schedule(self, r: Running) -> None:  # a finish event only: growth is counted
         self._at(r.start_step + r.out, (FINISH, r.start_step, r.rid, r.version))
-        k = (r.inp - r.start_step) % self.B
-        self.A += r.inp - r.start_step
+        k = (r.inp - r.start_step) % self.block
+        self.sum_offsets += r.inp - r.start_step
         self.cnt[k] += 1
         self.by_residue[k].add(r.rid)
-        self.used += -(-r.inp // self.B)
-        if self.partial and r.inp >= self.full * self.B:  # its copy of the prefix's partial block
+        self.used += -(-r.inp // self.block)
+        if self.partial and r.inp >= self.full * self.block:  # its copy of the prefix's partial block
             self.stats.cow_tokens += self.partial
         if self.pool.sharer(r):
             self.used -= self.full if self.sharers else 0
@@ -138,12 +138,12 @@ class CountedSimulation(Simulation):
 
     def _pending(self, r: Running) -> bool:
         """A grower of this step still waiting for its block (it holds one fewer than ceil(t / B))."""
-        return self.growing and (r.inp - r.start_step) % self.B == self.grow_res and r.rid not in self.granted
+        return self.growing and (r.inp - r.start_step) % self.block == self.grow_res and r.rid not in self.granted
 
     def _stop(self, r: Running) -> None:
-        held = -(-r.tokens(self.now) // self.B) - self._pending(r)
-        k = (r.inp - r.start_step) % self.B
-        self.A -= r.inp - r.start_step
+        held = -(-r.tokens(self.now) // self.block) - self._pending(r)
+        k = (r.inp - r.start_step) % self.block
+        self.sum_offsets -= r.inp - r.start_step
         self.cnt[k] -= 1
         self.by_residue[k].discard(r.rid)
         if r.rid in self.sharing:
@@ -154,22 +154,22 @@ class CountedSimulation(Simulation):
         super()._stop(r)
 
     def _held(self, r: Running) -> int:  # for _preempt: its blocks are counted, not listed
-        return (-(-r.tokens(self.now) // self.B) - self._pending(r)) * self.B
+        return (-(-r.tokens(self.now) // self.block) - self._pending(r)) * self.block
 
     def _integrate(self, a: int, b: int) -> None:
         n, stats, running = b - a, self.stats, len(self.running)
         if not n:
             return
-        live = self.a_sum * n + running * (a + b - 1) * n / 2
+        live = self.offset_sum * n + running * (a + b - 1) * n / 2
         stats.live += live
-        stats.smf += live
-        if n <= self.B:  # blocks in use at a, and the growth of each later step, summed directly
-            cnt, B = self.cnt, self.B
+        stats.reserved_for_final += live
+        if n <= self.block:  # blocks in use at a, and the growth of each later step, summed directly
+            cnt, B = self.cnt, self.block
             grown = sum((n - j) * cnt[(1 - a - j) % B] for j in range(1, n))
             stats.allocated += (n * self.used + grown) * B
         else:
-            stats.allocated += self._interval_sum(a, b) - self.full * self.B * max(self.sharers - 1, 0) * n
-        stats.saved += self.s.saved() * n
+            stats.allocated += self._interval_sum(a, b) - self.full * self.block * max(self.sharers - 1, 0) * n
+        stats.saved += self.strategy.saved() * n
         stats.running += running * n
         stats.waiting += len(self.waiting) * n
         stats.steps = b
@@ -181,8 +181,8 @@ class CountedSimulation(Simulation):
 
     def _last_growth(self, a: int, b: int) -> int | None:
         """The last step in (a, b) at which some running request grows, or None."""
-        for s in range(b - 1, max(a, b - 1 - self.B), -1):
-            if self.cnt[(1 - s) % self.B]:
+        for s in range(b - 1, max(a, b - 1 - self.block), -1):
+            if self.cnt[(1 - s) % self.block]:
                 return s
         return None
 
@@ -190,14 +190,14 @@ class CountedSimulation(Simulation):
         """The first step in (a, b) at which the pool runs out, or None (U grows with s)."""
         if b - a < 2:
             return None
-        if self.used + len(self.running) * -(-(b - 1 - a) // self.B) <= self.N:
+        if self.used + len(self.running) * -(-(b - 1 - a) // self.block) <= self.num_blocks:
             return None  # each request grows at most once a period: no run-out possible
-        if self.used_at(b - 1) <= self.N:
+        if self.used_at(b - 1) <= self.num_blocks:
             return None
         lo, hi = a + 1, b - 1  # U(hi) > N; find the first such step
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.used_at(mid) > self.N:
+            if self.used_at(mid) > self.num_blocks:
                 hi = mid
             else:
                 lo = mid + 1
@@ -222,7 +222,7 @@ class CountedSimulation(Simulation):
     def _process(self, step: int) -> None:
         """This step's finishes. The counts at this step include its growth, so the growers are
         first taken back out (pending) until _grow_all hands out their blocks."""
-        self.grow_res, self.growing, self.granted = (1 - step) % self.B, True, set()
+        self.grow_res, self.growing, self.granted = (1 - step) % self.block, True, set()
         self.used -= self.cnt[self.grow_res]
         super()._process(step)  # finishes: _stop subtracts what each held
 
@@ -230,7 +230,7 @@ class CountedSimulation(Simulation):
         """Growth at this step, oldest request first, preempting the youngest when a block is missing;
         all at once where the pool has a block for every grower."""
         growers = self.cnt[self.grow_res]
-        if self.N - self.used >= growers:
+        if self.num_blocks - self.used >= growers:
             self.used += growers
             self.growing = False
             return
@@ -239,7 +239,7 @@ class CountedSimulation(Simulation):
         for r in order:
             if r.rid not in self.running:
                 continue  # preempted by an older grower
-            while self.used >= self.N:
+            while self.used >= self.num_blocks:
                 if self._preempt(step, r) is r:
                     break
             else:

@@ -17,15 +17,15 @@ FINISH, GROW = 0, 1
 
 class Simulation:
     def __init__(self, strategy: Strategy, requests: list[Request], check: bool = False, tick=None):
-        self.s, self.check, self.tick = strategy, check, tick
+        self.strategy, self.check, self.tick = strategy, check, tick
         self.arrivals = deque(sorted(enumerate(requests), key=lambda item: item[1].arrival))
         self.waiting: deque[Running] = deque()
         self.running: dict[int, Running] = {}
         self.buckets: dict[int, list[tuple[int, int, int, int]]] = {}  # step -> (kind, start_step, rid, version)
         self.steps: list[int] = []  # a heap of the steps that have a bucket
         self.stats = Stats()
-        self.a_sum = 0  # sum over running of (inp - start_step): live tokens = a_sum + R x step
-        self.smf = 0  # sum over running of min(cap, final)
+        self.offset_sum = 0  # sum over running of (inp - start_step): live tokens = offset_sum + R x step
+        self.reserved_for_final = 0  # sum over running of min(cap, final)
         self.pressure = False  # a preemption happened: admit nothing until a request finishes
         self.watermark = 0 if strategy.splits_by_final else strategy.free_tokens() // 100
         self.frees = 0  # releases so far: memory only comes back in _stop (and a doubling's copy)
@@ -44,7 +44,7 @@ class Simulation:
     def _schedule(self, r: Running) -> None:
         finish = r.start_step + r.out
         self._at(finish, (FINISH, r.start_step, r.rid, r.version))
-        grow = self.s.growth_step(r)
+        grow = self.strategy.growth_step(r)
         if grow is not None and grow <= finish:
             self._at(grow, (GROW, r.start_step, r.rid, r.version))
 
@@ -52,29 +52,29 @@ class Simulation:
         r.start_step = step
         r.version += 1
         self.running[r.rid] = r
-        self.a_sum += r.inp - step
-        self.smf += min(r.cap, r.final) if self.s.splits_by_final else 0
+        self.offset_sum += r.inp - step
+        self.reserved_for_final += min(r.cap, r.final) if self.strategy.splits_by_final else 0
         wait = step - r.arrival
         self.stats.wait_steps += wait
         self.stats.max_wait_steps = max(self.stats.max_wait_steps, wait)
-        if isinstance(self.s, Shared) and self.s.partial and r.inp >= self.s.full * self.s.block:
-            self.stats.cow_tokens += self.s.partial
+        if isinstance(self.strategy, Shared) and self.strategy.partial and r.inp >= self.strategy.full * self.strategy.block:
+            self.stats.cow_tokens += self.strategy.partial
         self._schedule(r)
 
     def _stop(self, r: Running) -> None:
         del self.running[r.rid]
-        self.a_sum -= r.inp - r.start_step
-        self.smf -= min(r.cap, r.final) if self.s.splits_by_final else 0
-        self.s.release(r)
+        self.offset_sum -= r.inp - r.start_step
+        self.reserved_for_final -= min(r.cap, r.final) if self.strategy.splits_by_final else 0
+        self.strategy.release(r)
         self.frees += 1
         r.version += 1
 
     def _held(self, r: Running) -> int:
         """Token slots a running request holds now."""
-        return r.cap or len(r.blocks) * getattr(self.s, "block", 1)
+        return r.cap or len(r.blocks) * getattr(self.strategy, "block", 1)
 
     def _preempt(self, step: int, grower: Running) -> Running:
-        victim = grower if self.s.preempt_self else max(self.running.values(), key=lambda r: (r.start_step, r.rid))
+        victim = grower if self.strategy.preempt_self else max(self.running.values(), key=lambda r: (r.start_step, r.rid))
         done = min(victim.tokens(step), self._held(victim))  # tokens it had placed: prefilled again on re-admission
         self._stop(victim)
         final = victim.final
@@ -88,10 +88,10 @@ class Simulation:
 
     def _grow(self, r: Running, step: int) -> None:
         self.frees += 1  # a doubling frees its old buffer, which may open a hole
-        while not self.s.grow(r, self.stats):
+        while not self.strategy.grow(r, self.stats):
             if self._preempt(step, r) is r:
                 return
-        grow = self.s.growth_step(r)
+        grow = self.strategy.growth_step(r)
         if grow is not None and grow <= r.start_step + r.out:
             self._at(grow, (GROW, r.start_step, r.rid, r.version))
 
@@ -107,14 +107,14 @@ class Simulation:
         while self.waiting and not self.pressure:
             r = self.waiting[0]
             r.start_step = step
-            if not self.s.fits_ever(r):
+            if not self.strategy.fits_ever(r):
                 self.waiting.popleft()
                 self.stats.rejected += 1
                 continue
-            if self.running and self.s.free_tokens() - r.inp < self.watermark:
+            if self.running and self.strategy.free_tokens() - r.inp < self.watermark:
                 self.stuck = self.frees
                 return  # keep room for the running requests to grow
-            if not self.s.admit(r):
+            if not self.strategy.admit(r):
                 if not self.running:  # nothing will ever free memory for it
                     self.waiting.popleft()
                     self.stats.rejected += 1
@@ -126,9 +126,9 @@ class Simulation:
 
     def _integrate(self, a: int, b: int) -> None:
         n, stats, running = b - a, self.stats, len(self.running)
-        live = self.a_sum * n + running * (a + b - 1) * n / 2
+        live = self.offset_sum * n + running * (a + b - 1) * n / 2
         stats.live += live
-        stats.smf += self.smf * n if self.s.splits_by_final else live
+        stats.reserved_for_final += self.reserved_for_final * n if self.strategy.splits_by_final else live
         allocated, external, saved = self.snap  # nothing has changed since _observe(a)
         stats.allocated += allocated * n
         stats.external += external * n
@@ -140,12 +140,12 @@ class Simulation:
     def _observe(self, step: int) -> None:
         stats = self.stats
         stats.peak_running = max(stats.peak_running, len(self.running))
-        s = self.s
-        allocated, external, saved = self.snap = s.allocated(), s.external(), s.saved()
+        strategy = self.strategy
+        allocated, external, saved = self.snap = strategy.allocated(), strategy.external(), strategy.saved()
         stats.peak_allocated = max(stats.peak_allocated, allocated)
         if allocated + external > stats.peak_footprint:
-            live = self.a_sum + len(self.running) * step
-            held = self.smf if s.splits_by_final else live
+            live = self.offset_sum + len(self.running) * step
+            held = self.reserved_for_final if strategy.splits_by_final else live
             stats.peak_footprint = allocated + external
             stats.peak_split = (live - saved, held - live, allocated - held + saved, external)
         stats.peak_waiting = max(stats.peak_waiting, len(self.waiting))
@@ -177,7 +177,7 @@ class Simulation:
             step = nxt
             self._admit(step)
             self._observe(step)
-        if not self.s.idle():
+        if not self.strategy.idle():
             raise AssertionError("memory left allocated after every request finished")
         return self.stats
 
@@ -216,29 +216,29 @@ class Simulation:
 
     # --- invariants (tests) ---------------------------------------------------------------------
     def _check(self, step: int) -> None:
-        s = self.s
-        if isinstance(s, Contiguous):
+        strategy = self.strategy
+        if isinstance(strategy, Contiguous):
             spans = sorted((r.start, r.start + r.cap) for r in self.running.values())
-            spans += [(start, start + n) for start, n in s.space.holes()]
+            spans += [(start, start + n) for start, n in strategy.space.holes()]
             spans.sort()
             assert spans[0][0] == 0 if spans else True
             for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
                 assert a1 == b0, f"overlap or gap at {a1}/{b0}"
-            assert not spans or spans[-1][1] == s.space.size
+            assert not spans or spans[-1][1] == strategy.space.size
             for r in self.running.values():
                 assert r.cap >= r.tokens(step), "a request holds more tokens than its slot"
-            limit = s.space.size
-        elif isinstance(s, Paged):
+            limit = strategy.space.size
+        elif isinstance(strategy, Paged):
             owned = [b for r in self.running.values() for b in r.blocks]
-            assert set(owned) == s.pool.in_use(), "blocks in use and blocks owned differ"
-            assert s.pool.used + s.pool.free_count == s.pool.num_blocks
+            assert set(owned) == strategy.pool.in_use(), "blocks in use and blocks owned differ"
+            assert strategy.pool.used + strategy.pool.free_count == strategy.pool.num_blocks
             for r in self.running.values():
-                held = len(r.blocks) * s.block
-                assert held >= r.tokens(step) and held - r.tokens(step) < s.block, "paged waste of a block or more"
-            limit = s.pool.num_blocks * s.block
+                held = len(r.blocks) * strategy.block
+                assert held >= r.tokens(step) and held - r.tokens(step) < strategy.block, "paged waste of a block or more"
+            limit = strategy.pool.num_blocks * strategy.block
         else:
-            raise AssertionError(f"no invariants written for {type(s).__name__}")
-        assert s.allocated() <= limit
+            raise AssertionError(f"no invariants written for {type(strategy).__name__}")
+        assert strategy.allocated() <= limit
 
 
 def simulate(strategy: Strategy, requests: list[Request], check: bool = False, tick=None) -> Stats:

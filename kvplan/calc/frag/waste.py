@@ -16,7 +16,7 @@ class Stats:
 
     steps: int = 0
     live: float = 0.0  # token-steps holding a token (per request; shared prefixes counted once below)
-    smf: float = 0.0  # token-steps of min(capacity, final length): live + reservation (fixed, exact)
+    reserved_for_final: float = 0.0  # token-steps of min(capacity, final length): live + reservation (fixed, exact)
     allocated: float = 0.0
     external: float = 0.0
     saved: float = 0.0
@@ -67,8 +67,8 @@ def summarize(name: str, stats: Stats, requests: list[Request], block: int, max_
               bytes_per_token: int) -> FragRow:
     live = stats.live - stats.saved
     splits = name in ("fixed", "exact")
-    reservation = stats.smf - stats.live if splits else 0.0
-    internal = stats.allocated - stats.smf if splits else stats.allocated - live
+    reservation = stats.reserved_for_final - stats.live if splits else 0.0
+    internal = stats.allocated - stats.reserved_for_final if splits else stats.allocated - live
     total = stats.allocated + stats.external or 1.0
     running = stats.running or 1.0
     label, expected = _expected(name, requests, block, max_len)
