@@ -29,9 +29,9 @@ def median_ms(fn: Callable[[], object], device: torch.device, warmup: int = 5, r
         return statistics.median(times)
     times = []
     for _ in range(runs):
-        start = time.perf_counter()
+        began = time.perf_counter()
         fn()
-        times.append((time.perf_counter() - start) * 1e3)
+        times.append((time.perf_counter() - began) * 1e3)
     return statistics.median(times)
 
 

@@ -118,6 +118,7 @@ class _Rank:
         else:
             works = [dist.isend(self.pool.index_select(0, self.orders[self.rank][:k]), 0)]
         for work in works:
+            assert work is not None  # None only for a rank outside the group; every rank is in the default one
             work.wait()
         self.sync()
         return (time.perf_counter() - start) * 1e3, stages
@@ -176,9 +177,10 @@ def worker(rank: int, plan: TransferPlan, port: int, folder: str) -> None:
     device = torch.device("cuda", rank) if plan.device_type == "cuda" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    bound = {"device_id": device} if device.type == "cuda" else {}  # NCCL knows its GPU from the start
+    bound = device if device.type == "cuda" else None  # NCCL knows its GPU from the start
     torch.distributed.init_process_group(plan.backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                         world_size=plan.world, timeout=timedelta(seconds=plan.timeout_s), **bound)
+                                         world_size=plan.world, timeout=timedelta(seconds=plan.timeout_s),
+                                         device_id=bound)
     try:
         result = _measure(rank, plan, device)
         (Path(folder) / f"rank{rank}.json").write_text(json.dumps(result))
