@@ -44,12 +44,12 @@ def layer_shapes(model: ModelSpec, fmt: KvFormat, num_blocks: int, block: int) -
     """(shape, dtype) of each allocated tensor's pages, in layer-group order: one a layer, or, for a
     hybrid (see shared_layers), g tensors of num_blocks x layers / g pages each (the same bytes)."""
     shapes: list[tuple[tuple[int, ...], torch.dtype]] = []
+    shape: tuple[int, ...]
     g = shared_layers(model, fmt, block)
     for group, layer in paged_groups(model, fmt, block):
         dtype = TORCH_DTYPES.get(fmt.name)
         heads = getattr(group, "num_kv_heads", None)
         pages = num_blocks * sum(gr.count for gr, _ in paged_groups(model, fmt, block)) // g if g else num_blocks
-        shape: tuple[int, ...]
         if dtype is not None and heads and group.kind != "mha":
             shape, dtype_ = (pages, 2, block, heads, group.head_dim), dtype
         else:
