@@ -85,9 +85,9 @@ def read_measured(path: Path, model: str):
         raise InputError(f"--measured {path}: the probe ran without --offload, so it measured no reload; {fix}")
     if probe.model != model:  # the prefill rate depends on the model's shapes
         raise InputError(f"--measured {path}: the probe measured {probe.model}, not {model}; {fix}")
-    for key, value, read in (("measured.link_gbps", host.reload_gbps, bounds.gbps),
+    for key, number, read in (("measured.link_gbps", host.reload_gbps, bounds.gbps),
                              ("measured.latency_us", host.reload_latency_us, bounds.latency_us),
                              ("recompute.achieved_tflops", host.achieved_tflops, bounds.tflops),
                              ("recompute.peak_tflops", host.peak_tflops or 1.0, bounds.tflops)):
-        read(value, f"--measured {path}: offload.{key}")
+        read(number, f"--measured {path}: offload.{key}")
     return host
