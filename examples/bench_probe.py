@@ -46,8 +46,8 @@ def main() -> None:
         out = torch.empty_like(q)
         fns = {"sdpa": sdpa_fn(q, keys, values)}
         for block_n, warps, stages in CONFIGS:
-            fns[(block_n, warps, stages)] = (lambda b=block_n, w=warps, s=stages: paged_decode_triton(
-                q, cache, table, out=out, block_n=b, num_warps=w, num_stages=s, max_seq_len=ctx))
+            fns[(block_n, warps, stages)] = (lambda b=block_n, w=warps, s=stages, kv=cache: paged_decode_triton(
+                q, kv, table, out=out, block_n=b, num_warps=w, num_stages=s, max_seq_len=ctx))
         times = interleaved_ms(fns, device)
         sdpa = gbps(moved, times.pop("sdpa"))
         for (block_n, warps, stages), ms in times.items():

@@ -4,7 +4,6 @@ log reproduced, TP/PP/MoE/MLA cases by hand, and invariants."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -13,12 +12,11 @@ from hypothesis import strategies as st
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.specs.engines.base import forward_pass_peak as activation_estimate
 from kvplan.calc.capacity import Workload, batch_capacity, doubling_capacity, max_context, overview
-from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
+from kvplan.calc.kv import resolve_kv_format
 from kvplan.calc.fit import fit
 from kvplan.calc.plan import plan
 from kvplan.calc.weights import weights_bytes
 from kvplan.cli import main
-from kvplan.errors import InputError
 from kvplan.units import GIB, MIB
 
 NOTE_001 = BudgetInputs(engine="raw", gpu_mem_bytes=80 * GIB, weights_bytes=16 * GIB)

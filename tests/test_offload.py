@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from kvplan.calc.offload import OffloadInputs, offload, prefill_flops
 from kvplan.cli import main
-from kvplan.errors import InputError
 
 NOTE_001 = OffloadInputs(link_gbps=30, tflops=300, mfu=1.0, params=8_000_000_000, attention=False, latency_us=0)
 

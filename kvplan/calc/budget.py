@@ -100,7 +100,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     block = engine.block_size if inputs.block_size is None else inputs.block_size  # 0 is an error, not 'default'
     check_size_inputs(model, 1, 1, inputs.tp, block)
     fmt = resolve_kv_format(model, inputs.kv_dtype)
-    total = _given(inputs, "gpu_mem_bytes") or engine.total_memory(gpu)
+    total = _given(inputs, "gpu_mem_bytes") or engine.total_memory(_gpu(gpu))
     weights = _given(inputs, "weights_bytes") or _weights(model, inputs)
     limits = batch_limits(inputs, gpu, total.value)
     activation = _given(inputs, "activation_bytes") or engine.activation(model, inputs.tp, limits)
@@ -126,6 +126,12 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
         kv_bytes_per_token=per_token, num_blocks=blocks,
         token_capacity=blocks * block if page else 0, explain=tuple(steps),
     )
+
+
+def _gpu(gpu: GpuSpec | None) -> GpuSpec:
+    if gpu is None:  # memory_budget refused this already unless gpu_mem_bytes gave the total
+        raise InputError("a budget needs a GPU from the database or its memory ({gpu_mem_bytes})", "gpu_mem_bytes")
+    return gpu
 
 
 def _given(inputs: BudgetInputs, field: str) -> Term | None:

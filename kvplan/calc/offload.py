@@ -128,7 +128,7 @@ def _links(inputs: OffloadInputs, gpu: GpuSpec) -> list[Link]:
         chosen = [Link("measured", m.reload_gbps, m.reload_latency_us * 1e-6, f"host -> device, {m.source}"),
                   *(chosen if inputs.links != tuple(LINKS) or inputs.link_gbps else [host_tier(gpu)])]
     if inputs.latency_us is not None:
-        chosen = [Link(l.name, l.gbps, inputs.latency_us * 1e-6, l.description) for l in chosen]
+        chosen = [Link(tier.name, tier.gbps, inputs.latency_us * 1e-6, tier.description) for tier in chosen]
     return chosen
 
 
@@ -146,26 +146,26 @@ class _PrefixTimes:
     def recompute_s(self, p: int) -> float:
         return sum(prefill_flops(self.model, p, self.params, self.attention)) / self.rate
 
-    def load_s(self, p: int, l: Link) -> float:
-        return self.kv_bytes(p) / (l.gbps * GB) + l.latency_s
+    def load_s(self, p: int, tier: Link) -> float:
+        return self.kv_bytes(p) / (tier.gbps * GB) + tier.latency_s
 
-    def breakeven_prefix(self, l: Link) -> int | None:
+    def breakeven_prefix(self, tier: Link) -> int | None:
         """The shortest prefix from which loading is at least as fast (recompute - load is convex
         in p and negative at p = 0 when the link has latency, so the set is [p*, infinity))."""
-        slower = largest_true(lambda p: self.recompute_s(p) < self.load_s(p, l), 1, MAX_TOKENS)
+        slower = largest_true(lambda p: self.recompute_s(p) < self.load_s(p, tier), 1, MAX_TOKENS)
         return slower + 1 if slower < MAX_TOKENS else None
 
 
-def _tier(m: _PrefixTimes, p: int, l: Link, recompute: float) -> OffloadTier:
-    load = m.load_s(p, l)
+def _tier(m: _PrefixTimes, p: int, tier: Link, recompute: float) -> OffloadTier:
+    load = m.load_s(p, tier)
     ratio = recompute / load
     verdict = (f"load, {ratio:,.1f}x faster" if ratio >= 1 else f"recompute, {1 / ratio:,.1f}x faster")
-    spare = recompute - l.latency_s
+    spare = recompute - tier.latency_s
     breakeven = m.kv_bytes(p) / spare / GB if spare > 0 else float("inf")
-    return OffloadTier(tier=l.name, description=l.description, gbps=l.gbps, latency_s=l.latency_s, load_s=load,
+    return OffloadTier(tier=tier.name, description=tier.description, gbps=tier.gbps, latency_s=tier.latency_s, load_s=load,
                        ratio=ratio, winner="load" if ratio >= 1 else "recompute", verdict=verdict,
                        breakeven_gbps=breakeven,
-                       breakeven_prefix_tokens=m.breakeven_prefix(l))
+                       breakeven_prefix_tokens=m.breakeven_prefix(tier))
 
 
 def _sweep_prefixes(model: ModelSpec) -> list[int]:
@@ -198,11 +198,11 @@ def offload(model: ModelSpec, gpu: GpuSpec, prefix: int, inputs: OffloadInputs =
     m = _PrefixTimes(model, fmt, params, peak * 1e12 * mfu, inputs.attention, inputs.tp)
     linear, attention = prefill_flops(model, prefix, params, inputs.attention)
     recompute = (linear + attention) / m.rate
-    tiers = tuple(_tier(m, prefix, l, recompute) for l in _links(inputs, gpu))
+    tiers = tuple(_tier(m, prefix, tier, recompute) for tier in _links(inputs, gpu))
     sweep = tuple(SweepRow(prefix_tokens=p, recompute_s=m.recompute_s(p),
-                           load_s={l.name: m.load_s(p, l) for l in _links(inputs, gpu)},
-                           winner={l.name: "load" if m.recompute_s(p) >= m.load_s(p, l) else "recompute"
-                                   for l in _links(inputs, gpu)})
+                           load_s={tier.name: m.load_s(p, tier) for tier in _links(inputs, gpu)},
+                           winner={tier.name: "load" if m.recompute_s(p) >= m.load_s(p, tier) else "recompute"
+                                   for tier in _links(inputs, gpu)})
                   for p in _sweep_prefixes(model)) if inputs.sweep else ()
     budget = memory_budget(model, gpu, BudgetInputs(kv_dtype=inputs.kv_dtype, tp=inputs.tp))
     return OffloadResult(
@@ -235,11 +235,11 @@ def _explain(model, p, params, peak, mfu, linear, attention, recompute, m, tiers
     return steps
 
 
-def reload_verdict(model: ModelSpec, kv_dtype: str, prefix: int, l: Link, flops_per_s: float, basis: str) -> ReloadVerdict:
-    """Reload `prefix` tokens over l, or recompute them at flops_per_s: one GPU, attention counted."""
+def reload_verdict(model: ModelSpec, kv_dtype: str, prefix: int, tier: Link, flops_per_s: float, basis: str) -> ReloadVerdict:
+    """Reload `prefix` tokens over tier, or recompute them at flops_per_s: one GPU, attention counted."""
     fmt = resolve_kv_format(model, kv_dtype)
     m = _PrefixTimes(model, fmt, model.params_per_token, flops_per_s, True, 1)
-    recompute, load = m.recompute_s(prefix), m.load_s(prefix, l)
-    return ReloadVerdict(basis=basis, prefix_tokens=prefix, kv_bytes=m.kv_bytes(prefix), link_gbps=l.gbps,
-                         latency_us=l.latency_s * 1e6, tflops=flops_per_s / 1e12, recompute_s=recompute,
-                         load_s=load, ratio=recompute / load, breakeven_prefix_tokens=m.breakeven_prefix(l))
+    recompute, load = m.recompute_s(prefix), m.load_s(prefix, tier)
+    return ReloadVerdict(basis=basis, prefix_tokens=prefix, kv_bytes=m.kv_bytes(prefix), link_gbps=tier.gbps,
+                         latency_us=tier.latency_s * 1e6, tflops=flops_per_s / 1e12, recompute_s=recompute,
+                         load_s=load, ratio=recompute / load, breakeven_prefix_tokens=m.breakeven_prefix(tier))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.kv import paged_request_bytes, request_bytes, resolve_kv_format
@@ -14,6 +15,10 @@ from kvplan.calc.startup import startup
 from kvplan.errors import InputError, KvplanError
 from kvplan.results.sweep import SweepPoint, SweepResult
 from kvplan.units import GIB
+
+if TYPE_CHECKING:
+    from kvplan.specs.gpu import GpuSpec
+    from kvplan.specs.model import ModelSpec
 
 X_AXES = ("ctx", "batch", "tp")
 METRICS = {
@@ -59,7 +64,7 @@ def point(model, gpu, ctx: int, batch: int | None, inputs: BudgetInputs, metric:
     return values
 
 
-def sweep(series: list[tuple[str, object, object, BudgetInputs]], x_axis: str, xs: tuple[int, ...], ctx: int,
+def sweep(series: list[tuple[str, ModelSpec, GpuSpec, BudgetInputs]], x_axis: str, xs: tuple[int, ...], ctx: int,
           batch: int | None, metric: str) -> SweepResult:
     """`series`: (label, model, gpu, inputs) per compared item; x swept over `xs`."""
     if metric not in METRICS:
@@ -82,8 +87,8 @@ def sweep(series: list[tuple[str, object, object, BudgetInputs]], x_axis: str, x
             except KvplanError as err:
                 values, why = None, str(err)  # e.g. a TP the heads do not allow: a gap, with its reason
             shown = values is not None and not why
-            points.append(SweepPoint(series=label, x=x, value=values[metric] if shown else math.nan, fits=shown,
-                                     why=why, metrics=values or {}))
+            value = values[metric] if values is not None and shown else math.nan
+            points.append(SweepPoint(series=label, x=x, value=value, fits=shown, why=why, metrics=values or {}))
         marks[label] = {"max_context": model.max_context,
                         "compute_bound_batch": next((p.metrics.get("compute_bound_batch", 0) for p in points
                                                      if p.series == label and p.metrics), 0)}

@@ -10,15 +10,18 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from typer import Abort
 
-try:  # recent typer vendors click and exports no UsageError of its own
+if TYPE_CHECKING:  # the typer type-checked against; either class has what main() reads
     from typer._click.exceptions import UsageError
-except ImportError:  # pragma: no cover - typer that depends on click
-    from click.exceptions import UsageError
+else:
+    try:  # recent typer vendors click and exports no UsageError of its own
+        from typer._click.exceptions import UsageError
+    except ImportError:  # pragma: no cover - typer that depends on click
+        from click.exceptions import UsageError
 
 from kvplan.cli.app import app, err_console
 from kvplan.errors import KvplanError

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from kvplan import __version__, bounds
 from kvplan.errors import InputError, KvplanError
-from kvplan.specs.engines import DEFAULT_ENGINE
+from kvplan.specs.engines import DEFAULT_ENGINE as DEFAULT_ENGINE  # for the commands' --engine default
 
 app = typer.Typer(
     name="kvplan",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, cast
 
 import typer
 
@@ -19,11 +19,12 @@ from kvplan import bounds
 @handle_errors
 def batch(
     model: Annotated[Optional[str], typer.Argument(help="Model; leave out to see every model on the GPU.")] = None,
-    gpu: GpuOpt = ...,
+    *,
+    gpu: GpuOpt,
     in_tokens: Annotated[int, read_option(bounds.tokens, "--in", metavar="TOKENS",
-                                     help="Input (prompt) tokens per request.")] = "1024",
+                                     help="Input (prompt) tokens per request.")] = 1024,
     out_tokens: Annotated[int, read_option(bounds.tokens_or_zero, "--out", metavar="TOKENS",
-                                      help="Output tokens per request.")] = "1024",
+                                      help="Output tokens per request.")] = 1024,
     ctx: Annotated[Optional[int], read_option(bounds.tokens, "--ctx", metavar="TOKENS",
                                          help="Shorthand: requests of CTX tokens (--in CTX --out 0).")] = None,
     max_len: MaxLenOpt = None,
@@ -66,8 +67,8 @@ def batch(
 @handle_errors
 def fit(
     model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
-    gpu: GpuOpt = ...,
-    ctx: Annotated[int, read_option(bounds.tokens, "--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
+    gpu: GpuOpt,
+    ctx: Annotated[int, read_option(bounds.tokens, "--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = 4096,
     target: Annotated[int, read_option(bounds.requests, "--concurrency", "-n", metavar="N",
                                  help="Concurrent requests to serve.")] = 1,
     max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None,
@@ -108,10 +109,10 @@ def fit(
 @handle_errors
 def plan(
     model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
-    gpu: GpuOpt = ...,
+    gpu: GpuOpt,
     concurrency: Annotated[int, read_option(bounds.requests, "--concurrency", "-n", metavar="N",
                                       help="Concurrent requests to serve.")] = 64,
-    ctx: Annotated[int, read_option(bounds.tokens, "--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = "4096",
+    ctx: Annotated[int, read_option(bounds.tokens, "--ctx", "-c", metavar="TOKENS", help="Tokens per request.")] = 4096,
     kv_dtypes: Annotated[str, read_option(
         bounds.names, "--kv-dtype", metavar="LIST", help="KV dtypes to plan for, comma-separated: e.g. bf16,fp8.",
         rich_help_panel=BUDGET)] = "auto",
@@ -135,6 +136,7 @@ def plan(
     inputs = budget_inputs(engine, 1, 1, "auto", weights_dtype, util, gpu_mem, None, None, overhead_gib,
                            block_size, max_num_seqs)
     cat = catalog(specs)
-    result = plan_(cat.model(model), cat.gpu(gpu), concurrency, ctx, kv_dtypes, inputs, gpus_per_node,
+    dtypes = cast(tuple[str, ...], kv_dtypes)  # typer is told str; bounds.names reads it into a tuple
+    result = plan_(cat.model(model), cat.gpu(gpu), concurrency, ctx, dtypes, inputs, gpus_per_node,
                    max_len=max_len, cross_node_tp=cross_node_tp)
     print_json(console, result) if json else render_plan(console, result, explain=explain)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, cast
 
 import typer
 
@@ -18,8 +18,8 @@ from kvplan import bounds
 @handle_errors
 def offload(
     model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id.")],
-    gpu: GpuOpt = ...,
-    prefix: Annotated[int, read_option(bounds.tokens, "--prefix", "-p", metavar="TOKENS", help="Evicted prefix length.")] = "4096",
+    gpu: GpuOpt,
+    prefix: Annotated[int, read_option(bounds.tokens, "--prefix", "-p", metavar="TOKENS", help="Evicted prefix length.")] = 4096,
     links: Annotated[Optional[str], read_option(
         bounds.names, "--link", metavar="LIST", help="Tiers, comma-separated: pcie3, pcie4, pcie5, pcie6, nvlink-c2c, nvme, rdma (default: all).")] = None,
     link_gbps: Annotated[Optional[float], read_option(bounds.gbps, "--link-gbps", metavar="GB/s", help="A custom link, GB/s per direction.")] = None,
@@ -45,7 +45,9 @@ def offload(
     from kvplan.render.base import print_json
     from kvplan.render.offload import render_offload
 
-    chosen = links or tuple(LINKS)
+    # typer reads --link as one string (a tuple annotation would make it take several values); the
+    # parser, bounds.names, returns the tuple of names
+    chosen = cast(Optional[tuple[str, ...]], links) or tuple(LINKS)
     cat = catalog(specs)
     spec = cat.model(model)
     inputs = OffloadInputs(kv_dtype=kv_dtype, mfu=mfu, tflops=tflops, params=None if params is None else int(params),
@@ -83,9 +85,9 @@ def read_measured(path: Path, model: str):
         raise InputError(f"--measured {path}: the probe ran without --offload, so it measured no reload; {fix}")
     if probe.model != model:  # the prefill rate depends on the model's shapes
         raise InputError(f"--measured {path}: the probe measured {probe.model}, not {model}; {fix}")
-    for key, value, read in (("measured.link_gbps", host.reload_gbps, bounds.gbps),
+    for key, number, read in (("measured.link_gbps", host.reload_gbps, bounds.gbps),
                              ("measured.latency_us", host.reload_latency_us, bounds.latency_us),
                              ("recompute.achieved_tflops", host.achieved_tflops, bounds.tflops),
                              ("recompute.peak_tflops", host.peak_tflops or 1.0, bounds.tflops)):
-        read(value, f"--measured {path}: offload.{key}")
+        read(number, f"--measured {path}: offload.{key}")
     return host

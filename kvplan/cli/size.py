@@ -15,7 +15,7 @@ from kvplan import bounds
 def size(
     model: Annotated[str, typer.Argument(help="Model name, alias or Hugging Face id (see `kvplan models`).")],
     ctx: Annotated[int, read_option(bounds.tokens, "--ctx", "-c", metavar="TOKENS",
-                                     help="Context length in tokens: 4096, 32k (k = 1024), 1m.")] = "4096",
+                                     help="Context length in tokens: 4096, 32k (k = 1024), 1m.")] = 4096,
     batch: Annotated[int, read_option(bounds.requests, "--batch", "-b", metavar="N", help="Concurrent requests of that context.")] = 1,
     kv_dtype: Annotated[str, typer.Option(
         "--kv-dtype", help="KV storage: auto (the model's dtype), bf16, fp16, fp32, fp8, int8, int4.")] = "auto",

@@ -69,7 +69,7 @@ def _nvml(index: int) -> tuple[int | None, int | None]:
             return int(memory.total), int(memory.used)
         finally:
             pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001 - no library, no driver, no device: NVML is simply absent
+    except Exception:  # no library, no driver, no device: NVML is simply absent
         return None, None
 
 

@@ -49,12 +49,13 @@ def _verdicts(model: ModelSpec, kv_dtype: str, prefix: int, reload: ProbeReload,
     measured = reload_verdict(model, kv_dtype, prefix, measured_link, recompute.achieved_tflops * 1e12,
                               f"on {where}, {best.method} host -> device, prefill at "
                               f"{recompute.achieved_tflops:,.3g} TFLOPS achieved")
-    if gpu is None:
+    peak = recompute.peak_tflops  # the datasheet's, known where the GPU is
+    if gpu is None or peak is None:
         return None, measured
     tier = host_tier(gpu)
-    predicted = reload_verdict(model, kv_dtype, prefix, tier, recompute.peak_tflops * 1e12 * DEFAULT_MFU,
+    predicted = reload_verdict(model, kv_dtype, prefix, tier, peak * 1e12 * DEFAULT_MFU,
                                f"kvplan offload's defaults: {tier.description} at {tier.gbps:g} GB/s, "
-                               f"MFU {DEFAULT_MFU:g} of {recompute.peak_tflops:g} TFLOPS")
+                               f"MFU {DEFAULT_MFU:g} of {peak:g} TFLOPS")
     return predicted, measured
 
 

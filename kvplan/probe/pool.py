@@ -43,7 +43,8 @@ def shared_layers(model: ModelSpec, fmt: KvFormat, block: int) -> int | None:
 def layer_shapes(model: ModelSpec, fmt: KvFormat, num_blocks: int, block: int) -> list[tuple[tuple[int, ...], torch.dtype]]:
     """(shape, dtype) of each allocated tensor's pages, in layer-group order: one a layer, or, for a
     hybrid (see shared_layers), g tensors of num_blocks x layers / g pages each (the same bytes)."""
-    shapes = []
+    shapes: list[tuple[tuple[int, ...], torch.dtype]] = []
+    shape: tuple[int, ...]
     g = shared_layers(model, fmt, block)
     for group, layer in paged_groups(model, fmt, block):
         dtype = TORCH_DTYPES.get(fmt.name)

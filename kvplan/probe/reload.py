@@ -121,12 +121,12 @@ def pools(layout: ReloadLayout, device: torch.device, seed: int):
         try:
             host = [empty(shape, dtype, "cpu") for shape, dtype in rows]
             dev = [empty(shape, dtype, device) for shape, dtype in rows]
-            stage = [empty(layout.pool_bytes, torch.uint8, where) for where in ("cpu", device)]
+            host_stage, device_stage = (empty(layout.pool_bytes, torch.uint8, where) for where in ("cpu", device))
         except RuntimeError as err:  # pinned memory is capped by the OS, free memory is a moment's
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise InputError(f"could not allocate the reload pools ({fmt_binary(layout.pool_bytes)} a side, "
                              f"{'pinned' if pinned else 'host'}): {first[:120]}; lower --prefix") from None
-        yield Pools(host, dev, *stage, _tables(layout, seed), _tables(layout, seed + 1))
+        yield Pools(host, dev, host_stage, device_stage, _tables(layout, seed), _tables(layout, seed + 1))
     finally:
         made.clear()
         release_workspaces(device)
@@ -184,7 +184,8 @@ def verify(p: Pools, layout: ReloadLayout, method: Callable, to_device: bool, ge
     arrived byte for byte (every one of them, or the method is wrong)."""
     src, dst = (p.host, p.device) if to_device else (p.device, p.host)
     for s, d in zip(src, dst):
-        s.copy_(random_pages(tuple(s.shape), s.dtype, generator))
+        rows, row = s.shape  # each layer's pool is 2-D: pages x words
+        s.copy_(random_pages((rows, row), s.dtype, generator))
         d.zero_()
     method(p, layout.pages, to_device)()
     src_pages, dst_pages = (p.host_pages, p.device_pages) if to_device else (p.device_pages, p.host_pages)

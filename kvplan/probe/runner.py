@@ -282,8 +282,8 @@ def _pool_result(budget, layout: Layout, tensors, before: int | None, after: int
                  kv_dtype: str) -> ProbePool:
     predicted = layout.predicted_bytes
     allocated_bytes = sum(tensor_bytes(t) for t in tensors)
-    by_allocator = None if before is None else after - before
-    rounded = None if before is None else sum(caching_allocator_bytes(tensor_bytes(t)) for t in tensors)
+    by_allocator = None if before is None or after is None else after - before  # both or neither: CUDA
+    rounded = None if by_allocator is None else sum(caching_allocator_bytes(tensor_bytes(t)) for t in tensors)
     return ProbePool(
         page_bytes=budget.page_bytes, predicted_blocks=layout.blocks, predicted_bytes=predicted,
         allocated_blocks=tensors[0].shape[0] if tensors else 0, allocated_bytes=allocated_bytes,
@@ -351,7 +351,7 @@ def _checks(pool: ProbePool, table: ProbePageTable, correctness: list[ProbeCorre
                    + f" in {table.pages_used:,} shuffled pages",
                    verdict=verdict(not table.problems)),
     ]
-    if pool.allocator_bytes is not None:
+    if pool.allocator_bytes is not None and pool.allocator_predicted_bytes is not None:  # both on CUDA
         extra = pool.allocator_predicted_bytes - pool.predicted_bytes
         checks.insert(1, ProbeCheck(
             check="allocator's own count", measured=f"{pool.allocator_bytes:,} B (torch.cuda.memory_allocated)",

@@ -118,6 +118,7 @@ class _Rank:
         else:
             works = [dist.isend(self.pool.index_select(0, self.orders[self.rank][:k]), 0)]
         for work in works:
+            assert work is not None  # None only for a rank outside the group; every rank is in the default one
             work.wait()
         self.sync()
         return (time.perf_counter() - start) * 1e3, stages
@@ -176,9 +177,10 @@ def worker(rank: int, plan: TransferPlan, port: int, folder: str) -> None:
     device = torch.device("cuda", rank) if plan.device_type == "cuda" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    bound = {"device_id": device} if device.type == "cuda" else {}  # NCCL knows its GPU from the start
+    bound = device if device.type == "cuda" else None  # NCCL knows its GPU from the start
     torch.distributed.init_process_group(plan.backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                         world_size=plan.world, timeout=timedelta(seconds=plan.timeout_s), **bound)
+                                         world_size=plan.world, timeout=timedelta(seconds=plan.timeout_s),
+                                         device_id=bound)
     try:
         result = _measure(rank, plan, device)
         (Path(folder) / f"rank{rank}.json").write_text(json.dumps(result))
@@ -231,29 +233,28 @@ def peer_copies(plan: TransferPlan) -> list[TransferCurve]:
     """cuda:i -> cuda:j with one copy_ (P2P where the driver allows it, else staged through the host)."""
     if plan.device_type != "cuda":
         return []
-    curves = []
-    for i in range(plan.world):
-        for j in range(plan.world):
-            if i == j:
-                continue
-            src = pattern(plan, i).to(f"cuda:{i}")
-            dst = torch.zeros_like(src, device=f"cuda:{j}")
-
-            def copy(k: int):
-                def run():
-                    dst[:k].copy_(src[:k])
-                    torch.cuda.synchronize(i)
-                    torch.cuda.synchronize(j)
-                return run
-
-            times = {k: wall_ms(copy(k), warmup=WARMUP, runs=RUNS) for k in sizes(plan.pages)}
-            ok = int((dst.cpu() == src.cpu()).all(dim=1).sum())
-            p2p = torch.cuda.can_device_access_peer(i, j)
-            curves.append(_curve(f"cuda:{i} -> cuda:{j}", "peer copy" + (" (P2P)" if p2p else " (via host)"),
-                                 times, plan.page_bytes, plan.pages, ok))
-            del src, dst
+    curves = [_peer_copy(plan, i, j) for i in range(plan.world) for j in range(plan.world) if i != j]
     torch.cuda.empty_cache()
     return curves
+
+
+def _peer_copy(plan: TransferPlan, i: int, j: int) -> TransferCurve:
+    """One pair, cuda:i -> cuda:j; its two buffers are freed on return."""
+    src = pattern(plan, i).to(f"cuda:{i}")
+    dst = torch.zeros_like(src, device=f"cuda:{j}")
+
+    def copy(k: int):
+        def run():
+            dst[:k].copy_(src[:k])
+            torch.cuda.synchronize(i)
+            torch.cuda.synchronize(j)
+        return run
+
+    times = {k: wall_ms(copy(k), warmup=WARMUP, runs=RUNS) for k in sizes(plan.pages)}
+    ok = int((dst.cpu() == src.cpu()).all(dim=1).sum())
+    p2p = torch.cuda.can_device_access_peer(i, j)
+    return _curve(f"cuda:{i} -> cuda:{j}", "peer copy" + (" (P2P)" if p2p else " (via host)"),
+                  times, plan.page_bytes, plan.pages, ok)
 
 
 def topology(curves: list[TransferCurve], plan: TransferPlan, gpu: GpuSpec | None) -> list[str]:

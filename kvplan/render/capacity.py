@@ -110,7 +110,7 @@ def render_batch(console: Console, r: BatchResult, explain: bool = False) -> Non
     console.print(strategies_table(r))
     for line in _engine_lines(r):
         console.print(line)
-    if r.default_engine_paged is not None:
+    if r.default_engine_paged is not None and r.default_engine_kv_pool_bytes is not None:
         p = r.default_engine_paged
         console.print(f"The default engine, nothing overridden: KV pool {_gib(r.default_engine_kv_pool_bytes)}, "
                       f"paged {p.concurrency_avg:,} at average, {p.concurrency_peak:,} at peak")
@@ -138,7 +138,7 @@ def render_overview(console: Console, r: Overview) -> None:
     console.print(f"[dim]{NOTE}[/]")
 
 
-def _bar(b: MemoryBudget, used: int, width: int = 60) -> Text:
+def _bar(b: MemoryBudget, used: int, width: int = 60) -> tuple[Columns, Text]:
     parts = [("weights", b.weights_bytes, "magenta"), ("activation", b.activation_bytes, "yellow"),
              ("overhead", b.overhead_bytes, "red"), ("KV used", used, "green"),
              ("KV free", b.usable_pool_bytes - used, "cyan")]

@@ -5,16 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich import box
+from rich.console import JustifyMethod
 from rich.table import Table
 
 from kvplan.results.catalog import GpuRow, ModelRow
 from kvplan.units import GIB, fmt_int
 
 
+_MODEL_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
+    ("Name", "left"), ("Params", "right"), ("Layers", "left"), ("Max ctx", "right"), ("dtype", "left"))
+
+
 def models_table(models: Iterable[ModelRow]) -> Table:
     table = Table(title="Models (params: total / active for MoE)", title_justify="left", box=box.SIMPLE_HEAD)
-    for name, justify in (("Name", "left"), ("Params", "right"), ("Layers", "left"),
-                          ("Max ctx", "right"), ("dtype", "left")):
+    for name, justify in _MODEL_COLUMNS:
         table.add_column(name, justify=justify, no_wrap=name != "Layers")
     for m in models:
         params = f"{m.params_total / 1e9:,.1f}B" + (f" / {m.params_active / 1e9:,.1f}B" if m.params_active else "")

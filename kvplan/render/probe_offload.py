@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from kvplan.render.base import print_prose
@@ -21,17 +21,21 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.3g} ms" if seconds < 1 else f"{seconds:,.3g} s"
 
 
+_CURVE_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
+    ("Way", "left"), ("Method", "left"), ("Size", "right"), ("GB/s", "right"), ("Fit GB/s", "right"),
+    ("Latency", "right"), ("Pages", "right"))
+
+
 def _curves(title: str, curves: list[TransferCurve], shares: list[float | None] | None = None) -> Table:
     """Rate at the largest size, the fit (rate and per-transfer latency), pages that arrived."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name, justify in (("Way", "left"), ("Method", "left"), ("Size", "right"), ("GB/s", "right"),
-                          ("Fit GB/s", "right"), ("Latency", "right"), ("Pages", "right")):
+    for name, justify in _CURVE_COLUMNS:
         table.add_column(name, justify=justify, no_wrap=True)
     for c, share in zip(curves, shares or [None] * len(curves)):
         last = c.points[-1]
-        share = f" {share:.0%}" if share is not None else ""
+        of_link = f" {share:.0%}" if share is not None else ""
         ok = f"{c.pages_ok:,}/{c.pages_checked:,}"
-        table.add_row(c.name, c.method, fmt_binary(last.bytes), _rate(last.gbps) + share, _rate(c.fitted_gbps),
+        table.add_row(c.name, c.method, fmt_binary(last.bytes), _rate(last.gbps) + of_link, _rate(c.fitted_gbps),
                       f"{c.fitted_latency_us:,.0f} us", ok if c.verified else f"[bold red]{ok}[/]")
     return table
 

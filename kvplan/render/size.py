@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from kvplan.render.base import explain_table
@@ -16,11 +16,15 @@ def _size_header(r: KvSize) -> str:
             f" · KV {r.kv_dtype} · TP {r.tp} · {r.block_size}-token pages")
 
 
+_LAYER_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
+    ("Layers", "left"), ("Held", "right"), ("B/tok/layer", "right"), ("B/token", "right"), ("B/request", "right"),
+    ("B/page", "right"))
+
+
 def _layers_table(r: KvSize) -> Table:
     title = "KV cache by layer kind" + (f", one of {r.tp} GPUs" if r.tp > 1 else "")
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name, justify in (("Layers", "left"), ("Held", "right"), ("B/tok/layer", "right"),
-                          ("B/token", "right"), ("B/request", "right"), ("B/page", "right")):
+    for name, justify in _LAYER_COLUMNS:
         table.add_column(name, justify=justify, no_wrap=name != "Layers")
     for layer in r.layers:
         per_layer = (fmt_int(layer.bytes_per_token_per_layer) if layer.bytes_per_token_per_layer

@@ -51,7 +51,7 @@ def chart(r: SweepResult, width: int = 60, height: int = 12) -> Text:
     values = [p.value for p in r.points if not math.isnan(p.value)]
     top = max(values, default=0) or 1
     xs = sorted({p.x for p in r.points})
-    scale = (lambda x: math.log(x)) if r.x_axis in ("ctx", "batch") else float  # noqa: E731
+    scale = (lambda x: math.log(x)) if r.x_axis in ("ctx", "batch") else float
     lo, hi = scale(xs[0]), scale(xs[-1])
     grid = [[" "] * width for _ in range(height)]
     colours = [[None] * width for _ in range(height)]

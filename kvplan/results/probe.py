@@ -68,7 +68,7 @@ class ProbeBandwidth(Result):
     bytes_moved: int
     kernel_ms: float
     kernel_gbps: float
-    copy_gbps: float | None
+    copy_gbps: float  # always measured: the device-copy ceiling
     sdpa_ms: float | None
     sdpa_gbps: float | None
     datasheet_gbps: float | None

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -28,7 +28,15 @@ if TYPE_CHECKING:
 
 SPECS_ENV = "KVPLAN_SPECS"
 _SUFFIXES = ("-instruct", "-chat", "-it", "-hf", "-base", "-pt")
-Spec = TypeVar("Spec")  # ModelSpec or GpuSpec: each is imported where it is first needed
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+Spec = TypeVar("Spec", bound=_Named)  # ModelSpec or GpuSpec: each is imported where it is first needed
+SpecModel = TypeVar("SpecModel", "ModelSpec", "GpuSpec")  # a spec class read from YAML files
 
 
 def name_key(name: str) -> str:
@@ -191,34 +199,40 @@ def _check_user_dir(root: Path) -> None:
 def _load_dir(root: Path, catalog: Catalog, problems: list[str]) -> None:
     from kvplan.specs.gpu import GpuSpec
     from kvplan.specs.model import ModelSpec
+
+    _load_files(root / "models", catalog.models, ModelSpec, problems)
+    _load_files(root / "gpus", catalog.gpus, GpuSpec, problems)
+
+
+def _load_files(folder: Path, registry: Registry[SpecModel], cls: type[SpecModel], problems: list[str]) -> None:
     from kvplan.specs.yamlio import load_spec_file  # user folders only: the packaged specs are indexed
 
-    for sub, registry, cls in (("models", catalog.models, ModelSpec), ("gpus", catalog.gpus, GpuSpec)):
-        names_here: dict[str, Path] = {}
-        for path in sorted((root / sub).glob("*.y*ml")):
-            try:
-                spec = load_spec_file(path, cls)
-            except SpecError as err:
-                problems.extend(str(err).splitlines())
-                continue
-            if spec.name in names_here:
-                problems.append(f"{path}: name '{spec.name}' is also used by {names_here[spec.name]}; "
-                                "give each spec a unique name")
-            names_here[spec.name] = path
-            registry.add(spec, path)
+    names_here: dict[str, Path] = {}
+    for path in sorted(folder.glob("*.y*ml")):
+        try:
+            spec = load_spec_file(path, cls)
+        except SpecError as err:
+            problems.extend(str(err).splitlines())
+            continue
+        if spec.name in names_here:
+            problems.append(f"{path}: name '{spec.name}' is also used by {names_here[spec.name]}; "
+                            "give each spec a unique name")
+        names_here[spec.name] = path
+        registry.add(spec, path)
 
 
 def _load_packaged(root: Path, catalog: Catalog, problems: list[str]) -> None:
     """The packaged specs from their prebuilt index (see kvplan.specs.index), else from the YAML."""
-    from kvplan.specs.index import CONSTRUCT, read_index
+    from kvplan.specs.index import construct_gpu, construct_model, read_index
 
     index = read_index(root)
     if index is None:
         _load_dir(root, catalog, problems)
         return
-    for kind, registry in (("models", catalog.models), ("gpus", catalog.gpus)):
-        for entry in index[kind].values():
-            registry.add_validated(entry["spec"], CONSTRUCT[kind], root / entry["file"])
+    for entry in index["models"].values():
+        catalog.models.add_validated(entry["spec"], construct_model, root / entry["file"])
+    for entry in index["gpus"].values():
+        catalog.gpus.add_validated(entry["spec"], construct_gpu, root / entry["file"])
 
 
 def load_catalog(extra_dirs: Sequence[Path | str] = ()) -> Catalog:

@@ -37,14 +37,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def _read(read, lo: int | None = None, hi: int | None = None):
+def _read(read):
     """A field read by kvplan.bounds, as the command line reads it ('32k' works, 10^30 does not)."""
     def check(value):
         try:
-            return read(value, "value") if lo is None else bounds.integer(value, "value", lo, hi)
+            return read(value, "value")
         except InputError as err:
             raise ValueError(str(err)) from None
     return BeforeValidator(check)
+
+
+def _count(lo: int, hi: int):
+    """A whole number in lo..hi, read as bounds.integer reads one."""
+    return _read(lambda value, name: bounds.integer(value, name, lo, hi))
 
 
 def _engine_name(name: object) -> str:
@@ -61,9 +66,9 @@ Requests = Annotated[int, _read(bounds.requests)]
 class Expect(Strict):
     fits: bool | None = None
     min_concurrency: Requests | None = None
-    min_kv_tokens: Annotated[int, _read(None, 1, 2**40)] | None = None
+    min_kv_tokens: Annotated[int, _count(1, 2**40)] | None = None
     max_kv_gib_per_request: float | None = Field(default=None, gt=0, le=16_384, allow_inf_nan=False)
-    max_gpus: Annotated[int, _read(None, 1, 2**20)] | None = None
+    max_gpus: Annotated[int, _count(1, 2**20)] | None = None
     min_paged_utilization: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     max_weights_fraction: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     no_preemption: bool | None = None  # max_num_seqs requests at max_len all fit the pool
@@ -77,7 +82,7 @@ class Scenario(Strict):
     vllm: str | None = None  # a `vllm serve` command line: its flags fill the fields below
     tp: Gpus = 1
     pp: Gpus = 1
-    replicas: Annotated[int, _read(None, 1, 2**20)] = 1
+    replicas: Annotated[int, _count(1, 2**20)] = 1
     engine: Annotated[str, BeforeValidator(lambda name: _engine_name(name))] = DEFAULT_ENGINE
     util: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     kv_dtype: str = "auto"
@@ -91,7 +96,7 @@ class Scenario(Strict):
     max_num_batched_tokens: Tokens | None = None  # the engine's chunk: its activation peak grows with it
     cpu_offload_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)  # vLLM --cpu-offload-gb: weights kept on the host
     workload: str = "chat"  # for min_paged_utilization
-    requests: Annotated[int, _read(None, 1, 100_000)] = 500  # simulated for min_paged_utilization: enough for a stable share
+    requests: Annotated[int, _count(1, 100_000)] = 500  # simulated for min_paged_utilization: enough for a stable share
     expect: Expect = Expect()
     ignored_flags: tuple[str, ...] = Field(default=(), json_schema_extra={"set_by": "kvplan"})
 

@@ -49,7 +49,7 @@ class Checkpoint:
         """(tensor elements, the dtype holding most of them), or None without headers."""
         if not self.tensors:
             return None
-        by_dtype = Counter()
+        by_dtype: Counter[str] = Counter()
         for _, dtype, count in self.tensors:
             by_dtype[dtype] += count
         return sum(by_dtype.values()), _ST_DTYPES.get(by_dtype.most_common(1)[0][0], "bf16")

@@ -92,7 +92,8 @@ def text_config(cfg: dict) -> dict:
     nested = next((cfg[key] for key in NESTED if isinstance(cfg.get(key), dict)), None)
     if nested is None:
         return with_class_defaults(cfg, cfg.get("model_type"))
-    text_type = nested.get("model_type") or TEXT_TYPES.get(cfg.get("model_type"), cfg.get("model_type"))
+    outer_type = cfg.get("model_type")
+    text_type = nested.get("model_type") or TEXT_TYPES.get(outer_type or "", outer_type)
     return {**cfg, **with_class_defaults(nested, text_type), "model_type": text_type}
 
 
@@ -166,8 +167,9 @@ def nemotron_pattern(c: Config) -> str | None:
 
 
 def layer_groups(c: Config) -> list[dict]:
-    if c.get("model_type") == "nemotron_h" and c.get("num_hidden_layers") is None and nemotron_pattern(c):
-        n = len(nemotron_pattern(c))  # the class derives the count from the block list
+    pattern = nemotron_pattern(c)
+    if c.get("model_type") == "nemotron_h" and c.get("num_hidden_layers") is None and pattern:
+        n = len(pattern)  # the class derives the count from the block list
     else:
         n = c.int("num_hidden_layers", "n_layer", "num_layers")
     model_type = c.get("model_type")

@@ -47,7 +47,7 @@ def fetch_checkpoint(ref: RepoRef, sha: str) -> Checkpoint:
 def _client():
     try:
         import huggingface_hub
-        import huggingface_hub.errors  # noqa: F401 - the classes _error tells apart
+        import huggingface_hub.errors  # the classes _error tells apart
         from huggingface_hub.utils import disable_progress_bars, logging
     except ImportError:  # pragma: no cover - a core dependency
         raise SpecError("resolving Hugging Face repos needs huggingface_hub: pip install huggingface_hub") from None

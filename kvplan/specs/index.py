@@ -46,7 +46,7 @@ def build_index(root: Path) -> dict:
     from kvplan.specs.model import ModelSpec
     from kvplan.specs.yamlio import load_spec_file
 
-    classes = {"models": ModelSpec, "gpus": GpuSpec}
+    classes: dict[str, type[ModelSpec] | type[GpuSpec]] = {"models": ModelSpec, "gpus": GpuSpec}
     index: dict = {kind: {} for kind in KINDS}
     for kind, path in spec_files(root):
         spec = load_spec_file(path, classes[kind])
@@ -90,9 +90,6 @@ def construct_gpu(data: dict) -> GpuSpec:
     if data.get("scale_up"):
         fields["scale_up"] = ScaleUpLink.model_construct(**data["scale_up"])
     return GpuSpec.model_construct(**fields)
-
-
-CONSTRUCT = {"models": construct_model, "gpus": construct_gpu}
 
 
 def main() -> None:

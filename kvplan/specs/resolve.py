@@ -71,7 +71,7 @@ def _from_path(name: str) -> ModelSpec | None:
 def _from_cache(name: str) -> ModelSpec | None:
     ref = parse_repo_id(name)
     found = cached_snapshot(ref) if ref else None
-    if found is None:
+    if ref is None or found is None:
         return None
     snapshot, sha = found
     raw = load_config(snapshot / "config.json")
