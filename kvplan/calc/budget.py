@@ -88,7 +88,7 @@ def _check(inputs: BudgetInputs, util: float) -> None:
 
 def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = BudgetInputs()) -> MemoryBudget:
     """One GPU of a tp x pp replica: each term of the budget and the KV pool it leaves.
-    `gpu` may be None when --gpu-mem gives the memory (the probe's local device)."""
+    `gpu` may be None when gpu_mem_bytes gives the memory (the probe's local device)."""
     if gpu is None and inputs.gpu_mem_bytes is None:
         raise InputError("a budget needs a GPU from the database or its memory ({gpu_mem_bytes})", "gpu_mem_bytes")
     engine = engine_entry(inputs.engine)

@@ -43,7 +43,7 @@ def decode_roofline(model: ModelSpec, gpu: GpuSpec, budget: MemoryBudget, fmt: K
     step = max(memory_time, compute_time)
     ridge = round(peak * 1e12 * budget.weights_bytes / (2 * bandwidth * 1e9 * params)) if params else 0
     return Roofline(batch=batch, context_tokens=ctx, hbm_bandwidth_gbps=bandwidth, peak_tflops=peak,
-                    peak_source=source if not hbm_gbps else f"{source}; --hbm-gbps {hbm_gbps:g}",
+                    peak_source=source if not hbm_gbps else f"{source}; the HBM bandwidth given, {hbm_gbps:g} GB/s",
                     weight_bytes=budget.weights_bytes, kv_bytes=kv, flops=flops, memory_time_s=memory_time,
                     compute_time_s=compute_time, step_time_s=step,
                     bound="memory" if memory_time >= compute_time else "compute",

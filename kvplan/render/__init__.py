@@ -1,2 +1,3 @@
-"""Rendering: results to rich tables, charts, JSON, CSV, JUnit and plots. No arithmetic beyond
-unit formatting; renderers import results (and units), never calculators or specs."""
+"""Rendering: results to rich tables, charts, JSON, CSV, JUnit and plots. Every figure comes
+from a result; the only arithmetic is unit conversion and the geometry of bars and charts (widths,
+stacked heights, axis limits). Renderers import results (and units), never calculators or specs."""

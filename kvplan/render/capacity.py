@@ -1,4 +1,5 @@
-"""Rendering for batch, fit and plan. No arithmetic beyond unit formatting and bar widths."""
+"""Rendering for batch, fit and plan: every figure comes from the result; the only arithmetic is
+unit conversion and the widths of the memory bar."""
 
 from __future__ import annotations
 
@@ -138,10 +139,10 @@ def render_overview(console: Console, r: Overview) -> None:
     console.print(f"[dim]{NOTE}[/]")
 
 
-def _bar(b: MemoryBudget, used: int, width: int = 60) -> tuple[Columns, Text]:
+def _bar(b: MemoryBudget, used: int, free: int, width: int = 60) -> tuple[Columns, Text]:
     parts = [("weights", b.weights_bytes, "magenta"), ("activation", b.activation_bytes, "yellow"),
              ("overhead", b.overhead_bytes, "red"), ("KV used", used, "green"),
-             ("KV free", b.usable_pool_bytes - used, "cyan")]
+             ("KV free", free, "cyan")]
     total = max(b.total_bytes, sum(p[1] for p in parts))
     bar = Text()
     for name, value, colour in parts:
@@ -158,7 +159,7 @@ def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
     console.print(f"[bold]{r.model}[/] on {b.gpu} · TP {b.tp} · PP {b.pp} · {r.ctx_tokens:,}-token requests")
     console.print(budget_table(b))
     console.print(f"[dim]Defaults: {b.engine_source}.[/]")
-    legend, bar = _bar(b, r.kv_used_bytes, min(60, console.width))
+    legend, bar = _bar(b, r.kv_used_bytes, r.free_bytes, min(60, console.width))
     console.print(bar)
     console.print(legend)
     style = "green" if r.fits else "red"

@@ -57,8 +57,8 @@ SWEEP_BLOCKS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 def kv_budget(model, gpu, kv_gib: float | None, kv_dtype: str = "auto",
               inputs: BudgetInputs | None = None) -> tuple[int, int]:
-    """(KV budget bytes, KV bytes per token) of one GPU: --kv-gib, or the engine's pool on one GPU of
-    a TP x PP replica (inputs: engine, tp, pp, max_num_seqs, util; vLLM on one GPU by default)."""
+    """(KV budget bytes, KV bytes per token) of one GPU: kv_gib, or the engine's pool on one GPU of
+    a TP x PP replica (inputs: engine, tp, pp, max_num_seqs, util; the default engine on one GPU by default)."""
     inputs = inputs or BudgetInputs(kv_dtype=kv_dtype)
     if (gpu is None) == (kv_gib is None):
         raise InputError("give the KV budget as {gpu} G (the engine's pool on it) or {kv_gib} X, one of them",

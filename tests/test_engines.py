@@ -1,0 +1,143 @@
+"""The engine registry (kvplan.specs.engines): one entry per engine, its command line written and read
+by one table, and nothing outside the registry naming an engine or a calculator spelling a flag."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kvplan.calc.budget import BudgetInputs
+from kvplan.calc.fit import fit
+from kvplan.cli import main
+from kvplan.errors import InputError
+from kvplan.render.flags import FLAGS
+from kvplan.specs.engines import DEFAULT_ENGINE, ENGINES, Deploy, engine
+
+PACKAGE = Path(__file__).resolve().parents[1] / "kvplan"
+
+
+def test_every_entry_answers_the_same_questions():
+    for entry in ENGINES.values():
+        assert entry.name == entry.name.lower() and entry.display_name and entry.util_name and entry.util_meaning
+        assert 0 < entry.util <= 1 and entry.block_size >= 1 and entry.formula and entry.source
+        assert entry.start_rule in ("max_memory_usage", "paged_request")
+    assert engine("vLLM") is ENGINES[DEFAULT_ENGINE] and DEFAULT_ENGINE == "vllm"
+
+
+def test_an_unknown_engine_is_one_line_with_the_choices():
+    with pytest.raises(InputError, match="unknown engine 'tgi'; choose one of vllm, sglang, trtllm, raw"):
+        engine("tgi")
+
+
+DEPLOY = Deploy(model="meta-llama/Llama-3.1-8B-Instruct", tp=2, pp=2, max_len=32768, util=0.85, kv_dtype="fp8",
+                max_num_seqs=64)
+
+
+@pytest.mark.parametrize("name, command", [
+    ("vllm", "vllm serve meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 2 --pipeline-parallel-size 2 "
+             "--max-model-len 32768 --gpu-memory-utilization 0.85 --kv-cache-dtype fp8 --max-num-seqs 64"),
+    ("sglang", "python -m sglang.launch_server --model-path meta-llama/Llama-3.1-8B-Instruct --tp-size 2 --pp-size 2 "
+               "--context-length 32768 --mem-fraction-static 0.85 --kv-cache-dtype fp8_e4m3 "
+               "--max-running-requests 64"),
+    # TensorRT-LLM sets the KV dtype in its --extra_llm_api_options YAML, not by a flag
+    ("trtllm", "trtllm-serve meta-llama/Llama-3.1-8B-Instruct --tp_size 2 --pp_size 2 --max_seq_len 32768 "
+               "--kv_cache_free_gpu_memory_fraction 0.85 --max_batch_size 64"),
+    ("raw", ""),  # the textbook budget starts nothing
+])
+def test_each_engine_writes_its_own_command(name, command):
+    assert engine(name).write_command(DEPLOY) == command
+
+
+@given(tp=st.sampled_from([1, 2, 4, 8]), pp=st.integers(1, 8), max_len=st.integers(1, 2**20),
+       util=st.sampled_from([0.5, 0.8, 0.85, 0.9, 0.95, 1.0]), kv_dtype=st.sampled_from(["auto", "bf16", "fp8"]),
+       seqs=st.integers(1, 4096), name=st.sampled_from(["vllm", "sglang", "trtllm"]))
+def test_what_an_engine_writes_it_reads_back(tp, pp, max_len, util, kv_dtype, seqs, name):
+    """The check gate reads the deploy line fit and plan print: the same settings come back."""
+    entry = engine(name)
+    deploy = Deploy(model="org/model", tp=tp, pp=pp, max_len=max_len, util=util, kv_dtype=kv_dtype,
+                    max_num_seqs=seqs)
+    fields, ignored = entry.read_command(entry.write_command(deploy))
+    expected = {"model": "org/model", "tp": tp, "max_model_len": max_len, "util": util, "max_num_seqs": seqs}
+    expected |= {"pp": pp} if pp > 1 else {}
+    expected |= {"kv_dtype": kv_dtype} if kv_dtype in entry.command.kv_dtypes else {}
+    assert (fields, ignored) == (expected, [])
+
+
+def test_raw_has_no_command_to_read():
+    with pytest.raises(InputError, match="the engine has no command line to read"):
+        engine("raw").read_command("raw serve x")
+
+
+@pytest.mark.parametrize("name, start", [("vllm", "vllm serve meta-llama/Meta-Llama-3-8B --tensor-parallel-size 1"),
+                                         ("sglang", "python -m sglang.launch_server --model-path meta-llama/"),
+                                         ("trtllm", "trtllm-serve meta-llama/Meta-Llama-3-8B --tp_size 1")])
+def test_fit_deploys_with_the_engine_asked_for(capsys, name, start):
+    assert main(["fit", "llama3-8b", "--gpu", "h100", "--engine", name]) == 0
+    assert start in capsys.readouterr().out.replace("\n  ", " ")
+
+
+def test_the_textbook_budget_prints_no_command(capsys):
+    assert main(["fit", "llama3-8b", "--gpu", "h100", "--engine", "raw"]) == 0
+    out = capsys.readouterr().out
+    assert "fits:" in out and "Deploy with" not in out and "serve" not in out
+
+
+def test_the_command_names_the_engines_flag_for_a_shorter_max_len(catalog):
+    """Qwen2.5-32B at TP 2 on L40S does not start at 128k; the fix is in the engine's own spelling."""
+    for name, flag in (("vllm", "--max-model-len"), ("sglang", "--context-length"), ("trtllm", "--max_seq_len")):
+        r = fit(catalog.model("qwen2.5-32b"), catalog.gpu("l40s"), 16_384, BudgetInputs(engine=name, tp=2))
+        assert not r.start.starts and r.start.engine == engine(name).display_name
+        assert r.start.engine_max_len_flag == flag and r.start.largest_max_model_len > 16_384
+
+
+# --- what lives where ------------------------------------------------------------------------------
+
+def _strings(path: Path) -> list[str]:
+    return [node.value for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+
+
+def test_nothing_outside_the_registry_names_an_engine():
+    """Only the check file's `vllm:` key, which is what a user types, may name one."""
+    allowed = {("specs/checkfile.py", "vllm")}
+    found = {(str(path.relative_to(PACKAGE)), text) for path in PACKAGE.rglob("*.py")
+             if "engines" not in path.parts for text in _strings(path) if text.lower() in ENGINES}
+    assert found <= allowed, found - allowed
+
+
+def test_calculators_speak_in_fields_not_flags():
+    flags = {(path.name, text) for path in (PACKAGE / "calc").rglob("*.py") for text in _strings(path)
+             if re.search(r"(^|\s)--[a-z]", text)}
+    assert flags == set()
+
+
+def test_every_field_a_calculator_refuses_has_a_flag():
+    """InputError("...{field}...", "field") and bounds.reader(value, "field") in calc: the CLI must be
+    able to spell each field as its flag."""
+    fields = set()
+    for path in (PACKAGE / "calc").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            args = node.args[1:] if name == "InputError" else node.args[1:2] if (
+                isinstance(node.func, ast.Attribute) and getattr(node.func.value, "id", "") == "bounds") else []
+            fields |= {a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
+    assert fields and fields <= set(FLAGS), fields - set(FLAGS)
+
+
+def test_a_field_is_spelled_by_its_reader():
+    err = InputError("{util} 1.5 is outside (0, 1]; give {util} 0.9", "util")
+    assert str(err) == "util 1.5 is outside (0, 1]; give util 0.9"  # a library caller's keyword
+    assert err.spelled(FLAGS) == "--util 1.5 is outside (0, 1]; give --util 0.9"  # the command line's flag
+
+
+def test_the_cli_shows_the_flag_of_a_refused_field(capsys):
+    assert main(["plan", "llama3-8b", "--gpu", "h100", "--ctx", "8k", "--max-len", "4k"]) == 2
+    assert capsys.readouterr().err == ("error: --max-len 4,096 is shorter than the 8,192-token requests; use "
+                                       "--max-len >= --ctx\n")
