@@ -41,8 +41,8 @@ def suggestion(r: ScenarioResult) -> str | None:
     """The fixes in the check file's own words: 'passes with max_num_seqs: 54 (54 requests)'."""
     if not r.fixes:
         return None
-    said = (", ".join(f"{field}: {value:,}" if isinstance(value, int) else f"{field}: {value}"
-                      for field, value in fix.settings.items()) + f" ({fix.concurrency:,} requests)" for fix in r.fixes)
+    said = (", ".join(f"{field}: {value}" for field, value in fix.settings.items())  # as they go in the file
+            + f" ({fix.concurrency:,} requests)" for fix in r.fixes)
     return "passes with " + " or ".join(said)
 
 
