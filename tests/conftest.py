@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+import os
+import tempfile
+
 from kvplan.specs.catalog import load_catalog
 from kvplan.specs.model import ModelSpec
+
+# No test touches the internet: the Hub is off and the Hugging Face cache is an empty folder of the
+# run's own, unless a test sets up its own (tests/test_resolve.py: a real cache layout, a local Hub).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="kvplan-test-hf-")
 
 # A Llama-3-8B-shaped model: 32 layers, 8 KV heads of 128, bf16 -> 131,072 B per token.
 BASE_MODEL = dict(

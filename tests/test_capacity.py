@@ -217,7 +217,9 @@ def test_fit_llama3_70b_one_h100_does_not_fit_and_says_what_would(catalog):
     assert r.verdict.startswith("does not fit: weights alone take 131.42 GiB")  # 141,107,412,992 B
     knobs = {tuple(k.fix.items()): k for k in r.knobs}  # fixes are fields and values, not flags
     assert knobs[("tp", 4),].fits and knobs[("weights_dtype", "int4"),].fits
-    assert not knobs[("kv_dtype", "fp8"),].fits  # KV is not the problem
+    assert (("kv_dtype", "fp8"),) not in knobs  # KV is not the problem: only changes that help are listed
+    assert r.command == ""  # no deploy line for what does not fit; the first change that fits has one
+    assert knobs[("tp", 4),].command.startswith("vllm serve meta-llama/Meta-Llama-3-70B --tensor-parallel-size 4 ")
 
 
 def test_fit_verdict_when_it_fits(catalog):
@@ -350,8 +352,9 @@ def test_plan_serves_the_load(catalog, n, ctx):
 
 
 BUDGET_KEYS = {
-    "engine", "engine_formula", "engine_source", "model", "gpu", "tp", "pp", "kv_dtype", "block_size", "util",
-    "max_num_batched_tokens", "max_num_seqs",
+    "engine", "engine_formula", "engine_source", "model", "gpu", "tp", "pp", "dtype", "dtype_source", "dtype_cast",
+    "kv_dtype", "block_size", "util",
+    "max_num_batched_tokens", "max_num_seqs", "weights_dtype", "allow_long_max_len",
     "util_name", "util_source", "total_bytes", "total_source", "weights_bytes", "weights_source",
     "activation_bytes", "activation_source", "overhead_bytes", "overhead_source", "kv_pool_bytes",
     "weights_fit", "page_bytes", "kv_bytes_per_token", "num_blocks", "token_capacity", "explain"}
@@ -364,7 +367,8 @@ BUDGET_KEYS = {
       "default_engine_paged"}),
     (["fit", "llama3-8b", "--gpu", "h100"],
      {"model", "model_origin", "gpu", "ctx_tokens", "max_len", "target_concurrency", "budget", "bytes_per_request",
-      "concurrency", "kv_used_bytes", "free_bytes", "held_back_bytes", "start", "fits", "verdict", "knobs", "command"}),
+      "concurrency", "kv_used_bytes", "free_bytes", "held_back_bytes", "start", "fits", "verdict", "knobs", "command",
+      "command_note"}),
     (["plan", "llama3-8b", "--gpu", "h100"],
      {"model", "model_origin", "gpu", "concurrency", "ctx_tokens", "max_len", "gpus_per_node", "cross_node_tp", "searched",
       "best", "runners_up", "candidates", "infeasible", "explain"}),

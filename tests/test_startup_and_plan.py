@@ -73,7 +73,8 @@ def test_fit_says_it_will_not_start_and_how_it_would(catalog):
     assert r.verdict.startswith("will not start: vLLM refuses it, one request of max_model_len 131,072 needs 16 GiB")
     knobs = {tuple(k.fix.items()): k for k in r.knobs}
     assert knobs[("max_model_len", r.start.largest_max_model_len),].fits and knobs[("tp", 4),].fits
-    assert "--max-model-len 131072" in r.command
+    assert r.command == ""  # it does not start: no deploy line for it, but one for the change that fits
+    assert f"--max-model-len {r.start.largest_max_model_len} " in r.knobs[0].command
     ok = fit(catalog.model("qwen2.5-32b"), catalog.gpu("l40s"), 16_384, BudgetInputs(tp=2), max_len=32_768, target=3)
     assert ok.fits and ok.start.starts and "--max-model-len 32768" in ok.command
 
@@ -131,6 +132,8 @@ def brute_force_gpus(model, gpu, n: int, ctx: int, max_len: int, kv_dtype: str) 
                 per_request = kv_size(model, ctx, tp=tp, kv_dtype=kv_dtype).paged_bytes_per_request_per_gpu
                 at_max = kv_size(model, max_len, tp=tp, kv_dtype=kv_dtype).paged_bytes_per_request_per_gpu
             except KvplanError:  # a TP the heads or layers do not split into, a PP beyond the layers
+                continue
+            if max_len > model.max_context:  # vLLM refuses a max_model_len past the model's context
                 continue
             stage = lambda b: ceil_div(b * ceil_div(model.num_layers, pp), model.num_layers)  # noqa: E731
             pool = max(budget.kv_pool_bytes, 0)

@@ -48,7 +48,10 @@ def test_sweep_equals_single_point_calls(capsys, catalog):
     assert code == 0
     for p in json.loads(out)["points"]:
         single = batch_capacity(catalog.model("llama3-8b"), catalog.gpu(p["series"]), Workload(p["x"], 0))
-        assert p["value"] == single.strategies[-1].concurrency_peak  # paged, a request of x tokens
+        if p["x"] > 8192:  # past Llama-3-8B's context of 8,192: vLLM refuses max_model_len = x, a gap
+            assert p["value"] is None
+        else:
+            assert p["value"] == single.strategies[-1].concurrency_peak  # paged, a request of x tokens
 
 
 def test_sweep_over_tp_leaves_gaps_where_heads_forbid(capsys):

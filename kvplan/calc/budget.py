@@ -19,7 +19,7 @@ from kvplan.specs.engines import DEFAULT_ENGINE, BatchLimits, Engine, Term
 from kvplan.specs.engines import engine as engine_entry
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
-from kvplan.units import GIB
+from kvplan.units import DTYPE_BYTES, GIB, kv_format
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class BudgetInputs:
     block_size: int | None = None
     max_num_batched_tokens: int | None = None
     max_num_seqs: int | None = None
+    allow_long_max_len: bool = False  # start past the model's context, as the engine's switch allows
 
     def __post_init__(self) -> None:
         """Names are checked when the inputs are made, so a sweep or a plan refuses a bad one at once
@@ -99,9 +100,10 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
                          f"give {{pp}} {model.num_layers} or fewer", "pp")
     block = engine.block_size if inputs.block_size is None else inputs.block_size  # 0 is an error, not 'default'
     check_size_inputs(model, 1, 1, inputs.tp, block)
-    fmt = resolve_kv_format(model, inputs.kv_dtype)
+    dtype, dtype_source = served_dtype(model, gpu, inputs)
+    fmt = kv_format(dtype) if inputs.kv_dtype == "auto" else resolve_kv_format(model, inputs.kv_dtype)
     total = _given(inputs, "gpu_mem_bytes") or engine.total_memory(_gpu(gpu))
-    weights = _given(inputs, "weights_bytes") or _weights(model, inputs)
+    weights = _given(inputs, "weights_bytes") or _weights(model, inputs, dtype)
     limits = batch_limits(inputs, gpu, total.value)
     activation = _given(inputs, "activation_bytes") or engine.activation(model, inputs.tp, limits)
     overhead = _given(inputs, "overhead_bytes") or engine.overhead(inputs.tp * inputs.pp)
@@ -115,9 +117,10 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     steps = _explain(engine, terms, util, pool, page, blocks, block)
     return MemoryBudget(
         engine=engine.name, engine_formula=engine.formula, engine_source=engine.source,
-        model=model.name, gpu=gpu.name if gpu else "local device", tp=inputs.tp, pp=inputs.pp, kv_dtype=fmt.name,
+        model=model.name, gpu=gpu.name if gpu else "local device", tp=inputs.tp, pp=inputs.pp, dtype=dtype,
+        dtype_source=dtype_source, dtype_cast=dtype != model.compute_dtype, weights_dtype=inputs.weights_dtype, kv_dtype=fmt.name,
         block_size=block, max_num_batched_tokens=limits.max_num_batched_tokens, max_num_seqs=limits.max_num_seqs,
-        util=util, util_name=engine.util_name,
+        allow_long_max_len=inputs.allow_long_max_len, util=util, util_name=engine.util_name,
         util_source="util" if inputs.util is not None else "engine default",
         total_bytes=total.value, total_source=total.source, weights_bytes=weights.value,
         weights_source=weights.source, activation_bytes=activation.value,
@@ -140,12 +143,22 @@ def _given(inputs: BudgetInputs, field: str) -> Term | None:
     return None if value is None else Term(value, field, "given")
 
 
-def _weights(model: ModelSpec, inputs: BudgetInputs) -> Term:
-    total, how = weights_bytes(model, inputs.weights_dtype)
+def served_dtype(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs) -> tuple[str, str]:
+    """(the dtype the engine serves weights and activations in, and why): a 16- or 32-bit
+    weights_dtype given, else the engine's rule for an auto dtype on this GPU."""
+    if inputs.weights_dtype in DTYPE_BYTES and inputs.weights_dtype != "fp8":
+        return inputs.weights_dtype, "given"
+    return engine_entry(inputs.engine).auto_dtype(model, gpu)
+
+
+def _weights(model: ModelSpec, inputs: BudgetInputs, dtype: str) -> Term:
+    cast = inputs.weights_dtype == "auto" and not model.quantization and dtype != model.compute_dtype
+    total, how = weights_bytes(model, dtype if cast else inputs.weights_dtype)  # cast at load: the served width
     split = inputs.tp * inputs.pp
-    dtype = inputs.weights_dtype if inputs.weights_dtype != "auto" else f"checkpoint, {model.quantization or model.dtype}"
+    label = (inputs.weights_dtype if inputs.weights_dtype != "auto" else
+             f"checkpoint {model.dtype}, served {dtype}" if cast else f"checkpoint, {model.quantization or model.dtype}")
     towers = f", vision tower {model.tower_params / 1e9:,.2f}B" if model.tower_params else ""
-    source = f"{model.params_total / 1e9:,.1f}B params ({dtype}{towers})" + (f" / {split} GPUs" if split > 1 else "")
+    source = f"{model.params_total / 1e9:,.1f}B params ({label}{towers})" + (f" / {split} GPUs" if split > 1 else "")
     return Term(weights_per_gpu(total, inputs.tp, inputs.pp), source, how + (f", / {split}" if split > 1 else ""))
 
 

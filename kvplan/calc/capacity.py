@@ -83,7 +83,7 @@ def batch_capacity(model: ModelSpec, gpu: GpuSpec, workload: Workload, inputs: B
     """`kvplan batch` for one model: the budget, the strategies, the engine's figures, the roofline."""
     workload.check()
     budget = memory_budget(model, gpu, inputs)
-    fmt = resolve_kv_format(model, inputs.kv_dtype)
+    fmt = resolve_kv_format(model, budget.kv_dtype)
     max_len = workload.max_len or model.max_context
     rows = strategy_rows(model, budget, fmt, workload, max_len)
     per_max_len = paged_request_bytes(model, max_len, fmt, budget.tp, budget.block_size, budget.pp)
@@ -128,7 +128,7 @@ def overview(models, gpu: GpuSpec, workload: Workload, inputs: BudgetInputs = Bu
                 budget = memory_budget(model, gpu, replace(inputs, tp=tp))
             except KvplanError:
                 continue
-            fmt = resolve_kv_format(model, inputs.kv_dtype)
+            fmt = resolve_kv_format(model, budget.kv_dtype)
             paged = strategy_rows(model, budget, fmt, workload, workload.max_len or model.max_context)[-1]
             if paged.concurrency_peak >= 1:
                 row = OverviewRow(model=model.name, params_total=model.params_total, tp=tp,

@@ -43,12 +43,13 @@ class ScenarioFigures:
     max_len: int  # the request length no_preemption is judged at
     pool_bytes: int
     block_size: int
+    kv_dtype: str  # as the budget resolved it (auto: the dtype the engine serves)
 
 
 def _inputs(s: Scenario) -> BudgetInputs:
     return BudgetInputs(engine=s.engine, tp=s.tp, pp=s.pp, kv_dtype=s.kv_dtype, weights_dtype=s.weights_dtype,
                         util=s.util, block_size=s.block_size, max_num_batched_tokens=s.max_num_batched_tokens,
-                        max_num_seqs=s.max_num_seqs)
+                        max_num_seqs=s.max_num_seqs, allow_long_max_len=s.allow_long_max_len)
 
 
 def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:
@@ -57,7 +58,7 @@ def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:
     if s.cpu_offload_gib:  # vLLM keeps up to cpu_offload_gb GiB of each GPU's weights on the host
         resident = max(budget.weights_bytes - int(s.cpu_offload_gib * GIB), 0)
         budget = memory_budget(model, gpu, replace(inputs, weights_bytes=resident))
-    fmt = resolve_kv_format(model, s.kv_dtype)
+    fmt = resolve_kv_format(model, budget.kv_dtype)
     per_request = paged_request_bytes(model, s.peak_tokens, fmt, s.tp, budget.block_size, s.pp)
     pool = budget.usable_pool_bytes
     concurrency = pool // per_request if per_request else 0
@@ -70,7 +71,8 @@ def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:
         kv_tokens=budget.token_capacity,
         kv_gib_per_request=request_bytes(model, s.peak_tokens, fmt) / GIB, gpus=s.tp * s.pp * s.replicas,
         weights_fraction=budget.weights_bytes / budget.total_bytes, max_len_concurrency=pool // at_max if at_max else 0,
-        max_num_seqs=seqs, max_len=max_len, pool_bytes=pool, block_size=budget.block_size)
+        max_num_seqs=seqs, max_len=max_len, pool_bytes=pool, block_size=budget.block_size,
+        kv_dtype=budget.kv_dtype)
 
 
 @lru_cache(maxsize=256)
@@ -78,7 +80,7 @@ def paged_utilization(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> float:
     """The live share of memory under paging, simulated on the scenario's workload."""
     budget = memory_budget(model, gpu, BudgetInputs(engine=s.engine, tp=s.tp, pp=s.pp, kv_dtype=s.kv_dtype,
                                                     weights_dtype=s.weights_dtype, util=s.util))
-    per_token = request_bytes(model, 1, resolve_kv_format(model, s.kv_dtype), s.tp, s.pp)
+    per_token = request_bytes(model, 1, resolve_kv_format(model, budget.kv_dtype), s.tp, s.pp)
     capacity = budget.usable_pool_bytes // per_token
     if capacity < budget.block_size:
         return 0.0
@@ -167,7 +169,7 @@ def _preemption_fixes(model: ModelSpec, s: Scenario, m: ScenarioFigures) -> list
 
 def _longest_len(model: ModelSpec, s: Scenario, m: ScenarioFigures) -> int:
     """The longest max_model_len at which max_num_seqs requests of it fit the pool (0 if none)."""
-    fmt = resolve_kv_format(model, s.kv_dtype)
+    fmt = resolve_kv_format(model, m.kv_dtype)
     share = m.pool_bytes // m.max_num_seqs
     return max(largest_true(lambda n: paged_request_bytes(model, n, fmt, s.tp, m.block_size, s.pp) <= share,
                             1, m.max_len), 0)

@@ -17,7 +17,7 @@ from kvplan.specs.engines import Deploy
 from kvplan.specs.engines import engine as engine_entry
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
-from kvplan.units import ceil_div, fmt_binary
+from kvplan.units import DTYPE_BYTES, ceil_div, fmt_binary
 
 
 def concurrency(model: ModelSpec, budget: MemoryBudget, ctx: int) -> tuple[int, int]:
@@ -27,11 +27,37 @@ def concurrency(model: ModelSpec, budget: MemoryBudget, ctx: int) -> tuple[int, 
     return budget.usable_pool_bytes // per_request, per_request
 
 
-def engine_command(model: ModelSpec, budget: MemoryBudget, max_len: int, max_num_seqs: int) -> str:
-    """The command that starts the engine of `budget` so ("" for an engine with no command)."""
-    deploy = Deploy(model=model.hf_repo or model.name, tp=budget.tp, pp=budget.pp, max_len=max_len, util=budget.util,
-                    kv_dtype=budget.kv_dtype, max_num_seqs=max_num_seqs)
-    return engine_entry(budget.engine).write_command(deploy)
+def deployment_settings(model: ModelSpec, gpu: GpuSpec | None, budget: MemoryBudget, max_len: int,
+                        max_num_seqs: int) -> Deploy:
+    """What the engine command carries: the model as the user named it (a path, or the repo id with
+    its revision), and only the flags the checkpoint needs: a dtype or KV dtype where the engine's
+    auto would choose another, a quantization where the weights are cast as they load."""
+    engine = engine_entry(budget.engine)
+    auto, _ = engine.auto_dtype(model, gpu)
+    checkpoint = model.quantization or model.dtype  # what the weights are stored as
+    asked = budget.weights_dtype
+    cast = asked if asked not in ("auto", checkpoint) and (asked == "fp8" or asked not in DTYPE_BYTES) else None
+    switch = (engine.long_context_switch,) if budget.allow_long_max_len and max_len > model.max_context else ()
+    return Deploy(model=model.served or model.hf_repo or model.name, revision=model.revision, environment=switch,
+                  tp=budget.tp,
+                  pp=budget.pp, max_len=max_len, util=budget.util,
+                  kv_dtype=budget.kv_dtype if budget.kv_dtype != budget.dtype else "auto", max_num_seqs=max_num_seqs,
+                  dtype=budget.dtype if budget.dtype != auto else None,
+                  quantization=cast)
+
+
+def engine_command(model: ModelSpec, gpu: GpuSpec | None, budget: MemoryBudget, max_len: int,
+                   max_num_seqs: int) -> tuple[str, str]:
+    """(the command that starts the engine of `budget` so, "" for an engine with none; and what it
+    cannot say: a weights format the engine does not cast to at load needs its own checkpoint)."""
+    engine = engine_entry(budget.engine)
+    deploy = deployment_settings(model, gpu, budget, max_len, max_num_seqs)
+    command = engine.write_command(deploy)
+    note = ""
+    if command and deploy.quantization and engine.command and deploy.quantization not in engine.command.quantizations:
+        note = (f"{engine.display_name} does not cast weights to {deploy.quantization} as it loads them: serve a "
+                f"checkpoint of this model quantized to {deploy.quantization} instead of {deploy.model}")
+    return command, note
 
 
 def _knob(model: ModelSpec, gpu: GpuSpec, ctx: int, max_len: int, target: int, inputs: BudgetInputs,
@@ -43,9 +69,10 @@ def _knob(model: ModelSpec, gpu: GpuSpec, ctx: int, max_len: int, target: int, i
     except KvplanError:
         return None  # e.g. a TP the heads do not allow
     n, _ = concurrency(model, budget, ctx)
-    starts = startup(model, budget, max_len).starts
+    fits = startup(model, budget, max_len).starts and n >= target
+    command = engine_command(model, gpu, budget, max_len, min(n, budget.max_num_seqs))[0] if fits else ""
     return Knob(change=change.label, fix=change.settings, kv_pool_bytes=budget.kv_pool_bytes, concurrency=n,
-                fits=starts and n >= target)
+                fits=fits, command=command)
 
 
 def _knobs(model: ModelSpec, gpu: GpuSpec, ctx: int, max_len: int, target: int, inputs: BudgetInputs,
@@ -53,14 +80,16 @@ def _knobs(model: ModelSpec, gpu: GpuSpec, ctx: int, max_len: int, target: int, 
     shorter = start.largest_max_model_len if not start.starts and start.largest_max_model_len >= ctx else None
     changes = single_changes(tp=inputs.tp, kv_dtype=budget.kv_dtype, weights_dtype=inputs.weights_dtype,
                              largest_max_model_len=shorter)
-    knobs = [_knob(model, gpu, ctx, max_len, target, inputs, change) for change in changes]
     n, _ = concurrency(model, budget, ctx)
+    knobs = [knob for change in changes if (knob := _knob(model, gpu, ctx, max_len, target, inputs, change))
+             and (knob.fits or knob.concurrency > n)]  # only the changes that help
     if start.starts and 1 <= n < target:
         replicas = ceil_div(target, n)
+        command = engine_command(model, gpu, budget, max_len, min(n, budget.max_num_seqs))[0]
         knobs.append(Knob(change=f"{replicas} replicas ({replicas * budget.tp * budget.pp} GPUs)",
                           fix={"replicas": replicas}, kv_pool_bytes=budget.kv_pool_bytes, concurrency=n * replicas,
-                          fits=True))
-    return [k for k in knobs if k is not None]
+                          fits=True, command=command))
+    return knobs
 
 
 def _verdict(budget: MemoryBudget, start: StartCheck, n: int, per_request: int, ctx: int, target: int) -> str:
@@ -90,10 +119,11 @@ def fit(model: ModelSpec, gpu: GpuSpec, ctx: int, inputs: BudgetInputs = BudgetI
     fits = start.starts and n >= target
     knobs = [] if fits else _knobs(model, gpu, ctx, max_len, target, inputs, budget, start)
     seqs = budget.max_num_seqs
+    command, note = engine_command(model, gpu, budget, max_len, min(seqs, n) if n else seqs) if fits else ("", "")
     return FitResult(model=model.name, model_origin=model.origin, gpu=gpu.name, ctx_tokens=ctx, max_len=max_len,
                      target_concurrency=target, budget=budget, bytes_per_request=per_request, concurrency=n,
                      kv_used_bytes=n * per_request, free_bytes=budget.usable_pool_bytes - n * per_request,
                      held_back_bytes=max(budget.total_bytes - budget.weights_bytes - budget.activation_bytes
                                          - budget.overhead_bytes - budget.usable_pool_bytes, 0),
                      start=start, fits=fits, verdict=_verdict(budget, start, n, per_request, ctx, target),
-                     knobs=tuple(knobs), command=engine_command(model, budget, max_len, min(seqs, n) if n else seqs))
+                     knobs=tuple(knobs), command=command, command_note=note)

@@ -23,7 +23,7 @@ from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div, kv_format
 
 def compute_dtype(model: ModelSpec) -> str:
     """The dtype activations (and so an 'auto' KV cache) use: fp8 checkpoints compute in bf16."""
-    return "bf16" if model.dtype == "fp8" else model.dtype
+    return model.compute_dtype
 
 
 def resolve_kv_format(model: ModelSpec, kv_dtype: str) -> KvFormat:

@@ -47,7 +47,7 @@ def deployment(model: ModelSpec, gpu: GpuSpec, n: int, ctx: int, max_len: int, i
                       fitting_per_replica=fitting, max_num_seqs=seqs, replicas=replicas, gpus=gpus,
                       nodes=ceil_div(gpus, per_node), kv_pool_bytes_per_gpu=budget.kv_pool_bytes,
                       bytes_per_request_per_gpu=per_request, max_len=max_len,
-                      command=engine_command(model, budget, max_len, per_replica))  # never admits more than fit
+                      command=engine_command(model, gpu, budget, max_len, per_replica)[0])  # never admits more than fit
 
 
 def rank(d: Deployment) -> tuple[int, int, int]:

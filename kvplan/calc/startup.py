@@ -48,9 +48,13 @@ def startup(model: ModelSpec, budget: MemoryBudget, max_len: int) -> StartCheck:
     needed = start_bytes(model, budget, max_len)
     pool = budget.usable_pool_bytes
     no_pool = not budget.weights_fit or pool == 0
-    starts = not no_pool and needed <= pool
+    beyond = max_len > model.max_context and bool(engine.long_context_switch) and not budget.allow_long_max_len
+    starts = not no_pool and needed <= pool and not beyond
     if starts:
         longest, reason = max_len, ""
+    elif beyond:
+        longest = largest_true(lambda n: start_bytes(model, budget, n) <= pool, 1, model.max_context)
+        reason = f"max_model_len {max_len:,} is past {model.name}'s context of {model.max_context:,} tokens"
     elif no_pool:
         longest = 0
         reason = (f"no KV pool: the weights ({fmt_binary(budget.weights_bytes)}) and runtime leave nothing of "
@@ -61,8 +65,9 @@ def startup(model: ModelSpec, budget: MemoryBudget, max_len: int) -> StartCheck:
                   f"{fmt_binary(pool)}")
     flag = engine.command.flags["max_model_len"] if engine.command else ""
     return StartCheck(starts=starts, engine=engine.display_name, max_model_len=max_len, needed_bytes=needed,
-                      kv_pool_bytes=pool, largest_max_model_len=max(longest, 0), no_pool=no_pool, reason=reason,
-                      engine_max_len_flag=flag)
+                      kv_pool_bytes=pool, largest_max_model_len=max(longest, 0), no_pool=no_pool,
+                      model_context=model.max_context, beyond_context=beyond,
+                      long_context_switch=engine.long_context_switch, reason=reason, engine_max_len_flag=flag)
 
 
 def max_context(model: ModelSpec, fmt: KvFormat, budget: MemoryBudget, batch: int) -> int:

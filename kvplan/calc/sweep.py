@@ -50,7 +50,7 @@ def point(model, gpu, ctx: int, batch: int | None, inputs: BudgetInputs, metric:
     """Every metric at one point: the budget, requests of ctx tokens paged into it, the roofline
     (and, when asked for, the waste of one allocation strategy with max_len = ctx)."""
     budget = memory_budget(model, gpu, inputs)
-    fmt = resolve_kv_format(model, inputs.kv_dtype)
+    fmt = resolve_kv_format(model, budget.kv_dtype)
     per_request = paged_request_bytes(model, ctx, fmt, inputs.tp, budget.block_size, inputs.pp)
     concurrency = budget.usable_pool_bytes // per_request
     at = batch or concurrency

@@ -146,13 +146,18 @@ MaxLenOpt = Annotated[Optional[int], read_option(
 MaxSeqsOpt = Annotated[Optional[int], read_option(
     bounds.requests, "--max-num-seqs", metavar="N", help="The engine's cap on concurrent requests (default: "
     "vLLM's for the GPU).", rich_help_panel=BUDGET)]
+AllowLongOpt = Annotated[bool, typer.Option(
+    "--allow-long-max-len", help="Let a --max-len past the model's context start, as the engine's switch does "
+    "(VLLM_ALLOW_LONG_MAX_MODEL_LEN=1, SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1); without it the engine refuses.",
+    rich_help_panel=BUDGET)]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)]
 
 
 def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: str, util: Optional[float],
                   gpu_mem: Optional[float], weights_gib: Optional[float], activation_gib: Optional[float],
-                  overhead_gib: Optional[float], block_size: Optional[int], max_num_seqs: Optional[int] = None):
+                  overhead_gib: Optional[float], block_size: Optional[int], max_num_seqs: Optional[int] = None,
+                  allow_long_max_len: bool = False):
     from kvplan.calc.budget import BudgetInputs
     from kvplan.units import GIB
 
@@ -160,4 +165,4 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
     return BudgetInputs(engine=engine, tp=tp, pp=pp, kv_dtype=kv_dtype, weights_dtype=weights_dtype, util=util,
                         gpu_mem_bytes=to_bytes(gpu_mem), weights_bytes=to_bytes(weights_gib),
                         activation_bytes=to_bytes(activation_gib), overhead_bytes=to_bytes(overhead_gib),
-                        block_size=block_size, max_num_seqs=max_num_seqs)
+                        block_size=block_size, max_num_seqs=max_num_seqs, allow_long_max_len=allow_long_max_len)

@@ -48,6 +48,14 @@ def budget_table(b: MemoryBudget) -> Table:
     return table
 
 
+def dtype_line(b: MemoryBudget) -> str | None:
+    """Which dtype the engine serves in, where it is not simply the checkpoint's."""
+    if b.dtype_cast or b.dtype_source == "given":
+        why = f"{flag('weights_dtype')} {b.dtype}" if b.dtype_source == "given" else b.dtype_source
+        return f"Weights, activations and an auto KV cache in {b.dtype}: {why}."
+    return None
+
+
 def _engine_lines(r: BatchResult) -> list[str]:
     b = r.budget
     return [
@@ -60,6 +68,11 @@ def _engine_lines(r: BatchResult) -> list[str]:
 
 def start_fix(s: StartCheck) -> str:
     """What makes the engine start: the longest max_len that does, or what else to change."""
+    if s.beyond_context:
+        shorter = (f"{flag('max_model_len')} {s.largest_max_model_len}" if s.largest_max_model_len
+                   else "a larger GPU")
+        return (f"{shorter}, or {flag('allow_long_max_len')} to start past it anyway (as "
+                f"{s.long_context_switch} does; outputs past the trained context may be wrong)")
     if s.no_pool:
         return "more tensor or pipeline parallelism, quantized weights, or a larger GPU"
     if not s.largest_max_model_len:
@@ -108,6 +121,8 @@ def render_batch(console: Console, r: BatchResult, explain: bool = False) -> Non
                   f"{r.out_tokens:,} out · max_len {r.max_len:,}")
     console.print(budget_table(b))
     console.print(f"[dim]Defaults: {b.engine_source}.[/]")
+    if dtype_line(b):
+        console.print(dtype_line(b), markup=False)
     console.print(strategies_table(r))
     for line in _engine_lines(r):
         console.print(line)
@@ -159,12 +174,14 @@ def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
     console.print(f"[bold]{r.model}[/] on {b.gpu} · TP {b.tp} · PP {b.pp} · {r.ctx_tokens:,}-token requests")
     console.print(budget_table(b))
     console.print(f"[dim]Defaults: {b.engine_source}.[/]")
+    if dtype_line(b):
+        console.print(dtype_line(b), markup=False)
     legend, bar = _bar(b, r.kv_used_bytes, r.free_bytes, min(60, console.width))
     console.print(bar)
     console.print(legend)
     style = "green" if r.fits else "red"
-    fix = f"; {start_fix(r.start)}" if not r.start.starts and r.budget.weights_fit and r.concurrency else ""
-    console.print(f"[bold {style}]{r.verdict}{fix}[/] ({fmt_binary(r.bytes_per_request)} per request)")
+    how = f"; {start_fix(r.start)}" if not r.start.starts and r.budget.weights_fit and r.concurrency else ""
+    console.print(f"[bold {style}]{r.verdict}{how}[/] ({fmt_binary(r.bytes_per_request)} per request)")
     if r.start.starts:
         console.print(start_line(r.start))
     if r.knobs:
@@ -174,9 +191,15 @@ def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
         for k in r.knobs:
             table.add_row(k.change, flags_of(k.fix), _gib(k.kv_pool_bytes), f"{k.concurrency:,}", "yes" if k.fits else "no")
         console.print(table)
+    fix = next((k for k in r.knobs if k.fits and k.command), None)
     if r.command:
-        console.print(("Deploy with:" if r.fits else "The engine command for this setting:") + f"\n  {r.command}",
+        console.print(f"Deploy with:\n  {r.command}", soft_wrap=True, highlight=False, markup=False)
+    elif fix:  # a setting that does not start or fit gets no deploy line; the fix kvplan recommends does
+        times = f", {fix.fix['replicas']} replicas of" if "replicas" in fix.fix else ""
+        console.print(f"Deploy what kvplan recommends instead ({fix.change}{times}):\n  {fix.command}",
                       soft_wrap=True, highlight=False, markup=False)
+    if r.command_note:
+        console.print(f"[yellow]{r.command_note}.[/]")
     footer(console, b.explain if explain else (), r.model_origin)
 
 

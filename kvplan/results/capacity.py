@@ -15,10 +15,15 @@ class MemoryBudget(Result):
     gpu: str
     tp: int
     pp: int
+    dtype: str  # what the engine serves weights and activations in
+    dtype_source: str  # why: the checkpoint's, the engine's rule for --dtype auto, or given
+    dtype_cast: bool  # the engine casts the checkpoint's weights to dtype as it loads them
+    weights_dtype: str  # the weights format asked for: auto (the checkpoint's) or a format given
     kv_dtype: str
     block_size: int
     max_num_batched_tokens: int  # the scheduler's caps the budget was computed for (given, or the engine's)
     max_num_seqs: int
+    allow_long_max_len: bool  # a max_model_len past the model's context is let start (the engine's switch)
     util: float
     util_name: str  # the engine's own name for its memory fraction
     util_source: str
@@ -56,6 +61,9 @@ class StartCheck(Result):
     kv_pool_bytes: int
     largest_max_model_len: int  # max_model_len itself when it starts; 0: none starts
     no_pool: bool  # the weights and runtime leave no KV pool at all: no max_model_len helps
+    model_context: int  # the longest max_model_len the model's config allows, as the engine derives it
+    beyond_context: bool  # max_model_len is past it and the engine refuses (its switch is not set)
+    long_context_switch: str  # the environment setting that lets it start anyway ("" where none)
     reason: str  # why it does not start ("" when it does)
     engine_max_len_flag: str  # the engine's own flag for max_model_len ("" when it has no command)
 
@@ -122,6 +130,7 @@ class Knob(Result):
     kv_pool_bytes: int
     concurrency: int
     fits: bool
+    command: str = ""  # the engine command after the change, when it fits ("" otherwise)
 
 
 class FitResult(Result):
@@ -143,7 +152,8 @@ class FitResult(Result):
     fits: bool
     verdict: str
     knobs: tuple[Knob, ...]
-    command: str  # the engine command line for what was checked
+    command: str  # the engine command that deploys it, only when it starts and fits ("" otherwise)
+    command_note: str = ""  # what the command cannot say (a weights format the engine does not cast to)
 
 
 class Deployment(Result):

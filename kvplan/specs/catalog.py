@@ -113,6 +113,24 @@ class Registry(Generic[Spec]):
                 return hit
         return None
 
+    def is_spelling(self, name: str) -> bool:
+        """Whether `name`, organisation and suffixes included (any case), is a spec's name, display
+        name, alias or repo: a claim of the database, not a forgiving guess."""
+        wanted = name.strip().lower()
+        return any(spelling.lower() == wanted for spelling, _ in self._spellings())
+
+    def within(self, name: str, shortest: int = 6) -> str | None:
+        """The spec whose spelling is the longest one inside `name` ('Hermes-3-Llama-3.1-70B' holds
+        'Llama-3.1-70B'), when exactly one spec spells it; None when none does or two tie."""
+        key = name_key(name)
+        by_length: dict[int, set[str]] = {}
+        for spelling, spec in self._spellings():
+            found = name_key(spelling)
+            if len(found) >= shortest and found in key:
+                by_length.setdefault(len(found), set()).add(spec)
+        longest = by_length.get(max(by_length)) if by_length else None
+        return next(iter(longest)) if longest and len(longest) == 1 else None
+
     def has(self, name: str) -> bool:
         return self._find(name) is not None
 
@@ -150,22 +168,37 @@ class Catalog:
 
     def model(self, name: str) -> ModelSpec:
         """A model by name, alias or hf_repo from the database, else by path, Hugging Face cache or
-        Hub (see kvplan.specs.resolve); the spec's origin says which."""
+        Hub (see kvplan.specs.resolve); the spec's origin says which, and `served` what the engine
+        loads. A repo id the database does not spell (a fine-tune, an Instruct or quantized repo of
+        a model it holds) is read from its own config in the cache or on the Hub first; only when
+        that cannot be had is the database's base used, and the origin says what may differ."""
+        from kvplan.specs.hfcache import parse_repo_id
+
+        ref = parse_repo_id(name)
         try:
             if looks_like_path(name):  # written as a path and there: the user means the files
                 raise NotFoundError(name)
+            if ref is not None and not self.models.is_spelling(name):
+                raise NotFoundError(name)  # its own config first; the forgiving match is the fallback
             spec = self.models.get(name)
         except NotFoundError:
             from kvplan.specs.resolve import resolve_external  # imported only when the database misses
 
-            return resolve_external(name, self._database_model, self.models.not_found_message)
-        return spec.model_copy(update={"origin": self.models.origin_note(spec.name)})
+            return resolve_external(name, self._database_model, self.models.not_found_message, self._base_within)
+        served = {"served": ref.repo, "revision": None if ref.revision == "main" else ref.revision} if ref else {}
+        return spec.model_copy(update={"origin": self.models.origin_note(spec.name), **served})
 
     def _database_model(self, name: str) -> ModelSpec | None:
-        try:
-            return self.model(name) if self.models.has(name) else None
-        except NotFoundError:
+        """The database's spec for a name, forgivingly matched (case, organisation, suffixes)."""
+        if not self.models.has(name):
             return None
+        spec = self.models.get(name)
+        return spec.model_copy(update={"origin": self.models.origin_note(spec.name)})
+
+    def _base_within(self, name: str) -> ModelSpec | None:
+        """The one database model whose name a fine-tune's name holds, if exactly one does."""
+        hit = self.models.within(name)
+        return self._database_model(hit) if hit else None
 
     def gpu(self, name: str) -> GpuSpec:
         return self.gpus.get(name)
@@ -264,7 +297,7 @@ def spec_to_yaml(spec: BaseModel) -> str:
     """The YAML a spec file would hold (defaults left out), for `kvplan show` and `kvplan import`."""
     import yaml
 
-    data = spec.model_dump(mode="json", exclude_defaults=True, exclude={"origin"})
+    data = spec.model_dump(mode="json", exclude_defaults=True, exclude={"origin", "served", "revision"})
     if hasattr(spec, "layers"):  # a model: keep the discriminator that exclude_defaults drops
         data["layers"] = [{"kind": g.kind, **g.model_dump(mode="json", exclude_defaults=True)}
                           for g in spec.layers]

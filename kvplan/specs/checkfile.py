@@ -93,7 +93,8 @@ class Scenario(Strict):
     in_tokens: Tokens | None = None
     out_tokens: Annotated[int, _read(bounds.tokens_or_zero)] | None = None
     max_num_seqs: Requests | None = None
-    max_num_batched_tokens: Tokens | None = None  # the engine's chunk: its activation peak grows with it
+    max_num_batched_tokens: Tokens | None = None
+    allow_long_max_len: bool = False  # the engine's long-context switch is set (VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)  # the engine's chunk: its activation peak grows with it
     cpu_offload_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)  # vLLM --cpu-offload-gb: weights kept on the host
     workload: str = "chat"  # for min_paged_utilization
     requests: Annotated[int, _count(1, 100_000)] = 500  # simulated for min_paged_utilization: enough for a stable share

@@ -77,6 +77,11 @@ class GpuSpec(Frozen):
                       else (self.memory_bytes, "datasheet"))
         return base - DRIVER_RESERVED_BYTES, f"{what} - {DRIVER_RESERVED_BYTES // 2**20} MiB driver reserve"
 
+    @property
+    def has_bf16(self) -> bool:
+        """bf16 arithmetic: NVIDIA from Ampere (compute capability 8.0) on, every AMD Instinct here."""
+        return self.architecture not in ("Pascal", "Volta", "Turing")
+
     def dense_tflops(self, weights_dtype: str = "bf16") -> tuple[float, str]:
         """The one datasheet peak kvplan divides by (roofline, MFU): dense FP8 for fp8 weights where
         the GPU has it, else dense BF16, else dense FP16; and which figure it is."""

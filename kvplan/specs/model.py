@@ -62,6 +62,11 @@ class ModelSpec(Frozen):
     # Where this spec came from (the database file, a local path, the Hugging Face cache or Hub with
     # the revision sha, or a name it was inferred from): set by kvplan when it resolves a model.
     origin: str | None = None
+    # What the engine loads, as the user named it: a Hugging Face repo id (a fine-tune's, an Instruct
+    # or quantized repo's own, not its base's) or a local model folder; and the revision asked for.
+    # Set by kvplan when it resolves a model; None for a database name, which serves hf_repo.
+    served: str | None = None
+    revision: str | None = None
 
     @model_validator(mode="after")
     def check_layer_count(self) -> ModelSpec:
@@ -88,6 +93,11 @@ class ModelSpec(Frozen):
         if (self.moe is None) != (self.params_active is None):
             raise ValueError("params_active is given exactly when the model has a moe: block")
         return self
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype activations (and so an 'auto' KV cache) use: fp8 checkpoints compute in bf16."""
+        return "bf16" if self.dtype == "fp8" else self.dtype
 
     @property
     def is_moe(self) -> bool:

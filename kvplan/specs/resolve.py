@@ -6,9 +6,13 @@
 4. the Hub itself, unless offline (--offline, HF_HUB_OFFLINE=1): huggingface_hub, imported here only;
 5. a quantized repo's name (`RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic`) whose base model is in the
    database: that spec, with the weights format the name implies, said to be inferred;
-6. nothing: the closest names, and how to import a model or point at its config.
+6. a fine-tune's or variant's name that holds exactly one database model's name
+   (`NousResearch/Hermes-3-Llama-3.1-70B`, `Qwen/Qwen2.5-7B-Instruct-1M`): that base, said to be
+   inferred, with what its own config may change (context, dtype, quantization);
+7. nothing: the closest names, and how to import a model or point at its config.
 
-Every spec this returns says where it came from in `origin`.
+Every spec this returns says where it came from in `origin`, and in `served` what the engine loads:
+the path or the repo id as the user named it, never the base's.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from kvplan.errors import NotFoundError, SpecError
 from kvplan.specs.checkpoint import local_checkpoint
-from kvplan.specs.hfcache import cached_snapshot, is_model_path, parse_repo_id
+from kvplan.specs.hfcache import RepoRef, cached_snapshot, is_model_path, parse_repo_id
 from kvplan.specs.hfconfig import load_config
 from kvplan.specs.importer import import_model, spec_from_config
 from kvplan.specs.model import ModelSpec
@@ -42,8 +46,10 @@ def offline() -> bool:
 
 
 def resolve_external(name: str, database: Callable[[str], ModelSpec | None],
-                     unknown: Callable[[str], str]) -> ModelSpec:
-    """Steps 2-6 above for a name the database does not hold; `database` looks a name up there."""
+                     unknown: Callable[[str], str],
+                     within: Callable[[str], ModelSpec | None] = lambda _name: None) -> ModelSpec:
+    """Steps 2-7 above for a name the database does not spell; `database` looks a name up there
+    forgivingly, `within` finds the one database model a longer name holds."""
     unreachable = None
     for step in (_from_path, _from_cache, _from_hub):
         try:
@@ -54,9 +60,9 @@ def resolve_external(name: str, database: Callable[[str], ModelSpec | None],
             spec, unreachable = None, err  # the name alone may still say what the model is
         if spec is not None:
             return spec
-    spec = _inferred(name, database)
+    spec = _inferred(name, database, within) or _variant(name, database, within)
     if spec is not None:
-        return spec
+        return _served_as_named(spec, name)
     raise unreachable or NotFoundError(_not_found(name, unknown))
 
 
@@ -65,7 +71,8 @@ def _from_path(name: str) -> ModelSpec | None:
     if not is_model_path(path):
         return None
     result = import_model(path)
-    return result.spec.model_copy(update={"origin": f"local path {path}"})
+    folder = Path(name) if path.is_dir() else Path(name).parent  # the engine loads the folder
+    return result.spec.model_copy(update={"origin": f"local path {path}", "served": str(folder)})
 
 
 def _from_cache(name: str) -> ModelSpec | None:
@@ -79,7 +86,7 @@ def _from_cache(name: str) -> ModelSpec | None:
                             name=None, display=ref.repo, checkpoint=local_checkpoint(snapshot),
                             slug=ref.repo.split("/")[-1])
     return spec.spec.model_copy(update={"origin": f"Hugging Face cache {ref.repo}@{sha} ({snapshot})",
-                                        "hf_repo": ref.repo})
+                                        "hf_repo": ref.repo, **_served(ref)})
 
 
 def _from_hub(name: str) -> ModelSpec | None:
@@ -92,7 +99,8 @@ def _from_hub(name: str) -> ModelSpec | None:
     result = spec_from_config(raw, f"{ref.repo}@{sha} config.json", source=f"https://huggingface.co/{ref.repo}/blob/{sha}/config.json",
                               name=None, display=ref.repo, checkpoint=fetch_checkpoint(ref, sha),
                               slug=ref.repo.split("/")[-1])
-    return result.spec.model_copy(update={"origin": f"Hugging Face Hub {ref.repo}@{sha}", "hf_repo": ref.repo})
+    return result.spec.model_copy(update={"origin": f"Hugging Face Hub {ref.repo}@{sha}", "hf_repo": ref.repo,
+                                          **_served(ref)})
 
 
 def weights_format_in_name(name: str) -> str | None:
@@ -100,17 +108,41 @@ def weights_format_in_name(name: str) -> str | None:
     return next((fmt for pattern, fmt in NAME_FORMATS if re.search(pattern, repo, flags=re.I)), None)
 
 
-def _inferred(name: str, database: Callable[[str], ModelSpec | None]) -> ModelSpec | None:
+def _served(ref: RepoRef) -> dict:
+    return {"served": ref.repo, "revision": None if ref.revision == "main" else ref.revision}
+
+
+def _served_as_named(spec: ModelSpec, name: str) -> ModelSpec:
+    ref = parse_repo_id(name)
+    return spec.model_copy(update=_served(ref) if ref else {"served": name, "revision": None})
+
+
+def _inferred(name: str, database: Callable[[str], ModelSpec | None],
+              within: Callable[[str], ModelSpec | None]) -> ModelSpec | None:
     fmt = weights_format_in_name(name)
     if fmt is None:
         return None
-    base_name = _QUANT_TAIL.sub("", name.rsplit("/", 1)[-1])
-    base = database(base_name) if base_name else None
+    base_name = _QUANT_TAIL.sub("", name.rsplit("/", 1)[-1].split("@")[0])
+    base = (database(base_name) or within(base_name)) if base_name else None
     if base is None:
         return None
     note = (f"its name '{name}', inferred: {base.name} from the database, weights {fmt} "
-            f"(no checkpoint read: point at its config.json, or go online, for the real one)")
+            f"(no checkpoint read: its own context and dtype may differ; point at its config.json, or go "
+            "online, for the real one)")
     return base.model_copy(update={"quantization": fmt, "checkpoint_bytes": None, "origin": note})
+
+
+def _variant(name: str, database: Callable[[str], ModelSpec | None],
+             within: Callable[[str], ModelSpec | None]) -> ModelSpec | None:
+    """A fine-tune or variant of a database model, by its name alone (its config was not read)."""
+    bare = name.rsplit("/", 1)[-1].split("@")[0]
+    base = database(bare) or within(bare)
+    if base is None:
+        return None
+    note = (f"its name '{name}', inferred: {base.name} from the database (its config.json was not read: offline "
+            "or not cached; its own context, dtype and quantization may differ; point at its config.json, or go "
+            "online, for the real one)")
+    return base.model_copy(update={"origin": note})
 
 
 def _not_found(name: str, unknown: Callable[[str], str]) -> str:

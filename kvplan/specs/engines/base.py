@@ -90,6 +90,9 @@ class Engine:
     # How the start-up check counts one request of max_model_len: "max_memory_usage" (vLLM V1: each
     # layer kind's max_memory_usage_bytes) or "paged_request" (the request's pages as it is held).
     start_rule: str = "paged_request"
+    # The switch that lets a max_model_len beyond the model's derived context start (an environment
+    # variable); "" where the engine has none and does not refuse.
+    long_context_switch: str = ""
     base_overhead_bytes = RUNTIME_OVERHEAD_BYTES
     base_overhead_source = "CUDA context, measured"
 
@@ -112,6 +115,11 @@ class Engine:
         formula = f"{self.base_overhead_bytes:,} B" + (f" + {comm:,} B" if comm else "")
         return Term(self.base_overhead_bytes + comm, self.base_overhead_source + note, formula)
 
+    def auto_dtype(self, model: ModelSpec, gpu: GpuSpec | None) -> tuple[str, str]:
+        """(the dtype `--dtype auto` serves weights and activations in, and why): by default the
+        checkpoint's own compute dtype."""
+        return model.compute_dtype, f"the checkpoint's {model.dtype}"
+
     def default_util(self, gpus: int) -> float:
         return self.util
 
@@ -123,9 +131,14 @@ class Engine:
         return self.command.write(deploy) if self.command else ""
 
     def read_command(self, text: str) -> tuple[dict, list[str]]:
+        """The settings a command line sets, by check-file field, and the flags kvplan ignores; the
+        engine's long-context switch before it sets allow_long_max_len."""
         if self.command is None:
             raise InputError(f"{self.display_name} has no command line to read")
-        return self.command.read(text, self.name, self.display_name)
+        fields, ignored = self.command.read(text, self.name, self.display_name)
+        if self.long_context_switch and self.long_context_switch in fields.pop("environment", []):
+            fields["allow_long_max_len"] = True
+        return fields, ignored
 
 
 # --- command lines ---------------------------------------------------------------------------------
@@ -134,13 +147,17 @@ class Engine:
 class Deploy:
     """Every setting an engine command carries, by kvplan's names."""
 
-    model: str  # the repo id or path the engine loads
+    model: str  # the repo id or path the engine loads, as the user named it
     tp: int
     pp: int
     max_len: int
     util: float
-    kv_dtype: str
+    kv_dtype: str  # the KV dtype planned, only where the engine's auto would choose another
     max_num_seqs: int
+    revision: str | None = None  # a branch, tag or commit of the repo, when one was named
+    environment: tuple[str, ...] = ()  # VAR=value settings the command needs before it
+    dtype: str | None = None  # the weights' dtype, only where the engine's auto would choose another
+    quantization: str | None = None  # a format the engine casts the weights to at load, only then
 
 
 def _kv_dtype(value: str) -> str:
@@ -154,7 +171,7 @@ _QUANTIZATION = {"fp8": "fp8", "awq": "int4", "awq_marlin": "int4", "gptq": "int
 Reader = Callable[[str, str], object]
 # A setting's field (as in check files) -> how its value is read: kvplan.bounds' readers, as on the command line.
 FIELD_READERS: dict[str, Reader] = {
-    "model": lambda v, _: v,
+    "model": lambda v, _: v, "revision": lambda v, _: v,
     "tp": bounds.gpus, "pp": bounds.gpus, "max_model_len": bounds.tokens, "util": bounds.fraction,
     "kv_dtype": lambda v, _: _kv_dtype(v), "max_num_seqs": bounds.requests, "block_size": bounds.block_size,
     "max_num_batched_tokens": bounds.tokens, "cpu_offload_gib": bounds.gib_or_zero,
@@ -173,15 +190,19 @@ class CommandLine:
     flags: dict[str, str]  # setting -> the flag kvplan writes, in the order written
     also_read: dict[str, str] = field(default_factory=dict)  # other spellings read: flag -> setting
     kv_dtypes: dict[str, str] = field(default_factory=dict)  # kvplan's KV dtype -> the engine's value
+    dtypes: dict[str, str] = field(default_factory=dict)  # kvplan's weights dtype -> the engine's --dtype value
+    quantizations: dict[str, str] = field(default_factory=dict)  # formats it can cast to at load -> its value
     program_words: tuple[str, ...] = ()  # first words that mean "this engine" even when unparseable
     usage: str = ""  # how to write it, for the message when a line names the engine but no server
 
     def write(self, d: Deploy) -> str:
         """The command line, with pipeline parallelism and the KV dtype only where they differ from
         the engine's default (one stage, the model's dtype)."""
-        values = {"tp": d.tp, "pp": d.pp if d.pp > 1 else None, "max_model_len": d.max_len, "util": f"{d.util:g}",
-                  "kv_dtype": self.kv_dtypes.get(d.kv_dtype), "max_num_seqs": d.max_num_seqs}
-        words = [self.program, *([self.model_flag] if self.model_flag else []), d.model]
+        values = {"revision": d.revision, "tp": d.tp, "pp": d.pp if d.pp > 1 else None, "max_model_len": d.max_len,
+                  "util": f"{d.util:g}", "kv_dtype": self.kv_dtypes.get(d.kv_dtype), "max_num_seqs": d.max_num_seqs,
+                  "weights_dtype": self.dtypes.get(d.dtype or ""),
+                  "quantization": self.quantizations.get(d.quantization or "")}
+        words = [*d.environment, self.program, *([self.model_flag] if self.model_flag else []), d.model]
         for setting, flag in self.flags.items():
             if values.get(setting) is not None:
                 words.append(f"{flag} {values[setting]}")
@@ -190,7 +211,7 @@ class CommandLine:
     def read(self, command: str, engine: str, display: str) -> tuple[dict, list[str]]:
         """The settings a command line sets (check-file field names), and the flags kvplan ignores;
         `engine` and `display` name the engine in messages."""
-        words = self._words(command, engine, display)
+        environment, words = self._words(command, engine, display)
         by_flag = {flag: setting for setting, flag in self.flags.items()} | self.also_read
         if self.model_flag:
             by_flag[self.model_flag] = "model"
@@ -216,19 +237,22 @@ class CommandLine:
                 if not has_inline and i + 1 < len(words) and not words[i + 1].startswith("-"):
                     i += 1  # its value
             i += 1
+        if environment:
+            fields["environment"] = environment
         return fields, ignored
 
-    def _words(self, command: str, engine: str, display: str) -> list[str]:
-        """The words after the launcher; shell continuations joined, leading VAR=value settings dropped."""
+    def _words(self, command: str, engine: str, display: str) -> tuple[list[str], list[str]]:
+        """(the leading VAR=value settings, the words after the launcher); shell continuations joined."""
         try:
             words = shlex.split(command.replace("\\\n", " "))
         except ValueError as err:  # an unbalanced quote: the scenario cannot be read, so it is an error
             raise InputError(f"cannot read the {engine} command line ({err}); balance its quotes") from None
+        environment = []
         while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
-            words = words[1:]
+            environment.append(words.pop(0))
         for launcher in self.launchers:
             if tuple(words[: len(launcher)]) == launcher:
-                return words[len(launcher):]
+                return environment, words[len(launcher):]
         if words and words[0] in self.program_words:
             raise InputError(f"'{' '.join(words[:3])}' is not a {display} server command; write {self.usage}")
-        return words
+        return environment, words

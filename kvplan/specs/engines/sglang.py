@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine, Term
 
 if TYPE_CHECKING:
+    from kvplan.specs.gpu import GpuSpec
     from kvplan.specs.model import ModelSpec
 
 # server_args: mem_fraction_static by the GPUs of a replica (at least this many -> this fraction)
@@ -23,12 +24,14 @@ COMMAND = CommandLine(
     launchers=(("python", "-m", "sglang.launch_server"), ("python3", "-m", "sglang.launch_server"),
                ("sglang", "serve")),
     model_flag="--model-path",
-    flags={"tp": "--tp-size", "pp": "--pp-size", "max_model_len": "--context-length", "util": "--mem-fraction-static",
+    flags={"revision": "--revision", "tp": "--tp-size", "pp": "--pp-size", "max_model_len": "--context-length", "util": "--mem-fraction-static",
            "kv_dtype": "--kv-cache-dtype", "max_num_seqs": "--max-running-requests", "block_size": "--page-size",
            "max_num_batched_tokens": "--chunked-prefill-size", "weights_dtype": "--dtype",
            "quantization": "--quantization"},
     also_read={"--model": "model", "--tp": "tp", "--pp": "pp"},
     kv_dtypes={"fp8": "fp8_e4m3"},
+    dtypes={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"},
+    quantizations={"fp8": "fp8"},
     program_words=("sglang",),
     usage="`python -m sglang.launch_server --model-path MODEL ...`",
 )
@@ -44,6 +47,8 @@ class Sglang(Engine):
     source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static by TP size "
               "(server_args: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16)")
     command = COMMAND
+    # model_config.py: a context_length above the derived one is refused unless this is set
+    long_context_switch = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1"
 
     def default_util(self, gpus: int) -> float:
         return next(fraction for size, fraction in FRACTION_BY_GPUS if gpus >= size)
@@ -53,6 +58,14 @@ class Sglang(Engine):
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         return (total - weights - overhead - activation) - int(total * (1 - util))
+
+    def auto_dtype(self, model: ModelSpec, gpu: GpuSpec | None) -> tuple[str, str]:
+        """ModelConfig._get_and_verify_dtype (python/sglang/srt/configs/model_config.py): a float32
+        checkpoint is served in fp16, a Gemma one in bf16."""
+        if model.compute_dtype != "fp32":
+            return model.compute_dtype, f"the checkpoint's {model.dtype}"
+        served = "bf16" if model.family.startswith("gemma") else "fp16"
+        return served, f"the checkpoint's fp32, which SGLang serves in {served} (--dtype auto)"
 
 
 SGLANG = Sglang()

@@ -9,8 +9,14 @@ vllm/engine/arg_utils.py (block_size 16, gpu_memory_utilization 0.9, batch defau
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kvplan.specs.engines.base import CommandLine, Engine
 from kvplan.units import GIB
+
+if TYPE_CHECKING:
+    from kvplan.specs.gpu import GpuSpec
+    from kvplan.specs.model import ModelSpec
 
 # vLLM's non-torch memory (CUDA context allocations outside PyTorch's caching allocator, cuBLAS
 # workspaces) as logged on one H100 at TP 1: "non-torch memory takes 0.25GiB".
@@ -21,12 +27,14 @@ COMMAND = CommandLine(
     launchers=(("vllm", "serve"), ("python", "-m", "vllm.entrypoints.openai.api_server"),
                ("python3", "-m", "vllm.entrypoints.openai.api_server"), ("python", "-m", "vllm.entrypoints.api_server")),
     model_flag=None,
-    flags={"tp": "--tensor-parallel-size", "pp": "--pipeline-parallel-size", "max_model_len": "--max-model-len",
+    flags={"revision": "--revision", "tp": "--tensor-parallel-size", "pp": "--pipeline-parallel-size", "max_model_len": "--max-model-len",
            "util": "--gpu-memory-utilization", "kv_dtype": "--kv-cache-dtype", "max_num_seqs": "--max-num-seqs",
            "block_size": "--block-size", "max_num_batched_tokens": "--max-num-batched-tokens",
            "cpu_offload_gib": "--cpu-offload-gb", "weights_dtype": "--dtype", "quantization": "--quantization"},
     also_read={"--model": "model", "-tp": "tp", "-pp": "pp", "-q": "quantization"},
     kv_dtypes={"fp8": "fp8"},
+    dtypes={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"},
+    quantizations={"fp8": "fp8", "nf4": "bitsandbytes"},  # online fp8; bitsandbytes in-flight 4-bit
     program_words=("vllm", "python", "python3"),
     usage="`vllm serve MODEL ...` or `python -m vllm.entrypoints.openai.api_server --model MODEL ...`",
 )
@@ -42,11 +50,26 @@ class Vllm(Engine):
               "block_size=16")
     command = COMMAND
     start_rule = "max_memory_usage"
+    # vllm/config: a max_model_len above the derived one is refused unless this is set
+    long_context_switch = "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1"
     base_overhead_bytes = NON_TORCH_BYTES
     base_overhead_source = "vLLM non-torch, as logged"
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         return int(total * util) - (weights + activation + overhead)
+
+    def auto_dtype(self, model: ModelSpec, gpu: GpuSpec | None) -> tuple[str, str]:
+        """ModelConfig's auto dtype (vllm/config/model.py _resolve_auto_dtype): the platform's
+        preferred dtype, bf16 on GPUs that have it (compute capability 8.0 and up) and fp16 on older
+        ones, for a float32 checkpoint, and for a bf16 checkpoint on a GPU without bf16."""
+        has_bf16 = gpu is None or gpu.has_bf16
+        preferred = "bf16" if has_bf16 else "fp16"
+        checkpoint = model.compute_dtype
+        if checkpoint == "fp32":
+            return preferred, f"the checkpoint's fp32, which vLLM serves in {preferred} (--dtype auto)"
+        if checkpoint == "bf16" and not has_bf16:
+            return "fp16", f"the checkpoint's bf16, which vLLM serves in fp16 on {gpu.name if gpu else 'it'} (no bf16)"
+        return checkpoint, f"the checkpoint's {model.dtype}"
 
 
 VLLM = Vllm()
