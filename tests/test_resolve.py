@@ -116,7 +116,7 @@ def test_the_database_comes_first(capsys, hf_cache):
 @pytest.mark.parametrize("name, base, fmt", [
     ("RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", "llama3.3-70b", "fp8"),
     ("hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4", "llama3.1-8b", "int4"),
-    ("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4", "qwen2.5-7b", "int4"),
+    ("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4", "qwen2.5-7b-instruct", "int4"),
     ("RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8", "llama3.1-8b", "int8"),
     ("neuralmagic/Meta-Llama-3.1-70B-Instruct-quantized.w4a16", "llama3.1-70b", "int4"),
     ("unsloth/Meta-Llama-3.1-8B-bnb-4bit", "llama3.1-8b", "nf4"),
