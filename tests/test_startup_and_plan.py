@@ -109,7 +109,7 @@ def test_plan_finds_the_24_gpus(catalog):
 
 
 def test_the_command_line_comes_back_through_check(catalog, tmp_path, capsys):
-    r = plan(catalog.model("llama3.3-70b"), catalog.gpu("h100"), 1000, 8192, ("fp8",))
+    r = plan(catalog.model("llama3.3-70b"), catalog.gpu("h100"), 1000, 8192, ("fp8",), max_len=8192)
     command = r.best[0].command
     assert command.startswith("vllm serve meta-llama/Llama-3.3-70B-Instruct --tensor-parallel-size 4 "
                               "--pipeline-parallel-size 3 --max-model-len 8192 --gpu-memory-utilization 0.9 "
@@ -119,6 +119,16 @@ def test_the_command_line_comes_back_through_check(catalog, tmp_path, capsys):
     assert main(["check", str(path), "--json"]) == 0  # starts, and max_num_seqs requests of max_len fit
     (result,) = json.loads(capsys.readouterr().out)
     assert result["tp"] == 4 and result["pp"] == 3 and result["passed"]
+
+
+def test_plan_starts_at_the_models_context_unless_told(catalog):
+    """The one max_len default: the model's context, as the engine's (Llama-3.3-70B: 131,072)."""
+    model, h100 = catalog.model("llama3.3-70b"), catalog.gpu("h100")
+    default, short = plan(model, h100, 1000, 8192, ("fp8",)), plan(model, h100, 1000, 8192, ("fp8",), max_len=8192)
+    assert default.max_len == 131_072 and "--max-model-len 131072 " in default.best[0].command
+    # starting at 131,072 needs one request of it in every pool: 80 layers x 2 x 8 x 128 x 1 B (fp8) x 131,072
+    # = 20 GiB on one GPU, / TP: a shape can only be as small as that allows, never smaller than at 8,192
+    assert default.best[0].gpus >= short.best[0].gpus
 
 
 def brute_force_gpus(model, gpu, n: int, ctx: int, max_len: int, kv_dtype: str) -> int | None:
@@ -151,7 +161,7 @@ def brute_force_gpus(model, gpu, n: int, ctx: int, max_len: int, kv_dtype: str) 
        ctx=st.sampled_from([1024, 4096, 16384]), kv_dtype=st.sampled_from(["auto", "fp8"]))
 def test_a_plan_never_uses_more_gpus_than_brute_force(catalog, name, gpu_name, n, ctx, kv_dtype):
     model, gpu = catalog.model(name), catalog.gpu(gpu_name)
-    r = plan(model, gpu, n, ctx, (kv_dtype,))
+    r = plan(model, gpu, n, ctx, (kv_dtype,), max_len=ctx)
     brute = brute_force_gpus(model, gpu, n, ctx, ctx, kv_dtype)
     assert (r.best[0].gpus if r.best else None) == brute
 

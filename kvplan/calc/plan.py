@@ -84,14 +84,18 @@ def plan(model: ModelSpec, gpu: GpuSpec, concurrency: int, ctx: int, kv_dtypes: 
          inputs: BudgetInputs = BudgetInputs(), gpus_per_node: int = 8, *, max_len: int | None = None,
          cross_node_tp: bool = False) -> PlanResult:
     """Per KV dtype, the deployment with the fewest GPUs serving `concurrency` requests of `ctx`
-    tokens at once, with max_model_len = max_len (default: ctx)."""
+    tokens at once, with max_model_len = max_len (default, as every command's and the engine's: the
+    model's context)."""
     bounds.requests(concurrency, "concurrency")
     bounds.tokens(ctx, "ctx")
     bounds.gpus(gpus_per_node, "gpus_per_node")
-    max_len = ctx if max_len is None else max_len
+    given = max_len is not None
+    max_len = model.max_context if max_len is None else max_len
     if max_len < ctx:
-        raise InputError(f"{{max_len}} {max_len:,} is shorter than the {ctx:,}-token requests; use {{max_len}} >= {{ctx}}",
-                         "max_len", "ctx")
+        whose = "" if given else f" ({model.name}'s context, the default)"
+        raise InputError(f"{{max_len}} {max_len:,}{whose} is shorter than the {ctx:,}-token requests; use {{max_len}} "
+                         ">= {ctx}" + ("" if given else " and {allow_long_max_len}"),
+                         "max_len", "ctx", "allow_long_max_len")
     best, runner_ups, candidates, infeasible = [], [], [], []
     for kv_dtype in kv_dtypes:  # bad settings (dtype, engine, util) are errors, not infeasible plans
         memory_budget(model, gpu, replace(inputs, kv_dtype=kv_dtype, tp=1, pp=1))
