@@ -25,7 +25,7 @@ def run(capsys, *argv):
 
 def test_example_file_passes(capsys):
     code, out, _ = run(capsys, "check", str(EXAMPLE), "--json")
-    results = {r["name"]: r for r in json.loads(out)}
+    results = {r["name"]: r for r in json.loads(out)["scenarios"]}
     assert code == 0 and all(r["passed"] for r in results.values())
     chat = {o["expectation"]: o for o in results["chat-llama3-8b"]["outcomes"]}
     # pool int(85,017,493,504 x 0.9) - (16,060,522,496 + 1,956,642,816 + 268,435,456) = 58,229,568,385 B;
@@ -56,7 +56,7 @@ def test_a_failing_expectation_exits_1_and_explains_itself(capsys, tmp_path):
 def test_inline_form(capsys):
     code, out, _ = run(capsys, "check", "--model", "llama3-70b", "--gpu", "h100", "--tp", "4", "--ctx", "8192",
                        "--min-concurrency", "32", "--json")
-    result = json.loads(out)[0]
+    result = json.loads(out)["scenarios"][0]
     assert code == 0 and result["passed"] and result["tp"] == 4
 
 
@@ -77,10 +77,10 @@ def test_preemption_is_checked_only_when_asked_and_fails_with_both_fixes(capsys,
     line = "vllm serve meta-llama/Meta-Llama-3-8B --max-model-len 8192 --max-num-seqs 256"
     path.write_text(f"scenarios:\n  - name: v\n    gpu: h100\n    vllm: {line}\n")
     code, out, _ = run(capsys, "check", str(path), "--json")
-    assert code == 0 and json.loads(out)[0]["outcomes"] == []  # nothing asked: nothing judged
+    assert code == 0 and json.loads(out)["scenarios"][0]["outcomes"] == []  # nothing asked: nothing judged
     path.write_text(f"scenarios:\n  - name: v\n    gpu: h100\n    vllm: {line}\n    expect: {{no_preemption: true}}\n")
     code, out, _ = run(capsys, "check", str(path), "--json")
-    result = json.loads(out)[0]
+    result = json.loads(out)["scenarios"][0]
     outcome = result["outcomes"][0]
     # --max-num-seqs 256 leaves 2 x (1,024 - 256) x 128,256 x 4 B = 788,013,056 B of the sampler's profile:
     # (58,229,568,385 + 788,013,056) B // 1 GiB per 8,192-token request = 54 fit, not 256: vLLM would preempt
@@ -129,3 +129,37 @@ def test_bad_inline_flags_exit_2(capsys, argv, message):
 def test_missing_file_exits_2(capsys, tmp_path):
     code, _, err = run(capsys, "check", str(tmp_path / "nope.yaml"))
     assert code == 2 and "no such check file" in err
+
+
+def test_each_engines_command_line_is_read_back(capsys, tmp_path):
+    """fit and plan write each engine's command; check reads each back, with the engine it names."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "scenarios:\n"
+        "  - {name: s, gpu: h100, sglang: 'python -m sglang.launch_server --model-path meta-llama/Meta-Llama-3-8B"
+        " --tp-size 2 --context-length 8192 --mem-fraction-static 0.8 --max-running-requests 64 --port 30000'}\n"
+        "  - {name: t, gpu: h100, trtllm: 'trtllm-serve meta-llama/Meta-Llama-3-8B --tp_size 2 --max_seq_len 8192"
+        " --kv_cache_free_gpu_memory_fraction 0.8 --max_batch_size 64'}\n")
+    code, out, _ = run(capsys, "check", str(path), "--json")
+    report = json.loads(out)
+    assert code == 0 and (report["passed"], report["failed"]) == (2, 0)
+    s, t = report["scenarios"]
+    assert (s["engine"], s["tp"], s["ignored_flags"]) == ("SGLang", 2, ["--port"])
+    assert s["command_settings"] == {"model": "meta-llama/Meta-Llama-3-8B", "tp": 2, "max_model_len": 8192,
+                                     "util": 0.8, "max_num_seqs": 64}
+    assert t["engine"] == "TensorRT-LLM" and t["command_settings"]["max_num_seqs"] == 64
+
+
+def test_two_engine_lines_in_one_scenario_are_refused(capsys, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("scenarios:\n  - {name: x, gpu: h100, vllm: 'vllm serve m', sglang: 'sglang serve m'}\n")
+    code, _, err = run(capsys, "check", str(path))
+    assert code == 2 and "vllm and sglang: give one engine's command line per scenario" in err
+
+
+def test_every_unknown_model_of_a_file_is_reported_in_one_run(capsys, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("defaults: {gpu: h100}\nscenarios:\n  - {name: a, model: lama3-8b}\n  - {name: b, model: qwen9}\n")
+    code, _, err = run(capsys, "check", str(path))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 2 and "(a): unknown model 'lama3-8b'" in lines[0] and "(b)" in lines[1]

@@ -166,7 +166,7 @@ def test_check_reads_the_switch_from_a_vllm_line(capsys, tmp_path):
     path.write_text(f"scenarios:\n  - {{name: refused, gpu: h100, vllm: '{line}'}}\n"
                     f"  - {{name: allowed, gpu: h100, vllm: 'VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 {line}'}}\n")
     code, out, _ = run(capsys, "check", str(path), "--json")
-    results = {r["name"]: r for r in json.loads(out)}
+    results = {r["name"]: r for r in json.loads(out)["scenarios"]}
     assert code == 1 and not results["refused"]["passed"] and results["allowed"]["passed"]
 
 

@@ -159,7 +159,7 @@ def test_memory_flags_of_a_vllm_line_are_counted(capsys, tmp_path):
         for name, flags in (("base", ""), ("offload", " --cpu-offload-gb 10"),
                             ("chunk", " --max-num-batched-tokens 16384"))))
     code, out, _ = run(capsys, "check", str(path), "--json")
-    got = {r["name"]: r["outcomes"][0]["value"] for r in json.loads(out)}
+    got = {r["name"]: r["outcomes"][0]["value"] for r in json.loads(out)["scenarios"]}
     # base: 58,229,568,385 B of pool // 536,870,912 B per 4,096-token request = 108
     # offload: 10 GiB of weights on the host: (58,229,568,385 + 10,737,418,240) // 536,870,912 = 128
     # chunk: 16,384 batched tokens, not 8,192: 3 x 8,192 x (4,096 + 14,336) x 2 B = 905,969,664 B more

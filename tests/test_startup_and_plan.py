@@ -90,7 +90,7 @@ def test_fit_asks_for_replicas_to_reach_a_concurrency(catalog):
 def test_an_inline_check_that_would_not_start_fails_with_the_fix(catalog, capsys):
     code = main(["check", "--model", "qwen2.5-32b", "--gpu", "l40s", "--tp", "2", "--ctx", "16k",
                  "--min-concurrency", "3", "--json"])
-    (result,) = json.loads(capsys.readouterr().out)
+    (result,) = json.loads(capsys.readouterr().out)["scenarios"]
     assert code == 1 and not result["passed"]
     assert [o["expectation"] for o in result["outcomes"] if not o["passed"]] == ["starts"]
     model = catalog.model("qwen2.5-32b")
@@ -117,7 +117,7 @@ def test_the_command_line_comes_back_through_check(catalog, tmp_path, capsys):
     path = tmp_path / "gate.yaml"
     path.write_text(f"scenarios:\n  - name: planned\n    gpu: h100\n    vllm: '{command}'\n")
     assert main(["check", str(path), "--json"]) == 0  # starts, and max_num_seqs requests of max_len fit
-    (result,) = json.loads(capsys.readouterr().out)
+    (result,) = json.loads(capsys.readouterr().out)["scenarios"]
     assert result["tp"] == 4 and result["pp"] == 3 and result["passed"]
 
 

@@ -19,7 +19,8 @@ from kvplan.calc.search import largest_true
 from kvplan.calc.startup import startup
 from kvplan.errors import KvplanError
 from kvplan.results.capacity import StartCheck
-from kvplan.results.check import Outcome, ScenarioFix, ScenarioResult
+from kvplan.results.check import CheckReport, Outcome, ScenarioFix, ScenarioResult
+from kvplan.specs.engines import engine as engine_entry
 from kvplan.specs.checkfile import Scenario
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
@@ -184,4 +185,10 @@ def evaluate(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioResult:
     return ScenarioResult(name=s.name, model=model.name, model_origin=model.origin, gpu=gpu.name, tp=s.tp, pp=s.pp,
                           passed=passed, outcomes=tuple(outcomes), fixes=tuple(fixes),
                           fix=first.settings if first else None, fix_concurrency=first.concurrency if first else None,
-                          ignored_flags=s.ignored_flags)
+                          ignored_flags=s.ignored_flags, engine=engine_entry(s.engine).display_name,
+                          command_settings=dict(s.command_settings))
+
+
+def report(results: list[ScenarioResult]) -> CheckReport:
+    failed = sum(not r.passed for r in results)
+    return CheckReport(passed=len(results) - failed, failed=failed, scenarios=tuple(results))

@@ -9,9 +9,10 @@ import typer
 
 from kvplan.cli.app import (
     DEFAULT_ENGINE, DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, handle_errors, read_option,
+    spelled,
 )
 from kvplan import bounds
-from kvplan.errors import KvplanError
+from kvplan.errors import KvplanError, SpecError
 
 
 @app.command()
@@ -35,7 +36,7 @@ def check(
 
     Example: kvplan check examples/capacity.yaml --junit report.xml
     """
-    from kvplan.calc.check import evaluate
+    from kvplan.calc.check import evaluate, report
     from kvplan.errors import InputError
     from kvplan.render.base import print_json
     from kvplan.render.check import render_check, write_junit, write_markdown
@@ -54,17 +55,19 @@ def check(
     if not scenarios:
         raise InputError("nothing to check: pass a check file or --model and --gpu")
     cat = catalog(specs)
-    results = []
-    for s in scenarios:
+    results, problems = [], []
+    for s in scenarios:  # every scenario's problem in one run, not the first alone
         try:
-            model_spec, gpu_spec = cat.model(s.model), cat.gpu(s.gpu)
+            model_spec, gpu_spec = cat.model(s.model or ""), cat.gpu(s.gpu or "")
+            results.append(evaluate(model_spec, gpu_spec, s))
         except KvplanError as err:
-            raise type(err)(f"{s.source or 'inline scenario'} ({s.name}): {err}") from None
-        results.append(evaluate(model_spec, gpu_spec, s))
+            problems.append(f"{s.source or 'inline scenario'} ({s.name}): {spelled(err)}")
+    if problems:
+        raise SpecError("\n".join(problems))
     if junit:
         write_junit(junit, results)
     if markdown:
         write_markdown(markdown, results)
-    print_json(console, results) if json else render_check(console, results)
+    print_json(console, report(results)) if json else render_check(console, results)
     if not all(r.passed for r in results):
         raise typer.Exit(1)

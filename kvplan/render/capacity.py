@@ -62,7 +62,7 @@ def _engine_lines(r: BatchResult) -> list[str]:
         f"KV pool {fmt_bytes(b.usable_pool_bytes)}: {b.num_blocks:,} blocks of {b.block_size} tokens, "
         f"{b.token_capacity:,} tokens",
         f"Maximum concurrency for {r.max_len:,} tokens per request: {r.max_concurrency_at_max_len:,.2f}x",
-        start_line(r.start),
+        *([start_line(r.start)] if r.start.starts else []),  # a refusal is said before any figure
     ]
 
 
@@ -123,6 +123,9 @@ def render_batch(console: Console, r: BatchResult, explain: bool = False) -> Non
     console.print(f"[dim]Defaults: {b.engine_source}.[/]")
     if dtype_line(b):
         console.print(dtype_line(b), markup=False)
+    if not r.start.starts:  # before any capacity or throughput figure: what follows is what it would hold
+        console.print(start_line(r.start))
+        console.print(f"[dim]If it started (at a {flag('max_model_len')} it accepts):[/]")
     console.print(strategies_table(r))
     for line in _engine_lines(r):
         console.print(line)

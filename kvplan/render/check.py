@@ -32,7 +32,7 @@ def render_check(console: Console, results: Sequence[ScenarioResult]) -> None:
             console.print(f"[red]{r.name}[/]: " + (suggestion(r) or "no single change (fp8 KV, more TP, "
                                                                    "quantized weights) makes it pass"))
         if r.ignored_flags:
-            console.print(f"[dim]{r.name}: ignored vLLM flags {', '.join(r.ignored_flags)}[/]")
+            console.print(f"[dim]{r.name}: ignored {r.engine} flags {', '.join(r.ignored_flags)}[/]")
     failed = sum(not r.passed for r in results)
     console.print(f"{len(results) - failed} passed, {failed} failed")
 

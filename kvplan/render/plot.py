@@ -111,10 +111,12 @@ def plot_fit(r: FitResult, path: Path) -> None:
     """`kvplan fit --plot`: one GPU's memory as a stacked bar in GiB, against the GPU's total, with the
     headroom left once the requests are placed and what the engine's fraction keeps back."""
     b = r.budget
+    used = r.kv_used_bytes if r.start.starts else 0  # an engine that does not start holds no request
     parts = {"weights": b.weights_bytes, "activation": b.activation_bytes, "overhead": b.overhead_bytes,
-             "KV used": r.kv_used_bytes, "KV free (headroom)": max(r.free_bytes, 0),
+             "KV used": used, "KV free (headroom)": max(r.free_bytes + r.kv_used_bytes - used, 0),
              "kept back (1 - util)": r.held_back_bytes}
-    title = f"{r.model} on {b.gpu} (TP {b.tp}, PP {b.pp}), {r.ctx_tokens:,}-token requests, {b.engine}: {r.verdict}"
+    title = (f"{r.model} on {b.gpu} (TP {b.tp}, PP {b.pp}), {r.ctx_tokens:,}-token requests, KV {b.kv_dtype}, "
+             f"{b.engine}: {r.verdict}")
     plot_stacked(path, title, {b.gpu: {k: v / GIB for k, v in parts.items()}}, "GiB (2^30 B) per GPU",
                  total=b.total_bytes / GIB, unit=" GiB")
 

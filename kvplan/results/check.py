@@ -34,3 +34,13 @@ class ScenarioResult(Result):
     fix: dict[str, int | str] | None = None  # the first of them, e.g. {"max_model_len": 60352}
     fix_concurrency: int | None = None  # the concurrency once fixed
     ignored_flags: tuple[str, ...]
+    engine: str = ""  # the engine's display name
+    command_settings: dict[str, int | float | str | bool] = {}  # what its engine command line set, by field
+
+
+class CheckReport(Result):
+    """`kvplan check --json`: the totals, then each scenario."""
+
+    passed: int
+    failed: int
+    scenarios: tuple[ScenarioResult, ...]

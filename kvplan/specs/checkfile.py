@@ -58,6 +58,8 @@ def _engine_name(name: object) -> str:
     return name.lower()
 
 
+COMMAND_KEYS = tuple(name for name, entry in ENGINES.items() if entry.command)  # vllm, sglang, trtllm
+
 Tokens = Annotated[int, _read(bounds.tokens)]
 Gpus = Annotated[int, _read(bounds.gpus)]
 Requests = Annotated[int, _read(bounds.requests)]
@@ -79,7 +81,11 @@ class Scenario(Strict):
     source: str = Field(default="", json_schema_extra={"set_by": "kvplan"})  # the check file, for messages
     model: str | None = None
     gpu: str | None = None
-    vllm: str | None = None  # a `vllm serve` command line: its flags fill the fields below
+    # An engine's command line (`vllm serve ...`, SGLang's launch_server, `trtllm-serve ...`), under the
+    # engine's name: its flags fill the fields below, and the engine is that one.
+    vllm: str | None = None
+    sglang: str | None = None
+    trtllm: str | None = None
     tp: Gpus = 1
     pp: Gpus = 1
     replicas: Annotated[int, _count(1, 2**20)] = 1
@@ -100,14 +106,21 @@ class Scenario(Strict):
     requests: Annotated[int, _count(1, 100_000)] = 500  # simulated for min_paged_utilization: enough for a stable share
     expect: Expect = Expect()
     ignored_flags: tuple[str, ...] = Field(default=(), json_schema_extra={"set_by": "kvplan"})
+    # what the engine line set, (field, value) pairs: hashable, as a scenario is a cache key
+    command_settings: tuple[tuple[str, int | float | str | bool], ...] = Field(default=(), json_schema_extra={"set_by": "kvplan"})
 
     @model_validator(mode="after")
     def check_model_and_gpu(self) -> Scenario:
-        if not self.model and not self.vllm:
-            raise ValueError("a scenario needs a model (or a vllm command line naming one)")
+        if not self.model and not self.command_key:
+            raise ValueError("a scenario needs a model (or an engine's command line naming one: vllm, sglang or trtllm)")
         if not self.gpu:
             raise ValueError("a scenario needs a gpu (here or in defaults)")
         return self
+
+    @property
+    def command_key(self) -> str | None:
+        """The engine whose command line this scenario was read from, if any."""
+        return next((name for name in COMMAND_KEYS if getattr(self, name)), None)
 
     @property
     def peak_tokens(self) -> int:
@@ -123,11 +136,15 @@ class CheckFile(Strict):
 
 def scenario(raw: dict, defaults: dict) -> Scenario:
     fields = {**defaults, **raw}
-    if fields.get("vllm") is not None and not isinstance(fields["vllm"], str):
-        raise InputError(f"vllm: expected a command line in quotes, got {fields['vllm']!r}")
-    if fields.get("vllm"):
-        parsed, ignored = engine_entry("vllm").read_command(fields["vllm"])
-        fields = {**defaults, **parsed, **raw, "ignored_flags": tuple(ignored)}
+    given = [key for key in COMMAND_KEYS if fields.get(key) is not None]
+    if len(given) > 1:
+        raise InputError(f"{' and '.join(given)}: give one engine's command line per scenario")
+    for key in given:
+        if not isinstance(fields[key], str) or not fields[key].strip():
+            raise InputError(f"{key}: expected a command line in quotes, got {fields[key]!r}")
+        parsed, ignored = engine_entry(key).read_command(fields[key])
+        fields = {**defaults, "engine": key, **parsed, **raw, "ignored_flags": tuple(ignored),
+                  "command_settings": tuple(parsed.items())}
         if fields.get("max_model_len") and not fields.get("ctx") and not fields.get("in_tokens"):
             fields["ctx"] = fields["max_model_len"]  # a request of max_model_len: what the engine must hold
     return Scenario.model_validate(fields)
