@@ -306,3 +306,30 @@ def test_peak_running_never_exceeds_the_caps(name, capacity, block, lens, caps):
     stats = simulate(make_strategy(name, capacity, 128, block, prefix=8), requests, check=True, caps=caps)
     assert stats.peak_running <= min(caps.max_num_seqs or len(requests), caps.max_num_batched_tokens or len(requests))
     assert stats.finished + stats.rejected == len(requests)
+
+
+def test_frag_admits_under_the_engine_defaults_on_an_h100(capsys):
+    """vLLM's defaults on a GPU of at least 70 GiB: 1,024 sequences, 8,192 batched tokens. 3,000 chat
+    requests at once: ~50 prompts of ~161 tokens a step (8,192 / 161), so 1,024 run after ~20 steps,
+    holding ~1,024 x 181 = 185k tokens of the 444,260-token pool: the cap binds, not memory."""
+    assert main(["frag", "llama3-8b", "--gpu", "h100", "--requests", "3000", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["max_num_seqs"], data["max_num_seqs_source"]) == (1024, "engine default")
+    assert (data["max_num_batched_tokens"], data["max_num_batched_tokens_source"]) == (8192, "engine default")
+    rows = {row["strategy"]: row for row in data["rows"]}
+    assert rows["paged"]["peak_concurrency"] == 1024
+    assert all(row["peak_concurrency"] <= 1024 for row in data["rows"])
+
+
+def test_frag_max_num_seqs_given_and_none_without_a_gpu(capsys):
+    assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "300", "--max-num-seqs", "8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["max_num_seqs"], data["max_num_seqs_source"]) == (8, "given")
+    assert (data["max_num_batched_tokens"], data["max_num_batched_tokens_source"]) == (None, "none")
+    assert max(row["peak_concurrency"] for row in data["rows"]) == 8
+    assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "30"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # unwrapped
+    assert "Admission caps: none (a --kv-gib budget has no engine default; give --max-num-seqs and " \
+           "--max-num-batched-tokens)" in out
+    assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "30", "--max-num-batched-tokens", "0"]) == 2
+    assert "--max-num-batched-tokens 0 is out of range" in capsys.readouterr().err

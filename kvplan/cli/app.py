@@ -146,6 +146,9 @@ MaxLenOpt = Annotated[Optional[int], read_option(
 MaxSeqsOpt = Annotated[Optional[int], read_option(
     bounds.requests, "--max-num-seqs", metavar="N", help="The engine's cap on concurrent requests (default: "
     "vLLM's for the GPU).", rich_help_panel=BUDGET)]
+MaxBatchedTokensOpt = Annotated[Optional[int], read_option(
+    bounds.tokens, "--max-num-batched-tokens", metavar="TOKENS", help="The engine's tokens in one step (prefill "
+    "chunks and decodes; default: vLLM's for the GPU).", rich_help_panel=BUDGET)]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)]
 
