@@ -181,7 +181,8 @@ def test_frag_cli(capsys):
     (["--rate", "0"], "--rate 0 is outside [0.000001, 1,000,000] requests/s"),
     (["--rate", "1e-300"], "--rate 1e-300 is outside"),  # it overflowed int()
     (["--rate", "inf"], "--rate inf is not a number kvplan can use"),
-    (["--rate", "5", "--step-ms", "0"], "--step-ms 0 is outside (0, 60,000] ms")])
+    (["--rate", "5", "--step-ms", "0"], "--step-ms 0 is outside [0.001, 60,000] ms"),
+    (["--rate", "5", "--step-ms", "1e-300"], "--step-ms 1e-300 is outside [0.001, 60,000] ms")])  # printed negatives
 def test_bad_rates_exit_2(capsys, argv, message):
     assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "10", *argv]) == 2
     assert message in capsys.readouterr().err
@@ -333,3 +334,15 @@ def test_frag_max_num_seqs_given_and_none_without_a_gpu(capsys):
            "--max-num-batched-tokens)" in out
     assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "30", "--max-num-batched-tokens", "0"]) == 2
     assert "--max-num-batched-tokens 0 is out of range" in capsys.readouterr().err
+
+
+def test_integrals_stay_exact_at_any_step():
+    """The live integral is a whole number (the sum of steps a..b-1), kept in integers: it was a float
+    of offset x n + running x (a + b - 1) x n / 2, two terms of a x n that cancel; from a ~ 10^17 on,
+    past float precision, it came out wrong (96 and 32 here, 0 at 10^20, negative shares in the CLI).
+    A request of 10 + 6 at step a holds 10..15 tokens over 6 steps, one of 3 + 9 at a + 2 holds 3..11."""
+    for a in (0, 10**17, 10**30):
+        for name in STRATEGIES:
+            stats = simulate(make_strategy(name, 100, 20, 4), [Request(10, 6, a), Request(3, 9, a + 2)])
+            assert stats.live == sum(range(10, 16)) + sum(range(3, 12)) == 75 + 63
+            assert stats.steps == a + 2 + 9
