@@ -1,7 +1,8 @@
 """Fragmentation: continuous batching over a fixed KV budget, simulated with real allocators.
 
 Requests arrive, are admitted first-come first-served when their allocation succeeds (a prefill of
-their prompt), grow one token per decode step, and free everything when done. Five strategies:
+their prompt) and the scheduler's caps allow (max_num_seqs running, max_num_batched_tokens a step:
+see simulation.py), grow one token per decode step, and free everything when done. Five strategies:
 
     fixed     a contiguous slot of max_len tokens, first-fit
     exact     a contiguous slot of exactly in + out tokens (the output length known in advance),
