@@ -24,7 +24,7 @@ MAX_GPUS = 1_024  # TP, PP or GPUs per node
 MAX_REQUESTS = 2**24  # 16,777,216 concurrent requests or a batch: no engine schedules more
 MAX_SEED = 2**32 - 1
 MAX_LATENCY_US = 10_000_000.0  # 10 s for one transfer
-MAX_STEP_MS = 60_000.0  # one decode step of a minute
+MIN_STEP_MS, MAX_STEP_MS = 0.001, 60_000.0  # one decode step: a microsecond (under one kernel launch) .. a minute
 MIN_RATE, MAX_RATE = 1e-6, 1e6  # requests per second: one in 12 days .. a million
 MAX_LIST = 10_000  # items in a comma-separated list
 MAX_POINTS = 10_000  # values on a swept axis
@@ -149,7 +149,9 @@ def rate(value: object, name: str) -> float:
 
 
 def step_ms(value: object, name: str) -> float:
-    return number(value, name, 0.0, MAX_STEP_MS, "ms")
+    """A decode step in ms. Bounded below: it turns seconds into steps, and --step-ms 1e-300 made an
+    arrival rate of 1e-297 requests a step, runs of 10^297 steps, and figures past float precision."""
+    return number(value, name, MIN_STEP_MS, MAX_STEP_MS, "ms", lo_open=False)
 
 
 def latency_us(value: object, name: str) -> float:

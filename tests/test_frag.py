@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from kvplan.calc.frag import STRATEGIES, make_strategy, simulate, summarize
 from kvplan.calc.frag.allocators import BlockPool, ContiguousSpace
+from kvplan.calc.frag.simulation import Caps
 from kvplan.cli import main
 from kvplan.errors import InputError
 from kvplan.specs.workloads import Request, generate, read_trace
@@ -180,7 +181,8 @@ def test_frag_cli(capsys):
     (["--rate", "0"], "--rate 0 is outside [0.000001, 1,000,000] requests/s"),
     (["--rate", "1e-300"], "--rate 1e-300 is outside"),  # it overflowed int()
     (["--rate", "inf"], "--rate inf is not a number kvplan can use"),
-    (["--rate", "5", "--step-ms", "0"], "--step-ms 0 is outside (0, 60,000] ms")])
+    (["--rate", "5", "--step-ms", "0"], "--step-ms 0 is outside [0.001, 60,000] ms"),
+    (["--rate", "5", "--step-ms", "1e-300"], "--step-ms 1e-300 is outside [0.001, 60,000] ms")])  # printed negatives
 def test_bad_rates_exit_2(capsys, argv, message):
     assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "10", *argv]) == 2
     assert message in capsys.readouterr().err
@@ -199,12 +201,17 @@ def test_zero_max_len_is_an_error_not_the_default(capsys):
 
 # --- paging counted in closed form (counted.py) agrees with the event loop exactly ---------------
 
+CAPS = st.builds(Caps, st.sampled_from([None, 1, 2, 3, 8, 30]), st.sampled_from([None, 1, 16, 50, 200, 700]))
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.integers(0, 10_000), st.sampled_from([1, 2, 4, 16, 32]), st.integers(1, 3000),
        st.sampled_from([None, 0, 3, 16, 40, 100]),
-       st.lists(st.tuples(st.integers(1, 300), st.integers(0, 300), st.integers(0, 60)), min_size=1, max_size=60))
-def test_counted_paging_equals_the_event_loop(seed, block, capacity, prefix, lengths):
-    """Paged (prefix None) and shared-prefix paging, counted, against an event per block."""
+       st.lists(st.tuples(st.integers(1, 300), st.integers(0, 300), st.integers(0, 60)), min_size=1, max_size=60),
+       CAPS)
+def test_counted_paging_equals_the_event_loop(seed, block, capacity, prefix, lengths, caps):
+    """Paged (prefix None) and shared-prefix paging, counted, against an event per block, with and
+    without the scheduler's caps."""
     import dataclasses
 
     from kvplan.calc.frag import with_prefix
@@ -217,8 +224,8 @@ def test_counted_paging_equals_the_event_loop(seed, block, capacity, prefix, len
     if prefix is not None:
         requests = with_prefix(requests, prefix, 2048)
     make = (lambda: Paged(capacity, 2048, block)) if prefix is None else (lambda: Shared(capacity, 2048, block, prefix))
-    events = Simulation(make(), requests).run()  # an event per block
-    counted = CountedSimulation(make(), requests).run()
+    events = Simulation(make(), requests, caps=caps).run()  # an event per block
+    counted = CountedSimulation(make(), requests, caps=caps).run()
     assert dataclasses.asdict(counted) == dataclasses.asdict(events)  # every figure, preemptions included
 
 
@@ -248,3 +255,116 @@ def test_skipping_admission_while_stuck_changes_nothing(name, block, capacity, l
     skipping = Simulation(make(), requests).run()
     assert gc.isenabled()  # paused for the run only
     assert dataclasses.asdict(skipping) == dataclasses.asdict(Retrying(make(), requests).run())
+
+
+# --- admission as the engine admits: max_num_seqs and max_num_batched_tokens ---------------------
+
+TWENTY = [Request(10, 5)] * 20  # all at step 0; 20 x 15 tokens fit a budget of 1,000 at once
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_max_num_seqs_caps_the_requests_running(name):
+    """8 at a time: 8 run steps 0-5, the next 8 steps 5-10, the last 4 steps 10-15."""
+    import dataclasses
+
+    caps = Caps(max_num_seqs=8)
+    stats = simulate(make_strategy(name, 1000, 32, 4, prefix=8), TWENTY, check=True, caps=caps)
+    assert stats.peak_running == 8 and stats.steps == 15 and stats.finished == 20
+    assert stats.wait_steps == 8 * 0 + 8 * 5 + 4 * 10 == 80
+    assert stats.peak_waiting == 20 - 8 == 12
+    assert simulate(make_strategy(name, 1000, 32, 4, prefix=8), TWENTY).peak_running == 20  # no cap: all at once
+    if name in ("paged", "shared"):  # counted (no check) and an event per block (check=True) agree
+        counted = simulate(make_strategy(name, 1000, 32, 4, prefix=8), TWENTY, caps=caps)
+        assert dataclasses.asdict(counted) == dataclasses.asdict(stats)
+
+
+def test_max_num_batched_tokens_spreads_prefills_over_steps():
+    """A budget of 16 tokens a step, prompts of 10. Step 0: r0 (16 - 10 = 6 left), r1 takes the 6
+    and carries 4 (chunked). Step 1: 16 - 2 decodes - 4 carried = 10: r2. Step 2: 16 - 3 = 13: r3."""
+    stats = simulate(make_strategy("paged", 1000, 32, 4), [Request(10, 5)] * 4, check=True,
+                     caps=Caps(max_num_batched_tokens=16))
+    assert stats.wait_steps == 0 + 0 + 1 + 2 == 3  # r2 starts at step 1, r3 at step 2
+    assert stats.steps == 2 + 5 == 7 and stats.peak_running == 4
+    loose = simulate(make_strategy("paged", 1000, 32, 4), [Request(10, 5)] * 4, caps=Caps(max_num_batched_tokens=40))
+    assert (loose.wait_steps, loose.steps) == (0, 5)  # 4 x 10 = 40: all in step 0
+
+
+def test_a_token_budget_caps_the_requests_running_too():
+    """Each running request decodes a token a step: with 4 tokens a step, at most 4 run."""
+    stats = simulate(make_strategy("exact", 1000, 32, 4), [Request(1, 9)] * 10, check=True,
+                     caps=Caps(max_num_batched_tokens=4))
+    assert stats.peak_running == 4 and stats.finished == 10
+
+
+@settings(max_examples=80, deadline=None)
+@given(name=st.sampled_from(STRATEGIES), capacity=st.integers(64, 2000), block=st.sampled_from([1, 4, 16]),
+       lens=st.lists(st.tuples(st.integers(1, 60), st.integers(0, 60), st.integers(0, 40)), min_size=1, max_size=40),
+       caps=CAPS)
+def test_peak_running_never_exceeds_the_caps(name, capacity, block, lens, caps):
+    """check=True asserts at every event that no more than max_num_seqs run (nor more than the
+    token budget's decodes); the peak and the count of requests agree."""
+    requests = [Request(i, o, a) for i, o, a in lens]
+    stats = simulate(make_strategy(name, capacity, 128, block, prefix=8), requests, check=True, caps=caps)
+    assert stats.peak_running <= min(caps.max_num_seqs or len(requests), caps.max_num_batched_tokens or len(requests))
+    assert stats.finished + stats.rejected == len(requests)
+
+
+def test_frag_admits_under_the_engine_defaults_on_an_h100(capsys):
+    """vLLM's defaults on a GPU of at least 70 GiB: 1,024 sequences, 8,192 batched tokens. 3,000 chat
+    requests at once: ~50 prompts of ~161 tokens a step (8,192 / 161), so 1,024 run after ~20 steps,
+    holding ~1,024 x 181 = 185k tokens of the 444,260-token pool: the cap binds, not memory."""
+    assert main(["frag", "llama3-8b", "--gpu", "h100", "--requests", "3000", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["max_num_seqs"], data["max_num_seqs_source"]) == (1024, "engine default")
+    assert (data["max_num_batched_tokens"], data["max_num_batched_tokens_source"]) == (8192, "engine default")
+    rows = {row["strategy"]: row for row in data["rows"]}
+    assert rows["paged"]["peak_concurrency"] == 1024
+    assert all(row["peak_concurrency"] <= 1024 for row in data["rows"])
+
+
+def test_frag_max_num_seqs_given_and_none_without_a_gpu(capsys):
+    assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "300", "--max-num-seqs", "8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["max_num_seqs"], data["max_num_seqs_source"]) == (8, "given")
+    assert (data["max_num_batched_tokens"], data["max_num_batched_tokens_source"]) == (None, "none")
+    assert max(row["peak_concurrency"] for row in data["rows"]) == 8
+    assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "30"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # unwrapped
+    assert "Admission caps: none (a --kv-gib budget has no engine default; give --max-num-seqs and " \
+           "--max-num-batched-tokens)" in out
+    assert main(["frag", "llama3-8b", "--kv-gib", "1", "--requests", "30", "--max-num-batched-tokens", "0"]) == 2
+    assert "--max-num-batched-tokens 0 is out of range" in capsys.readouterr().err
+
+
+def test_integrals_stay_exact_at_any_step():
+    """The live integral is a whole number (the sum of steps a..b-1), kept in integers: it was a float
+    of offset x n + running x (a + b - 1) x n / 2, two terms of a x n that cancel; from a ~ 10^17 on,
+    past float precision, it came out wrong (96 and 32 here, 0 at 10^20, negative shares in the CLI).
+    A request of 10 + 6 at step a holds 10..15 tokens over 6 steps, one of 3 + 9 at a + 2 holds 3..11."""
+    for a in (0, 10**17, 10**30):
+        for name in STRATEGIES:
+            stats = simulate(make_strategy(name, 100, 20, 4), [Request(10, 6, a), Request(3, 9, a + 2)])
+            assert stats.live == sum(range(10, 16)) + sum(range(3, 12)) == 75 + 63
+            assert stats.steps == a + 2 + 9
+
+
+@pytest.mark.parametrize("name", ["fixed", "paged"])  # the event loop, and paging counted
+def test_waiting_requests_cost_the_loop_no_memory(name):
+    """`frag --requests 10000000` of one-token requests ran out of memory: every request arrived at
+    step 0 and waited as a Running object with its block list and an (id, request) pair, ~250 B
+    each, 10M of them. Waiting requests now hold nothing until they reach the head, so the loop's own
+    peak does not grow with them: 4x the requests (the list made before measuring) add under 100 kB,
+    where the 15,000 more once took 3.7 MB (15,000 x ~250 B)."""
+    import tracemalloc
+
+    def loop_peak(n: int) -> int:
+        requests = [Request(1, 1)] * n  # 64 tokens hold 4 at a time: the rest wait
+        tracemalloc.start()
+        try:
+            stats = simulate(make_strategy(name, 64, 16, 16), requests)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            assert stats.finished == n and stats.peak_waiting == n - 4
+
+    assert loop_peak(20_000) - loop_peak(5_000) < 100_000

@@ -33,8 +33,9 @@ WASTE_REQUESTS = 500  # chat requests simulated per point for the waste metrics
 
 
 def waste(model, budget, fmt, strategy: str, max_len: int, tp: int, pp: int) -> float:
-    """The share of KV memory not holding tokens, simulated on chat requests up to max_len tokens."""
-    from kvplan.calc.frag import make_strategy, simulate, summarize
+    """The share of KV memory not holding tokens, simulated on chat requests up to max_len tokens,
+    admitted under the budget's caps (max_num_seqs, max_num_batched_tokens) as `frag` admits them."""
+    from kvplan.calc.frag import Caps, make_strategy, simulate, summarize
     from kvplan.specs.workloads import generate
 
     per_token = request_bytes(model, 1, fmt, tp, pp)
@@ -42,7 +43,8 @@ def waste(model, budget, fmt, strategy: str, max_len: int, tp: int, pp: int) -> 
     if capacity < max_len:
         return math.nan
     requests = generate("chat", WASTE_REQUESTS, 0, max_len)
-    stats = simulate(make_strategy(strategy, capacity, max_len, budget.block_size), requests)
+    caps = Caps(budget.max_num_seqs, budget.max_num_batched_tokens)
+    stats = simulate(make_strategy(strategy, capacity, max_len, budget.block_size), requests, caps=caps)
     return 100 * (1 - summarize(strategy, stats, requests, budget.block_size, max_len, per_token).live_share)
 
 

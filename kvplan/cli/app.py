@@ -150,6 +150,9 @@ AllowLongOpt = Annotated[bool, typer.Option(
     "--allow-long-max-len", help="Let a --max-len past the model's context start, as the engine's switch does "
     "(VLLM_ALLOW_LONG_MAX_MODEL_LEN=1, SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1); without it the engine refuses.",
     rich_help_panel=BUDGET)]
+MaxBatchedTokensOpt = Annotated[Optional[int], read_option(
+    bounds.tokens, "--max-num-batched-tokens", metavar="TOKENS", help="The engine's tokens in one step (prefill "
+    "chunks and decodes; default: vLLM's for the GPU).", rich_help_panel=BUDGET)]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)]
 

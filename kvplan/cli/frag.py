@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DEFAULT_ENGINE, DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, MaxSeqsOpt, OfflineOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, app, catalog, console, err_console, handle_errors, read_option,
+    DEFAULT_ENGINE, DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, MaxBatchedTokensOpt, MaxSeqsOpt, OfflineOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, app, catalog, console, err_console, handle_errors, read_option,
 )
 from kvplan import bounds
 
@@ -32,6 +32,7 @@ def frag(
     sweep_block_size: Annotated[bool, typer.Option("--sweep-block-size", help="Paged waste for blocks 1..256.")] = False,
     kv_dtype: KvDtypeOpt = "auto",
     engine: EngineOpt = DEFAULT_ENGINE, tp: TpOpt = 1, pp: PpOpt = 1, max_num_seqs: MaxSeqsOpt = None, util: UtilOpt = None,
+    max_num_batched_tokens: MaxBatchedTokensOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Draw the waste (.png/.svg).")] = None,
     offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
@@ -57,8 +58,9 @@ def frag(
     cat = catalog(specs)
     spec = cat.model(model)
     gpu_spec = cat.gpu(gpu) if gpu else None
-    inputs = BudgetInputs(engine=engine, tp=tp, pp=pp, kv_dtype=kv_dtype, util=util, max_num_seqs=max_num_seqs)
-    budget, per_token = kv_budget(spec, gpu_spec, kv_gib, kv_dtype, inputs)
+    inputs = BudgetInputs(engine=engine, tp=tp, pp=pp, kv_dtype=kv_dtype, util=util, max_num_seqs=max_num_seqs,
+                          max_num_batched_tokens=max_num_batched_tokens)
+    plan = kv_budget(spec, gpu_spec, kv_gib, kv_dtype, inputs)
     length = spec.max_context if max_len is None else max_len
     per_second = rate * step_ms / 1000 if rate is not None else None
     path = Path(workload)
@@ -75,10 +77,11 @@ def frag(
             done[0] += 1
 
         tick = lambda finished: progress.update(task, completed=(done[0] - 1) * len(reqs) + finished)  # noqa: E731
-        result = fragmentation(spec, gpu_spec, reqs, workload=workload, seed=seed, budget_bytes=budget,
-                               bytes_per_token=per_token, block=block_size, max_len=length, prefix=shared_prefix,
-                               strategies=strategies, sweep=sweep_block_size, step=step, tick=tick, tp=tp, pp=pp,
-                               engine=engine)
+        result = fragmentation(spec, gpu_spec, reqs, workload=workload, seed=seed, budget_bytes=plan.budget_bytes,
+                               bytes_per_token=plan.bytes_per_token, block=block_size, max_len=length,
+                               prefix=shared_prefix, strategies=strategies, sweep=sweep_block_size, step=step,
+                               tick=tick, tp=tp, pp=pp, engine=engine, caps=plan.caps,
+                               cap_sources=(plan.seqs_source, plan.tokens_source))
     if plot:
         from kvplan.render.plot import plot_frag
 

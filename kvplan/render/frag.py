@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kvplan.render.base import origin_line
+from kvplan.render.flags import flag
 from kvplan.results.frag import FragResult
 from kvplan.units import fmt_binary
 
@@ -21,6 +22,7 @@ def render_frag(console: Console, r: FragResult) -> None:
                   f"{r.mean_output:,.0f} out), KV budget {fmt_binary(r.budget_bytes)} = {r.budget_tokens:,} tokens "
                   f"of {r.kv_bytes_per_token:,} B, max_len {r.max_len:,}, block {r.block_size}"
                   + (f", shared prefix {r.shared_prefix:,}" if r.shared_prefix else ""))
+    console.print(admission_line(r))
     table = Table(title="KV memory over the run (time-averaged shares of allocated + external)",
                   title_justify="left", box=box.SIMPLE_HEAD)
     columns = ("Strategy", "Live", "Reserved", "Internal", "External", "Live at peak")
@@ -35,7 +37,9 @@ def render_frag(console: Console, r: FragResult) -> None:
     if not r.paper_setting:
         console.print("[dim]The vLLM paper's shares (Kwon et al., Figure 2) are shown only in its setting: "
                       "kvplan frag opt-13b --gpu a100-40gb --max-len 2048.[/]")
-    costs = Table(title="Concurrency and costs", title_justify="left", box=box.SIMPLE_HEAD)
+    capped = [row.strategy for row in r.rows if r.max_num_seqs is not None and row.peak_concurrency == r.max_num_seqs]
+    costs = Table(title="Concurrency and costs" + (f" (peak at max_num_seqs: {', '.join(capped)})" if capped else ""),
+                  title_justify="left", box=box.SIMPLE_HEAD)
     for name in ("Strategy", "Mean conc.", "Peak", "Wait, steps", "Preempted", "Rejected", "Copied"):
         costs.add_column(name, justify="left" if name == "Strategy" else "right")
     for row in r.rows:
@@ -65,3 +69,22 @@ def render_frag(console: Console, r: FragResult) -> None:
         console.print(origin_line(r.model_origin))
     console.print("[dim]Live: slots holding token states; reserved: slots for tokens still to come (fixed, exact); "
                   "internal: slots never to be filled; external: free memory outside the largest hole.[/]")
+
+
+def admission_line(r: FragResult) -> str:
+    """The scheduler's caps the run was admitted under, and where each came from:
+    'Admission caps: max_num_seqs 1,024, max_num_batched_tokens 8,192 (vllm's defaults for h100-sxm)'."""
+    caps = (("max_num_seqs", r.max_num_seqs, r.max_num_seqs_source),
+            ("max_num_batched_tokens", r.max_num_batched_tokens, r.max_num_batched_tokens_source))
+    shown = [(field, value, source) for field, value, source in caps if value is not None]
+    defaults = [field for field, _, source in shown if source == "engine default"]
+    words = [f"{field} {value:,}" + (f" ({flag(field)})" if source == "given" else "") for field, value, source in shown]
+    if defaults and len(defaults) == len(shown) > 1:
+        words[-1] += f" ({r.engine}'s defaults for {r.gpu})"
+    elif defaults:
+        words = [w + (f" ({r.engine}'s default for {r.gpu})" if w.split()[0] in defaults else "") for w in words]
+    missing = [flag(field) for field, value, _ in caps if value is None]
+    if missing:
+        words.append(("no " + " or ".join(field for field, value, _ in caps if value is None) if shown else "none")
+                     + f" (a --kv-gib budget has no engine default; give {' and '.join(missing)})")
+    return "Admission caps: " + ", ".join(words)

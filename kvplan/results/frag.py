@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from kvplan.results.base import Result
+
+CapSource = Literal["given", "engine default", "none"]
 
 
 class FragRow(Result):
@@ -66,3 +70,9 @@ class FragResult(Result):
     pp: int = 1
     engine: str  # the engine whose pool was simulated
     paper_setting: bool = False  # the vLLM paper's Figure 2 setting: its shares are comparable
+    # The scheduler's admission caps (None: no cap), and where each came from: "given", "engine
+    # default" (the engine's for the GPU), or "none" (a --kv-gib budget has no GPU, so no default)
+    max_num_seqs: int | None = None
+    max_num_seqs_source: CapSource = "none"
+    max_num_batched_tokens: int | None = None
+    max_num_batched_tokens_source: CapSource = "none"

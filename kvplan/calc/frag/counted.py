@@ -22,7 +22,7 @@ prefix's full blocks are held once however many share them.
 
 from __future__ import annotations
 
-from kvplan.calc.frag.simulation import FINISH, Simulation
+from kvplan.calc.frag.simulation import FINISH, Caps, Simulation
 from kvplan.calc.frag.simulation import simulate as simulate_events
 from kvplan.calc.frag.strategies import Paged, Running, Shared, Strategy
 
@@ -65,7 +65,7 @@ class CountedPool(Strategy):
 
 
 class CountedSimulation(Simulation):
-    def __init__(self, strategy: Paged | Shared, requests, tick=None):
+    def __init__(self, strategy: Paged | Shared, requests, tick=None, caps: Caps = Caps()):
         pool = CountedPool(strategy)
         self.block, self.num_blocks = pool.block, pool.num_blocks
         self.sum_offsets = 0  # A: the sum of a_r over running requests
@@ -81,7 +81,7 @@ class CountedSimulation(Simulation):
         self.sharing: set[int] = set()
         pool.sim = self
         self.pool = pool  # the strategy, typed as what it is (Simulation knows it as a Strategy)
-        super().__init__(pool, requests, False, tick)
+        super().__init__(pool, requests, False, tick, caps)
 
     # --- the counts ---------------------------------------------------------------------------
     def blocks_at(self, s: int) -> int:
@@ -160,7 +160,7 @@ class CountedSimulation(Simulation):
         n, stats, running = b - a, self.stats, len(self.running)
         if not n:
             return
-        live = self.offset_sum * n + running * (a + b - 1) * n / 2
+        live = self.offset_sum * n + running * ((a + b - 1) * n // 2)  # exact, as the event loop's
         stats.live += live
         stats.reserved_for_final += live
         if n <= self.block:  # blocks in use at a, and the growth of each later step, summed directly
@@ -171,7 +171,7 @@ class CountedSimulation(Simulation):
             stats.allocated += self._interval_sum(a, b) - self.full * self.block * max(self.sharers - 1, 0) * n
         stats.saved += self.strategy.saved() * n
         stats.running += running * n
-        stats.waiting += len(self.waiting) * n
+        stats.waiting += self.queued() * n
         stats.steps = b
 
     def _observe(self, step: int) -> None:
@@ -248,10 +248,10 @@ class CountedSimulation(Simulation):
         self.growing = False
 
 
-def simulate(strategy: Strategy, requests, check: bool = False, tick=None):
-    """Run the strategy over the requests; tick(finished requests) now and then, for a progress bar.
-    Paging without the invariant checks is counted in closed form: the same figures, without an
-    event per block (tests/test_frag.py compares the two)."""
+def simulate(strategy: Strategy, requests, check: bool = False, tick=None, caps: Caps = Caps()):
+    """Run the strategy over the requests under the scheduler's caps; tick(finished requests) now
+    and then, for a progress bar. Paging without the invariant checks is counted in closed form: the
+    same figures, without an event per block (tests/test_frag.py compares the two)."""
     if isinstance(strategy, Paged) and type(strategy) in (Paged, Shared) and not check:
-        return CountedSimulation(strategy, requests, tick).run()
-    return simulate_events(strategy, requests, check, tick)
+        return CountedSimulation(strategy, requests, tick, caps).run()
+    return simulate_events(strategy, requests, check, tick, caps)

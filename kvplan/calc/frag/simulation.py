@@ -1,25 +1,57 @@
 """The event loop of the fragmentation simulator: arrivals, admissions (first come, first served,
-with vLLM's 1% watermark), growth, preemption (recompute) and finishes, integrated exactly between
-events (see the package doc)."""
+with vLLM's 1% watermark, under the scheduler's caps), growth, preemption (recompute) and finishes,
+integrated exactly between events (see the package doc).
+
+The caps are vLLM V1's (vllm/v1/core/sched/scheduler.py, Scheduler.schedule): no request is admitted
+while max_num_seqs run, and each step has max_num_batched_tokens for every running request's decode
+token first and then for new prompts, admitted while any budget is left. A prompt longer than what
+is left is admitted and its rest carried (chunked prefill) as a backlog that the next steps' budgets
+pay before any new prompt; the simulator still places the whole prompt in memory at admission.
+
+Requests that arrived and wait hold no object of their own until they reach the head of the queue
+(the queue is the request list and two cursors), so memory grows with the requests running, not
+with a million waiting at once."""
 
 from __future__ import annotations
 
 import gc
 import heapq
 from collections import deque
+from dataclasses import dataclass
 
 from kvplan.calc.frag.strategies import Contiguous, Paged, Running, Shared, Strategy
 from kvplan.calc.frag.waste import Stats
 from kvplan.specs.workloads import Request
 
-FINISH, GROW = 0, 1
+FINISH, GROW, WAKE = 0, 1, 2  # WAKE: the first step whose token budget has room again (no request)
+NO_CAP = 2**62  # more requests or tokens than any run holds
+
+
+@dataclass(frozen=True)
+class Caps:
+    """The scheduler's admission caps: requests running at once, and tokens in one step (decode
+    tokens of the running requests, then new prompts). None: no cap."""
+
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
 
 
 class Simulation:
-    def __init__(self, strategy: Strategy, requests: list[Request], check: bool = False, tick=None):
+    def __init__(self, strategy: Strategy, requests: list[Request], check: bool = False, tick=None,
+                 caps: Caps = Caps()):
         self.strategy, self.check, self.tick = strategy, check, tick
-        self.arrivals = deque(sorted(enumerate(requests), key=lambda item: item[1].arrival))
-        self.waiting: deque[Running] = deque()
+        ordered = all(requests[i].arrival <= requests[i + 1].arrival for i in range(len(requests) - 1))
+        order = None if ordered else sorted(range(len(requests)), key=lambda i: requests[i].arrival)
+        self.queue = requests if order is None else [requests[i] for i in order]  # by arrival
+        self.rids = order  # a request's id is its index in `requests` (queue[i] is rids[i])
+        self.arrived = 0  # queue[:arrived] have arrived by the current step
+        self.fresh = 0  # queue[fresh:arrived] wait behind self.waiting, not yet made Running
+        self.waiting: deque[Running] = deque()  # the head of the queue: preempted, then the oldest
+        self.max_seqs = caps.max_num_seqs or NO_CAP
+        self.max_tokens = caps.max_num_batched_tokens or 0  # 0: no token budget
+        self.budget_left = NO_CAP  # tokens the current step has left for new prompts
+        self.budget_step = -1  # the step budget_left belongs to
+        self.backlog = 0  # prompt tokens admitted, not yet prefilled: the next steps' budgets pay them
         self.running: dict[int, Running] = {}
         self.buckets: dict[int, list[tuple[int, int, int, int]]] = {}  # step -> (kind, start_step, rid, version)
         self.steps: list[int] = []  # a heap of the steps that have a bucket
@@ -96,16 +128,43 @@ class Simulation:
             self._at(grow, (GROW, r.start_step, r.rid, r.version))
 
     # --- the loop -------------------------------------------------------------------------------
+    def queued(self) -> int:
+        """Requests waiting: those at the head (preempted, or looked at), and those arrived behind."""
+        return len(self.waiting) + self.arrived - self.fresh
+
+    def _head(self) -> Running | None:
+        """The request at the head of the queue, made Running when first looked at."""
+        if self.waiting:
+            return self.waiting[0]
+        if self.fresh == self.arrived:
+            return None
+        i = self.fresh
+        req, rid = self.queue[i], i if self.rids is None else self.rids[i]
+        self.fresh += 1
+        r = Running(rid, req.inp, req.out, req.arrival, req.arrival)
+        self.waiting.append(r)
+        return r
+
     def _admit(self, step: int) -> None:
-        while self.arrivals and self.arrivals[0][1].arrival <= step:
-            rid, req = self.arrivals.popleft()
-            self.waiting.append(Running(rid, req.inp, req.out, req.arrival, step))
+        queue, arrived = self.queue, self.arrived
+        while arrived < len(queue) and queue[arrived].arrival <= step:
+            arrived += 1
+        self.arrived = arrived
         if not self.running:
             self.pressure = False  # nothing left to wait for
+        if self.max_tokens:
+            self._step_budget(step)
         if self.stuck == self.frees:
             return  # the head did not fit and nothing was freed since: it would fail again
-        while self.waiting and not self.pressure:
-            r = self.waiting[0]
+        while not self.pressure:
+            if len(self.running) >= self.max_seqs:
+                return  # max_num_seqs running: a finish or a preemption makes room
+            if self.budget_left <= 0 and self.queued():
+                self._wake(step)
+                return  # this step's tokens are spent
+            r = self._head()
+            if r is None:
+                return
             r.start_step = step
             if not self.strategy.fits_ever(r):
                 self.waiting.popleft()
@@ -123,10 +182,38 @@ class Simulation:
                 return
             self.waiting.popleft()
             self._start(r, step)
+            self.budget_left -= r.inp  # its prefill (uncapped: NO_CAP never runs out)
+            if self.budget_left < 0:  # a prompt past the budget: its rest is prefilled in later steps
+                self.backlog, self.budget_left = self.backlog - self.budget_left, 0
+
+    # --- the token budget (max_num_batched_tokens) ----------------------------------------------
+    def _step_budget(self, step: int) -> None:
+        """This step's tokens for new prompts: the budget less a decode token per running request,
+        less the backlog of chunked prompts (paid first). Once a step: a step seen again keeps its own."""
+        if step == self.budget_step:
+            return
+        free = self.max_tokens - len(self.running)
+        paid = min(self.backlog, free) if free > 0 else 0
+        self.backlog -= paid
+        self.budget_left, self.budget_step = free - paid, step
+
+    def _carry(self, step: int, nxt: int) -> None:
+        """The backlog paid by the steps strictly between two event steps (no request starts or
+        stops there, so each pays the budget less the running requests' decode tokens)."""
+        free = self.max_tokens - len(self.running)
+        if self.backlog and nxt > step + 1 and free > 0:
+            self.backlog = max(0, self.backlog - (nxt - step - 1) * free)
+
+    def _wake(self, step: int) -> None:
+        """An event at the first later step whose budget has room for a prompt: the backlog paid in
+        full steps of `free` tokens, and the step after."""
+        free = self.max_tokens - len(self.running)
+        if free > 0:
+            self._at(step + self.backlog // free + 1, (WAKE, 0, -1, 0))
 
     def _integrate(self, a: int, b: int) -> None:
         n, stats, running = b - a, self.stats, len(self.running)
-        live = self.offset_sum * n + running * (a + b - 1) * n / 2
+        live = self.offset_sum * n + running * ((a + b - 1) * n // 2)  # exact: sum of a..b-1 is whole
         stats.live += live
         stats.reserved_for_final += self.reserved_for_final * n if self.strategy.splits_by_final else live
         allocated, external, saved = self.snap  # nothing has changed since _observe(a)
@@ -134,7 +221,7 @@ class Simulation:
         stats.external += external * n
         stats.saved += saved * n
         stats.running += running * n
-        stats.waiting += len(self.waiting) * n
+        stats.waiting += self.queued() * n
         stats.steps = b
 
     def _observe(self, step: int) -> None:
@@ -148,7 +235,7 @@ class Simulation:
             held = self.reserved_for_final if strategy.splits_by_final else live
             stats.peak_footprint = allocated + external
             stats.peak_split = (live - saved, held - live, allocated - held + saved, external)
-        stats.peak_waiting = max(stats.peak_waiting, len(self.waiting))
+        stats.peak_waiting = max(stats.peak_waiting, self.queued())
         if self.check:
             self._check(step)
 
@@ -168,11 +255,13 @@ class Simulation:
         self._admit(step)
         self._observe(step)
         loops = 0
-        while self.steps or self.arrivals or self.waiting:
+        while self.steps or self.arrived < len(self.queue) or self.queued():
             loops += 1
             if self.tick is not None and not loops & 0x3FFF:  # every 16,384 event steps: cheap
                 self.tick(self.stats.finished + self.stats.rejected)
             nxt = self._next(step)
+            if self.backlog:
+                self._carry(step, nxt)
             self._advance(step, nxt)
             step = nxt
             self._admit(step)
@@ -182,9 +271,9 @@ class Simulation:
         return self.stats
 
     def _next(self, step: int) -> int:
-        """The next step with an event: a scheduled finish or growth, or an arrival."""
+        """The next step with an event: a scheduled finish, growth or wake, or an arrival."""
         upcoming = [self.steps[0]] if self.steps else []
-        upcoming += [self.arrivals[0][1].arrival] if self.arrivals else []
+        upcoming += [self.queue[self.arrived].arrival] if self.arrived < len(self.queue) else []
         return max(min(upcoming), step) if upcoming else step  # else: admission rejects the rest
 
     def _advance(self, step: int, nxt: int) -> None:
@@ -217,6 +306,8 @@ class Simulation:
     # --- invariants (tests) ---------------------------------------------------------------------
     def _check(self, step: int) -> None:
         strategy = self.strategy
+        assert len(self.running) <= self.max_seqs, "more requests running than max_num_seqs"
+        assert not self.max_tokens or len(self.running) <= self.max_tokens, "more decodes than the token budget"
         if isinstance(strategy, Contiguous):
             spans = sorted((r.start, r.start + r.cap) for r in self.running.values())
             spans += [(start, start + n) for start, n in strategy.space.holes()]
@@ -241,6 +332,7 @@ class Simulation:
         assert strategy.allocated() <= limit
 
 
-def simulate(strategy: Strategy, requests: list[Request], check: bool = False, tick=None) -> Stats:
+def simulate(strategy: Strategy, requests: list[Request], check: bool = False, tick=None,
+             caps: Caps = Caps()) -> Stats:
     """Run the strategy over the requests, an event per block; tick(finished requests) now and then."""
-    return Simulation(strategy, requests, check, tick).run()
+    return Simulation(strategy, requests, check, tick, caps).run()
