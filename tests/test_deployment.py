@@ -183,3 +183,20 @@ def test_a_local_config_is_served_from_its_folder(capsys, tmp_path):
 def test_the_engine_total_is_what_cuda_reports(catalog):
     b = memory_budget(catalog.model("llama3.1-8b"), catalog.gpu("h100"), BudgetInputs())
     assert b.total_bytes < 80 * GIB  # the CUDA total, not the nominal 80 GiB
+
+
+@pytest.mark.parametrize("extra, model_type, expected", [
+    ({}, "llama", 131_072),  # max_position_embeddings
+    ({"max_seq_len": 8_192}, "llama", 8_192),  # the smallest length key wins, as vLLM takes it
+    ({"rope_scaling": {"rope_type": "linear", "factor": 4.0}}, "llama", 524_288),  # 131,072 x 4
+    ({"rope_scaling": {"type": "dynamic", "factor": 2}}, "llama", 262_144),  # the older 'type' key
+    ({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, "llama", 131_072),  # already scaled
+    ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32_768}},
+     "qwen2", 131_072),  # vLLM 0.30 and later: max_position_embeddings taken as scaled
+    ({"rope_scaling": {"rope_type": "linear", "factor": 8.0}}, "gemma3_text", 131_072),  # Gemma-3: never again
+])
+def test_the_context_is_derived_as_the_engine_derives_it(extra, model_type, expected):
+    from kvplan.specs.hfconfig import Config
+    from kvplan.specs.importer import derived_context
+
+    assert derived_context(Config({"max_position_embeddings": 131_072, **extra}, "config.json"), model_type) == expected

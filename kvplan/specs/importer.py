@@ -32,6 +32,32 @@ class ImportResult:
 
 # --- the spec ---------------------------------------------------------------------------------
 
+# The keys vLLM reads a model's length from, the smallest winning (_get_and_verify_max_len), and
+# GPT-2's n_ctx; the RoPE types whose factor it does not apply (from vLLM 0.30, yarn among them:
+# max_position_embeddings is taken as already scaled). docs/engine-rules/README.md has the history.
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
+                "max_target_positions", "max_sequence_length", "max_seq_length", "seq_len", "n_ctx")
+UNSCALED_ROPE = ("su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek_llama_scaling", "default")
+
+
+def derived_context(c: Config, model_type: str) -> int:
+    """The longest max_model_len the engine accepts for this config, as vLLM derives it: the smallest
+    length key, times the RoPE scaling factor where its type multiplies (never for Gemma-3)."""
+    found = [value for key in CONTEXT_KEYS if isinstance(value := c.get(key), int) and not isinstance(value, bool)
+             and value > 0]
+    if not found:
+        c.int(*CONTEXT_KEYS[:3])  # the usual complaint, naming the keys
+    length = min(found)
+    rope = c.get("rope_scaling")
+    if isinstance(rope, dict) and "gemma3" not in model_type:
+        kind = rope.get("rope_type", rope.get("type"))
+        factor = rope.get("factor")
+        if kind not in UNSCALED_ROPE and isinstance(factor, (int, float)) and not isinstance(factor, bool) \
+                and 1 <= factor <= 1024:
+            length = int(length * factor)
+    return length
+
+
 def _slug(raw: str) -> str:
     slug = re.sub(r"[^a-z0-9.\-]+", "-", raw.lower()).strip("-.")
     return slug or "imported-model"
@@ -90,7 +116,7 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
         "vocab_size": c.int("vocab_size"), "num_layers": sum(g["count"] for g in groups),
         "num_attention_heads": c.int("num_attention_heads", "n_head"), "params_total": total,
         "params_active": active, "dtype": _dtype(c, raw, st_dtype),
-        "max_context": c.int("max_position_embeddings", "n_ctx", "max_seq_len"),
+        "max_context": derived_context(c, model_type),
         "tie_word_embeddings": bool(c.get("tie_word_embeddings", default=False)),
         "moe": moe, "layers": groups, "checkpoint_bytes": checkpoint.bytes,
         "tower_params": towers or None, "quantization": quant.format if quant else None,
