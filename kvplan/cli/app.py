@@ -17,7 +17,34 @@ from kvplan import __version__, bounds
 from kvplan.errors import InputError, KvplanError
 from kvplan.specs.engines import DEFAULT_ENGINE as DEFAULT_ENGINE  # for the commands' --engine default
 
-app = typer.Typer(
+def _bare_flags(params: list) -> list:
+    """A flag takes no value: its help shows none (typer would print '<bool>' beside it)."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Command(typer.core.TyperCommand):
+    def get_params(self, ctx):  # type: ignore[no-untyped-def]
+        return _bare_flags(super().get_params(ctx))
+
+
+class _Group(typer.core.TyperGroup):
+    def get_params(self, ctx):  # type: ignore[no-untyped-def]
+        return _bare_flags(super().get_params(ctx))
+
+
+class _App(typer.Typer):
+    """The app, whose commands show flags without a value placeholder."""
+
+    def command(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = _App(
+    cls=_Group,
     name="kvplan",
     help="Capacity planner for LLM inference memory: KV-cache size, batch capacity, paging, offload.",
     context_settings={"help_option_names": ["-h", "--help"]},

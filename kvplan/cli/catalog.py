@@ -86,6 +86,7 @@ def import_(
     name: Annotated[Optional[str], typer.Option("--name", help="Spec name (default: from the folder).")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", metavar="DIR", help="Write DIR/models/NAME.yaml (use DIR with --specs).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a spec of the same name in --out.")] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Turn a local Hugging Face config.json (or model folder) into a spec YAML, offline.
@@ -107,6 +108,8 @@ def import_(
         console.out(text, highlight=False)
         return
     target = out / "models" / f"{result.spec.name}.yaml"
+    if target.exists() and not force:
+        raise InputError(f"{target} exists; pass --force to overwrite it, or --name to write another spec")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -48,6 +48,13 @@ def budget_table(b: MemoryBudget) -> Table:
     return table
 
 
+def settings_line(b: MemoryBudget) -> str:
+    """The values the budget used, each with where it came from, and the rule's source."""
+    util = f"{b.util_name} {b.util:g} ({'given' if b.util_source == 'util' else 'the default'})"
+    return (f"Settings used: {util}, block_size {b.block_size}, max_num_seqs {b.max_num_seqs:,}, "
+            f"max_num_batched_tokens {b.max_num_batched_tokens:,}. Rule: {b.engine_source}.")
+
+
 def dtype_line(b: MemoryBudget) -> str | None:
     """Which dtype the engine serves in, where it is not simply the checkpoint's."""
     if b.dtype_cast or b.dtype_source == "given":
@@ -120,7 +127,7 @@ def render_batch(console: Console, r: BatchResult, explain: bool = False) -> Non
     console.print(f"[bold]{r.model}[/] on {b.gpu} · TP {b.tp} · PP {b.pp} · {r.in_tokens:,} in / "
                   f"{r.out_tokens:,} out · max_len {r.max_len:,}")
     console.print(budget_table(b))
-    console.print(f"[dim]Defaults: {b.engine_source}.[/]")
+    console.print(f"[dim]{settings_line(b)}[/]")
     if dtype_line(b):
         console.print(dtype_line(b), markup=False)
     if not r.start.starts:  # before any capacity or throughput figure: what follows is what it would hold
@@ -145,8 +152,10 @@ def render_overview(console: Console, r: Overview) -> None:
     title = (f"Every model on {r.gpu} ({r.engine}, KV {r.kv_dtype}): {r.in_tokens:,} in / "
              f"{r.out_tokens:,} out, at the smallest TP that serves one request")
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("Model", "TP", "Weights GiB/GPU", "KV GiB/GPU", "Fit avg", "Fit peak", "Note"):
-        table.add_column(name, justify="left" if name in ("Model", "Note") else "right", no_wrap=name == "Model")
+    for name in ("Model", "TP", "Weights\nGiB/GPU", "KV\nGiB/GPU", "Fit\navg", "Fit\npeak", "Note"):
+        # headers on two lines and long names folded: the table fits 80 columns whole
+        table.add_column(name, justify="left" if name in ("Model", "Note") else "right", overflow="fold",
+                         max_width=28 if name == "Model" else None, no_wrap=name not in ("Model", "Note"))
     for row in r.rows:
         fits = row.tp is not None
         gib = lambda n: f"{n / GIB:,.1f}" if fits else "-"  # noqa: E731
@@ -176,7 +185,7 @@ def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
     b = r.budget
     console.print(f"[bold]{r.model}[/] on {b.gpu} · TP {b.tp} · PP {b.pp} · {r.ctx_tokens:,}-token requests")
     console.print(budget_table(b))
-    console.print(f"[dim]Defaults: {b.engine_source}.[/]")
+    console.print(f"[dim]{settings_line(b)}[/]")
     if dtype_line(b):
         console.print(dtype_line(b), markup=False)
     legend, bar = _bar(b, r.kv_used_bytes, r.free_bytes, min(60, console.width))

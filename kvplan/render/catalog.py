@@ -19,7 +19,8 @@ _MODEL_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
 def models_table(models: Iterable[ModelRow]) -> Table:
     table = Table(title="Models (params: total / active for MoE)", title_justify="left", box=box.SIMPLE_HEAD)
     for name, justify in _MODEL_COLUMNS:
-        table.add_column(name, justify=justify, no_wrap=name != "Layers")
+        table.add_column(name, justify=justify, no_wrap=name not in ("Name", "Layers"), overflow="fold",
+                         max_width=30 if name == "Name" else None, min_width=12 if name == "Layers" else None)
     for m in models:
         params = f"{m.params_total / 1e9:,.1f}B" + (f" / {m.params_active / 1e9:,.1f}B" if m.params_active else "")
         layers = ", ".join(f"{count} {kind}" for kind, count in m.layer_counts)

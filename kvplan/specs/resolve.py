@@ -146,6 +146,11 @@ def _variant(name: str, database: Callable[[str], ModelSpec | None],
 
 
 def _not_found(name: str, unknown: Callable[[str], str]) -> str:
+    if name.startswith((".", "/", "~")) or name.endswith(".json") or name.count("/") > 1:  # written as a path
+        path = Path(name).expanduser()
+        there = "is neither a config.json nor a folder holding one" if path.exists() else "no such file or folder"
+        return (f"{name}: {there}; pass a model's config.json or its folder, or a model name (`kvplan models` "
+                "lists them)")
     message = unknown(name)
     if parse_repo_id(name):
         where = "offline and not in the local Hugging Face cache" if offline() else "not found"
