@@ -13,16 +13,16 @@ from kvplan.units import GIB, fmt_int
 
 
 _MODEL_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
-    ("Name", "left"), ("Params", "right"), ("Layers", "left"), ("Max ctx", "right"), ("dtype", "left"))
+    ("Name", "left"), ("Params, B", "right"), ("Layers", "left"), ("Max ctx", "right"), ("dtype", "left"))
 
 
 def models_table(models: Iterable[ModelRow]) -> Table:
-    table = Table(title="Models (params: total / active for MoE)", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title="Models (params in billions: total / active for MoE)", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
     for name, justify in _MODEL_COLUMNS:
-        table.add_column(name, justify=justify, no_wrap=name not in ("Name", "Layers"), overflow="fold",
-                         max_width=30 if name == "Name" else None, min_width=12 if name == "Layers" else None)
+        table.add_column(name, justify=justify, no_wrap=name != "Layers", min_width={"Layers": 10, "dtype": 5}.get(name))
     for m in models:
-        params = f"{m.params_total / 1e9:,.1f}B" + (f" / {m.params_active / 1e9:,.1f}B" if m.params_active else "")
+        params = f"{m.params_total / 1e9:,.1f}" + (f" / {m.params_active / 1e9:,.1f}" if m.params_active else "")
         layers = ", ".join(f"{count} {kind}" for kind, count in m.layer_counts)
         table.add_row(m.name, params, layers, fmt_int(m.max_context), m.dtype)
     return table
