@@ -20,7 +20,8 @@ def models_table(models: Iterable[ModelRow]) -> Table:
     table = Table(title="Models (params in billions: total / active for MoE)", title_justify="left", box=box.SIMPLE_HEAD,
                   pad_edge=False)
     for name, justify in _MODEL_COLUMNS:
-        table.add_column(name, justify=justify, no_wrap=name != "Layers", min_width={"Layers": 10, "dtype": 5}.get(name))
+        table.add_column(name, justify=justify, no_wrap=name != "Layers", min_width={"Layers": 10, "dtype": 5}.get(name),
+                         max_width=11 if name == "Layers" else None)
     for m in models:
         params = f"{m.params_total / 1e9:,.1f}" + (f" / {m.params_active / 1e9:,.1f}" if m.params_active else "")
         layers = ", ".join(f"{count} {kind}" for kind, count in m.layer_counts)
