@@ -13,15 +13,14 @@ from kvplan.units import GIB, fmt_int
 
 
 _MODEL_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
-    ("Name", "left"), ("Params, B", "right"), ("Layers", "left"), ("Max ctx", "right"), ("dtype", "left"))
+    ("Name", "left"), ("Params, B", "right"), ("Layers", "left"), ("Context", "right"), ("dtype", "left"))
 
 
 def models_table(models: Iterable[ModelRow]) -> Table:
     table = Table(title="Models (params in billions: total / active for MoE)", title_justify="left", box=box.SIMPLE_HEAD,
                   pad_edge=False)
     for name, justify in _MODEL_COLUMNS:
-        table.add_column(name, justify=justify, no_wrap=name != "Layers", min_width={"Layers": 10, "dtype": 5}.get(name),
-                         max_width=11 if name == "Layers" else None)
+        table.add_column(name, justify=justify, no_wrap=name != "Layers", min_width={"dtype": 5}.get(name))
     for m in models:
         params = f"{m.params_total / 1e9:,.1f}" + (f" / {m.params_active / 1e9:,.1f}" if m.params_active else "")
         layers = ", ".join(f"{count} {kind}" for kind, count in m.layer_counts)
