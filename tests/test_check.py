@@ -163,3 +163,11 @@ def test_every_unknown_model_of_a_file_is_reported_in_one_run(capsys, tmp_path):
     code, _, err = run(capsys, "check", str(path))
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 2 and "(a): unknown model 'lama3-8b'" in lines[0] and "(b)" in lines[1]
+
+
+def test_the_markdown_summary_names_the_ignored_flags(capsys, tmp_path):
+    path, summary = tmp_path / "c.yaml", tmp_path / "summary.md"
+    path.write_text("scenarios:\n  - {name: v, gpu: h100, vllm: 'vllm serve meta-llama/Meta-Llama-3-8B --port 8000"
+                    " --max-model-len 8192'}\n")
+    assert run(capsys, "check", str(path), "--markdown", str(summary))[0] == 0
+    assert "- v: ignored vLLM flags --port" in summary.read_text()

@@ -165,3 +165,14 @@ def test_replicated_latent_turns_the_advantage_around_under_tp(catalog):
     gqa_8 = offload(catalog.model("llama3-70b"), h200, 4096, OffloadInputs(links=("pcie5",), tp=8)).tiers[0].ratio
     assert mla_1 > gqa_1 and mla_8 < gqa_8
     assert mla_8 == pytest.approx(mla_1 / 8, rel=0.01)  # recompute shared by 8, latent loaded whole
+
+
+def test_a_cpu_probe_applied_to_a_gpu_is_flagged(capsys):
+    from pathlib import Path
+
+    from kvplan.cli import main
+
+    probe = Path(__file__).parents[1] / "examples" / "cpu_offload" / "probe_offload_llama3-8b.json"
+    assert main(["offload", "llama3-8b", "--gpu", "h100", "--measured", str(probe)]) == 0
+    err = capsys.readouterr().err
+    assert "ran on the CPU" in err and "not h100-sxm's link and tensor cores" in " ".join(err.split())

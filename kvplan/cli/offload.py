@@ -8,7 +8,8 @@ from typing import Annotated, Optional, cast
 import typer
 
 from kvplan.cli.app import (
-    DebugOpt, ExplainOpt, GpuOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, handle_errors,
+    DebugOpt, ExplainOpt, GpuOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console,
+    handle_errors,
     read_option,
 )
 from kvplan import bounds
@@ -55,6 +56,10 @@ def offload(
                            host_gib=host_gib, nvme_gib=nvme_gib, sweep=sweep_prefix, tp=tp,
                            measured=read_measured(measured, spec.name) if measured else None)
     result = offload_(spec, cat.gpu(gpu), prefix, inputs)
+    if inputs.measured and inputs.measured.on_cpu:
+        err_console.print(f"note: --measured {measured} ran on the CPU: its reload rate is a host memory copy and its "
+                          f"prefill rate CPU arithmetic, not {result.gpu}'s link and tensor cores; run the probe on "
+                          "the GPU for figures that apply to it", markup=False)
     print_json(console, result) if json else render_offload(console, result, explain=explain)
 
 

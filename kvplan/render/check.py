@@ -74,6 +74,8 @@ def markdown_summary(results: Sequence[ScenarioResult]) -> str:
         if not r.outcomes:
             lines.append(f"| {cell(r.name)} | - | - | - | no expectations |")
     lines += [""] + [f"- **{cell(r.name)}**: {cell(suggestion(r))}" for r in results if not r.passed and r.fixes]
+    lines += [f"- {cell(r.name)}: ignored {r.engine} flags {cell(', '.join(r.ignored_flags))}"
+              for r in results if r.ignored_flags]
     return "\n".join(lines).rstrip() + "\n"
 
 

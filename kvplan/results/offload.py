@@ -43,6 +43,7 @@ class MeasuredHost(Result):
     reload_latency_us: float
     achieved_tflops: float
     peak_tflops: float | None
+    on_cpu: bool = False  # measured on the CPU: host memory copies and CPU arithmetic, not a GPU's
 
 
 class OffloadCapacity(Result):

@@ -115,4 +115,5 @@ class ProbeResult(Result):
         o = self.offload
         return MeasuredHost(source=f"kvplan probe {self.model} on {self.place}",
                             reload_gbps=o.measured.link_gbps, reload_latency_us=o.measured.latency_us,
-                            achieved_tflops=o.recompute.achieved_tflops, peak_tflops=o.recompute.peak_tflops)
+                            achieved_tflops=o.recompute.achieved_tflops, peak_tflops=o.recompute.peak_tflops,
+                            on_cpu=self.device == "cpu")
