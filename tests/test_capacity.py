@@ -373,7 +373,7 @@ BUDGET_KEYS = {
       "command_note"}),
     (["plan", "llama3-8b", "--gpu", "h100"],
      {"model", "model_origin", "gpu", "concurrency", "ctx_tokens", "max_len", "gpus_per_node", "cross_node_tp", "searched",
-      "best", "runners_up", "candidates", "infeasible", "explain"}),
+      "best", "runners_up", "candidates", "infeasible", "smaller", "explain"}),
 ])
 def test_json_schemas_are_stable(capsys, argv, keys):
     assert main([*argv, "--json"]) == 0

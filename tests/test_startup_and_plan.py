@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -180,3 +181,81 @@ def test_what_does_not_start_is_never_reported_as_fitting(catalog, name, gpu_nam
         assert not r.fits and not r.verdict.startswith("fits")
     if r.fits:
         assert r.start.starts and r.concurrency >= target
+
+
+def test_plan_shows_why_8_gpus_is_the_least(catalog):
+    """Llama-3-8B, 1,000 requests of 4k on H100s: TP 4 x 2 replicas = 8 GPUs (test_plan_llama3_8b).
+    Below 8 GPUs: TP 1 with PP 1..7, TP 2 with PP 1..3, TP 4 with PP 1 = 7 + 3 + 1 = 11 shapes."""
+    model, gpu = catalog.model("llama3-8b"), catalog.gpu("h100")
+    (fleets,) = plan(model, gpu, 1000, 4096).smaller
+    assert fleets.best_gpus == 8 and fleets.shapes == 7 + 3 + 1 == 11 and fleets.not_serving == 0
+    rows = [(f.tp, f.pp, f.gpus, f.replicas, f.concurrency_per_replica, f.concurrency) for f in fleets.nearest]
+    pool = lambda tp, pp: memory_budget(model, gpu, BudgetInputs(tp=tp, pp=pp)).kv_pool_bytes  # noqa: E731
+    # a request of 4,096 tokens per GPU: ceil(32 / PP) layers x 8 / TP KV heads x 128 x 2 (K, V) x 2 B x 4,096
+    assert rows[0] == (4, 1, 4, 1, 512, 512)  # the best's shape, one replica fewer: (8 - 1) // 4 = 1
+    assert rows[1] == (1, 7, 7, 1, pool(1, 7) // (5 * 8 * 128 * 2 * 2 * 4096), 834)  # 70,009,883,150 B / 80 MiB
+    assert rows[2] == (2, 3, 6, 1, pool(2, 3) // (11 * 4 * 128 * 2 * 2 * 4096), 758)  # 69,979,811,293 B / 88 MiB
+    assert fleets.most_held == 834 < 1000  # TP 1 x 7 replicas holds 7 x 108 = 756, fewer still
+
+
+def test_plan_says_which_smaller_shapes_do_not_start(catalog):
+    """Qwen2.5-32B at --max-len 128k on L40S: one request of 131,072 tokens at TP 2 needs
+    131,072 x 131,072 B = 16 GiB at start-up, more than the pool; TP 4 x 1 = 4 GPUs serves 50."""
+    model, gpu = catalog.model("qwen2.5-32b"), catalog.gpu("l40s")
+    r = plan(model, gpu, 50, 4096, max_len=131_072)
+    (fleets,) = r.smaller
+    assert r.best[0].gpus == 4 and fleets.shapes == 4  # TP 1 x PP 1..3, TP 2 x PP 1
+    by_shape = {(f.tp, f.pp): f for f in fleets.nearest}
+    tp2 = by_shape[(2, 1)]
+    assert not tp2.starts and tp2.concurrency == 0 and tp2.needed_bytes == 131_072 * QWEN32_PER_TOKEN_TP2 == 16 * GIB
+    assert tp2.kv_pool_bytes == memory_budget(model, gpu, BudgetInputs(tp=2)).kv_pool_bytes < 16 * GIB
+    assert by_shape[(1, 3)].concurrency == 49 < 50  # the one smaller shape that starts
+
+
+def independent_fleet(model, gpu, f, n: int, ctx: int, max_len: int) -> tuple[bool, int]:
+    """(starts, requests held at once) for f.replicas of f.tp x f.pp, from kv_size and the budget alone."""
+    budget = memory_budget(model, gpu, BudgetInputs(tp=f.tp, pp=f.pp, kv_dtype=f.kv_dtype))
+    stage = lambda b: ceil_div(b * ceil_div(model.num_layers, f.pp), model.num_layers)  # noqa: E731
+    per_request = stage(kv_size(model, ctx, tp=f.tp, kv_dtype=f.kv_dtype).paged_bytes_per_request_per_gpu)
+    at_max = stage(kv_size(model, max_len, tp=f.tp, kv_dtype=f.kv_dtype).paged_bytes_per_request_per_gpu)
+    pool = max(budget.kv_pool_bytes, 0)
+    starts = budget.weights_fit and at_max <= pool
+    per_replica = min(pool // per_request, vllm_batch_limits(gpu, budget.total_bytes).max_num_seqs)
+    return starts, f.replicas * per_replica if starts else 0
+
+
+@pytest.mark.parametrize("name, gpu_name, n, ctx, kv_dtypes", [
+    ("llama3.3-70b", "h100", 1000, 8192, ("fp8",)),
+    ("llama3-70b", "l40s", 100, 32768, ("auto",)),
+    ("qwen2.5-7b", "a100", 3000, 16384, ("auto", "fp8")),
+    ("mistral-7b-v0.3", "l40s", 200, 4096, ("auto",)),
+])
+def test_every_smaller_fleet_listed_holds_fewer_or_does_not_start(catalog, name, gpu_name, n, ctx, kv_dtypes):
+    model, gpu = catalog.model(name), catalog.gpu(gpu_name)
+    # max_len = ctx, past Llama-3-70B's 8,192 with the engine's switch set (as the independent count assumes)
+    r = plan(model, gpu, n, ctx, kv_dtypes, BudgetInputs(allow_long_max_len=True), max_len=ctx)
+    for best, fleets in zip(r.best, r.smaller):
+        assert fleets.kv_dtype == best.kv_dtype and fleets.best_gpus == best.gpus and fleets.most_held < n
+        assert fleets.nearest or best.gpus == 1
+        for f in fleets.nearest:
+            assert f.replicas == (best.gpus - 1) // (f.tp * f.pp) >= 1 and f.gpus == f.replicas * f.tp * f.pp < best.gpus
+            starts, held = independent_fleet(model, gpu, f, n, ctx, ctx)
+            assert (f.starts, f.concurrency) == (starts, held)
+            assert not starts or held < n  # fewer GPUs: it does not start, or it holds fewer than asked
+
+
+def test_plan_prints_the_smaller_fleets_in_80_columns(capsys):
+    assert main(["plan", "llama3-8b", "--gpu", "h100", "--concurrency", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines() if not line.startswith("  vllm serve")) <= 80
+    assert "Fewer GPUs: replicas x each = what they hold" in out
+    rows = [line.split() for line in out.splitlines() if line.rstrip().endswith("holds < 1,000")]
+    assert rows == [["bf16", "4", "1", "4", "1", "512", "512", "holds", "<", "1,000"],  # KV TP PP GPUs replicas each
+                    ["bf16", "1", "7", "7", "1", "834", "834", "holds", "<", "1,000"],
+                    ["bf16", "2", "3", "6", "1", "758", "758", "holds", "<", "1,000"]]
+    assert ("bf16 KV, below 8 GPUs: 11 shapes (TP x PP); 11 start and hold at most 834 of the 1,000 asked."
+            in " ".join(out.split()))
+    assert main(["plan", "llama3-8b", "--gpu", "h100", "--concurrency", "1000", "--json"]) == 0
+    (smaller,) = json.loads(capsys.readouterr().out)["smaller"]
+    assert (smaller["best_gpus"], smaller["shapes"], smaller["most_held"]) == (8, 11, 834)
+    assert [(f["tp"], f["pp"], f["concurrency"]) for f in smaller["nearest"]] == [(4, 1, 512), (1, 7, 834), (2, 3, 758)]

@@ -44,14 +44,12 @@ def test_bad_ranges(capsys, argv, message):
 
 
 def test_sweep_equals_single_point_calls(capsys, catalog):
-    code, out, _ = run(capsys, "sweep", "llama3-8b", "--gpu", "h100,h200", "--ctx", "1k..16k", "--json")
+    code, out, _ = run(capsys, "sweep", "llama3.1-8b", "--gpu", "h100,h200,b200", "--ctx", "1k..16k", "--json")
     assert code == 0
     for p in json.loads(out)["points"]:
-        single = batch_capacity(catalog.model("llama3-8b"), catalog.gpu(p["series"]), Workload(p["x"], 0))
-        if p["x"] > 8192:  # past Llama-3-8B's context of 8,192: vLLM refuses max_model_len = x, a gap
-            assert p["value"] is None
-        else:
-            assert p["value"] == single.strategies[-1].concurrency_peak  # paged, a request of x tokens
+        single = batch_capacity(catalog.model("llama3.1-8b"), catalog.gpu(p["series"]), Workload(p["x"], 0))
+        paged = single.strategies[-1].concurrency_peak  # paged, a request of x tokens
+        assert p["value"] == min(paged, single.budget.max_num_seqs)  # the engine runs at most max_num_seqs
 
 
 def test_sweep_over_tp_leaves_gaps_where_heads_forbid(capsys):
@@ -67,7 +65,8 @@ def test_sweep_over_tp_leaves_gaps_where_heads_forbid(capsys):
 def test_terminal_chart_fits_80_columns(capsys):
     code, out, _ = run(capsys, "sweep", "llama3-8b", "--gpu", "h100,h200,b200", "--kv-dtype", "bf16,fp8")
     assert code == 0 and max(len(line) for line in out.splitlines()) <= 80
-    assert "x: context (tokens, log scale); y: max concurrency, paged (requests)" in out
+    assert "x: context (tokens, log scale)\n" in out
+    assert "y: max concurrency, paged, capped at max_num_seqs 1,024 (requests)\n" in out
 
 
 def test_csv(capsys):
@@ -112,7 +111,7 @@ def test_waste_metric_equals_a_frag_run(capsys):
 def test_a_batch_sweep_shows_only_what_fits(capsys):
     """Llama-3.1-8B on an L4 at 8k: a few requests fit; the larger batches are marked, not priced."""
     code, out, _ = run(capsys, "sweep", "llama3.1-8b", "--gpu", "l4", "--batch", "1..1024", "--ctx", "8k",
-                       "--metric", "tokens_per_s", "--json")
+                       "--max-len", "8k", "--metric", "tokens_per_s", "--json")
     r = json.loads(out)
     fitting = int(r["points"][0]["metrics"]["concurrency"])
     assert code == 0 and r["ctx_tokens"] == 8192 and 1 <= fitting < 8
@@ -138,5 +137,105 @@ def test_every_point_shown_fits(model, gpu, ctx, batch):
     cat = load_catalog()
     r = sweep([("s", cat.model(model), cat.gpu(gpu), BudgetInputs())], "batch", (batch,), ctx, None, "tokens_per_s")
     (p,) = r.points
-    if p.value == p.value:  # shown
-        assert p.fits and p.metrics["starts"] and p.metrics["concurrency"] >= batch
+    if p.value is not None:  # shown: it starts at the model's context, its requests are no longer, the batch runs
+        assert p.fits and p.metrics["starts"] is True and ctx <= cat.model(model).max_context
+        assert p.metrics["fitting"] >= p.metrics["concurrency"] >= batch and p.metrics["max_num_seqs"] >= batch
+
+
+# Llama-3.1-8B, bf16 KV: 32 layers x 8 KV heads x 128 dims x 2 (K, V) x 2 B = 131,072 B per token, so a
+# request of 1,024 tokens pages into 1,024 x 131,072 = 134,217,728 B and one of 8,192 into 1 GiB.
+KV_1K, KV_8K = 1024 * 131_072, 8192 * 131_072
+
+
+def sweep_json(capsys, *argv) -> dict:
+    code, out, err = run(capsys, "sweep", *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_concurrency_is_capped_at_max_num_seqs_as_plan_caps_it(capsys):
+    """B200 (vLLM: 191,762,530,304 B total, 1,024 sequences on a GPU of 70 GiB or more):
+    pool = floor(0.9 x 191,762,530,304) - 16,060,522,496 weights - 1,956,642,816 activation
+    - 268,435,456 overhead = 154,300,676,505 B."""
+    r = sweep_json(capsys, "llama3.1-8b", "--gpu", "b200", "--ctx", "1k")
+    (p,) = r["points"]
+    assert p["metrics"]["fitting"] == 154_300_676_505 // KV_1K == 1149  # what the pool holds
+    assert p["value"] == p["metrics"]["concurrency"] == min(1149, 1024) == 1024  # what the engine runs
+    assert r["metric_label"] == "max concurrency, paged, capped at max_num_seqs 1,024 (requests)"
+    raised = sweep_json(capsys, "llama3.1-8b", "--gpu", "b200", "--ctx", "1k", "--max-num-seqs", "2000")
+    # 976 more sequences grow the sampler's share of the activation by 2 x 976 x 128,256 vocab x 4 B
+    # = 1,001,422,848 B: the pool is 153,299,253,657 B, 1,142 requests, now all run
+    pool = 154_300_676_505 - 2 * (2000 - 1024) * 128_256 * 4
+    assert raised["points"][0]["value"] == min(pool // KV_1K, 2000) == 1142
+    assert raised["metric_label"] == "max concurrency, paged, capped at max_num_seqs 2,000 (requests)"
+
+
+def test_the_cap_is_said_in_the_table(capsys):
+    code, out, _ = run(capsys, "sweep", "llama3.1-8b", "--gpu", "l4,b200", "--ctx", "1k,2k")
+    assert code == 0 and "capped at max_num_seqs 256 / 1,024 (requests)" in out  # L4: 256, B200: 1,024
+    assert "Capped: 1 point(s) hold more requests" in out and "b200 at ctx 1,024, 1,149 fit, 1,024 run" in out
+    assert "--max-num-seqs raises the cap" in out
+
+
+@pytest.mark.parametrize("argv, pool", [
+    # H100: floor(0.8 x 85,017,493,504) = 68,013,994,803 - 16,060,522,496 - 1,956,642,816 - 268,435,456
+    (["--util", "0.8"], 49_728_394_035),
+    # fp8 weights, 9,080,934,400 B: floor(0.9 x 85,017,493,504) = 76,515,744,153 - 9,080,934,400 - ...
+    (["--weights-dtype", "fp8"], 65_209_731_481),
+])
+def test_sweep_takes_the_budget_options(capsys, argv, pool):
+    (p,) = sweep_json(capsys, "llama3.1-8b", "--gpu", "h100", "--ctx", "1k", *argv)["points"]
+    assert p["metrics"]["kv_pool_gib"] == pool / 2**30
+    assert p["value"] == pool // KV_1K  # 370 at util 0.8, 485 with fp8 weights: under the 1,024 cap
+
+
+def test_a_point_where_the_engine_does_not_start_at_max_len_is_a_gap(capsys):
+    """L4: pool = floor(0.9 x 23,649,583,104) - 16,060,522,496 - 489,160,704 - 268,435,456 = 4,466,506,137 B.
+    The default max_len, the model's 131,072-token context, needs 16 GiB at start-up: vLLM does not start.
+    --max-len 8k needs 1 GiB: it starts, and 4,466,506,137 // 1 GiB = 4 requests of 8k fit."""
+    default = sweep_json(capsys, "llama3.1-8b", "--gpu", "l4", "--batch", "1,2", "--ctx", "8k")
+    assert all(p["value"] is None and not p["fits"] for p in default["points"])
+    assert default["points"][0]["why"] == ("the engine does not start at max_len 131,072 (one request of it "
+                                           "does not fit the pool)")
+    assert default["marks"]["llama3.1-8b"]["max_len"] == 131_072
+    given = sweep_json(capsys, "llama3.1-8b", "--gpu", "l4", "--batch", "1,2", "--ctx", "8k", "--max-len", "8k")
+    assert all(p["fits"] and p["metrics"]["starts"] is True for p in given["points"])
+    assert given["points"][0]["value"] == 4_466_506_137 // KV_8K == 4
+
+
+def test_requests_longer_than_max_len_are_a_gap(capsys):
+    """Llama-3-8B's context is 8,192 tokens: a request of 16,384 is refused by an engine run at it."""
+    points = sweep_json(capsys, "llama3-8b", "--gpu", "h100", "--ctx", "8k,16k")["points"]
+    assert points[0]["fits"] and points[0]["value"] == 58_230_143_385 // KV_8K == 54  # the H100 pool above
+    assert points[1]["value"] is None and points[1]["why"] == ("its requests are longer than max_len 8,192 "
+                                                               "(the engine refuses them)")
+    refused = sweep_json(capsys, "llama3-8b", "--gpu", "h100", "--ctx", "16k", "--max-len", "16k")["points"]
+    assert refused[0]["value"] is None  # max_len 16,384 is past the model's 8,192: the engine refuses it
+    longer = sweep_json(capsys, "llama3-8b", "--gpu", "h100", "--ctx", "16k", "--max-len", "16k",
+                        "--allow-long-max-len")["points"]  # as VLLM_ALLOW_LONG_MAX_MODEL_LEN=1
+    assert longer[0]["value"] == 58_230_143_385 // (2 * KV_8K) == 27
+
+
+def test_json_counts_are_integers_and_gaps_are_null(capsys):
+    r = sweep_json(capsys, "llama3.1-8b", "--gpu", "l4", "--batch", "2,8", "--ctx", "8k", "--max-len", "8k",
+                   "--metric", "tokens_per_s")
+    shown, gap = r["points"]
+    for key in ("concurrency", "fitting", "max_num_seqs", "max_len", "compute_bound_batch"):
+        assert type(shown["metrics"][key]) is int, key
+    assert shown["metrics"]["starts"] is True and shown["fits"] is True and type(shown["value"]) is float
+    assert gap["fits"] is False and gap["value"] is None and gap["metrics"]["tokens_per_s"] is None  # 8 > 4 fit
+    assert gap["why"] == "a batch above 4 requests does not fit"
+    counted = sweep_json(capsys, "llama3.1-8b", "--gpu", "l4", "--ctx", "8k", "--max-len", "8k")["points"][0]
+    assert type(counted["value"]) is int and counted["value"] == 4  # not 4.0
+
+
+def test_csv_counts_are_integers_booleans_words_and_gaps_empty(capsys):
+    import csv
+    import io
+
+    code, out, _ = run(capsys, "sweep", "llama3.1-8b", "--gpu", "l4", "--batch", "2,8", "--ctx", "8k",
+                       "--max-len", "8k", "--metric", "tokens_per_s", "--csv")
+    shown, gap = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and shown["concurrency"] == "4" and shown["max_len"] == "8192"  # not 4.0, 8192.0
+    assert shown["fits"] == shown["starts"] == "true" and gap["fits"] == "false"
+    assert gap["tokens_per_s"] == "" and gap["why"] == "a batch above 4 requests does not fit"

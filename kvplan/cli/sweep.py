@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DEFAULT_ENGINE, OUTPUT, DebugOpt, EngineOpt, JsonOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors, read_option,
+    DEFAULT_ENGINE, OUTPUT, AllowLongOpt, DebugOpt, EngineOpt, JsonOpt, MaxLenOpt, MaxSeqsOpt, OfflineOpt, SpecsOpt, UtilOpt,
+    WeightsDtypeOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option,
 )
 from kvplan import bounds
 
@@ -28,7 +29,8 @@ def sweep(
     kv_dtypes: Annotated[str, read_option(bounds.names, "--kv-dtype", metavar="LIST", help="KV dtypes, comma-separated (one line each).")] = "auto",
     metric: Annotated[str, typer.Option("--metric", help="concurrency, kv_gib, tokens_per_s, kv_pool_gib, weights_gib, "
                                         "or waste_fixed / waste_exact / waste_doubling / waste_paged.")] = "concurrency",
-    engine: EngineOpt = DEFAULT_ENGINE,
+    engine: EngineOpt = DEFAULT_ENGINE, util: UtilOpt = None, max_len: MaxLenOpt = None,
+    weights_dtype: WeightsDtypeOpt = "auto", max_num_seqs: MaxSeqsOpt = None, allow_long: AllowLongOpt = False,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Also draw it to FILE (.png or .svg).")] = None,
     log_y: Annotated[bool, typer.Option("--log-y", help="A log-scale y axis in the plot.", rich_help_panel=OUTPUT)] = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV.", rich_help_panel=OUTPUT)] = False,
@@ -36,11 +38,10 @@ def sweep(
 ) -> None:
     """How capacity moves along one axis (context, batch, TP), compared across models, GPUs, KV dtypes or TP.
 
-    Example: kvplan sweep llama3-8b --gpu h100,h200,b200 --ctx 1k..128k --plot concurrency.png
+    Example: kvplan sweep llama3.1-8b --gpu h100,h200,b200 --ctx 1k..128k --plot concurrency.png
     """
     import itertools
 
-    from kvplan.calc.budget import BudgetInputs
     from kvplan.calc.sweep import sweep as sweep_
     from kvplan.render.base import print_json
     from kvplan.render.sweep import render_sweep, to_csv
@@ -65,8 +66,9 @@ def sweep(
         parts = [p for p, many in ((name, len(models) > 1), (gpu_name, len(gpu_names) > 1),
                                    (f"KV {dtype}", len(dtypes) > 1), (f"TP {tp}", len(series_tps) > 1)) if many]
         series.append((" · ".join(parts) or name, cat.model(name), cat.gpu(gpu_name),
-                       BudgetInputs(engine=engine, tp=tp, kv_dtype=dtype)))
-    result = sweep_(series, x_axis, xs, fixed_ctx, None, metric)
+                       budget_inputs(engine, tp, 1, dtype, weights_dtype, util, None, None, None, None, None,
+                                     max_num_seqs, allow_long)))
+    result = sweep_(series, x_axis, xs, fixed_ctx, None, metric, max_len)
     if plot:
         on = ", ".join(gpu_names) + (f" (TP {tps})" if tps != "1" and x_axis != "tp" else "")
         from kvplan.render.plot import plot_sweep

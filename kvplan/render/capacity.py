@@ -11,7 +11,9 @@ from rich.text import Text
 
 from kvplan.render.base import wrap_prose, explain_table, origin_line
 from kvplan.render.flags import flag, flags_of, source
-from kvplan.results.capacity import BatchResult, FitResult, MemoryBudget, Overview, PlanResult, Roofline, StartCheck
+from kvplan.results.capacity import (
+    BatchResult, FitResult, MemoryBudget, Overview, PlanResult, Roofline, SmallerFleet, SmallerFleets, StartCheck,
+)
 from kvplan.units import GIB, fmt_binary, fmt_bytes
 
 NOTE = "GiB = 2^30 B, GB = 10^9 B."
@@ -226,10 +228,53 @@ def _deployments_table(title: str, rows) -> Table:
     return table
 
 
+def _falls_short(f: SmallerFleet, asked: int, ctx: int) -> str:
+    """Why a fleet below the best does not do, in a few words."""
+    if not f.starts:
+        if not f.kv_pool_bytes:
+            return "no KV pool"
+        return f"start: {f.needed_bytes / GIB:,.2f} > {_gib(f.kv_pool_bytes)}"  # needs > pool
+    return f"holds < {asked:,}" if f.fitting_per_replica else f"no request of {ctx:,}"
+
+
+def smaller_table(r: PlanResult) -> Table:
+    """The largest fleets of fewer GPUs than each best deployment, and what they hold."""
+    table = Table(title="Fewer GPUs: replicas x each = what they hold", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("KV", "TP", "PP", "GPUs", "Replicas", "Each", "Holds", "Short because"):
+        table.add_column(name, justify="left" if name in ("KV", "Short because") else "right")
+    for fleets in r.smaller:
+        for f in fleets.nearest:
+            capped = f.concurrency_per_replica < f.fitting_per_replica
+            each = f"{f.concurrency_per_replica:,}" + (f" (cap; {f.fitting_per_replica:,} fit)" if capped else "")
+            held = bool(f.concurrency)
+            table.add_row(f.kv_dtype, str(f.tp), str(f.pp), f"{f.gpus:,}", f"{f.replicas:,}", each if held else "-",
+                          f"{f.concurrency:,}" if held else "-", _falls_short(f, r.concurrency, r.ctx_tokens))
+    return table
+
+
+def smaller_line(r: PlanResult, fleets: SmallerFleets) -> str:
+    """The proof in one sentence: every shape below the best holds fewer than asked, or does not serve."""
+    starting = fleets.shapes - fleets.not_serving
+    verbs = "starts and holds" if starting == 1 else "start and hold"
+    parts = [f"{starting:,} {verbs} at most {fleets.most_held:,} of the {r.concurrency:,} asked" if starting else ""]
+    if fleets.not_serving:
+        parts.append(f"{fleets.not_serving:,} {'does' if fleets.not_serving == 1 else 'do'} not start or "
+                     f"{'holds' if fleets.not_serving == 1 else 'hold'} no request")
+    return (f"{fleets.kv_dtype} KV, below {fleets.best_gpus:,} GPUs: {fleets.shapes:,} shapes (TP x PP); "
+            + "; ".join(p for p in parts if p) + ".")
+
+
 def render_plan(console: Console, r: PlanResult, explain: bool = False) -> None:
     console.print(f"[bold]{r.model}[/] on {r.gpu}: {r.concurrency:,} concurrent requests of {r.ctx_tokens:,} "
                   f"tokens, max_len {r.max_len:,}, {r.gpus_per_node} GPUs per node")
     console.print(_deployments_table("Smallest deployment per KV dtype", r.best))
+    if any(fleets.nearest for fleets in r.smaller):
+        console.print(smaller_table(r))
+    lines = [smaller_line(r, fleets) for fleets in r.smaller if fleets.shapes]  # none when the best is one GPU
+    for line in lines:
+        console.print(f"[dim]{line}[/]")
+    if lines and r.runners_up:
+        console.print()
     if r.runners_up:
         console.print(_deployments_table("Runners-up: fewer pipeline stages, more GPUs", r.runners_up))
     for d in r.best:

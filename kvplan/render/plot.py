@@ -3,6 +3,7 @@ bars. matplotlib is imported only here, and only when a plot is asked for."""
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def plot_sweep(r: SweepResult, path: Path, title: str, log_y: bool = False) -> N
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, points in series_points(r).items():
-        ax.plot([p.x for p in points], [p.value for p in points], marker="o", label=name)
+        ax.plot([p.x for p in points], [math.nan if p.value is None else p.value for p in points], marker="o",
+                label=name)  # a gap: a break in the line
     if r.x_axis in ("ctx", "batch"):
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_locator(FixedLocator(sorted({p.x for p in r.points})))

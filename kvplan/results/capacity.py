@@ -174,6 +174,33 @@ class Deployment(Result):
     command: str
 
 
+class SmallerFleet(Result):
+    """The most replicas of one shape on fewer GPUs than the best deployment, and what they hold."""
+
+    kv_dtype: str
+    tp: int
+    pp: int
+    replicas: int  # floor((best GPUs - 1) / (tp x pp))
+    gpus: int
+    concurrency_per_replica: int  # min(fitting, max_num_seqs); 0 when the shape does not serve
+    concurrency: int  # replicas x concurrency_per_replica: below the concurrency asked
+    starts: bool  # the engine starts at max_len
+    fitting_per_replica: int  # requests of ctx the pool holds (0: not one)
+    needed_bytes: int  # one request of max_len at start-up, per GPU
+    kv_pool_bytes: int  # the pool it must fit, per GPU
+
+
+class SmallerFleets(Result):
+    """Why the best deployment's GPU count is the least, for one KV dtype."""
+
+    kv_dtype: str
+    best_gpus: int  # every fleet here has fewer
+    shapes: int  # shapes (TP x PP) with a replica on fewer GPUs: each checked
+    not_serving: int  # of them, those that do not start at max_len or hold no request
+    most_held: int  # the most any of them holds at once: below the concurrency asked
+    nearest: tuple[SmallerFleet, ...]  # shown: the best's shape one replica fewer, the most held, the largest idle
+
+
 class PlanResult(Result):
     """`kvplan plan`: the smallest deployment for N concurrent requests at a context, per KV dtype."""
 
@@ -190,6 +217,7 @@ class PlanResult(Result):
     runners_up: tuple[Deployment, ...]  # fewer pipeline stages for more GPUs, per KV dtype
     candidates: tuple[Deployment, ...]
     infeasible: tuple[str, ...]
+    smaller: tuple[SmallerFleets, ...] = ()  # per KV dtype, the fleets of fewer GPUs than the best
     explain: tuple[Step, ...] = ()
 
 
