@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kvplan.errors import SpecError
+from kvplan.specs.jsonio import loads
 
 _ST_DTYPES = {"BF16": "bf16", "F16": "fp16", "F32": "fp32", "F8_E4M3": "fp8"}
 # Tensor names of the towers that run on images or audio, not on every token (transformers' names).
@@ -55,7 +56,7 @@ class Checkpoint:
         return sum(by_dtype.values()), _ST_DTYPES.get(by_dtype.most_common(1)[0][0], "bf16")
 
 
-def header_tensors(header: dict, where: object = "safetensors header") -> list[tuple[str, str, int]]:
+def header_tensors(header: object, where: object = "safetensors header") -> list[tuple[str, str, int]]:
     """(name, dtype, element count) of every tensor a safetensors header describes; a header whose
     entries are not {dtype: str, shape: [ints]} is one SpecError naming the file and tensor."""
     if not isinstance(header, dict):
@@ -83,7 +84,7 @@ def local_checkpoint(folder: Path) -> Checkpoint:
 def index_total_size(path: Path) -> int | None:
     try:
         total = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("total_size")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # no usable index: the headers alone
         return None
     return total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else None
 
@@ -93,12 +94,12 @@ def safetensors_params(folder: Path) -> tuple[int, str] | None:
     return local_checkpoint(folder).params()
 
 
-def _safetensors_header(path: Path) -> dict:
+def _safetensors_header(path: Path) -> object:
     try:
         with path.open("rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
             if length > 100_000_000:
                 raise ValueError("header length is implausible")
-            return json.loads(handle.read(length))
+            return loads(handle.read(length), path)
     except (OSError, ValueError, struct.error) as exc:
         raise SpecError(f"{path}: not a readable safetensors file ({exc})") from None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kvplan.errors import SpecError
 from kvplan.specs.defaults import with_class_defaults
+from kvplan.specs.jsonio import loads
 from kvplan.specs.yamlio import read_text
 
 SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma",
@@ -30,7 +31,7 @@ def config_path(path: Path) -> Path:
 
 def load_config(config: Path) -> dict:
     try:
-        data = json.loads(read_text(config, "config.json"))
+        data = loads(read_text(config, "config.json"), config)
     except json.JSONDecodeError as exc:
         raise SpecError(f"{config}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict):

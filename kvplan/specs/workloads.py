@@ -21,6 +21,7 @@ from pathlib import Path
 
 from kvplan import bounds
 from kvplan.errors import InputError
+from kvplan.specs.jsonio import loads
 from kvplan.specs.yamlio import read_text
 
 CHAT_MEANS = (161.31, 337.99)  # ShareGPT input and output tokens, vLLM paper Table 1
@@ -108,7 +109,7 @@ def _jsonl_rows(path: Path, text: str):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = loads(line, f"{path}:{i}", InputError)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}:{i}: not JSON ({exc.msg})") from None
         if not isinstance(row, dict):
