@@ -88,7 +88,60 @@ def test_a_deeply_nested_config(capsys, tmp_path):
     refused(capsys, f"{folder / 'config.json'}: {NESTED}", "size", str(folder))
 
 
+def test_a_deeply_nested_safetensors_header(capsys, tmp_path):
+    folder = config_folder(tmp_path, LLAMA)
+    header = f'{{"a": {DEEP}}}'.encode()
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    refused(capsys, f"{folder / 'model.safetensors'}: {NESTED}", "size", str(folder))
+
+
 def test_a_deeply_nested_trace_row(capsys, tmp_path):
     trace = tmp_path / "t.jsonl"
     trace.write_text(f'{{"input_tokens": 10, "output_tokens": 5, "x": {DEEP}}}\n')
     refused(capsys, f"{trace}:1: {NESTED}", "frag", "llama3-8b", "--kv-gib", "1", "--workload", str(trace))
+
+
+# --- 8. a safetensors header that claims more than its file holds ---------------------------------
+
+def safetensors(path: Path, header: dict, data: int = 0) -> None:
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(data))
+
+
+EMBED = "model.embed_tokens.weight"
+
+
+def test_tensors_past_the_end_of_the_file_are_refused(capsys, tmp_path):
+    folder = config_folder(tmp_path, LLAMA)  # 128,256 x 4,096 x 2 B = 1,050,673,152 B claimed, 0 written
+    safetensors(folder / "model.safetensors",
+                {EMBED: {"dtype": "BF16", "shape": [128256, 4096], "data_offsets": [0, 1_050_673_152]}})
+    refused(capsys, f"{folder / 'model.safetensors'}: tensor '{EMBED}' ends at byte 1,050,673,152 of the data, "
+            "past the 0 bytes the file holds; the file is truncated, download it again", "size", str(folder))
+
+
+def test_a_header_longer_than_its_file_is_refused(capsys, tmp_path):
+    folder = config_folder(tmp_path, LLAMA)
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", 1000) + b"{}")
+    refused(capsys, f"{folder / 'model.safetensors'}: not a readable safetensors file (its header length says "
+            "1,000 bytes, the file holds 10; is it truncated?)", "size", str(folder))
+
+
+def test_offsets_that_disagree_with_the_shape_are_refused(capsys, tmp_path):
+    folder = config_folder(tmp_path, LLAMA)  # 2 x 3 BF16 = 12 B, the offsets say 4
+    safetensors(folder / "model.safetensors", {EMBED: {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 4]}}, 12)
+    refused(capsys, f"{folder / 'model.safetensors'}: tensor '{EMBED}' spans 4 bytes, but its shape and BF16 need "
+            "12; the header is corrupt, download it again", "size", str(folder))
+
+
+def test_a_tensor_without_offsets_is_refused(capsys, tmp_path):
+    folder = config_folder(tmp_path, LLAMA)
+    safetensors(folder / "model.safetensors", {EMBED: {"dtype": "BF16", "shape": [2, 3]}}, 12)
+    refused(capsys, f"{folder / 'model.safetensors'}: tensor '{EMBED}' has no data_offsets [begin, end] (got None); "
+            "is the checkpoint complete?", "size", str(folder))
+
+
+def test_a_whole_safetensors_file_is_read(capsys, tmp_path):
+    folder = config_folder(tmp_path, LLAMA)
+    safetensors(folder / "model.safetensors", {EMBED: {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]}}, 12)
+    code, _, err = run(capsys, "import", str(folder))
+    assert code == 0 and "params_total 6 counted from the *.safetensors headers" in err

@@ -76,8 +76,7 @@ def header_tensors(header: object, where: object = "safetensors header") -> list
 
 def local_checkpoint(folder: Path) -> Checkpoint:
     """The headers of every *.safetensors file in a folder, and its index's total_size."""
-    tensors = [item for path in sorted(folder.glob("*.safetensors"))
-               for item in header_tensors(_safetensors_header(path), path)]
+    tensors = [item for path in sorted(folder.glob("*.safetensors")) for item in _local_tensors(path)]
     return Checkpoint(tuple(tensors), index_total_size(folder / "model.safetensors.index.json"))
 
 
@@ -94,12 +93,40 @@ def safetensors_params(folder: Path) -> tuple[int, str] | None:
     return local_checkpoint(folder).params()
 
 
-def _safetensors_header(path: Path) -> object:
+def _safetensors_header(path: Path) -> tuple[object, int]:
+    """(the JSON header of a local safetensors file, the bytes of data after it)."""
     try:
+        size = path.stat().st_size
         with path.open("rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
             if length > 100_000_000:
                 raise ValueError("header length is implausible")
-            return loads(handle.read(length), path)
+            if length > size - 8:
+                raise ValueError(f"its header length says {length:,} bytes, the file holds {size:,}; "
+                                 "is it truncated?")
+            return loads(handle.read(length), path), size - 8 - length
     except (OSError, ValueError, struct.error) as exc:
         raise SpecError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def _local_tensors(path: Path) -> list[tuple[str, str, int]]:
+    """The tensors of one local file, refused where the header claims more data than the file holds
+    (a truncated download, or a header written over the wrong file): every tensor's data_offsets
+    [begin, end] must lie within the data and span its elements x the dtype's width."""
+    header, data_bytes = _safetensors_header(path)
+    tensors = header_tensors(header, path)
+    entries = header if isinstance(header, dict) else {}
+    for name, dtype, count in tensors:
+        offsets = entries[name].get("data_offsets")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(
+                isinstance(n, int) and not isinstance(n, bool) for n in offsets) and 0 <= offsets[0] <= offsets[1]):
+            raise SpecError(f"{path}: tensor {str(name)[:60]!r} has no data_offsets [begin, end] "
+                            f"(got {str(offsets)[:40]}); is the checkpoint complete?")
+        if offsets[1] > data_bytes:
+            raise SpecError(f"{path}: tensor {str(name)[:60]!r} ends at byte {offsets[1]:,} of the data, past the "
+                            f"{data_bytes:,} bytes the file holds; the file is truncated, download it again")
+        width = ST_WIDTHS.get(dtype)
+        if width is not None and offsets[1] - offsets[0] != count * width:
+            raise SpecError(f"{path}: tensor {str(name)[:60]!r} spans {offsets[1] - offsets[0]:,} bytes, but its "
+                            f"shape and {dtype} need {count * width:,}; the header is corrupt, download it again")
+    return tensors
