@@ -7,6 +7,8 @@ import json
 import struct
 from pathlib import Path
 
+import pytest
+
 from kvplan.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf_configs"
@@ -145,3 +147,36 @@ def test_a_whole_safetensors_file_is_read(capsys, tmp_path):
     safetensors(folder / "model.safetensors", {EMBED: {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]}}, 12)
     code, _, err = run(capsys, "import", str(folder))
     assert code == 0 and "params_total 6 counted from the *.safetensors headers" in err
+
+
+# --- 3. output paths too long for the file system -------------------------------------------------
+
+DEEP_PATH = "/".join(["d" * 200] * 25)  # 25 names of 200 bytes: 5,024 bytes, over Linux's PATH_MAX
+
+
+@pytest.mark.parametrize("argv, suffix", [
+    (["fit", "llama3-8b", "--gpu", "h100", "--plot"], ".png"),
+    (["sweep", "llama3-8b", "--gpu", "h100", "--ctx", "4k", "--plot"], ".svg"),
+    (["frag", "llama3-8b", "--kv-gib", "1", "--requests", "5", "--plot"], ".png"),
+    (["check", "--model", "llama3-8b", "--gpu", "h100", "--junit"], ".xml"),
+    (["check", "--model", "llama3-8b", "--gpu", "h100", "--markdown"], ".md"),
+])
+def test_an_output_path_longer_than_the_file_system_takes(capsys, tmp_path, argv, suffix):
+    target = f"{tmp_path}/{DEEP_PATH}{suffix}"
+    refused(capsys, f"{argv[-1]} {target[:60]}...: the path is {len(target.encode()):,} bytes, longer than the "
+            "4,095 the file system takes; shorten it", *argv, target)
+
+
+def test_an_import_folder_with_a_name_too_long(capsys, tmp_path):
+    folder = config_folder(tmp_path, LLAMA)  # it was OSError ENAMETOOLONG from out.exists()
+    out = f"{tmp_path}/{'o' * 300}"
+    refused(capsys, f"--out {out[:60]}...: a name in it is longer than 255 bytes; shorten it",
+            "import", str(folder), "--out", out)
+    out = f"{tmp_path}/{DEEP_PATH}"
+    refused(capsys, f"--out {out[:60]}...: the path is {len(out.encode()):,} bytes, longer than the 4,095 the "
+            "file system takes; shorten it", "import", str(folder), "--out", out)
+
+
+def test_a_check_file_path_too_long_to_look_at(capsys, tmp_path):
+    path = f"{tmp_path}/{DEEP_PATH}.yaml"
+    refused(capsys, f"{path}: cannot read check file (File name too long)", "check", path)

@@ -145,7 +145,11 @@ def inline_scenario(**fields) -> Scenario:
 def load_check_file(path: Path) -> list[Scenario]:
     """Scenarios from a check file; every problem is one SpecError line 'file:line: field: what',
     and a scenario that cannot be read is an error, never dropped: a gate passes only what it checked."""
-    if not path.is_file():
+    try:
+        missing = not path.is_file()
+    except OSError:  # a name too long for the file system: read_text says so
+        missing = False
+    if missing:
         raise SpecError(f"{path}: no such check file; pass a YAML file of scenarios (see examples/capacity.yaml)")
     text = read_text(path, "check file")
     document = validate_yaml(path, text, CheckFile)
