@@ -180,3 +180,65 @@ def test_an_import_folder_with_a_name_too_long(capsys, tmp_path):
 def test_a_check_file_path_too_long_to_look_at(capsys, tmp_path):
     path = f"{tmp_path}/{DEEP_PATH}.yaml"
     refused(capsys, f"{path}: cannot read check file (File name too long)", "check", path)
+
+
+# --- 4, 5, 10. config.json keys of the wrong kind ---------------------------------------------------
+
+JAMBA = json.loads((FIXTURES / "jamba-v0.1" / "config.json").read_text())
+QWEN3_NEXT = json.loads((FIXTURES / "qwen3-next-80b-a3b" / "config.json").read_text())
+
+
+@pytest.mark.parametrize("model_type, shown", [(["llama"], "['llama']"), (7, "7"), ({"a": 1}, "{'a': 1}")])
+def test_a_model_type_that_is_not_a_string(capsys, tmp_path, model_type, shown):
+    folder = config_folder(tmp_path, {**LLAMA, "model_type": model_type})  # a list: TypeError unhashable
+    refused(capsys, f"{folder / 'config.json'}: model_type: expected a string such as \"llama\", got {shown}; "
+            "fix the config", "size", str(folder))
+
+
+def test_a_nested_model_type_that_is_not_a_string(capsys, tmp_path):
+    folder = config_folder(tmp_path, {"model_type": "gemma3", "text_config": {**LLAMA, "model_type": ["x"]}})
+    refused(capsys, f"{folder / 'config.json'}: model_type: expected a string such as \"llama\", got ['x']; "
+            "fix the config", "size", str(folder))
+
+
+def test_a_hub_config_is_checked_like_a_local_one():
+    from kvplan.errors import SpecError
+    from kvplan.specs.importer import spec_from_config
+
+    with pytest.raises(SpecError, match=r"^acme/x@abc config.json: model_type: expected a string"):
+        spec_from_config({**LLAMA, "model_type": ["llama"]}, "acme/x@abc config.json", source="", name=None,
+                         display=None)
+
+
+@pytest.mark.parametrize("config, key, value", [
+    (JAMBA, "attn_layer_period", 0),  # i % 0: ZeroDivisionError
+    (JAMBA, "attn_layer_period", -2),
+    (JAMBA, "expert_layer_period", 0),
+    (QWEN3_NEXT, "full_attention_interval", 0),
+])
+def test_a_period_of_zero_or_less(capsys, tmp_path, config, key, value):
+    folder = config_folder(tmp_path, {**config, key: value})
+    refused(capsys, f"{folder / 'config.json'}: {key}: expected a whole number of at least 1, got {value}; "
+            "fix the config", "size", str(folder))
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("attn_layer_offset", -1, "attn_layer_offset: expected a whole number of at least 0, got -1; fix the config"),
+    ("attn_layer_offset", 8, "attn_layer_offset 8 must be less than attn_layer_period 8; fix the config"),
+])
+def test_a_jamba_offset_outside_its_period(capsys, tmp_path, key, value, message):
+    folder = config_folder(tmp_path, {**JAMBA, key: value})
+    refused(capsys, f"{folder / 'config.json'}: {message}", "size", str(folder))
+
+
+@pytest.mark.parametrize("key", ["torch_dtype", "dtype"])
+@pytest.mark.parametrize("value, shown", [("banana", "'banana'"), (7, "7"), (["bfloat16"], "['bfloat16']")])
+def test_a_dtype_that_is_not_a_dtype(capsys, tmp_path, key, value, shown):
+    folder = config_folder(tmp_path, {**LLAMA, key: value})  # it was read as bf16, silently
+    refused(capsys, f"{folder / 'config.json'}: {key}: {shown} is not a dtype; write one of bfloat16, float16 or "
+            "float32 (as torch names them), or remove it", "size", str(folder))
+
+
+@pytest.mark.parametrize("value", ["bfloat16", "float16", "float32", "torch.float16", "auto"])
+def test_every_torch_dtype_name_is_read(capsys, tmp_path, value):
+    assert run(capsys, "size", str(config_folder(tmp_path, {**LLAMA, "torch_dtype": value})))[0] == 0

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from kvplan.errors import SpecError
 from kvplan.specs.checkpoint import Checkpoint, local_checkpoint
-from kvplan.specs.hfconfig import SUPPORTED, Config, config_path, layer_groups, load_config, text_config
+from kvplan.specs.hfconfig import SUPPORTED, Config, check_config, config_path, layer_groups, load_config, text_config
 from kvplan.specs.model import ModelSpec
 from kvplan.specs.params import estimate_params, inactive_expert_params, moe_block, tower_params
 from kvplan.specs.quantization import read_quantization
@@ -49,6 +49,7 @@ def import_model(path: Path | str, name: str | None = None) -> ImportResult:
 def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | None, display: str | None,
                      checkpoint: Checkpoint = Checkpoint(), slug: str | None = None) -> ImportResult:
     """A spec from a parsed config.json; `where` names it in every complaint."""
+    check_config(raw, where)
     c = Config(text_config(raw), where)
     model_type = raw.get("model_type")
     if model_type not in SUPPORTED:
