@@ -242,3 +242,19 @@ def test_a_dtype_that_is_not_a_dtype(capsys, tmp_path, key, value, shown):
 @pytest.mark.parametrize("value", ["bfloat16", "float16", "float32", "torch.float16", "auto"])
 def test_every_torch_dtype_name_is_read(capsys, tmp_path, value):
     assert run(capsys, "size", str(config_folder(tmp_path, {**LLAMA, "torch_dtype": value})))[0] == 0
+
+
+# --- 6. a CSV field over the csv module's limit ----------------------------------------------------
+
+def test_a_csv_field_over_the_field_size_limit(capsys, tmp_path):
+    trace = tmp_path / "t.csv"  # _csv.Error: field larger than field limit (131072)
+    trace.write_text('input_tokens,output_tokens\n10,5\n"' + "1" * 200_000 + '",5\n')
+    refused(capsys, f"{trace}:3: a field over 131,072 characters; a trace row holds token counts "
+            "(input_tokens,output_tokens[,arrival_s])", "frag", "llama3-8b", "--kv-gib", "1", "--workload", str(trace))
+
+
+def test_a_csv_header_over_the_field_size_limit(capsys, tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("x" * 200_000 + ",output_tokens\n10,5\n")
+    refused(capsys, f"{trace}:1: a field over 131,072 characters; a trace row holds token counts "
+            "(input_tokens,output_tokens[,arrival_s])", "frag", "llama3-8b", "--kv-gib", "1", "--workload", str(trace))

@@ -96,11 +96,17 @@ def read_trace(path: Path, max_len: int, step_ms: float) -> list[Request]:
 
 def _csv_rows(path: Path, text: str):
     reader = csv.DictReader(text.splitlines())
-    missing = {"input_tokens", "output_tokens"} - set(reader.fieldnames or ())
-    if missing:
-        raise InputError(f"{path}:1: missing column(s) {', '.join(sorted(missing))}; the header needs "
-                         "input_tokens,output_tokens[,arrival_s]")
-    return [(i + 2, row) for i, row in enumerate(reader)]
+    try:
+        missing = {"input_tokens", "output_tokens"} - set(reader.fieldnames or ())
+        if missing:
+            raise InputError(f"{path}:1: missing column(s) {', '.join(sorted(missing))}; the header needs "
+                             "input_tokens,output_tokens[,arrival_s]")
+        return [(i + 2, row) for i, row in enumerate(reader)]
+    except csv.Error as exc:  # a field over the csv module's limit (131,072 characters); line_num: lines read before it
+        problem = (f"a field over {csv.field_size_limit():,} characters" if "field limit" in str(exc)
+                   else f"not CSV ({exc})")
+        raise InputError(f"{path}:{reader.line_num + 1}: {problem}; a trace row holds token counts "
+                         "(input_tokens,output_tokens[,arrival_s])") from None
 
 
 def _jsonl_rows(path: Path, text: str):
