@@ -258,3 +258,33 @@ def test_a_csv_header_over_the_field_size_limit(capsys, tmp_path):
     trace.write_text("x" * 200_000 + ",output_tokens\n10,5\n")
     refused(capsys, f"{trace}:1: a field over 131,072 characters; a trace row holds token counts "
             "(input_tokens,output_tokens[,arrival_s])", "frag", "llama3-8b", "--kv-gib", "1", "--workload", str(trace))
+
+
+# --- 7. a check scenario's vllm: line that names no model -----------------------------------------
+
+USAGE = "`vllm serve MODEL ...` or `python -m vllm.entrypoints.openai.api_server --model MODEL ...`"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("'vllm serve'", f"the vllm command line names no model; write {USAGE}, or give model:"),
+    ("'vllm serve --tensor-parallel-size 2'", f"the vllm command line names no model; write {USAGE}, or give model:"),
+    ("'--max-model-len 4096'", f"the vllm command line names no model; write {USAGE}, or give model:"),
+    ("' '", f"the vllm command line is empty; write {USAGE}"),
+    ("''", f"the vllm command line is empty; write {USAGE}"),
+    ("'VLLM_USE_V1=1'", f"the vllm command line is empty; write {USAGE}"),
+    ("[vllm, serve]", "vllm: expected a command line in quotes, got ['vllm', 'serve']"),
+    ("5", "vllm: expected a command line in quotes, got 5"),
+    ("", "a scenario needs a model (or a vllm command line naming one)"),  # `vllm:` alone is null
+    ("null", "a scenario needs a model (or a vllm command line naming one)"),
+])
+def test_a_vllm_line_that_names_no_model(capsys, tmp_path, value, message):
+    path = tmp_path / "c.yaml"  # 'vllm serve' was AttributeError: 'NoneType' object has no attribute 'startswith'
+    path.write_text(f"scenarios:\n  - name: a\n    gpu: h100\n    vllm: {value}\n")
+    refused(capsys, f"{path}:2: scenarios.0: {message}", "check", str(path))
+
+
+def test_a_vllm_line_without_a_model_takes_the_scenarios_model(capsys, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("scenarios:\n  - name: a\n    model: llama3-8b\n    gpu: h100\n"
+                    "    vllm: 'vllm serve --max-model-len 4096'\n")
+    assert run(capsys, "check", str(path))[0] == 0

@@ -123,10 +123,14 @@ class CheckFile(Strict):
 def scenario(raw: dict, defaults: dict) -> Scenario:
     fields = {**defaults, **raw}
     if fields.get("vllm") is not None and not isinstance(fields["vllm"], str):
-        raise InputError(f"vllm: expected a command line in quotes, got {fields['vllm']!r}")
-    if fields.get("vllm"):
-        parsed, ignored = engine_entry("vllm").read_command(fields["vllm"])
+        raise InputError(f"vllm: expected a command line in quotes, got {repr(fields['vllm'])[:60]}")
+    if fields.get("vllm") is not None:
+        vllm = engine_entry("vllm")
+        parsed, ignored = vllm.read_command(fields["vllm"])
         fields = {**defaults, **parsed, **raw, "ignored_flags": tuple(ignored)}
+        if not fields.get("model"):  # later steps read the model's name: None was an AttributeError
+            usage = vllm.command.usage if vllm.command else "vllm serve MODEL"
+            raise InputError(f"the vllm command line names no model; write {usage}, or give model:")
         if fields.get("max_model_len") and not fields.get("ctx") and not fields.get("in_tokens"):
             fields["ctx"] = fields["max_model_len"]  # a request of max_model_len: what the engine must hold
     return Scenario.model_validate(fields)

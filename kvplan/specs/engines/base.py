@@ -226,6 +226,8 @@ class CommandLine:
             raise InputError(f"cannot read the {engine} command line ({err}); balance its quotes") from None
         while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
             words = words[1:]
+        if not words:
+            raise InputError(f"the {engine} command line is empty; write {self.usage}")
         for launcher in self.launchers:
             if tuple(words[: len(launcher)]) == launcher:
                 return words[len(launcher):]
