@@ -288,3 +288,46 @@ def test_a_vllm_line_without_a_model_takes_the_scenarios_model(capsys, tmp_path)
     path.write_text("scenarios:\n  - name: a\n    model: llama3-8b\n    gpu: h100\n"
                     "    vllm: 'vllm serve --max-model-len 4096'\n")
     assert run(capsys, "check", str(path))[0] == 0
+
+
+# --- 9. GPU figures beyond any datasheet ------------------------------------------------------------
+
+H100 = (Path(__file__).parents[1] / "model_specs" / "gpus" / "h100-sxm.yaml").read_text().replace(
+    "name: h100-sxm", "name: xg").replace("aliases: [h100, h100-80gb, h100-sxm5]", "aliases: []")
+HBM = "give the datasheet's memory bandwidth in decimal GB/s, e.g. 3350 for an H100 SXM"
+LINK = "give the link's datasheet rate in decimal GB/s, e.g. 64 for PCIe 5.0 x16 one way"
+DENSE = "give the datasheet's dense (not sparse) TFLOPS, e.g. 989.4 for an H100 SXM's BF16"
+
+
+@pytest.mark.parametrize("old, new, key, message", [
+    ("hbm_bandwidth_gbps: 3350", "hbm_bandwidth_gbps: 1.0e-300", "hbm_bandwidth_gbps",
+     f"1e-300 is outside 10..100,000 GB/s; {HBM}"),  # was accepted: every decode step took 10^300 s
+    ("hbm_bandwidth_gbps: 3350", "hbm_bandwidth_gbps: 1.0e+30", "hbm_bandwidth_gbps",
+     f"1e+30 is outside 10..100,000 GB/s; {HBM}"),
+    ("fp16_tflops_dense: 989.4", "fp16_tflops_dense: 1.0e-300", "fp16_tflops_dense",
+     f"1e-300 is outside 0.1..100,000 TFLOPS; {DENSE}"),
+    ("gbps_per_direction: 64", "gbps_per_direction: 0.001", "host_link.gbps_per_direction",
+     f"0.001 is outside 0.5..100,000 GB/s; {LINK}"),
+    ("gbps_bidirectional: 900", "gbps_bidirectional: 1.0e+9", "scale_up.gbps_bidirectional",
+     f"1e+09 is outside 0.5..100,000 GB/s; {LINK}"),
+    ("memory_bytes: 85899345920", "memory_bytes: 1", "memory_bytes",
+     "1 is outside 1,073,741,824..17,592,186,044,416 bytes; give the memory in bytes, e.g. 85899345920 for 80 GiB"),
+    ("l2_cache_bytes: 52428800", "l2_cache_bytes: 1", "l2_cache_bytes",
+     "1 is outside 1,024..17,179,869,184 bytes; give the L2 cache in bytes, e.g. 52428800 for an H100's 50 MiB"),
+    ("tdp_watts: 700", "tdp_watts: 100000000", "tdp_watts",
+     "100,000,000 is outside 1..10,000 W; give the board power in watts, e.g. 700 for an H100 SXM"),
+    ("generation: 5", "generation: 99", "host_link.generation", "99 is outside 1..8; give the PCIe generation, e.g. 5"),
+])
+def test_gpu_figures_beyond_any_datasheet(capsys, tmp_path, old, new, key, message):
+    assert old in H100
+    (tmp_path / "gpus").mkdir()
+    path = tmp_path / "gpus" / "xg.yaml"
+    path.write_text(H100.replace(old, new))
+    line = next(i for i, text in enumerate(H100.splitlines(), start=1) if old in text)
+    refused(capsys, f"{path}:{line}: {key}: {message}", "fit", "llama3-8b", "--gpu", "xg", "--specs", str(tmp_path))
+
+
+def test_the_h100_as_it_stands_is_a_valid_custom_gpu(capsys, tmp_path):
+    (tmp_path / "gpus").mkdir()
+    (tmp_path / "gpus" / "xg.yaml").write_text(H100)
+    assert run(capsys, "fit", "llama3-8b", "--gpu", "xg", "--specs", str(tmp_path))[0] == 0
