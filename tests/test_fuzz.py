@@ -33,6 +33,7 @@ NONSENSE = ["", ",", "nan", "inf", "-inf", "-1", "0", "1e30", "1e-300", "abc", "
             "../../etc/passwd", "true", "0x10", "9" * 40, "9" * 5000]
 # Output paths that cannot be written: none of them reaches a write, so the fuzzer leaves no files
 BAD_PATHS = ["/".join(["d" * 200] * 25) + ".png", "x" * 300 + ".png", "/proc/x.png", "/nonexistent/x.png", "/tmp"]
+OUTPUTS = ("--plot", "--junit", "--markdown")
 TOKENS = ["1", "16", "512", "4096", "8k", "32k", "128k", "1m", "8191", "2048"]
 FRACTIONS = ["0.5", "0.9", "1", "0.01", "1.5"]
 GIBS = ["1", "16", "80", "0.5", "1000"]
@@ -113,7 +114,8 @@ def command_lines(draw):
     positionals, options = OPTIONS[command]
     argv = [command] + ([draw(st.sampled_from(positionals))] if positionals else [])
     for option in draw(st.lists(st.sampled_from(sorted(options)), max_size=4, unique=True)) if options else ():
-        argv += [option, draw(st.sampled_from(options[option]) | st.sampled_from(NONSENSE))]
+        choices = st.sampled_from(options[option])  # an output path only from BAD_PATHS: nothing is written
+        argv += [option, draw(choices if option in OUTPUTS else choices | st.sampled_from(NONSENSE))]
     if command in ("batch", "fit", "plan", "offload", "sweep") and "--gpu" not in argv:
         argv += ["--gpu", "h100"]
     if command == "frag" and "--gpu" not in argv and "--kv-gib" not in argv:
