@@ -38,6 +38,14 @@ def _refuse(name: str, rest: str) -> InputError:
     return InputError("{" + name + "}" + rest, name) if name.isidentifier() else InputError(name + rest)
 
 
+def _whole(value: object) -> str:
+    """An int as a message shows it: 4,096; one of thousands of digits by its length (str() refuses
+    over 4,300 digits, and no line should hold them)."""
+    if isinstance(value, int) and abs(value).bit_length() > 128:  # over 38 digits
+        return f"(a number of {abs(value).bit_length() * 30103 // 100_000 + 1:,} digits)"
+    return f"{value:,}"
+
+
 _TOKENS = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
 _TOKEN_SCALE = {"": 1, "k": 1024, "m": 1024**2}
 
@@ -61,7 +69,7 @@ def tokens(text: object, name: str = "tokens", *, minimum: int = 1) -> int:
             raise _refuse(name, f" {text} is not a whole number of tokens")
         value = int(scaled)
     if not minimum <= value <= MAX_TOKENS:
-        raise _refuse(name, f" {value:,} is out of range; use {minimum:,}..{MAX_TOKENS:,} tokens "
+        raise _refuse(name, f" {_whole(value)} is out of range; use {minimum:,}..{MAX_TOKENS:,} tokens "
                          "(2^30; write e.g. 4096, 32k or 1m)")
     return value
 
@@ -69,14 +77,17 @@ def tokens(text: object, name: str = "tokens", *, minimum: int = 1) -> int:
 def integer(value: object, name: str, lo: int, hi: int, unit: str = "") -> int:
     """A whole number in lo..hi; a bool, a float or a string is refused by name."""
     if isinstance(value, str):
+        typed, text = value, value.strip().replace("_", "")
+        if re.fullmatch(r"[+-]?\d{40,}", text):  # beyond every bound, and int() reads at most 4,300 digits
+            raise _refuse(name, f" {text[:20]}... is out of range; use {lo:,}..{hi:,}{' ' + unit if unit else ''}")
         try:
-            value = int(value.strip().replace("_", ""))
+            value = int(text)
         except ValueError:
-            raise _refuse(name, f" {value!r} is not a whole number") from None
+            raise _refuse(name, f" {typed[:40]!r} is not a whole number") from None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _refuse(name, f" {value!r} is not a whole number")
+        raise _refuse(name, f" {repr(value)[:60]} is not a whole number")
     if not lo <= value <= hi:
-        raise _refuse(name, f" {value:,} is out of range; use {lo:,}..{hi:,}{' ' + unit if unit else ''}")
+        raise _refuse(name, f" {_whole(value)} is out of range; use {lo:,}..{hi:,}{' ' + unit if unit else ''}")
     return value
 
 
@@ -93,13 +104,18 @@ def _fmt(value: float) -> str:
 def number(value: object, name: str, lo: float, hi: float, unit: str = "", *, lo_open: bool = True) -> float:
     """A finite decimal in (lo, hi] (or [lo, hi] with lo_open=False): nan, inf and overflow refused."""
     if isinstance(value, str):
+        typed = value
         try:
-            value = float(value.strip())
+            value = float(typed.strip())
         except ValueError:
-            raise _refuse(name, f" {value!r} is not a number") from None
+            raise _refuse(name, f" {typed[:40]!r} is not a number") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _refuse(name, f" {value!r} is not a number")
-    value = float(value)
+        raise _refuse(name, f" {repr(value)[:60]} is not a number")
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond a float's 1.8e308
+        raise _refuse(name, f" {_whole(value)} is outside ({_fmt(lo)}, {_fmt(hi)}]"
+                            f"{' ' + unit if unit else ''}") from None
     if not math.isfinite(value):
         raise _refuse(name, f" {value} is not a number kvplan can use; give a finite one, e.g. 0.9 or 16")
     below = value <= lo if lo_open else value < lo

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from kvplan.cli import main
 from kvplan.errors import SpecError
+from kvplan.specs.checkpoint import ST_WIDTHS
 from kvplan.specs.importer import import_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf_configs"
@@ -27,14 +29,16 @@ CONFIGS = sorted(p.name for p in FIXTURES.iterdir() if (p / "config.json").is_fi
 
 
 def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> None:
-    """A safetensors header (8-byte length + JSON); the data is left out, the importer reads headers only."""
+    """A safetensors file (8-byte length + JSON header + data); the data is a hole (a sparse file of
+    the size the header claims: the importer reads headers only, and refuses a file shorter than them)."""
     header, offset = {}, 0
     for name, (dtype, shape) in tensors.items():
-        size = 2 * math.prod(shape)
+        size = ST_WIDTHS[dtype] * math.prod(shape)
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
         offset += size
     raw = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    os.truncate(path, 8 + len(raw) + offset)
 
 
 def model_folder(tmp_path: Path, fixture: str, tensors: dict) -> Path:

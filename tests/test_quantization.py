@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.errors import SpecError
+from kvplan.specs.checkpoint import ST_WIDTHS
 from kvplan.specs.importer import import_model
 from kvplan.specs.quantization import read_quantization
 
@@ -68,9 +70,15 @@ def test_awq_weights_from_the_config_alone(tmp_path):
 
 
 def safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> None:
-    header = {name: {"dtype": dtype, "shape": shape, "data_offsets": [0, 0]} for name, (dtype, shape) in tensors.items()}
+    """A safetensors file whose data is a hole: sparse, as large as its header says."""
+    header, offset = {}, 0
+    for name, (dtype, shape) in tensors.items():
+        size = ST_WIDTHS[dtype] * math.prod(shape)
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
     raw = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    os.truncate(path, 8 + len(raw) + offset)
 
 
 def test_packed_int4_bytes_are_exact_from_the_headers(tmp_path):

@@ -94,12 +94,12 @@ def import_(
     Example: kvplan import ./Meta-Llama-3-8B --out ./my-specs
     """
     from kvplan.errors import InputError
-    from kvplan.render.output import folder_must_exist, write_output
+    from kvplan.render.output import output_folder, write_output
     from kvplan.specs.catalog import spec_to_yaml
     from kvplan.specs.importer import import_model
 
-    if out is not None and out.exists():
-        folder_must_exist(out, "--out")  # before any work: a file where the folder belongs
+    if out is not None:
+        output_folder(out, "--out")  # before any work: a file where the folder belongs, a name too long
     result = import_model(path, name=name)
     text = spec_to_yaml(result.spec)
     for note in result.notes:

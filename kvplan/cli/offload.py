@@ -71,6 +71,7 @@ def read_measured(path: Path, model: str):
 
     from kvplan.errors import InputError
     from kvplan.results.probe import ProbeResult
+    from kvplan.specs.jsonio import loads
     from kvplan.specs.yamlio import read_text
 
     fix = f"write it with kvplan probe {model} --offload --json > FILE"
@@ -79,7 +80,7 @@ def read_measured(path: Path, model: str):
     except InputError as err:
         raise InputError(f"--measured {err}; {fix}") from None
     try:
-        probe = ProbeResult.model_validate(json.loads(text))
+        probe = ProbeResult.model_validate(loads(text, f"--measured {path}", InputError))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InputError(f"--measured {path}: not JSON; {fix}") from None
     except ValidationError as err:

@@ -140,11 +140,15 @@ def scenario(raw: dict, defaults: dict) -> Scenario:
     if len(given) > 1:
         raise InputError(f"{' and '.join(given)}: give one engine's command line per scenario")
     for key in given:
-        if not isinstance(fields[key], str) or not fields[key].strip():
-            raise InputError(f"{key}: expected a command line in quotes, got {fields[key]!r}")
-        parsed, ignored = engine_entry(key).read_command(fields[key])
+        if not isinstance(fields[key], str):
+            raise InputError(f"{key}: expected a command line in quotes, got {repr(fields[key])[:60]}")
+        entry = engine_entry(key)
+        parsed, ignored = entry.read_command(fields[key])
         fields = {**defaults, "engine": key, **parsed, **raw, "ignored_flags": tuple(ignored),
                   "command_settings": tuple(parsed.items())}
+        if not fields.get("model"):  # later steps read the model's name: None was an AttributeError
+            usage = entry.command.usage if entry.command else f"{key} MODEL"
+            raise InputError(f"the {key} command line names no model; write {usage}, or give model:")
         if fields.get("max_model_len") and not fields.get("ctx") and not fields.get("in_tokens"):
             fields["ctx"] = fields["max_model_len"]  # a request of max_model_len: what the engine must hold
     return Scenario.model_validate(fields)
@@ -163,7 +167,11 @@ def inline_scenario(**fields) -> Scenario:
 def load_check_file(path: Path) -> list[Scenario]:
     """Scenarios from a check file; every problem is one SpecError line 'file:line: field: what',
     and a scenario that cannot be read is an error, never dropped: a gate passes only what it checked."""
-    if not path.is_file():
+    try:
+        missing = not path.is_file()
+    except OSError:  # a name too long for the file system: read_text says so
+        missing = False
+    if missing:
         raise SpecError(f"{path}: no such check file; pass a YAML file of scenarios (see examples/capacity.yaml)")
     text = read_text(path, "check file")
     document = validate_yaml(path, text, CheckFile)

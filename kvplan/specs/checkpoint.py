@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kvplan.errors import SpecError
+from kvplan.specs.jsonio import loads
 
 _ST_DTYPES = {"BF16": "bf16", "F16": "fp16", "F32": "fp32", "F8_E4M3": "fp8"}
 # Tensor names of the towers that run on images or audio, not on every token (transformers' names).
@@ -55,7 +56,7 @@ class Checkpoint:
         return sum(by_dtype.values()), _ST_DTYPES.get(by_dtype.most_common(1)[0][0], "bf16")
 
 
-def header_tensors(header: dict, where: object = "safetensors header") -> list[tuple[str, str, int]]:
+def header_tensors(header: object, where: object = "safetensors header") -> list[tuple[str, str, int]]:
     """(name, dtype, element count) of every tensor a safetensors header describes; a header whose
     entries are not {dtype: str, shape: [ints]} is one SpecError naming the file and tensor."""
     if not isinstance(header, dict):
@@ -75,15 +76,14 @@ def header_tensors(header: dict, where: object = "safetensors header") -> list[t
 
 def local_checkpoint(folder: Path) -> Checkpoint:
     """The headers of every *.safetensors file in a folder, and its index's total_size."""
-    tensors = [item for path in sorted(folder.glob("*.safetensors"))
-               for item in header_tensors(_safetensors_header(path), path)]
+    tensors = [item for path in sorted(folder.glob("*.safetensors")) for item in _local_tensors(path)]
     return Checkpoint(tuple(tensors), index_total_size(folder / "model.safetensors.index.json"))
 
 
 def index_total_size(path: Path) -> int | None:
     try:
         total = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("total_size")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # no usable index: the headers alone
         return None
     return total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else None
 
@@ -93,12 +93,40 @@ def safetensors_params(folder: Path) -> tuple[int, str] | None:
     return local_checkpoint(folder).params()
 
 
-def _safetensors_header(path: Path) -> dict:
+def _safetensors_header(path: Path) -> tuple[object, int]:
+    """(the JSON header of a local safetensors file, the bytes of data after it)."""
     try:
+        size = path.stat().st_size
         with path.open("rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
             if length > 100_000_000:
                 raise ValueError("header length is implausible")
-            return json.loads(handle.read(length))
+            if length > size - 8:
+                raise ValueError(f"its header length says {length:,} bytes, the file holds {size:,}; "
+                                 "is it truncated?")
+            return loads(handle.read(length), path), size - 8 - length
     except (OSError, ValueError, struct.error) as exc:
         raise SpecError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def _local_tensors(path: Path) -> list[tuple[str, str, int]]:
+    """The tensors of one local file, refused where the header claims more data than the file holds
+    (a truncated download, or a header written over the wrong file): every tensor's data_offsets
+    [begin, end] must lie within the data and span its elements x the dtype's width."""
+    header, data_bytes = _safetensors_header(path)
+    tensors = header_tensors(header, path)
+    entries = header if isinstance(header, dict) else {}
+    for name, dtype, count in tensors:
+        offsets = entries[name].get("data_offsets")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(
+                isinstance(n, int) and not isinstance(n, bool) for n in offsets) and 0 <= offsets[0] <= offsets[1]):
+            raise SpecError(f"{path}: tensor {str(name)[:60]!r} has no data_offsets [begin, end] "
+                            f"(got {str(offsets)[:40]}); is the checkpoint complete?")
+        if offsets[1] > data_bytes:
+            raise SpecError(f"{path}: tensor {str(name)[:60]!r} ends at byte {offsets[1]:,} of the data, past the "
+                            f"{data_bytes:,} bytes the file holds; the file is truncated, download it again")
+        width = ST_WIDTHS.get(dtype)
+        if width is not None and offsets[1] - offsets[0] != count * width:
+            raise SpecError(f"{path}: tensor {str(name)[:60]!r} spans {offsets[1] - offsets[0]:,} bytes, but its "
+                            f"shape and {dtype} need {count * width:,}; the header is corrupt, download it again")
+    return tensors

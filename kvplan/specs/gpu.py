@@ -6,14 +6,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from kvplan.specs.base import NAME_PATTERN, Bytes, Frozen, Rate, Small
+from kvplan.specs.base import (NAME_PATTERN, CacheBytes, Frozen, GpuBytes, HbmRate, LinkRate, PcieGeneration,
+                               PcieLanes, Tflops, Watts)
 
 
 class HostLink(Frozen):
     kind: Literal["pcie", "nvlink-c2c"]
-    generation: Small | None = None
-    lanes: Small | None = None
-    gbps_per_direction: Rate
+    generation: PcieGeneration | None = None
+    lanes: PcieLanes | None = None
+    gbps_per_direction: LinkRate
 
     @model_validator(mode="after")
     def check_pcie_generation(self) -> HostLink:
@@ -25,7 +26,7 @@ class HostLink(Frozen):
 class ScaleUpLink(Frozen):
     kind: Literal["nvlink", "infinity-fabric"]
     version: str | None = None
-    gbps_bidirectional: Rate
+    gbps_bidirectional: LinkRate
 
     @property
     def gbps_per_direction(self) -> float:
@@ -41,19 +42,19 @@ class GpuSpec(Frozen):
     vendor: Literal["nvidia", "amd"]
     architecture: str
     memory_type: str
-    memory_bytes: Bytes
-    usable_memory_bytes: Bytes | None = None
+    memory_bytes: GpuBytes
+    usable_memory_bytes: GpuBytes | None = None
     usable_memory_source: str | None = None
-    cuda_total_bytes: Bytes | None = None  # cudaMemGetInfo's total: usable less driver-reserved
+    cuda_total_bytes: GpuBytes | None = None  # cudaMemGetInfo's total: usable less driver-reserved
     cuda_total_source: str | None = None  # where that measurement comes from
-    hbm_bandwidth_gbps: Rate
-    fp16_tflops_dense: Rate
-    bf16_tflops_dense: Rate | None = None
-    fp8_tflops_dense: Rate | None = None
-    l2_cache_bytes: Bytes | None = None
+    hbm_bandwidth_gbps: HbmRate
+    fp16_tflops_dense: Tflops
+    bf16_tflops_dense: Tflops | None = None
+    fp8_tflops_dense: Tflops | None = None
+    l2_cache_bytes: CacheBytes | None = None
     host_link: HostLink
     scale_up: ScaleUpLink | None = None
-    tdp_watts: Small | None = None
+    tdp_watts: Watts | None = None
     source: str
     notes: str | None = None
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kvplan.errors import SpecError
 from kvplan.specs.defaults import with_class_defaults
+from kvplan.specs.jsonio import loads
 from kvplan.specs.yamlio import read_text
 
 SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma",
@@ -30,14 +31,19 @@ def config_path(path: Path) -> Path:
 
 def load_config(config: Path) -> dict:
     try:
-        data = json.loads(read_text(config, "config.json"))
+        data = loads(read_text(config, "config.json"), config)
     except json.JSONDecodeError as exc:
         raise SpecError(f"{config}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict):
         raise SpecError(f"{config}: expected a JSON object")
-    for part in (data, *(data[key] for key in NESTED if isinstance(data.get(key), dict))):
-        check_types(part, config)
     return data
+
+
+def check_config(data: dict, where: Path | str) -> None:
+    """check_types over a config and the language model's config nested in it: every config, local,
+    cached or from the Hub, is checked here before anything reads it."""
+    for part in (data, *(data[key] for key in NESTED if isinstance(data.get(key), dict))):
+        check_types(part, where)
 
 
 # The keys kvplan reads, by the kind of value they must hold; checked once, where the file is read,
@@ -45,7 +51,7 @@ def load_config(config: Path) -> dict:
 # 3-layer model from no_rope_layers: "abc").
 POSITIVE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
                  "vocab_size", "n_layer", "n_head", "n_embd", "d_model", "decoder_sparse_step",
-                 "interleave_moe_layer_step")
+                 "interleave_moe_layer_step", "attn_layer_period", "expert_layer_period", "full_attention_interval")  # the periods divide a layer index: 0 was a ZeroDivisionError
 COUNT_KEYS = ("intermediate_size", "max_position_embeddings", "sliding_window", "attention_chunk_size",
               "n_routed_experts", "n_shared_experts", "num_experts", "num_experts_per_tok", "num_local_experts",
               "moe_intermediate_size", "shared_expert_intermediate_size", "q_lora_rank", "kv_lora_rank",
@@ -53,10 +59,17 @@ COUNT_KEYS = ("intermediate_size", "max_position_embeddings", "sliding_window", 
               "linear_num_key_heads", "linear_key_head_dim", "linear_value_head_dim", "linear_conv_kernel_dim",
               "mamba_d_state", "mamba_d_conv", "mamba_expand", "ssm_state_size", "conv_kernel", "n_groups",
               "mamba_num_heads", "mamba_head_dim", "first_k_dense_replace", "ffn_dim",
-              "num_nextn_predict_layers", "attention_head_dim", "full_attention_interval")
+              "num_nextn_predict_layers", "attention_head_dim", "attn_layer_offset", "expert_layer_offset",
+              "max_window_layers")
 LIST_KEYS = {"architectures": str, "layer_types": str, "no_rope_layers": int, "layers_block_type": str,
              "mlp_only_layers": int}
 MAX_CONFIG_INT = 2**40
+STRING_KEYS = ("model_type",)
+# The values of torch_dtype (transformers < 4.56) and dtype (since): torch's dtype names
+DTYPE_KEYS = ("torch_dtype", "dtype")
+TORCH_DTYPES = ("float32", "float", "float64", "double", "float16", "half", "bfloat16", "int8", "uint8", "int16",
+                "short", "int32", "int", "int64", "long", "bool", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz",
+                "float8_e5m2fnuz", "auto")
 
 
 def check_types(cfg: dict, where: Path | str) -> None:
@@ -68,6 +81,15 @@ def check_types(cfg: dict, where: Path | str) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= MAX_CONFIG_INT:
             raise SpecError(f"{where}: {key}: expected a whole number of at least {least}, got {value!r}; "
                             "fix the config")
+    for key in STRING_KEYS:
+        if cfg.get(key) is not None and not isinstance(cfg[key], str):
+            raise SpecError(f"{where}: {key}: expected a string such as \"llama\", got {str(cfg[key])[:40]}; "
+                            "fix the config")
+    for key in DTYPE_KEYS:
+        value = cfg.get(key)
+        if value is not None and (not isinstance(value, str) or value.removeprefix("torch.") not in TORCH_DTYPES):
+            raise SpecError(f"{where}: {key}: {repr(value)[:40]} is not a dtype; write one of bfloat16, float16 "
+                            "or float32 (as torch names them), or remove it")
     for key, kind in LIST_KEYS.items():
         value = cfg.get(key)
         if value is not None and not (isinstance(value, list) and all(
@@ -145,7 +167,7 @@ def _local_flags(c: Config, n: int) -> list[bool] | None:
         return [i % 2 == 0 for i in range(n)]
     if model_type in ("gemma3", "gemma3_text", "cohere2"):  # every period-th layer global
         period = c.int("sliding_window_pattern", default=6 if model_type != "cohere2" else 4)
-        if period < 1:
+        if period < 1:  # not checked with the others: EXAONE-4 writes it as a string ("LLLG")
             raise SpecError(f"{c.where}: sliding_window_pattern must be at least 1, not {period}; fix the config")
         return [(i + 1) % period != 0 for i in range(n)]
     if model_type in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen2_5_vl", "qwen2_vl", "mimo"):
@@ -180,6 +202,9 @@ def layer_groups(c: Config) -> list[dict]:
                  "qk_nope_head_dim": c.int("qk_nope_head_dim"), "v_head_dim": c.int("v_head_dim"), **indexer}]
     if model_type == "jamba":
         period, offset = c.int("attn_layer_period"), c.int("attn_layer_offset")
+        if offset >= period:  # no layer would hold attention
+            raise SpecError(f"{c.where}: attn_layer_offset {offset} must be less than attn_layer_period {period}; "
+                            "fix the config")
         attn, mamba = _split([i % period == offset for i in range(n)])
         return [_attention(c, "full", attn),
                 {"kind": "mamba", "count": mamba, "d_inner": c.int("mamba_expand") * c.int("hidden_size"),

@@ -14,6 +14,7 @@ from pathlib import Path
 from kvplan.errors import NotFoundError, SpecError
 from kvplan.specs.checkpoint import Checkpoint
 from kvplan.specs.hfcache import RepoRef
+from kvplan.specs.jsonio import loads
 
 
 def fetch_config(ref: RepoRef) -> tuple[dict, str, Path]:
@@ -24,7 +25,13 @@ def fetch_config(ref: RepoRef) -> tuple[dict, str, Path]:
         path = Path(hub.hf_hub_download(ref.repo, "config.json", revision=ref.revision))
     except Exception as exc:  # huggingface_hub's errors, told apart by class below
         raise _error(ref, exc) from None
-    return json.loads(path.read_text(encoding="utf-8")), path.parent.name, path
+    try:
+        config = loads(path.read_text(encoding="utf-8"), path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{ref}: its config.json is not valid JSON ({exc}); point at a local copy") from None
+    if not isinstance(config, dict):
+        raise SpecError(f"{ref}: its config.json is not a JSON object; point at a local copy")
+    return config, path.parent.name, path
 
 
 def fetch_checkpoint(ref: RepoRef, sha: str) -> Checkpoint:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from kvplan.errors import SpecError
 from kvplan.specs.checkpoint import Checkpoint, local_checkpoint
-from kvplan.specs.hfconfig import SUPPORTED, Config, config_path, layer_groups, load_config, text_config
+from kvplan.specs.hfconfig import SUPPORTED, Config, check_config, config_path, layer_groups, load_config, text_config
 from kvplan.specs.model import ModelSpec
 from kvplan.specs.params import estimate_params, inactive_expert_params, moe_block, tower_params
 from kvplan.specs.quantization import read_quantization
@@ -46,7 +46,8 @@ def derived_context(c: Config, model_type: str) -> int:
     found = [value for key in CONTEXT_KEYS if isinstance(value := c.get(key), int) and not isinstance(value, bool)
              and value > 0]
     if not found:
-        c.int(*CONTEXT_KEYS[:3])  # the usual complaint, naming the keys
+        raise SpecError(f"{c.where}: needs a positive whole max_position_embeddings (or n_positions, max_seq_len, "
+                        "seq_length); fix the config")
     length = min(found)
     rope = c.get("rope_scaling")
     if isinstance(rope, dict) and "gemma3" not in model_type:
@@ -75,6 +76,7 @@ def import_model(path: Path | str, name: str | None = None) -> ImportResult:
 def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | None, display: str | None,
                      checkpoint: Checkpoint = Checkpoint(), slug: str | None = None) -> ImportResult:
     """A spec from a parsed config.json; `where` names it in every complaint."""
+    check_config(raw, where)
     c = Config(text_config(raw), where)
     model_type = raw.get("model_type")
     if model_type not in SUPPORTED:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from kvplan import bounds
 from kvplan.errors import InputError
+from kvplan.specs.jsonio import loads
 from kvplan.specs.yamlio import read_text
 
 CHAT_MEANS = (161.31, 337.99)  # ShareGPT input and output tokens, vLLM paper Table 1
@@ -95,11 +96,17 @@ def read_trace(path: Path, max_len: int, step_ms: float) -> list[Request]:
 
 def _csv_rows(path: Path, text: str):
     reader = csv.DictReader(text.splitlines())
-    missing = {"input_tokens", "output_tokens"} - set(reader.fieldnames or ())
-    if missing:
-        raise InputError(f"{path}:1: missing column(s) {', '.join(sorted(missing))}; the header needs "
-                         "input_tokens,output_tokens[,arrival_s]")
-    return [(i + 2, row) for i, row in enumerate(reader)]
+    try:
+        missing = {"input_tokens", "output_tokens"} - set(reader.fieldnames or ())
+        if missing:
+            raise InputError(f"{path}:1: missing column(s) {', '.join(sorted(missing))}; the header needs "
+                             "input_tokens,output_tokens[,arrival_s]")
+        return [(i + 2, row) for i, row in enumerate(reader)]
+    except csv.Error as exc:  # a field over the csv module's limit (131,072 characters); line_num: lines read before it
+        problem = (f"a field over {csv.field_size_limit():,} characters" if "field limit" in str(exc)
+                   else f"not CSV ({exc})")
+        raise InputError(f"{path}:{reader.line_num + 1}: {problem}; a trace row holds token counts "
+                         "(input_tokens,output_tokens[,arrival_s])") from None
 
 
 def _jsonl_rows(path: Path, text: str):
@@ -108,7 +115,7 @@ def _jsonl_rows(path: Path, text: str):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = loads(line, f"{path}:{i}", InputError)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}:{i}: not JSON ({exc.msg})") from None
         if not isinstance(row, dict):

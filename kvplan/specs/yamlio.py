@@ -16,9 +16,30 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from kvplan.errors import SpecError
+from kvplan.specs.jsonio import MAX_DIGITS, long_number_message
 from kvplan.specs.layers import KINDS
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LongNumber(Exception):
+    def __init__(self, line: int, digits: int) -> None:
+        super().__init__(line, digits)
+        self.line, self.digits = line, digits
+
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """The safe loader, refusing a whole number of more than MAX_DIGITS digits before int() reads it
+    (int() raises past 4,300 digits, and a longer one than 308 overflows every float field)."""
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        digits = len(str(node.value).replace("_", "").lstrip("+-"))
+        if digits > MAX_DIGITS:
+            raise _LongNumber(node.start_mark.line + 1, digits)
+        return yaml.SafeLoader.construct_yaml_int(self, node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 SpecModel = TypeVar("SpecModel", bound=BaseModel)
 
 
@@ -169,6 +190,8 @@ def parse_yaml(path: Path, text: str) -> object:
             raise SpecError(f"{path}: its aliases expand to over {MAX_NODES:,} values (a YAML alias bomb?); "
                             "write the values out")
         return yaml.load(text, Loader=_Loader)
+    except _LongNumber as exc:
+        raise SpecError(f"{path}:{exc.line}: {long_number_message(exc.digits)}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

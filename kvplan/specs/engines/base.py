@@ -250,6 +250,8 @@ class CommandLine:
         environment = []
         while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
             environment.append(words.pop(0))
+        if not words:
+            raise InputError(f"the {engine} command line is empty; write {self.usage}")
         for launcher in self.launchers:
             if tuple(words[: len(launcher)]) == launcher:
                 return environment, words[len(launcher):]
