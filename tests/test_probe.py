@@ -267,3 +267,11 @@ def test_constant_states_get_a_slot_a_request_as_the_calculator_counts(catalog):
     assert r.page_table.batch == 67_108_864 // per_request == 2
     assert r.pool.allocated_bytes == r.pool.predicted_bytes == 2 * per_request and r.pool.exact
     assert r.pool.layers_allocated == 4 + 28 and r.ok
+
+
+def test_the_probe_says_when_it_lowers_the_batch(capsys):
+    from kvplan.cli import main
+
+    assert main(["probe", "llama3-8b", "--device", "cpu", "--batch", "512", "--ctx", "4096"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--batch 512 lowered to" in out and "the pool holds" in out

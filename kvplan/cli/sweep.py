@@ -74,8 +74,8 @@ def sweep(
         from kvplan.render.plot import plot_sweep
 
         at = f" at {fixed_ctx:,} tokens" if x_axis != "ctx" else ""
-        plot_sweep(result, plot, f"{result.metric_label} vs {x_axis}: {', '.join(models)} on {on}{at} ({engine})",
-                   log_y=log_y)
+        title = f"{result.metric_label} vs {x_axis}: {', '.join(models)} on {on}{at} ({engine}, KV {', '.join(dtypes)})"
+        plot_sweep(result, plot, title, log_y=log_y)
         err_console.print(f"wrote {plot}", markup=False)
     if json:
         print_json(console, result)

@@ -251,7 +251,8 @@ def _page_table(model: ModelSpec, fmt, budget, layout: Layout, pool: ProbePool, 
     lens = [held] * fit
     table = build_page_table(lens, budget.block_size, layout.pages, seed=seed)
     problems = check_page_table(table, layout.pages, lens)
-    return table, ProbePageTable(batch=fit, ctx_tokens=ctx, held_tokens=held, page_size=budget.block_size,
+    return table, ProbePageTable(batch=fit, requested_batch=batch, ctx_tokens=ctx, held_tokens=held,
+                                 page_size=budget.block_size,
                                  pages_used=fit * need, problems=tuple(problems))
 
 

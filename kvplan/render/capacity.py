@@ -195,7 +195,7 @@ def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
     console.print(legend)
     style = "green" if r.fits else "red"
     how = f"; {start_fix(r.start)}" if not r.start.starts and r.budget.weights_fit and r.concurrency else ""
-    console.print(f"[bold {style}]{r.verdict}{how}[/] ({fmt_binary(r.bytes_per_request)} per request)")
+    console.print(f"[bold {style}]{r.verdict}[/] ({fmt_binary(r.bytes_per_request)} per request){how}")
     if r.start.starts:
         console.print(start_line(r.start))
     if r.knobs:

@@ -58,9 +58,13 @@ def plot_sweep(r: SweepResult, path: Path, title: str, log_y: bool = False) -> N
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    colours = {}
     for name, points in series_points(r).items():
-        ax.plot([p.x for p in points], [math.nan if p.value is None else p.value for p in points], marker="o",
-                label=name)  # a gap: a break in the line
+        line, = ax.plot([p.x for p in points], [math.nan if p.value is None else p.value for p in points], marker="o",
+                        label=name)  # a gap: a break in the line
+        colours[name] = line.get_color()
+    shown = [p.value for p in r.points if isinstance(p.value, (int, float)) and p.value > 0]
+    log_y = log_y or bool(shown and max(shown) / min(shown) > 100)  # a range over two decades reads on a log axis
     if r.x_axis in ("ctx", "batch"):
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_locator(FixedLocator(sorted({p.x for p in r.points})))
@@ -69,8 +73,14 @@ def plot_sweep(r: SweepResult, path: Path, title: str, log_y: bool = False) -> N
     if log_y:
         ax.set_yscale("log")
     marks = list(r.marks.values())
-    if r.x_axis == "ctx" and len({m["max_context"] for m in marks}) == 1:
-        ax.axvline(marks[0]["max_context"], color="grey", linestyle="--", label="model's max context")
+    if r.x_axis == "ctx":  # each series' context limit, in its colour (one grey line when they share it)
+        limits = {m["max_context"] for m in marks}
+        for name, mark in r.marks.items():
+            if len(limits) > 1:
+                ax.axvline(mark["max_context"], color=colours.get(name, "grey"), linestyle="--", alpha=0.6,
+                           label=f"{name}: max context")
+        if len(limits) == 1:
+            ax.axvline(marks[0]["max_context"], color="grey", linestyle="--", label="model's max context")
     if r.x_axis == "batch" and marks and marks[0]["compute_bound_batch"]:
         ax.axvline(marks[0]["compute_bound_batch"], color="grey", linestyle=":", label="compute-bound batch")
     ax.set_xlabel(X_LABELS[r.x_axis])

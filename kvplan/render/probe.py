@@ -21,8 +21,8 @@ def render_probe(console: Console, r: ProbeResult) -> None:
                 bold="kvplan probe")
     print_prose(console, f"Free {fmt_bytes(m.free_bytes)} of {fmt_bytes(m.total_bytes)}"
                 + (f"; NVML total {m.nvml_total_bytes:,} B, used {m.nvml_used_bytes:,} B" if r.nvml else "; NVML absent"))
-    print_prose(console, f"Probe budget {fmt_bytes(m.budget_bytes)} (margin {m.margin_bytes:,} B"
-                + (f", cap {m.cap_bytes:,} B" if m.cap_bytes else "") + ")"
+    print_prose(console, f"Probe budget {fmt_bytes(m.budget_bytes)}; margin {m.margin_bytes:,} B"
+                + (f", cap {m.cap_bytes:,} B" if m.cap_bytes else "")
                 + (f"; reserved weights {fmt_bytes(m.weights_reserved_bytes)} + activations "
                    f"{fmt_bytes(m.activation_reserved_bytes)}" if m.weights_reserved_bytes else ""))
     table = Table(title="Checks", title_justify="left", box=box.SIMPLE_HEAD)
@@ -31,6 +31,10 @@ def render_probe(console: Console, r: ProbeResult) -> None:
     for c in r.checks:
         table.add_row(c.check, c.predicted, c.measured, f"[{VERDICT_STYLE[c.verdict]}]{c.verdict}[/]")
     console.print(table)
+    t = r.page_table
+    if t.requested_batch > t.batch:  # the probe placed fewer requests than asked: say so, and why
+        print_prose(console, f"--batch {t.requested_batch:,} lowered to {t.batch:,}: the pool holds {t.batch:,} "
+                    f"request{'s' if t.batch != 1 else ''} of {t.ctx_tokens:,} tokens", style="yellow")
     print_prose(console, f"Pool: {r.pool.note}; left unused {fmt_bytes(max(r.pool.left_unused_bytes, 0))}. "
                 + ("Everything allocated was released." if r.released else "Memory was left allocated."),
                 style="" if r.released else "red")

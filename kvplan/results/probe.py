@@ -38,7 +38,8 @@ class ProbePool(Result):
 
 
 class ProbePageTable(Result):
-    batch: int
+    batch: int  # the requests placed: --batch, or fewer where the pool holds fewer
+    requested_batch: int = 0  # the --batch asked for (or its default)
     ctx_tokens: int
     held_tokens: int  # what a request keeps paged: its window where every cached layer is windowed
     page_size: int

@@ -134,7 +134,10 @@ def _inferred(name: str, database: Callable[[str], ModelSpec | None],
 
 def _variant(name: str, database: Callable[[str], ModelSpec | None],
              within: Callable[[str], ModelSpec | None]) -> ModelSpec | None:
-    """A fine-tune or variant of a database model, by its name alone (its config was not read)."""
+    """A fine-tune or variant of a database model, by its repo id alone (its config was not read); a
+    bare name that is no repo id is a typo to report, not a model to guess."""
+    if parse_repo_id(name) is None:
+        return None
     bare = name.rsplit("/", 1)[-1].split("@")[0]
     base = database(bare) or within(bare)
     if base is None:
