@@ -200,3 +200,17 @@ def test_the_context_is_derived_as_the_engine_derives_it(extra, model_type, expe
     from kvplan.specs.importer import derived_context
 
     assert derived_context(Config({"max_position_embeddings": 131_072, **extra}, "config.json"), model_type) == expected
+
+
+def test_the_engine_refuses_settings_before_memory(catalog):
+    """vLLM's own refusals: max_num_batched_tokens below max_num_seqs (SchedulerConfig), bf16 on a GPU
+    without it, and Gemma-2 in fp16, where auto lands it on a T4 (compute capability 7.5)."""
+    h100, t4 = catalog.gpu("h100"), catalog.gpu("t4")
+    seqs = fit(catalog.model("llama3-8b"), h100, 4096, BudgetInputs(max_num_seqs=9000))
+    assert not seqs.start.starts and seqs.start.refused and "must be at least max_num_seqs (9,000)" in seqs.verdict
+    bf16 = memory_budget(catalog.model("llama3.2-1b"), t4, BudgetInputs(weights_dtype="bf16"))
+    assert "bf16 needs compute capability 8.0" in bf16.start_refusal
+    gemma = memory_budget(catalog.model("gemma2-9b"), t4, BudgetInputs(tp=2))
+    assert gemma.dtype == "fp16" and "refuse fp16" in gemma.start_refusal
+    assert memory_budget(catalog.model("gemma2-9b"), h100, BudgetInputs()).start_refusal == ""
+    assert memory_budget(catalog.model("llama3.2-1b"), t4, BudgetInputs()).start_refusal == ""  # fp16: fine

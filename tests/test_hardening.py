@@ -399,7 +399,7 @@ def test_the_sweep_plot_has_k_ticks_a_log_axis_and_a_title_that_fits(capsys, mon
     ax = figures[0].axes[0]
     assert code == 0 and [t.get_text() for t in ax.get_xticklabels()] == [
         "1K", "2K", "4K", "8K", "16K", "32K", "64K", "128K"]
-    assert ax.get_yscale() == "log" and "h100" in ax.get_title() and "(vllm)" in ax.get_title()
+    assert ax.get_yscale() == "log" and "h100" in ax.get_title() and "(vllm, KV auto)" in ax.get_title()
     assert all(len(line) <= 64 for line in ax.get_title().splitlines())
 
 

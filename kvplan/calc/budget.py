@@ -118,7 +118,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     return MemoryBudget(
         engine=engine.name, engine_formula=engine.formula, engine_source=engine.source,
         model=model.name, gpu=gpu.name if gpu else "local device", tp=inputs.tp, pp=inputs.pp, dtype=dtype,
-        dtype_source=dtype_source, dtype_cast=dtype != model.compute_dtype, weights_dtype=inputs.weights_dtype, kv_dtype=fmt.name,
+        dtype_source=dtype_source, dtype_cast=dtype != model.compute_dtype,
+        start_refusal=engine.start_refusal(model, gpu, dtype, limits), weights_dtype=inputs.weights_dtype, kv_dtype=fmt.name,
         block_size=block, max_num_batched_tokens=limits.max_num_batched_tokens, max_num_seqs=limits.max_num_seqs,
         allow_long_max_len=inputs.allow_long_max_len, util=util, util_name=engine.util_name,
         util_source="util" if inputs.util is not None else "engine default",

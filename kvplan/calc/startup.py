@@ -49,9 +49,12 @@ def startup(model: ModelSpec, budget: MemoryBudget, max_len: int) -> StartCheck:
     pool = budget.usable_pool_bytes
     no_pool = not budget.weights_fit or pool == 0
     beyond = max_len > model.max_context and bool(engine.long_context_switch) and not budget.allow_long_max_len
-    starts = not no_pool and needed <= pool and not beyond
+    refused = bool(budget.start_refusal)
+    starts = not no_pool and needed <= pool and not beyond and not refused
     if starts:
         longest, reason = max_len, ""
+    elif refused:
+        longest, reason = 0, budget.start_refusal
     elif beyond:
         longest = largest_true(lambda n: start_bytes(model, budget, n) <= pool, 1, model.max_context)
         reason = f"max_model_len {max_len:,} is past {model.name}'s context of {model.max_context:,} tokens"
@@ -66,7 +69,7 @@ def startup(model: ModelSpec, budget: MemoryBudget, max_len: int) -> StartCheck:
     flag = engine.command.flags["max_model_len"] if engine.command else ""
     return StartCheck(starts=starts, engine=engine.display_name, max_model_len=max_len, needed_bytes=needed,
                       kv_pool_bytes=pool, largest_max_model_len=max(longest, 0), no_pool=no_pool,
-                      model_context=model.max_context, beyond_context=beyond,
+                      model_context=model.max_context, beyond_context=beyond, refused=refused,
                       long_context_switch=engine.long_context_switch, reason=reason, engine_max_len_flag=flag)
 
 

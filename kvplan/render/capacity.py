@@ -77,6 +77,8 @@ def _engine_lines(r: BatchResult) -> list[str]:
 
 def start_fix(s: StartCheck) -> str:
     """What makes the engine start: the longest max_len that does, or what else to change."""
+    if s.refused:
+        return "change the setting it names"
     if s.beyond_context:
         shorter = (f"{flag('max_model_len')} {s.largest_max_model_len}" if s.largest_max_model_len
                    else "a larger GPU")

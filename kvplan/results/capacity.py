@@ -19,6 +19,7 @@ class MemoryBudget(Result):
     dtype_source: str  # why: the checkpoint's, the engine's rule for --dtype auto, or given
     dtype_cast: bool  # the engine casts the checkpoint's weights to dtype as it loads them
     weights_dtype: str  # the weights format asked for: auto (the checkpoint's) or a format given
+    start_refusal: str = ""  # why the engine refuses these settings outright ("" when it does not)
     kv_dtype: str
     block_size: int
     max_num_batched_tokens: int  # the scheduler's caps the budget was computed for (given, or the engine's)
@@ -64,6 +65,7 @@ class StartCheck(Result):
     model_context: int  # the longest max_model_len the model's config allows, as the engine derives it
     beyond_context: bool  # max_model_len is past it and the engine refuses (its switch is not set)
     long_context_switch: str  # the environment setting that lets it start anyway ("" where none)
+    refused: bool = False  # the engine refuses the settings themselves (reason says which); no length helps
     reason: str  # why it does not start ("" when it does)
     engine_max_len_flag: str  # the engine's own flag for max_model_len ("" when it has no command)
 

@@ -120,6 +120,10 @@ class Engine:
         checkpoint's own compute dtype."""
         return model.compute_dtype, f"the checkpoint's {model.dtype}"
 
+    def start_refusal(self, model: ModelSpec, gpu: GpuSpec | None, dtype: str, limits: BatchLimits) -> str:
+        """Why the engine refuses these settings before it sizes any memory ("" when it does not)."""
+        return ""
+
     def default_util(self, gpus: int) -> float:
         return self.util
 

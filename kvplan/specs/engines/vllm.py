@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvplan.specs.engines.base import CommandLine, Engine
+from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine
 from kvplan.units import GIB
 
 if TYPE_CHECKING:
     from kvplan.specs.gpu import GpuSpec
     from kvplan.specs.model import ModelSpec
+
+# _FLOAT16_NOT_SUPPORTED_MODELS (vllm/config/model.py): model types that refuse fp16
+FP16_REFUSED = ("gemma2", "gemma3", "glm4")
 
 # vLLM's non-torch memory (CUDA context allocations outside PyTorch's caching allocator, cuBLAS
 # workspaces) as logged on one H100 at TP 1: "non-torch memory takes 0.25GiB".
@@ -57,6 +60,19 @@ class Vllm(Engine):
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         return int(total * util) - (weights + activation + overhead)
+
+    def start_refusal(self, model: ModelSpec, gpu: GpuSpec | None, dtype: str, limits: BatchLimits) -> str:
+        """SchedulerConfig: max_num_batched_tokens must be at least max_num_seqs; ModelConfig and the
+        CUDA platform: bf16 needs compute capability 8.0, and Gemma-2/3 and GLM-4 refuse fp16
+        (numerical instability), which is where auto lands them on a GPU without bf16."""
+        if limits.max_num_batched_tokens < limits.max_num_seqs:
+            return (f"max_num_batched_tokens ({limits.max_num_batched_tokens:,}) must be at least max_num_seqs "
+                    f"({limits.max_num_seqs:,})")
+        if dtype == "bf16" and gpu is not None and not gpu.has_bf16:
+            return f"bf16 needs compute capability 8.0 and {gpu.name} ({gpu.architecture}) has none"
+        if dtype == "fp16" and model.family.startswith(FP16_REFUSED):
+            return f"{model.family} models refuse fp16 (numerical instability) and this GPU has no bf16"
+        return ""
 
     def auto_dtype(self, model: ModelSpec, gpu: GpuSpec | None) -> tuple[str, str]:
         """ModelConfig's auto dtype (vllm/config/model.py _resolve_auto_dtype): the platform's
