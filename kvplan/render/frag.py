@@ -40,8 +40,8 @@ def render_frag(console: Console, r: FragResult) -> None:
     capped = [row.strategy for row in r.rows if r.max_num_seqs is not None and row.peak_concurrency == r.max_num_seqs]
     costs = Table(title="Concurrency and costs" + (f" (peak at max_num_seqs: {', '.join(capped)})" if capped else ""),
                   title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("Strategy", "Mean conc.", "Peak", "Wait, steps", "Preempted", "Rejected", "Copied"):
-        costs.add_column(name, justify="left" if name == "Strategy" else "right")
+    for name in ("Strategy", "Mean\nconc.", "Peak", "Wait,\nsteps", "Preempted", "Rejected", "Copied"):
+        costs.add_column(name, justify="left" if name == "Strategy" else "right", no_wrap=True)  # "117 GiB" whole
     for row in r.rows:
         costs.add_row(row.strategy, f"{row.mean_concurrency:,.1f}", f"{row.peak_concurrency:,}",
                       f"{row.mean_wait_steps:,.0f}", f"{row.preemptions:,}", f"{row.rejected:,}",
@@ -49,7 +49,8 @@ def render_frag(console: Console, r: FragResult) -> None:
     console.print(costs)
     expect = Table(title="Analytic expectation against the simulation", title_justify="left", box=box.SIMPLE_HEAD)
     for name in ("Strategy", "Expectation", "Expected", "Simulated"):
-        expect.add_column(name, justify="right" if name in ("Expected", "Simulated") else "left")
+        expect.add_column(name, justify="right" if name in ("Expected", "Simulated") else "left",
+                          no_wrap=name in ("Expected", "Simulated"))
     for row in r.rows:
         fmt = "{:.2f}" if row.strategy in ("paged", "shared") else "{:.1%}"
         expect.add_row(row.strategy, row.expected, fmt.format(row.expected_value), fmt.format(row.simulated_value))
