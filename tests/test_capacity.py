@@ -354,7 +354,7 @@ def test_plan_serves_the_load(catalog, n, ctx):
 
 
 BUDGET_KEYS = {
-    "engine", "engine_formula", "engine_source", "model", "gpu", "tp", "pp", "dtype", "dtype_source", "dtype_cast",
+    "engine", "engine_release", "engine_formula", "engine_source", "model", "gpu", "tp", "pp", "dtype", "dtype_source", "dtype_cast",
     "kv_dtype", "block_size", "util",
     "max_num_batched_tokens", "max_num_seqs", "weights_dtype", "allow_long_max_len", "start_refusal",
     "util_name", "util_source", "total_bytes", "total_source", "weights_bytes", "weights_source",

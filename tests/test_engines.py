@@ -4,6 +4,7 @@ by one table, and nothing outside the registry naming an engine or a calculator 
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kvplan.calc.budget import BudgetInputs
+from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.fit import fit
 from kvplan.cli import main
 from kvplan.errors import InputError
@@ -141,3 +142,63 @@ def test_the_cli_shows_the_flag_of_a_refused_field(capsys):
     assert main(["plan", "llama3-8b", "--gpu", "h100", "--ctx", "8k", "--max-len", "4k"]) == 2
     assert capsys.readouterr().err == ("error: --max-len 4,096 is shorter than the 8,192-token requests; use "
                                        "--max-len >= --ctx\n")
+
+
+# --- release presets -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec, key", [
+    ("vllm", "vllm==0.19"), ("VLLM==0.19.1", "vllm==0.19"), ("vllm==0.6.3", "vllm==0.6"), ("vllm==0.9", "vllm==0.8"),
+    ("vllm==0.11.2", "vllm==0.11"), ("vllm==0.26", "vllm==0.20"), ("vllm==0.34.0", "vllm==0.34"),
+    ("vllm==0.40", "vllm==0.34"), ("sglang==0.4.6", "sglang==0.4"), ("sglang", "sglang==0.5"), ("trtllm", "trtllm==1.0"),
+])
+def test_a_release_picks_the_preset_that_holds_it(spec, key):
+    assert engine(spec).key == key
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("vllm==0.1", "no preset of vllm holds release 0.1; choose one of vllm==0.6, vllm==0.8"),
+    ("raw==1", "no preset of raw holds release 1"),
+    ("tgi==2", "unknown engine 'tgi==2'; choose one of vllm, sglang, trtllm, raw"),
+])
+def test_a_release_no_preset_holds_is_one_line(spec, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        engine(spec)
+
+
+def test_every_preset_answers_the_same_questions():
+    from kvplan.specs.engines import PRESETS
+
+    for name, presets in PRESETS.items():
+        releases = [p for p in presets if p.release]
+        assert all(p.name == name and p.changes and (p.encodes or not p.release) for p in presets)
+        # oldest first, and no release held by two presets of an engine
+        assert [p.first for p in releases] == sorted(p.first for p in releases)
+        for older, newer in zip(releases, releases[1:]):
+            assert older.last is not None and older.last < newer.first
+
+
+def test_releases_change_the_budget_as_their_defaults_do(catalog):
+    """vLLM 0.20 raised gpu_memory_utilization to 0.92: the pool grows by 0.02 of the CUDA total,
+    85,017,493,504 B on an H100: int(x 0.92) - int(x 0.9) = 78,216,094,023 - 76,515,744,153."""
+    model, h100 = catalog.model("llama3-8b"), catalog.gpu("h100")
+    old = memory_budget(model, h100, BudgetInputs(engine="vllm==0.19"))
+    new = memory_budget(model, h100, BudgetInputs(engine="vllm==0.26"))
+    assert new.kv_pool_bytes - old.kv_pool_bytes == 78_216_094_023 - 76_515_744_153 == 1_700_349_870
+    assert (old.engine, new.engine, new.engine_release) == ("vllm==0.19", "vllm==0.20", "0.20")
+    assert memory_budget(model, h100, BudgetInputs()).engine == "vllm"  # the name alone: its default preset
+    v0 = memory_budget(model, h100, BudgetInputs(engine="vllm==0.6"))
+    assert v0.max_num_seqs == 256  # V0's default on every GPU (V1: 1,024 on an H100)
+
+
+def test_kvplan_engines_lists_every_preset(capsys):
+    assert main(["engines", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    keys = [r["key"] for r in rows]
+    assert keys[:6] == ["vllm==0.6", "vllm==0.8", "vllm==0.11", "vllm==0.19", "vllm==0.20", "vllm==0.34"]
+    assert [r["key"] for r in rows if r["default"]] == ["vllm==0.19", "sglang==0.5", "trtllm==1.0", "raw"]
+
+
+def test_a_check_file_takes_a_release(capsys, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("scenarios:\n  - {name: new, model: llama3-8b, gpu: h100, engine: 'vllm==0.26', ctx: 4096}\n")
+    assert main(["check", str(path)]) == 0

@@ -239,3 +239,11 @@ def test_csv_counts_are_integers_booleans_words_and_gaps_empty(capsys):
     assert code == 0 and shown["concurrency"] == "4" and shown["max_len"] == "8192"  # not 4.0, 8192.0
     assert shown["fits"] == shown["starts"] == "true" and gap["fits"] == "false"
     assert gap["tokens_per_s"] == "" and gap["why"] == "a batch above 4 requests does not fit"
+
+
+def test_releases_side_by_side_show_an_upgrade(capsys):
+    """vLLM 0.20 raised gpu_memory_utilization from 0.9 to 0.92: 1,700,349,870 B more pool on an H100,
+    so 54 -> 55 requests of 8,192 tokens (1 GiB each): (58,230,143,385 + 1,700,349,870) // 2^30 = 55."""
+    data = sweep_json(capsys, "llama3.1-8b", "--gpu", "h100", "--ctx", "8k", "--engine", "vllm==0.19,vllm==0.26")
+    values = {p["series"]: p["value"] for p in data["points"]}
+    assert values == {"vllm==0.19": 54, "vllm==0.26": 55}

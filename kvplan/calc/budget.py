@@ -56,7 +56,7 @@ class BudgetInputs:
     @property
     def overridden(self) -> bool:
         """True when anything but the parallelism and dtypes departs from the default engine's defaults."""
-        return engine_entry(self.engine).name != DEFAULT_ENGINE or any(
+        return engine_entry(self.engine) is not engine_entry(DEFAULT_ENGINE) or any(
             getattr(self, name) is not None for name in (
                 "util", "gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes", "block_size",
                 "max_num_batched_tokens", "max_num_seqs"))
@@ -116,7 +116,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     terms = {"total": total, "weights": weights, "activation": activation, "overhead": overhead}
     steps = _explain(engine, terms, util, pool, page, blocks, block)
     return MemoryBudget(
-        engine=engine.name, engine_formula=engine.formula, engine_source=engine.source,
+        engine=engine.key if "==" in inputs.engine else engine.name, engine_release=engine.release,
+        engine_formula=engine.formula, engine_source=engine.source,
         model=model.name, gpu=gpu.name if gpu else "local device", tp=inputs.tp, pp=inputs.pp, dtype=dtype,
         dtype_source=dtype_source, dtype_cast=dtype != model.compute_dtype,
         start_refusal=engine.start_refusal(model, gpu, dtype, limits), weights_dtype=inputs.weights_dtype, kv_dtype=fmt.name,

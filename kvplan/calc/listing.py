@@ -1,10 +1,12 @@
-"""The spec database as rows for `kvplan models` and `kvplan gpus`, sorted by name."""
+"""The spec database as rows for `kvplan models` and `kvplan gpus`, sorted by name; the engine
+registry's presets for `kvplan engines`, oldest first."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kvplan.results.catalog import GpuRow, ModelRow
+from kvplan.results.catalog import EngineRow, GpuRow, ModelRow
+from kvplan.specs.engines import DEFAULTS, PRESETS, Engine
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
 
@@ -23,3 +25,19 @@ def gpu_rows(gpus: Iterable[GpuSpec]) -> tuple[GpuRow, ...]:
                         fp8_tflops_dense=g.fp8_tflops_dense, host_link=g.host_link.kind,
                         host_link_generation=g.host_link.generation, host_link_gbps=g.host_link.gbps_per_direction)
                  for g in sorted(gpus, key=lambda g: g.name))
+
+
+def _versions(e: Engine) -> str:
+    first = ".".join(map(str, e.first))
+    if e.last is None:
+        return f"{first} and later"
+    last = ".".join(map(str, e.last))
+    return first if last == first else f"{first} to {last}"
+
+
+def engine_rows() -> tuple[EngineRow, ...]:
+    return tuple(EngineRow(key=e.key, name=e.name, display_name=e.display_name, default=e is DEFAULTS[name],
+                           versions=_versions(e) if e.release else "-", util_name=e.util_name, util=e.util,
+                           util_meaning=e.util_meaning, block_size=e.block_size, start_rule=e.start_rule,
+                           long_context_switch=e.long_context_switch, changes=e.changes, encodes=e.encodes)
+                 for name, presets in PRESETS.items() for e in presets)

@@ -28,7 +28,7 @@ from kvplan.errors import KvplanError
 
 # command -> the module that defines it, in the order `kvplan -h` lists them
 COMMANDS = {
-    "size": "size", "models": "catalog", "gpus": "catalog", "show": "catalog", "import": "catalog",
+    "size": "size", "models": "catalog", "gpus": "catalog", "engines": "catalog", "show": "catalog", "import": "catalog",
     "batch": "capacity", "fit": "capacity", "plan": "capacity", "probe": "probe", "offload": "offload",
     "frag": "frag", "check": "check", "sweep": "sweep",
 }

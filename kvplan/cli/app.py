@@ -138,7 +138,8 @@ def main_options(
 BUDGET = "Memory budget (every term can be overridden)"
 GpuOpt = Annotated[str, typer.Option("--gpu", "-g", help="GPU name or alias (see `kvplan gpus`).")]
 EngineOpt = Annotated[str, typer.Option(
-    "--engine", help="Budget rule: vllm, sglang, trtllm or raw (the textbook: memory - weights).",
+    "--engine", help="Budget rule: vllm, sglang, trtllm or raw (the textbook: memory - weights); NAME==VERSION "
+    "picks a release's preset (vllm==0.11; `kvplan engines` lists them).",
     rich_help_panel=BUDGET)]
 TpOpt = Annotated[int, read_option(bounds.gpus, "--tp", metavar="N", help="Tensor-parallel GPUs per replica.",
                               rich_help_panel=BUDGET)]

@@ -46,6 +46,27 @@ def gpus(json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False)
 
 @app.command()
 @handle_errors
+def engines(json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """List the engines and the release presets of each: what each release changes, and the source it reads.
+
+    Example: kvplan engines
+    """
+    from kvplan.calc.listing import engine_rows
+    from kvplan.render.base import print_json
+    from kvplan.render.catalog import engines_table
+
+    rows = engine_rows()
+    if json:
+        print_json(console, list(rows))
+        return
+    console.print(engines_table(rows))
+    console.print("[dim]Fraction: each engine's memory fraction (vLLM gpu_memory_utilization of the device total; "
+                  "SGLang mem_fraction_static; TensorRT-LLM free_gpu_memory_fraction of what is free after "
+                  "loading). The sources each preset reads: --json, or docs/engine-rules/.[/]")
+
+
+@app.command()
+@handle_errors
 def show(
     name: Annotated[str, typer.Argument(help="A model or GPU name, alias or Hugging Face id.")],
     offline: OfflineOpt = False,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, cast
 
 import typer
 
 from kvplan.cli.app import (
-    DEFAULT_ENGINE, OUTPUT, AllowLongOpt, DebugOpt, EngineOpt, JsonOpt, MaxLenOpt, MaxSeqsOpt, OfflineOpt, SpecsOpt, UtilOpt,
+    DEFAULT_ENGINE, OUTPUT, AllowLongOpt, DebugOpt, JsonOpt, MaxLenOpt, MaxSeqsOpt, OfflineOpt, SpecsOpt, UtilOpt,
     WeightsDtypeOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option,
 )
 from kvplan import bounds
@@ -29,7 +29,11 @@ def sweep(
     kv_dtypes: Annotated[str, read_option(bounds.names, "--kv-dtype", metavar="LIST", help="KV dtypes, comma-separated (one line each).")] = "auto",
     metric: Annotated[str, typer.Option("--metric", help="concurrency, kv_gib, tokens_per_s, kv_pool_gib, weights_gib, "
                                         "or waste_fixed / waste_exact / waste_doubling / waste_paged.")] = "concurrency",
-    engine: EngineOpt = DEFAULT_ENGINE, util: UtilOpt = None, max_len: MaxLenOpt = None,
+    engine: Annotated[str, read_option(
+        bounds.names, "--engine", metavar="LIST", help="Engine, or several to compare (one line each): releases "
+        "side by side show what an upgrade does, e.g. vllm==0.19,vllm==0.26 (`kvplan engines`).",
+        rich_help_panel="Memory budget (every term can be overridden)")] = DEFAULT_ENGINE,
+    util: UtilOpt = None, max_len: MaxLenOpt = None,
     weights_dtype: WeightsDtypeOpt = "auto", max_num_seqs: MaxSeqsOpt = None, allow_long: AllowLongOpt = False,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Also draw it to FILE (.png or .svg).")] = None,
     log_y: Annotated[bool, typer.Option("--log-y", help="A log-scale y axis in the plot.", rich_help_panel=OUTPUT)] = False,
@@ -53,6 +57,7 @@ def sweep(
         output_path(plot, "--plot", PLOT_SUFFIXES)  # before any work
     cat = catalog(specs)
     gpu_names, dtypes = gpus, kv_dtypes
+    engines = cast(tuple[str, ...], engine)  # typer is told str; bounds.names reads a tuple
     tp_values = bounds.axis(tps, "tp")
     if batch is not None or sweep_tp:
         x_axis = "batch" if batch is not None else "tp"
@@ -62,11 +67,12 @@ def sweep(
         x_axis, xs, fixed_ctx = "ctx", bounds.axis("1k..128k" if ctx is None else ctx, "ctx"), 0
     series_tps = (1,) if x_axis == "tp" else tp_values
     series = []
-    for name, gpu_name, dtype, tp in itertools.product(models, gpu_names, dtypes, series_tps):
+    for name, gpu_name, dtype, tp, eng in itertools.product(models, gpu_names, dtypes, series_tps, engines):
         parts = [p for p, many in ((name, len(models) > 1), (gpu_name, len(gpu_names) > 1),
-                                   (f"KV {dtype}", len(dtypes) > 1), (f"TP {tp}", len(series_tps) > 1)) if many]
+                                   (f"KV {dtype}", len(dtypes) > 1), (f"TP {tp}", len(series_tps) > 1),
+                                   (eng, len(engines) > 1)) if many]
         series.append((" · ".join(parts) or name, cat.model(name), cat.gpu(gpu_name),
-                       budget_inputs(engine, tp, 1, dtype, weights_dtype, util, None, None, None, None, None,
+                       budget_inputs(eng, tp, 1, dtype, weights_dtype, util, None, None, None, None, None,
                                      max_num_seqs, allow_long)))
     result = sweep_(series, x_axis, xs, fixed_ctx, None, metric, max_len)
     if plot:
@@ -74,7 +80,7 @@ def sweep(
         from kvplan.render.plot import plot_sweep
 
         at = f" at {fixed_ctx:,} tokens" if x_axis != "ctx" else ""
-        title = f"{result.metric_label} vs {x_axis}: {', '.join(models)} on {on}{at} ({engine}, KV {', '.join(dtypes)})"
+        title = f"{result.metric_label} vs {x_axis}: {', '.join(models)} on {on}{at} ({', '.join(engines)}, KV {', '.join(dtypes)})"
         plot_sweep(result, plot, title, log_y=log_y)
         err_console.print(f"wrote {plot}", markup=False)
     if json:

@@ -8,7 +8,7 @@ from rich import box
 from rich.console import JustifyMethod
 from rich.table import Table
 
-from kvplan.results.catalog import GpuRow, ModelRow
+from kvplan.results.catalog import EngineRow, GpuRow, ModelRow
 from kvplan.units import GIB, fmt_int
 
 
@@ -57,3 +57,14 @@ GPU_NOTE = ("CUDA: the total a process sees (cudaMemGetInfo), every engine budge
 
 def _opt(value: float | None) -> str:
     return f"{value:,g}" if value is not None else "-"
+
+
+def engines_table(rows: Iterable[EngineRow]) -> Table:
+    table = Table(title="Engines and their release presets (--engine NAME or NAME==VERSION; * the name's default)",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("Preset", "Releases", "Fraction", "Block", "What changes"):
+        table.add_column(name, no_wrap=name in ("Preset", "Fraction", "Block"), overflow="fold",
+                         justify="right" if name == "Block" else "left")
+    for r in rows:
+        table.add_row(r.key + (" *" if r.default else ""), r.versions, f"{r.util:g}", str(r.block_size), r.changes)
+    return table

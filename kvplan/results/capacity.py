@@ -8,7 +8,8 @@ from kvplan.results.base import Result, Step
 class MemoryBudget(Result):
     """One GPU's memory, term by term, and the KV pool an engine leaves in it."""
 
-    engine: str
+    engine: str  # as given: a name (its default preset) or a preset, 'vllm==0.19'
+    engine_release: str  # the releases the preset encodes ("" for the textbook budget)
     engine_formula: str
     engine_source: str
     model: str

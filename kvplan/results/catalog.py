@@ -26,3 +26,21 @@ class GpuRow(Result):
     host_link: str  # "pcie" or "nvlink-c2c"
     host_link_generation: int | None
     host_link_gbps: float
+
+
+class EngineRow(Result):
+    """One release preset of an engine, for `kvplan engines`."""
+
+    key: str  # what --engine takes: 'vllm==0.19'
+    name: str
+    display_name: str
+    default: bool  # the preset the engine's name alone takes
+    versions: str  # the releases it holds for: '0.20 to 0.33', '0.34 and later'
+    util_name: str
+    util: float
+    util_meaning: str
+    block_size: int
+    start_rule: str
+    long_context_switch: str
+    changes: str  # what changes from the preset before it
+    encodes: tuple[str, ...]  # the engine source files it reads

@@ -53,9 +53,14 @@ def _count(lo: int, hi: int):
 
 
 def _engine_name(name: object) -> str:
-    if not isinstance(name, str) or name.lower() not in ENGINES:
+    """An engine, or one of its release presets ('vllm==0.19'), as --engine takes it."""
+    if not isinstance(name, str):
         raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
-    return name.lower()
+    try:
+        engine_entry(name)
+    except InputError as err:
+        raise ValueError(str(err)) from None
+    return name.strip().lower()
 
 
 COMMAND_KEYS = tuple(name for name, entry in ENGINES.items() if entry.command)  # vllm, sglang, trtllm

@@ -80,6 +80,14 @@ class Engine:
 
     name: str  # what a user types: --engine vllm
     display_name: str  # in sentences: "vLLM will not start"
+    # The releases this preset encodes: a label ("0.19"), the first and last versions it holds for
+    # (last None: every later one until another preset), the engine source files it reads, and what
+    # changes from the preset before it. `--engine vllm==0.19.1` picks the preset holding 0.19.1.
+    release: str = ""
+    first: tuple[int, ...] = ()
+    last: tuple[int, ...] | None = None
+    encodes: tuple[str, ...] = ()
+    changes: str = ""
     util: float  # the default of its memory fraction
     util_name: str  # the engine's own name for that fraction
     util_meaning: str  # what the fraction is a fraction of
@@ -95,6 +103,18 @@ class Engine:
     long_context_switch: str = ""
     base_overhead_bytes = RUNTIME_OVERHEAD_BYTES
     base_overhead_source = "CUDA context, measured"
+
+    @property
+    def key(self) -> str:
+        """What names this preset exactly: 'vllm==0.19' ('raw' where there are no releases)."""
+        return f"{self.name}=={self.release}" if self.release else self.name
+
+    def holds(self, version: tuple[int, ...]) -> bool:
+        """Whether this preset encodes the release `version` (compared part by part, 0.19 = 0.19.0)."""
+        width = max(len(version), len(self.first), len(self.last or ()))
+        pad = lambda v: v + (0,) * (width - len(v))  # noqa: E731
+        above = pad(version) >= pad(self.first)
+        return above and (self.last is None or pad(version[: len(self.last)]) <= pad(self.last))
 
     def total_memory(self, gpu: GpuSpec) -> Term:
         total, basis = gpu.cuda_memory()

@@ -19,6 +19,7 @@ class Raw(Engine):
     block_size = 16
     formula = "total x util - weights"
     source = "the textbook budget (the PagedAttention course notes): nothing but weights and KV"
+    changes = "no engine: the course notes' budget, and the probe's measured one"
 
     def total_memory(self, gpu: GpuSpec) -> Term:
         return Term(gpu.memory_bytes, f"{gpu.name} nominal")

@@ -38,7 +38,15 @@ COMMAND = CommandLine(
 
 
 class Sglang(Engine):
+    """SGLang 0.5, the default preset."""
+
     name, display_name = "sglang", "SGLang"
+    release = "0.5"
+    first: tuple[int, ...] = (0, 5)
+    last: tuple[int, ...] | None = None
+    encodes: tuple[str, ...] = ("python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token",
+               "python/sglang/srt/server_args.py (mem_fraction_static by TP)", "python/sglang/srt/configs/model_config.py")
+    changes = "a context_length past the model's is refused unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1"
     util, util_name = 0.88, "mem_fraction_static"
     util_meaning = ("of the device's total memory, for weights and the KV pool; the rest is headroom for "
                     "activations and CUDA graphs")
@@ -69,3 +77,20 @@ class Sglang(Engine):
 
 
 SGLANG = Sglang()
+
+
+class Sglang04(Sglang):
+    """SGLang 0.4: a context_length past the model's only warns (0.4.4 to 0.4.10)."""
+
+    release = "0.4"
+
+    first: tuple[int, ...] = (0, 4)
+
+    last: tuple[int, ...] | None = (0, 4)
+    encodes: tuple[str, ...] = ("python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token",
+               "python/sglang/srt/configs/model_config.py (SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN default True)")
+    changes = "a context_length past the model's is let through with a warning (0.4.4 to 0.4.10)"
+    long_context_switch = ""
+
+
+SGLANG_PRESETS: tuple[Sglang, ...] = (Sglang04(), SGLANG)

@@ -25,7 +25,14 @@ COMMAND = CommandLine(
 
 
 class Trtllm(Engine):
+    """TensorRT-LLM, one preset: its rules are not yet read release by release (docs/engine-rules)."""
+
     name, display_name = "trtllm", "TensorRT-LLM"
+    release = "1.0"
+    first: tuple[int, ...] = (1, 0)
+    last: tuple[int, ...] | None = None
+    encodes: tuple[str, ...] = ("tensorrt_llm/llmapi/llm_args.py KvCacheConfig", "tensorrt_llm/commands/serve.py")
+    changes = "the first preset"
     util, util_name = 0.90, "free_gpu_memory_fraction"
     util_meaning = "of the memory still free once the engine, its weights and its buffers are loaded"
     block_size = 32
@@ -39,3 +46,4 @@ class Trtllm(Engine):
 
 
 TRTLLM = Trtllm()
+TRTLLM_PRESETS: tuple[Trtllm, ...] = (TRTLLM,)
