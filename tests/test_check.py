@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kvplan.cli import main
-from kvplan.specs.engines import engine
+from kvplan.specs.engines.registry import engine
 
 parse_vllm = engine("vllm").read_command
 

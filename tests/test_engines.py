@@ -17,7 +17,8 @@ from kvplan.calc.fit import fit
 from kvplan.cli import main
 from kvplan.errors import InputError
 from kvplan.render.flags import FLAGS
-from kvplan.specs.engines import DEFAULT_ENGINE, ENGINES, Deploy, engine
+from kvplan.specs.engines import DEFAULT_ENGINE
+from kvplan.specs.engines.registry import ENGINES, Deploy, engine
 
 PACKAGE = Path(__file__).resolve().parents[1] / "kvplan"
 
@@ -166,7 +167,7 @@ def test_a_release_no_preset_holds_is_one_line(spec, message):
 
 
 def test_every_preset_answers_the_same_questions():
-    from kvplan.specs.engines import PRESETS
+    from kvplan.specs.engines.registry import PRESETS
 
     for name, presets in PRESETS.items():
         releases = [p for p in presets if p.release]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from kvplan import bounds
 from kvplan.cli import main
 from kvplan.errors import InputError
-from kvplan.specs.engines import engine
+from kvplan.specs.engines.registry import engine
 
 parse_vllm = engine("vllm").read_command
 

@@ -15,8 +15,9 @@ from kvplan.calc.weights import weights_bytes, weights_per_gpu
 from kvplan.errors import InputError
 from kvplan.results.base import Step
 from kvplan.results.capacity import MemoryBudget
-from kvplan.specs.engines import DEFAULT_ENGINE, BatchLimits, Engine, Term
-from kvplan.specs.engines import engine as engine_entry
+from kvplan.specs.engines import DEFAULT_ENGINE
+from kvplan.specs.engines.registry import BatchLimits, Engine, Term
+from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
 from kvplan.units import DTYPE_BYTES, GIB, kv_format

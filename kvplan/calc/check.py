@@ -20,7 +20,7 @@ from kvplan.calc.startup import startup
 from kvplan.errors import KvplanError
 from kvplan.results.capacity import StartCheck
 from kvplan.results.check import CheckReport, Outcome, ScenarioFix, ScenarioResult
-from kvplan.specs.engines import engine as engine_entry
+from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.checkfile import Scenario
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec

@@ -13,8 +13,8 @@ from kvplan.calc.startup import startup
 from kvplan import bounds
 from kvplan.errors import KvplanError
 from kvplan.results.capacity import FitResult, Knob, MemoryBudget, StartCheck
-from kvplan.specs.engines import Deploy
-from kvplan.specs.engines import engine as engine_entry
+from kvplan.specs.engines.registry import Deploy
+from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
 from kvplan.units import DTYPE_BYTES, ceil_div, fmt_binary

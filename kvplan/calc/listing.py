@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from kvplan.results.catalog import EngineRow, GpuRow, ModelRow
-from kvplan.specs.engines import DEFAULTS, PRESETS, Engine
+from kvplan.specs.engines.registry import DEFAULTS, PRESETS, Engine
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
 

@@ -10,7 +10,7 @@ from kvplan.bounds import MAX_TOKENS
 from kvplan.calc.kv import compute_dtype, paged_request_bytes, resolve_kv_format
 from kvplan.calc.search import largest_true
 from kvplan.results.capacity import MemoryBudget, StartCheck
-from kvplan.specs.engines import engine as engine_entry
+from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.model import ModelSpec
 from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div, fmt_binary
 

@@ -16,7 +16,7 @@ import torch
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.specs.engines import DEFAULT_ENGINE, TEXTBOOK_ENGINE
-from kvplan.specs.engines import engine as engine_entry
+from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.calc.kv import resolve_kv_format
 from kvplan.calc.weights import weights_bytes
 from kvplan.errors import InputError

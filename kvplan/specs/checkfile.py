@@ -28,8 +28,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from kvplan import bounds
 from kvplan.errors import InputError, SpecError
-from kvplan.specs.engines import DEFAULT_ENGINE, ENGINES
-from kvplan.specs.engines import engine as engine_entry
+from kvplan.specs.engines import DEFAULT_ENGINE
+from kvplan.specs.engines.registry import ENGINES
+from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.yamlio import format_validation_error, line_of, read_text, unknown_key, validate_yaml, yaml_root
 
 

@@ -27,44 +27,44 @@ def _heads(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention
     return f"{group.num_kv_heads} KV x {group.head_dim}"
 
 
-@describe.register
+@describe.register(FullAttention)
 def _(group: FullAttention) -> str:
     return _heads(group)
 
 
-@describe.register
+@describe.register(SlidingWindowAttention)
 def _(group: SlidingWindowAttention) -> str:
     return f"{_heads(group)}, window {group.window:,}" + (" + sinks" if group.sinks else "")
 
 
-@describe.register
+@describe.register(ChunkedLocalAttention)
 def _(group: ChunkedLocalAttention) -> str:
     return f"{_heads(group)}, chunk {group.chunk:,}"
 
 
-@describe.register
+@describe.register(MLALatent)
 def _(group: MLALatent) -> str:
     indexer = f", indexer {group.index_head_dim}" if group.index_head_dim else ""
     return f"latent {group.kv_lora_rank} + rope {group.qk_rope_head_dim}{indexer}"
 
 
-@describe.register
+@describe.register(DecompressedAttention)
 def _(group: DecompressedAttention) -> str:
     return f"{group.num_heads} heads x (K {group.k_head_dim} + V {group.v_head_dim})"
 
 
-@describe.register
+@describe.register(MambaState)
 def _(group: MambaState) -> str:
     return f"d_inner {group.d_inner}, state {group.d_state}, conv {group.d_conv}" + (
         f", {group.n_groups} groups" if group.n_groups else "")
 
 
-@describe.register
+@describe.register(GatedDeltaNetState)
 def _(group: GatedDeltaNetState) -> str:
     return f"{group.num_k_heads} K / {group.num_v_heads} V heads x {group.head_k_dim}/{group.head_v_dim}"
 
 
-@describe.register
+@describe.register(MlpOnly)
 def _(group: MlpOnly) -> str:
     return "no cache"
 
@@ -84,12 +84,12 @@ def _(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention, tp:
     return f"2 (K,V) x {group.kv_heads_per_rank(tp)} heads{shared} x head_dim {group.head_dim}"
 
 
-@elements_formula.register
+@elements_formula.register(MLALatent)
 def _(group: MLALatent, tp: int = 1) -> str:
     return f"(kv_lora_rank {group.kv_lora_rank} + rope {group.qk_rope_head_dim}), on every rank"
 
 
-@elements_formula.register
+@elements_formula.register(DecompressedAttention)
 def _(group: DecompressedAttention, tp: int = 1) -> str:
     return f"{group.heads_per_rank(tp)} heads x (K {group.k_head_dim} + V {group.v_head_dim})"
 
@@ -115,12 +115,12 @@ def _(group: FullAttention | MLALatent | DecompressedAttention, ctx: int) -> str
     return f"ctx {ctx:,}"
 
 
-@held_formula.register
+@held_formula.register(SlidingWindowAttention)
 def _(group: SlidingWindowAttention, ctx: int) -> str:
     return f"min(ctx {ctx:,}, window {group.window:,})"
 
 
-@held_formula.register
+@held_formula.register(ChunkedLocalAttention)
 def _(group: ChunkedLocalAttention, ctx: int) -> str:
     return f"min(ctx {ctx:,}, chunk {group.chunk:,})"
 
@@ -131,7 +131,7 @@ def _(group: MambaState | GatedDeltaNetState, ctx: int) -> str:
     return "a constant state, whatever the context"
 
 
-@held_formula.register
+@held_formula.register(MlpOnly)
 def _(group: MlpOnly, ctx: int) -> str:
     return "nothing"
 
@@ -153,14 +153,14 @@ def _(group: LayerKind, tp: int = 1) -> str:
     return "no per-request state"
 
 
-@state_formula.register
+@state_formula.register(MambaState)
 def _(group: MambaState, tp: int = 1) -> str:
     split = f" / TP {tp}" if tp > 1 else ""
     return (f"conv {group.conv_channels(tp):,}{split} x ({group.d_conv} - 1) + ssm {group.d_inner:,}{split} x "
             f"{group.d_state} = {group.state_elements(tp):,} elements")
 
 
-@state_formula.register
+@state_formula.register(GatedDeltaNetState)
 def _(group: GatedDeltaNetState, tp: int = 1) -> str:
     split = f" / TP {tp}" if tp > 1 else ""
     return (f"conv {group.conv_dim:,}{split} x ({group.conv_kernel} - 1) + recurrent {group.num_v_heads}{split} x "

@@ -3,48 +3,12 @@ and start-up rules, the batch defaults, and the command line (written by `fit`/`
 `check`). Each engine has release presets, oldest first (`--engine vllm==0.19`); the engine's name
 alone takes its default preset. Nothing outside this package names an engine; adding an engine, or
 a release of one, is a module (or a class) here and its tests.
+
+`registry` holds the entries; this module only the two names every command needs at start-up, so
+that importing them loads no entry (kvplan's start-up budget).
 """
 
 from __future__ import annotations
 
-import re
-
-from kvplan.errors import InputError
-from kvplan.specs.engines.base import BatchLimits, CommandLine, Deploy, Engine, Term
-from kvplan.specs.engines.raw import RAW
-from kvplan.specs.engines.sglang import SGLANG_PRESETS
-from kvplan.specs.engines.trtllm import TRTLLM_PRESETS
-from kvplan.specs.engines.vllm import VLLM, VLLM_PRESETS
-
-__all__ = ["BatchLimits", "CommandLine", "DEFAULT_ENGINE", "Deploy", "TEXTBOOK_ENGINE", "ENGINES", "PRESETS", "Engine",
-           "Term", "engine"]
-
-# Every engine's presets, oldest first; the default preset of each is the one its name alone takes.
-PRESETS: dict[str, tuple[Engine, ...]] = {
-    VLLM.name: VLLM_PRESETS, SGLANG_PRESETS[-1].name: SGLANG_PRESETS, TRTLLM_PRESETS[-1].name: TRTLLM_PRESETS,
-    RAW.name: (RAW,)}
-DEFAULTS: dict[str, Engine] = {VLLM.name: VLLM, **{name: presets[-1] for name, presets in PRESETS.items()
-                                                  if name != VLLM.name}}
-ENGINES: dict[str, Engine] = DEFAULTS  # by name: the preset the name alone takes
-DEFAULT_ENGINE = VLLM.name  # the realistic default: what most deployments run
-TEXTBOOK_ENGINE = RAW.name  # nothing but weights and KV: the course notes, and the probe's measured budget
-
-_SPEC = re.compile(r"^\s*([A-Za-z][\w-]*)\s*(?:==\s*v?(\d+(?:\.\d+)*)(?:\.x)?)?\s*$")
-
-
-def engine(spec: str) -> Engine:
-    """The preset a user's --engine names: 'vllm' (its default preset), 'vllm==0.19' or 'vllm==0.19.1'
-    (the preset holding that release); anything else is one line with the choices."""
-    match = _SPEC.match(spec)
-    name = match[1].lower() if match else spec
-    if name not in PRESETS:
-        raise InputError(f"unknown engine '{spec}'; choose one of {', '.join(PRESETS)} (with ==VERSION for a "
-                         "release: `kvplan engines` lists them)", "engine")
-    if not match or match[2] is None:
-        return DEFAULTS[name]
-    version = tuple(int(part) for part in match[2].split("."))
-    found = [preset for preset in PRESETS[name] if preset.release and preset.holds(version)]
-    if not found:
-        releases = ", ".join(p.key for p in PRESETS[name] if p.release) or f"none ({name} has no releases)"
-        raise InputError(f"no preset of {name} holds release {match[2]}; choose one of {releases}", "engine")
-    return found[-1]
+DEFAULT_ENGINE = "vllm"  # the realistic default: what most deployments run (registry checks it exists)
+TEXTBOOK_ENGINE = "raw"  # nothing but weights and KV: the course notes, and the probe's measured budget
