@@ -165,6 +165,15 @@ class Engine:
         return fields, ignored
 
 
+def half_from_fp32(model: ModelSpec, engine: str, bf16_families: tuple[str, ...]) -> tuple[str, str]:
+    """The older rule for --dtype auto (vLLM to 0.9.0, SGLang): a float32 checkpoint is served in fp16,
+    the families in `bf16_families` (Gemma) in bf16; any other checkpoint in its own dtype."""
+    if model.compute_dtype != "fp32":
+        return model.compute_dtype, f"the checkpoint's {model.dtype}"
+    served = "bf16" if model.family.startswith(bf16_families) else "fp16"
+    return served, f"the checkpoint's fp32, which {engine} serves in {served} (--dtype auto)"
+
+
 # --- command lines ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

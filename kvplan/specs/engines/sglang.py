@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine, Term
+from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine, Term, half_from_fp32
 
 if TYPE_CHECKING:
     from kvplan.specs.gpu import GpuSpec
@@ -24,7 +24,8 @@ COMMAND = CommandLine(
     launchers=(("python", "-m", "sglang.launch_server"), ("python3", "-m", "sglang.launch_server"),
                ("sglang", "serve")),
     model_flag="--model-path",
-    flags={"revision": "--revision", "tp": "--tp-size", "pp": "--pp-size", "max_model_len": "--context-length", "util": "--mem-fraction-static",
+    flags={"revision": "--revision", "tp": "--tp-size", "pp": "--pp-size", "max_model_len": "--context-length",
+           "util": "--mem-fraction-static",
            "kv_dtype": "--kv-cache-dtype", "max_num_seqs": "--max-running-requests", "block_size": "--page-size",
            "max_num_batched_tokens": "--chunked-prefill-size", "weights_dtype": "--dtype",
            "quantization": "--quantization"},
@@ -45,7 +46,8 @@ class Sglang(Engine):
     first: tuple[int, ...] = (0, 5)
     last: tuple[int, ...] | None = None
     encodes: tuple[str, ...] = ("python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token",
-               "python/sglang/srt/server_args.py (mem_fraction_static by TP)", "python/sglang/srt/configs/model_config.py")
+                                "python/sglang/srt/server_args.py (mem_fraction_static by TP)",
+                                "python/sglang/srt/configs/model_config.py")
     changes = "a context_length past the model's is refused unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1"
     util, util_name = 0.88, "mem_fraction_static"
     util_meaning = ("of the device's total memory, for weights and the KV pool; the rest is headroom for "
@@ -70,10 +72,7 @@ class Sglang(Engine):
     def auto_dtype(self, model: ModelSpec, gpu: GpuSpec | None) -> tuple[str, str]:
         """ModelConfig._get_and_verify_dtype (python/sglang/srt/configs/model_config.py): a float32
         checkpoint is served in fp16, a Gemma one in bf16."""
-        if model.compute_dtype != "fp32":
-            return model.compute_dtype, f"the checkpoint's {model.dtype}"
-        served = "bf16" if model.family.startswith("gemma") else "fp16"
-        return served, f"the checkpoint's fp32, which SGLang serves in {served} (--dtype auto)"
+        return half_from_fp32(model, "SGLang", ("gemma",))
 
 
 SGLANG = Sglang()
@@ -83,12 +82,11 @@ class Sglang04(Sglang):
     """SGLang 0.4: a context_length past the model's only warns (0.4.4 to 0.4.10)."""
 
     release = "0.4"
-
     first: tuple[int, ...] = (0, 4)
-
     last: tuple[int, ...] | None = (0, 4)
     encodes: tuple[str, ...] = ("python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token",
-               "python/sglang/srt/configs/model_config.py (SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN default True)")
+                                "python/sglang/srt/configs/model_config.py "
+                                "(SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN default True)")
     changes = "a context_length past the model's is let through with a warning (0.4.4 to 0.4.10)"
     long_context_switch = ""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine
+from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine, half_from_fp32
 from kvplan.units import GIB
 
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ COMMAND = CommandLine(
     launchers=(("vllm", "serve"), ("python", "-m", "vllm.entrypoints.openai.api_server"),
                ("python3", "-m", "vllm.entrypoints.openai.api_server"), ("python", "-m", "vllm.entrypoints.api_server")),
     model_flag=None,
-    flags={"revision": "--revision", "tp": "--tensor-parallel-size", "pp": "--pipeline-parallel-size", "max_model_len": "--max-model-len",
+    flags={"revision": "--revision", "tp": "--tensor-parallel-size", "pp": "--pipeline-parallel-size",
+           "max_model_len": "--max-model-len",
            "util": "--gpu-memory-utilization", "kv_dtype": "--kv-cache-dtype", "max_num_seqs": "--max-num-seqs",
            "block_size": "--block-size", "max_num_batched_tokens": "--max-num-batched-tokens",
            "cpu_offload_gib": "--cpu-offload-gb", "weights_dtype": "--dtype", "quantization": "--quantization"},
@@ -52,8 +53,8 @@ class Vllm(Engine):
     first: tuple[int, ...] = (0, 19)
     last: tuple[int, ...] | None = (0, 19)
     encodes: tuple[str, ...] = ("vllm/v1/worker/gpu_worker.py Worker.determine_available_memory",
-               "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory",
-               "vllm/engine/arg_utils.py (batch defaults by GPU)")
+                                "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory",
+                                "vllm/engine/arg_utils.py (batch defaults by GPU)")
     changes = "the V1 budget as kvplan measured it against 0.19 logs"
     util, util_name = 0.90, "gpu_memory_utilization"
     util_meaning = "of the device's total memory, for everything vLLM allocates"
@@ -105,12 +106,11 @@ class VllmV0(Vllm):
     """vLLM's V0 engine, the default to 0.7: the profile run and the block count of the old worker."""
 
     release = "0.6"
-
     first: tuple[int, ...] = (0, 5)
-
     last: tuple[int, ...] | None = (0, 7)
-    encodes: tuple[str, ...] = ("vllm/worker/worker.py Worker.determine_num_available_blocks", "vllm/config.py _get_and_verify_dtype",
-               "vllm/engine/arg_utils.py (max_num_seqs 256)")
+    encodes: tuple[str, ...] = ("vllm/worker/worker.py Worker.determine_num_available_blocks",
+                                "vllm/config.py _get_and_verify_dtype",
+                                "vllm/engine/arg_utils.py (max_num_seqs 256)")
     changes = ("V0: one request of max_model_len must fit as its pages (no window + chunk count); max_num_seqs "
                "256 on every GPU; an fp32 checkpoint is served in fp16 (Gemma-2 in bf16)")
     start_rule = "paged_request"
@@ -120,22 +120,17 @@ class VllmV0(Vllm):
         return BatchLimits(2048, 256)
 
     def auto_dtype(self, model: ModelSpec, gpu: GpuSpec | None) -> tuple[str, str]:
-        if model.compute_dtype != "fp32":
-            return model.compute_dtype, f"the checkpoint's {model.dtype}"
-        served = "bf16" if model.family.startswith("gemma2") else "fp16"
-        return served, f"the checkpoint's fp32, which vLLM {self.release} serves in {served} (--dtype auto)"
+        return half_from_fp32(model, f"vLLM {self.release}", ("gemma2",))
 
 
 class Vllm08(Vllm):
     """vLLM 0.8 to 0.10: the V1 engine by default."""
 
     release = "0.8"
-
     first: tuple[int, ...] = (0, 8)
-
     last: tuple[int, ...] | None = (0, 10)
     encodes: tuple[str, ...] = ("vllm/v1/worker/gpu_worker.py Worker.determine_available_memory",
-               "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory", "vllm/config.py")
+                                "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory", "vllm/config.py")
     changes = "V1 becomes the default engine: the V1 budget and start-up check (as 0.19's)"
 
 
@@ -143,12 +138,10 @@ class Vllm11(Vllm):
     """vLLM 0.11 to 0.18."""
 
     release = "0.11"
-
     first: tuple[int, ...] = (0, 11)
-
     last: tuple[int, ...] | None = (0, 18)
     encodes: tuple[str, ...] = ("vllm/v1/worker/gpu_worker.py Worker.determine_available_memory", "vllm/config/model.py",
-               "vllm/v1/core/kv_cache_utils.py")
+                                "vllm/v1/core/kv_cache_utils.py")
     changes = "the config package (vllm/config/); the budget as 0.19's"
 
 
@@ -156,9 +149,7 @@ class Vllm20(Vllm):
     """vLLM 0.20 to 0.33: gpu_memory_utilization defaults to 0.92."""
 
     release = "0.20"
-
     first: tuple[int, ...] = (0, 20)
-
     last: tuple[int, ...] | None = (0, 33)
     util = 0.92
     encodes: tuple[str, ...] = ("vllm/config/cache.py (gpu_memory_utilization 0.92)", "vllm/v1/worker/gpu_worker.py")
@@ -171,9 +162,7 @@ class Vllm34(Vllm20):
     """vLLM 0.34, the newest release read: batch defaults grow on GPUs of 160 GiB and more."""
 
     release = "0.34"
-
     first: tuple[int, ...] = (0, 34)
-
     last: tuple[int, ...] | None = None
     encodes: tuple[str, ...] = ("vllm/engine/arg_utils.py EngineArgs.get_batch_defaults", "vllm/config/cache.py")
     changes = ("the API server batches 16,384 tokens on GPUs of 160 GiB and more; gpu_memory_utilization 0.92 "
