@@ -84,7 +84,7 @@ def plot_sweep(r: SweepResult, path: Path, title: str, log_y: bool = False) -> N
     if r.x_axis == "batch" and marks and marks[0]["compute_bound_batch"]:
         ax.axvline(marks[0]["compute_bound_batch"], color="grey", linestyle=":", label="compute-bound batch")
     ax.set_xlabel(X_LABELS[r.x_axis])
-    ax.set_ylabel(r.metric_label + (" (log scale)" if log_y else ""))
+    ax.set_ylabel(textwrap.fill(r.metric_label + (" (log scale)" if log_y else ""), 40))  # two lines, not the page
     ax.set_title(fit_title(title), fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
