@@ -21,7 +21,9 @@ import yaml
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.kv import resolve_kv_format
 from kvplan.calc.kvgroups import tokens_for_kv_bytes
+from kvplan.errors import KvplanError
 from kvplan.specs.catalog import load_catalog
+from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.units import GIB
 
 LOGS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "engine_logs"
@@ -29,6 +31,24 @@ LOGS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "engine_logs
 
 def error(predicted: float, logged: float) -> float:
     return (predicted - logged) / logged
+
+
+def inputs_before_launch(entry: dict, planned: dict) -> BudgetInputs:
+    """What a user knows before launch: the release, the model and GPU, and what the command line
+    (or the log's non-default args) sets; nothing the engine measured."""
+    logged, release = entry["logged"], str(planned["release"])
+    engine = engine_entry(f"vllm=={release}")
+    settings: dict = {}
+    if entry.get("command"):
+        try:
+            settings, _ = engine.read_command(entry["command"])
+        except KvplanError:
+            settings = {}
+    return BudgetInputs(engine=f"vllm=={release}", tp=planned.get("tp", 1), pp=planned.get("pp", 1),
+                        util=logged.get("gpu_memory_utilization"), weights_dtype=planned.get("weights_dtype", "auto"),
+                        kv_dtype=planned.get("kv_dtype", "auto"), max_model_len=logged.get("max_model_len"),
+                        max_num_seqs=settings.get("max_num_seqs"),
+                        max_num_batched_tokens=settings.get("max_num_batched_tokens"))
 
 
 def main() -> None:
@@ -46,10 +66,8 @@ def main() -> None:
         row = {"file": planned["file"], "release": release, "logged": logged["kv_tokens"], "terms": from_terms,
                "defaults": None, "weights": None, "kv": None}
         if planned.get("gpu"):
-            inputs = BudgetInputs(engine=f"vllm=={release}", tp=tp, util=logged.get("gpu_memory_utilization"),
-                                  weights_dtype=planned.get("weights_dtype", "auto"))
-            budget = memory_budget(model, catalog.gpu(planned["gpu"]), inputs)
-            row["defaults"] = tokens_for_kv_bytes(model, budget.usable_pool_bytes, fmt, **count)
+            budget = memory_budget(model, catalog.gpu(planned["gpu"]), inputs_before_launch(entry, planned))
+            row["defaults"] = budget.token_capacity
             row["weights"] = error(budget.weights_bytes / GIB, logged["weights_gib"]) if "weights_gib" in logged else None
             row["kv"] = error(budget.usable_pool_bytes / GIB, logged["kv_cache_gib"])
             by_bucket[f"{entry['engine']} {'.'.join(release.split('.')[:2])}"].append(

@@ -232,17 +232,21 @@ def test_plan_llama3_8b(catalog):
     r = plan(catalog.model("llama3-8b"), catalog.gpu("h100"), 1000, 4096)
     best = r.best[0]
     by_tp = {d.tp: d for d in r.candidates if d.pp == 1}
-    # TP 1: 85,017,493,504 x 0.9 - (16,060,522,496 + 1,956,642,816 activation + 268,435,456) = 58,229,568,385 B
-    #       / (4096 x 131,072 B = 512 MiB) = 108 per GPU -> 10 replicas, 10 GPUs
-    assert (by_tp[1].concurrency_per_replica, by_tp[1].gpus) == (108, 10)
-    # TP 4: weights / 4 = 4,015,130,624; activation 3x8192x4096x2 + 3x8192x3584x2 + 2x1024x128256x4 = 1,428,160,512;
-    #       overhead 0.25 GiB + 1.85 GiB NCCL = 268,435,456 + 1,986,422,374 = 2,254,857,830;
-    #       pool 76,515,744,153 - those = 68,817,595,187 B / (4096 x 32,768 B) = 512 per replica
+    # vLLM 0.34 (the default). TP 1: int(85,017,493,504 x 0.92) = 78,216,094,023
+    #   - (16,060,522,496 weights + 1,380,450,304 sampler + 803,209,216 non-torch and CUDA graphs)
+    #   = 59,971,912,007 B / (4096 x 131,072 B = 512 MiB) = 111 per GPU -> 10 replicas, 10 GPUs
+    assert (by_tp[1].concurrency_per_replica, by_tp[1].gpus) == (111, 10)
+    # TP 4: weights / 4 = 4,015,130,624; the sampler is not divided by TP: 1,024 x 128,256 x 10 + 8,192 x
+    #       4,096 x 2 = 1,380,450,304 (the forward pass, 3x8192x4096x2 + 3x8192x3584x2 = 377,487,360, is less);
+    #       overhead 0.25 GiB + 1.85 GiB NCCL with NVLink SHARP + 102 CUDA graph sizes x 5 MiB
+    #       = 268,435,456 + 1,986,422,374 + 534,773,760 = 2,789,631,590;
+    #       pool 78,216,094,023 - those = 70,030,881,505 B / (4096 x 32,768 B) = 521 per replica
     #       -> 2 replicas, 8 GPUs: the fewest (TP 8 ties at 8; the smaller replica wins)
-    assert (best.tp, best.pp, best.concurrency_per_replica, best.replicas, best.gpus, best.nodes) == (4, 1, 512, 2, 8, 1)
-    assert best.kv_pool_bytes_per_gpu == 68_817_595_187
+    assert (best.tp, best.pp, best.concurrency_per_replica, best.replicas, best.gpus, best.nodes) == (4, 1, 521, 2, 8, 1)
+    assert best.kv_pool_bytes_per_gpu == 78_216_094_023 - (4_015_130_624 + 1_380_450_304 + 2_789_631_590) \
+        == 70_030_881_505
     steps = {step.label: step for step in r.explain}
-    assert steps["bf16 TP4 x PP1: replicas"].formula == "ceil(1,000 / 512)"
+    assert steps["bf16 TP4 x PP1: replicas"].formula == "ceil(1,000 / 521)"
     assert all(d.gpus >= best.gpus for d in r.candidates)
 
 
@@ -356,7 +360,7 @@ def test_plan_serves_the_load(catalog, n, ctx):
 BUDGET_KEYS = {
     "engine", "engine_release", "engine_formula", "engine_source", "model", "gpu", "tp", "pp", "dtype", "dtype_source", "dtype_cast",
     "kv_dtype", "block_size", "util",
-    "max_num_batched_tokens", "max_num_seqs", "weights_dtype", "allow_long_max_len", "start_refusal",
+    "max_num_batched_tokens", "max_num_seqs", "chunked_prefill", "max_model_len", "padding_layers", "weights_dtype", "allow_long_max_len", "start_refusal",
     "util_name", "util_source", "total_bytes", "total_source", "weights_bytes", "weights_source",
     "activation_bytes", "activation_source", "overhead_bytes", "overhead_source", "kv_pool_bytes",
     "weights_fit", "page_bytes", "kv_bytes_per_token", "num_blocks", "token_capacity", "explain"}

@@ -28,12 +28,15 @@ def test_example_file_passes(capsys):
     results = {r["name"]: r for r in json.loads(out)["scenarios"]}
     assert code == 0 and all(r["passed"] for r in results.values())
     chat = {o["expectation"]: o for o in results["chat-llama3-8b"]["outcomes"]}
-    # pool int(85,017,493,504 x 0.9) - (16,060,522,496 + 1,956,642,816 + 268,435,456) = 58,229,568,385 B;
-    # a 4,096-token request pages 512 MiB: 108 fit
-    assert chat["min_concurrency"]["actual"] == "108"
+    # vLLM 0.34: pool int(85,017,493,504 x 0.92) - (16,060,522,496 + 1,380,450,304 + 803,209,216) = 59,971,912,007 B;
+    # a 4,096-token request pages 512 MiB: 111 fit
+    assert chat["min_concurrency"]["actual"] == "111"
     vllm = {o["expectation"]: o for o in results["vllm-command-llama3-8b"]["outcomes"]}
-    # its --max-num-seqs 48 shrinks the sampler's profile by 2 x (1,024 - 48) x 128,256 x 4 B = 1,001,422,848 B:
-    # (58,229,568,385 + 1,001,422,848) B // 1 GiB per 8,192-token request = 55
+    # its --max-num-seqs 48 shrinks the sampler to 48 x 128,256 x 10 + 8,192 x 4,096 x 2 = 128,671,744 B, below
+    # the forward pass of 8,192 tokens, 3 x 8,192 x 4,096 x 2 + 3 x 8,192 x 14,336 x 2 = 905,969,664 B; CUDA graphs
+    # of 15 piecewise (to 96) and 9 full (to 48) sizes, 24 x 5 MiB = 125,829,120 B; at --gpu-memory-utilization 0.9:
+    # 76,515,744,153 - (16,060,522,496 + 905,969,664 + 268,435,456 + 125,829,120) = 59,154,987,417 B
+    # // 1 GiB per 8,192-token request = 55
     assert (vllm["no_preemption"]["expected"], vllm["no_preemption"]["actual"]) == (">= 48 at 8,192", "55")
     assert (vllm["no_preemption"]["bound"], vllm["no_preemption"]["value"]) == (48, 55)  # numbers, not text
     assert results["vllm-command-llama3-8b"]["ignored_flags"] == ["--port"]
@@ -47,10 +50,10 @@ def test_a_failing_expectation_exits_1_and_explains_itself(capsys, tmp_path):
     assert code == 1
     text = " ".join(out.split())
     assert "min_concurrency >= 16 0 fail" in text
-    # TP 8: int(85,017,493,504 x 0.9) - (141,107,412,992 / 8 weights + 1,629,487,104 activation
-    #       + 2,254,857,830 overhead) = 54,992,972,595 B; a 32,768-token request takes
-    #       80 x 2 x 1 x 128 x 2 B x 32,768 = 1,342,177,280 B: 40 fit
-    assert "big: passes with tp: 8 (40 requests)" in text
+    # TP 8: int(85,017,493,504 x 0.92) - (141,107,412,992 / 8 weights + 1,447,559,168 sampler (1,024 x 128,256 x
+    #       10 + 8,192 x 8,192 x 2) + 2,789,631,590 overhead) = 56,340,476,641 B; a 32,768-token request takes
+    #       80 x 2 x 1 x 128 x 2 B x 32,768 = 1,342,177,280 B: 41 fit
+    assert "big: passes with tp: 8 (41 requests)" in text
 
 
 def test_inline_form(capsys):
@@ -82,11 +85,13 @@ def test_preemption_is_checked_only_when_asked_and_fails_with_both_fixes(capsys,
     code, out, _ = run(capsys, "check", str(path), "--json")
     result = json.loads(out)["scenarios"][0]
     outcome = result["outcomes"][0]
-    # --max-num-seqs 256 leaves 2 x (1,024 - 256) x 128,256 x 4 B = 788,013,056 B of the sampler's profile:
-    # (58,229,568,385 + 788,013,056) B // 1 GiB per 8,192-token request = 54 fit, not 256: vLLM would preempt
-    assert code == 1 and outcome["expectation"] == "no_preemption" and outcome["value"] == 54
-    assert result["fix"] == {"max_num_seqs": 54}
-    assert [fix["settings"] for fix in result["fixes"]][0] == {"max_num_seqs": 54}  # or the shorter max_model_len:
+    # --max-num-seqs 256: the forward pass of 8,192 tokens (905,969,664 B) outgrows the sampler's 256 rows; CUDA
+    # graphs of 51 piecewise and 35 full sizes, 86 x 5 MiB = 450,887,680 B: 78,216,094,023 - (16,060,522,496 +
+    # 905,969,664 + 268,435,456 + 450,887,680) = 60,530,278,727 B // 1 GiB per 8,192-token request = 56 fit, not
+    # 256: vLLM would preempt
+    assert code == 1 and outcome["expectation"] == "no_preemption" and outcome["value"] == 56
+    assert result["fix"] == {"max_num_seqs": 56}
+    assert [fix["settings"] for fix in result["fixes"]][0] == {"max_num_seqs": 56}  # or the shorter max_model_len:
     assert list(result["fixes"][1]["settings"]) == ["max_model_len", "ctx"]  # requests no longer than it
 
 

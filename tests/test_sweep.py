@@ -154,45 +154,47 @@ def sweep_json(capsys, *argv) -> dict:
 
 
 def test_concurrency_is_capped_at_max_num_seqs_as_plan_caps_it(capsys):
-    """B200 (vLLM: 191,762,530,304 B total, 1,024 sequences on a GPU of 70 GiB or more):
-    pool = floor(0.9 x 191,762,530,304) - 16,060,522,496 weights - 1,956,642,816 activation
-    - 268,435,456 overhead = 154,300,676,505 B."""
+    """B200 (vLLM 0.34: 191,762,530,304 B total; 16,384 batched tokens and 1,024 sequences on a GPU of
+    160 GiB or more): pool = floor(0.92 x 191,762,530,304) = 176,421,527,879 - 16,060,522,496 weights
+    - 1,811,939,328 activation (the forward pass of 16,384 tokens, 3 x 16,384 x (4,096 + 14,336) x 2 B,
+    above the sampler's 1,447,559,168) - 803,209,216 non-torch and CUDA graphs = 157,745,856,839 B."""
     r = sweep_json(capsys, "llama3.1-8b", "--gpu", "b200", "--ctx", "1k")
     (p,) = r["points"]
-    assert p["metrics"]["fitting"] == 154_300_676_505 // KV_1K == 1149  # what the pool holds
-    assert p["value"] == p["metrics"]["concurrency"] == min(1149, 1024) == 1024  # what the engine runs
+    assert p["metrics"]["fitting"] == 157_745_856_839 // KV_1K == 1175  # what the pool holds
+    assert p["value"] == p["metrics"]["concurrency"] == min(1175, 1024) == 1024  # what the engine runs
     assert r["metric_label"] == "max concurrency, paged, capped at max_num_seqs 1,024 (requests)"
     raised = sweep_json(capsys, "llama3.1-8b", "--gpu", "b200", "--ctx", "1k", "--max-num-seqs", "2000")
-    # 976 more sequences grow the sampler's share of the activation by 2 x 976 x 128,256 vocab x 4 B
-    # = 1,001,422,848 B: the pool is 153,299,253,657 B, 1,142 requests, now all run
-    pool = 154_300_676_505 - 2 * (2000 - 1024) * 128_256 * 4
-    assert raised["points"][0]["value"] == min(pool // KV_1K, 2000) == 1142
+    # 2,000 sequences make the sampler the peak: 2,000 x 128,256 x 10 + 16,384 x 4,096 x 2 = 2,699,337,728 B,
+    # 887,398,400 B more: the pool is 156,858,458,439 B, 1,168 requests, now all run
+    pool = 157_745_856_839 - (2_699_337_728 - 1_811_939_328)
+    assert raised["points"][0]["value"] == min(pool // KV_1K, 2000) == 1168
     assert raised["metric_label"] == "max concurrency, paged, capped at max_num_seqs 2,000 (requests)"
 
 
 def test_the_cap_is_said_in_the_table(capsys):
     code, out, _ = run(capsys, "sweep", "llama3.1-8b", "--gpu", "l4,b200", "--ctx", "1k,2k")
     assert code == 0 and "capped at max_num_seqs 256 / 1,024 (requests)" in out  # L4: 256, B200: 1,024
-    assert "Capped: 1 point(s) hold more requests" in out and "b200 at ctx 1,024, 1,149 fit, 1,024 run" in out
+    assert "Capped: 1 point(s) hold more requests" in out and "b200 at ctx 1,024, 1,175 fit, 1,024 run" in out
     assert "--max-num-seqs raises the cap" in out
 
 
 @pytest.mark.parametrize("argv, pool", [
-    # H100: floor(0.8 x 85,017,493,504) = 68,013,994,803 - 16,060,522,496 - 1,956,642,816 - 268,435,456
-    (["--util", "0.8"], 49_728_394_035),
-    # fp8 weights, 9,080,934,400 B: floor(0.9 x 85,017,493,504) = 76,515,744,153 - 9,080,934,400 - ...
-    (["--weights-dtype", "fp8"], 65_209_731_481),
+    # H100: floor(0.8 x 85,017,493,504) = 68,013,994,803 - 16,060,522,496 - 1,380,450,304 - 803,209,216
+    (["--util", "0.8"], 49_769_812_787),
+    # fp8 weights, 9,080,934,400 B: floor(0.92 x 85,017,493,504) = 78,216,094,023 - 9,080,934,400 - ...
+    (["--weights-dtype", "fp8"], 66_951_500_103),
 ])
 def test_sweep_takes_the_budget_options(capsys, argv, pool):
     (p,) = sweep_json(capsys, "llama3.1-8b", "--gpu", "h100", "--ctx", "1k", *argv)["points"]
     assert p["metrics"]["kv_pool_gib"] == pool / 2**30
-    assert p["value"] == pool // KV_1K  # 370 at util 0.8, 485 with fp8 weights: under the 1,024 cap
+    assert p["value"] == pool // KV_1K  # 370 at util 0.8, 498 with fp8 weights: under the 1,024 cap
 
 
 def test_a_point_where_the_engine_does_not_start_at_max_len_is_a_gap(capsys):
-    """L4: pool = floor(0.9 x 23,649,583,104) - 16,060,522,496 - 489,160,704 - 268,435,456 = 4,466,506,137 B.
+    """L4: pool = floor(0.92 x 23,649,583,104) - 16,060,522,496 - 345,112,576 (256 x 128,256 x 10 + 2,048 x
+    4,096 x 2) - 719,323,136 (268,435,456 + 86 CUDA graph sizes x 5 MiB) = 4,632,658,247 B.
     The default max_len, the model's 131,072-token context, needs 16 GiB at start-up: vLLM does not start.
-    --max-len 8k needs 1 GiB: it starts, and 4,466,506,137 // 1 GiB = 4 requests of 8k fit."""
+    --max-len 8k needs 1 GiB: it starts, and 4,632,658,247 // 1 GiB = 4 requests of 8k fit."""
     default = sweep_json(capsys, "llama3.1-8b", "--gpu", "l4", "--batch", "1,2", "--ctx", "8k")
     assert all(p["value"] is None and not p["fits"] for p in default["points"])
     assert default["points"][0]["why"] == ("the engine does not start at max_len 131,072 (one request of it "
@@ -200,20 +202,20 @@ def test_a_point_where_the_engine_does_not_start_at_max_len_is_a_gap(capsys):
     assert default["marks"]["llama3.1-8b"]["max_len"] == 131_072
     given = sweep_json(capsys, "llama3.1-8b", "--gpu", "l4", "--batch", "1,2", "--ctx", "8k", "--max-len", "8k")
     assert all(p["fits"] and p["metrics"]["starts"] is True for p in given["points"])
-    assert given["points"][0]["value"] == 4_466_506_137 // KV_8K == 4
+    assert given["points"][0]["value"] == 4_632_658_247 // KV_8K == 4
 
 
 def test_requests_longer_than_max_len_are_a_gap(capsys):
     """Llama-3-8B's context is 8,192 tokens: a request of 16,384 is refused by an engine run at it."""
     points = sweep_json(capsys, "llama3-8b", "--gpu", "h100", "--ctx", "8k,16k")["points"]
-    assert points[0]["fits"] and points[0]["value"] == 58_230_143_385 // KV_8K == 54  # the H100 pool above
+    assert points[0]["fits"] and points[0]["value"] == 59_971_912_007 // KV_8K == 55  # the H100 pool (test_engines)
     assert points[1]["value"] is None and points[1]["why"] == ("its requests are longer than max_len 8,192 "
                                                                "(the engine refuses them)")
     refused = sweep_json(capsys, "llama3-8b", "--gpu", "h100", "--ctx", "16k", "--max-len", "16k")["points"]
     assert refused[0]["value"] is None  # max_len 16,384 is past the model's 8,192: the engine refuses it
     longer = sweep_json(capsys, "llama3-8b", "--gpu", "h100", "--ctx", "16k", "--max-len", "16k",
                         "--allow-long-max-len")["points"]  # as VLLM_ALLOW_LONG_MAX_MODEL_LEN=1
-    assert longer[0]["value"] == 58_230_143_385 // (2 * KV_8K) == 27
+    assert longer[0]["value"] == 59_971_912_007 // (2 * KV_8K) == 27
 
 
 def test_json_counts_are_integers_and_gaps_are_null(capsys):
@@ -242,8 +244,9 @@ def test_csv_counts_are_integers_booleans_words_and_gaps_empty(capsys):
 
 
 def test_releases_side_by_side_show_an_upgrade(capsys):
-    """vLLM 0.20 raised gpu_memory_utilization from 0.9 to 0.92: 1,700,349,870 B more pool on an H100,
-    so 54 -> 55 requests of 8,192 tokens (1 GiB each): (58,230,143,385 + 1,700,349,870) // 2^30 = 55."""
+    """From 0.19 to 0.26 the H100 pool grows from 56,967,657,881 to 59,971,912,007 B (test_engines: 0.92 of
+    the memory, FlashInfer's sampler, CUDA graphs counted): 53 -> 55 requests of 8,192 tokens (1 GiB each)."""
     data = sweep_json(capsys, "llama3.1-8b", "--gpu", "h100", "--ctx", "8k", "--engine", "vllm==0.19,vllm==0.26")
     values = {p["series"]: p["value"] for p in data["points"]}
-    assert values == {"vllm==0.19": 54, "vllm==0.26": 55}
+    assert values == {"vllm==0.19": 53, "vllm==0.26": 55}
+    assert (56_967_657_881 // 2**30, 59_971_912_007 // 2**30) == (53, 55)

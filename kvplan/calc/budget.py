@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from kvplan import bounds
 from kvplan.calc.kv import check_size_inputs, layers_kv, resolve_kv_format
+from kvplan.calc.kvgroups import kv_groups, tokens_for_kv_bytes
 from kvplan.calc.weights import weights_bytes, weights_per_gpu
 from kvplan.errors import InputError
 from kvplan.results.base import Step
 from kvplan.results.capacity import MemoryBudget
 from kvplan.specs.engines import DEFAULT_ENGINE
-from kvplan.specs.engines.registry import BatchLimits, Engine, Term
+from kvplan.specs.engines.registry import BatchLimits, Engine, Replica, Term
 from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
@@ -41,6 +42,8 @@ class BudgetInputs:
     max_num_batched_tokens: int | None = None
     max_num_seqs: int | None = None
     allow_long_max_len: bool = False  # start past the model's context, as the engine's switch allows
+    max_model_len: int | None = None  # the engine's max_model_len (None: the model's derived context)
+    chunked_prefill: bool | None = None  # None: the engine's default for this max_model_len
 
     def __post_init__(self) -> None:
         """Names are checked when the inputs are made, so a sweep or a plan refuses a bad one at once
@@ -60,18 +63,19 @@ class BudgetInputs:
         return engine_entry(self.engine) is not engine_entry(DEFAULT_ENGINE) or any(
             getattr(self, name) is not None for name in (
                 "util", "gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes", "block_size",
-                "max_num_batched_tokens", "max_num_seqs"))
+                "max_num_batched_tokens", "max_num_seqs", "chunked_prefill"))
 
     def engine_defaults(self) -> "BudgetInputs":
         """The same deployment under the default engine's budget with nothing overridden."""
-        return BudgetInputs(tp=self.tp, pp=self.pp, kv_dtype=self.kv_dtype, weights_dtype=self.weights_dtype)
+        return BudgetInputs(tp=self.tp, pp=self.pp, kv_dtype=self.kv_dtype, weights_dtype=self.weights_dtype,
+                            max_model_len=self.max_model_len)
 
 
-def batch_limits(inputs: BudgetInputs, gpu: GpuSpec | None, total_bytes: int) -> BatchLimits:
+def batch_limits(inputs: BudgetInputs, gpu: GpuSpec | None, total_bytes: int, max_model_len: int) -> BatchLimits:
     """The scheduler's caps: what the user gave, else the engine's default for this GPU."""
-    default = engine_entry(inputs.engine).batch_limits(gpu, total_bytes)
+    default = engine_entry(inputs.engine).batch_limits(gpu, total_bytes, max_model_len, inputs.chunked_prefill)
     return BatchLimits(inputs.max_num_batched_tokens or default.max_num_batched_tokens,
-                       inputs.max_num_seqs or default.max_num_seqs)
+                       inputs.max_num_seqs or default.max_num_seqs, default.chunked_prefill)
 
 
 def _check(inputs: BudgetInputs, util: float) -> None:
@@ -105,24 +109,35 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     fmt = kv_format(dtype) if inputs.kv_dtype == "auto" else resolve_kv_format(model, inputs.kv_dtype)
     total = _given(inputs, "gpu_mem_bytes") or engine.total_memory(_gpu(gpu))
     weights = _given(inputs, "weights_bytes") or _weights(model, inputs, dtype)
-    limits = batch_limits(inputs, gpu, total.value)
-    activation = _given(inputs, "activation_bytes") or engine.activation(model, inputs.tp, limits)
-    overhead = _given(inputs, "overhead_bytes") or engine.overhead(inputs.tp * inputs.pp)
+    max_model_len = inputs.max_model_len or model.max_context
+    limits = batch_limits(inputs, gpu, total.value, max_model_len)
+    replica = Replica(gpu, inputs.tp, inputs.pp, dtype, max_model_len)
+    activation = _given(inputs, "activation_bytes") or engine.activation(model, replica, limits)
+    overhead = _given(inputs, "overhead_bytes") or engine.overhead(model, replica, limits)
     pool = engine.pool(total.value, util, weights.value, activation.value, overhead.value)
 
     layers = layers_kv(model, 1, fmt, inputs.tp, block, inputs.pp)
     page = sum(layer.count * layer.page_bytes_per_layer for layer in layers if not layer.state_bytes_per_layer)
     per_token = sum(layer.bytes_per_token for layer in layers)
-    blocks = max(pool, 0) // page if page else 0
+    groups = kv_groups(model, fmt, inputs.tp, block, inputs.pp) if engine.kv_groups else None
+    padding = groups.padding_layers * groups.page_bytes_per_layer if groups else 0  # pages that hold nothing
+    blocks = max(pool, 0) // (page + padding) if page else 0
+    tokens = blocks * block if page else 0
+    if groups and engine.tokens_rule == "concurrency":
+        tokens = tokens_for_kv_bytes(model, max(pool, 0), fmt, tp=inputs.tp, block_size=block, pp=inputs.pp,
+                                     max_model_len=max_model_len, max_num_batched_tokens=limits.max_num_batched_tokens,
+                                     per_concurrency=True) or tokens
     terms = {"total": total, "weights": weights, "activation": activation, "overhead": overhead}
-    steps = _explain(engine, terms, util, pool, page, blocks, block)
+    steps = _explain(engine, terms, util, pool, page, padding, blocks, block, tokens, max_model_len)
     return MemoryBudget(
         engine=engine.key if "==" in inputs.engine else engine.name, engine_release=engine.release,
         engine_formula=engine.formula, engine_source=engine.source,
         model=model.name, gpu=gpu.name if gpu else "local device", tp=inputs.tp, pp=inputs.pp, dtype=dtype,
         dtype_source=dtype_source, dtype_cast=dtype != model.compute_dtype,
-        start_refusal=engine.start_refusal(model, gpu, dtype, limits), weights_dtype=inputs.weights_dtype, kv_dtype=fmt.name,
+        start_refusal=engine.start_refusal(model, replica, limits), weights_dtype=inputs.weights_dtype, kv_dtype=fmt.name,
         block_size=block, max_num_batched_tokens=limits.max_num_batched_tokens, max_num_seqs=limits.max_num_seqs,
+        chunked_prefill=limits.chunked_prefill, max_model_len=max_model_len, padding_layers=groups.padding_layers
+        if groups else 0,
         allow_long_max_len=inputs.allow_long_max_len, util=util, util_name=engine.util_name,
         util_source="util" if inputs.util is not None else "engine default",
         total_bytes=total.value, total_source=total.source, weights_bytes=weights.value,
@@ -130,7 +145,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
         activation_source=activation.source, overhead_bytes=overhead.value, overhead_source=overhead.source,
         kv_pool_bytes=pool, weights_fit=weights.value < total.value, page_bytes=page,
         kv_bytes_per_token=per_token, num_blocks=blocks,
-        token_capacity=blocks * block if page else 0, explain=tuple(steps),
+        token_capacity=tokens, explain=tuple(steps),
     )
 
 
@@ -165,8 +180,8 @@ def _weights(model: ModelSpec, inputs: BudgetInputs, dtype: str) -> Term:
     return Term(weights_per_gpu(total, inputs.tp, inputs.pp), source, how + (f", / {split}" if split > 1 else ""))
 
 
-def _explain(engine: Engine, terms: dict[str, Term], util: float, pool: int, page: int, blocks: int,
-             block: int) -> list[Step]:
+def _explain(engine: Engine, terms: dict[str, Term], util: float, pool: int, page: int, padding: int, blocks: int,
+             block: int, tokens: int, max_model_len: int) -> list[Step]:
     steps = [Step(label=name, formula=term.formula or term.source, value=f"{term.value:,} B")
              for name, term in terms.items()]
     formula = engine.formula.replace("util", f"{util:g}")
@@ -175,6 +190,10 @@ def _explain(engine: Engine, terms: dict[str, Term], util: float, pool: int, pag
     return steps + [
         Step(label=f"KV pool ({engine.name})", formula=formula, value=f"{pool:,} B"),
         Step(label="page, all layers", formula=f"{block} tokens x KV bytes per token", value=f"{page:,} B"),
-        Step(label="blocks", formula=f"floor({max(pool, 0):,} B / {page:,} B)", value=f"{blocks:,}"),
-        Step(label="token capacity", formula=f"{blocks:,} blocks x {block} tokens", value=f"{blocks * block:,}"),
+        *([Step(label="padding layers' pages", formula="the last group of each layer kind filled to the group size "
+                "(vLLM KV cache groups)", value=f"{padding:,} B")] if padding else []),
+        Step(label="blocks", formula=f"floor({max(pool, 0):,} B / {page + padding:,} B)", value=f"{blocks:,}"),
+        Step(label="token capacity", value=f"{tokens:,}",
+             formula=f"{blocks:,} blocks x {block} tokens" if tokens == blocks * block else
+             f"max concurrency x max_model_len {max_model_len:,} (as the engine logs it)"),
     ]

@@ -181,6 +181,10 @@ AllowLongOpt = Annotated[bool, typer.Option(
 MaxBatchedTokensOpt = Annotated[Optional[int], read_option(
     bounds.tokens, "--max-num-batched-tokens", metavar="TOKENS", help="The engine's tokens in one step (prefill "
     "chunks and decodes; default: vLLM's for the GPU).", rich_help_panel=BUDGET)]
+ChunkedOpt = Annotated[Optional[bool], typer.Option(
+    "--enable-chunked-prefill/--no-enable-chunked-prefill", help="Split prompts longer than "
+    "--max-num-batched-tokens into chunks (default: the engine's; vLLM V1 always, V0 past 32K tokens). "
+    "Without it a step holds a whole prompt: the profile batch is max_model_len tokens.", rich_help_panel=BUDGET)]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)]
 
@@ -188,7 +192,8 @@ ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula w
 def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: str, util: Optional[float],
                   gpu_mem: Optional[float], weights_gib: Optional[float], activation_gib: Optional[float],
                   overhead_gib: Optional[float], block_size: Optional[int], max_num_seqs: Optional[int] = None,
-                  allow_long_max_len: bool = False):
+                  allow_long_max_len: bool = False, *, max_len: Optional[int] = None,
+                  max_num_batched_tokens: Optional[int] = None, chunked_prefill: Optional[bool] = None):
     from kvplan.calc.budget import BudgetInputs
     from kvplan.units import GIB
 
@@ -196,4 +201,6 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
     return BudgetInputs(engine=engine, tp=tp, pp=pp, kv_dtype=kv_dtype, weights_dtype=weights_dtype, util=util,
                         gpu_mem_bytes=to_bytes(gpu_mem), weights_bytes=to_bytes(weights_gib),
                         activation_bytes=to_bytes(activation_gib), overhead_bytes=to_bytes(overhead_gib),
-                        block_size=block_size, max_num_seqs=max_num_seqs, allow_long_max_len=allow_long_max_len)
+                        block_size=block_size, max_num_seqs=max_num_seqs, allow_long_max_len=allow_long_max_len,
+                        max_model_len=max_len, max_num_batched_tokens=max_num_batched_tokens,
+                        chunked_prefill=chunked_prefill)

@@ -16,6 +16,7 @@ import torch
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.specs.engines import DEFAULT_ENGINE, TEXTBOOK_ENGINE
+from kvplan.specs.engines.registry import Replica
 from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.calc.kv import resolve_kv_format
 from kvplan.calc.weights import weights_bytes
@@ -88,7 +89,8 @@ def _budget(model: ModelSpec, info: DeviceInfo, opts: ProbeOptions) -> tuple[Pro
     if opts.with_weights:
         weights = weights_bytes(model, "auto")[0]
         engine = engine_entry(DEFAULT_ENGINE)  # its profile run is what the weights are held beside
-        activation = engine.activation(model, 1, engine.batch_limits(None, info.total_bytes)).value
+        activation = engine.activation(model, Replica(None, dtype=model.compute_dtype),
+                                       engine.batch_limits(None, info.total_bytes, model.max_context)).value
         if weights + activation >= usable:
             raise InputError(f"{model.name} does not fit on {info.name}: weights {fmt_binary(weights)} + activations "
                              f"{fmt_binary(activation)} exceed the {fmt_binary(usable)} the probe may use; "

@@ -25,6 +25,9 @@ class MemoryBudget(Result):
     block_size: int
     max_num_batched_tokens: int  # the scheduler's caps the budget was computed for (given, or the engine's)
     max_num_seqs: int
+    chunked_prefill: bool = True  # prompts longer than max_num_batched_tokens are split into chunks
+    max_model_len: int = 0  # the max_model_len the profile and the token count assumed
+    padding_layers: int = 0  # layers vLLM adds to fill its KV cache groups: memory that holds no token
     allow_long_max_len: bool  # a max_model_len past the model's context is let start (the engine's switch)
     util: float
     util_name: str  # the engine's own name for its memory fraction

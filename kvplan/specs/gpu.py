@@ -27,6 +27,10 @@ class ScaleUpLink(Frozen):
     kind: Literal["nvlink", "infinity-fabric"]
     version: str | None = None
     gbps_bidirectional: LinkRate
+    # GPUs joined by NVSwitch (HGX/DGX boards, NVL72 racks), not bridged in pairs or cabled PCIe:
+    # from Hopper's third-generation NVSwitch on, NCCL reduces inside the switch (NVLink SHARP,
+    # NVLS) and registers buffers for it in every rank
+    switched: bool = False
 
     @property
     def gbps_per_direction(self) -> float:
@@ -77,6 +81,17 @@ class GpuSpec(Frozen):
         base, what = ((self.usable_memory_bytes, "NVML total") if self.usable_memory_bytes
                       else (self.memory_bytes, "datasheet"))
         return base - DRIVER_RESERVED_BYTES, f"{what} - {DRIVER_RESERVED_BYTES // 2**20} MiB driver reserve"
+
+    @property
+    def nvls(self) -> bool:
+        """NCCL's NVLink SHARP path: NVSwitch of Hopper's generation (NVLink 4) or later."""
+        link = self.scale_up
+        return link is not None and link.kind == "nvlink" and link.switched and int(link.version or 0) >= 4
+
+    @property
+    def cuda_capable(self) -> bool:
+        """NVIDIA from Turing (compute capability 7.5) on: where FlashInfer's kernels run."""
+        return self.vendor == "nvidia" and self.architecture not in ("Pascal", "Volta")
 
     @property
     def has_bf16(self) -> bool:

@@ -24,9 +24,15 @@ if TYPE_CHECKING:  # the specs arrive as arguments: importing the registry loads
 # SGLang and TensorRT-LLM: the CUDA context and NCCL outside the weights, per GPU. The measured
 # CUDA context of PyTorch 2.11 on an H100 is 528.8 MiB (kvplan probe notes).
 RUNTIME_OVERHEAD_BYTES = 529 * 2**20
-# NCCL and custom all-reduce buffers when ranks talk (per GPU): vLLM 0.19 logs non-torch memory of
-# 2.1 GiB (Llama-3.3-70B) and 2.07 GiB (gpt-oss-20b) at TP 2 on H100s, against 0.25 GiB at TP 1.
-TP_COMM_BYTES = round(1.85 * GIB)  # 0.25 + 1.85 = 2.1 GiB at TP > 1
+# NCCL's buffers in a rank that talks to others, outside PyTorch's allocator, per GPU. Measured, as
+# the engines log them (kvplan cannot read NCCL's sizing from an engine's source): vLLM 0.10.1 on
+# A100s at TP 2 with custom all-reduce off (no P2P) spends 0.12 GiB more than at TP 1 (0.74 and
+# 0.81 GiB of activation and non-torch memory against 0.62 and 0.69, tests/fixtures/engine_logs).
+NCCL_BYTES = round(0.12 * GIB)
+# NVLink SHARP on NVSwitch (GpuSpec.nvls): NCCL registers multicast buffers for the TP group's
+# all-reduce. vLLM 0.19 logs non-torch memory of 2.1 GiB (Llama-3.3-70B) and 2.07 GiB (gpt-oss-20b)
+# at TP 2 on H100 SXM, against 0.25 GiB at TP 1: 1.85 GiB in all, NCCL's own included.
+NVLS_BYTES = round(1.85 * GIB) - NCCL_BYTES
 
 
 @dataclass(frozen=True)
@@ -40,10 +46,38 @@ class Term:
 
 @dataclass(frozen=True)
 class BatchLimits:
-    """The scheduler's caps: tokens in one forward pass, and sequences running at once."""
+    """The scheduler's caps: tokens in one forward pass, sequences running at once, and whether a
+    prompt longer than the token cap is split into chunks (chunked prefill)."""
 
     max_num_batched_tokens: int
     max_num_seqs: int
+    chunked_prefill: bool = True
+
+
+@dataclass(frozen=True)
+class Replica:
+    """The deployment an engine profiles, beyond the model: one GPU of a tp x pp replica serving
+    weights and activations in `dtype`, with max_model_len tokens a request."""
+
+    gpu: GpuSpec | None
+    tp: int = 1
+    pp: int = 1
+    dtype: str = "bf16"
+    max_model_len: int = 0
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp
+
+
+def comm_buffers(replica: Replica) -> tuple[int, str]:
+    """(bytes, what) of the communication buffers one rank holds: none alone; NCCL's for a TP group
+    or a pipeline; NVLink SHARP's on NVSwitch for a TP group (a pipeline's sends use none)."""
+    if replica.gpus == 1:
+        return 0, ""
+    if replica.tp > 1 and replica.gpu is not None and replica.gpu.nvls:
+        return NCCL_BYTES + NVLS_BYTES, f"NCCL with NVLink SHARP for a TP group of {replica.tp}"
+    return NCCL_BYTES, f"NCCL for {replica.gpus} GPUs"
 
 
 def vllm_batch_limits(gpu: GpuSpec | None, total_bytes: int) -> BatchLimits:
@@ -53,23 +87,26 @@ def vllm_batch_limits(gpu: GpuSpec | None, total_bytes: int) -> BatchLimits:
     return BatchLimits(8192, 1024) if large else BatchLimits(2048, 256)
 
 
-def forward_pass_peak(model: ModelSpec, tp: int, tokens: int, seqs: int) -> tuple[int, str]:
-    """Peak of a profiling forward pass of `tokens` tokens plus a sampler run over `seqs` sequences.
+def forward_pass(model: ModelSpec, tp: int, tokens: int, dtype_bytes: int = 2) -> tuple[int, str]:
+    """Peak of a profiling forward pass of `tokens` tokens:
 
-    resident: 3 hidden-state buffers, tokens x hidden x 2 B;
+    resident:  3 hidden-state buffers, tokens x hidden x dtype bytes;
     transient: the MLP's gate/up and activation outputs (for MoE, every expert a token runs: the
                routed top-k and the shared ones, ModelSpec.active_intermediate_size),
-               3 x tokens x intermediate / tp x 2 B;
-    sampler:   logits and probabilities in fp32, 2 x seqs x vocab x 4 B.
+               3 x tokens x intermediate / tp x dtype bytes.
     """
-    h = model.hidden_size
-    inter = model.active_intermediate_size
-    resident = 3 * tokens * h * 2
-    mlp = 3 * tokens * ceil_div(inter, tp) * 2
+    h, inter = model.hidden_size, ceil_div(model.active_intermediate_size, tp)
+    value = 3 * tokens * h * dtype_bytes + 3 * tokens * inter * dtype_bytes
+    return value, f"3 x {tokens:,} x {h:,} x {dtype_bytes} B + 3 x {tokens:,} x {inter:,} x {dtype_bytes} B"
+
+
+def forward_pass_peak(model: ModelSpec, tp: int, tokens: int, seqs: int) -> tuple[int, str]:
+    """A forward pass of `tokens` tokens (forward_pass) plus a sampler run over `seqs` sequences,
+    its logits and probabilities in fp32, 2 x seqs x vocab x 4 B: the estimate SGLang's and
+    TensorRT-LLM's entries keep (their fractions leave the activations outside the pool)."""
+    forward, formula = forward_pass(model, tp, tokens)
     sampler = 2 * seqs * model.vocab_size * 4
-    formula = (f"3 x {tokens:,} x {h:,} x 2 B + 3 x {tokens:,} x {ceil_div(inter, tp):,} x 2 B "
-               f"+ 2 x {seqs:,} x {model.vocab_size:,} x 4 B")
-    return resident + mlp + sampler, formula
+    return forward + sampler, formula + f" + 2 x {seqs:,} x {model.vocab_size:,} x 4 B"
 
 
 class Engine:
@@ -101,6 +138,12 @@ class Engine:
     # The switch that lets a max_model_len beyond the model's derived context start (an environment
     # variable); "" where the engine has none and does not refuse.
     long_context_switch: str = ""
+    # How the engine logs its token capacity ("GPU KV cache size: N tokens"): "blocks" (whole pages
+    # of every layer, times the page's tokens) or "concurrency" (vLLM 0.21 on: requests of
+    # max_model_len the pool holds, times max_model_len). kv_groups: vLLM V1's layout of a hybrid
+    # model's layers into groups of one page size, padding layers included (calc/kvgroups.py).
+    tokens_rule: str = "blocks"
+    kv_groups: bool = False
     base_overhead_bytes = RUNTIME_OVERHEAD_BYTES
     base_overhead_source = "CUDA context, measured"
 
@@ -121,17 +164,24 @@ class Engine:
         return Term(total, f"{gpu.name} as CUDA reports it ({basis})",
                     f"the device total a process sees (cudaMemGetInfo): {basis}")
 
-    def batch_limits(self, gpu: GpuSpec | None, total_bytes: int) -> BatchLimits:
-        return vllm_batch_limits(gpu, total_bytes)
+    def batch_limits(self, gpu: GpuSpec | None, total_bytes: int, max_model_len: int = 0,
+                     chunked_prefill: bool | None = None) -> BatchLimits:
+        """The scheduler's defaults on this GPU. Without chunked prefill a step must hold a whole
+        prompt: the token cap rises to max_model_len where that is more (vLLM SchedulerConfig)."""
+        default = vllm_batch_limits(gpu, total_bytes)
+        if chunked_prefill is False:
+            return BatchLimits(max(default.max_num_batched_tokens, max_model_len), default.max_num_seqs, False)
+        return default
 
-    def activation(self, model: ModelSpec, tp: int, limits: BatchLimits) -> Term:
+    def activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
         tokens, seqs = limits.max_num_batched_tokens, limits.max_num_seqs
-        value, formula = forward_pass_peak(model, tp, tokens, seqs)
+        value, formula = forward_pass_peak(model, replica.tp, tokens, seqs)
         return Term(value, f"estimate: {tokens:,}-token batch, {seqs:,} sequences", formula)
 
-    def overhead(self, gpus: int) -> Term:
-        comm = TP_COMM_BYTES if gpus > 1 else 0
-        note = f" + NCCL for {gpus} GPUs" if comm else ""
+    def overhead(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
+        """What the engine holds outside the weights, activations and pool, per GPU."""
+        comm, what = comm_buffers(replica)
+        note = f" + {what}" if comm else ""
         formula = f"{self.base_overhead_bytes:,} B" + (f" + {comm:,} B" if comm else "")
         return Term(self.base_overhead_bytes + comm, self.base_overhead_source + note, formula)
 
@@ -140,7 +190,7 @@ class Engine:
         checkpoint's own compute dtype."""
         return model.compute_dtype, f"the checkpoint's {model.dtype}"
 
-    def start_refusal(self, model: ModelSpec, gpu: GpuSpec | None, dtype: str, limits: BatchLimits) -> str:
+    def start_refusal(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> str:
         """Why the engine refuses these settings before it sizes any memory ("" when it does not)."""
         return ""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvplan.specs.engines.base import BatchLimits, Engine, Term
+from kvplan.specs.engines.base import BatchLimits, Engine, Replica, Term
 
 if TYPE_CHECKING:
     from kvplan.specs.gpu import GpuSpec
@@ -24,10 +24,10 @@ class Raw(Engine):
     def total_memory(self, gpu: GpuSpec) -> Term:
         return Term(gpu.memory_bytes, f"{gpu.name} nominal")
 
-    def activation(self, model: ModelSpec, tp: int, limits: BatchLimits) -> Term:
+    def activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
         return Term(0, "none, by definition")
 
-    def overhead(self, gpus: int) -> Term:
+    def overhead(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
         return Term(0, "none, by definition")
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:

@@ -7,21 +7,20 @@ import re
 
 from kvplan.errors import InputError
 from kvplan.specs.engines import DEFAULT_ENGINE, TEXTBOOK_ENGINE
-from kvplan.specs.engines.base import BatchLimits, CommandLine, Deploy, Engine, Term
+from kvplan.specs.engines.base import BatchLimits, CommandLine, Deploy, Engine, Replica, Term
 from kvplan.specs.engines.raw import RAW
 from kvplan.specs.engines.sglang import SGLANG_PRESETS
 from kvplan.specs.engines.trtllm import TRTLLM_PRESETS
 from kvplan.specs.engines.vllm import VLLM, VLLM_PRESETS
 
 __all__ = ["BatchLimits", "CommandLine", "DEFAULT_ENGINE", "Deploy", "TEXTBOOK_ENGINE", "ENGINES", "PRESETS", "Engine",
-           "Term", "engine"]
+           "Replica", "Term", "engine"]
 
 # Every engine's presets, oldest first; the default preset of each is the one its name alone takes.
 PRESETS: dict[str, tuple[Engine, ...]] = {
     VLLM.name: VLLM_PRESETS, SGLANG_PRESETS[-1].name: SGLANG_PRESETS, TRTLLM_PRESETS[-1].name: TRTLLM_PRESETS,
     RAW.name: (RAW,)}
-DEFAULTS: dict[str, Engine] = {VLLM.name: VLLM, **{name: presets[-1] for name, presets in PRESETS.items()
-                                                  if name != VLLM.name}}
+DEFAULTS: dict[str, Engine] = {name: presets[-1] for name, presets in PRESETS.items()}  # the newest
 ENGINES: dict[str, Engine] = DEFAULTS  # by name: the preset the name alone takes
 assert DEFAULT_ENGINE in PRESETS and TEXTBOOK_ENGINE in PRESETS  # the names every command starts with
 

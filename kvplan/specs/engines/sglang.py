@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine, Term, half_from_fp32
+from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine, Replica, Term, half_from_fp32
 
 if TYPE_CHECKING:
     from kvplan.specs.gpu import GpuSpec
@@ -63,7 +63,7 @@ class Sglang(Engine):
     def default_util(self, gpus: int) -> float:
         return next(fraction for size, fraction in FRACTION_BY_GPUS if gpus >= size)
 
-    def activation(self, model: ModelSpec, tp: int, limits: BatchLimits) -> Term:
+    def activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
         return Term(0, "in the (1 - mem_fraction_static) headroom")
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:

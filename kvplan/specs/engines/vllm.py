@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine, half_from_fp32
-from kvplan.units import GIB
+from kvplan.specs.engines.base import (
+    BatchLimits, CommandLine, Engine, Replica, Term, comm_buffers, forward_pass, half_from_fp32,
+)
+from kvplan.units import DTYPE_BYTES, GIB, MIB
 
 if TYPE_CHECKING:
     from kvplan.specs.gpu import GpuSpec
@@ -24,6 +26,20 @@ FP16_REFUSED = ("gemma2", "gemma3", "glm4")
 # vLLM's non-torch memory (CUDA context allocations outside PyTorch's caching allocator, cuBLAS
 # workspaces) as logged on one H100 at TP 1: "non-torch memory takes 0.25GiB".
 NON_TORCH_BYTES = GIB // 4
+# V0's profile counts 0.35 GiB non-torch on one GPU (0.6.4 on an RTX 3090: "non_torch_memory=0.35GiB").
+V0_NON_TORCH_BYTES = round(0.35 * GIB)
+# The dummy sampler's tensors alive at its peak, in bytes per row x vocabulary entry, for a 16-bit
+# model (vllm/v1/worker/gpu_model_runner.py _dummy_sampler_run: top_k = vocab - 1 and top_p 0.9,
+# so the top-k/top-p path runs over every entry). The logits in the model's dtype (2) and as fp32
+# (4), then: FlashInfer's fused top-k/top-p, its probabilities (4): 10 in all; the PyTorch sort
+# path of 0.8-0.10, sorted values (4), int64 indices (8), softmax and cumsum (4 + 4), masks: 32;
+# 0.11-0.17 (cumsum in place): 28; the Triton top-k/top-p kernel of 0.18 on: 24.
+FLASHINFER_SAMPLER_BYTES = 10
+# CUDA graph memory from 0.20 (gpu_model_runner.py profile_cudagraph_memory): each captured batch
+# size costs its graphs' private pool. Two public logs measure 4.8 MiB (Qwen3-30B-A3B, 0.22: 30
+# sizes, 0.14 GiB) and 6.1 MiB (Phi-3-mini, 0.19 with the estimate printed: 86 sizes, 0.51 GiB) a
+# size; kvplan takes 5 MiB.
+CUDA_GRAPH_BYTES_PER_SIZE = 5 * MIB
 
 COMMAND = CommandLine(
     program="vllm serve",
@@ -45,17 +61,16 @@ COMMAND = CommandLine(
 
 
 class Vllm(Engine):
-    """vLLM 0.19, the default preset: the rules kvplan was measured against (74% of 39 logged 0.19
-    deployments within 5% of their KV capacity from defaults)."""
+    """vLLM 0.18 and 0.19: the Triton top-k/top-p sampler; CUDA graphs outside the budget."""
 
     name, display_name = "vllm", "vLLM"
     release = "0.19"
-    first: tuple[int, ...] = (0, 19)
+    first: tuple[int, ...] = (0, 18)
     last: tuple[int, ...] | None = (0, 19)
     encodes: tuple[str, ...] = ("vllm/v1/worker/gpu_worker.py Worker.determine_available_memory",
                                 "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory",
                                 "vllm/engine/arg_utils.py (batch defaults by GPU)")
-    changes = "the V1 budget as kvplan measured it against 0.19 logs"
+    changes = "the sampler's top-k/top-p runs as a Triton kernel (24 B a logit at its peak, 28 before)"
     util, util_name = 0.90, "gpu_memory_utilization"
     util_meaning = "of the device's total memory, for everything vLLM allocates"
     block_size = 16
@@ -68,17 +83,78 @@ class Vllm(Engine):
     long_context_switch = "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1"
     base_overhead_bytes = NON_TORCH_BYTES
     base_overhead_source = "vLLM non-torch, as logged"
+    tokens_rule = "blocks"
+    kv_groups = True
+    # the sampler's bytes per row x vocabulary entry on the PyTorch path, and whether FlashInfer's
+    # sampler is the default where it runs (0.9-0.11 where installed, 0.21 on; opt-in between)
+    sampler_bytes = 24
+    flashinfer_sampler = False
+    cuda_graphs_counted = False  # the profiled CUDA graph estimate is subtracted (0.20 on)
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         return int(total * util) - (weights + activation + overhead)
 
-    def start_refusal(self, model: ModelSpec, gpu: GpuSpec | None, dtype: str, limits: BatchLimits) -> str:
-        """SchedulerConfig: max_num_batched_tokens must be at least max_num_seqs; ModelConfig and the
-        CUDA platform: bf16 needs compute capability 8.0, and Gemma-2/3 and GLM-4 refuse fp16
-        (numerical instability), which is where auto lands them on a GPU without bf16."""
+    def sampler(self, replica: Replica) -> tuple[int, str]:
+        """(bytes per row x vocabulary entry, which path) of the dummy sampler run on this GPU."""
+        cuda = replica.gpu is None or replica.gpu.cuda_capable
+        per, path = ((FLASHINFER_SAMPLER_BYTES, "FlashInfer top-k/top-p") if self.flashinfer_sampler and cuda
+                     else (self.sampler_bytes, "PyTorch top-k/top-p"))
+        return (2 * per, path + ", fp32 model") if replica.dtype == "fp32" else (per, path)
+
+    def activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
+        """The profile run's peak (gpu_model_runner.py profile_run): a forward pass of
+        max_num_batched_tokens tokens, then the dummy sampler over min(max_num_seqs, tokens) rows of
+        the whole vocabulary, gathered on every TP rank (not divided by TP), the batch's hidden
+        states still alive. The larger of the two is the peak."""
+        tokens = limits.max_num_batched_tokens
+        rows = min(limits.max_num_seqs, tokens)
+        width = DTYPE_BYTES.get(replica.dtype, 2)
+        forward, forward_formula = forward_pass(model, replica.tp, tokens, width)
+        per, path = self.sampler(replica)
+        hidden = tokens * model.hidden_size * width
+        sampler = rows * model.vocab_size * per + hidden
+        sampler_formula = (f"{rows:,} rows x {model.vocab_size:,} vocab x {per} B ({path}) "
+                           f"+ {tokens:,} x {model.hidden_size:,} x {width} B hidden")
+        if sampler >= forward:
+            return Term(sampler, f"sampler over {rows:,} sequences ({path})",
+                        f"max(forward {forward:,} B, sampler {sampler_formula})")
+        return Term(forward, f"forward pass of {tokens:,} tokens",
+                    f"max(forward {forward_formula}, sampler {sampler:,} B)")
+
+    def cuda_graph_sizes(self, limits: BatchLimits) -> tuple[int, int]:
+        """(piecewise, full) batch sizes vLLM captures by default: 1, 2, 4, then every 8 to 256 and
+        every 16 beyond, up to min(2 x max_num_seqs, 512, max_num_batched_tokens); full graphs of
+        uniform decode batches up to max_num_seqs (config/vllm.py, config/compilation.py)."""
+        largest = min(2 * limits.max_num_seqs, 512, limits.max_num_batched_tokens)
+        sizes = [1, 2, 4, *range(8, 256, 8), *range(256, 513, 16)]
+        return (sum(s <= largest for s in sizes),
+                sum(s <= min(limits.max_num_seqs, largest) for s in sizes))
+
+    def overhead(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
+        """Non-torch memory (what grows outside PyTorch's allocator once the worker starts: cuBLAS
+        workspaces, NCCL's and the custom all-reduce's buffers), and from 0.20 the CUDA graphs'
+        profiled estimate."""
+        comm, what = comm_buffers(replica)
+        parts = [(self.base_overhead_bytes, self.base_overhead_source)] + ([(comm, what)] if comm else [])
+        if self.cuda_graphs_counted:
+            piecewise, full = self.cuda_graph_sizes(limits)
+            parts.append(((piecewise + full) * CUDA_GRAPH_BYTES_PER_SIZE,
+                          f"CUDA graphs: {piecewise} piecewise + {full} full sizes x 5 MiB"))
+        return Term(sum(b for b, _ in parts), " + ".join(w for _, w in parts),
+                    " + ".join(f"{b:,} B" for b, _ in parts))
+
+    def start_refusal(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> str:
+        """SchedulerConfig: max_num_batched_tokens must be at least max_num_seqs, and at least
+        max_model_len without chunked prefill; ModelConfig and the CUDA platform: bf16 needs compute
+        capability 8.0, and Gemma-2/3 and GLM-4 refuse fp16 (numerical instability), which is where
+        auto lands them on a GPU without bf16."""
+        gpu, dtype = replica.gpu, replica.dtype
         if limits.max_num_batched_tokens < limits.max_num_seqs:
             return (f"max_num_batched_tokens ({limits.max_num_batched_tokens:,}) must be at least max_num_seqs "
                     f"({limits.max_num_seqs:,})")
+        if not limits.chunked_prefill and limits.max_num_batched_tokens < replica.max_model_len:
+            return (f"without chunked prefill max_num_batched_tokens ({limits.max_num_batched_tokens:,}) must be "
+                    f"at least max_model_len ({replica.max_model_len:,})")
         if dtype == "bf16" and gpu is not None and not gpu.has_bf16:
             return f"bf16 needs compute capability 8.0 and {gpu.name} ({gpu.architecture}) has none"
         if dtype == "fp16" and model.family.startswith(FP16_REFUSED):
@@ -99,9 +175,6 @@ class Vllm(Engine):
         return checkpoint, f"the checkpoint's {model.dtype}"
 
 
-VLLM = Vllm()
-
-
 class VllmV0(Vllm):
     """vLLM's V0 engine, the default to 0.7: the profile run and the block count of the old worker."""
 
@@ -109,57 +182,123 @@ class VllmV0(Vllm):
     first: tuple[int, ...] = (0, 5)
     last: tuple[int, ...] | None = (0, 7)
     encodes: tuple[str, ...] = ("vllm/worker/worker.py Worker.determine_num_available_blocks",
-                                "vllm/config.py _get_and_verify_dtype",
+                                "vllm/worker/model_runner.py GPUModelRunnerBase.profile_run",
+                                "vllm/config.py SchedulerConfig, _get_and_verify_dtype",
                                 "vllm/engine/arg_utils.py (max_num_seqs 256)")
     changes = ("V0: one request of max_model_len must fit as its pages (no window + chunk count); max_num_seqs "
-               "256 on every GPU; an fp32 checkpoint is served in fp16 (Gemma-2 in bf16)")
+               "256 on every GPU; chunked prefill only past 32K tokens, so the profile batch is max_model_len "
+               "tokens; an fp32 checkpoint is served in fp16 (Gemma-2 in bf16)")
     start_rule = "paged_request"
     source = "vLLM V0 Worker.determine_num_available_blocks; defaults gpu_memory_utilization=0.9, block_size=16"
+    base_overhead_bytes = V0_NON_TORCH_BYTES
+    kv_groups = False
+    sampler_bytes = 32
 
-    def batch_limits(self, gpu: GpuSpec | None, total_bytes: int) -> BatchLimits:
-        return BatchLimits(2048, 256)
+    def batch_limits(self, gpu: GpuSpec | None, total_bytes: int, max_model_len: int = 0,
+                     chunked_prefill: bool | None = None) -> BatchLimits:
+        """SchedulerConfig (V0): chunked prefill by default only past 32,768 tokens, then 512 batched
+        tokens; without it a step holds a whole prompt, max(max_model_len, 2,048) tokens."""
+        chunked = max_model_len > 32768 if chunked_prefill is None else chunked_prefill
+        return BatchLimits(512 if chunked else max(max_model_len, 2048), 256, chunked)
+
+    def activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
+        """V0's profile run: max_num_batched_tokens tokens over max_num_seqs sequences, the sampler
+        over one row a sequence; the forward pass is the peak but for a short max_model_len."""
+        tokens, rows = limits.max_num_batched_tokens, limits.max_num_seqs
+        width = DTYPE_BYTES.get(replica.dtype, 2)
+        forward, formula = forward_pass(model, replica.tp, tokens, width)
+        per, path = self.sampler(replica)
+        sampler = rows * model.vocab_size * per
+        peak = max(forward, sampler)
+        return Term(peak, f"profile run of {tokens:,} tokens, {rows:,} sequences",
+                    f"max(forward {formula}, sampler {rows:,} x {model.vocab_size:,} x {per} B)")
+
+    def overhead(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
+        comm, what = comm_buffers(replica)
+        note = f" + {what}" if comm else ""
+        return Term(self.base_overhead_bytes + comm, "vLLM V0 non-torch, as logged" + note,
+                    f"{self.base_overhead_bytes:,} B" + (f" + {comm:,} B" if comm else ""))
 
     def auto_dtype(self, model: ModelSpec, gpu: GpuSpec | None) -> tuple[str, str]:
         return half_from_fp32(model, f"vLLM {self.release}", ("gemma2",))
 
 
 class Vllm08(Vllm):
-    """vLLM 0.8 to 0.10: the V1 engine by default."""
+    """vLLM 0.8 to 0.10: the V1 engine by default; FlashInfer's sampler where it is installed."""
 
     release = "0.8"
     first: tuple[int, ...] = (0, 8)
     last: tuple[int, ...] | None = (0, 10)
     encodes: tuple[str, ...] = ("vllm/v1/worker/gpu_worker.py Worker.determine_available_memory",
+                                "vllm/v1/worker/gpu_model_runner.py profile_run, _dummy_sampler_run",
+                                "vllm/v1/sample/ops/topk_topp_sampler.py (FlashInfer unless disabled)",
                                 "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory", "vllm/config.py")
-    changes = "V1 becomes the default engine: the V1 budget and start-up check (as 0.19's)"
+    changes = ("V1 becomes the default engine: the V1 budget and start-up check; FlashInfer's top-k/top-p "
+               "sampler where installed (the official images), else the PyTorch sort (32 B a logit)")
+    sampler_bytes = 32
+    flashinfer_sampler = True
 
 
 class Vllm11(Vllm):
-    """vLLM 0.11 to 0.18."""
+    """vLLM 0.11: the config package; FlashInfer's sampler still the default where installed."""
 
     release = "0.11"
     first: tuple[int, ...] = (0, 11)
-    last: tuple[int, ...] | None = (0, 18)
+    last: tuple[int, ...] | None = (0, 11)
     encodes: tuple[str, ...] = ("vllm/v1/worker/gpu_worker.py Worker.determine_available_memory", "vllm/config/model.py",
-                                "vllm/v1/core/kv_cache_utils.py")
-    changes = "the config package (vllm/config/); the budget as 0.19's"
+                                "vllm/v1/sample/ops/topk_topp_sampler.py", "vllm/v1/core/kv_cache_utils.py")
+    changes = "the config package (vllm/config/); the PyTorch sort's cumsum in place (28 B a logit)"
+    sampler_bytes = 28
+    flashinfer_sampler = True
+
+
+class Vllm12(Vllm):
+    """vLLM 0.12 to 0.17: FlashInfer's sampler only when asked for (VLLM_USE_FLASHINFER_SAMPLER=1)."""
+
+    release = "0.12"
+    first: tuple[int, ...] = (0, 12)
+    last: tuple[int, ...] | None = (0, 17)
+    encodes: tuple[str, ...] = ("vllm/v1/sample/ops/topk_topp_sampler.py (FlashInfer opt-in)",
+                                "vllm/v1/worker/gpu_worker.py", "vllm/v1/core/kv_cache_utils.py")
+    changes = "FlashInfer's sampler becomes opt-in: the dummy sampler runs the PyTorch sort (28 B a logit)"
+    sampler_bytes = 28
 
 
 class Vllm20(Vllm):
-    """vLLM 0.20 to 0.33: gpu_memory_utilization defaults to 0.92."""
+    """vLLM 0.20: gpu_memory_utilization 0.92, and the CUDA graphs' estimate inside it."""
 
     release = "0.20"
     first: tuple[int, ...] = (0, 20)
-    last: tuple[int, ...] | None = (0, 33)
+    last: tuple[int, ...] | None = (0, 20)
     util = 0.92
-    encodes: tuple[str, ...] = ("vllm/config/cache.py (gpu_memory_utilization 0.92)", "vllm/v1/worker/gpu_worker.py")
-    changes = "gpu_memory_utilization defaults to 0.92 (0.9 before)"
+    encodes: tuple[str, ...] = ("vllm/config/cache.py (gpu_memory_utilization 0.92)",
+                                "vllm/v1/worker/gpu_model_runner.py profile_cudagraph_memory",
+                                "vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1")
+    changes = "gpu_memory_utilization defaults to 0.92 (0.9 before), and the CUDA graphs' estimate is subtracted"
     source = ("vLLM V1 Worker.determine_available_memory; defaults gpu_memory_utilization=0.92, "
               "block_size=16")
+    cuda_graphs_counted = True
 
 
-class Vllm34(Vllm20):
-    """vLLM 0.34, the newest release read: batch defaults grow on GPUs of 160 GiB and more."""
+class Vllm21(Vllm20):
+    """vLLM 0.21 to 0.33: the token capacity logged as max concurrency x max_model_len; FlashInfer's
+    sampler on by default (Turing and later)."""
+
+    release = "0.21"
+    first: tuple[int, ...] = (0, 21)
+    last: tuple[int, ...] | None = (0, 33)
+    encodes: tuple[str, ...] = ("vllm/v1/core/kv_cache_utils.py (GPU KV cache size = concurrency x max_model_len)",
+                                "vllm/envs.py VLLM_USE_FLASHINFER_SAMPLER=1",
+                                "vllm/v1/sample/ops/topk_topp_sampler.py")
+    changes = ("'GPU KV cache size' is max concurrency x max_model_len; FlashInfer's sampler by default "
+               "(compute capability 7.5 to 12.1)")
+    tokens_rule = "concurrency"
+    flashinfer_sampler = True
+
+
+class Vllm34(Vllm21):
+    """vLLM 0.34, the newest release read and the default preset: batch defaults grow on GPUs of
+    160 GiB and more."""
 
     release = "0.34"
     first: tuple[int, ...] = (0, 34)
@@ -168,10 +307,13 @@ class Vllm34(Vllm20):
     changes = ("the API server batches 16,384 tokens on GPUs of 160 GiB and more; gpu_memory_utilization 0.92 "
                "(1.0 only with the extensible KV cache, which kvplan does not plan)")
 
-    def batch_limits(self, gpu: GpuSpec | None, total_bytes: int) -> BatchLimits:
-        if total_bytes >= 160 * GIB:
-            return BatchLimits(16384, 1024)
-        return super().batch_limits(gpu, total_bytes)
+    def batch_limits(self, gpu: GpuSpec | None, total_bytes: int, max_model_len: int = 0,
+                     chunked_prefill: bool | None = None) -> BatchLimits:
+        limits = super().batch_limits(gpu, total_bytes, max_model_len, chunked_prefill)
+        if total_bytes >= 160 * GIB and limits.chunked_prefill:
+            return BatchLimits(16384, limits.max_num_seqs)
+        return limits
 
 
-VLLM_PRESETS: tuple[Vllm, ...] = (VllmV0(), Vllm08(), Vllm11(), VLLM, Vllm20(), Vllm34())
+VLLM_PRESETS: tuple[Vllm, ...] = (VllmV0(), Vllm08(), Vllm11(), Vllm12(), Vllm(), Vllm20(), Vllm21(), Vllm34())
+VLLM = VLLM_PRESETS[-1]  # the newest release read: what --engine vllm takes
