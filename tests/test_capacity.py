@@ -144,8 +144,8 @@ def test_activation_estimate_counts_the_shared_experts(catalog):
 @pytest.mark.parametrize("engine, expected", [
     # vllm: 100 x 0.9 - (20 + 2 + 1) = 67
     ("vllm", 67),
-    # sglang: (100 - 20 - 1 - 2) - 100 x (1 - 0.9) = 67
-    ("sglang", 67),
+    # sglang: 0.9 x (100 - 1) - 20 - 2 = 67.1 (the fraction of the memory free before loading)
+    ("sglang", 67.1),
     # trtllm: 0.9 x (100 - 20 - 2 - 1) = 69.3
     ("trtllm", 69.3),
     # raw: 100 x 0.9 - (20 + 2 + 1) = 67 when every term is given
@@ -159,8 +159,15 @@ def test_engine_formulas(catalog, engine, expected):
 
 
 def test_sglang_ignores_activation_by_default(catalog):
+    """SGLang 0.5.5 on an H100 (nvidia-smi: 81,559 MiB): chunked_prefill_size 8,192 and cuda_graph_max_bs 256
+    reserve 512 + 1.5 x 8,192 + 2 x 256 + 1,024 / 8 = 13,440 MiB (above the 10 GiB floor):
+    mem_fraction_static = round((81,559 - 13,440) / 81,559, 3) = 0.835; 0.4.10 to 0.5.4 reserved
+    9.5 + 1 / 2 = 10 GiB of 79.65: round(69.65 / 79.65, 3) = 0.874."""
     b = memory_budget(catalog.model("llama3-8b"), catalog.gpu("h100"), BudgetInputs(engine="sglang"))
-    assert b.activation_bytes == 0 and b.block_size == 1 and b.util == 0.88
+    assert b.activation_bytes == 0 and b.block_size == 1 and b.util == round((81_559 - 13_440) / 81_559, 3) == 0.835
+    older = memory_budget(catalog.model("llama3-8b"), catalog.gpu("h100"), BudgetInputs(engine="sglang==0.5.0"))
+    assert older.util == 0.874
+    assert memory_budget(catalog.model("llama3-8b"), catalog.gpu("h100"), BudgetInputs(engine="sglang==0.4.1")).util == 0.88
 
 
 def test_raw_uses_nominal_memory(catalog):

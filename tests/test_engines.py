@@ -151,7 +151,8 @@ def test_the_cli_shows_the_flag_of_a_refused_field(capsys):
     ("vllm", "vllm==0.34"), ("VLLM==0.19.1", "vllm==0.19"), ("vllm==0.18", "vllm==0.19"), ("vllm==0.6.3", "vllm==0.6"),
     ("vllm==0.9", "vllm==0.8"), ("vllm==0.11.2", "vllm==0.11"), ("vllm==0.13", "vllm==0.12"), ("vllm==0.20.1", "vllm==0.20"),
     ("vllm==0.26", "vllm==0.21"), ("vllm==0.34.0", "vllm==0.34"),
-    ("vllm==0.40", "vllm==0.34"), ("sglang==0.4.6", "sglang==0.4"), ("sglang", "sglang==0.5"), ("trtllm", "trtllm==1.0"),
+    ("vllm==0.40", "vllm==0.34"), ("sglang==0.4.6", "sglang==0.4"), ("sglang==0.4.10", "sglang==0.5"), ("sglang==0.5.4", "sglang==0.5"),
+    ("sglang", "sglang==0.5.5"), ("sglang==0.5.23", "sglang==0.5.5"), ("trtllm", "trtllm==1.0"),
 ])
 def test_a_release_picks_the_preset_that_holds_it(spec, key):
     assert engine(spec).key == key
@@ -212,7 +213,7 @@ def test_kvplan_engines_lists_every_preset(capsys):
     keys = [r["key"] for r in rows]
     assert keys[:8] == ["vllm==0.6", "vllm==0.8", "vllm==0.11", "vllm==0.12", "vllm==0.19", "vllm==0.20", "vllm==0.21",
                         "vllm==0.34"]
-    assert [r["key"] for r in rows if r["default"]] == ["vllm==0.34", "sglang==0.5", "trtllm==1.0", "raw"]
+    assert [r["key"] for r in rows if r["default"]] == ["vllm==0.34", "sglang==0.5.5", "trtllm==1.0", "raw"]
 
 
 def test_a_check_file_takes_a_release(capsys, tmp_path):

@@ -98,7 +98,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     if gpu is None and inputs.gpu_mem_bytes is None:
         raise InputError("a budget needs a GPU from the database or its memory ({gpu_mem_bytes})", "gpu_mem_bytes")
     engine = engine_entry(inputs.engine)
-    util = engine.default_util(inputs.tp * inputs.pp) if inputs.util is None else inputs.util
+    util = engine.default_util(gpu, inputs.tp, inputs.pp) if inputs.util is None else inputs.util
     _check(inputs, util)
     if inputs.pp > model.num_layers:
         raise InputError(f"{{pp}} {inputs.pp} is more stages than {model.name}'s {model.num_layers} layers; "

@@ -194,7 +194,8 @@ class Engine:
         """Why the engine refuses these settings before it sizes any memory ("" when it does not)."""
         return ""
 
-    def default_util(self, gpus: int) -> float:
+    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int) -> float:
+        """The memory fraction this engine takes when none is given, for one GPU of a tp x pp replica."""
         return self.util
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:

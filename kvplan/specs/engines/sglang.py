@@ -1,6 +1,8 @@
-"""SGLang: the pool is the memory free after loading, less what mem_fraction_static keeps back.
+"""SGLang: the pool is the memory free after loading, less what mem_fraction_static keeps back of
+the memory free before loading (measured once the CUDA context and NCCL are up):
 
-    pool = (total - weights - overhead - activation) - total x (1 - mem_fraction_static)
+    pool = (before - weights) - before x (1 - mem_fraction_static),  before = total - overhead
+         = mem_fraction_static x (total - overhead) - weights
 
 Source: python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token;
 python/sglang/srt/server_args.py (page_size 1, mem_fraction_static by TP size).
@@ -10,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine, Replica, Term, half_from_fp32
+from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine, Replica, Term, comm_buffers, half_from_fp32
+from kvplan.units import GIB, MIB
 
 if TYPE_CHECKING:
     from kvplan.specs.gpu import GpuSpec
@@ -39,35 +42,49 @@ COMMAND = CommandLine(
 
 
 class Sglang(Engine):
-    """SGLang 0.5, the default preset."""
+    """SGLang 0.4.10 to 0.5.4: mem_fraction_static from a reserve by GPU class."""
 
     name, display_name = "sglang", "SGLang"
     release = "0.5"
-    first: tuple[int, ...] = (0, 5)
-    last: tuple[int, ...] | None = None
+    first: tuple[int, ...] = (0, 4, 10)
+    last: tuple[int, ...] | None = (0, 5, 4)
     encodes: tuple[str, ...] = ("python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token",
-                                "python/sglang/srt/server_args.py (mem_fraction_static by TP)",
+                                "python/sglang/srt/server_args.py (mem_fraction_static by GPU class)",
                                 "python/sglang/srt/configs/model_config.py")
     changes = "a context_length past the model's is refused unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1"
     util, util_name = 0.88, "mem_fraction_static"
     util_meaning = ("of the device's total memory, for weights and the KV pool; the rest is headroom for "
                     "activations and CUDA graphs")
     block_size = 1
-    formula = "(total - weights - overhead - activation) - total x (1 - util)"
-    source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static by TP size "
-              "(server_args: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16)")
+    formula = "util x (total - overhead) - weights"
+    source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static = (memory - reserve) "
+              "/ memory, the reserve by GPU class (server_args, 0.5.0 to 0.5.4)")
     command = COMMAND
     # model_config.py: a context_length above the derived one is refused unless this is set
     long_context_switch = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1"
 
-    def default_util(self, gpus: int) -> float:
-        return next(fraction for size, fraction in FRACTION_BY_GPUS if gpus >= size)
+    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int) -> float:
+        """0.4.10 to 0.5.4 (server_args): a reserve by the GPU's memory (nvidia-smi's total), in GiB:
+        under 35: 2.8 + TP x PP / 10; under 90: 9.5 + TP x PP / 2; under 160: 12 + TP x PP / 2; else 32."""
+        memory = _smi_gib(gpu)
+        if memory is None:
+            return self.util
+        gpus = tp * pp
+        reserve = (2.8 + gpus / 10 if memory < 35 else 9.5 + gpus / 2 if memory < 90 else
+                   12 + gpus / 2 if memory < 160 else 32)
+        return round((memory - reserve) / memory, 3)
 
     def activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
         return Term(0, "in the (1 - mem_fraction_static) headroom")
 
+    def overhead(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
+        """What is gone before the 'before loading' measure: the CUDA context, and NCCL's buffers."""
+        comm, what = comm_buffers(replica)
+        parts = [(self.base_overhead_bytes, self.base_overhead_source)] + ([(comm, what)] if comm else [])
+        return Term(sum(b for b, _ in parts), " + ".join(w for _, w in parts), " + ".join(f"{b:,} B" for b, _ in parts))
+
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
-        return (total - weights - overhead - activation) - int(total * (1 - util))
+        return int(util * (total - overhead)) - weights - activation
 
     def auto_dtype(self, model: ModelSpec, gpu: GpuSpec | None) -> tuple[str, str]:
         """ModelConfig._get_and_verify_dtype (python/sglang/srt/configs/model_config.py): a float32
@@ -78,17 +95,63 @@ class Sglang(Engine):
 SGLANG = Sglang()
 
 
+def _smi_gib(gpu: GpuSpec | None) -> float | None:
+    """The GPU's memory as nvidia-smi totals it (SGLang's get_device_memory_capacity), in GiB."""
+    if gpu is None:
+        return None
+    return (gpu.usable_memory_bytes or gpu.memory_bytes) / GIB
+
+
+class Sglang55(Sglang):
+    """SGLang 0.5.5 on: mem_fraction_static from a reserve for activations and CUDA graphs."""
+
+    release = "0.5.5"
+    first: tuple[int, ...] = (0, 5, 5)
+    last: tuple[int, ...] | None = None
+    encodes: tuple[str, ...] = ("python/sglang/srt/server_args.py ServerArgs._handle_gpu_memory_settings",
+                                "python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token")
+    changes = ("mem_fraction_static = (memory - reserve) / memory, reserve in MiB = 512 + 1.5 x max(chunked prefill, "
+               "2,048) + 2 x cuda_graph_max_bs + 1,024 x TP x PP / 8, at least 10 GiB above 60 GiB")
+    source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static from "
+              "ServerArgs._handle_gpu_memory_settings (0.5.5 on)")
+
+    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int) -> float:
+        """server_args: chunked_prefill_size and cuda_graph_max_bs by nvidia-smi's total (MiB), then the
+        reserve: 512 + 1.5 x max(chunked_prefill_size, 2,048) + 2 x cuda_graph_max_bs + 1,024 x TP x PP / 8."""
+        memory = _smi_gib(gpu)
+        if memory is None:
+            return self.util
+        mib = memory * GIB / MIB
+        chunk, max_bs = ((2048, 8) if memory < 20 else (2048, 24 if tp < 4 else 80) if memory < 35 else
+                         (4096, 32 if tp < 4 else 160) if memory < 60 else (8192, 256 if tp < 4 else 512)
+                         if memory < 160 else (16384, 512))
+        reserve = 512 + 1.5 * max(chunk, 2048) + 2 * max_bs + 1024 * tp * pp / 8
+        if mib > 60 * 1024:
+            reserve = max(reserve, 10 * 1024)
+        return round((mib - reserve) / mib, 3)
+
+
 class Sglang04(Sglang):
-    """SGLang 0.4: a context_length past the model's only warns (0.4.4 to 0.4.10)."""
+    """SGLang 0.4 to 0.4.9: mem_fraction_static by TP size; a context_length past the model's only warns
+    (0.4.4 to 0.4.10)."""
 
     release = "0.4"
     first: tuple[int, ...] = (0, 4)
-    last: tuple[int, ...] | None = (0, 4)
+    last: tuple[int, ...] | None = (0, 4, 9)
     encodes: tuple[str, ...] = ("python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token",
                                 "python/sglang/srt/configs/model_config.py "
                                 "(SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN default True)")
-    changes = "a context_length past the model's is let through with a warning (0.4.4 to 0.4.10)"
+    changes = ("mem_fraction_static by TP size (0.88 at 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16; from 0.4.6 "
+               "(memory - 13 GiB) / memory on GPUs above 80 GiB); a context_length past the model's only warns")
     long_context_switch = ""
+    source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static by TP size "
+              "(server_args: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16)")
+
+    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int) -> float:
+        memory = _smi_gib(gpu)
+        if memory is not None and memory > 80:  # 0.4.6 on; kvplan's 0.4 preset takes the later rule
+            return round((memory - 13) / memory, 3)
+        return next(fraction for size, fraction in FRACTION_BY_GPUS if tp * pp >= size)
 
 
-SGLANG_PRESETS: tuple[Sglang, ...] = (Sglang04(), SGLANG)
+SGLANG_PRESETS: tuple[Sglang, ...] = (Sglang04(), SGLANG, Sglang55())
