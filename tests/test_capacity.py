@@ -195,7 +195,8 @@ def test_moe_holds_every_expert(catalog):
 def test_tp_and_pp_split_weights_and_kv(catalog):
     model = catalog.model("llama3.1-405b")
     b = memory_budget(model, catalog.gpu("h200"), BudgetInputs(tp=8, pp=2, weights_dtype="bf16"))
-    assert b.weights_bytes == -(-405_853_388_800 * 2 // 16)
+    # each GPU also holds the RoPE cos/sin table: 131,072 positions x 128 x 2 B = 33,554,432 B
+    assert b.weights_bytes == -(-405_853_388_800 * 2 // 16) + 131_072 * 128 * 2
     # 126 layers / 2 stages = 63 per GPU; 8 KV heads / TP 8 = 1: 63 x 2 x 1 x 128 x 2 B per token
     assert b.kv_bytes_per_token == 63 * 512 == 32_256
     assert b.page_bytes == 16 * 32_256
@@ -204,7 +205,8 @@ def test_tp_and_pp_split_weights_and_kv(catalog):
 def test_mla_is_replicated_under_tp(catalog):
     b = memory_budget(catalog.model("deepseek-v3"), catalog.gpu("h200"), BudgetInputs(tp=8))
     assert b.kv_bytes_per_token == 61 * 576 * 2 == 70_272  # the whole latent on every rank
-    assert b.weights_bytes == -(-671_026_419_200 // 8)  # fp8 checkpoint, 1 B per parameter
+    # fp8 checkpoint, 1 B per parameter; the RoPE table: 163,840 positions x 64 (qk_rope_head_dim) x 2 B
+    assert b.weights_bytes == -(-671_026_419_200 // 8) + 163_840 * 64 * 2
 
 
 def test_max_context_for_a_batch(catalog):
@@ -240,18 +242,19 @@ def test_plan_llama3_8b(catalog):
     best = r.best[0]
     by_tp = {d.tp: d for d in r.candidates if d.pp == 1}
     # vLLM 0.34 (the default). TP 1: int(85,017,493,504 x 0.92) = 78,216,094,023
-    #   - (16,060,522,496 weights + 1,380,450,304 sampler + 803,209,216 non-torch and CUDA graphs)
-    #   = 59,971,912,007 B / (4096 x 131,072 B = 512 MiB) = 111 per GPU -> 10 replicas, 10 GPUs
+    #   - (16,062,619,648 weights (with the RoPE table, 8,192 x 128 x 2 B) + 1,380,450,304 sampler + 803,209,216 non-torch and CUDA graphs)
+    #   = 59,969,814,855 B / (4096 x 131,072 B = 512 MiB) = 111 per GPU -> 10 replicas, 10 GPUs
     assert (by_tp[1].concurrency_per_replica, by_tp[1].gpus) == (111, 10)
     # TP 4: weights / 4 = 4,015,130,624; the sampler is not divided by TP: 1,024 x 128,256 x 10 + 8,192 x
     #       4,096 x 2 = 1,380,450,304 (the forward pass, 3x8192x4096x2 + 3x8192x3584x2 = 377,487,360, is less);
     #       overhead 0.25 GiB + 1.85 GiB NCCL with NVLink SHARP + 102 CUDA graph sizes x 5 MiB
     #       = 268,435,456 + 1,986,422,374 + 534,773,760 = 2,789,631,590;
-    #       pool 78,216,094,023 - those = 70,030,881,505 B / (4096 x 32,768 B) = 521 per replica
+    #       the RoPE table on every GPU, 8,192 x 128 x 2 = 2,097,152;
+    #       pool 78,216,094,023 - those = 70,028,784,353 B / (4096 x 32,768 B) = 521 per replica
     #       -> 2 replicas, 8 GPUs: the fewest (TP 8 ties at 8; the smaller replica wins)
     assert (best.tp, best.pp, best.concurrency_per_replica, best.replicas, best.gpus, best.nodes) == (4, 1, 521, 2, 8, 1)
-    assert best.kv_pool_bytes_per_gpu == 78_216_094_023 - (4_015_130_624 + 1_380_450_304 + 2_789_631_590) \
-        == 70_030_881_505
+    assert best.kv_pool_bytes_per_gpu == 78_216_094_023 - (4_015_130_624 + 2_097_152 + 1_380_450_304 + 2_789_631_590) \
+        == 70_028_784_353
     steps = {step.label: step for step in r.explain}
     assert steps["bf16 TP4 x PP1: replicas"].formula == "ceil(1,000 / 521)"
     assert all(d.gpus >= best.gpus for d in r.candidates)

@@ -28,14 +28,14 @@ def test_example_file_passes(capsys):
     results = {r["name"]: r for r in json.loads(out)["scenarios"]}
     assert code == 0 and all(r["passed"] for r in results.values())
     chat = {o["expectation"]: o for o in results["chat-llama3-8b"]["outcomes"]}
-    # vLLM 0.34: pool int(85,017,493,504 x 0.92) - (16,060,522,496 + 1,380,450,304 + 803,209,216) = 59,971,912,007 B;
+    # vLLM 0.34: pool int(85,017,493,504 x 0.92) - (16,062,619,648 + 1,380,450,304 + 803,209,216) = 59,969,814,855 B;
     # a 4,096-token request pages 512 MiB: 111 fit
     assert chat["min_concurrency"]["actual"] == "111"
     vllm = {o["expectation"]: o for o in results["vllm-command-llama3-8b"]["outcomes"]}
     # its --max-num-seqs 48 shrinks the sampler to 48 x 128,256 x 10 + 8,192 x 4,096 x 2 = 128,671,744 B, below
     # the forward pass of 8,192 tokens, 3 x 8,192 x 4,096 x 2 + 3 x 8,192 x 14,336 x 2 = 905,969,664 B; CUDA graphs
     # of 15 piecewise (to 96) and 9 full (to 48) sizes, 24 x 5 MiB = 125,829,120 B; at --gpu-memory-utilization 0.9:
-    # 76,515,744,153 - (16,060,522,496 + 905,969,664 + 268,435,456 + 125,829,120) = 59,154,987,417 B
+    # 76,515,744,153 - (16,062,619,648 + 905,969,664 + 268,435,456 + 125,829,120) = 59,152,890,265 B
     # // 1 GiB per 8,192-token request = 55
     assert (vllm["no_preemption"]["expected"], vllm["no_preemption"]["actual"]) == (">= 48 at 8,192", "55")
     assert (vllm["no_preemption"]["bound"], vllm["no_preemption"]["value"]) == (48, 55)  # numbers, not text
@@ -51,7 +51,7 @@ def test_a_failing_expectation_exits_1_and_explains_itself(capsys, tmp_path):
     text = " ".join(out.split())
     assert "min_concurrency >= 16 0 fail" in text
     # TP 8: int(85,017,493,504 x 0.92) - (141,107,412,992 / 8 weights + 1,447,559,168 sampler (1,024 x 128,256 x
-    #       10 + 8,192 x 8,192 x 2) + 2,789,631,590 overhead) = 56,340,476,641 B; a 32,768-token request takes
+    #       10 + 8,192 x 8,192 x 2) + 2,789,631,590 overhead) = 56,338,379,489 B; a 32,768-token request takes
     #       80 x 2 x 1 x 128 x 2 B x 32,768 = 1,342,177,280 B: 41 fit
     assert "big: passes with tp: 8 (41 requests)" in text
 
@@ -86,8 +86,8 @@ def test_preemption_is_checked_only_when_asked_and_fails_with_both_fixes(capsys,
     result = json.loads(out)["scenarios"][0]
     outcome = result["outcomes"][0]
     # --max-num-seqs 256: the forward pass of 8,192 tokens (905,969,664 B) outgrows the sampler's 256 rows; CUDA
-    # graphs of 51 piecewise and 35 full sizes, 86 x 5 MiB = 450,887,680 B: 78,216,094,023 - (16,060,522,496 +
-    # 905,969,664 + 268,435,456 + 450,887,680) = 60,530,278,727 B // 1 GiB per 8,192-token request = 56 fit, not
+    # graphs of 51 piecewise and 35 full sizes, 86 x 5 MiB = 450,887,680 B: 78,216,094,023 - (16,062,619,648 +
+    # 905,969,664 + 268,435,456 + 450,887,680) = 60,528,181,575 B // 1 GiB per 8,192-token request = 56 fit, not
     # 256: vLLM would preempt
     assert code == 1 and outcome["expectation"] == "no_preemption" and outcome["value"] == 56
     assert result["fix"] == {"max_num_seqs": 56}

@@ -31,7 +31,8 @@ def test_a_quantized_repo_is_deployed_as_named(catalog):
     r = fit(model, catalog.gpu("h100"), 8192)
     # weights: 6,979,588,096 linear params x 1 B + 1,050,673,152 embedding params (128,256 x 4,096, untied
     # embedding and LM head) x 2 B = 9,080,934,400 B = 8.46 GiB, not the bf16 checkpoint's 14.96 GiB
-    assert r.budget.weights_bytes == 6_979_588_096 + 2 * 1_050_673_152 == 9_080_934_400
+    # (and vLLM's RoPE cos/sin table, 131,072 positions x 128 x 2 B = 33,554,432 B, loaded with them)
+    assert r.budget.weights_bytes - 131_072 * 128 * 2 == 6_979_588_096 + 2 * 1_050_673_152 == 9_080_934_400
     assert r.fits and r.command.startswith("vllm serve RedHatAI/Meta-Llama-3.1-8B-Instruct-FP8 --tensor-parallel-size 1 ")
     assert "--quantization" not in r.command and "meta-llama/" not in r.command
     assert "inferred" in (model.origin or "") and "may differ" in (model.origin or "")
@@ -42,7 +43,8 @@ def test_an_awq_70b_is_deployed_as_named_on_one_h100(catalog):
     r = fit(model, catalog.gpu("h100"), 4096, max_len=8192)
     # 70,553,706,496 params, of which 2 x 128,256 x 8,192 = 2,101,346,304 embedding params stay 16-bit:
     # 68,452,360,192 linear params x (4 + 20/128 = 4.15625) bits / 8 = 35,563,140,256 B, + 2 B x 2,101,346,304
-    assert r.budget.weights_bytes == 35_563_140_256 + 4_202_692_608 == 39_765_832_864  # 37.03 GiB: one H100
+    # and the RoPE table, 131,072 x 128 x 2 B = 33,554,432 B, on every GPU
+    assert r.budget.weights_bytes - 33_554_432 == 35_563_140_256 + 4_202_692_608 == 39_765_832_864  # 37.03 GiB
     assert r.command.startswith("vllm serve hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4 --tensor-parallel-size 1 ")
     assert "--quantization" not in r.command
 
@@ -119,7 +121,8 @@ def test_an_fp32_checkpoint_is_served_in_bf16_where_the_gpu_has_it(gemma2_fp32, 
     assert model.dtype == "fp32"
     b = memory_budget(model, catalog.gpu("a100-80gb-sxm"), BudgetInputs())
     assert b.dtype == "bf16" and b.kv_dtype == "bf16" and b.dtype_cast  # vLLM: bf16 on compute capability 8.0+
-    assert b.weights_bytes == model.params_total * 2  # cast at load: 2 B a parameter, not the checkpoint's 4
+    # cast at load: 2 B a parameter, not the checkpoint's 4; and the RoPE table, 8,192 x 256 x 2 B
+    assert b.weights_bytes == model.params_total * 2 + 8_192 * 256 * 2
     bf16 = memory_budget(catalog.model("gemma2-9b"), catalog.gpu("a100-80gb-sxm"), BudgetInputs())
     # same shapes in the same 16 bits: the same KV per token (42 layers x 2 x 8 KV heads x 256 x 2 B)
     assert b.kv_bytes_per_token == bf16.kv_bytes_per_token == 42 * 2 * 8 * 256 * 2 == 344_064
@@ -137,8 +140,9 @@ def test_sglang_serves_fp32_in_fp16_but_gemma_in_bf16(catalog):
     h100 = catalog.gpu("h100")
     assert memory_budget(plain, h100, BudgetInputs(engine="sglang")).dtype == "fp16"
     assert memory_budget(gemma, h100, BudgetInputs(engine="sglang")).dtype == "bf16"
-    # 8,030,261,248 params x 2 B, where planning the checkpoint's fp32 would count 4 B each
-    assert memory_budget(plain, h100, BudgetInputs()).weights_bytes == 16_060_522_496
+    # 8,030,261,248 params x 2 B, where planning the checkpoint's fp32 would count 4 B each (+ the RoPE table,
+    # 8,192 x 128 x 2 B)
+    assert memory_budget(plain, h100, BudgetInputs()).weights_bytes == 16_060_522_496 + 2_097_152
 
 
 def test_the_dtype_is_said(capsys, gemma2_fp32):

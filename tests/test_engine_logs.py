@@ -1,52 +1,72 @@
 """Real engine start-up logs (tests/fixtures/engine_logs/, each with its source in SOURCES.yaml):
-the token capacity each logs is reproduced from the KV memory it logs, within the log's rounding
-(the GiB figure is printed to two decimals), by vLLM V1's layout of KV cache groups."""
+the token capacity each logs is reproduced from the KV memory it logs, within the log's rounding, by
+the engine's own layout (vLLM V1's KV cache groups, SGLang's per-token cells, TensorRT-LLM's blocks),
+and predicted from what a user knows before launch (tests/engine_fixtures.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import statistics
 
 import pytest
-import yaml
 
+from engine_fixtures import LOGS, PLANNED, SOURCES, error, logged_interval, predicted
 from kvplan.calc.kv import resolve_kv_format
 from kvplan.calc.kvgroups import kv_groups, tokens_for_kv_bytes
 from kvplan.units import GIB
 
-LOGS = Path(__file__).parent / "fixtures" / "engine_logs"
-SOURCES = {e["file"]: e for e in yaml.safe_load((LOGS / "SOURCES.yaml").read_text())}
-PLANNED = yaml.safe_load((LOGS / "kvplan.yaml").read_text())
-
-
-def logged_interval(model, entry: dict, planned: dict) -> tuple[int, int]:
-    """The tokens the logged KV memory holds at either end of its rounding (x.xx GiB +- 0.005)."""
-    logged = entry["logged"]
-    fmt = resolve_kv_format(model, planned.get("kv_dtype", "auto"))
-    release = tuple(int(part) for part in str(planned["release"]).split(".")[:2])
-    count = dict(tp=planned.get("tp", 1), max_model_len=logged.get("max_model_len"),
-                 per_concurrency=release >= (0, 21))  # from 0.21: max concurrency x max_model_len
-    ends = [tokens_for_kv_bytes(model, int((logged["kv_cache_gib"] + d) * GIB), fmt, **count) for d in (-0.005, 0.005)]
-    assert None not in ends
-    return ends[0], ends[1]  # type: ignore[return-value]
-
 
 def test_every_fixture_has_its_source_and_file():
-    assert len(SOURCES) >= 35
+    assert len(SOURCES) >= 60
     for name, entry in SOURCES.items():
         assert (LOGS / name).is_file() and entry["source"].startswith("http") and entry["engine"] in (
             "vllm", "sglang", "trtllm")
+    assert {p["engine"] for p in PLANNED} == {"vllm", "sglang", "trtllm"}
+    assert all(p["file"] in SOURCES and SOURCES[p["file"]]["engine"] == p["engine"] for p in PLANNED)
 
 
 @pytest.mark.parametrize("planned", PLANNED, ids=[p["file"] for p in PLANNED])
 def test_the_logged_capacity_is_reproduced_from_the_logged_memory(catalog, planned):
-    entry = SOURCES[planned["file"]]
-    model = catalog.model(planned["model"])
-    lo, hi = logged_interval(model, entry, planned)
-    tokens = entry["logged"]["kv_tokens"]
-    if planned.get("mixed_workers"):  # the two lines come from different workers: said, not reproduced
+    interval = logged_interval(catalog.model(planned["model"]), planned)
+    assert interval is not None
+    lo, hi = interval
+    tokens = SOURCES[planned["file"]]["logged"]["kv_tokens"]
+    if planned.get("unexplained"):  # said in the mapping, not reproduced: the test fails once a rule explains it
         assert not lo <= tokens <= hi
     else:
         assert lo <= tokens <= hi, (lo, tokens, hi)
+
+
+# Fixtures whose prediction from defaults is known to miss, and why (each measured, not fitted):
+OFF_FROM_DEFAULTS = {
+    # two nodes over Ray: 1.6 GiB of activation and non-torch memory where the one-node TP 2 runs beside it
+    # logged 0.7-0.8 (NCCL over the network)
+    "vllm-0.10.1.1-qwen2-7b-a100-40gb-tp2-1.log": 0.05,
+    # a pip install of 0.10.0 without FlashInfer: the PyTorch sampler's 32 B a logit, not FlashInfer's 10
+    "vllm-0.10.0-qwen3-30b-a3b-awq-rtx3090-1.log": 0.05,
+    # the two lines come from different workers, and the log states no weights
+    "vllm-unknown-qwen3-235b-a22b-fp8-h100-tp4-1.log": 0.05,
+}
+WITH_GPU = [p for p in PLANNED if p.get("gpu") and not p.get("unexplained")]
+
+
+@pytest.mark.parametrize("planned", WITH_GPU, ids=[p["file"] for p in WITH_GPU])
+def test_the_logged_capacity_is_predicted_from_defaults(catalog, planned):
+    budget = predicted(catalog, planned)
+    assert budget is not None
+    off = abs(error(budget.token_capacity, SOURCES[planned["file"]]["logged"]["kv_tokens"]))
+    if planned["file"] in OFF_FROM_DEFAULTS:
+        assert off > OFF_FROM_DEFAULTS[planned["file"]]  # still off: when a rule closes it, move it out of the list
+    else:
+        assert off <= 0.05, off
+
+
+@pytest.mark.parametrize("engine, share, median", [("vllm", 0.8, 0.012), ("sglang", 1.0, 0.001)])
+def test_most_predictions_land_within_5_percent(catalog, engine, share, median):
+    """What examples/bench_accuracy.py measures, held so a change that loses accuracy fails: vLLM 8 of 10
+    within 5%, median 1.1%; SGLang 1 of 1, 0.0%."""
+    offs = [abs(error(predicted(catalog, p).token_capacity, SOURCES[p["file"]]["logged"]["kv_tokens"]))  # type: ignore[union-attr]
+            for p in WITH_GPU if p["engine"] == engine]
+    assert sum(o <= 0.05 for o in offs) / len(offs) >= share and statistics.median(offs) <= median
 
 
 def test_gpt_oss_120b_is_two_groups_of_18_layers(catalog):

@@ -160,10 +160,10 @@ def test_memory_flags_of_a_vllm_line_are_counted(capsys, tmp_path):
                             ("chunk", " --max-num-batched-tokens 16384"))))
     code, out, _ = run(capsys, "check", str(path), "--json")
     got = {r["name"]: r["outcomes"][0]["value"] for r in json.loads(out)["scenarios"]}
-    # base (vLLM 0.34): 59,971,912,007 B of pool // 536,870,912 B per 4,096-token request = 111
-    # offload: 10 GiB of weights on the host: (59,971,912,007 + 10,737,418,240) // 536,870,912 = 131
+    # base (vLLM 0.34): 59,969,814,855 B of pool // 536,870,912 B per 4,096-token request = 111
+    # offload: 10 GiB of weights on the host: (59,969,814,855 + 10,737,418,240) // 536,870,912 = 131
     # chunk: 16,384 batched tokens, not 8,192: the forward pass, 3 x 16,384 x (4,096 + 14,336) x 2 B =
-    #        1,811,939,328 B, outgrows the sampler's 1,380,450,304: (59,971,912,007 - 431,489,024) // 536,870,912 = 110
+    #        1,811,939,328 B, outgrows the sampler's 1,380,450,304: (59,969,814,855 - 431,489,024) // 536,870,912 = 110
     assert code == 0 and got == {"base": 111, "offload": 131, "chunk": 110}
 
 

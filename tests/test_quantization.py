@@ -66,7 +66,8 @@ def test_awq_weights_from_the_config_alone(tmp_path):
     budget = memory_budget(spec, None, BudgetInputs(gpu_mem_bytes=80 * 2**30))
     # params 8,030,261,248; embeddings + LM head 2 x 128,256 x 4,096 = 1,050,673,152 stay 16-bit;
     # linear 8,030,261,248 - 1,050,673,152 = 6,979,588,096 at 4.15625 bits, rounded up to whole bytes
-    assert budget.weights_bytes == math.ceil(6_979_588_096 * 4.15625 / 8) + 2 * 1_050_673_152
+    # (+ vLLM's RoPE cos/sin table, 131,072 positions x 128 x 2 B)
+    assert budget.weights_bytes == math.ceil(6_979_588_096 * 4.15625 / 8) + 2 * 1_050_673_152 + 131_072 * 128 * 2
 
 
 def safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> None:
@@ -95,7 +96,8 @@ def test_packed_int4_bytes_are_exact_from_the_headers(tmp_path):
     # 512 x 14,336 x 4 + 32 x 14,336 x 2 + 32 x 1,792 x 4 + 128,256 x 4,096 x 2
     assert spec.checkpoint_bytes == 29_360_128 + 917_504 + 229_376 + 1_050_673_152
     budget = memory_budget(spec, None, BudgetInputs(gpu_mem_bytes=80 * 2**30))
-    assert budget.weights_bytes == spec.checkpoint_bytes  # the headers win over the format's estimate
+    # the headers win over the format's estimate (beside them, the RoPE table: 131,072 x 128 x 2 B)
+    assert budget.weights_bytes == spec.checkpoint_bytes + 131_072 * 128 * 2
 
 
 # --- the towers that run on images: memory, not work per token ------------------------------------------

@@ -97,7 +97,7 @@ def test_cached_safetensors_index_gives_the_checkpoint_size(capsys, hf_cache):
     index = json.dumps({"metadata": {"total_size": 15_231_233_024}, "weight_map": {}})
     cache_repo(hf_cache, "acme/qwen-finetune", {"config.json": QWEN_CONFIG, "model.safetensors.index.json": index})
     r = run_json(capsys, "batch", "acme/qwen-finetune", "--gpu", "h100")
-    assert r["budget"]["weights_bytes"] == 15_231_233_024
+    assert r["budget"]["weights_bytes"] == 15_231_233_024 + 131_072 * 128 * 2  # and the RoPE table
 
 
 def test_offline_and_not_cached_is_one_line(capsys, hf_cache):
@@ -134,7 +134,7 @@ def test_fp8_weights_inferred_from_the_name_are_one_byte_per_linear_weight(capsy
     r = run_json(capsys, "fit", "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", "--gpu", "h100")
     # 70,553,706,496 params; embeddings + LM head 2 x 128,256 x 8,192 = 2,101,346,304 stay 2 B each:
     # (70,553,706,496 - 2,101,346,304) x 1 B + 2,101,346,304 x 2 B = 72,655,052,800 B
-    assert r["budget"]["weights_bytes"] == 72_655_052_800
+    assert r["budget"]["weights_bytes"] == 72_655_052_800 + 131_072 * 128 * 2  # and the RoPE table
 
 
 # --- 4. the Hub (a local stand-in) ----------------------------------------------------------------------
@@ -171,7 +171,8 @@ def test_a_repo_id_resolves_from_the_hub_with_exact_weights(hub):
     assert done.returncode == 0, done.stderr
     r = json.loads(done.stdout)
     assert r["model_origin"] == f"Hugging Face Hub acme/qwen-fp8@{SHA}"
-    assert r["budget"]["weights_bytes"] == TENSOR_BYTES == 2_247_899_136  # headers, not downloads
+    # headers, not downloads; and the RoPE table, 131,072 x 128 x 2 B
+    assert r["budget"]["weights_bytes"] - 131_072 * 128 * 2 == TENSOR_BYTES == 2_247_899_136
     assert any(req.startswith("GET /acme/qwen-fp8/resolve") and "safetensors" in req for req in server.requests)
     again = cli({**env, "HF_HUB_OFFLINE": "1"}, "size", "acme/qwen-fp8", "--json")  # now in the cache
     assert json.loads(again.stdout)["model_origin"].startswith(f"Hugging Face cache acme/qwen-fp8@{SHA}")

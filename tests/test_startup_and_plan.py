@@ -30,12 +30,13 @@ def test_a_max_model_len_that_does_not_fit_will_not_start(catalog):
     assert not s.starts and s.needed_bytes == 131_072 * QWEN32_PER_TOKEN_TP2 == 16 * GIB
     # full attention only: the longest that starts is what the pool's blocks hold, 16 tokens a block.
     # vLLM 0.34 on the L40S (2,048 batched tokens, 256 sequences; no NVSwitch, so NCCL alone at TP 2):
-    # int(47,803,531,264 x 0.92) = 43,979,248,762 - (32,763,876,352 weights + 256 x 152,064 x 10 + 2,048 x
-    # 5,120 x 2 = 410,255,360 sampler + 268,435,456 + 128,849,019 NCCL + 86 CUDA graph sizes x 5 MiB =
-    # 848,172,155) = 9,956,944,895 B = 4,747 pages of 2 MiB: 75,952 tokens
+    # int(47,803,531,264 x 0.92) = 43,979,248,762 - (32,763,876,352 weights + 131,072 x 128 x 2 = 33,554,432
+    # RoPE table + 256 x 152,064 x 10 + 2,048 x 5,120 x 2 = 410,255,360 sampler + 268,435,456 + 128,849,019
+    # NCCL + 86 CUDA graph sizes x 5 MiB = 848,172,155) = 9,923,390,463 B = 4,731 pages of 2 MiB: 75,696 tokens
     longest = s.largest_max_model_len
-    assert budget.kv_pool_bytes == 43_979_248_762 - (32_763_876_352 + 410_255_360 + 848_172_155) == 9_956_944_895
-    assert longest == budget.num_blocks * 16 == budget.token_capacity == 9_956_944_895 // 2_097_152 * 16 == 75_952
+    assert budget.kv_pool_bytes == 43_979_248_762 - (32_763_876_352 + 33_554_432 + 410_255_360 + 848_172_155) \
+        == 9_923_390_463
+    assert longest == budget.num_blocks * 16 == budget.token_capacity == 9_923_390_463 // 2_097_152 * 16 == 75_696
     assert startup(model, budget, longest).starts and not startup(model, budget, longest + 16).starts
     assert not s.no_pool and s.engine == "vLLM" and s.engine_max_len_flag == "--max-model-len"
 
@@ -74,7 +75,7 @@ def test_gemma3_27b_at_128k_needs_what_vllm_counts(catalog):
 
 def test_fit_says_it_will_not_start_and_how_it_would(catalog):
     r = fit(catalog.model("qwen2.5-32b"), catalog.gpu("l40s"), 16_384, BudgetInputs(tp=2), target=3)
-    # 9,956,944,895 B of pool // (16,384 x 131,072 B = 2 GiB) = 4 requests of 16k fit; the engine refuses anyway
+    # 9,923,390,463 B of pool // (16,384 x 131,072 B = 2 GiB) = 4 requests of 16k fit; the engine refuses anyway
     assert not r.fits and r.concurrency == 4
     assert r.verdict.startswith("will not start: vLLM refuses it, one request of max_model_len 131,072 needs 16 GiB")
     knobs = {tuple(k.fix.items()): k for k in r.knobs}
@@ -200,7 +201,7 @@ def test_plan_shows_why_8_gpus_is_the_least(catalog):
     # a request of 4,096 tokens per GPU: ceil(32 / PP) layers x 8 / TP KV heads x 128 x 2 (K, V) x 2 B x 4,096
     assert rows[0] == (4, 1, 4, 1, 521, 521)  # the best's shape, one replica fewer: (8 - 1) // 4 = 1
     assert rows[1] == (1, 7, 7, 1, pool(1, 7) // (5 * 8 * 128 * 2 * 2 * 4096), 877)  # 73,609,225,127 B / 80 MiB
-    # TP 1 x 7 replicas: 59,971,912,007 B // 512 MiB = 111 each, 777 (TP 2 x PP 3, 6 GPUs, holds 850)
+    # TP 1 x 7 replicas: 59,969,814,855 B // 512 MiB = 111 each, 777 (TP 2 x PP 3, 6 GPUs, holds 850)
     assert rows[2] == (1, 1, 7, 7, pool(1, 1) // (32 * 8 * 128 * 2 * 2 * 4096), 777)
     assert fleets.most_held == 877 < 1000
 

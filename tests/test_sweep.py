@@ -155,18 +155,19 @@ def sweep_json(capsys, *argv) -> dict:
 
 def test_concurrency_is_capped_at_max_num_seqs_as_plan_caps_it(capsys):
     """B200 (vLLM 0.34: 191,762,530,304 B total; 16,384 batched tokens and 1,024 sequences on a GPU of
-    160 GiB or more): pool = floor(0.92 x 191,762,530,304) = 176,421,527,879 - 16,060,522,496 weights
+    160 GiB or more): pool = floor(0.92 x 191,762,530,304) = 176,421,527,879 - 16,093,976,928 weights (16,060,522,496 and the
+    RoPE table, 131,072 x 128 x 2 = 33,554,432)
     - 1,811,939,328 activation (the forward pass of 16,384 tokens, 3 x 16,384 x (4,096 + 14,336) x 2 B,
-    above the sampler's 1,447,559,168) - 803,209,216 non-torch and CUDA graphs = 157,745,856,839 B."""
+    above the sampler's 1,447,559,168) - 803,209,216 non-torch and CUDA graphs = 157,712,302,407 B."""
     r = sweep_json(capsys, "llama3.1-8b", "--gpu", "b200", "--ctx", "1k")
     (p,) = r["points"]
-    assert p["metrics"]["fitting"] == 157_745_856_839 // KV_1K == 1175  # what the pool holds
+    assert p["metrics"]["fitting"] == 157_712_302_407 // KV_1K == 1175  # what the pool holds
     assert p["value"] == p["metrics"]["concurrency"] == min(1175, 1024) == 1024  # what the engine runs
     assert r["metric_label"] == "max concurrency, paged, capped at max_num_seqs 1,024 (requests)"
     raised = sweep_json(capsys, "llama3.1-8b", "--gpu", "b200", "--ctx", "1k", "--max-num-seqs", "2000")
     # 2,000 sequences make the sampler the peak: 2,000 x 128,256 x 10 + 16,384 x 4,096 x 2 = 2,699,337,728 B,
-    # 887,398,400 B more: the pool is 156,858,458,439 B, 1,168 requests, now all run
-    pool = 157_745_856_839 - (2_699_337_728 - 1_811_939_328)
+    # 887,398,400 B more: the pool is 156,824,904,007 B, 1,168 requests, now all run
+    pool = 157_712_302_407 - (2_699_337_728 - 1_811_939_328)
     assert raised["points"][0]["value"] == min(pool // KV_1K, 2000) == 1168
     assert raised["metric_label"] == "max concurrency, paged, capped at max_num_seqs 2,000 (requests)"
 
@@ -179,10 +180,10 @@ def test_the_cap_is_said_in_the_table(capsys):
 
 
 @pytest.mark.parametrize("argv, pool", [
-    # H100: floor(0.8 x 85,017,493,504) = 68,013,994,803 - 16,060,522,496 - 1,380,450,304 - 803,209,216
-    (["--util", "0.8"], 49_769_812_787),
-    # fp8 weights, 9,080,934,400 B: floor(0.92 x 85,017,493,504) = 78,216,094,023 - 9,080,934,400 - ...
-    (["--weights-dtype", "fp8"], 66_951_500_103),
+    # H100: floor(0.8 x 85,017,493,504) = 68,013,994,803 - 16,093,976,928 - 1,380,450,304 - 803,209,216
+    (["--util", "0.8"], 49_736_258_355),
+    # fp8 weights, 9,080,934,400 B + RoPE 33,554,432: floor(0.92 x 85,017,493,504) = 78,216,094,023 - ...
+    (["--weights-dtype", "fp8"], 66_917_945_671),
 ])
 def test_sweep_takes_the_budget_options(capsys, argv, pool):
     (p,) = sweep_json(capsys, "llama3.1-8b", "--gpu", "h100", "--ctx", "1k", *argv)["points"]
@@ -191,10 +192,10 @@ def test_sweep_takes_the_budget_options(capsys, argv, pool):
 
 
 def test_a_point_where_the_engine_does_not_start_at_max_len_is_a_gap(capsys):
-    """L4: pool = floor(0.92 x 23,649,583,104) - 16,060,522,496 - 345,112,576 (256 x 128,256 x 10 + 2,048 x
-    4,096 x 2) - 719,323,136 (268,435,456 + 86 CUDA graph sizes x 5 MiB) = 4,632,658,247 B.
+    """L4: pool = floor(0.92 x 23,649,583,104) - 16,093,976,928 - 345,112,576 (256 x 128,256 x 10 + 2,048 x
+    4,096 x 2) - 719,323,136 (268,435,456 + 86 CUDA graph sizes x 5 MiB) = 4,599,103,815 B.
     The default max_len, the model's 131,072-token context, needs 16 GiB at start-up: vLLM does not start.
-    --max-len 8k needs 1 GiB: it starts, and 4,632,658,247 // 1 GiB = 4 requests of 8k fit."""
+    --max-len 8k needs 1 GiB: it starts, and 4,599,103,815 // 1 GiB = 4 requests of 8k fit."""
     default = sweep_json(capsys, "llama3.1-8b", "--gpu", "l4", "--batch", "1,2", "--ctx", "8k")
     assert all(p["value"] is None and not p["fits"] for p in default["points"])
     assert default["points"][0]["why"] == ("the engine does not start at max_len 131,072 (one request of it "
@@ -202,20 +203,20 @@ def test_a_point_where_the_engine_does_not_start_at_max_len_is_a_gap(capsys):
     assert default["marks"]["llama3.1-8b"]["max_len"] == 131_072
     given = sweep_json(capsys, "llama3.1-8b", "--gpu", "l4", "--batch", "1,2", "--ctx", "8k", "--max-len", "8k")
     assert all(p["fits"] and p["metrics"]["starts"] is True for p in given["points"])
-    assert given["points"][0]["value"] == 4_632_658_247 // KV_8K == 4
+    assert given["points"][0]["value"] == 4_599_103_815 // KV_8K == 4
 
 
 def test_requests_longer_than_max_len_are_a_gap(capsys):
     """Llama-3-8B's context is 8,192 tokens: a request of 16,384 is refused by an engine run at it."""
     points = sweep_json(capsys, "llama3-8b", "--gpu", "h100", "--ctx", "8k,16k")["points"]
-    assert points[0]["fits"] and points[0]["value"] == 59_971_912_007 // KV_8K == 55  # the H100 pool (test_engines)
+    assert points[0]["fits"] and points[0]["value"] == 59_969_814_855 // KV_8K == 55  # the H100 pool (test_engines)
     assert points[1]["value"] is None and points[1]["why"] == ("its requests are longer than max_len 8,192 "
                                                                "(the engine refuses them)")
     refused = sweep_json(capsys, "llama3-8b", "--gpu", "h100", "--ctx", "16k", "--max-len", "16k")["points"]
     assert refused[0]["value"] is None  # max_len 16,384 is past the model's 8,192: the engine refuses it
     longer = sweep_json(capsys, "llama3-8b", "--gpu", "h100", "--ctx", "16k", "--max-len", "16k",
                         "--allow-long-max-len")["points"]  # as VLLM_ALLOW_LONG_MAX_MODEL_LEN=1
-    assert longer[0]["value"] == 59_971_912_007 // (2 * KV_8K) == 27
+    assert longer[0]["value"] == 59_969_814_855 // (2 * KV_8K) == 27
 
 
 def test_json_counts_are_integers_and_gaps_are_null(capsys):
@@ -244,9 +245,9 @@ def test_csv_counts_are_integers_booleans_words_and_gaps_empty(capsys):
 
 
 def test_releases_side_by_side_show_an_upgrade(capsys):
-    """From 0.19 to 0.26 the H100 pool grows from 56,967,657,881 to 59,971,912,007 B (test_engines: 0.92 of
+    """From 0.19 to 0.26 the H100 pool grows from 56,965,560,729 to 59,969,814,855 B (test_engines: 0.92 of
     the memory, FlashInfer's sampler, CUDA graphs counted): 53 -> 55 requests of 8,192 tokens (1 GiB each)."""
     data = sweep_json(capsys, "llama3.1-8b", "--gpu", "h100", "--ctx", "8k", "--engine", "vllm==0.19,vllm==0.26")
     values = {p["series"]: p["value"] for p in data["points"]}
     assert values == {"vllm==0.19": 53, "vllm==0.26": 55}
-    assert (56_967_657_881 // 2**30, 59_971_912_007 // 2**30) == (53, 55)
+    assert (56_965_560_729 // 2**30, 59_969_814_855 // 2**30) == (53, 55)

@@ -108,10 +108,11 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     dtype, dtype_source = served_dtype(model, gpu, inputs)
     fmt = kv_format(dtype) if inputs.kv_dtype == "auto" else resolve_kv_format(model, inputs.kv_dtype)
     total = _given(inputs, "gpu_mem_bytes") or engine.total_memory(_gpu(gpu))
-    weights = _given(inputs, "weights_bytes") or _weights(model, inputs, dtype)
     max_model_len = inputs.max_model_len or model.max_context
     limits = batch_limits(inputs, gpu, total.value, max_model_len)
     replica = Replica(gpu, inputs.tp, inputs.pp, dtype, max_model_len)
+    weights = _given(inputs, "weights_bytes") or _with_extras(_weights(model, inputs, dtype),
+                                                                  engine.weights_extra(model, replica))
     activation = _given(inputs, "activation_bytes") or engine.activation(model, replica, limits)
     overhead = _given(inputs, "overhead_bytes") or engine.overhead(model, replica, limits)
     pool = engine.pool(total.value, util, weights.value, activation.value, overhead.value)
@@ -178,6 +179,14 @@ def _weights(model: ModelSpec, inputs: BudgetInputs, dtype: str) -> Term:
     towers = f", vision tower {model.tower_params / 1e9:,.2f}B" if model.tower_params else ""
     source = f"{model.params_total / 1e9:,.1f}B params ({label}{towers})" + (f" / {split} GPUs" if split > 1 else "")
     return Term(weights_per_gpu(total, inputs.tp, inputs.pp), source, how + (f", / {split}" if split > 1 else ""))
+
+
+def _with_extras(weights: Term, extras: list[tuple[int, str]]) -> Term:
+    """The parameters' bytes and what the engine loads beside them (a RoPE table, padding)."""
+    if not extras:
+        return weights
+    return Term(weights.value + sum(b for b, _ in extras), weights.source + "".join(f" + {w}" for _, w in extras),
+                weights.formula + "".join(f" + {b:,} B" for b, _ in extras))
 
 
 def _explain(engine: Engine, terms: dict[str, Term], util: float, pool: int, page: int, padding: int, blocks: int,

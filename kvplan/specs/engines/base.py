@@ -178,6 +178,11 @@ class Engine:
         value, formula = forward_pass_peak(model, replica.tp, tokens, seqs)
         return Term(value, f"estimate: {tokens:,}-token batch, {seqs:,} sequences", formula)
 
+    def weights_extra(self, model: ModelSpec, replica: Replica) -> list[tuple[int, str]]:
+        """Bytes the engine counts with the weights beyond the parameters (buffers, padding), per GPU:
+        (bytes, what) each; none by default."""
+        return []
+
     def overhead(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
         """What the engine holds outside the weights, activations and pool, per GPU."""
         comm, what = comm_buffers(replica)

@@ -46,4 +46,18 @@ class Trtllm(Engine):
 
 
 TRTLLM = Trtllm()
-TRTLLM_PRESETS: tuple[Trtllm, ...] = (TRTLLM,)
+
+
+class Trtllm0(Trtllm):
+    """TensorRT-LLM 0.9 to 0.21: built TensorRT engines (trtllm-build), the C++ runtime's KV cache manager."""
+
+    release = "0.19"
+    first: tuple[int, ...] = (0, 9)
+    last: tuple[int, ...] | None = (0, 21)
+    encodes: tuple[str, ...] = ("cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp (free memory x fraction)",
+                                "tensorrt_llm/commands/build.py (--tokens_per_block)")
+    changes = ("the engine is built ahead (trtllm-build): its tokens per block are the build's --tokens_per_block "
+               "(give --block-size); the pool is the fraction of the memory free once the engine is loaded")
+
+
+TRTLLM_PRESETS: tuple[Trtllm, ...] = (Trtllm0(), TRTLLM)

@@ -121,6 +121,23 @@ class Vllm(Engine):
         return Term(forward, f"forward pass of {tokens:,} tokens",
                     f"max(forward {forward_formula}, sampler {sampler:,} B)")
 
+    def weights_extra(self, model: ModelSpec, replica: Replica) -> list[tuple[int, str]]:
+        """What 'Model loading took' holds beyond the parameters, on every GPU: the RoPE cos/sin cache
+        (rotary_embedding get_rope: one [positions, rotary dim] table in the model's dtype per distinct
+        rope, positions being the derived context; Gemma-3's local and global ropes are two), and MXFP4
+        experts padded for the MoE kernel (quantization/mxfp4.py create_weights)."""
+        extra = []
+        rotary = rotary_dim(model)
+        if rotary:
+            ropes = 2 if model.family.startswith("gemma3") else 1
+            width = DTYPE_BYTES.get(replica.dtype, 2)
+            extra.append((ropes * model.max_context * rotary * width,
+                          f"RoPE cos/sin cache {ropes} x {model.max_context:,} x {rotary} x {width} B"))
+        padding = mxfp4_padding(model, replica)
+        if padding:
+            extra.append(padding)
+        return extra
+
     def cuda_graph_sizes(self, limits: BatchLimits) -> tuple[int, int]:
         """(piecewise, full) batch sizes vLLM captures by default: 1, 2, 4, then every 8 to 256 and
         every 16 beyond, up to min(2 x max_num_seqs, 512, max_num_batched_tokens); full graphs of
@@ -173,6 +190,41 @@ class Vllm(Engine):
         if checkpoint == "bf16" and not has_bf16:
             return "fp16", f"the checkpoint's bf16, which vLLM serves in fp16 on {gpu.name if gpu else 'it'} (no bf16)"
         return checkpoint, f"the checkpoint's {model.dtype}"
+
+
+def rotary_dim(model: ModelSpec) -> int:
+    """The rotary dimension of the model's attention (MLA: qk_rope_head_dim), 0 when it has none."""
+    for group in model.layers:
+        dim = getattr(group, "qk_rope_head_dim", None) or getattr(group, "head_dim", None)
+        if dim:
+            return int(dim)
+    return 0
+
+
+def mxfp4_padding(model: ModelSpec, replica: Replica) -> tuple[int, str] | None:
+    """(bytes, what) MXFP4 experts gain by padding (quantization/mxfp4.py, 0.10.1 on): the MoE Marlin
+    kernel of Ampere and Ada pads each rank's expert width to 128 and the hidden size to 256; Hopper's
+    Triton kernels the width to 64; Blackwell's FlashInfer kernels both to 256. An element is 4 bits
+    plus a one-byte scale per 32."""
+    moe, gpu = model.moe, replica.gpu
+    # gpt-oss ships its experts alone in MXFP4 (its spec counts the mixed checkpoint's bytes)
+    experts_mxfp4 = model.quantization == "mxfp4" or model.family == "gpt-oss"
+    if not experts_mxfp4 or moe is None or gpu is None or gpu.vendor != "nvidia":
+        return None
+    up = lambda n, m: -(-n // m) * m  # noqa: E731
+    inter, hidden = -(-(moe.expert_intermediate_size or model.intermediate_size) // replica.tp), model.hidden_size
+    if gpu.architecture.startswith("Blackwell"):
+        padded, width = (up(inter, 256), up(hidden, 256)), "FlashInfer"
+    elif gpu.architecture == "Hopper":
+        padded, width = (up(inter, 64), hidden), "Triton"
+    else:
+        padded, width = (up(inter, 128), up(hidden, 256)), "Marlin"
+    elements = lambda i, h: 3 * i * h  # noqa: E731  w13 (2 x i x h) and w2 (h x i)
+    per_layer = moe.num_experts * (elements(*padded) - elements(inter, hidden))
+    layers = -(-model.num_layers // replica.pp)
+    extra = layers * per_layer * 17 // 32  # 0.5 B + 1/32 B a weight
+    return (extra, f"MXFP4 experts padded for {width} ({inter:,} x {hidden:,} -> {padded[0]:,} x {padded[1]:,})"
+            ) if extra else None
 
 
 class VllmV0(Vllm):

@@ -1,0 +1,89 @@
+"""The real start-up logs of tests/fixtures/engine_logs/, read as kvplan reads them: each fixture's
+source and logged figures (SOURCES.yaml), how kvplan plans the ones it can describe (kvplan.yaml for
+vLLM, kvplan-sglang.yaml, kvplan-trtllm.yaml), the token capacity its logged KV memory holds (an
+interval: the log rounds the memory to two decimals), and what kvplan predicts from what a user knows
+before launch. tests/test_engine_logs.py asserts it; examples/bench_accuracy.py prints it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.calc.kv import layers_kv, resolve_kv_format
+from kvplan.calc.kvgroups import tokens_for_kv_bytes
+from kvplan.errors import KvplanError
+from kvplan.results.capacity import MemoryBudget
+from kvplan.specs.engines.registry import engine as engine_entry
+from kvplan.units import GIB
+
+LOGS = Path(__file__).parent / "fixtures" / "engine_logs"
+SOURCES: dict[str, dict] = {e["file"]: e for e in yaml.safe_load((LOGS / "SOURCES.yaml").read_text())}
+PLANNED: list[dict] = [
+    {**entry, "engine": engine}
+    for engine, name in (("vllm", "kvplan.yaml"), ("sglang", "kvplan-sglang.yaml"), ("trtllm", "kvplan-trtllm.yaml"))
+    for entry in yaml.safe_load((LOGS / name).read_text())]
+
+
+def version(planned: dict) -> tuple[int, ...]:
+    return tuple(int(part) for part in str(planned["release"]).split(".")[:3])
+
+
+def per_token_bytes(model, planned: dict) -> int:
+    """K and V of every layer on one GPU, for one token (SGLang's cell, TensorRT-LLM's per-token size)."""
+    fmt = resolve_kv_format(model, planned.get("kv_dtype", "auto"))
+    return sum(layer.bytes_per_token for layer in layers_kv(model, 1, fmt, planned.get("tp", 1), 1,
+                                                            planned.get("pp", 1)))
+
+
+def logged_interval(model, planned: dict) -> tuple[int, int] | None:
+    """The tokens the logged KV memory holds at either end of its rounding (x.xx GiB +- 0.005; SGLang's
+    K and V sizes +- 0.005 each), by the engine's own layout; None where kvplan cannot lay it out."""
+    logged = SOURCES[planned["file"]]["logged"]
+    tp, pp = planned.get("tp", 1), planned.get("pp", 1)
+    if planned["engine"] == "sglang":
+        kv = logged["k_size_gb"] + logged["v_size_gb"]
+        per = per_token_bytes(model, planned)
+        return int((kv - 0.01) * GIB) // per, int((kv + 0.01) * GIB) // per
+    if planned["engine"] == "trtllm":
+        block = logged["tokens_per_block"] * per_token_bytes(model, planned)
+        ends = [int((logged["kv_cache_gib"] + d) * GIB) // block * logged["tokens_per_block"] for d in (-0.005, 0.005)]
+        return ends[0], ends[1]
+    fmt = resolve_kv_format(model, planned.get("kv_dtype", "auto"))
+    count = dict(tp=tp, pp=pp, max_model_len=logged.get("max_model_len"),
+                 per_concurrency=version(planned) >= (0, 21))  # from 0.21: max concurrency x max_model_len
+    ends = [tokens_for_kv_bytes(model, int((logged["kv_cache_gib"] + d) * GIB), fmt, **count) for d in (-0.005, 0.005)]
+    return None if None in ends else (ends[0], ends[1])  # type: ignore[return-value]
+
+
+def before_launch(planned: dict) -> BudgetInputs:
+    """What a user knows before launch: the release, the model, GPU and parallelism, and what the
+    command line sets (or the log's non-default args, written as one); nothing the engine measured."""
+    entry = SOURCES[planned["file"]]
+    logged, key = entry["logged"], f"{planned['engine']}=={planned['release']}"
+    settings: dict = {}
+    if entry.get("command"):
+        try:
+            settings, _ = engine_entry(key).read_command(entry["command"])
+        except KvplanError:  # a command that is not one line of this engine (a build step, prose)
+            settings = {}
+    util = settings.get("util", logged.get("gpu_memory_utilization", logged.get("mem_fraction_static")))
+    return BudgetInputs(engine=key, tp=planned.get("tp", 1), pp=planned.get("pp", 1), util=util,
+                        weights_dtype=planned.get("weights_dtype", "auto"), kv_dtype=planned.get("kv_dtype", "auto"),
+                        max_model_len=logged.get("max_model_len", logged.get("context_len")),
+                        max_num_seqs=settings.get("max_num_seqs"),
+                        max_num_batched_tokens=settings.get("max_num_batched_tokens"),
+                        # TensorRT-LLM: tokens per block are the engine build's, known before launch
+                        block_size=logged.get("tokens_per_block") if planned["engine"] == "trtllm" else None)
+
+
+def predicted(catalog, planned: dict) -> MemoryBudget | None:
+    """kvplan's budget from before_launch, where the fixture's GPU is one kvplan holds."""
+    if not planned.get("gpu"):
+        return None
+    return memory_budget(catalog.model(planned["model"]), catalog.gpu(planned["gpu"]), before_launch(planned))
+
+
+def error(value: float, logged: float) -> float:
+    return (value - logged) / logged
