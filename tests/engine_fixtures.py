@@ -64,8 +64,9 @@ def before_launch(planned: dict) -> BudgetInputs:
     logged, key = entry["logged"], f"{planned['engine']}=={planned['release']}"
     settings: dict = {}
     if entry.get("command"):
+        command = entry["command"].split(" (")[0]  # a note on where the line comes from, in parentheses
         try:
-            settings, _ = engine_entry(key).read_command(entry["command"])
+            settings, _ = engine_entry(key).read_command(command)
         except KvplanError:  # a command that is not one line of this engine (a build step, prose)
             settings = {}
     util = settings.get("util", logged.get("gpu_memory_utilization", logged.get("mem_fraction_static")))
@@ -74,6 +75,7 @@ def before_launch(planned: dict) -> BudgetInputs:
                         max_model_len=logged.get("max_model_len", logged.get("context_len")),
                         max_num_seqs=settings.get("max_num_seqs"),
                         max_num_batched_tokens=settings.get("max_num_batched_tokens"),
+                        sampler=planned.get("sampler", settings.get("sampler")),
                         # TensorRT-LLM: tokens per block are the engine build's, known before launch
                         block_size=logged.get("tokens_per_block") if planned["engine"] == "trtllm" else None)
 

@@ -38,11 +38,11 @@ def test_the_logged_capacity_is_reproduced_from_the_logged_memory(catalog, plann
 
 # Fixtures whose prediction from defaults is known to miss, and why (each measured, not fitted):
 OFF_FROM_DEFAULTS = {
-    # two nodes over Ray: 1.6 GiB of activation and non-torch memory where the one-node TP 2 runs beside it
-    # logged 0.7-0.8 (NCCL over the network)
-    "vllm-0.10.1.1-qwen2-7b-a100-40gb-tp2-1.log": 0.05,
-    # a pip install of 0.10.0 without FlashInfer: the PyTorch sampler's 32 B a logit, not FlashInfer's 10
+    # the PyTorch sort's 38 B a logit over 256 rows (1.4 GiB) is more than the 1.0 GiB this log leaves for the
+    # profile peak: the AWQ MoE on an RTX 3090 peaks lower than the H100 and H200 logs that measure 38
     "vllm-0.10.0-qwen3-30b-a3b-awq-rtx3090-1.log": 0.05,
+    # likewise 128 rows (0.58 GiB) against 0.27 GiB, on kvplan's L4 total (NVML less 480 MiB, not measured)
+    "vllm-0.11.0-llama3.1-8b-l4-1.log": 0.05,
     # the two lines come from different workers, and the log states no weights
     "vllm-unknown-qwen3-235b-a22b-fp8-h100-tp4-1.log": 0.05,
 }
@@ -60,10 +60,10 @@ def test_the_logged_capacity_is_predicted_from_defaults(catalog, planned):
         assert off <= 0.05, off
 
 
-@pytest.mark.parametrize("engine, share, median", [("vllm", 0.8, 0.012), ("sglang", 1.0, 0.001)])
+@pytest.mark.parametrize("engine, share, median", [("vllm", 0.85, 0.0105), ("sglang", 1.0, 0.001)])
 def test_most_predictions_land_within_5_percent(catalog, engine, share, median):
-    """What examples/bench_accuracy.py measures, held so a change that loses accuracy fails: vLLM 8 of 10
-    within 5%, median 1.1%; SGLang 1 of 1, 0.0%."""
+    """What examples/bench_accuracy.py measures, held so a change that loses accuracy fails: vLLM 16 of 18
+    within 5%, median 1.0%; SGLang 1 of 1, 0.0%."""
     offs = [abs(error(predicted(catalog, p).token_capacity, SOURCES[p["file"]]["logged"]["kv_tokens"]))  # type: ignore[union-attr]
             for p in WITH_GPU if p["engine"] == engine]
     assert sum(o <= 0.05 for o in offs) / len(offs) >= share and statistics.median(offs) <= median

@@ -184,21 +184,21 @@ def test_releases_change_the_budget_as_their_defaults_do(catalog):
     """Llama-3-8B on an H100 (CUDA total 85,017,493,504 B; weights 16,060,522,496 B and the RoPE
     table, 8,192 positions x 128 x 2 B = 2,097,152 B: 16,062,619,648 B; 8,192 batched
     tokens and 1,024 sequences; vocabulary 128,256; hidden 4,096), release by release:
-    0.19: int(total x 0.9) = 76,515,744,153; the sampler (Triton top-k/top-p, 24 B a logit) peaks at
-          1,024 x 128,256 x 24 = 3,152,019,456 B + the batch's hidden states 8,192 x 4,096 x 2 =
-          67,108,864 B = 3,219,128,320 B; non-torch 268,435,456 B -> pool 56,965,560,729 B.
+    0.19: int(total x 0.9) = 76,515,744,153; the sampler (Triton top-k/top-p, 14 B a logit) peaks at
+          1,024 x 128,256 x 14 = 1,838,678,016 B + the batch's hidden states 8,192 x 4,096 x 2 =
+          67,108,864 B = 1,905,786,880 B; non-torch 268,435,456 B -> pool 58,278,902,169 B.
     0.20: int(total x 0.92) = 78,216,094,023; the CUDA graphs of 51 piecewise and 51 full sizes, 102 x
-          5 MiB = 534,773,760 B, join the overhead: 803,209,216 B -> pool 58,131,136,839 B.
+          5 MiB = 534,773,760 B, join the overhead: 803,209,216 B -> pool 59,444,478,279 B.
     0.21 on: FlashInfer's sampler, 10 B a logit: 1,313,341,440 + 67,108,864 = 1,380,450,304 B ->
           pool 59,969,814,855 B."""
     model, h100 = catalog.model("llama3-8b"), catalog.gpu("h100")
     old = memory_budget(model, h100, BudgetInputs(engine="vllm==0.19"))
     graphs = memory_budget(model, h100, BudgetInputs(engine="vllm==0.20"))
     new = memory_budget(model, h100, BudgetInputs(engine="vllm==0.26"))
-    assert old.activation_bytes == 1_024 * 128_256 * 24 + 8_192 * 4_096 * 2 == 3_219_128_320
-    assert old.kv_pool_bytes == 76_515_744_153 - (16_062_619_648 + 3_219_128_320 + 268_435_456) == 56_965_560_729
+    assert old.activation_bytes == 1_024 * 128_256 * 14 + 8_192 * 4_096 * 2 == 1_905_786_880
+    assert old.kv_pool_bytes == 76_515_744_153 - (16_062_619_648 + 1_905_786_880 + 268_435_456) == 58_278_902_169
     assert graphs.overhead_bytes == 268_435_456 + 102 * 5 * 2**20 == 803_209_216
-    assert graphs.kv_pool_bytes == 78_216_094_023 - (16_062_619_648 + 3_219_128_320 + 803_209_216) == 58_131_136_839
+    assert graphs.kv_pool_bytes == 78_216_094_023 - (16_062_619_648 + 1_905_786_880 + 803_209_216) == 59_444_478_279
     assert new.activation_bytes == 1_024 * 128_256 * 10 + 67_108_864 == 1_380_450_304
     assert new.kv_pool_bytes == 78_216_094_023 - (16_062_619_648 + 1_380_450_304 + 803_209_216) == 59_969_814_855
     assert (old.engine, new.engine, new.engine_release) == ("vllm==0.19", "vllm==0.21", "0.21")

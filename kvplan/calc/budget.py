@@ -44,6 +44,7 @@ class BudgetInputs:
     allow_long_max_len: bool = False  # start past the model's context, as the engine's switch allows
     max_model_len: int | None = None  # the engine's max_model_len (None: the model's derived context)
     chunked_prefill: bool | None = None  # None: the engine's default for this max_model_len
+    sampler: str | None = None  # vLLM's top-k/top-p sampler: "flashinfer" or "pytorch"; None: the release's default
 
     def __post_init__(self) -> None:
         """Names are checked when the inputs are made, so a sweep or a plan refuses a bad one at once
@@ -56,6 +57,8 @@ class BudgetInputs:
             kv_format(self.kv_dtype)
         if self.weights_dtype != "auto":
             weight_format(self.weights_dtype)
+        if self.sampler not in (None, "flashinfer", "pytorch"):
+            raise InputError(f"unknown sampler '{self.sampler}'; choose flashinfer or pytorch", "sampler")
 
     @property
     def overridden(self) -> bool:
@@ -63,7 +66,7 @@ class BudgetInputs:
         return engine_entry(self.engine) is not engine_entry(DEFAULT_ENGINE) or any(
             getattr(self, name) is not None for name in (
                 "util", "gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes", "block_size",
-                "max_num_batched_tokens", "max_num_seqs", "chunked_prefill"))
+                "max_num_batched_tokens", "max_num_seqs", "chunked_prefill", "sampler"))
 
     def engine_defaults(self) -> "BudgetInputs":
         """The same deployment under the default engine's budget with nothing overridden."""
@@ -110,7 +113,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     total = _given(inputs, "gpu_mem_bytes") or engine.total_memory(_gpu(gpu))
     max_model_len = inputs.max_model_len or model.max_context
     limits = batch_limits(inputs, gpu, total.value, max_model_len)
-    replica = Replica(gpu, inputs.tp, inputs.pp, dtype, max_model_len)
+    replica = Replica(gpu, inputs.tp, inputs.pp, dtype, max_model_len, inputs.sampler)
     weights = _given(inputs, "weights_bytes") or _with_extras(_weights(model, inputs, dtype),
                                                                   engine.weights_extra(model, replica))
     activation = _given(inputs, "activation_bytes") or engine.activation(model, replica, limits)

@@ -185,6 +185,9 @@ ChunkedOpt = Annotated[Optional[bool], typer.Option(
     "--enable-chunked-prefill/--no-enable-chunked-prefill", help="Split prompts longer than "
     "--max-num-batched-tokens into chunks (default: the engine's; vLLM V1 always, V0 past 32K tokens). "
     "Without it a step holds a whole prompt: the profile batch is max_model_len tokens.", rich_help_panel=BUDGET)]
+SamplerOpt = Annotated[Optional[str], typer.Option(
+    "--sampler", metavar="NAME", help="vLLM's top-k/top-p sampler, whose profile run sets the activation peak: "
+    "flashinfer or pytorch (default: the release's; VLLM_USE_FLASHINFER_SAMPLER).", rich_help_panel=BUDGET)]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)]
 
@@ -193,7 +196,8 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
                   gpu_mem: Optional[float], weights_gib: Optional[float], activation_gib: Optional[float],
                   overhead_gib: Optional[float], block_size: Optional[int], max_num_seqs: Optional[int] = None,
                   allow_long_max_len: bool = False, *, max_len: Optional[int] = None,
-                  max_num_batched_tokens: Optional[int] = None, chunked_prefill: Optional[bool] = None):
+                  max_num_batched_tokens: Optional[int] = None, chunked_prefill: Optional[bool] = None,
+                  sampler: Optional[str] = None):
     from kvplan.calc.budget import BudgetInputs
     from kvplan.units import GIB
 
@@ -203,4 +207,4 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
                         activation_bytes=to_bytes(activation_gib), overhead_bytes=to_bytes(overhead_gib),
                         block_size=block_size, max_num_seqs=max_num_seqs, allow_long_max_len=allow_long_max_len,
                         max_model_len=max_len, max_num_batched_tokens=max_num_batched_tokens,
-                        chunked_prefill=chunked_prefill)
+                        chunked_prefill=chunked_prefill, sampler=sampler)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DEFAULT_ENGINE, ChunkedOpt, DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, MaxBatchedTokensOpt, MaxSeqsOpt, OfflineOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, app, catalog, console, err_console, handle_errors, read_option,
+    DEFAULT_ENGINE, ChunkedOpt, SamplerOpt, DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, MaxBatchedTokensOpt, MaxSeqsOpt, OfflineOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, app, catalog, console, err_console, handle_errors, read_option,
 )
 from kvplan import bounds
 
@@ -32,7 +32,7 @@ def frag(
     sweep_block_size: Annotated[bool, typer.Option("--sweep-block-size", help="Paged waste for blocks 1..256.")] = False,
     kv_dtype: KvDtypeOpt = "auto",
     engine: EngineOpt = DEFAULT_ENGINE, tp: TpOpt = 1, pp: PpOpt = 1, max_num_seqs: MaxSeqsOpt = None, util: UtilOpt = None,
-    max_num_batched_tokens: MaxBatchedTokensOpt = None, chunked_prefill: ChunkedOpt = None,
+    max_num_batched_tokens: MaxBatchedTokensOpt = None, chunked_prefill: ChunkedOpt = None, sampler: SamplerOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Draw the waste (.png/.svg).")] = None,
     offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
@@ -60,7 +60,7 @@ def frag(
     gpu_spec = cat.gpu(gpu) if gpu else None
     inputs = BudgetInputs(engine=engine, tp=tp, pp=pp, kv_dtype=kv_dtype, util=util, max_num_seqs=max_num_seqs,
                           max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_len,
-                          chunked_prefill=chunked_prefill)
+                          chunked_prefill=chunked_prefill, sampler=sampler)
     plan = kv_budget(spec, gpu_spec, kv_gib, kv_dtype, inputs)
     length = spec.max_context if max_len is None else max_len
     per_second = rate * step_ms / 1000 if rate is not None else None

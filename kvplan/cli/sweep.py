@@ -8,7 +8,7 @@ from typing import Annotated, Optional, cast
 import typer
 
 from kvplan.cli.app import (
-    DEFAULT_ENGINE, OUTPUT, AllowLongOpt, ChunkedOpt, DebugOpt, JsonOpt, MaxBatchedTokensOpt, MaxLenOpt, MaxSeqsOpt, OfflineOpt, SpecsOpt, UtilOpt,
+    DEFAULT_ENGINE, OUTPUT, AllowLongOpt, ChunkedOpt, SamplerOpt, DebugOpt, JsonOpt, MaxBatchedTokensOpt, MaxLenOpt, MaxSeqsOpt, OfflineOpt, SpecsOpt, UtilOpt,
     WeightsDtypeOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option,
 )
 from kvplan import bounds
@@ -35,7 +35,7 @@ def sweep(
         rich_help_panel="Memory budget (every term can be overridden)")] = DEFAULT_ENGINE,
     util: UtilOpt = None, max_len: MaxLenOpt = None,
     weights_dtype: WeightsDtypeOpt = "auto", max_num_seqs: MaxSeqsOpt = None, allow_long: AllowLongOpt = False,
-    max_num_batched_tokens: MaxBatchedTokensOpt = None, chunked_prefill: ChunkedOpt = None,
+    max_num_batched_tokens: MaxBatchedTokensOpt = None, chunked_prefill: ChunkedOpt = None, sampler: SamplerOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Also draw it to FILE (.png or .svg).")] = None,
     log_y: Annotated[bool, typer.Option("--log-y", help="A log-scale y axis in the plot.", rich_help_panel=OUTPUT)] = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV.", rich_help_panel=OUTPUT)] = False,
@@ -75,7 +75,7 @@ def sweep(
         series.append((" · ".join(parts) or name, cat.model(name), cat.gpu(gpu_name),
                        budget_inputs(eng, tp, 1, dtype, weights_dtype, util, None, None, None, None, None,
                                      max_num_seqs, allow_long, max_len=max_len,
-                                     max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill)))
+                                     max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, sampler=sampler)))
     result = sweep_(series, x_axis, xs, fixed_ctx, None, metric, max_len)
     if plot:
         on = ", ".join(gpu_names) + (f" (TP {tps})" if tps != "1" and x_axis != "tp" else "")

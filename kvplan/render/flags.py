@@ -8,7 +8,7 @@ FLAGS = {
     "engine": "--engine", "tp": "--tp", "pp": "--pp", "kv_dtype": "--kv-dtype", "weights_dtype": "--weights-dtype",
     "util": "--util", "gpu_mem_bytes": "--gpu-mem", "weights_bytes": "--weights-gib",
     "activation_bytes": "--activation-gib", "overhead_bytes": "--overhead-gib", "block_size": "--block-size",
-    "max_num_seqs": "--max-num-seqs", "max_num_batched_tokens": "--max-num-batched-tokens",
+    "max_num_seqs": "--max-num-seqs", "max_num_batched_tokens": "--max-num-batched-tokens", "sampler": "--sampler",
     "allow_long_max_len": "--allow-long-max-len",
     # requests and lengths
     "ctx": "--ctx", "max_len": "--max-len", "max_model_len": "--max-len", "target": "--concurrency",

@@ -22,7 +22,7 @@ Validated by pydantic (extra keys forbidden); problems are reported as file:line
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -106,6 +106,8 @@ class Scenario(Strict):
     out_tokens: Annotated[int, _read(bounds.tokens_or_zero)] | None = None
     max_num_seqs: Requests | None = None
     max_num_batched_tokens: Tokens | None = None
+    # vLLM's top-k/top-p sampler (VLLM_USE_FLASHINFER_SAMPLER): its profile peak; None: the release's default
+    sampler: Literal["flashinfer", "pytorch"] | None = None
     allow_long_max_len: bool = False  # the engine's long-context switch is set (VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)  # the engine's chunk: its activation peak grows with it
     cpu_offload_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)  # vLLM --cpu-offload-gb: weights kept on the host
     workload: str = "chat"  # for min_paged_utilization

@@ -64,6 +64,7 @@ class Replica:
     pp: int = 1
     dtype: str = "bf16"
     max_model_len: int = 0
+    sampler: str | None = None  # "flashinfer" or "pytorch" where the deployment says; None: the release's default
 
     @property
     def gpus(self) -> int:
@@ -138,6 +139,8 @@ class Engine:
     # The switch that lets a max_model_len beyond the model's derived context start (an environment
     # variable); "" where the engine has none and does not refuse.
     long_context_switch: str = ""
+    # Other environment settings a command line may carry: "VAR=value" -> (check-file field, value)
+    environment_fields: dict[str, tuple[str, object]] = {}
     # How the engine logs its token capacity ("GPU KV cache size: N tokens"): "blocks" (whole pages
     # of every layer, times the page's tokens) or "concurrency" (vLLM 0.21 on: requests of
     # max_model_len the pool holds, times max_model_len). kv_groups: vLLM V1's layout of a hybrid
@@ -216,8 +219,13 @@ class Engine:
         if self.command is None:
             raise InputError(f"{self.display_name} has no command line to read")
         fields, ignored = self.command.read(text, self.name, self.display_name)
-        if self.long_context_switch and self.long_context_switch in fields.pop("environment", []):
+        environment = fields.pop("environment", [])
+        if self.long_context_switch and self.long_context_switch in environment:
             fields["allow_long_max_len"] = True
+        for setting in environment:
+            if setting in self.environment_fields:
+                name, value = self.environment_fields[setting]
+                fields[name] = value
         return fields, ignored
 
 

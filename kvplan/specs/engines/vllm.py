@@ -30,10 +30,15 @@ NON_TORCH_BYTES = GIB // 4
 V0_NON_TORCH_BYTES = round(0.35 * GIB)
 # The dummy sampler's tensors alive at its peak, in bytes per row x vocabulary entry, for a 16-bit
 # model (vllm/v1/worker/gpu_model_runner.py _dummy_sampler_run: top_k = vocab - 1 and top_p 0.9,
-# so the top-k/top-p path runs over every entry). The logits in the model's dtype (2) and as fp32
-# (4), then: FlashInfer's fused top-k/top-p, its probabilities (4): 10 in all; the PyTorch sort
-# path of 0.8-0.10, sorted values (4), int64 indices (8), softmax and cumsum (4 + 4), masks: 32;
-# 0.11-0.17 (cumsum in place): 28; the Triton top-k/top-p kernel of 0.18 on: 24.
+# so the top-k/top-p path runs over every entry). Every path holds the logits in the model's dtype
+# (2) and as fp32 (4). The PyTorch sort (to 0.17): during logits.sort(), the sorted values (4),
+# their int64 indices (8), the int64 iota the sort starts from (8) and the radix sort's double
+# buffer of keys and values (12): 38 in all. vLLM's logs measure 37.3 to 39.7 (Qwen3-4B, Qwen3-32B,
+# Qwen3-235B, Llama-3-8B on H100s and an H200, 0.10.0 to 0.11.2). The Triton top-k/top-p kernel
+# (0.18 on) works in place: the probabilities (4) and the exponential draws (4) beside the logits:
+# 14. FlashInfer's fused kernel: the probabilities alone (4): 10.
+PYTORCH_SORT_SAMPLER_BYTES = 38
+TRITON_SAMPLER_BYTES = 14
 FLASHINFER_SAMPLER_BYTES = 10
 # CUDA graph memory from 0.20 (gpu_model_runner.py profile_cudagraph_memory): each captured batch
 # size costs its graphs' private pool. Two public logs measure 4.8 MiB (Qwen3-30B-A3B, 0.22: 30
@@ -70,7 +75,7 @@ class Vllm(Engine):
     encodes: tuple[str, ...] = ("vllm/v1/worker/gpu_worker.py Worker.determine_available_memory",
                                 "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory",
                                 "vllm/engine/arg_utils.py (batch defaults by GPU)")
-    changes = "the sampler's top-k/top-p runs as a Triton kernel (24 B a logit at its peak, 28 before)"
+    changes = "the sampler's top-k/top-p runs as a Triton kernel, in place (14 B a logit at its peak, 38 before)"
     util, util_name = 0.90, "gpu_memory_utilization"
     util_meaning = "of the device's total memory, for everything vLLM allocates"
     block_size = 16
@@ -81,13 +86,17 @@ class Vllm(Engine):
     start_rule = "max_memory_usage"
     # vllm/config: a max_model_len above the derived one is refused unless this is set
     long_context_switch = "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1"
+    environment_fields = {"VLLM_USE_FLASHINFER_SAMPLER=1": ("sampler", "flashinfer"),
+                          "VLLM_USE_FLASHINFER_SAMPLER=0": ("sampler", "pytorch")}
     base_overhead_bytes = NON_TORCH_BYTES
     base_overhead_source = "vLLM non-torch, as logged"
     tokens_rule = "blocks"
     kv_groups = True
-    # the sampler's bytes per row x vocabulary entry on the PyTorch path, and whether FlashInfer's
-    # sampler is the default where it runs (0.9-0.11 where installed, 0.21 on; opt-in between)
-    sampler_bytes = 24
+    # the sampler's bytes per row x vocabulary entry without FlashInfer, and whether FlashInfer's
+    # sampler runs by default: from 0.21, where vLLM installs it and turns it on; before, it runs only
+    # where installed by hand (0.8-0.11, which say "FlashInfer is not available" otherwise) or asked
+    # for (0.12-0.20): `sampler` (--sampler, VLLM_USE_FLASHINFER_SAMPLER) says which a deployment has
+    sampler_bytes = TRITON_SAMPLER_BYTES
     flashinfer_sampler = False
     cuda_graphs_counted = False  # the profiled CUDA graph estimate is subtracted (0.20 on)
 
@@ -97,8 +106,10 @@ class Vllm(Engine):
     def sampler(self, replica: Replica) -> tuple[int, str]:
         """(bytes per row x vocabulary entry, which path) of the dummy sampler run on this GPU."""
         cuda = replica.gpu is None or replica.gpu.cuda_capable
-        per, path = ((FLASHINFER_SAMPLER_BYTES, "FlashInfer top-k/top-p") if self.flashinfer_sampler and cuda
-                     else (self.sampler_bytes, "PyTorch top-k/top-p"))
+        flashinfer = self.flashinfer_sampler if replica.sampler is None else replica.sampler == "flashinfer"
+        native = "PyTorch sort" if self.sampler_bytes == PYTORCH_SORT_SAMPLER_BYTES else "Triton top-k/top-p"
+        per, path = ((FLASHINFER_SAMPLER_BYTES, "FlashInfer top-k/top-p") if flashinfer and cuda
+                     else (self.sampler_bytes, native))
         return (2 * per, path + ", fp32 model") if replica.dtype == "fp32" else (per, path)
 
     def activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
@@ -244,7 +255,7 @@ class VllmV0(Vllm):
     source = "vLLM V0 Worker.determine_num_available_blocks; defaults gpu_memory_utilization=0.9, block_size=16"
     base_overhead_bytes = V0_NON_TORCH_BYTES
     kv_groups = False
-    sampler_bytes = 32
+    sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
 
     def batch_limits(self, gpu: GpuSpec | None, total_bytes: int, max_model_len: int = 0,
                      chunked_prefill: bool | None = None) -> BatchLimits:
@@ -276,32 +287,30 @@ class VllmV0(Vllm):
 
 
 class Vllm08(Vllm):
-    """vLLM 0.8 to 0.10: the V1 engine by default; FlashInfer's sampler where it is installed."""
+    """vLLM 0.8 to 0.10: the V1 engine by default; FlashInfer's sampler only where installed by hand."""
 
     release = "0.8"
     first: tuple[int, ...] = (0, 8)
     last: tuple[int, ...] | None = (0, 10)
     encodes: tuple[str, ...] = ("vllm/v1/worker/gpu_worker.py Worker.determine_available_memory",
                                 "vllm/v1/worker/gpu_model_runner.py profile_run, _dummy_sampler_run",
-                                "vllm/v1/sample/ops/topk_topp_sampler.py (FlashInfer unless disabled)",
+                                "vllm/v1/sample/ops/topk_topp_sampler.py (FlashInfer where installed)",
                                 "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory", "vllm/config.py")
-    changes = ("V1 becomes the default engine: the V1 budget and start-up check; FlashInfer's top-k/top-p "
-               "sampler where installed (the official images), else the PyTorch sort (32 B a logit)")
-    sampler_bytes = 32
-    flashinfer_sampler = True
+    changes = ("V1 becomes the default engine: the V1 budget and start-up check; the dummy sampler's PyTorch "
+               "sort (38 B a logit; FlashInfer's, 10 B, where installed: --sampler flashinfer)")
+    sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
 
 
 class Vllm11(Vllm):
-    """vLLM 0.11: the config package; FlashInfer's sampler still the default where installed."""
+    """vLLM 0.11: the config package; FlashInfer's sampler still only where installed by hand."""
 
     release = "0.11"
     first: tuple[int, ...] = (0, 11)
     last: tuple[int, ...] | None = (0, 11)
     encodes: tuple[str, ...] = ("vllm/v1/worker/gpu_worker.py Worker.determine_available_memory", "vllm/config/model.py",
                                 "vllm/v1/sample/ops/topk_topp_sampler.py", "vllm/v1/core/kv_cache_utils.py")
-    changes = "the config package (vllm/config/); the PyTorch sort's cumsum in place (28 B a logit)"
-    sampler_bytes = 28
-    flashinfer_sampler = True
+    changes = "the config package (vllm/config/); the sampler as 0.8's"
+    sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
 
 
 class Vllm12(Vllm):
@@ -312,8 +321,8 @@ class Vllm12(Vllm):
     last: tuple[int, ...] | None = (0, 17)
     encodes: tuple[str, ...] = ("vllm/v1/sample/ops/topk_topp_sampler.py (FlashInfer opt-in)",
                                 "vllm/v1/worker/gpu_worker.py", "vllm/v1/core/kv_cache_utils.py")
-    changes = "FlashInfer's sampler becomes opt-in: the dummy sampler runs the PyTorch sort (28 B a logit)"
-    sampler_bytes = 28
+    changes = "FlashInfer's sampler becomes opt-in (VLLM_USE_FLASHINFER_SAMPLER=1) even where installed"
+    sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
 
 
 class Vllm20(Vllm):
