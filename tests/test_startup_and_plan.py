@@ -107,12 +107,13 @@ def test_an_inline_check_that_would_not_start_fails_with_the_fix(catalog, capsys
 
 
 def test_plan_finds_the_fewest_gpus_in_a_pipeline(catalog):
-    """Llama-3.3-70B, 1,000 requests of 8k, fp8 KV: a pipeline of 20 H100s holds them (1,019), where a TP
-    group spends 1.85 GiB a GPU on NCCL's NVLink SHARP buffers and a pipeline 0.12 GiB: TP 2 x PP 11 needs
-    22, TP 8 x 3 replicas 24 (the old search's PP 1, 2, 4, 8 and 16 found 32)."""
+    """Llama-3.3-70B, 1,000 requests of 8k, fp8 KV: a pipeline of 21 H100s holds them (1,022), where a TP
+    group spends 1.85 GiB a GPU on NCCL's NVLink SHARP buffers and a pipeline 0.12 GiB; 20 stages hold
+    fewer, as the first and last also carry the embedding and the LM head (2.1 GB each). TP 2 x PP 11
+    needs 22, TP 8 x 3 replicas 24 (the old search's PP 1, 2, 4, 8 and 16 found 32)."""
     r = plan(catalog.model("llama3.3-70b"), catalog.gpu("h100"), 1000, 8192, ("fp8",))
     best = r.best[0]
-    assert (best.gpus, best.tp, best.pp, best.replicas) == (20, 1, 20, 1)
+    assert (best.gpus, best.tp, best.pp, best.replicas, best.concurrency_per_replica) == (21, 1, 21, 1, 1022)
     assert [(d.tp, d.pp, d.gpus) for d in r.runners_up] == [(2, 11, 22), (8, 1, 24)]
 
 
@@ -120,13 +121,13 @@ def test_the_command_line_comes_back_through_check(catalog, tmp_path, capsys):
     r = plan(catalog.model("llama3.3-70b"), catalog.gpu("h100"), 1000, 8192, ("fp8",), max_len=8192)
     command = r.best[0].command
     assert command.startswith("vllm serve meta-llama/Llama-3.3-70B-Instruct --tensor-parallel-size 1 "
-                              "--pipeline-parallel-size 20 --max-model-len 8192 --gpu-memory-utilization 0.92 "
+                              "--pipeline-parallel-size 21 --max-model-len 8192 --gpu-memory-utilization 0.92 "
                               "--kv-cache-dtype fp8 --max-num-seqs ")
     path = tmp_path / "gate.yaml"
     path.write_text(f"scenarios:\n  - name: planned\n    gpu: h100\n    vllm: '{command}'\n")
     assert main(["check", str(path), "--json"]) == 0  # starts, and max_num_seqs requests of max_len fit
     (result,) = json.loads(capsys.readouterr().out)["scenarios"]
-    assert result["tp"] == 1 and result["pp"] == 20 and result["passed"]
+    assert result["tp"] == 1 and result["pp"] == 21 and result["passed"]
 
 
 def test_plan_starts_at_the_models_context_unless_told(catalog):
@@ -200,10 +201,11 @@ def test_plan_shows_why_8_gpus_is_the_least(catalog):
     pool = lambda tp, pp: memory_budget(model, gpu, BudgetInputs(tp=tp, pp=pp)).kv_pool_bytes  # noqa: E731
     # a request of 4,096 tokens per GPU: ceil(32 / PP) layers x 8 / TP KV heads x 128 x 2 (K, V) x 2 B x 4,096
     assert rows[0] == (4, 1, 4, 1, 521, 521)  # the best's shape, one replica fewer: (8 - 1) // 4 = 1
-    assert rows[1] == (1, 7, 7, 1, pool(1, 7) // (5 * 8 * 128 * 2 * 2 * 4096), 877)  # 73,609,225,127 B / 80 MiB
-    # TP 1 x 7 replicas: 59,969,814,855 B // 512 MiB = 111 each, 777 (TP 2 x PP 3, 6 GPUs, holds 850)
-    assert rows[2] == (1, 1, 7, 7, pool(1, 1) // (32 * 8 * 128 * 2 * 2 * 4096), 777)
-    assert fleets.most_held == 877 < 1000
+    # PP 7 splits 32 layers 4, 4, 5, 5, 5, 5, 4 (vLLM get_pp_indices): a middle stage of 5 layers binds,
+    # 74,194,847,692 B / 80 MiB; PP 3 splits 11, 11, 10: the first (11 layers and the embedding) binds
+    assert rows[1] == (1, 7, 7, 1, pool(1, 7) // (5 * 8 * 128 * 2 * 2 * 4096), 884)
+    assert rows[2] == (2, 3, 6, 1, pool(2, 3) // (11 * 4 * 128 * 2 * 2 * 4096), 779)  # 71,946,147,169 B / 88 MiB
+    assert fleets.most_held == 884 < 1000  # TP 1 x 7 replicas holds 7 x 111 = 777, fewer still
 
 
 def test_plan_says_which_smaller_shapes_do_not_start(catalog):
@@ -259,11 +261,11 @@ def test_plan_prints_the_smaller_fleets_in_80_columns(capsys):
     assert "Fewer GPUs: replicas x each = what they hold" in out
     rows = [line.split() for line in out.splitlines() if line.rstrip().endswith("holds < 1,000")]
     assert rows == [["bf16", "4", "1", "4", "1", "521", "521", "holds", "<", "1,000"],  # KV TP PP GPUs replicas each
-                    ["bf16", "1", "7", "7", "1", "877", "877", "holds", "<", "1,000"],
-                    ["bf16", "1", "1", "7", "7", "111", "777", "holds", "<", "1,000"]]
-    assert ("bf16 KV, below 8 GPUs: 11 shapes (TP x PP); 11 start and hold at most 877 of the 1,000 asked."
+                    ["bf16", "1", "7", "7", "1", "884", "884", "holds", "<", "1,000"],
+                    ["bf16", "2", "3", "6", "1", "779", "779", "holds", "<", "1,000"]]
+    assert ("bf16 KV, below 8 GPUs: 11 shapes (TP x PP); 11 start and hold at most 884 of the 1,000 asked."
             in " ".join(out.split()))
     assert main(["plan", "llama3-8b", "--gpu", "h100", "--concurrency", "1000", "--json"]) == 0
     (smaller,) = json.loads(capsys.readouterr().out)["smaller"]
-    assert (smaller["best_gpus"], smaller["shapes"], smaller["most_held"]) == (8, 11, 877)
-    assert [(f["tp"], f["pp"], f["concurrency"]) for f in smaller["nearest"]] == [(4, 1, 521), (1, 7, 877), (1, 1, 777)]
+    assert (smaller["best_gpus"], smaller["shapes"], smaller["most_held"]) == (8, 11, 884)
+    assert [(f["tp"], f["pp"], f["concurrency"]) for f in smaller["nearest"]] == [(4, 1, 521), (1, 7, 884), (2, 3, 779)]

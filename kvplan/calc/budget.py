@@ -7,12 +7,12 @@ be overridden (a measured value from a log, say).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kvplan import bounds
 from kvplan.calc.kv import check_size_inputs, layers_kv, resolve_kv_format
 from kvplan.calc.kvgroups import kv_groups, tokens_for_kv_bytes
-from kvplan.calc.weights import weights_bytes, weights_per_gpu
+from kvplan.calc.weights import pp_layers, stage_weights, weights_bytes, weights_per_gpu
 from kvplan.errors import InputError
 from kvplan.results.base import Step
 from kvplan.results.capacity import MemoryBudget
@@ -119,6 +119,10 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     activation = _given(inputs, "activation_bytes") or engine.activation(model, replica, limits)
     overhead = _given(inputs, "overhead_bytes") or engine.overhead(model, replica, limits)
     pool = engine.pool(total.value, util, weights.value, activation.value, overhead.value)
+    stage_step = None
+    if inputs.pp > 1 and engine.pipeline_stages:
+        weights, activation, pool, stage_step = _binding_stage(model, inputs, engine, replica, limits, dtype, total,
+                                                               util, weights, activation, overhead)
 
     layers = layers_kv(model, 1, fmt, inputs.tp, block, inputs.pp)
     page = sum(layer.count * layer.page_bytes_per_layer for layer in layers if not layer.state_bytes_per_layer)
@@ -133,6 +137,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
                                      per_concurrency=True) or tokens
     terms = {"total": total, "weights": weights, "activation": activation, "overhead": overhead}
     steps = _explain(engine, terms, util, pool, page, padding, blocks, block, tokens, max_model_len)
+    if stage_step:
+        steps.insert(len(terms) + 1, stage_step)
     return MemoryBudget(
         engine=engine.key if "==" in inputs.engine else engine.name, engine_release=engine.release,
         engine_formula=engine.formula, engine_source=engine.source,
@@ -182,6 +188,42 @@ def _weights(model: ModelSpec, inputs: BudgetInputs, dtype: str) -> Term:
     towers = f", vision tower {model.tower_params / 1e9:,.2f}B" if model.tower_params else ""
     source = f"{model.params_total / 1e9:,.1f}B params ({label}{towers})" + (f" / {split} GPUs" if split > 1 else "")
     return Term(weights_per_gpu(total, inputs.tp, inputs.pp), source, how + (f", / {split}" if split > 1 else ""))
+
+
+def _binding_stage(model: ModelSpec, inputs: BudgetInputs, engine: Engine, replica: Replica, limits: BatchLimits,
+                   dtype: str, total: Term, util: float, weights: Term, activation: Term,
+                   overhead: Term) -> tuple[Term, Term, int, Step]:
+    """Each pipeline stage sizes its own pool from its own weights (the embedding on the first, the LM
+    head on the last, its share of the layers) and activation (only the last samples); the engine
+    keeps the smallest (vLLM: the fewest blocks over the workers). The pools are compared per token
+    of the fullest stage's layers, which every per-request count here assumes; returns the binding
+    stage's weights and activation, its pool in those terms, and the step that says so."""
+    layers = pp_layers(model.num_layers, inputs.pp)
+    fullest = max(layers)
+    given_weights = inputs.weights_bytes is not None
+    if given_weights:
+        stage_bytes = [(weights.value, weights.formula)] * inputs.pp
+    else:
+        cast = inputs.weights_dtype == "auto" and not model.quantization and dtype != model.compute_dtype
+        whole = weights_bytes(model, dtype if cast else inputs.weights_dtype)[0]
+        extra = weights.value - weights_per_gpu(whole, inputs.tp, inputs.pp)  # the engine's buffers, every GPU
+        stage_bytes = [(w + extra, formula + (f" + {extra:,} B" if extra else ""))
+                       for w, formula in stage_weights(model, whole, inputs.tp, inputs.pp, 4 if dtype == "fp32" else 2)]
+    stages = []
+    for i, (count, (own, formula)) in enumerate(zip(layers, stage_bytes)):
+        last = i == inputs.pp - 1
+        act = activation if inputs.activation_bytes is not None or last else \
+            engine.activation(model, replace(replica, samples=False), limits)
+        pool = engine.pool(total.value, util, own, act.value, overhead.value)
+        stages.append((pool * fullest // count if pool > 0 else pool, i, count, own, formula, act))
+    pool, i, count, own, formula, act = min(stages)
+    listing = ", ".join(f"{c} layers: {p / GIB:.2f} GiB" for p, _, c, _, _, _ in stages)
+    step = Step(label=f"pipeline stages ({inputs.pp})", value=f"stage {i + 1}: {pool:,} B",
+                formula=f"each stage's pool per {fullest} layers ({listing}); the engine keeps the smallest")
+    stage = f"; stage {i + 1} of {inputs.pp}: {count} layers" + (", the embedding" if i == 0 else "") + \
+        (", the LM head" if i == inputs.pp - 1 else "")
+    source = weights.source.replace(f" / {inputs.tp * inputs.pp} GPUs", "") + ("" if given_weights else stage)
+    return Term(own, source, formula), act, pool, step
 
 
 def _with_extras(weights: Term, extras: list[tuple[int, str]]) -> Term:

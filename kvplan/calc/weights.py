@@ -87,6 +87,39 @@ def quantized_bytes(model: ModelSpec, fmt: WeightFormat) -> tuple[int, str]:
                    f"embedding params x 2 B ({fmt.note})")
 
 
+def pp_layers(num_layers: int, pp: int) -> list[int]:
+    """vLLM's split of the layers over pipeline stages (distributed/utils.py get_pp_indices): floor(L / PP)
+    each, the remainder one more each on the stages before the last, from the second-last back."""
+    layers = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        layers[-i] += 1
+    return layers
+
+
+def stage_weights(model: ModelSpec, total_bytes: int, tp: int, pp: int, width: int = 2) -> list[tuple[int, str]]:
+    """Bytes of the weights on one GPU of each pipeline stage: its layers' share of the layer weights,
+    the embedding on the first stage (and any vision tower), the LM head on the last (a copy of the
+    embedding where they are tied); everything split over the TP ranks. Embeddings are counted at
+    `width` bytes a parameter (16-bit in every format kvplan plans), the rest evenly by layer."""
+    if pp == 1:
+        return [(weights_per_gpu(total_bytes, tp, 1), f"{total_bytes:,} B / {tp}")]
+    table = model.vocab_size * model.hidden_size * width
+    towers = (model.tower_params or 0) * width
+    heads = table if model.tie_word_embeddings else 2 * table
+    per_layer = max(total_bytes - heads - towers, 0) // model.num_layers
+    stages = []
+    for i, layers in enumerate(pp_layers(model.num_layers, pp)):
+        parts = [(layers * per_layer, f"{layers} layers x {per_layer:,} B")]
+        if i == 0:
+            parts.append((table + towers, f"embedding {table + towers:,} B"))
+        if i == pp - 1:
+            parts.append((table, f"LM head {table:,} B"))
+        own = sum(b for b, _ in parts)
+        formula = " + ".join(w for _, w in parts) + (f", / {tp}" if tp > 1 else "")
+        stages.append((ceil_div(own, tp), formula))
+    return stages
+
+
 def weights_per_gpu(total_bytes: int, tp: int, pp: int) -> int:
     """Even split across the tp x pp GPUs of one replica (vocab-parallel embeddings included)."""
     return ceil_div(total_bytes, tp * pp)

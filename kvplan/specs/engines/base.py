@@ -65,6 +65,7 @@ class Replica:
     dtype: str = "bf16"
     max_model_len: int = 0
     sampler: str | None = None  # "flashinfer" or "pytorch" where the deployment says; None: the release's default
+    samples: bool = True  # this GPU's stage runs the sampler (a pipeline's last stage, or no pipeline)
 
     @property
     def gpus(self) -> int:
@@ -146,6 +147,7 @@ class Engine:
     # max_model_len the pool holds, times max_model_len). kv_groups: vLLM V1's layout of a hybrid
     # model's layers into groups of one page size, padding layers included (calc/kvgroups.py).
     tokens_rule: str = "blocks"
+    pipeline_stages: bool = True  # each pipeline stage sizes its own pool; the engine keeps the smallest
     kv_groups: bool = False
     base_overhead_bytes = RUNTIME_OVERHEAD_BYTES
     base_overhead_source = "CUDA context, measured"

@@ -20,6 +20,7 @@ class Raw(Engine):
     formula = "total x util - weights"
     source = "the textbook budget (the PagedAttention course notes): nothing but weights and KV"
     changes = "no engine: the course notes' budget, and the probe's measured one"
+    pipeline_stages = False  # the textbook splits the weights evenly
 
     def total_memory(self, gpu: GpuSpec) -> Term:
         return Term(gpu.memory_bytes, f"{gpu.name} nominal")

@@ -121,6 +121,8 @@ class Vllm(Engine):
         rows = min(limits.max_num_seqs, tokens)
         width = DTYPE_BYTES.get(replica.dtype, 2)
         forward, forward_formula = forward_pass(model, replica.tp, tokens, width)
+        if not replica.samples:  # a pipeline stage before the last: no logits, no sampler
+            return Term(forward, f"forward pass of {tokens:,} tokens (no sampler on this stage)", forward_formula)
         per, path = self.sampler(replica)
         hidden = tokens * model.hidden_size * width
         sampler = rows * model.vocab_size * per + hidden

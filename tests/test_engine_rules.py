@@ -1,0 +1,190 @@
+"""Each engine rule of the release presets, derived by hand (the arithmetic beside each assert), and
+where a public log measures the term, against it (tests/fixtures/engine_logs/)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import make_model
+from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.calc.weights import pp_layers
+from kvplan.specs.engines.base import BatchLimits, Replica, comm_buffers
+from kvplan.specs.engines.registry import engine
+from kvplan.units import GIB
+
+
+def extras(budget) -> int:
+    """What the budget's weights hold beyond the parameters (the formula's '+ N B' parts)."""
+    formula = next(step.formula for step in budget.explain if step.label == "weights")
+    return sum(int(part.split(" B")[0].replace(",", "")) for part in formula.split(" + ")[1:])
+
+
+# --- the dummy sampler and the forward pass ----------------------------------------------------------
+
+@pytest.mark.parametrize("spec, per_logit", [
+    ("vllm==0.10", 38), ("vllm==0.11", 38), ("vllm==0.13", 38),  # the PyTorch sort
+    ("vllm==0.19", 14), ("vllm==0.20", 14),  # the Triton kernel
+    ("vllm==0.21", 10), ("vllm==0.34", 10),  # FlashInfer, installed and on by default
+])
+def test_the_sampler_peak_follows_the_vocabulary_and_max_num_seqs(catalog, spec, per_logit):
+    """Qwen3-4B on an H100 (1,024 sequences, 8,192 batched tokens): rows x 151,936 vocabulary entries x the
+    release's bytes a logit, plus the batch's hidden states (8,192 x 2,560 x 2 B = 41,943,040 B)."""
+    b = memory_budget(catalog.model("qwen3-4b"), catalog.gpu("h100"), BudgetInputs(engine=spec))
+    assert b.activation_bytes == 1_024 * 151_936 * per_logit + 41_943_040
+
+
+def test_the_sort_path_is_what_a_0_10_log_measures(catalog):
+    """vLLM 0.10.2 on an H100, Qwen3-4B at its defaults, 'FlashInfer is not available': the profile's
+    torch peak is 5.59 GiB; 1,024 x 151,936 x 38 + 41,943,040 = 5,954,076,672 B = 5.545 GiB (0.8% under)."""
+    b = memory_budget(catalog.model("qwen3-4b"), catalog.gpu("h100"), BudgetInputs(engine="vllm==0.10.2"))
+    assert b.activation_bytes == 5_954_076_672 and abs(b.activation_bytes / GIB / 5.59 - 1) < 0.01
+
+
+def test_the_sampler_does_not_shrink_with_tp_and_doubles_for_fp32(catalog):
+    model, h100 = catalog.model("llama3-8b"), catalog.gpu("h100")
+    one = memory_budget(model, h100, BudgetInputs(engine="vllm==0.19"))
+    four = memory_budget(model, h100, BudgetInputs(engine="vllm==0.19", tp=4))
+    assert one.activation_bytes == four.activation_bytes == 1_024 * 128_256 * 14 + 8_192 * 4_096 * 2
+    fp32 = memory_budget(model, h100, BudgetInputs(engine="vllm==0.19", weights_dtype="fp32"))
+    # 28 B a logit; the hidden states in fp32 too: 8,192 x 4,096 x 4
+    assert fp32.activation_bytes == 1_024 * 128_256 * 28 + 8_192 * 4_096 * 4
+
+
+def test_flashinfer_where_the_deployment_has_it(catalog):
+    model, h100 = catalog.model("llama3-8b"), catalog.gpu("h100")
+    flashinfer = memory_budget(model, h100, BudgetInputs(engine="vllm==0.10", sampler="flashinfer"))
+    assert flashinfer.activation_bytes == 1_024 * 128_256 * 10 + 8_192 * 4_096 * 2
+    # a V100 (compute capability 7.0) runs no FlashInfer kernel: the PyTorch sort, asked or not
+    v100 = memory_budget(model, catalog.gpu("v100"), BudgetInputs(engine="vllm==0.34", sampler="flashinfer"))
+    assert v100.activation_source.endswith("(Triton top-k/top-p)")
+
+
+def test_few_sequences_leave_the_forward_pass_as_the_peak(catalog):
+    """--max-num-seqs 1 on an RTX 4090 (2,048 batched tokens), Qwen2.5-3B in fp16: the forward pass,
+    3 x 2,048 x 2,048 x 2 + 3 x 2,048 x 11,008 x 2 = 160,432,128 B = 0.149 GiB; the log (0.10.2) says 0.17."""
+    b = memory_budget(catalog.model("qwen2.5-3b"), catalog.gpu("rtx-4090"),
+                      BudgetInputs(engine="vllm==0.10.2", max_num_seqs=1, weights_dtype="fp16"))
+    assert b.activation_bytes == 3 * 2_048 * 2_048 * 2 + 3 * 2_048 * 11_008 * 2 == 160_432_128
+
+
+def test_v0_profiles_a_batch_of_max_model_len_tokens(catalog):
+    """vLLM V0 (0.6.4) on an RTX 3090, Llama-3.1-8B, no chunked prefill below 32K: the profile batch is
+    max_model_len tokens. The logs' torch peaks less the 14.99 GiB of weights: 2.07 GiB at 20,000 and
+    2.99 GiB at 29,000; the forward pass, 3 x tokens x (4,096 + 14,336) x 2 B: 2.060 and 2.987 GiB."""
+    model, gpu = catalog.model("llama3.1-8b"), catalog.gpu("rtx-3090")
+    for tokens, logged in ((20_000, 2.07), (29_000, 2.99)):
+        b = memory_budget(model, gpu, BudgetInputs(engine="vllm==0.6", max_model_len=tokens))
+        assert b.max_num_batched_tokens == tokens and not b.chunked_prefill
+        assert b.activation_bytes == 3 * tokens * 18_432 * 2 and abs(b.activation_bytes / GIB - logged) < 0.015
+    long = memory_budget(model, gpu, BudgetInputs(engine="vllm==0.6", max_model_len=65_536))
+    assert long.chunked_prefill and long.max_num_batched_tokens == 512  # past 32K: chunks of 512
+
+
+def test_without_chunked_prefill_a_step_holds_a_whole_prompt(catalog):
+    model, h100 = catalog.model("llama3-8b"), catalog.gpu("h100")
+    b = memory_budget(model, h100, BudgetInputs(chunked_prefill=False))
+    assert b.max_num_batched_tokens == 8_192 and not b.start_refusal  # max(8,192, max_model_len 8,192)
+    refused = memory_budget(model, h100, BudgetInputs(chunked_prefill=False, max_num_batched_tokens=4_096))
+    assert "without chunked prefill max_num_batched_tokens (4,096) must be at least max_model_len (8,192)" \
+        in refused.start_refusal
+
+
+# --- what vLLM loads beside the weights ----------------------------------------------------------------
+
+def test_the_rope_table_is_on_every_gpu():
+    """A Llama-4-Scout-Instruct config derives 10,485,760 positions: 10,485,760 x 128 x 2 B = 2.5 GiB a GPU,
+    whatever the TP (rotary_embedding get_rope: one table per distinct rope)."""
+    scout = make_model(max_context=10_485_760)
+    for tp in (1, 8):
+        b = memory_budget(scout, None, BudgetInputs(tp=tp, gpu_mem_bytes=200 * GIB))
+        assert extras(b) == 10_485_760 * 128 * 2 == int(2.5 * GIB)
+    # Gemma-3's local and global ropes are two tables: 2 x 131,072 x 128 x 2 B for Gemma-3-27B
+    gemma = make_model(family="gemma3", max_context=131_072)
+    assert extras(memory_budget(gemma, None, BudgetInputs(gpu_mem_bytes=80 * GIB))) == 2 * 131_072 * 128 * 2
+
+
+@pytest.mark.parametrize("gpu, padding", [
+    # Hopper, Triton kernels: the width 2,880 / 4 = 720 -> 768; 3 x (768 - 720) x 2,880 = 414,720 elements an
+    # expert, x 128 experts x 36 layers = 1,911,029,760, x 17/32 B = 1,015,234,560 B
+    ("h100", 1_015_234_560),
+    # Ampere (Marlin) and Blackwell (FlashInfer): 720 -> 768 and the hidden 2,880 -> 3,072:
+    # 3 x (768 x 3,072 - 720 x 2,880) = 857,088 x 128 x 36 = 3,949,461,504 x 17 / 32 = 2,098,151,424 B
+    ("a100-80gb-sxm", 2_098_151_424), ("b200", 2_098_151_424),
+])
+def test_mxfp4_experts_are_padded_for_the_moe_kernel(catalog, gpu, padding):
+    b = memory_budget(catalog.model("gpt-oss-120b"), catalog.gpu(gpu), BudgetInputs(tp=4))
+    rope = 131_072 * 64 * 2  # and gpt-oss's RoPE table: 131,072 positions x 64 x 2 B
+    assert extras(b) == rope + padding
+
+
+def test_gpt_oss_120b_weights_as_a_0_10_log_counts_them(catalog):
+    """vLLM 0.10.1 on A100s at TP 4 logs 'Model loading took 17.2217 GiB': the checkpoint / 4
+    (16,312,203,936 B) + the Marlin padding + the RoPE table = 18,427,132,576 B = 17.162 GiB (0.35% under)."""
+    b = memory_budget(catalog.model("gpt-oss-120b"), catalog.gpu("a100-80gb-sxm"),
+                      BudgetInputs(engine="vllm==0.10.1", tp=4))
+    assert b.weights_bytes == 65_248_815_744 // 4 + 2_098_151_424 + 16_777_216 == 18_427_132_576
+    assert abs(b.weights_bytes / GIB / 17.2217 - 1) < 0.005
+
+
+# --- communication buffers and CUDA graphs ---------------------------------------------------------------
+
+def test_nvlink_sharp_buffers_only_for_a_tp_group_on_nvswitch(catalog):
+    """NCCL 0.12 GiB (128,849,019 B) where ranks talk; 1.85 GiB in all (1,986,422,374 B) for a TP group on
+    NVSwitch of NVLink 4 or later. A pipeline's sends register no NVLink SHARP buffers."""
+    h100, pcie, a100 = catalog.gpu("h100"), catalog.gpu("h100-pcie"), catalog.gpu("a100-80gb-sxm")
+    assert comm_buffers(Replica(h100, tp=1))[0] == 0
+    assert comm_buffers(Replica(h100, tp=2))[0] == round(1.85 * GIB) == 1_986_422_374
+    assert comm_buffers(Replica(h100, pp=2))[0] == comm_buffers(Replica(pcie, tp=2))[0] == 128_849_019
+    assert comm_buffers(Replica(a100, tp=8))[0] == 128_849_019  # NVSwitch of Ampere's generation: no NVLS
+
+
+@pytest.mark.parametrize("seqs, tokens, sizes", [
+    (1_024, 8_192, (51, 51)),  # up to 512: 1, 2, 4 + 8..248 by 8 (31) + 256..512 by 16 (17) = 51 each
+    (256, 2_048, (51, 35)),  # full graphs up to 256: 3 + 31 + 1
+    (48, 8_192, (15, 9)),  # piecewise up to 96: 3 + 12; full up to 48: 3 + 6
+    (1_024, 64, (11, 11)),  # no graph larger than a step: 3 + 8
+])
+def test_cuda_graph_capture_sizes(seqs, tokens, sizes):
+    assert engine("vllm").cuda_graph_sizes(BatchLimits(tokens, seqs)) == sizes  # type: ignore[attr-defined]
+
+
+def test_cuda_graphs_join_the_budget_from_0_20(catalog):
+    model, h100 = catalog.model("llama3-8b"), catalog.gpu("h100")
+    before = memory_budget(model, h100, BudgetInputs(engine="vllm==0.19"))
+    after = memory_budget(model, h100, BudgetInputs(engine="vllm==0.20"))
+    assert after.overhead_bytes - before.overhead_bytes == 102 * 5 * 2**20  # 51 + 51 sizes x 5 MiB
+
+
+# --- pipeline stages -------------------------------------------------------------------------------------
+
+def test_the_pipeline_split_is_vllms():
+    """get_pp_indices: floor(L / PP) a stage, the remainder one each from the second-last stage back."""
+    assert pp_layers(32, 7) == [4, 4, 5, 5, 5, 5, 4]
+    assert pp_layers(80, 3) == [27, 27, 26]
+    assert pp_layers(61, 4) == [15, 15, 16, 15]
+    assert pp_layers(32, 2) == [16, 16]
+
+
+def test_each_stage_sizes_its_own_pool_and_the_smallest_binds(catalog):
+    """Llama-3-8B at PP 2 on an H100: 16 layers each; the first also holds the embedding and the second
+    the LM head (128,256 x 4,096 x 2 B = 1,050,673,152 B each), every GPU the RoPE table (2,097,152 B);
+    the 32 layers share 16,060,522,496 - 2 x 1,050,673,152 = 13,959,176,192 B: 436,224,256 B a layer.
+    The last stage samples (1,380,450,304 B), the first runs the forward pass only (8,192 tokens:
+    3 x 8,192 x (4,096 + 14,336) x 2 = 905,969,664 B): the last stage binds."""
+    b = memory_budget(catalog.model("llama3-8b"), catalog.gpu("h100"), BudgetInputs(pp=2))
+    stage = 16 * 436_224_256 + 1_050_673_152 + 2_097_152
+    assert b.weights_bytes == stage == 8_032_358_400 and b.activation_bytes == 1_380_450_304
+    # overhead: non-torch 268,435,456 + NCCL 128,849,019 + CUDA graphs 534,773,760 = 932,058,235
+    assert b.kv_pool_bytes == 78_216_094_023 - (stage + 1_380_450_304 + 932_058_235) == 67_871_227_084
+
+
+# --- SGLang ----------------------------------------------------------------------------------------------
+
+def test_sglang_takes_its_fraction_of_the_memory_free_before_loading(catalog):
+    """SGLang's docs log (0.4.1, H100, Llama-3.1-8B): 'avail mem=78.81 GB' before loading, 63.72 after;
+    K and V 27.13 GB each. (63.72) - 78.81 x (1 - 0.88) = 54.2628 GB = 27.13 x 2."""
+    assert round(63.72 - 78.81 * (1 - 0.88), 2) == round(27.13 * 2, 2)
+    b = memory_budget(catalog.model("llama3.1-8b"), catalog.gpu("h100"), BudgetInputs(engine="sglang==0.4.1"))
+    # 0.88 x (85,017,493,504 - 554,696,704 CUDA context) - weights (16,060,522,496 + RoPE none in SGLang)
+    assert b.util == 0.88 and b.kv_pool_bytes == int(0.88 * (85_017_493_504 - 554_696_704)) - 16_060_522_496
+    assert abs(b.token_capacity / 444_500 - 1) < 0.001  # the log's #tokens
