@@ -155,6 +155,38 @@ def test_cuda_graphs_join_the_budget_from_0_20(catalog):
     assert after.overhead_bytes - before.overhead_bytes == 102 * 5 * 2**20  # 51 + 51 sizes x 5 MiB
 
 
+# --- pages ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec, gpu, block", [
+    ("vllm==0.10", "h100", 64), ("vllm==0.10", "b200", 128), ("vllm==0.10", "a100", 16),  # FlashMLA, CUTLASS MLA
+    ("vllm==0.19", "h100", 16), ("vllm==0.19", "b200", 32), ("vllm", "rtx-5090", 16),  # preferred sizes (0.18 on)
+    ("vllm==0.6", "h100", 16),
+])
+def test_mla_pages_follow_the_kernel_vllm_picks(catalog, spec, gpu, block):
+    b = memory_budget(catalog.model("deepseek-v3"), catalog.gpu(gpu), BudgetInputs(engine=spec, tp=8))
+    assert b.block_size == block
+    dense = memory_budget(catalog.model("llama3-8b"), catalog.gpu(gpu), BudgetInputs(engine=spec))
+    assert dense.block_size == 16
+
+
+def test_the_group_size_ratio_from_0_12():
+    """Layer kinds of 10 and 12 layers (12 < 1.25 x 10): to 0.11 groups of 10, 1 + 2 groups and 8 padding
+    layers; from 0.12 groups of 12, 1 + 1 groups and 2 padding layers."""
+    from kvplan.calc.kv import resolve_kv_format
+    from kvplan.calc.kvgroups import kv_groups
+
+    model = make_model(layers=[{"kind": "full", "count": 10, "num_kv_heads": 8, "head_dim": 128},
+                               {"kind": "sliding", "count": 12, "num_kv_heads": 8, "head_dim": 128, "window": 4096}])
+    fmt = resolve_kv_format(model, "auto")
+    old, new = kv_groups(model, fmt, newer_rule=False), kv_groups(model, fmt)
+    assert old is not None and (old.group_size, old.groups, old.padding_layers) == (10, 3, 8)
+    assert new is not None and (new.group_size, new.groups, new.padding_layers) == (12, 2, 2)
+    page = 16 * 2 * 8 * 128 * 2  # one layer's page
+    for spec, padding in (("vllm==0.11", 8), ("vllm==0.12", 2)):
+        b = memory_budget(model, None, BudgetInputs(engine=spec, gpu_mem_bytes=80 * GIB))
+        assert b.padding_layers == padding and b.num_blocks == b.kv_pool_bytes // ((22 + padding) * page)
+
+
 # --- pipeline stages -------------------------------------------------------------------------------------
 
 def test_the_pipeline_split_is_vllms():

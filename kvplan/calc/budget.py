@@ -106,7 +106,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     if inputs.pp > model.num_layers:
         raise InputError(f"{{pp}} {inputs.pp} is more stages than {model.name}'s {model.num_layers} layers; "
                          f"give {{pp}} {model.num_layers} or fewer", "pp")
-    block = engine.block_size if inputs.block_size is None else inputs.block_size  # 0 is an error, not 'default'
+    block = engine.default_block_size(model, gpu) if inputs.block_size is None else inputs.block_size  # 0: an error
     check_size_inputs(model, 1, 1, inputs.tp, block)
     dtype, dtype_source = served_dtype(model, gpu, inputs)
     fmt = kv_format(dtype) if inputs.kv_dtype == "auto" else resolve_kv_format(model, inputs.kv_dtype)
@@ -127,12 +127,13 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     layers = layers_kv(model, 1, fmt, inputs.tp, block, inputs.pp)
     page = sum(layer.count * layer.page_bytes_per_layer for layer in layers if not layer.state_bytes_per_layer)
     per_token = sum(layer.bytes_per_token for layer in layers)
-    groups = kv_groups(model, fmt, inputs.tp, block, inputs.pp) if engine.kv_groups else None
+    groups = kv_groups(model, fmt, inputs.tp, block, inputs.pp, engine.kv_group_ratio) if engine.kv_groups else None
     padding = groups.padding_layers * groups.page_bytes_per_layer if groups else 0  # pages that hold nothing
     blocks = max(pool, 0) // (page + padding) if page else 0
     tokens = blocks * block if page else 0
     if groups and engine.tokens_rule == "concurrency":
         tokens = tokens_for_kv_bytes(model, max(pool, 0), fmt, tp=inputs.tp, block_size=block, pp=inputs.pp,
+                                     newer_rule=engine.kv_group_ratio,
                                      max_model_len=max_model_len, max_num_batched_tokens=limits.max_num_batched_tokens,
                                      per_concurrency=True) or tokens
     terms = {"total": total, "weights": weights, "activation": activation, "overhead": overhead}

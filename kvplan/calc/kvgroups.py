@@ -54,11 +54,11 @@ def kv_groups(model: ModelSpec, fmt: KvFormat, tp: int = 1, block_size: int = 16
 
 def tokens_for_kv_bytes(model: ModelSpec, kv_bytes: int, fmt: KvFormat, *, tp: int = 1, block_size: int = 16,
                         pp: int = 1, max_model_len: int | None = None, max_num_batched_tokens: int = 8192,
-                        per_concurrency: bool = False) -> int | None:
+                        per_concurrency: bool = False, newer_rule: bool = True) -> int | None:
     """The 'GPU KV cache size: N tokens' vLLM logs for `kv_bytes` of KV memory on one GPU (None where
     kv_groups does not lay the model out). per_concurrency: the 0.21-and-later count, max
     concurrency x max_model_len."""
-    layout = kv_groups(model, fmt, tp, block_size, pp)
+    layout = kv_groups(model, fmt, tp, block_size, pp, newer_rule)
     if layout is None:
         return None
     num_blocks = kv_bytes // (layout.page_bytes_per_layer * layout.group_size)

@@ -147,6 +147,7 @@ class Engine:
     # max_model_len the pool holds, times max_model_len). kv_groups: vLLM V1's layout of a hybrid
     # model's layers into groups of one page size, padding layers included (calc/kvgroups.py).
     tokens_rule: str = "blocks"
+    kv_group_ratio: bool = False  # vLLM 0.12 on: see calc/kvgroups.py
     pipeline_stages: bool = True  # each pipeline stage sizes its own pool; the engine keeps the smallest
     kv_groups: bool = False
     base_overhead_bytes = RUNTIME_OVERHEAD_BYTES
@@ -163,6 +164,10 @@ class Engine:
         pad = lambda v: v + (0,) * (width - len(v))  # noqa: E731
         above = pad(version) >= pad(self.first)
         return above and (self.last is None or pad(version[: len(self.last)]) <= pad(self.last))
+
+    def default_block_size(self, model: ModelSpec, gpu: GpuSpec | None) -> int:
+        """Tokens per KV page when none is given: the engine's, unless its attention kernel needs another."""
+        return self.block_size
 
     def total_memory(self, gpu: GpuSpec) -> Term:
         total, basis = gpu.cuda_memory()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from kvplan.specs.engines.base import (
     BatchLimits, CommandLine, Engine, Replica, Term, comm_buffers, forward_pass, half_from_fp32,
 )
+from kvplan.specs.engines.loading import mxfp4_padding, rotary_dim
 from kvplan.units import DTYPE_BYTES, GIB, MIB
 
 if TYPE_CHECKING:
@@ -75,7 +76,8 @@ class Vllm(Engine):
     encodes: tuple[str, ...] = ("vllm/v1/worker/gpu_worker.py Worker.determine_available_memory",
                                 "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory",
                                 "vllm/engine/arg_utils.py (batch defaults by GPU)")
-    changes = "the sampler's top-k/top-p runs as a Triton kernel, in place (14 B a logit at its peak, 38 before)"
+    changes = ("the sampler's top-k/top-p runs as a Triton kernel, in place (14 B a logit at its peak, 38 before); "
+               "MLA pages by the backend's preferred size: 16 on Hopper, 32 on Blackwell")
     util, util_name = 0.90, "gpu_memory_utilization"
     util_meaning = "of the device's total memory, for everything vLLM allocates"
     block_size = 16
@@ -102,6 +104,21 @@ class Vllm(Engine):
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         return int(total * util) - (weights + activation + overhead)
+
+    # MLA (DeepSeek's latent attention) pages, by the kernel vLLM picks: 0.8 to 0.17 force FlashMLA's 64
+    # on Hopper and CUTLASS MLA's 128 on Blackwell (compute capability 10.x) (platforms/cuda.py
+    # check_and_update_config); from 0.18 the first backend of the priority list takes its preferred size:
+    # FlashAttention MLA (multiples of 16) on Hopper, FlashInfer MLA (32 or 64) on Blackwell: 32
+    mla_blocks: dict[str, int] = {"Hopper": 16, "Blackwell": 32}
+    kv_group_ratio = True  # 0.12 on: groups as large as the largest kind when it is under 1.25 x the smallest
+
+    def default_block_size(self, model: ModelSpec, gpu: GpuSpec | None) -> int:
+        if gpu is None or not any(group.kind == "mla" for group in model.layers):
+            return self.block_size
+        arch = gpu.architecture
+        if arch.startswith("Blackwell"):  # compute capability 10.x; the RTX cards (12.x) run neither kernel
+            arch = "Blackwell (RTX)" if gpu.name.startswith("rtx") else "Blackwell"
+        return self.mla_blocks.get(arch, self.block_size)
 
     def sampler(self, replica: Replica) -> tuple[int, str]:
         """(bytes per row x vocabulary entry, which path) of the dummy sampler run on this GPU."""
@@ -205,41 +222,6 @@ class Vllm(Engine):
         return checkpoint, f"the checkpoint's {model.dtype}"
 
 
-def rotary_dim(model: ModelSpec) -> int:
-    """The rotary dimension of the model's attention (MLA: qk_rope_head_dim), 0 when it has none."""
-    for group in model.layers:
-        dim = getattr(group, "qk_rope_head_dim", None) or getattr(group, "head_dim", None)
-        if dim:
-            return int(dim)
-    return 0
-
-
-def mxfp4_padding(model: ModelSpec, replica: Replica) -> tuple[int, str] | None:
-    """(bytes, what) MXFP4 experts gain by padding (quantization/mxfp4.py, 0.10.1 on): the MoE Marlin
-    kernel of Ampere and Ada pads each rank's expert width to 128 and the hidden size to 256; Hopper's
-    Triton kernels the width to 64; Blackwell's FlashInfer kernels both to 256. An element is 4 bits
-    plus a one-byte scale per 32."""
-    moe, gpu = model.moe, replica.gpu
-    # gpt-oss ships its experts alone in MXFP4 (its spec counts the mixed checkpoint's bytes)
-    experts_mxfp4 = model.quantization == "mxfp4" or model.family == "gpt-oss"
-    if not experts_mxfp4 or moe is None or gpu is None or gpu.vendor != "nvidia":
-        return None
-    up = lambda n, m: -(-n // m) * m  # noqa: E731
-    inter, hidden = -(-(moe.expert_intermediate_size or model.intermediate_size) // replica.tp), model.hidden_size
-    if gpu.architecture.startswith("Blackwell"):
-        padded, width = (up(inter, 256), up(hidden, 256)), "FlashInfer"
-    elif gpu.architecture == "Hopper":
-        padded, width = (up(inter, 64), hidden), "Triton"
-    else:
-        padded, width = (up(inter, 128), up(hidden, 256)), "Marlin"
-    elements = lambda i, h: 3 * i * h  # noqa: E731  w13 (2 x i x h) and w2 (h x i)
-    per_layer = moe.num_experts * (elements(*padded) - elements(inter, hidden))
-    layers = -(-model.num_layers // replica.pp)
-    extra = layers * per_layer * 17 // 32  # 0.5 B + 1/32 B a weight
-    return (extra, f"MXFP4 experts padded for {width} ({inter:,} x {hidden:,} -> {padded[0]:,} x {padded[1]:,})"
-            ) if extra else None
-
-
 class VllmV0(Vllm):
     """vLLM's V0 engine, the default to 0.7: the profile run and the block count of the old worker."""
 
@@ -258,6 +240,7 @@ class VllmV0(Vllm):
     base_overhead_bytes = V0_NON_TORCH_BYTES
     kv_groups = False
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
+    mla_blocks: dict[str, int] = {}  # FlashMLA came with 0.7.3, after most of the releases this preset holds
 
     def batch_limits(self, gpu: GpuSpec | None, total_bytes: int, max_model_len: int = 0,
                      chunked_prefill: bool | None = None) -> BatchLimits:
@@ -299,8 +282,11 @@ class Vllm08(Vllm):
                                 "vllm/v1/sample/ops/topk_topp_sampler.py (FlashInfer where installed)",
                                 "vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory", "vllm/config.py")
     changes = ("V1 becomes the default engine: the V1 budget and start-up check; the dummy sampler's PyTorch "
-               "sort (38 B a logit; FlashInfer's, 10 B, where installed: --sampler flashinfer)")
+               "sort (38 B a logit; FlashInfer's, 10 B, where installed: --sampler flashinfer); MLA pages of 64 "
+               "tokens on Hopper (FlashMLA), 128 on Blackwell (CUTLASS MLA)")
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
+    mla_blocks = {"Hopper": 64, "Blackwell": 128}
+    kv_group_ratio = False
 
 
 class Vllm11(Vllm):
@@ -313,6 +299,8 @@ class Vllm11(Vllm):
                                 "vllm/v1/sample/ops/topk_topp_sampler.py", "vllm/v1/core/kv_cache_utils.py")
     changes = "the config package (vllm/config/); the sampler as 0.8's"
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
+    mla_blocks = {"Hopper": 64, "Blackwell": 128}
+    kv_group_ratio = False
 
 
 class Vllm12(Vllm):
@@ -325,6 +313,7 @@ class Vllm12(Vllm):
                                 "vllm/v1/worker/gpu_worker.py", "vllm/v1/core/kv_cache_utils.py")
     changes = "FlashInfer's sampler becomes opt-in (VLLM_USE_FLASHINFER_SAMPLER=1) even where installed"
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
+    mla_blocks = {"Hopper": 64, "Blackwell": 128}
 
 
 class Vllm20(Vllm):
