@@ -221,3 +221,17 @@ def test_a_check_file_takes_a_release(capsys, tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("scenarios:\n  - {name: new, model: llama3-8b, gpu: h100, engine: 'vllm==0.26', ctx: 4096}\n")
     assert main(["check", str(path)]) == 0
+
+
+def test_batch_compares_releases_side_by_side(capsys):
+    """Llama-3-8B on an H100 (test_releases_change_the_budget_as_their_defaults_do): the 0.19 pool
+    58,278,902,169 B against 0.26's 59,969,814,855 B, +2.9%; one row each, in 80 columns."""
+    assert main(["batch", "llama3-8b", "--gpu", "h100", "--engine", "vllm==0.19,vllm==0.26", "--json"]) == 0
+    pools = [r["budget"]["kv_pool_bytes"] for r in json.loads(capsys.readouterr().out)]
+    assert pools == [58_278_902_169, 59_969_814_855]
+    assert main(["batch", "llama3-8b", "--gpu", "h100", "--engine", "vllm==0.19,vllm==0.26"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.lstrip().startswith("vllm==")]
+    assert [row[0] for row in rows] == ["vllm==0.19", "vllm==0.21"] and rows[1][5] == "+2.9%"
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert main(["batch", "--gpu", "h100", "--engine", "vllm,sglang"]) == 2  # comparing needs a model

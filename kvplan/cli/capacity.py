@@ -13,6 +13,7 @@ from kvplan.cli.app import (
     WeightsGibOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option,
 )
 from kvplan import bounds
+from kvplan.errors import InputError
 
 
 @app.command()
@@ -46,16 +47,26 @@ def batch(
     """How many concurrent requests fit on one GPU (or a TP/PP replica), under each allocation strategy.
 
     Example: kvplan batch llama3-8b --gpu h100 --in 1024 --out 1024
+    (--engine vllm==0.19,vllm==0.26 compares releases side by side)
     """
     from kvplan.calc.capacity import Workload, batch_capacity, overview_result
     from kvplan.render.base import print_json
-    from kvplan.render.capacity import render_batch, render_overview
+    from kvplan.render.capacity import render_batch, render_overview, render_releases
 
     workload = Workload(ctx, 0, max_len) if ctx else Workload(in_tokens, out_tokens, max_len)
-    inputs = budget_inputs(engine, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
+    engines = bounds.names(engine, "engine")
+    per_engine = [budget_inputs(name, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
                            activation_gib, overhead_gib, block_size, max_num_seqs, allow_long, max_len=max_len,
-                           max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, sampler=sampler)
+                           max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill,
+                           sampler=sampler) for name in engines]
+    inputs = per_engine[0]
     cat = catalog(specs)
+    if len(per_engine) > 1:  # releases side by side: what an upgrade does to capacity before it ships
+        if model is None:
+            raise InputError("comparing engines needs a model; name one, or give one --engine")
+        results = [batch_capacity(cat.model(model), cat.gpu(gpu), workload, one) for one in per_engine]
+        print_json(console, results) if json else render_releases(console, results)
+        return
     if model is None:
         every = overview_result(sorted(cat.models.specs.values(), key=lambda m: m.name), cat.gpu(gpu), workload, inputs)
         print_json(console, list(every.rows)) if json else render_overview(console, every)

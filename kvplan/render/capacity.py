@@ -152,6 +152,27 @@ def render_batch(console: Console, r: BatchResult, explain: bool = False) -> Non
     footer(console, b.explain if explain else (), r.model_origin)
 
 
+def render_releases(console: Console, results: list[BatchResult]) -> None:
+    """`kvplan batch --engine A,B`: one row per engine or release, what an upgrade does before it ships."""
+    first = results[0]
+    title = (f"{first.model} on {first.budget.gpu} · TP {first.budget.tp} · PP {first.budget.pp} · "
+             f"{first.in_tokens:,} in / {first.out_tokens:,} out (GiB)")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("Engine", "Weights", "Act.", "Other", "KV pool", "Change", "Tokens", "Fit"):
+        table.add_column(name, justify="left" if name == "Engine" else "right", no_wrap=True)
+    base = first.budget.usable_pool_bytes
+    for r in results:
+        b, paged = r.budget, r.strategies[-1]
+        change = "" if r is first or not base else f"{100 * (b.usable_pool_bytes / base - 1):+.1f}%"
+        table.add_row(b.engine, f"{b.weights_bytes / GIB:.2f}", f"{b.activation_bytes / GIB:.2f}",
+                      f"{b.overhead_bytes / GIB:.2f}", f"{b.kv_pool_bytes / GIB:.2f}", change, f"{b.token_capacity:,}",
+                      f"{paged.concurrency_avg:,}" if r.start.starts else "no start")
+    console.print(table)
+    console.print(wrap_prose("Other: non-torch memory, NCCL, CUDA graphs. Fit: paged requests at the average "
+                             "length. Each release's rules and memory fraction: `kvplan engines`; "
+                             f"one in full: {flag('engine')} NAME==VERSION --explain.", console.width), markup=False)
+
+
 def render_overview(console: Console, r: Overview) -> None:
     title = (f"Every model on {r.gpu} ({r.engine}, KV {r.kv_dtype}): {r.in_tokens:,} in / "
              f"{r.out_tokens:,} out, at the smallest TP that serves one request")
