@@ -370,7 +370,8 @@ def test_plan_serves_the_load(catalog, n, ctx):
 BUDGET_KEYS = {
     "engine", "engine_release", "engine_formula", "engine_source", "model", "gpu", "tp", "pp", "dtype", "dtype_source", "dtype_cast",
     "kv_dtype", "block_size", "util",
-    "max_num_batched_tokens", "max_num_seqs", "chunked_prefill", "max_model_len", "padding_layers", "weights_dtype", "allow_long_max_len", "start_refusal",
+    "max_num_batched_tokens", "max_num_seqs", "chunked_prefill", "max_model_len", "padding_layers", "weights_dtype",
+    "default_batched_tokens", "default_chunked_prefill", "sampler", "allow_long_max_len", "start_refusal",
     "util_name", "util_source", "total_bytes", "total_source", "weights_bytes", "weights_source",
     "activation_bytes", "activation_source", "overhead_bytes", "overhead_source", "kv_pool_bytes",
     "weights_fit", "page_bytes", "kv_bytes_per_token", "num_blocks", "token_capacity", "explain"}

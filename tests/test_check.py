@@ -100,8 +100,8 @@ def test_vllm_command_line():
                                  "--gpu-memory-utilization 0.9 --kv-cache-dtype fp8_e4m3 --max-num-seqs 256 "
                                  "--enable-chunked-prefill --swap-space 4 --quantization awq")
     assert fields == {"model": "meta-llama/Llama-3.1-70B", "tp": 4, "max_model_len": 32768, "util": 0.9,
-                      "kv_dtype": "fp8", "max_num_seqs": 256, "weights_dtype": "int4"}
-    assert ignored == ["--enable-chunked-prefill", "--swap-space"]
+                      "kv_dtype": "fp8", "max_num_seqs": 256, "weights_dtype": "int4", "chunked_prefill": True}
+    assert ignored == ["--swap-space"]  # --enable-chunked-prefill is read now: it moves the profile batch
 
 
 @pytest.mark.parametrize("content, message", [

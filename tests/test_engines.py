@@ -235,3 +235,27 @@ def test_batch_compares_releases_side_by_side(capsys):
     assert [row[0] for row in rows] == ["vllm==0.19", "vllm==0.21"] and rows[1][5] == "+2.9%"
     assert max(len(line) for line in out.splitlines()) <= 80
     assert main(["batch", "--gpu", "h100", "--engine", "vllm,sglang"]) == 2  # comparing needs a model
+
+
+def test_the_scheduler_settings_travel_in_the_command_line(capsys, tmp_path):
+    """fit writes what it planned with (only where it differs from the engine's default), and check
+    reads it back to the same budget: no chunked prefill, 16,384 batched tokens, the PyTorch sampler."""
+    argv = ["fit", "llama3-8b", "--gpu", "h100", "--ctx", "8192", "--no-enable-chunked-prefill", "--max-num-batched-tokens", "16384",
+            "--sampler", "pytorch", "--json"]
+    assert main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    command = r["command"]
+    assert command.startswith("VLLM_USE_FLASHINFER_SAMPLER=0 vllm serve ")
+    assert "--max-num-batched-tokens 16384" in command and command.endswith("--no-enable-chunked-prefill")
+    from kvplan.specs.engines.registry import engine as entry
+
+    fields, ignored = entry("vllm").read_command(command)
+    assert (fields["chunked_prefill"], fields["max_num_batched_tokens"], fields["sampler"]) == (False, 16_384, "pytorch")
+    assert ignored == []
+    path = tmp_path / "c.yaml"
+    path.write_text(f"scenarios:\n  - name: back\n    gpu: h100\n    vllm: '{command}'\n"
+                    "    expect: {no_preemption: true}\n")
+    assert main(["check", str(path), "--json"]) == 0
+    capsys.readouterr()
+    plain = main(["fit", "llama3-8b", "--gpu", "h100", "--json"]) == 0 and json.loads(capsys.readouterr().out)
+    assert "--max-num-batched-tokens" not in plain["command"] and "chunked" not in plain["command"]

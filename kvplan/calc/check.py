@@ -51,7 +51,7 @@ def _inputs(s: Scenario) -> BudgetInputs:
     return BudgetInputs(engine=s.engine, tp=s.tp, pp=s.pp, kv_dtype=s.kv_dtype, weights_dtype=s.weights_dtype,
                         util=s.util, block_size=s.block_size, max_num_batched_tokens=s.max_num_batched_tokens,
                         max_num_seqs=s.max_num_seqs, allow_long_max_len=s.allow_long_max_len,
-                        max_model_len=s.max_model_len, sampler=s.sampler)
+                        max_model_len=s.max_model_len, sampler=s.sampler, chunked_prefill=s.chunked_prefill)
 
 
 def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:

@@ -37,13 +37,18 @@ def deployment_settings(model: ModelSpec, gpu: GpuSpec | None, budget: MemoryBud
     checkpoint = model.quantization or model.dtype  # what the weights are stored as
     asked = budget.weights_dtype
     cast = asked if asked not in ("auto", checkpoint) and (asked == "fp8" or asked not in DTYPE_BYTES) else None
-    switch = (engine.long_context_switch,) if budget.allow_long_max_len and max_len > model.max_context else ()
+    long = (engine.long_context_switch,) if budget.allow_long_max_len and max_len > model.max_context else ()
+    switch: tuple[str, ...] = long + engine.sampler_environment(budget.sampler)
     return Deploy(model=model.served or model.hf_repo or model.name, revision=model.revision, environment=switch,
                   tp=budget.tp,
                   pp=budget.pp, max_len=max_len, util=budget.util,
                   kv_dtype=budget.kv_dtype if budget.kv_dtype != budget.dtype else "auto", max_num_seqs=max_num_seqs,
                   dtype=budget.dtype if budget.dtype != auto else None,
-                  quantization=cast)
+                  quantization=cast,
+                  max_num_batched_tokens=budget.max_num_batched_tokens
+                  if budget.max_num_batched_tokens != budget.default_batched_tokens else None,
+                  chunked_prefill=budget.chunked_prefill if budget.chunked_prefill != budget.default_chunked_prefill
+                  else None)
 
 
 def engine_command(model: ModelSpec, gpu: GpuSpec | None, budget: MemoryBudget, max_len: int,

@@ -26,6 +26,9 @@ class MemoryBudget(Result):
     max_num_batched_tokens: int  # the scheduler's caps the budget was computed for (given, or the engine's)
     max_num_seqs: int
     chunked_prefill: bool = True  # prompts longer than max_num_batched_tokens are split into chunks
+    default_batched_tokens: int = 0  # the engine's own max_num_batched_tokens default here (what a command omits)
+    default_chunked_prefill: bool = True  # and its chunked prefill default
+    sampler: str | None = None  # the top-k/top-p sampler asked for ("flashinfer", "pytorch"); None: the release's
     max_model_len: int = 0  # the max_model_len the profile and the token count assumed
     padding_layers: int = 0  # layers vLLM adds to fill its KV cache groups: memory that holds no token
     allow_long_max_len: bool  # a max_model_len past the model's context is let start (the engine's switch)

@@ -108,6 +108,7 @@ class Scenario(Strict):
     max_num_batched_tokens: Tokens | None = None
     # vLLM's top-k/top-p sampler (VLLM_USE_FLASHINFER_SAMPLER): its profile peak; None: the release's default
     sampler: Literal["flashinfer", "pytorch"] | None = None
+    chunked_prefill: bool | None = None  # None: the engine's default (vLLM V1: on)
     allow_long_max_len: bool = False  # the engine's long-context switch is set (VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)  # the engine's chunk: its activation peak grows with it
     cpu_offload_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)  # vLLM --cpu-offload-gb: weights kept on the host
     workload: str = "chat"  # for min_paged_utilization

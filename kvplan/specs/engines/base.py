@@ -216,6 +216,10 @@ class Engine:
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         raise NotImplementedError
 
+    def sampler_environment(self, asked: str | None) -> tuple[str, ...]:
+        """The environment setting that makes the engine run the sampler asked for (none by default)."""
+        return ()
+
     def write_command(self, deploy: Deploy) -> str:
         """The command that starts this engine with `deploy` ("" when the engine has none)."""
         return self.command.write(deploy) if self.command else ""
@@ -262,6 +266,8 @@ class Deploy:
     environment: tuple[str, ...] = ()  # VAR=value settings the command needs before it
     dtype: str | None = None  # the weights' dtype, only where the engine's auto would choose another
     quantization: str | None = None  # a format the engine casts the weights to at load, only then
+    max_num_batched_tokens: int | None = None  # only where it differs from the engine's default
+    chunked_prefill: bool | None = None  # only where it differs from the engine's default
 
 
 def _kv_dtype(value: str) -> str:
@@ -296,6 +302,8 @@ class CommandLine:
     kv_dtypes: dict[str, str] = field(default_factory=dict)  # kvplan's KV dtype -> the engine's value
     dtypes: dict[str, str] = field(default_factory=dict)  # kvplan's weights dtype -> the engine's --dtype value
     quantizations: dict[str, str] = field(default_factory=dict)  # formats it can cast to at load -> its value
+    # Flags that take no value: setting -> {value: flag}, e.g. chunked_prefill -> {False: --no-enable-...}
+    switches: dict[str, dict[bool, str]] = field(default_factory=dict)
     program_words: tuple[str, ...] = ()  # first words that mean "this engine" even when unparseable
     usage: str = ""  # how to write it, for the message when a line names the engine but no server
 
@@ -305,11 +313,15 @@ class CommandLine:
         values = {"revision": d.revision, "tp": d.tp, "pp": d.pp if d.pp > 1 else None, "max_model_len": d.max_len,
                   "util": f"{d.util:g}", "kv_dtype": self.kv_dtypes.get(d.kv_dtype), "max_num_seqs": d.max_num_seqs,
                   "weights_dtype": self.dtypes.get(d.dtype or ""),
-                  "quantization": self.quantizations.get(d.quantization or "")}
+                  "quantization": self.quantizations.get(d.quantization or ""),
+                  "max_num_batched_tokens": d.max_num_batched_tokens}
         words = [*d.environment, self.program, *([self.model_flag] if self.model_flag else []), d.model]
         for setting, flag in self.flags.items():
             if values.get(setting) is not None:
                 words.append(f"{flag} {values[setting]}")
+        switched = {"chunked_prefill": d.chunked_prefill}
+        words += [self.switches[name][value] for name, value in switched.items()
+                  if value is not None and name in self.switches]
         return " ".join(words)
 
     def read(self, command: str, engine: str, display: str) -> tuple[dict, list[str]]:
@@ -317,6 +329,7 @@ class CommandLine:
         `engine` and `display` name the engine in messages."""
         environment, words = self._words(command, engine, display)
         by_flag = {flag: setting for setting, flag in self.flags.items()} | self.also_read
+        by_switch = {flag: (setting, value) for setting, flags in self.switches.items() for value, flag in flags.items()}
         if self.model_flag:
             by_flag[self.model_flag] = "model"
         fields: dict = {}
@@ -327,6 +340,9 @@ class CommandLine:
             flag, has_inline, inline = word.partition("=")
             if not word.startswith("-"):
                 fields.setdefault("model", word)
+            elif word in by_switch:
+                setting, switch_value = by_switch[word]
+                fields[setting] = switch_value
             elif flag in by_flag:
                 value = inline if has_inline else (words[i + 1] if i + 1 < len(words) else "")
                 i += 0 if has_inline else 1

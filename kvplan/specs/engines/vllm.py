@@ -61,6 +61,7 @@ COMMAND = CommandLine(
     kv_dtypes={"fp8": "fp8"},
     dtypes={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"},
     quantizations={"fp8": "fp8", "nf4": "bitsandbytes"},  # online fp8; bitsandbytes in-flight 4-bit
+    switches={"chunked_prefill": {True: "--enable-chunked-prefill", False: "--no-enable-chunked-prefill"}},
     program_words=("vllm", "python", "python3"),
     usage="`vllm serve MODEL ...` or `python -m vllm.entrypoints.openai.api_server --model MODEL ...`",
 )
@@ -100,6 +101,7 @@ class Vllm(Engine):
     # for (0.12-0.20): `sampler` (--sampler, VLLM_USE_FLASHINFER_SAMPLER) says which a deployment has
     sampler_bytes = TRITON_SAMPLER_BYTES
     flashinfer_sampler = False
+    flashinfer_where_installed = False  # 0.8-0.11: FlashInfer's sampler runs wherever it is installed
     cuda_graphs_counted = False  # the profiled CUDA graph estimate is subtracted (0.20 on)
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
@@ -128,6 +130,15 @@ class Vllm(Engine):
         per, path = ((FLASHINFER_SAMPLER_BYTES, "FlashInfer top-k/top-p") if flashinfer and cuda
                      else (self.sampler_bytes, native))
         return (2 * per, path + ", fp32 model") if replica.dtype == "fp32" else (per, path)
+
+    def sampler_environment(self, asked: str | None) -> tuple[str, ...]:
+        """VLLM_USE_FLASHINFER_SAMPLER where the sampler asked for is not the release's default: 1 turns
+        FlashInfer's on (0.12-0.20, where it is installed), 0 turns it off."""
+        if asked is None or (asked == "flashinfer") == self.flashinfer_sampler:
+            return ()
+        if asked == "flashinfer" and self.flashinfer_where_installed:
+            return ()  # 0.8-0.11 run it wherever it is installed: nothing to set
+        return (f"VLLM_USE_FLASHINFER_SAMPLER={1 if asked == 'flashinfer' else 0}",)
 
     def activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
         """The profile run's peak (gpu_model_runner.py profile_run): a forward pass of
@@ -287,6 +298,7 @@ class Vllm08(Vllm):
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
     mla_blocks = {"Hopper": 64, "Blackwell": 128}
     kv_group_ratio = False
+    flashinfer_where_installed = True
 
 
 class Vllm11(Vllm):
@@ -301,6 +313,7 @@ class Vllm11(Vllm):
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
     mla_blocks = {"Hopper": 64, "Blackwell": 128}
     kv_group_ratio = False
+    flashinfer_where_installed = True
 
 
 class Vllm12(Vllm):
