@@ -220,3 +220,15 @@ def test_sglang_takes_its_fraction_of_the_memory_free_before_loading(catalog):
     # 0.88 x (85,017,493,504 - 554,696,704 CUDA context) - weights (16,060,522,496 + RoPE none in SGLang)
     assert b.util == 0.88 and b.kv_pool_bytes == int(0.88 * (85_017_493_504 - 554_696_704)) - 16_060_522_496
     assert abs(b.token_capacity / 444_500 - 1) < 0.001  # the log's #tokens
+
+
+def test_a_sparse_attention_latent_in_fp8_carries_its_scales_and_a_bf16_rope(catalog):
+    """DeepSeek-V3.2 (DSA) in fp8: 512 latent values + 512 / 128 fp32 scales + 64 RoPE values in bf16 =
+    656 B, and the indexer's 128 + 4 = 132 B: 788 B a layer, 61 layers = 48,068 B a token; in bf16 the
+    latent stays (512 + 64) x 2 = 1,152 B + 132 = 1,284 B. A dense MLA model's fp8 latent is 576 B."""
+    from kvplan.calc.kv import request_bytes, resolve_kv_format
+
+    v32, v3 = catalog.model("deepseek-v3.2-nvfp4"), catalog.model("deepseek-v3")
+    assert request_bytes(v32, 1, resolve_kv_format(v32, "fp8")) == 61 * (512 + 16 + 128 + 132) == 48_068
+    assert request_bytes(v32, 1, resolve_kv_format(v32, "bf16")) == 61 * (1_152 + 132) == 78_324
+    assert request_bytes(v3, 1, resolve_kv_format(v3, "fp8")) == 61 * 576

@@ -115,8 +115,9 @@ def test_dsa_indexer_adds_132_bytes_per_token_and_layer(catalog):
     assert MLALatent(count=1, kv_lora_rank=512, qk_rope_head_dim=64, num_heads=128, qk_nope_head_dim=128,
                      v_head_dim=128, index_head_dim=128).fixed_bytes_per_token() == 132
     assert kv_size(v32, 1).bytes_per_token_per_gpu == 61 * (1_152 + 132) == 78_324
-    # the indexer key is in its own fp8 format, whatever the KV dtype: fp8 KV halves only the latent
-    assert kv_size(v32, 1, kv_dtype="fp8").bytes_per_token_per_gpu == 61 * (576 + 132)
+    # the indexer key is in its own fp8 format, whatever the KV dtype; an fp8 latent carries a scale per
+    # 128 values and keeps its RoPE key in bf16: 512 + 4 x 4 + 64 x 2 = 656 B (vLLM fp8_ds_mla, SGLang's DSA pool)
+    assert kv_size(v32, 1, kv_dtype="fp8").bytes_per_token_per_gpu == 61 * (656 + 132)
     # and, like the latent, whole on every tensor-parallel rank
     assert kv_size(v32, 1, tp=8).bytes_per_token_per_gpu == 61 * (1_152 + 132)
 

@@ -96,8 +96,10 @@ def test_bytes_per_token_split_by_tp_and_the_indexer_in_its_own_format():
     assert LLAMA3_FULL.kv_bytes_per_token(BF16, tp=16) == 2 * 1 * 128 * 2  # beyond 8: one replica a rank
     assert DEEPSEEK_MLA.kv_bytes_per_token(BF16, tp=8) == 1_152  # the latent is not split
     dsa = DEEPSEEK_MLA.model_copy(update={"index_head_dim": 128})
-    # fp8 latent 576 B + indexer 128 fp8 values + one fp32 scale per 128 = 132 B
-    assert dsa.fixed_bytes_per_token() == 132 and dsa.kv_bytes_per_token(FP8) == 576 + 132
+    # fp8 latent with its scales and a bf16 RoPE key, 512 + 4 x 4 + 64 x 2 = 656 B, + indexer 128 fp8 values
+    # + one fp32 scale per 128 = 132 B; a dense MLA layer's fp8 latent is 576 B
+    assert dsa.fixed_bytes_per_token() == 132 and dsa.kv_bytes_per_token(FP8) == 656 + 132
+    assert DEEPSEEK_MLA.kv_bytes_per_token(FP8) == 576
 
 
 # --- at engine start-up: vLLM V1's max_memory_usage_bytes ----------------------------------------------

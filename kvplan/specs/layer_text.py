@@ -69,6 +69,23 @@ def _(group: MlpOnly) -> str:
     return "no cache"
 
 
+# --- bytes_formula: where a kind's bytes a token are not its elements x the KV dtype's width ---------
+
+@singledispatch
+def bytes_formula(group: LayerKind, fmt_name: str) -> str | None:
+    """How the bytes a token come about where a layout departs from elements x width (None: it does not)."""
+    return None
+
+
+@bytes_formula.register(MLALatent)
+def _(group: MLALatent, fmt_name: str) -> str | None:
+    if not (group.index_head_dim and fmt_name == "fp8"):
+        return None
+    scales = -(-group.kv_lora_rank // 128)
+    return (f"latent {group.kv_lora_rank} x 1 B (fp8) + {scales} scales x 4 B + rope {group.qk_rope_head_dim} "
+            f"x 2 B (bf16), the sparse-attention layout")
+
+
 # --- elements_formula: how kv_elements_per_token comes about ------------------------------------------
 
 @singledispatch

@@ -221,6 +221,15 @@ class MLALatent(_EveryToken):
             return 0
         return self.index_head_dim + ceil_div(self.index_head_dim, 128) * 4
 
+    def kv_bytes_per_token(self, kv_format: KvFormat, tp: int = 1) -> int:
+        """In fp8 a sparse-attention (DSA) model stores the latent with one fp32 scale per 128 values
+        and the RoPE key in bf16 (vLLM's fp8_ds_mla, SGLang's DSATokenToKVPool): 512 + 4 x 4 + 64 x 2 =
+        656 B for DeepSeek-V3.2, where a dense MLA model's fp8 latent is 576 B."""
+        if self.index_head_dim and kv_format.name == "fp8":
+            latent = self.kv_lora_rank + ceil_div(self.kv_lora_rank, 128) * 4 + self.qk_rope_head_dim * 2
+            return latent + self.fixed_bytes_per_token(tp)
+        return super().kv_bytes_per_token(kv_format, tp)
+
     def prefill_attention_shape(self, num_attention_heads: int) -> AttentionShape | None:
         """Prefill runs MLA decompressed: QK over nope + rope dims (192) and PV over v (128)."""
         qk = self.qk_nope_head_dim + self.qk_rope_head_dim
