@@ -232,3 +232,15 @@ def test_a_sparse_attention_latent_in_fp8_carries_its_scales_and_a_bf16_rope(cat
     assert request_bytes(v32, 1, resolve_kv_format(v32, "fp8")) == 61 * (512 + 16 + 128 + 132) == 48_068
     assert request_bytes(v32, 1, resolve_kv_format(v32, "bf16")) == 61 * (1_152 + 132) == 78_324
     assert request_bytes(v3, 1, resolve_kv_format(v3, "fp8")) == 61 * 576
+
+
+def test_tensorrt_llm_profiles_max_num_tokens_of_context_requests(catalog):
+    """TensorRT-LLM's PyTorch backend: dummy context requests of max_seq_len - 1 tokens fill max_num_tokens
+    (8,192): Llama-3.1-8B at 131,072 takes one request: the forward pass 3 x 8,192 x (4,096 + 14,336) x 2 B
+    = 905,969,664 B and one row of fp32 logits, 128,256 x 4 B; the pool is 0.9 of what is left."""
+    b = memory_budget(catalog.model("llama3.1-8b"), catalog.gpu("h100"), BudgetInputs(engine="trtllm"))
+    assert b.activation_bytes == 905_969_664 + 128_256 * 4 == 906_482_688
+    assert b.kv_pool_bytes == int(0.9 * (85_017_493_504 - b.weights_bytes - 906_482_688 - b.overhead_bytes))
+    short = memory_budget(catalog.model("llama3.1-8b"), catalog.gpu("h100"),
+                          BudgetInputs(engine="trtllm", max_model_len=2_049))
+    assert short.activation_bytes == 905_969_664 + 4 * 128_256 * 4  # 8,192 / 2,048: four requests

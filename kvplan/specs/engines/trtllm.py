@@ -2,13 +2,24 @@
 
     pool = free_gpu_memory_fraction x (total - weights - activation - overhead)
 
+The PyTorch backend (1.x, tensorrt_llm/_torch/pyexecutor/_util.py KvCacheCreator): a profiling run of
+dummy context requests that fill max_num_tokens (8,192 by default) measures the torch peak and what
+grows outside torch (NCCL, CUDA graphs); available = (total - peak + the temporary KV it allocated)
+x fraction (_cal_max_memory), the fraction 0.9 by default (KvCacheConfig).
+
 Source: tensorrt_llm/llmapi/llm_args.py KvCacheConfig (free_gpu_memory_fraction 0.9,
 tokens_per_block 32); trtllm-serve's options (tensorrt_llm/commands/serve.py).
 """
 
 from __future__ import annotations
 
-from kvplan.specs.engines.base import CommandLine, Engine
+from typing import TYPE_CHECKING
+
+from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine, Replica, Term, forward_pass
+
+if TYPE_CHECKING:
+    from kvplan.specs.gpu import GpuSpec
+    from kvplan.specs.model import ModelSpec
 
 COMMAND = CommandLine(
     program="trtllm-serve",
@@ -43,6 +54,21 @@ class Trtllm(Engine):
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         return int(util * (total - weights - activation - overhead))
+
+    def batch_limits(self, gpu: GpuSpec | None, total_bytes: int, max_model_len: int = 0,
+                     chunked_prefill: bool | None = None) -> BatchLimits:
+        """trtllm-serve's defaults: max_num_tokens 8,192, max_batch_size 2,048 (llmapi BaseLlmArgs)."""
+        return BatchLimits(8192, 2048, chunked_prefill is not False)
+
+    def activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
+        """The profiling run: context requests of max_seq_len - 1 tokens until max_num_tokens are
+        submitted (_create_dummy_context_requests), each producing one row of fp32 logits."""
+        tokens = limits.max_num_batched_tokens
+        rows = -(-tokens // max(1, min(tokens, replica.max_model_len - 1)))
+        forward, formula = forward_pass(model, replica.tp, tokens)
+        logits = rows * model.vocab_size * 4
+        return Term(forward + logits, f"profiling run of {tokens:,} tokens in {rows:,} requests",
+                    formula + f" + {rows:,} x {model.vocab_size:,} x 4 B")
 
 
 TRTLLM = Trtllm()
