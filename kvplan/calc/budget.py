@@ -234,7 +234,7 @@ def _with_extras(weights: Term, extras: list[tuple[int, str]]) -> Term:
     if not extras:
         return weights
     return Term(weights.value + sum(b for b, _ in extras), weights.source + "".join(f" + {w}" for _, w in extras),
-                weights.formula + "".join(f" + {b:,} B" for b, _ in extras))
+                weights.formula + "".join(f" + {b:,} B ({w})" for b, w in extras))
 
 
 def _explain(engine: Engine, terms: dict[str, Term], util: float, pool: int, page: int, padding: int, blocks: int,

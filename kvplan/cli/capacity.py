@@ -65,7 +65,7 @@ def batch(
         if model is None:
             raise InputError("comparing engines needs a model; name one, or give one --engine")
         results = [batch_capacity(cat.model(model), cat.gpu(gpu), workload, one) for one in per_engine]
-        print_json(console, results) if json else render_releases(console, results)
+        print_json(console, results) if json else render_releases(console, results, engines)
         return
     if model is None:
         every = overview_result(sorted(cat.models.specs.values(), key=lambda m: m.name), cat.gpu(gpu), workload, inputs)

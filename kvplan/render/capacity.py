@@ -152,8 +152,9 @@ def render_batch(console: Console, r: BatchResult, explain: bool = False) -> Non
     footer(console, b.explain if explain else (), r.model_origin)
 
 
-def render_releases(console: Console, results: list[BatchResult]) -> None:
-    """`kvplan batch --engine A,B`: one row per engine or release, what an upgrade does before it ships."""
+def render_releases(console: Console, results: list[BatchResult], asked: tuple[str, ...]) -> None:
+    """`kvplan batch --engine A,B`: one row per engine or release, what an upgrade does before it ships;
+    each as asked, with the preset that holds it where that reads otherwise ("vllm==0.10 (0.8)")."""
     first = results[0]
     title = (f"{first.model} on {first.budget.gpu} · TP {first.budget.tp} · PP {first.budget.pp} · "
              f"{first.in_tokens:,} in / {first.out_tokens:,} out (GiB)")
@@ -161,10 +162,12 @@ def render_releases(console: Console, results: list[BatchResult]) -> None:
     for name in ("Engine", "Weights", "Act.", "Other", "KV pool", "Change", "Tokens", "Fit"):
         table.add_column(name, justify="left" if name == "Engine" else "right", no_wrap=True)
     base = first.budget.usable_pool_bytes
-    for r in results:
+    for r, name in zip(results, asked):
         b, paged = r.budget, r.strategies[-1]
         change = "" if r is first or not base else f"{100 * (b.usable_pool_bytes / base - 1):+.1f}%"
-        table.add_row(b.engine, f"{b.weights_bytes / GIB:.2f}", f"{b.activation_bytes / GIB:.2f}",
+        preset = b.engine.partition("==")[2]
+        label = name if not preset or name.endswith("==" + preset) else f"{name} ({preset})"
+        table.add_row(label, f"{b.weights_bytes / GIB:.2f}", f"{b.activation_bytes / GIB:.2f}",
                       f"{b.overhead_bytes / GIB:.2f}", f"{b.kv_pool_bytes / GIB:.2f}", change, f"{b.token_capacity:,}",
                       f"{paged.concurrency_avg:,}" if r.start.starts else "no start")
     console.print(table)

@@ -41,5 +41,4 @@ def mxfp4_padding(model: ModelSpec, replica: Replica) -> tuple[int, str] | None:
     per_layer = moe.num_experts * (elements(*padded) - elements(inter, hidden))
     layers = -(-model.num_layers // replica.pp)
     extra = layers * per_layer * 17 // 32  # 0.5 B + 1/32 B a weight
-    return (extra, f"MXFP4 experts padded for {width} ({inter:,} x {hidden:,} -> {padded[0]:,} x {padded[1]:,})"
-            ) if extra else None
+    return (extra, f"MXFP4 padding ({width}: {inter:,} x {hidden:,} -> {padded[0]:,} x {padded[1]:,})") if extra else None

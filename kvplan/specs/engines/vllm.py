@@ -172,8 +172,7 @@ class Vllm(Engine):
         if rotary:
             ropes = 2 if model.family.startswith("gemma3") else 1
             width = DTYPE_BYTES.get(replica.dtype, 2)
-            extra.append((ropes * model.max_context * rotary * width,
-                          f"RoPE cos/sin cache {ropes} x {model.max_context:,} x {rotary} x {width} B"))
+            extra.append((ropes * model.max_context * rotary * width, "RoPE table" if ropes == 1 else "RoPE tables"))
         padding = mxfp4_padding(model, replica)
         if padding:
             extra.append(padding)
@@ -196,10 +195,11 @@ class Vllm(Engine):
         parts = [(self.base_overhead_bytes, self.base_overhead_source)] + ([(comm, what)] if comm else [])
         if self.cuda_graphs_counted:
             piecewise, full = self.cuda_graph_sizes(limits)
-            parts.append(((piecewise + full) * CUDA_GRAPH_BYTES_PER_SIZE,
-                          f"CUDA graphs: {piecewise} piecewise + {full} full sizes x 5 MiB"))
-        return Term(sum(b for b, _ in parts), " + ".join(w for _, w in parts),
-                    " + ".join(f"{b:,} B" for b, _ in parts))
+            parts.append(((piecewise + full) * CUDA_GRAPH_BYTES_PER_SIZE, f"CUDA graphs ({piecewise + full} sizes)"))
+        formula = " + ".join(f"{b:,} B" for b, _ in parts)
+        if self.cuda_graphs_counted:
+            formula += f" (CUDA graphs: {piecewise} piecewise + {full} full sizes x 5 MiB)"
+        return Term(sum(b for b, _ in parts), " + ".join(w for _, w in parts), formula)
 
     def start_refusal(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> str:
         """SchedulerConfig: max_num_batched_tokens must be at least max_num_seqs, and at least
