@@ -244,3 +244,18 @@ def test_tensorrt_llm_profiles_max_num_tokens_of_context_requests(catalog):
     short = memory_budget(catalog.model("llama3.1-8b"), catalog.gpu("h100"),
                           BudgetInputs(engine="trtllm", max_model_len=2_049))
     assert short.activation_bytes == 905_969_664 + 4 * 128_256 * 4  # 8,192 / 2,048: four requests
+
+
+def test_a_hybrid_model_gets_one_page_size(catalog):
+    """Qwen3.5-27B: 16 full-attention layers (4 KV heads x 256: 4,096 B a token in bf16) and 48 GDN layers
+    whose state is 1,634,304 B. vLLM grows the attention block in 16s until its page holds the state:
+    16 x ceil(1,634,304 / (16 x 4,096)) = 400 tokens, a page of 1,638,400 B, and pads the state's page
+    by 4,096 B (0.25%). In fp8 the attention page halves: 800 tokens, the same 0.25%. (A 0.25.1 log of a
+    Qwen3.8-27B sibling says 'Setting attention block size to 800 tokens' and 'Padding mamba page size by
+    0.25%'.) Releases before the rule (the 0.8 preset) keep 16."""
+    model, h100 = catalog.model("qwen3.5-27b"), catalog.gpu("h100")
+    bf16 = memory_budget(model, h100, BudgetInputs())
+    fp8 = memory_budget(model, h100, BudgetInputs(kv_dtype="fp8"))
+    assert (bf16.block_size, fp8.block_size) == (400, 800)
+    assert 400 * 4_096 == 800 * 2_048 == 1_638_400 and round(100 * (1_638_400 / 1_634_304 - 1), 2) == 0.25
+    assert memory_budget(model, h100, BudgetInputs(engine="vllm==0.10")).block_size == 16

@@ -106,10 +106,11 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     if inputs.pp > model.num_layers:
         raise InputError(f"{{pp}} {inputs.pp} is more stages than {model.name}'s {model.num_layers} layers; "
                          f"give {{pp}} {model.num_layers} or fewer", "pp")
-    block = engine.default_block_size(model, gpu) if inputs.block_size is None else inputs.block_size  # 0: an error
-    check_size_inputs(model, 1, 1, inputs.tp, block)
     dtype, dtype_source = served_dtype(model, gpu, inputs)
     fmt = kv_format(dtype) if inputs.kv_dtype == "auto" else resolve_kv_format(model, inputs.kv_dtype)
+    block = (engine.default_block_size(model, gpu, fmt, inputs.tp) if inputs.block_size is None
+             else inputs.block_size)  # 0 is an error, not 'default'
+    check_size_inputs(model, 1, 1, inputs.tp, block)
     total = _given(inputs, "gpu_mem_bytes") or engine.total_memory(_gpu(gpu))
     max_model_len = inputs.max_model_len or model.max_context
     limits = batch_limits(inputs, gpu, total.value, max_model_len)

@@ -18,6 +18,7 @@ from kvplan.errors import InputError
 from kvplan.units import GIB, ceil_div
 
 if TYPE_CHECKING:  # the specs arrive as arguments: importing the registry loads no spec class
+    from kvplan.units import KvFormat
     from kvplan.specs.gpu import GpuSpec
     from kvplan.specs.model import ModelSpec
 
@@ -165,7 +166,7 @@ class Engine:
         above = pad(version) >= pad(self.first)
         return above and (self.last is None or pad(version[: len(self.last)]) <= pad(self.last))
 
-    def default_block_size(self, model: ModelSpec, gpu: GpuSpec | None) -> int:
+    def default_block_size(self, model: ModelSpec, gpu: GpuSpec | None, fmt: KvFormat, tp: int = 1) -> int:
         """Tokens per KV page when none is given: the engine's, unless its attention kernel needs another."""
         return self.block_size
 

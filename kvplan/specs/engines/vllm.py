@@ -15,11 +15,13 @@ from kvplan.specs.engines.base import (
     BatchLimits, CommandLine, Engine, Replica, Term, comm_buffers, forward_pass, half_from_fp32,
 )
 from kvplan.specs.engines.loading import mxfp4_padding, rotary_dim
+from kvplan.specs.engines.pages import hybrid_page
 from kvplan.units import DTYPE_BYTES, GIB, MIB
 
 if TYPE_CHECKING:
     from kvplan.specs.gpu import GpuSpec
     from kvplan.specs.model import ModelSpec
+    from kvplan.units import KvFormat
 
 # _FLOAT16_NOT_SUPPORTED_MODELS (vllm/config/model.py): model types that refuse fp16
 FP16_REFUSED = ("gemma2", "gemma3", "glm4")
@@ -114,7 +116,12 @@ class Vllm(Engine):
     mla_blocks: dict[str, int] = {"Hopper": 16, "Blackwell": 32}
     kv_group_ratio = True  # 0.12 on: groups as large as the largest kind when it is under 1.25 x the smallest
 
-    def default_block_size(self, model: ModelSpec, gpu: GpuSpec | None) -> int:
+    hybrid_pages = True  # attention blocks grown to a recurrent state's page (from 0.10.2; 0.11 on here)
+
+    def default_block_size(self, model: ModelSpec, gpu: GpuSpec | None, fmt: KvFormat, tp: int = 1) -> int:
+        hybrid = hybrid_page(model, fmt, tp) if self.hybrid_pages else None
+        if hybrid:
+            return hybrid[0]
         if gpu is None or not any(group.kind == "mla" for group in model.layers):
             return self.block_size
         arch = gpu.architecture
@@ -250,6 +257,7 @@ class VllmV0(Vllm):
     source = "vLLM V0 Worker.determine_num_available_blocks; defaults gpu_memory_utilization=0.9, block_size=16"
     base_overhead_bytes = V0_NON_TORCH_BYTES
     kv_groups = False
+    hybrid_pages = False
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
     mla_blocks: dict[str, int] = {}  # FlashMLA came with 0.7.3, after most of the releases this preset holds
 
@@ -295,6 +303,7 @@ class Vllm08(Vllm):
     changes = ("V1 becomes the default engine: the V1 budget and start-up check; the dummy sampler's PyTorch "
                "sort (38 B a logit; FlashInfer's, 10 B, where installed: --sampler flashinfer); MLA pages of 64 "
                "tokens on Hopper (FlashMLA), 128 on Blackwell (CUTLASS MLA)")
+    hybrid_pages = False
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
     mla_blocks = {"Hopper": 64, "Blackwell": 128}
     kv_group_ratio = False
