@@ -137,6 +137,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
                                      newer_rule=engine.kv_group_ratio,
                                      max_model_len=max_model_len, max_num_batched_tokens=limits.max_num_batched_tokens,
                                      per_concurrency=True) or tokens
+    defaults = engine.batch_limits(gpu, total.value, max_model_len)  # what a command line may leave out
     terms = {"total": total, "weights": weights, "activation": activation, "overhead": overhead}
     steps = _explain(engine, terms, util, pool, page, padding, blocks, block, tokens, max_model_len)
     if stage_step:
@@ -149,9 +150,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
         start_refusal=engine.start_refusal(model, replica, limits), weights_dtype=inputs.weights_dtype, kv_dtype=fmt.name,
         block_size=block, max_num_batched_tokens=limits.max_num_batched_tokens, max_num_seqs=limits.max_num_seqs,
         chunked_prefill=limits.chunked_prefill, max_model_len=max_model_len, sampler=inputs.sampler,
-        default_batched_tokens=engine.batch_limits(gpu, total.value, max_model_len).max_num_batched_tokens,
-        default_chunked_prefill=engine.batch_limits(gpu, total.value, max_model_len).chunked_prefill, padding_layers=groups.padding_layers
-        if groups else 0,
+        default_batched_tokens=defaults.max_num_batched_tokens, default_chunked_prefill=defaults.chunked_prefill,
+        padding_layers=groups.padding_layers if groups else 0,
         allow_long_max_len=inputs.allow_long_max_len, util=util, util_name=engine.util_name,
         util_source="util" if inputs.util is not None else "engine default",
         total_bytes=total.value, total_source=total.source, weights_bytes=weights.value,

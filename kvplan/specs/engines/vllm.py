@@ -115,7 +115,6 @@ class Vllm(Engine):
     # FlashAttention MLA (multiples of 16) on Hopper, FlashInfer MLA (32 or 64) on Blackwell: 32
     mla_blocks: dict[str, int] = {"Hopper": 16, "Blackwell": 32}
     kv_group_ratio = True  # 0.12 on: groups as large as the largest kind when it is under 1.25 x the smallest
-
     hybrid_pages = True  # attention blocks grown to a recurrent state's page (from 0.10.2; 0.11 on here)
 
     def default_block_size(self, model: ModelSpec, gpu: GpuSpec | None, fmt: KvFormat, tp: int = 1) -> int:
