@@ -60,10 +60,10 @@ def test_the_logged_capacity_is_predicted_from_defaults(catalog, planned):
         assert off <= 0.05, off
 
 
-@pytest.mark.parametrize("engine, share, median", [("vllm", 0.85, 0.0105), ("sglang", 1.0, 0.005)])
+@pytest.mark.parametrize("engine, share, median", [("vllm", 0.9, 0.0105), ("sglang", 1.0, 0.005)])
 def test_most_predictions_land_within_5_percent(catalog, engine, share, median):
-    """What examples/bench_accuracy.py measures, held so a change that loses accuracy fails: vLLM 16 of 18
-    within 5%, median 1.0%; SGLang 2 of 2, 0.4%."""
+    """What examples/bench_accuracy.py measures, held so a change that loses accuracy fails: vLLM 18 of 20
+    within 5%, median 1.02%; SGLang 2 of 2, 0.4%."""
     offs = [abs(error(predicted(catalog, p).token_capacity, SOURCES[p["file"]]["logged"]["kv_tokens"]))  # type: ignore[union-attr]
             for p in WITH_GPU if p["engine"] == engine]
     assert sum(o <= 0.05 for o in offs) / len(offs) >= share and statistics.median(offs) <= median
