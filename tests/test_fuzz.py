@@ -42,7 +42,9 @@ MODELS = ["llama3-8b", "llama3-70b", "qwen3-30b-a3b", "deepseek-v3", "gemma-3-27
           "no-such-model"]
 GPUS = ["h100", "a100-40gb", "l4", "b200", "mi300x", "nope", "h100,l4"]
 KV = ["auto", "fp8", "int4", "bf16", "fp9"]
-ENGINES = ["vllm", "sglang", "trtllm", "raw", "tgi"]
+ENGINES = ["vllm", "sglang", "trtllm", "raw", "tgi", "vllm==0.6", "vllm==0.10", "vllm==0.19", "sglang==0.4.1",
+           "trtllm==0.12", "vllm==0.1", "vllm==0.19,vllm==0.26"]
+SAMPLERS = ["flashinfer", "pytorch", "triton"]
 
 MEASURED = [str(ROOT / "examples" / "cpu_offload" / "probe_offload_llama3-8b.json"), "/etc/hostname", "nope.json",
             "/tmp", str(ROOT / "examples" / "capacity.yaml")]
@@ -53,11 +55,14 @@ OPTIONS = {
     "batch": (MODELS, {"--gpu": GPUS, "--in": TOKENS, "--out": TOKENS + ["0"], "--ctx": TOKENS, "--max-len": TOKENS,
                        "--batch": COUNTS, "--max-ctx": COUNTS, "--tflops": GIBS, "--hbm-gbps": GIBS, "--engine": ENGINES,
                        "--tp": COUNTS, "--pp": COUNTS, "--kv-dtype": KV, "--util": FRACTIONS, "--gpu-mem": GIBS,
-                       "--weights-gib": GIBS, "--activation-gib": GIBS, "--overhead-gib": GIBS, "--block-size": COUNTS}),
+                       "--weights-gib": GIBS, "--activation-gib": GIBS, "--overhead-gib": GIBS, "--block-size": COUNTS,
+                       "--max-num-batched-tokens": TOKENS, "--max-num-seqs": COUNTS, "--sampler": SAMPLERS,
+                       "--no-enable-chunked-prefill": None}),
     "fit": (MODELS, {"--gpu": GPUS, "--ctx": TOKENS, "--concurrency": COUNTS, "--max-len": TOKENS,
                      "--max-num-seqs": COUNTS, "--engine": ENGINES, "--tp": COUNTS, "--pp": COUNTS, "--kv-dtype": KV,
                      "--weights-dtype": ["auto", "fp8", "int4", "int3"], "--util": FRACTIONS, "--gpu-mem": GIBS,
-                     "--plot": BAD_PATHS}),
+                     "--plot": BAD_PATHS, "--max-num-batched-tokens": TOKENS, "--sampler": SAMPLERS,
+                     "--enable-chunked-prefill": None}),
     "plan": (MODELS, {"--gpu": GPUS, "--concurrency": COUNTS, "--ctx": TOKENS, "--kv-dtype": KV + ["bf16,fp8"],
                       "--gpus-per-node": COUNTS, "--max-len": TOKENS, "--engine": ENGINES, "--util": FRACTIONS}),
     "offload": (MODELS, {"--gpu": GPUS, "--prefix": TOKENS, "--link": ["pcie4", "nvme,pcie5", "warp"],
@@ -116,6 +121,9 @@ def command_lines(draw):
     positionals, options = OPTIONS[command]
     argv = [command] + ([draw(st.sampled_from(positionals))] if positionals else [])
     for option in draw(st.lists(st.sampled_from(sorted(options)), max_size=4, unique=True)) if options else ():
+        if options[option] is None:  # a switch: no value
+            argv.append(option)
+            continue
         choices = st.sampled_from(options[option])  # an output path only from BAD_PATHS: nothing is written
         argv += [option, draw(choices if option in OUTPUTS else choices | st.sampled_from(NONSENSE))]
     if command in ("batch", "fit", "plan", "offload", "sweep") and "--gpu" not in argv:

@@ -176,3 +176,16 @@ def test_a_cpu_probe_applied_to_a_gpu_is_flagged(capsys):
     assert main(["offload", "llama3-8b", "--gpu", "h100", "--measured", str(probe)]) == 0
     err = capsys.readouterr().err
     assert "ran on the CPU" in err and "not h100-sxm's link and tensor cores" in " ".join(err.split())
+
+
+def test_a_link_whose_latency_outlasts_recompute_has_no_breakeven_bandwidth(capsys):
+    """A 1-token prefix of Llama-3-8B recomputes in 2 x 8.03e9 FLOPs / (989.4 TFLOPS x 0.5) = 0.032 ms; NVMe's
+    0.1 ms latency alone is longer, so no bandwidth makes loading win: null in JSON (not Infinity, which
+    is not JSON), 'never' in the table (the link's latency alone is longer)."""
+    from kvplan.cli import main
+
+    assert main(["offload", "llama3-8b", "--gpu", "h100", "--prefix", "1", "--json"]) == 0
+    tiers = {t["tier"]: t for t in json.loads(capsys.readouterr().out)["tiers"]}
+    assert tiers["nvme"]["breakeven_gbps"] is None and tiers["pcie4"]["breakeven_gbps"] > 0
+    assert main(["offload", "llama3-8b", "--gpu", "h100", "--prefix", "1"]) == 0
+    assert "never" in capsys.readouterr().out

@@ -161,7 +161,7 @@ def _tier(m: _PrefixTimes, p: int, tier: Link, recompute: float) -> OffloadTier:
     ratio = recompute / load
     verdict = (f"load, {ratio:,.1f}x faster" if ratio >= 1 else f"recompute, {1 / ratio:,.1f}x faster")
     spare = recompute - tier.latency_s
-    breakeven = m.kv_bytes(p) / spare / GB if spare > 0 else float("inf")
+    breakeven = m.kv_bytes(p) / spare / GB if spare > 0 else None  # the latency alone outlasts recompute
     return OffloadTier(tier=tier.name, description=tier.description, gbps=tier.gbps, latency_s=tier.latency_s, load_s=load,
                        ratio=ratio, winner="load" if ratio >= 1 else "recompute", verdict=verdict,
                        breakeven_gbps=breakeven,

@@ -39,7 +39,7 @@ def render_offload(console: Console, r: OffloadResult, explain: bool = False) ->
     for t in r.tiers:
         wins = wins_from(t.breakeven_prefix_tokens)
         table.add_row(t.tier, f"{t.gbps:,.4g}", _ms(t.load_s), f"{t.ratio:,.1f}x", t.winner,
-                      f"{t.breakeven_gbps:,.2f}", wins)
+                      "never" if t.breakeven_gbps is None else f"{t.breakeven_gbps:,.2f}", wins)
     console.print(table)
     if r.capacity:
         note = "" if r.gpu_kv_tokens else " (the weights leave no room: raise --tp)"

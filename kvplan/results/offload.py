@@ -16,7 +16,7 @@ class OffloadTier(Result):
     ratio: float  # recompute time / load time: > 1 means loading wins
     winner: str  # "load" or "recompute": the faster way back
     verdict: str  # in words, with the factor: "load, 12.2x faster"
-    breakeven_gbps: float
+    breakeven_gbps: float | None  # None: no bandwidth makes loading win, the link's latency alone is longer
     breakeven_prefix_tokens: int | None  # None: one side wins at every prefix
 
 
