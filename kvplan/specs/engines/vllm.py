@@ -309,7 +309,7 @@ class Vllm08(Vllm):
     flashinfer_where_installed = True
 
 
-class Vllm11(Vllm):
+class Vllm11(Vllm08):
     """vLLM 0.11: the config package; FlashInfer's sampler still only where installed by hand."""
 
     release = "0.11"
@@ -317,14 +317,11 @@ class Vllm11(Vllm):
     last: tuple[int, ...] | None = (0, 11)
     encodes: tuple[str, ...] = ("vllm/v1/worker/gpu_worker.py Worker.determine_available_memory", "vllm/config/model.py",
                                 "vllm/v1/sample/ops/topk_topp_sampler.py", "vllm/v1/core/kv_cache_utils.py")
-    changes = "the config package (vllm/config/); the sampler as 0.8's"
-    sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
-    mla_blocks = {"Hopper": 64, "Blackwell": 128}
-    kv_group_ratio = False
-    flashinfer_where_installed = True
+    changes = "the config package (vllm/config/); the sampler as 0.8's; hybrid attention pages grown to a state's"
+    hybrid_pages = True
 
 
-class Vllm12(Vllm):
+class Vllm12(Vllm11):
     """vLLM 0.12 to 0.17: FlashInfer's sampler only when asked for (VLLM_USE_FLASHINFER_SAMPLER=1)."""
 
     release = "0.12"
@@ -333,8 +330,8 @@ class Vllm12(Vllm):
     encodes: tuple[str, ...] = ("vllm/v1/sample/ops/topk_topp_sampler.py (FlashInfer opt-in)",
                                 "vllm/v1/worker/gpu_worker.py", "vllm/v1/core/kv_cache_utils.py")
     changes = "FlashInfer's sampler becomes opt-in (VLLM_USE_FLASHINFER_SAMPLER=1) even where installed"
-    sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
-    mla_blocks = {"Hopper": 64, "Blackwell": 128}
+    flashinfer_where_installed = False
+    kv_group_ratio = True
 
 
 class Vllm20(Vllm):
