@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from kvplan.errors import SpecError
 from kvplan.specs.checkpoint import Checkpoint, local_checkpoint
-from kvplan.specs.hfconfig import SUPPORTED, Config, check_config, config_path, layer_groups, load_config, text_config
+from kvplan.specs.hfconfig import SUPPORTED, Config, check_config, config_path, layer_groups, load_config, supported, text_config
 from kvplan.specs.model import ModelSpec
 from kvplan.specs.params import estimate_params, inactive_expert_params, moe_block, tower_params
 from kvplan.specs.quantization import read_quantization
@@ -79,7 +79,7 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
     check_config(raw, where)
     c = Config(text_config(raw), where)
     model_type = raw.get("model_type")
-    if model_type not in SUPPORTED:
+    if not supported(model_type):
         raise SpecError(f"{where}: architecture '{model_type}' is not one kvplan can describe (it reads "
                         f"{len(SUPPORTED)} model_types, listed in docs/database.md); write its spec YAML by hand "
                         "(see `kvplan show llama3-8b`)")

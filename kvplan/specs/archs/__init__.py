@@ -1,0 +1,38 @@
+"""Architectures read by a module of their own: each module holds how one family's config becomes
+layer groups (and, where the shared estimate cannot, its parameter count), with the engine's
+implementation it follows cited. :func:`architecture` finds the module for a model_type; the shared
+families stay in :mod:`kvplan.specs.hfconfig`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kvplan.specs.hfconfig import Config
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One family: the model_types that name it, its layer groups from a config (the config and its
+    layer count), its parameters from the config where the shared estimate cannot count them (None:
+    the shared estimate), and the engine source its cache layout follows (file and function)."""
+
+    model_types: tuple[str, ...]
+    layer_groups: Callable[[Config, int], list[dict]]
+    engine_layout: str
+    params: Callable[[Config, list[dict]], int] | None = None
+
+
+def _registry() -> dict[str, Architecture]:
+    modules: tuple[Architecture, ...] = ()  # each architecture module adds its ARCHITECTURE here
+    return {model_type: arch for arch in modules for model_type in arch.model_types}
+
+
+ARCHITECTURES: dict[str, Architecture] = _registry()
+
+
+def architecture(model_type: object) -> Architecture | None:
+    """The module-backed architecture a model_type names, or None (a shared family, or unknown)."""
+    return ARCHITECTURES.get(model_type) if isinstance(model_type, str) else None

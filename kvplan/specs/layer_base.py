@@ -1,0 +1,165 @@
+"""The shared bases of the layer kinds: what a layer that caches nothing answers (:class:`_Kind`),
+layers that keep every token, attention layers with KV heads, and layers that keep a constant state
+per request. Each kind (in :mod:`kvplan.specs.layers` and :mod:`kvplan.specs.kinds`) derives from
+these and overrides its own answers to :class:`~kvplan.specs.layer_kind.LayerKind`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from kvplan.errors import SpecError
+from kvplan.specs.base import Dim, Frozen, Heads, Layers
+from kvplan.specs.layer_kind import AttentionShape, LayerKind
+from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div
+
+
+def _check_tp_split(what: str, n: int, tp: int) -> None:
+    """Heads split evenly across ranks, or (tp a multiple of n) each head is replicated."""
+    if n % tp and tp % n:
+        raise SpecError(f"tensor-parallel size {tp} neither divides nor is a multiple of {n} {what}; "
+                        f"use a --tp that divides {n}")
+
+
+class _Kind(Frozen):
+    """The answers of a layer that caches nothing and attends to nothing; each kind overrides its own.
+    No fields here: each kind declares its own, in the order its YAML lists them."""
+
+    if TYPE_CHECKING:  # every kind's fields, declared for the type checker only
+        kind: str
+        count: int
+
+    @property
+    def is_attention(self) -> bool:
+        return False
+
+    def kv_elements_per_token(self, tp: int = 1) -> int:
+        return 0
+
+    def fixed_bytes_per_token(self, tp: int = 1) -> int:
+        return 0
+
+    def kv_bytes_per_token(self, kv_format: KvFormat, tp: int = 1) -> int:
+        return kv_format.bytes_for(self.kv_elements_per_token(tp)) + self.fixed_bytes_per_token(tp)
+
+    def cached_tokens(self, ctx: int) -> int:
+        return 0
+
+    def state_elements(self, tp: int = 1) -> int:
+        return 0
+
+    def state_bytes(self, tp: int, dtype_bytes: int) -> int:
+        return 0
+
+    def page_size_bytes(self, *, block_size: int, kv_format: KvFormat, tp: int = 1, state_dtype_bytes: int) -> int:
+        """A state is allocated whole, as one page (vLLM MambaSpec); else block_size tokens of KV."""
+        state = self.state_bytes(tp, state_dtype_bytes)
+        return state or block_size * self.kv_bytes_per_token(kv_format, tp)
+
+    def max_memory_pages(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int) -> int:
+        return 0
+
+    def max_memory_bytes(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int,
+                         kv_format: KvFormat, tp: int = 1, state_dtype_bytes: int) -> int:
+        """vLLM V1's ``max_memory_usage_bytes`` (vllm/v1/kv_cache_interface.py), which
+        check_enough_kv_cache_memory sums over layers at start-up: max_memory_pages x page_size_bytes,
+        per layer on one rank. The pages per kind are in each kind's ``max_memory_pages``."""
+        pages = self.max_memory_pages(max_model_len=max_model_len, max_num_batched_tokens=max_num_batched_tokens,
+                                      block_size=block_size)
+        return pages * self.page_size_bytes(block_size=block_size, kv_format=kv_format, tp=tp,
+                                            state_dtype_bytes=state_dtype_bytes)
+
+    def kv_heads_per_rank(self, tp: int = 1) -> int:
+        return 1
+
+    def kv_page_layout(self, tp: int = 1) -> tuple[int, int] | None:
+        return None
+
+    def attended_pairs(self, ctx: int) -> int:
+        return 0  # a scan, linear in the tokens: counted with the parameters
+
+    def prefill_attention_shape(self, num_attention_heads: int) -> AttentionShape | None:
+        return None
+
+    def prefill_flops_per_pair(self, num_attention_heads: int = 0) -> int:
+        """QK over qk_head_dim and PV over v_head_dim, 2 FLOPs each, for every query head."""
+        shape = self.prefill_attention_shape(num_attention_heads)
+        return 2 * shape.q_heads * (shape.qk_head_dim + shape.v_head_dim) if shape else 0
+
+    def mha_equivalent(self, num_attention_heads: int) -> LayerKind:
+        return self
+
+
+class _EveryToken(_Kind):
+    """Layers that keep every token's K/V (or latent): full attention, MLA, its decompressed form."""
+
+    @property
+    def is_attention(self) -> bool:
+        return True
+
+    def cached_tokens(self, ctx: int) -> int:
+        return ctx
+
+    def attended_pairs(self, ctx: int) -> int:
+        """Query-key pairs a causal prefill of `ctx` tokens computes: sum over t of tokens seen."""
+        return ctx * (ctx + 1) // 2
+
+    def max_memory_pages(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int) -> int:
+        """FullAttentionSpec (and MLAAttentionSpec): cdiv(max_model_len, block_size) pages."""
+        return ceil_div(max_model_len, block_size)
+
+
+class _AttentionLayers(_Kind):
+    count: Layers
+    num_kv_heads: Heads
+    head_dim: Dim
+
+    @property
+    def is_attention(self) -> bool:
+        return True
+
+    def kv_heads_per_rank(self, tp: int = 1) -> int:
+        """vLLM's rule: heads split across ranks; beyond num_kv_heads each rank keeps one replica."""
+        _check_tp_split("KV heads", self.num_kv_heads, tp)
+        return max(1, self.num_kv_heads // tp)
+
+    def kv_elements_per_token(self, tp: int = 1) -> int:
+        return 2 * self.kv_heads_per_rank(tp) * self.head_dim  # K and V
+
+    def kv_page_layout(self, tp: int = 1) -> tuple[int, int] | None:
+        return self.kv_heads_per_rank(tp), self.head_dim
+
+    def prefill_attention_shape(self, num_attention_heads: int) -> AttentionShape | None:
+        return AttentionShape(num_attention_heads, self.num_kv_heads, self.head_dim, self.head_dim)
+
+    def mha_equivalent(self, num_attention_heads: int) -> LayerKind:
+        return self.model_copy(update={"num_kv_heads": num_attention_heads})
+
+
+SsmDtype = Literal["fp32", "bf16", "fp16"]
+
+
+def _split_evenly(what: str, n: int, tp: int) -> int:
+    if n % tp:
+        raise SpecError(f"tensor-parallel size {tp} does not divide the {what} {n}; use a --tp that divides {n}")
+    return n // tp
+
+
+class _ConstantState(_Kind):
+    """Layers that keep a fixed state per request and no per-token cache (Mamba, Gated DeltaNet)."""
+
+    def recurrent_elements(self, tp: int = 1) -> int:
+        return 0
+
+    def state_bytes(self, tp: int, dtype_bytes: int) -> int:
+        """The state's bytes: in the model's dtype, the recurrent part in ssm_dtype where it is set
+        (vLLM's mamba_ssm_cache_dtype; Nemotron-3 keeps it in fp32)."""
+        recurrent = self.recurrent_elements(tp)
+        ssm_dtype: str | None = getattr(self, "ssm_dtype", None)  # a field of each state kind
+        width = DTYPE_BYTES[ssm_dtype] if ssm_dtype else dtype_bytes
+        return (self.state_elements(tp) - recurrent) * dtype_bytes + recurrent * width
+
+    def max_memory_pages(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int) -> int:
+        """MambaSpec (mamba_cache_mode "none", no speculative blocks): one state page, whatever the length."""
+        return 1
+
+
