@@ -79,7 +79,7 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
     check_config(raw, where)
     c = Config(text_config(raw), where)
     model_type = raw.get("model_type")
-    if not supported(model_type):
+    if not isinstance(model_type, str) or not supported(model_type):
         raise SpecError(f"{where}: architecture '{model_type}' is not one kvplan can describe (it reads "
                         f"{len(SUPPORTED)} model_types, listed in docs/database.md); write its spec YAML by hand "
                         "(see `kvplan show llama3-8b`)")
