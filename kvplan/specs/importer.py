@@ -15,7 +15,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from kvplan.errors import SpecError
+from kvplan.specs.archs import ARCHITECTURES
 from kvplan.specs.checkpoint import Checkpoint, local_checkpoint
+from kvplan.specs.closest import closest_architecture
 from kvplan.specs.hfconfig import SUPPORTED, Config, check_config, config_path, layer_groups, load_config, supported, text_config
 from kvplan.specs.model import ModelSpec
 from kvplan.specs.params import estimate_params, inactive_expert_params, moe_block, tower_params
@@ -80,9 +82,12 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
     c = Config(text_config(raw), where)
     model_type = raw.get("model_type")
     if not isinstance(model_type, str) or not supported(model_type):
+        known = (*SUPPORTED, *ARCHITECTURES)
+        closest, why = closest_architecture(str(model_type), c.cfg, known)
         raise SpecError(f"{where}: architecture '{model_type}' is not one kvplan can describe (it reads "
-                        f"{len(SUPPORTED)} model_types, listed in docs/database.md); write its spec YAML by hand "
-                        "(see `kvplan show llama3-8b`)")
+                        f"{len(known)} model_types, listed in docs/database.md); the closest it models is "
+                        f"'{closest}' ({why}): write its spec YAML by hand from that layout (`kvplan show llama3-8b` "
+                        "prints one), checking what differs")
     groups = layer_groups(c)
     total, st_dtype, notes = _params_total(c, groups, checkpoint)
     towers = checkpoint.tower_params()
