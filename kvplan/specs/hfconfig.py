@@ -188,23 +188,17 @@ def nemotron_pattern(c: Config) -> str | None:
     return c.get("hybrid_override_pattern")
 
 
-def supported(model_type: object) -> bool:
-    """Whether kvplan can describe this model_type: a shared family here, or a module of its own."""
-    from kvplan.specs.archs import architecture  # the modules import this one
-    return model_type in SUPPORTED or architecture(model_type) is not None
+def layer_count(c: Config) -> int:
+    """The config's decoder layers (Nemotron-H's class derives them from its block list)."""
+    pattern = nemotron_pattern(c)
+    if c.get("model_type") == "nemotron_h" and c.get("num_hidden_layers") is None and pattern:
+        return len(pattern)
+    return c.int("num_hidden_layers", "n_layer", "num_layers")
 
 
 def layer_groups(c: Config) -> list[dict]:
-    from kvplan.specs.archs import architecture  # the modules import this one
-    pattern = nemotron_pattern(c)
-    if c.get("model_type") == "nemotron_h" and c.get("num_hidden_layers") is None and pattern:
-        n = len(pattern)  # the class derives the count from the block list
-    else:
-        n = c.int("num_hidden_layers", "n_layer", "num_layers")
+    n = layer_count(c)
     model_type = c.get("model_type")
-    arch = architecture(model_type)
-    if arch is not None:
-        return arch.layer_groups(c, n)
     if model_type in MLA_TYPES:
         indexer = {"index_head_dim": c.int("index_head_dim")} if c.get("index_head_dim") else {}
         return [{"kind": "mla", "count": n, "kv_lora_rank": c.int("kv_lora_rank"),

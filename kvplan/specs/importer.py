@@ -15,10 +15,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from kvplan.errors import SpecError
-from kvplan.specs.archs import ARCHITECTURES
+from kvplan.specs.archs import ARCHITECTURES, Architecture, architecture
 from kvplan.specs.checkpoint import Checkpoint, local_checkpoint
 from kvplan.specs.closest import closest_architecture
-from kvplan.specs.hfconfig import SUPPORTED, Config, check_config, config_path, layer_groups, load_config, supported, text_config
+from kvplan.specs.hfconfig import (SUPPORTED, Config, check_config, config_path, layer_count, layer_groups, load_config,
+                                   text_config)
 from kvplan.specs.model import ModelSpec
 from kvplan.specs.params import estimate_params, inactive_expert_params, moe_block, tower_params
 from kvplan.specs.quantization import read_quantization
@@ -81,15 +82,16 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
     check_config(raw, where)
     c = Config(text_config(raw), where)
     model_type = raw.get("model_type")
-    if not isinstance(model_type, str) or not supported(model_type):
+    arch = architecture(model_type)
+    if not isinstance(model_type, str) or (model_type not in SUPPORTED and arch is None):
         known = (*SUPPORTED, *ARCHITECTURES)
         closest, why = closest_architecture(str(model_type), c.cfg, known)
         raise SpecError(f"{where}: architecture '{model_type}' is not one kvplan can describe (it reads "
                         f"{len(known)} model_types, listed in docs/database.md); the closest it models is "
                         f"'{closest}' ({why}): write its spec YAML by hand from that layout (`kvplan show llama3-8b` "
                         "prints one), checking what differs")
-    groups = layer_groups(c)
-    total, st_dtype, notes = _params_total(c, groups, checkpoint)
+    groups = arch.layer_groups(c, layer_count(c)) if arch else layer_groups(c)
+    total, st_dtype, notes = _params_total(c, groups, checkpoint, arch)
     towers = checkpoint.tower_params()
     if towers is None:  # no headers: the vision tower from its vision_config, added to the estimate
         towers = tower_params(raw.get("vision_config"), c.int("hidden_size"))
@@ -138,11 +140,12 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
     return ImportResult(spec, tuple(notes))
 
 
-def _params_total(c: Config, groups: list[dict], checkpoint: Checkpoint) -> tuple[int, str | None, list[str]]:
+def _params_total(c: Config, groups: list[dict], checkpoint: Checkpoint,
+                  arch: Architecture | None = None) -> tuple[int, str | None, list[str]]:
     counted = checkpoint.params()
     if counted is not None:
         return counted[0], counted[1], [f"params_total {counted[0]:,} counted from the *.safetensors headers"]
-    total = estimate_params(c, groups)
+    total = arch.params(c, groups) if arch and arch.params else estimate_params(c, groups)
     return total, None, [f"params_total {total:,} estimated from the architecture (no *.safetensors "
                          "found; biases and extra tensors not counted)"]
 

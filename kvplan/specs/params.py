@@ -78,10 +78,6 @@ def estimate_params(c: Config, groups: list[dict]) -> int:
 
     Biases, position tables and quantization scales are not counted: an estimate, said so.
     """
-    from kvplan.specs.archs import architecture  # the modules import this one
-    arch = architecture(c.get("model_type"))
-    if arch is not None and arch.params is not None:
-        return arch.params(c, groups)
     if c.get("model_type") == "nemotron_h":
         return _nemotron_h_params(c, groups)
     if any(g["kind"] == "mamba" for g in groups):
