@@ -52,6 +52,8 @@ def logged_interval(model, planned: dict) -> tuple[int, int] | None:
         return ends[0], ends[1]
     fmt = resolve_kv_format(model, planned.get("kv_dtype", "auto"))
     count = dict(tp=tp, pp=pp, max_model_len=logged.get("max_model_len"),
+                 # the log's own line where vLLM raised it ("Raising max_num_batched_tokens ... to 2496")
+                 max_num_batched_tokens=planned.get("max_num_batched_tokens", 8192),
                  per_concurrency=version(planned) >= (0, 21),  # from 0.21: max concurrency x max_model_len
                  newer_rule=version(planned) >= (0, 12))  # from 0.12: the group-size ratio
     ends = [tokens_for_kv_bytes(model, int((logged["kv_cache_gib"] + d) * GIB), fmt, **count) for d in (-0.005, 0.005)]

@@ -13,7 +13,7 @@ from kvplan.specs import layer_text
 from kvplan.specs.layer_kind import AttentionShape, LayerKind
 from kvplan.specs.layers import (KINDS, ChunkedLocalAttention, DecompressedAttention, FullAttention,
                                  GatedDeltaNetState, LayerGroup, MambaState, MLALatent, MlpOnly,
-                                 SlidingWindowAttention, layer_class)
+                                 SharedKvAttention, SlidingWindowAttention, layer_class)
 from kvplan.units import kv_format
 
 BF16, FP8 = kv_format("bf16"), kv_format("fp8")
@@ -29,8 +29,11 @@ NEMOTRON_MAMBA = MambaState(count=24, d_inner=128 * 64, d_state=128, d_conv=4, n
 QWEN3_NEXT_GDN = GatedDeltaNetState(count=36, num_k_heads=16, num_v_heads=32, head_k_dim=128, head_v_dim=128,
                                     conv_kernel=4)
 MLP_BLOCK = MlpOnly(count=24)
+# Gemma-4 E2B's KV-shared sliding layers as other projects' tests quote its config (35 layers, the last 20
+# shared, 1 KV head x 256, window 512; no verbatim E2B config.json was found): they read layer 13's cache
+SHARED_KV = SharedKvAttention(count=16, num_kv_heads=1, head_dim=256, window=512, target_layer=13)
 ONE_OF_EACH = {"full": LLAMA3_FULL, "sliding": GEMMA3_SLIDING, "chunked": SCOUT_CHUNKED, "mla": DEEPSEEK_MLA,
-               "mamba": NEMOTRON_MAMBA, "gdn": QWEN3_NEXT_GDN, "mlp": MLP_BLOCK}
+               "mamba": NEMOTRON_MAMBA, "gdn": QWEN3_NEXT_GDN, "mlp": MLP_BLOCK, "shared_kv": SHARED_KV}
 DECOMPRESSED = DEEPSEEK_MLA.mha_equivalent(128)
 
 
@@ -48,7 +51,8 @@ def max_pages(group, max_model_len: int, max_num_batched_tokens: int = 8192, blo
 # --- one registry, one protocol ---------------------------------------------------------------------
 
 def test_the_registry_has_one_class_per_yaml_kind_and_the_union_names_the_same():
-    assert set(KINDS) == set(ONE_OF_EACH) == {"full", "sliding", "chunked", "mla", "mamba", "gdn", "mlp"}
+    assert set(KINDS) == set(ONE_OF_EACH) == {"full", "sliding", "chunked", "mla", "mamba", "gdn", "mlp",
+                                               "shared_kv"}
     union = typing.get_args(typing.get_args(LayerGroup)[0])
     assert union == tuple(KINDS.values())
 
@@ -69,7 +73,7 @@ def test_an_unknown_kind_is_one_line_naming_the_known_ones():
     with pytest.raises(SpecError) as err:
         layer_class("linear")
     assert str(err.value) == ("unknown layer kind 'linear'; known kinds: "
-                              "full, sliding, chunked, mla, mamba, gdn, mlp")
+                              "full, sliding, chunked, mla, mamba, gdn, mlp, shared_kv")
 
 
 # --- per token, per request, per page -----------------------------------------------------------------
@@ -82,6 +86,7 @@ def test_an_unknown_kind_is_one_line_naming_the_known_ones():
     ("mamba", 0, 0, 1_079_296 * 2, 1_079_296 * 2),  # conv 10,240 x 3 + ssm 8,192 x 128 elements; one page
     ("gdn", 0, 0, 548_864 * 2, 548_864 * 2),  # conv 8,192 x 3 + recurrent 32 x 128 x 128 elements
     ("mlp", 0, 0, 0, 0),
+    ("shared_kv", 0, 0, 0, 0),  # reads layer 13's cache: no byte, token or page of its own
 ])
 def test_bytes_per_token_tokens_held_state_and_page(kind, per_token, held, state, page):
     group = ONE_OF_EACH[kind]
@@ -151,6 +156,7 @@ def test_a_state_is_one_page_whatever_the_length_and_an_mlp_block_needs_nothing(
         assert max_bytes(NEMOTRON_MAMBA, max_model_len) == 1_079_296 * 2 == 2_158_592
         assert max_bytes(QWEN3_NEXT_GDN, max_model_len) == 548_864 * 2 == 1_097_728
         assert max_bytes(MLP_BLOCK, max_model_len) == 0
+        assert max_bytes(SHARED_KV, max_model_len) == 0  # no KV cache spec in vLLM: nothing at start-up
     # at TP 2 the Gated DeltaNet state halves: (12,288 + 262,144) x 2 B
     assert max_bytes(QWEN3_NEXT_GDN, 4_096, tp=2) == (12_288 + 262_144) * 2
 
@@ -165,6 +171,7 @@ def test_a_state_is_one_page_whatever_the_length_and_an_mlp_block_needs_nothing(
     ("mamba", False, None, None),
     ("gdn", False, None, None),
     ("mlp", False, None, None),
+    ("shared_kv", True, AttentionShape(32, 1, 256, 256), None),  # attends over its target's cache
 ])
 def test_attention_shape_and_page_layout(kind, attention, shape, layout):
     group = ONE_OF_EACH[kind]

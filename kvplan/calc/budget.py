@@ -129,7 +129,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     page = sum(layer.count * layer.page_bytes_per_layer for layer in layers if not layer.state_bytes_per_layer)
     per_token = sum(layer.bytes_per_token for layer in layers)
     groups = kv_groups(model, fmt, inputs.tp, block, inputs.pp, engine.kv_group_ratio) if engine.kv_groups else None
-    padding = groups.padding_layers * groups.page_bytes_per_layer if groups else 0  # pages that hold nothing
+    # pages that hold nothing: padding layers, and pages grown to one size (vLLM unify_kv_cache_spec_page_size)
+    padding = groups.pool_bytes_per_block - page if groups else 0
     blocks = max(pool, 0) // (page + padding) if page else 0
     tokens = blocks * block if page else 0
     if groups and engine.tokens_rule == "concurrency":
@@ -248,8 +249,8 @@ def _explain(engine: Engine, terms: dict[str, Term], util: float, pool: int, pag
     return steps + [
         Step(label=f"KV pool ({engine.name})", formula=formula, value=f"{pool:,} B"),
         Step(label="page, all layers", formula=f"{block} tokens x KV bytes per token", value=f"{page:,} B"),
-        *([Step(label="padding layers' pages", formula="the last group of each layer kind filled to the group size "
-                "(vLLM KV cache groups)", value=f"{padding:,} B")] if padding else []),
+        *([Step(label="padding layers' pages", formula="the last group of each layer kind filled to the group size, "
+                "smaller pages grown to the largest (vLLM KV cache groups)", value=f"{padding:,} B")] if padding else []),
         Step(label="blocks", formula=f"floor({max(pool, 0):,} B / {page + padding:,} B)", value=f"{blocks:,}"),
         Step(label="token capacity", value=f"{tokens:,}",
              formula=f"{blocks:,} blocks x {block} tokens" if tokens == blocks * block else

@@ -12,14 +12,19 @@ group has `group_size` tensors of `num_blocks` pages, so
     tokens     = int(num_blocks / blocks one request of max_model_len needs x max_model_len)  (0.21 on)
 
 Gemma-3-27B (10 full, 52 sliding): group_size 10, 1 + 6 groups, 8 padding layers: a pool holds
-62/70 of the tokens an unpadded count gives. Models whose kinds have pages of different sizes, or a
-recurrent state, are not laid out here (None).
+62/70 of the tokens an unpadded count gives. Kinds whose pages differ in size are first unified as
+vLLM does (unify_kv_cache_spec_page_size): the smaller page's block grows until the pages match.
+Gemma-4-26B-A4B: a sliding page of 16 x 2 x 8 x 256 x 2 B = 131,072 B, a full one of 16 x 2 x 2 x
+512 x 2 B = 65,536 B -> full blocks of 32 tokens; groups of 5: 1 full + 5 sliding. Layers that read
+another layer's cache (KV sharing) have no spec and are left out. A recurrent state is not laid out
+here (None).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kvplan.specs.layer_kind import LayerKind
 from kvplan.specs.model import ModelSpec
 from kvplan.units import KvFormat, ceil_div
 
@@ -29,27 +34,52 @@ class KvGroups:
     group_size: int  # layers per group: the tensors that share a block table
     groups: int  # KV cache groups over every kind
     padding_layers: int  # layers added to fill the last group of each kind
-    page_bytes_per_layer: int  # one block of one layer, on one GPU
+    page_bytes_per_layer: int  # one block of one layer, on one GPU (the largest kind's, once unified)
     blocks_per_kind: tuple[tuple[int, int], ...]  # (groups, kind index) for the request count
+    block_sizes: tuple[int, ...] = ()  # tokens a block of each kind holds, once pages are unified
+
+    @property
+    def pool_bytes_per_block(self) -> int:
+        """One block of every group: group_size tensors x groups x the page (padding layers included)."""
+        return self.group_size * self.groups * self.page_bytes_per_layer
+
+
+def cached_kinds(model: ModelSpec) -> list[LayerKind]:
+    """The layer groups vLLM gives a KV cache spec: those that cache tokens or a state. A layer that
+    reads another's cache (Gemma-4's KV sharing) or has no attention gets none (gpu_model_runner.py
+    get_kv_cache_spec skips it), so it takes no page and no place in a group."""
+    return [g for g in model.layers if g.kv_elements_per_token(1) or g.fixed_bytes_per_token(1) or g.state_elements(1)]
+
+
+def unified_block_sizes(kinds: list[LayerKind], fmt: KvFormat, tp: int, block_size: int) -> tuple[int, ...] | None:
+    """vLLM's unify_kv_cache_spec_page_size (v1/core/kv_cache_utils.py, 0.19): a kind whose page is
+    smaller than the largest gets a block size grown by their ratio, so every page is one size;
+    None where a page does not divide the largest (0.19 raises NotImplementedError there)."""
+    pages = [g.page_size_bytes(block_size=block_size, kv_format=fmt, tp=tp, state_dtype_bytes=2) for g in kinds]
+    largest = max(pages)
+    if any(largest % page for page in pages):
+        return None
+    return tuple(block_size * (largest // page) for page in pages)
 
 
 def kv_groups(model: ModelSpec, fmt: KvFormat, tp: int = 1, block_size: int = 16, pp: int = 1,
               newer_rule: bool = True) -> KvGroups | None:
     """vLLM V1's uniform-page grouping of one GPU's layers, or None where it does not apply."""
-    kinds = [g for g in model.layers if g.is_attention]
-    if len(kinds) != len(model.layers) or not kinds:
-        return None  # a recurrent state (Mamba, GDN) or an MLP-only block: another layout
-    pages = {g.page_size_bytes(block_size=block_size, kv_format=fmt, tp=tp, state_dtype_bytes=2) for g in kinds}
-    if len(pages) != 1:
-        return None  # pages of different sizes: unified another way (vLLM unify_hybrid_kv_cache_specs)
+    kinds = cached_kinds(model)
+    if not kinds or not all(g.is_attention for g in kinds):
+        return None  # a recurrent state (Mamba, GDN): another layout
+    blocks = unified_block_sizes(kinds, fmt, tp, block_size)
+    if blocks is None:
+        return None
+    page = kinds[0].page_size_bytes(block_size=blocks[0], kv_format=fmt, tp=tp, state_dtype_bytes=2)
     counts = [ceil_div(g.count, pp) for g in kinds]
     size = min(counts)
     if newer_rule and max(counts) < 1.25 * size:
         size = max(counts)
     per_kind = [ceil_div(n, size) for n in counts]
     padding = sum(k * size - n for k, n in zip(per_kind, counts))
-    return KvGroups(group_size=size, groups=sum(per_kind), padding_layers=padding, page_bytes_per_layer=pages.pop(),
-                    blocks_per_kind=tuple((k, i) for i, k in enumerate(per_kind)))
+    return KvGroups(group_size=size, groups=sum(per_kind), padding_layers=padding, page_bytes_per_layer=page,
+                    blocks_per_kind=tuple((k, i) for i, k in enumerate(per_kind)), block_sizes=blocks)
 
 
 def tokens_for_kv_bytes(model: ModelSpec, kv_bytes: int, fmt: KvFormat, *, tp: int = 1, block_size: int = 16,
@@ -57,16 +87,16 @@ def tokens_for_kv_bytes(model: ModelSpec, kv_bytes: int, fmt: KvFormat, *, tp: i
                         per_concurrency: bool = False, newer_rule: bool = True) -> int | None:
     """The 'GPU KV cache size: N tokens' vLLM logs for `kv_bytes` of KV memory on one GPU (None where
     kv_groups does not lay the model out). per_concurrency: the 0.21-and-later count, max
-    concurrency x max_model_len."""
+    concurrency x max_model_len, each kind's blocks at its own (unified) block size."""
     layout = kv_groups(model, fmt, tp, block_size, pp, newer_rule)
     if layout is None:
         return None
     num_blocks = kv_bytes // (layout.page_bytes_per_layer * layout.group_size)
     if not per_concurrency or max_model_len is None:
-        return num_blocks // layout.groups * block_size
-    kinds = [g for g in model.layers if g.is_attention]
+        return num_blocks // layout.groups * block_size  # the smallest block size: the base one
+    kinds = cached_kinds(model)
     needed = sum(groups * kinds[i].max_memory_pages(max_model_len=max_model_len,
                                                     max_num_batched_tokens=max_num_batched_tokens,
-                                                    block_size=block_size)
+                                                    block_size=layout.block_sizes[i])
                  for groups, i in layout.blocks_per_kind)
     return int(num_blocks / needed * max_model_len)

@@ -60,7 +60,8 @@ COUNT_KEYS = ("intermediate_size", "max_position_embeddings", "sliding_window", 
               "mamba_d_state", "mamba_d_conv", "mamba_expand", "ssm_state_size", "conv_kernel", "n_groups",
               "mamba_num_heads", "mamba_head_dim", "first_k_dense_replace", "ffn_dim",
               "num_nextn_predict_layers", "attention_head_dim", "attn_layer_offset", "expert_layer_offset",
-              "max_window_layers")
+              "max_window_layers", "global_head_dim", "num_global_key_value_heads", "num_kv_shared_layers",
+              "top_k_experts", "hidden_size_per_layer_input", "vocab_size_per_layer_input")
 LIST_KEYS = {"architectures": str, "layer_types": str, "no_rope_layers": int, "layers_block_type": str,
              "mlp_only_layers": int}
 MAX_CONFIG_INT = 2**40
@@ -103,7 +104,8 @@ def check_types(cfg: dict, where: Path | str) -> None:
 NESTED = ("text_config", "llm_config", "language_config")
 TEXT_TYPES = {"gemma3": "gemma3_text", "llama4": "llama4_text", "mistral3": "mistral", "qwen2_5_vl": "qwen2",
               "qwen2_vl": "qwen2", "mllama": "llama", "qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe",
-              "qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text", "exaone4_5": "exaone4_5_text"}
+              "qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text", "exaone4_5": "exaone4_5_text",
+              "gemma4": "gemma4_text"}
 
 
 def text_config(cfg: dict) -> dict:

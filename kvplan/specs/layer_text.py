@@ -10,7 +10,8 @@ from __future__ import annotations
 from functools import singledispatch
 
 from kvplan.specs.layers import (ChunkedLocalAttention, DecompressedAttention, FullAttention, GatedDeltaNetState,
-                                 LayerKind, MambaState, MLALatent, MlpOnly, SlidingWindowAttention)
+                                 LayerKind, MambaState, MLALatent, MlpOnly, SharedKvAttention, SlidingWindowAttention)
+
 
 def _no_text(what: str, group: object) -> str:
     raise TypeError(f"no {what} text for layer class {type(group).__name__}; register one in kvplan.specs.layer_text")
@@ -23,7 +24,7 @@ def describe(group: LayerKind) -> str:
     return _no_text("describe", group)
 
 
-def _heads(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention) -> str:
+def _heads(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention | SharedKvAttention) -> str:
     return f"{group.num_kv_heads} KV x {group.head_dim}"
 
 
@@ -67,6 +68,12 @@ def _(group: GatedDeltaNetState) -> str:
 @describe.register(MlpOnly)
 def _(group: MlpOnly) -> str:
     return "no cache"
+
+
+@describe.register(SharedKvAttention)
+def _(group: SharedKvAttention) -> str:
+    window = f", window {group.window:,}" if group.window else ""
+    return f"reads layer {group.target_layer}'s KV ({_heads(group)}{window})"
 
 
 # --- bytes_formula: where a kind's bytes a token are not its elements x the KV dtype's width ---------
@@ -118,6 +125,11 @@ def _(group: MambaState | GatedDeltaNetState | MlpOnly, tp: int = 1) -> str:
     return "no per-token cache"
 
 
+@elements_formula.register(SharedKvAttention)
+def _(group: SharedKvAttention, tp: int = 1) -> str:
+    return f"none of its own: layer {group.target_layer}'s cache, counted there"
+
+
 # --- held_formula: how cached_tokens comes about -------------------------------------------------------
 
 @singledispatch
@@ -149,7 +161,8 @@ def _(group: MambaState | GatedDeltaNetState, ctx: int) -> str:
 
 
 @held_formula.register(MlpOnly)
-def _(group: MlpOnly, ctx: int) -> str:
+@held_formula.register(SharedKvAttention)
+def _(group: MlpOnly | SharedKvAttention, ctx: int) -> str:
     return "nothing"
 
 
@@ -166,6 +179,7 @@ def state_formula(group: LayerKind, tp: int = 1) -> str:
 @state_formula.register(MLALatent)
 @state_formula.register(DecompressedAttention)
 @state_formula.register(MlpOnly)
+@state_formula.register(SharedKvAttention)
 def _(group: LayerKind, tp: int = 1) -> str:
     return "no per-request state"
 
