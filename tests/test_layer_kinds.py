@@ -136,3 +136,15 @@ def test_a_deepseek_v32_config_gets_its_indexer(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     (mla,) = import_model(tmp_path).spec.layers
     assert mla.index_head_dim == 128 and mla.fixed_bytes_per_token() == 132
+
+
+def test_qwen3_6_35b_a3b_keeps_its_recurrent_state_in_fp32():
+    """Its config says mamba_ssm_dtype float32, which vLLM takes for the GDN recurrent state
+    (model_executor/models/config.py, Qwen3_5ForConditionalGenerationConfig); the conv state stays bf16."""
+    spec = import_model(FIXTURES / "qwen3.6-35b-a3b").spec
+    assert [(g.kind, g.count) for g in spec.layers] == [("full", 10), ("gdn", 30)]
+    r = kv_size(spec, 32768)
+    # full attention: 10 layers x 2 (K, V) x 2 KV heads x 256 x 2 B = 20,480 B per token
+    assert r.bytes_per_token_per_gpu == 10 * 2 * 2 * 256 * 2 == 20_480
+    # conv: (2 x 16 x 128 + 32 x 128) x (4 - 1) = 24,576 x 2 B; recurrent: 32 x 128 x 128 = 524,288 x 4 B
+    assert layer(r, "gdn").bytes_per_request == 30 * (24_576 * 2 + 524_288 * 4) == 30 * 2_146_304 == 64_389_120

@@ -1,11 +1,13 @@
-"""The spec database as rows for `kvplan models` and `kvplan gpus`, sorted by name; the engine
-registry's presets for `kvplan engines`, oldest first."""
+"""The spec database as rows for `kvplan models` and `kvplan gpus`, sorted by name; by family and
+release date for `kvplan models --new`; the engine registry's presets for `kvplan engines`, oldest
+first."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 
-from kvplan.results.catalog import EngineRow, GpuRow, ModelRow
+from kvplan.results.catalog import EngineRow, FamilyReleases, GpuRow, ModelRow, ReleaseRow
 from kvplan.specs.engines.registry import DEFAULTS, PRESETS, Engine
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
@@ -16,6 +18,27 @@ def model_rows(models: Iterable[ModelSpec]) -> tuple[ModelRow, ...]:
                           layer_counts=tuple((g.kind, g.count) for g in m.layers), max_context=m.max_context,
                           dtype=m.dtype)
                  for m in sorted(models, key=lambda m: m.name))
+
+
+def _newest_first(released: date | None, name: str) -> tuple[bool, int, str]:
+    """Dated before undated, newer before older, then by name."""
+    return released is None, -(released.toordinal() if released else 0), name
+
+
+def release_rows(models: Iterable[ModelSpec]) -> tuple[FamilyReleases, ...]:
+    """The database by family, newest family first (by its newest release), each family's releases
+    newest first; undated releases and families after the dated ones. A family is the spec's family
+    with - read as _: hand-written specs spell 'deepseek-v3' what imported ones call 'deepseek_v3'."""
+    families: dict[str, list[ModelSpec]] = {}
+    for m in models:
+        families.setdefault(m.family.replace("-", "_"), []).append(m)
+    rows = []
+    for family, specs in families.items():
+        specs.sort(key=lambda m: _newest_first(m.released, m.name))
+        releases = tuple(ReleaseRow(name=m.name, display_name=m.display_name, released=m.released,
+                                    released_source=m.released_source) for m in specs)
+        rows.append(FamilyReleases(family=family, newest=releases[0].released, releases=releases))
+    return tuple(sorted(rows, key=lambda f: _newest_first(f.newest, f.family)))
 
 
 def gpu_rows(gpus: Iterable[GpuSpec]) -> tuple[GpuRow, ...]:

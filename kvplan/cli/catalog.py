@@ -10,19 +10,31 @@ import typer
 from kvplan.cli.app import DebugOpt, JsonOpt, OfflineOpt, SpecsOpt, app, catalog, console, err_console, handle_errors
 
 
+NewOpt = Annotated[bool, typer.Option("--new", help="List the families and releases instead: the day each "
+                                      "config was published, newest first, by family.")]
+
+
 @app.command()
 @handle_errors
-def models(json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False) -> None:
-    """List the models in the spec database.
+def models(new: NewOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False) -> None:
+    """List the models in the spec database (--new: by family and release date, newest first).
 
-    Example: kvplan models --json
+    Example: kvplan models --new
     """
-    from kvplan.calc.listing import model_rows
+    from kvplan.calc.listing import model_rows, release_rows
     from kvplan.render.base import print_json
-    from kvplan.render.catalog import models_table
+    from kvplan.render.catalog import RELEASES_NOTE, models_table, releases_table
 
     specs_ = sorted(catalog(specs).models.specs.values(), key=lambda m: m.name)
-    print_json(console, specs_) if json else console.print(models_table(model_rows(specs_)))
+    if not new:
+        print_json(console, specs_) if json else console.print(models_table(model_rows(specs_)))
+        return
+    families = release_rows(specs_)
+    if json:
+        print_json(console, list(families))
+        return
+    console.print(releases_table(families))
+    console.print(f"[dim]{RELEASES_NOTE}[/]")
 
 
 @app.command()

@@ -8,7 +8,7 @@ from rich import box
 from rich.console import JustifyMethod
 from rich.table import Table
 
-from kvplan.results.catalog import EngineRow, GpuRow, ModelRow
+from kvplan.results.catalog import EngineRow, FamilyReleases, GpuRow, ModelRow
 from kvplan.units import GIB, fmt_int
 
 
@@ -26,6 +26,22 @@ def models_table(models: Iterable[ModelRow]) -> Table:
         layers = ", ".join(f"{count} {kind}" for kind, count in m.layer_counts)
         table.add_row(m.name, params, layers, fmt_int(m.max_context), m.dtype)
     return table
+
+
+def releases_table(families: Iterable[FamilyReleases]) -> Table:
+    table = Table(title="Releases by family, newest first", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    for name in ("Family", "Released", "Model"):
+        table.add_column(name, no_wrap=True)
+    for f in families:
+        for i, r in enumerate(f.releases):
+            table.add_row(f.family if i == 0 else "", str(r.released) if r.released else "date unknown", r.name)
+    return table
+
+
+RELEASES_NOTE = ("Released: the day the config was published, from the source the spec's released_source names "
+                 "(kvplan show NAME); 'date unknown' where no checkable source was found. Family: the spec's "
+                 "family (the config's model_type, or the release series), - read as _.")
 
 
 BASIS_MARKS = {"measured CUDA total": "", "NVML total": "*", "datasheet": "**", "HIP": "†"}

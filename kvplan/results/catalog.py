@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from kvplan.results.base import Result
 
 
@@ -12,6 +14,23 @@ class ModelRow(Result):
     layer_counts: tuple[tuple[str, int], ...]  # (kind, layers) per layer group
     max_context: int
     dtype: str
+
+
+class ReleaseRow(Result):
+    """One spec of a family, for `kvplan models --new`."""
+
+    name: str
+    display_name: str
+    released: date | None  # None: no checkable source gives the date
+    released_source: str | None
+
+
+class FamilyReleases(Result):
+    """A family (the config's model_type) and its releases in the database, newest first."""
+
+    family: str
+    newest: date | None
+    releases: tuple[ReleaseRow, ...]
 
 
 class GpuRow(Result):

@@ -301,4 +301,7 @@ def spec_to_yaml(spec: BaseModel) -> str:
     if hasattr(spec, "layers"):  # a model: keep the discriminator that exclude_defaults drops
         data["layers"] = [{"kind": g.kind, **g.model_dump(mode="json", exclude_defaults=True)}
                           for g in spec.layers]
+    released = getattr(spec, "released", None)
+    if released:  # a date, which YAML writes unquoted and reads back as a date
+        data["released"] = released
     return yaml.safe_dump(data, sort_keys=False, width=100)

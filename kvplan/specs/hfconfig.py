@@ -234,15 +234,20 @@ def layer_groups(c: Config) -> list[dict]:
 
 
 def _qwen3_next(c: Config, n: int) -> list[dict]:
-    """Gated DeltaNet layers with a full-attention layer every full_attention_interval (default 4)."""
+    """Gated DeltaNet layers with a full-attention layer every full_attention_interval (default 4).
+    A Qwen3.5 config's mamba_ssm_dtype sets the recurrent state's dtype: vLLM takes it for
+    mamba_ssm_cache_dtype 'auto' (model_executor/models/config.py,
+    Qwen3_5ForConditionalGenerationConfig.verify_and_update_config, 0.19 and 0.34)."""
     types = c.get("layer_types")
     if not isinstance(types, list):
         interval = c.int("full_attention_interval", default=4)
         types = ["full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(n)]
     full, linear = _split([t == "full_attention" for t in types])
+    ssm = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(str(c.get("mamba_ssm_dtype")))
     gdn = {"kind": "gdn", "count": linear, "num_k_heads": c.int("linear_num_key_heads"),
            "num_v_heads": c.int("linear_num_value_heads"), "head_k_dim": c.int("linear_key_head_dim"),
-           "head_v_dim": c.int("linear_value_head_dim"), "conv_kernel": c.int("linear_conv_kernel_dim", default=4)}
+           "head_v_dim": c.int("linear_value_head_dim"), "conv_kernel": c.int("linear_conv_kernel_dim", default=4),
+           **({"ssm_dtype": ssm} if ssm else {})}
     return [g for g in (_attention(c, "full", full), gdn) if g["count"]]
 
 

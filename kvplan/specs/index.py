@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,6 +79,8 @@ def construct_model(data: dict) -> ModelSpec:
     fields = {**data, "layers": layers, "aliases": tuple(data.get("aliases", ()))}
     if data.get("moe"):
         fields["moe"] = MoESpec.model_construct(**data["moe"])
+    if data.get("released"):  # JSON holds the date as text
+        fields["released"] = date.fromisoformat(data["released"])
     return ModelSpec.model_construct(**fields)
 
 

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, Strict, model_validator
+from pydantic import BeforeValidator, Field, Strict, model_validator
 
 from kvplan.specs.base import NAME_PATTERN, Bytes, Dim, Frozen, Heads, Layers, Params, Small, Tokens, Vocab
 from kvplan.specs.layers import LayerGroup
 
 WeightDtype = Literal["bf16", "fp16", "fp32", "fp8"]
+
+
+def _calendar_date(value: object) -> date:
+    """A date as YAML writes it (2025-04-29, read as a date) or as JSON does ("2025-04-29"); no
+    number (pydantic would read 20250429 as seconds since 1970) and no time of day."""
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    raise ValueError(f"{value!r} is not a date; give it as YYYY-MM-DD, e.g. 2025-04-29")
+
+
+ReleaseDate = Annotated[date, BeforeValidator(_calendar_date)]
 
 
 class MoESpec(Frozen):
@@ -35,6 +52,10 @@ class ModelSpec(Frozen):
     family: str
     architecture: str
     source: str
+    # The day this config was published (its release announcement, model card or first commit, which
+    # released_source names); None where no checkable source gives one: never guessed.
+    released: ReleaseDate | None = None
+    released_source: str | None = None
     hidden_size: Dim
     intermediate_size: Dim
     vocab_size: Vocab
@@ -74,6 +95,13 @@ class ModelSpec(Frozen):
         if counted != self.num_layers:
             raise ValueError(f"layers add up to {counted} but num_layers is {self.num_layers}; "
                              "make the layer-group counts sum to num_layers")
+        return self
+
+    @model_validator(mode="after")
+    def check_released_source(self) -> ModelSpec:
+        if self.released is not None and not self.released_source:
+            raise ValueError(f"released {self.released} has no released_source; name the announcement, model card "
+                             "or commit the date comes from")
         return self
 
     @model_validator(mode="after")
