@@ -17,16 +17,21 @@ if TYPE_CHECKING:
 class Architecture:
     """One family: the model_types that name it, its layer groups from a config (the config and its
     layer count), its parameters from the config where the shared estimate cannot count them (None:
-    the shared estimate), and the engine source its cache layout follows (file and function)."""
+    the shared estimate), the engine source its cache layout follows (file and function), and its
+    vision tower's parameters from the vision_config and the text width where the shared tower
+    estimate cannot count them (None: kvplan.specs.params.tower_params)."""
 
     model_types: tuple[str, ...]
     layer_groups: Callable[[Config, int], list[dict]]
     engine_layout: str
     params: Callable[[Config, list[dict]], int] | None = None
+    tower_params: Callable[[object, int], int] | None = None
 
 
 def _registry() -> dict[str, Architecture]:
-    modules: tuple[Architecture, ...] = ()  # each architecture module adds its ARCHITECTURE here
+    from kvplan.specs.archs import kimi_linear, mllama  # they import Architecture from here
+
+    modules: tuple[Architecture, ...] = (mllama.ARCHITECTURE, kimi_linear.ARCHITECTURE)  # each module's ARCHITECTURE
     return {model_type: arch for arch in modules for model_type in arch.model_types}
 
 
