@@ -65,8 +65,8 @@ def _kda_params(group: dict, h: int) -> int:
 def params(c: Config, groups: list[dict]) -> int:
     """Embeddings and head, KDA and MLA layers, the dense MLP of the first first_k_dense_replace
     layers, routed and shared experts with the router, two norms a layer and the final norm (the
-    routers' score-correction biases not counted). Kimi-Linear-48B-A3B: 49,122,681,720, 8 short of
-    the 49,122,681,728 its safetensors hold (26 MoE layers x 256 biases would add 6,656: see the test)."""
+    routers' score-correction biases not counted). Kimi-Linear-48B-A3B: 49,122,675,072, the 49,122,681,728
+    its safetensors hold less those biases, 26 MoE layers x 256 (tests/test_kimi_linear.py)."""
     h, vocab, n = c.int("hidden_size"), c.int("vocab_size"), sum(g["count"] for g in groups)
     attention = sum(g["count"] * (_kda_params(g, h) if g["kind"] == "gdn" else _attn_params(c, g, h)) for g in groups)
     moe = moe_block(c)
