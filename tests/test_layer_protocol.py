@@ -11,7 +11,7 @@ import pytest
 from kvplan.errors import SpecError
 from kvplan.specs import layer_text
 from kvplan.specs.layer_kind import AttentionShape, LayerKind
-from kvplan.specs.layers import (KINDS, ChunkedLocalAttention, DecompressedAttention, FullAttention,
+from kvplan.specs.layers import (KINDS, ChunkedLocalAttention, CrossAttention, DecompressedAttention, FullAttention,
                                  GatedDeltaNetState, LayerGroup, MambaState, MLALatent, MlpOnly,
                                  SharedKvAttention, SlidingWindowAttention, layer_class)
 from kvplan.units import kv_format
@@ -19,7 +19,8 @@ from kvplan.units import kv_format
 BF16, FP8 = kv_format("bf16"), kv_format("fp8")
 
 # Real shapes: Llama-3-8B's full layer, Gemma-3-27B's sliding one, Llama-4-Scout's chunked one,
-# DeepSeek-V3's latent, Nemotron-H-8B's Mamba-2, Qwen3-Next's Gated DeltaNet, Nemotron-H's MLP block.
+# DeepSeek-V3's latent, Nemotron-H-8B's Mamba-2, Qwen3-Next's Gated DeltaNet, Nemotron-H's MLP block,
+# Llama-3.2-11B-Vision's cross-attention to one image of 4 tiles x (40 x 40 patches + 1) = 6,404 vision tokens.
 LLAMA3_FULL = FullAttention(count=32, num_kv_heads=8, head_dim=128)
 GEMMA3_SLIDING = SlidingWindowAttention(count=52, num_kv_heads=16, head_dim=128, window=1024)
 SCOUT_CHUNKED = ChunkedLocalAttention(count=36, num_kv_heads=8, head_dim=128, chunk=8192)
@@ -32,8 +33,10 @@ MLP_BLOCK = MlpOnly(count=24)
 # Gemma-4 E2B's KV-shared sliding layers as other projects' tests quote its config (35 layers, the last 20
 # shared, 1 KV head x 256, window 512; no verbatim E2B config.json was found): they read layer 13's cache
 SHARED_KV = SharedKvAttention(count=16, num_kv_heads=1, head_dim=256, window=512, target_layer=13)
+MLLAMA_CROSS = CrossAttention(count=8, num_kv_heads=8, head_dim=128, vision_tokens=6_404)
 ONE_OF_EACH = {"full": LLAMA3_FULL, "sliding": GEMMA3_SLIDING, "chunked": SCOUT_CHUNKED, "mla": DEEPSEEK_MLA,
-               "mamba": NEMOTRON_MAMBA, "gdn": QWEN3_NEXT_GDN, "mlp": MLP_BLOCK, "shared_kv": SHARED_KV}
+               "mamba": NEMOTRON_MAMBA, "gdn": QWEN3_NEXT_GDN, "mlp": MLP_BLOCK, "shared_kv": SHARED_KV,
+               "cross": MLLAMA_CROSS}
 DECOMPRESSED = DEEPSEEK_MLA.mha_equivalent(128)
 
 
@@ -52,7 +55,7 @@ def max_pages(group, max_model_len: int, max_num_batched_tokens: int = 8192, blo
 
 def test_the_registry_has_one_class_per_yaml_kind_and_the_union_names_the_same():
     assert set(KINDS) == set(ONE_OF_EACH) == {"full", "sliding", "chunked", "mla", "mamba", "gdn", "mlp",
-                                               "shared_kv"}
+                                               "shared_kv", "cross"}
     union = typing.get_args(typing.get_args(LayerGroup)[0])
     assert union == tuple(KINDS.values())
 
@@ -73,7 +76,7 @@ def test_an_unknown_kind_is_one_line_naming_the_known_ones():
     with pytest.raises(SpecError) as err:
         layer_class("linear")
     assert str(err.value) == ("unknown layer kind 'linear'; known kinds: "
-                              "full, sliding, chunked, mla, mamba, gdn, mlp, shared_kv")
+                              "full, sliding, chunked, mla, mamba, gdn, mlp, shared_kv, cross")
 
 
 # --- per token, per request, per page -----------------------------------------------------------------
@@ -87,6 +90,7 @@ def test_an_unknown_kind_is_one_line_naming_the_known_ones():
     ("gdn", 0, 0, 548_864 * 2, 548_864 * 2),  # conv 8,192 x 3 + recurrent 32 x 128 x 128 elements
     ("mlp", 0, 0, 0, 0),
     ("shared_kv", 0, 0, 0, 0),  # reads layer 13's cache: no byte, token or page of its own
+    ("cross", 2 * 8 * 128 * 2, 6_404, 0, 16 * 4_096),  # as full attention, but the vision tokens whatever ctx
 ])
 def test_bytes_per_token_tokens_held_state_and_page(kind, per_token, held, state, page):
     group = ONE_OF_EACH[kind]
@@ -172,6 +176,7 @@ def test_a_state_is_one_page_whatever_the_length_and_an_mlp_block_needs_nothing(
     ("gdn", False, None, None),
     ("mlp", False, None, None),
     ("shared_kv", True, AttentionShape(32, 1, 256, 256), None),  # attends over its target's cache
+    ("cross", True, AttentionShape(32, 8, 128, 128), (8, 128)),
 ])
 def test_attention_shape_and_page_layout(kind, attention, shape, layout):
     group = ONE_OF_EACH[kind]

@@ -103,7 +103,7 @@ def check_types(cfg: dict, where: Path | str) -> None:
 # when the nested config does not say.
 NESTED = ("text_config", "llm_config", "language_config")
 TEXT_TYPES = {"gemma3": "gemma3_text", "llama4": "llama4_text", "mistral3": "mistral", "qwen2_5_vl": "qwen2",
-              "qwen2_vl": "qwen2", "mllama": "llama", "qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe",
+              "qwen2_vl": "qwen2", "mllama": "mllama_text_model", "qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe",
               "qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text", "exaone4_5": "exaone4_5_text",
               "gemma4": "gemma4_text"}
 

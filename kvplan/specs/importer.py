@@ -94,7 +94,9 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
     total, st_dtype, notes = _params_total(c, groups, checkpoint, arch)
     towers = checkpoint.tower_params()
     if towers is None:  # no headers: the vision tower from its vision_config, added to the estimate
-        towers = tower_params(raw.get("vision_config"), c.int("hidden_size"))
+        arch = architecture(model_type)
+        count_tower = arch.tower_params if arch is not None and arch.tower_params else tower_params
+        towers = count_tower(raw.get("vision_config"), c.int("hidden_size"))
         if towers:
             notes[0] = (f"params_total {total + towers:,} estimated from the architecture: language model "
                         f"{total:,} + vision tower {towers:,} (no *.safetensors found; biases and extra tensors "

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import singledispatch
 
-from kvplan.specs.layers import (ChunkedLocalAttention, DecompressedAttention, FullAttention, GatedDeltaNetState,
-                                 LayerKind, MambaState, MLALatent, MlpOnly, SharedKvAttention, SlidingWindowAttention)
+from kvplan.specs.layers import (ChunkedLocalAttention, CrossAttention, DecompressedAttention, FullAttention,
+                                 GatedDeltaNetState, LayerKind, MambaState, MLALatent, MlpOnly, SharedKvAttention,
+                                 SlidingWindowAttention)
 
 
 def _no_text(what: str, group: object) -> str:
@@ -24,7 +25,8 @@ def describe(group: LayerKind) -> str:
     return _no_text("describe", group)
 
 
-def _heads(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention | SharedKvAttention) -> str:
+def _heads(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention | SharedKvAttention
+           | CrossAttention) -> str:
     return f"{group.num_kv_heads} KV x {group.head_dim}"
 
 
@@ -41,6 +43,11 @@ def _(group: SlidingWindowAttention) -> str:
 @describe.register(ChunkedLocalAttention)
 def _(group: ChunkedLocalAttention) -> str:
     return f"{_heads(group)}, chunk {group.chunk:,}"
+
+
+@describe.register(CrossAttention)
+def _(group: CrossAttention) -> str:
+    return f"{_heads(group)}, cross-attention to {group.vision_tokens:,} vision tokens"
 
 
 @describe.register(MLALatent)
@@ -103,7 +110,8 @@ def elements_formula(group: LayerKind, tp: int = 1) -> str:
 @elements_formula.register(FullAttention)
 @elements_formula.register(SlidingWindowAttention)
 @elements_formula.register(ChunkedLocalAttention)
-def _(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention, tp: int = 1) -> str:
+@elements_formula.register(CrossAttention)
+def _(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention | CrossAttention, tp: int = 1) -> str:
     shared = f" ({group.num_kv_heads} KV heads / TP {tp})" if tp > 1 else ""
     return f"2 (K,V) x {group.kv_heads_per_rank(tp)} heads{shared} x head_dim {group.head_dim}"
 
@@ -154,6 +162,11 @@ def _(group: ChunkedLocalAttention, ctx: int) -> str:
     return f"min(ctx {ctx:,}, chunk {group.chunk:,})"
 
 
+@held_formula.register(CrossAttention)
+def _(group: CrossAttention, ctx: int) -> str:
+    return f"{group.vision_tokens:,} vision tokens of one image (none for a text-only request), whatever the context"
+
+
 @held_formula.register(MambaState)
 @held_formula.register(GatedDeltaNetState)
 def _(group: MambaState | GatedDeltaNetState, ctx: int) -> str:
@@ -176,6 +189,7 @@ def state_formula(group: LayerKind, tp: int = 1) -> str:
 @state_formula.register(FullAttention)
 @state_formula.register(SlidingWindowAttention)
 @state_formula.register(ChunkedLocalAttention)
+@state_formula.register(CrossAttention)
 @state_formula.register(MLALatent)
 @state_formula.register(DecompressedAttention)
 @state_formula.register(MlpOnly)

@@ -134,7 +134,7 @@ def moe_block(c: Config) -> dict | None:
     top_k = c.int("num_experts_per_tok", "experts_per_token", "num_experts_per_token", "top_k_experts")  # Gemma-4: the last
     size = c.int("moe_intermediate_size", "intermediate_size")
     one_shared = c.get("model_type", "").startswith("llama4") or c.get("shared_expert_intermediate_size")
-    shared = c.get("n_shared_experts", default=0) or (1 if one_shared else 0)
+    shared = c.get("n_shared_experts", "num_shared_experts", default=0) or (1 if one_shared else 0)
     return {"num_experts": experts, "experts_per_token": top_k, "shared_experts": shared,
             "expert_intermediate_size": size}
 

@@ -116,9 +116,12 @@ class Vllm(Engine):
     mla_blocks: dict[str, int] = {"Hopper": 16, "Blackwell": 32}
     kv_group_ratio = True  # 0.12 on: groups as large as the largest kind when it is under 1.25 x the smallest
     hybrid_pages = True  # attention blocks grown to a recurrent state's page (from 0.10.2; 0.11 on here)
+    # ... in steps of 64 tokens where the attention is MLA (0.19 HybridAttentionMambaModelConfig; 128 only
+    # with --attention-backend CUTLASS_MLA); 0.34 below: 128 (platforms/interface.py _align_hybrid_block_size)
+    mla_hybrid_alignment = 64
 
     def default_block_size(self, model: ModelSpec, gpu: GpuSpec | None, fmt: KvFormat, tp: int = 1) -> int:
-        hybrid = hybrid_page(model, fmt, tp) if self.hybrid_pages else None
+        hybrid = hybrid_page(model, fmt, tp, mla_alignment=self.mla_hybrid_alignment) if self.hybrid_pages else None
         if hybrid:
             return hybrid[0]
         if gpu is None or not any(group.kind == "mla" for group in model.layers):
@@ -376,6 +379,7 @@ class Vllm34(Vllm21):
     encodes: tuple[str, ...] = ("vllm/engine/arg_utils.py EngineArgs.get_batch_defaults", "vllm/config/cache.py")
     changes = ("the API server batches 16,384 tokens on GPUs of 160 GiB and more; gpu_memory_utilization 0.92 "
                "(1.0 only with the extensible KV cache, which kvplan does not plan)")
+    mla_hybrid_alignment = 128
 
     def batch_limits(self, gpu: GpuSpec | None, total_bytes: int, max_model_len: int = 0,
                      chunked_prefill: bool | None = None) -> BatchLimits:
