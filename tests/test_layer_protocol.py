@@ -12,14 +12,15 @@ from kvplan.errors import SpecError
 from kvplan.specs import layer_text
 from kvplan.specs.layer_kind import AttentionShape, LayerKind
 from kvplan.specs.layers import (KINDS, ChunkedLocalAttention, DecompressedAttention, FullAttention,
-                                 GatedDeltaNetState, LayerGroup, MambaState, MLALatent, MlpOnly,
+                                 GatedDeltaNetState, LayerGroup, LightningState, MambaState, MLALatent, MlpOnly,
                                  SlidingWindowAttention, layer_class)
 from kvplan.units import kv_format
 
 BF16, FP8 = kv_format("bf16"), kv_format("fp8")
 
 # Real shapes: Llama-3-8B's full layer, Gemma-3-27B's sliding one, Llama-4-Scout's chunked one,
-# DeepSeek-V3's latent, Nemotron-H-8B's Mamba-2, Qwen3-Next's Gated DeltaNet, Nemotron-H's MLP block.
+# DeepSeek-V3's latent, Nemotron-H-8B's Mamba-2, Qwen3-Next's Gated DeltaNet, Nemotron-H's MLP block,
+# MiniMax-M1's lightning attention.
 LLAMA3_FULL = FullAttention(count=32, num_kv_heads=8, head_dim=128)
 GEMMA3_SLIDING = SlidingWindowAttention(count=52, num_kv_heads=16, head_dim=128, window=1024)
 SCOUT_CHUNKED = ChunkedLocalAttention(count=36, num_kv_heads=8, head_dim=128, chunk=8192)
@@ -29,8 +30,9 @@ NEMOTRON_MAMBA = MambaState(count=24, d_inner=128 * 64, d_state=128, d_conv=4, n
 QWEN3_NEXT_GDN = GatedDeltaNetState(count=36, num_k_heads=16, num_v_heads=32, head_k_dim=128, head_v_dim=128,
                                     conv_kernel=4)
 MLP_BLOCK = MlpOnly(count=24)
+MINIMAX_LIGHTNING = LightningState(count=70, num_heads=64, head_dim=128)
 ONE_OF_EACH = {"full": LLAMA3_FULL, "sliding": GEMMA3_SLIDING, "chunked": SCOUT_CHUNKED, "mla": DEEPSEEK_MLA,
-               "mamba": NEMOTRON_MAMBA, "gdn": QWEN3_NEXT_GDN, "mlp": MLP_BLOCK}
+               "mamba": NEMOTRON_MAMBA, "gdn": QWEN3_NEXT_GDN, "mlp": MLP_BLOCK, "lightning": MINIMAX_LIGHTNING}
 DECOMPRESSED = DEEPSEEK_MLA.mha_equivalent(128)
 
 
@@ -48,7 +50,8 @@ def max_pages(group, max_model_len: int, max_num_batched_tokens: int = 8192, blo
 # --- one registry, one protocol ---------------------------------------------------------------------
 
 def test_the_registry_has_one_class_per_yaml_kind_and_the_union_names_the_same():
-    assert set(KINDS) == set(ONE_OF_EACH) == {"full", "sliding", "chunked", "mla", "mamba", "gdn", "mlp"}
+    assert set(KINDS) == set(ONE_OF_EACH) == {"full", "sliding", "chunked", "mla", "mamba", "gdn", "mlp",
+                                              "lightning"}
     union = typing.get_args(typing.get_args(LayerGroup)[0])
     assert union == tuple(KINDS.values())
 
@@ -69,7 +72,7 @@ def test_an_unknown_kind_is_one_line_naming_the_known_ones():
     with pytest.raises(SpecError) as err:
         layer_class("linear")
     assert str(err.value) == ("unknown layer kind 'linear'; known kinds: "
-                              "full, sliding, chunked, mla, mamba, gdn, mlp")
+                              "full, sliding, chunked, mla, mamba, gdn, mlp, lightning")
 
 
 # --- per token, per request, per page -----------------------------------------------------------------
@@ -82,6 +85,7 @@ def test_an_unknown_kind_is_one_line_naming_the_known_ones():
     ("mamba", 0, 0, 1_079_296 * 2, 1_079_296 * 2),  # conv 10,240 x 3 + ssm 8,192 x 128 elements; one page
     ("gdn", 0, 0, 548_864 * 2, 548_864 * 2),  # conv 8,192 x 3 + recurrent 32 x 128 x 128 elements
     ("mlp", 0, 0, 0, 0),
+    ("lightning", 0, 0, 1_048_576 * 2, 1_048_576 * 2),  # 64 heads x 128 x 128 elements; one page
 ])
 def test_bytes_per_token_tokens_held_state_and_page(kind, per_token, held, state, page):
     group = ONE_OF_EACH[kind]
@@ -151,8 +155,11 @@ def test_a_state_is_one_page_whatever_the_length_and_an_mlp_block_needs_nothing(
         assert max_bytes(NEMOTRON_MAMBA, max_model_len) == 1_079_296 * 2 == 2_158_592
         assert max_bytes(QWEN3_NEXT_GDN, max_model_len) == 548_864 * 2 == 1_097_728
         assert max_bytes(MLP_BLOCK, max_model_len) == 0
+        assert max_bytes(MINIMAX_LIGHTNING, max_model_len) == 64 * 128 * 128 * 2 == 2_097_152
     # at TP 2 the Gated DeltaNet state halves: (12,288 + 262,144) x 2 B
     assert max_bytes(QWEN3_NEXT_GDN, 4_096, tp=2) == (12_288 + 262_144) * 2
+    # and the lightning state: 64 / 8 = 8 heads x 128 x 128 x 2 B = 262,144 B at TP 8
+    assert max_bytes(MINIMAX_LIGHTNING, 4_096, tp=8) == 8 * 128 * 128 * 2 == 262_144
 
 
 # --- what calculators outside specs ask instead of a kind's name --------------------------------------
@@ -165,6 +172,7 @@ def test_a_state_is_one_page_whatever_the_length_and_an_mlp_block_needs_nothing(
     ("mamba", False, None, None),
     ("gdn", False, None, None),
     ("mlp", False, None, None),
+    ("lightning", False, None, None),
 ])
 def test_attention_shape_and_page_layout(kind, attention, shape, layout):
     group = ONE_OF_EACH[kind]

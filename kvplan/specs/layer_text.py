@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import singledispatch
 
 from kvplan.specs.layers import (ChunkedLocalAttention, DecompressedAttention, FullAttention, GatedDeltaNetState,
-                                 LayerKind, MambaState, MLALatent, MlpOnly, SlidingWindowAttention)
+                                 LayerKind, LightningState, MambaState, MLALatent, MlpOnly, SlidingWindowAttention)
 
 def _no_text(what: str, group: object) -> str:
     raise TypeError(f"no {what} text for layer class {type(group).__name__}; register one in kvplan.specs.layer_text")
@@ -24,6 +24,8 @@ def describe(group: LayerKind) -> str:
 
 
 def _heads(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention) -> str:
+    if group.value_dim != group.head_dim:
+        return f"{group.num_kv_heads} KV x (K {group.head_dim} + V {group.value_dim})"
     return f"{group.num_kv_heads} KV x {group.head_dim}"
 
 
@@ -64,6 +66,11 @@ def _(group: GatedDeltaNetState) -> str:
     return f"{group.num_k_heads} K / {group.num_v_heads} V heads x {group.head_k_dim}/{group.head_v_dim}"
 
 
+@describe.register(LightningState)
+def _(group: LightningState) -> str:
+    return f"{group.num_heads} heads x {group.head_dim} x {group.head_dim}"
+
+
 @describe.register(MlpOnly)
 def _(group: MlpOnly) -> str:
     return "no cache"
@@ -98,6 +105,8 @@ def elements_formula(group: LayerKind, tp: int = 1) -> str:
 @elements_formula.register(ChunkedLocalAttention)
 def _(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention, tp: int = 1) -> str:
     shared = f" ({group.num_kv_heads} KV heads / TP {tp})" if tp > 1 else ""
+    if group.value_dim != group.head_dim:
+        return f"{group.kv_heads_per_rank(tp)} heads{shared} x (K {group.head_dim} + V {group.value_dim})"
     return f"2 (K,V) x {group.kv_heads_per_rank(tp)} heads{shared} x head_dim {group.head_dim}"
 
 
@@ -113,8 +122,9 @@ def _(group: DecompressedAttention, tp: int = 1) -> str:
 
 @elements_formula.register(MambaState)
 @elements_formula.register(GatedDeltaNetState)
+@elements_formula.register(LightningState)
 @elements_formula.register(MlpOnly)
-def _(group: MambaState | GatedDeltaNetState | MlpOnly, tp: int = 1) -> str:
+def _(group: MambaState | GatedDeltaNetState | LightningState | MlpOnly, tp: int = 1) -> str:
     return "no per-token cache"
 
 
@@ -144,7 +154,8 @@ def _(group: ChunkedLocalAttention, ctx: int) -> str:
 
 @held_formula.register(MambaState)
 @held_formula.register(GatedDeltaNetState)
-def _(group: MambaState | GatedDeltaNetState, ctx: int) -> str:
+@held_formula.register(LightningState)
+def _(group: MambaState | GatedDeltaNetState | LightningState, ctx: int) -> str:
     return "a constant state, whatever the context"
 
 
@@ -182,6 +193,13 @@ def _(group: GatedDeltaNetState, tp: int = 1) -> str:
     split = f" / TP {tp}" if tp > 1 else ""
     return (f"conv {group.conv_dim:,}{split} x ({group.conv_kernel} - 1) + recurrent {group.num_v_heads}{split} x "
             f"{group.head_v_dim} x {group.head_k_dim} = {group.state_elements(tp):,} elements")
+
+
+@state_formula.register(LightningState)
+def _(group: LightningState, tp: int = 1) -> str:
+    split = f" / TP {tp}" if tp > 1 else ""
+    return (f"{group.num_heads}{split} heads x {group.head_dim} x {group.head_dim} = "
+            f"{group.state_elements(tp):,} elements")
 
 
 TEXTS = (describe, elements_formula, held_formula, state_formula)

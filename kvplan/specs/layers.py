@@ -1,5 +1,6 @@
 """What a model's layers cache: one small frozen class per attention kind (full, sliding window,
-chunked local, MLA latent, Mamba state, Gated DeltaNet state, MLP-only), each answering the
+chunked local, MLA latent, Mamba state, Gated DeltaNet state, MLP-only; MiniMax's lightning state in
+:mod:`kvplan.specs.kinds.minimax`), each answering the
 questions of :class:`~kvplan.specs.layer_kind.LayerKind` under the same names, so calculators never
 branch on `kind`. The kinds a YAML file may name are in :data:`KINDS`, the one registry of them;
 :func:`layer_class` looks one up and refuses an unknown name. What each kind prints is in
@@ -16,14 +17,15 @@ from pydantic import Field, Strict
 
 from kvplan.errors import SpecError
 from kvplan.specs.base import Dim, Heads, Layers, Tokens
+from kvplan.specs.kinds.minimax import LightningState
 from kvplan.specs.layer_base import (SsmDtype, _AttentionLayers, _check_tp_split, _ConstantState, _EveryToken,
                                      _Kind, _split_evenly)
 from kvplan.specs.layer_kind import AttentionShape, LayerKind
 from kvplan.units import KvFormat, ceil_div
 
 __all__ = ["KINDS", "AnyLayers", "AttentionShape", "ChunkedLocalAttention", "DecompressedAttention",
-           "FullAttention", "GatedDeltaNetState", "LayerGroup", "LayerKind", "MLALatent", "MambaState",
-           "MlpOnly", "SlidingWindowAttention", "layer_class"]
+           "FullAttention", "GatedDeltaNetState", "LayerGroup", "LayerKind", "LightningState", "MLALatent",
+           "MambaState", "MlpOnly", "SlidingWindowAttention", "layer_class"]
 
 
 class FullAttention(_EveryToken, _AttentionLayers):
@@ -227,15 +229,15 @@ class MlpOnly(_Kind):
 # The one registry of YAML kinds: LayerGroup's union names the same classes (tests check it), as
 # pydantic and mypy need the classes spelled out.
 _YAML_KINDS = (FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState,
-               GatedDeltaNetState, MlpOnly)
+               GatedDeltaNetState, MlpOnly, LightningState)
 KINDS: dict[str, type[_Kind]] = {cls.model_fields["kind"].default: cls for cls in _YAML_KINDS}
 LayerGroup = Annotated[
     Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState, GatedDeltaNetState,
-          MlpOnly],
+          MlpOnly, LightningState],
     Field(discriminator="kind"),
 ]
 AnyLayers = Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent,
-                  MambaState, GatedDeltaNetState, MlpOnly, DecompressedAttention]
+                  MambaState, GatedDeltaNetState, MlpOnly, LightningState, DecompressedAttention]
 
 
 def layer_class(kind: str) -> type[_Kind]:
