@@ -26,7 +26,9 @@ class Architecture:
 
 
 def _registry() -> dict[str, Architecture]:
-    modules: tuple[Architecture, ...] = ()  # each architecture module adds its ARCHITECTURE here
+    from kvplan.specs.archs import mimo_v2, minimax_m1
+
+    modules: tuple[Architecture, ...] = (mimo_v2.ARCHITECTURE, minimax_m1.ARCHITECTURE)  # each module's ARCHITECTURE
     return {model_type: arch for arch in modules for model_type in arch.model_types}
 
 
