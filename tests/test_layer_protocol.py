@@ -12,7 +12,7 @@ from kvplan.errors import SpecError
 from kvplan.specs import layer_text
 from kvplan.specs.layer_kind import AttentionShape, LayerKind
 from kvplan.specs.layers import (KINDS, ChunkedLocalAttention, CrossAttention, DecompressedAttention, FullAttention,
-                                 GatedDeltaNetState, LayerGroup, MambaState, MLALatent, MlpOnly,
+                                 GatedDeltaNetState, LayerGroup, LightningState, MambaState, MLALatent, MlpOnly,
                                  SharedKvAttention, SlidingWindowAttention, layer_class)
 from kvplan.units import kv_format
 
@@ -20,7 +20,7 @@ BF16, FP8 = kv_format("bf16"), kv_format("fp8")
 
 # Real shapes: Llama-3-8B's full layer, Gemma-3-27B's sliding one, Llama-4-Scout's chunked one,
 # DeepSeek-V3's latent, Nemotron-H-8B's Mamba-2, Qwen3-Next's Gated DeltaNet, Nemotron-H's MLP block,
-# Llama-3.2-11B-Vision's cross-attention to one image of 4 tiles x (40 x 40 patches + 1) = 6,404 vision tokens.
+# Llama-3.2-11B-Vision's cross-attention to one image of 4 tiles x (40 x 40 patches + 1) = 6,404 vision tokens. MiniMax-M1's lightning attention.
 LLAMA3_FULL = FullAttention(count=32, num_kv_heads=8, head_dim=128)
 GEMMA3_SLIDING = SlidingWindowAttention(count=52, num_kv_heads=16, head_dim=128, window=1024)
 SCOUT_CHUNKED = ChunkedLocalAttention(count=36, num_kv_heads=8, head_dim=128, chunk=8192)
@@ -34,9 +34,10 @@ MLP_BLOCK = MlpOnly(count=24)
 # shared, 1 KV head x 256, window 512; no verbatim E2B config.json was found): they read layer 13's cache
 SHARED_KV = SharedKvAttention(count=16, num_kv_heads=1, head_dim=256, window=512, target_layer=13)
 MLLAMA_CROSS = CrossAttention(count=8, num_kv_heads=8, head_dim=128, vision_tokens=6_404)
+MINIMAX_LIGHTNING = LightningState(count=70, num_heads=64, head_dim=128)
 ONE_OF_EACH = {"full": LLAMA3_FULL, "sliding": GEMMA3_SLIDING, "chunked": SCOUT_CHUNKED, "mla": DEEPSEEK_MLA,
                "mamba": NEMOTRON_MAMBA, "gdn": QWEN3_NEXT_GDN, "mlp": MLP_BLOCK, "shared_kv": SHARED_KV,
-               "cross": MLLAMA_CROSS}
+               "cross": MLLAMA_CROSS, "lightning": MINIMAX_LIGHTNING}
 DECOMPRESSED = DEEPSEEK_MLA.mha_equivalent(128)
 
 
@@ -55,7 +56,7 @@ def max_pages(group, max_model_len: int, max_num_batched_tokens: int = 8192, blo
 
 def test_the_registry_has_one_class_per_yaml_kind_and_the_union_names_the_same():
     assert set(KINDS) == set(ONE_OF_EACH) == {"full", "sliding", "chunked", "mla", "mamba", "gdn", "mlp",
-                                               "shared_kv", "cross"}
+                                               "shared_kv", "cross", "lightning"}
     union = typing.get_args(typing.get_args(LayerGroup)[0])
     assert union == tuple(KINDS.values())
 
@@ -76,7 +77,7 @@ def test_an_unknown_kind_is_one_line_naming_the_known_ones():
     with pytest.raises(SpecError) as err:
         layer_class("linear")
     assert str(err.value) == ("unknown layer kind 'linear'; known kinds: "
-                              "full, sliding, chunked, mla, mamba, gdn, mlp, shared_kv, cross")
+                              "full, sliding, chunked, mla, mamba, gdn, mlp, shared_kv, cross, lightning")
 
 
 # --- per token, per request, per page -----------------------------------------------------------------
@@ -91,6 +92,7 @@ def test_an_unknown_kind_is_one_line_naming_the_known_ones():
     ("mlp", 0, 0, 0, 0),
     ("shared_kv", 0, 0, 0, 0),  # reads layer 13's cache: no byte, token or page of its own
     ("cross", 2 * 8 * 128 * 2, 6_404, 0, 16 * 4_096),  # as full attention, but the vision tokens whatever ctx
+    ("lightning", 0, 0, 1_048_576 * 2, 1_048_576 * 2),  # 64 heads x 128 x 128 elements; one page
 ])
 def test_bytes_per_token_tokens_held_state_and_page(kind, per_token, held, state, page):
     group = ONE_OF_EACH[kind]
@@ -161,8 +163,11 @@ def test_a_state_is_one_page_whatever_the_length_and_an_mlp_block_needs_nothing(
         assert max_bytes(QWEN3_NEXT_GDN, max_model_len) == 548_864 * 2 == 1_097_728
         assert max_bytes(MLP_BLOCK, max_model_len) == 0
         assert max_bytes(SHARED_KV, max_model_len) == 0  # no KV cache spec in vLLM: nothing at start-up
+        assert max_bytes(MINIMAX_LIGHTNING, max_model_len) == 64 * 128 * 128 * 2 == 2_097_152
     # at TP 2 the Gated DeltaNet state halves: (12,288 + 262,144) x 2 B
     assert max_bytes(QWEN3_NEXT_GDN, 4_096, tp=2) == (12_288 + 262_144) * 2
+    # and the lightning state: 64 / 8 = 8 heads x 128 x 128 x 2 B = 262,144 B at TP 8
+    assert max_bytes(MINIMAX_LIGHTNING, 4_096, tp=8) == 8 * 128 * 128 * 2 == 262_144
 
 
 # --- what calculators outside specs ask instead of a kind's name --------------------------------------
@@ -177,6 +182,7 @@ def test_a_state_is_one_page_whatever_the_length_and_an_mlp_block_needs_nothing(
     ("mlp", False, None, None),
     ("shared_kv", True, AttentionShape(32, 1, 256, 256), None),  # attends over its target's cache
     ("cross", True, AttentionShape(32, 8, 128, 128), (8, 128)),
+    ("lightning", False, None, None),
 ])
 def test_attention_shape_and_page_layout(kind, attention, shape, layout):
     group = ONE_OF_EACH[kind]

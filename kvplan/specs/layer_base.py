@@ -109,13 +109,24 @@ class _EveryToken(_Kind):
 
 
 class _AttentionLayers(_Kind):
+    """Attention with KV heads. head_dim is K's (and the queries'); v_head_dim is V's where it differs
+    (MiMo-V2-Flash: K 192, V 128), None meaning equal to head_dim. vLLM's AttentionSpec carries the
+    same pair (head_size, head_size_v; vllm/v1/kv_cache_interface.py) and sizes a token of a layer as
+    kv_heads x (head_size + head_size_v) x dtype bytes."""
+
     count: Layers
     num_kv_heads: Heads
     head_dim: Dim
+    v_head_dim: Dim | None = None
 
     @property
     def is_attention(self) -> bool:
         return True
+
+    @property
+    def value_dim(self) -> int:
+        """V's head size: v_head_dim where it is given, else head_dim."""
+        return self.v_head_dim or self.head_dim
 
     def kv_heads_per_rank(self, tp: int = 1) -> int:
         """vLLM's rule: heads split across ranks; beyond num_kv_heads each rank keeps one replica."""
@@ -123,13 +134,18 @@ class _AttentionLayers(_Kind):
         return max(1, self.num_kv_heads // tp)
 
     def kv_elements_per_token(self, tp: int = 1) -> int:
-        return 2 * self.kv_heads_per_rank(tp) * self.head_dim  # K and V
+        return self.kv_heads_per_rank(tp) * (self.head_dim + self.value_dim)  # K and V
 
     def kv_page_layout(self, tp: int = 1) -> tuple[int, int] | None:
+        """FlashInfer's [pages, 2, page_size, kv_heads, head_dim] holds one head size for K and V; with
+        two (vLLM 0.34's FlashAttentionDiffKVBackend lays a page [blocks, block_size, kv_heads,
+        head_size + head_size_v]) the page is raw bytes here."""
+        if self.value_dim != self.head_dim:
+            return None
         return self.kv_heads_per_rank(tp), self.head_dim
 
     def prefill_attention_shape(self, num_attention_heads: int) -> AttentionShape | None:
-        return AttentionShape(num_attention_heads, self.num_kv_heads, self.head_dim, self.head_dim)
+        return AttentionShape(num_attention_heads, self.num_kv_heads, self.head_dim, self.value_dim)
 
     def mha_equivalent(self, num_attention_heads: int) -> LayerKind:
         return self.model_copy(update={"num_kv_heads": num_attention_heads})

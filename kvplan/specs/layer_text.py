@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import singledispatch
 
 from kvplan.specs.layers import (ChunkedLocalAttention, CrossAttention, DecompressedAttention, FullAttention,
-                                 GatedDeltaNetState, LayerKind, MambaState, MLALatent, MlpOnly, SharedKvAttention,
-                                 SlidingWindowAttention)
+                                 GatedDeltaNetState, LayerKind, LightningState, MambaState, MLALatent, MlpOnly,
+                                 SharedKvAttention, SlidingWindowAttention)
 
 
 def _no_text(what: str, group: object) -> str:
@@ -27,6 +27,8 @@ def describe(group: LayerKind) -> str:
 
 def _heads(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention | SharedKvAttention
            | CrossAttention) -> str:
+    if group.value_dim != group.head_dim:
+        return f"{group.num_kv_heads} KV x (K {group.head_dim} + V {group.value_dim})"
     return f"{group.num_kv_heads} KV x {group.head_dim}"
 
 
@@ -72,6 +74,11 @@ def _(group: GatedDeltaNetState) -> str:
     return f"{group.num_k_heads} K / {group.num_v_heads} V heads x {group.head_k_dim}/{group.head_v_dim}"
 
 
+@describe.register(LightningState)
+def _(group: LightningState) -> str:
+    return f"{group.num_heads} heads x {group.head_dim} x {group.head_dim}"
+
+
 @describe.register(MlpOnly)
 def _(group: MlpOnly) -> str:
     return "no cache"
@@ -113,6 +120,8 @@ def elements_formula(group: LayerKind, tp: int = 1) -> str:
 @elements_formula.register(CrossAttention)
 def _(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention | CrossAttention, tp: int = 1) -> str:
     shared = f" ({group.num_kv_heads} KV heads / TP {tp})" if tp > 1 else ""
+    if group.value_dim != group.head_dim:
+        return f"{group.kv_heads_per_rank(tp)} heads{shared} x (K {group.head_dim} + V {group.value_dim})"
     return f"2 (K,V) x {group.kv_heads_per_rank(tp)} heads{shared} x head_dim {group.head_dim}"
 
 
@@ -128,8 +137,9 @@ def _(group: DecompressedAttention, tp: int = 1) -> str:
 
 @elements_formula.register(MambaState)
 @elements_formula.register(GatedDeltaNetState)
+@elements_formula.register(LightningState)
 @elements_formula.register(MlpOnly)
-def _(group: MambaState | GatedDeltaNetState | MlpOnly, tp: int = 1) -> str:
+def _(group: MambaState | GatedDeltaNetState | LightningState | MlpOnly, tp: int = 1) -> str:
     return "no per-token cache"
 
 
@@ -169,7 +179,8 @@ def _(group: CrossAttention, ctx: int) -> str:
 
 @held_formula.register(MambaState)
 @held_formula.register(GatedDeltaNetState)
-def _(group: MambaState | GatedDeltaNetState, ctx: int) -> str:
+@held_formula.register(LightningState)
+def _(group: MambaState | GatedDeltaNetState | LightningState, ctx: int) -> str:
     return "a constant state, whatever the context"
 
 
@@ -210,6 +221,13 @@ def _(group: GatedDeltaNetState, tp: int = 1) -> str:
     split = f" / TP {tp}" if tp > 1 else ""
     return (f"conv {group.conv_dim:,}{split} x ({group.conv_kernel} - 1) + recurrent {group.num_v_heads}{split} x "
             f"{group.head_v_dim} x {group.head_k_dim} = {group.state_elements(tp):,} elements")
+
+
+@state_formula.register(LightningState)
+def _(group: LightningState, tp: int = 1) -> str:
+    split = f" / TP {tp}" if tp > 1 else ""
+    return (f"{group.num_heads}{split} heads x {group.head_dim} x {group.head_dim} = "
+            f"{group.state_elements(tp):,} elements")
 
 
 TEXTS = (describe, elements_formula, held_formula, state_formula)

@@ -1,7 +1,7 @@
 """What a model's layers cache: one small frozen class per attention kind (full, sliding window,
 chunked local, MLA latent, Mamba state, Gated DeltaNet state, MLP-only, and from
-:mod:`kvplan.specs.kinds` Gemma-4's KV-shared layers and Llama-3.2 Vision's cross-attention to
-vision tokens), each answering the
+:mod:`kvplan.specs.kinds` Gemma-4's KV-shared layers, Llama-3.2 Vision's cross-attention to vision
+tokens and MiniMax's lightning state), each answering the
 questions of :class:`~kvplan.specs.layer_kind.LayerKind` under the same names, so calculators never
 branch on `kind`. The kinds a YAML file may name are in :data:`KINDS`, the one registry of them;
 :func:`layer_class` looks one up and refuses an unknown name. What each kind prints is in
@@ -19,6 +19,7 @@ from pydantic import Field, Strict
 from kvplan.errors import SpecError
 from kvplan.specs.base import Dim, Heads, Layers, Tokens
 from kvplan.specs.kinds.mllama import CrossAttention
+from kvplan.specs.kinds.minimax import LightningState
 from kvplan.specs.layer_base import (SsmDtype, _AttentionLayers, _check_tp_split, _ConstantState, _EveryToken,
                                      _Kind, _split_evenly)
 from kvplan.specs.kinds.gemma4 import SharedKvAttention
@@ -26,8 +27,8 @@ from kvplan.specs.layer_kind import AttentionShape, LayerKind
 from kvplan.units import KvFormat, ceil_div
 
 __all__ = ["KINDS", "AnyLayers", "AttentionShape", "ChunkedLocalAttention", "CrossAttention", "DecompressedAttention",
-           "FullAttention", "GatedDeltaNetState", "LayerGroup", "LayerKind", "MLALatent", "MambaState",
-           "MlpOnly", "SharedKvAttention", "SlidingWindowAttention", "layer_class"]
+           "FullAttention", "GatedDeltaNetState", "LayerGroup", "LayerKind", "LightningState", "MLALatent",
+           "MambaState", "MlpOnly", "SharedKvAttention", "SlidingWindowAttention", "layer_class"]
 
 
 class FullAttention(_EveryToken, _AttentionLayers):
@@ -231,15 +232,15 @@ class MlpOnly(_Kind):
 # The one registry of YAML kinds: LayerGroup's union names the same classes (tests check it), as
 # pydantic and mypy need the classes spelled out.
 _YAML_KINDS = (FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState,
-               GatedDeltaNetState, MlpOnly, SharedKvAttention, CrossAttention)
+               GatedDeltaNetState, MlpOnly, SharedKvAttention, CrossAttention, LightningState)
 KINDS: dict[str, type[_Kind]] = {cls.model_fields["kind"].default: cls for cls in _YAML_KINDS}
 LayerGroup = Annotated[
     Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState, GatedDeltaNetState,
-          MlpOnly, SharedKvAttention, CrossAttention],
+          MlpOnly, SharedKvAttention, CrossAttention, LightningState],
     Field(discriminator="kind"),
 ]
 AnyLayers = Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent,
-                  MambaState, GatedDeltaNetState, MlpOnly, SharedKvAttention, CrossAttention, DecompressedAttention]
+                  MambaState, GatedDeltaNetState, MlpOnly, SharedKvAttention, CrossAttention, LightningState, DecompressedAttention]
 
 
 def layer_class(kind: str) -> type[_Kind]:

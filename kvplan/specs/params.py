@@ -68,9 +68,11 @@ def _attn_params(c: Config, group: dict, h: int) -> int:
     heads = c.int("num_attention_heads", "n_head")
     gated_output = c.get("model_type") == "qwen3_next" or c.get("attn_output_gate")
     gate = 2 if gated_output else 1  # a gated attention output: q_proj twice as wide
-    qo = (1 + gate) * h * heads * group["head_dim"]
-    kv = 2 * h * group["num_kv_heads"] * group["head_dim"]
-    return qo + kv
+    k_dim = group["head_dim"]
+    v_dim = group.get("v_head_dim") or k_dim  # V's head size where it differs from K's (MiMo-V2)
+    q, o = gate * h * heads * k_dim, heads * v_dim * h
+    kv = h * group["num_kv_heads"] * (k_dim + v_dim)
+    return q + o + kv
 
 
 def estimate_params(c: Config, groups: list[dict]) -> int:
@@ -108,6 +110,8 @@ def _moe_layer_count(c: Config, n: int) -> int:
         return sum(1 for i in range(n) if i % period == offset)
     if c.get("first_k_dense_replace") is not None:  # DeepSeek
         return n - c.int("first_k_dense_replace")
+    if isinstance(c.get("moe_layer_freq"), list):  # MiMo-V2: 1 a layer whose MLP is experts
+        return sum(1 for flag in c.get("moe_layer_freq")[:n] if flag)
     if c.get("mlp_only_layers"):  # Qwen MoE
         return n - len(c.get("mlp_only_layers"))
     if c.get("model_type") == "nemotron_h":

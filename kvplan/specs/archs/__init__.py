@@ -29,9 +29,10 @@ class Architecture:
 
 
 def _registry() -> dict[str, Architecture]:
-    from kvplan.specs.archs import gemma4, kimi_linear, mllama  # each defines ARCHITECTURE with this module's class
+    from kvplan.specs.archs import gemma4, kimi_linear, mimo_v2, minimax_m1, mllama  # each defines ARCHITECTURE
 
-    modules: tuple[Architecture, ...] = (gemma4.ARCHITECTURE, mllama.ARCHITECTURE, kimi_linear.ARCHITECTURE)
+    modules: tuple[Architecture, ...] = (gemma4.ARCHITECTURE, mllama.ARCHITECTURE, kimi_linear.ARCHITECTURE,
+                                         mimo_v2.ARCHITECTURE, minimax_m1.ARCHITECTURE)
     return {model_type: arch for arch in modules for model_type in arch.model_types}
 
 
