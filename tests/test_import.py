@@ -24,7 +24,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "hf_configs"
 # MiMo-V2-Flash gives K and V different head sizes; DeepSeek-V4 compresses its KV in ways no kind here
 # describes.
 REFUSED = {"falcon-h1-0.5b": "falcon_h1", "minimax-m1": "minimax_m1", "llama-3.3-nemotron-super-49b": "nemotron-nas",
-           "mimo-v2-flash": "mimo_v2_flash", "deepseek-v4-flash": "deepseek_v4"}
+           "mimo-v2-flash": "mimo_v2_flash"}
 CONFIGS = sorted(p.name for p in FIXTURES.iterdir() if (p / "config.json").is_file() and p.name not in REFUSED)
 
 

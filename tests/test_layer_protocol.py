@@ -11,9 +11,9 @@ import pytest
 from kvplan.errors import SpecError
 from kvplan.specs import layer_text
 from kvplan.specs.layer_kind import AttentionShape, LayerKind
-from kvplan.specs.layers import (KINDS, ChunkedLocalAttention, DecompressedAttention, FullAttention,
-                                 GatedDeltaNetState, LayerGroup, MambaState, MLALatent, MlpOnly,
-                                 SharedKvAttention, SlidingWindowAttention, layer_class)
+from kvplan.specs.layers import (KINDS, ChunkedLocalAttention, DecompressedAttention, DeepseekV4Compressed,
+                                 DeepseekV4Window, FullAttention, GatedDeltaNetState, LayerGroup, MambaState, MLALatent,
+                                 MlpOnly, SharedKvAttention, SlidingWindowAttention, layer_class)
 from kvplan.units import kv_format
 
 BF16, FP8 = kv_format("bf16"), kv_format("fp8")
@@ -32,8 +32,13 @@ MLP_BLOCK = MlpOnly(count=24)
 # Gemma-4 E2B's KV-shared sliding layers as other projects' tests quote its config (35 layers, the last 20
 # shared, 1 KV head x 256, window 512; no verbatim E2B config.json was found): they read layer 13's cache
 SHARED_KV = SharedKvAttention(count=16, num_kv_heads=1, head_dim=256, window=512, target_layer=13)
+# DeepSeek-V4-Flash's window-only layers and its ratio-4 layers (numbers in tests/test_deepseek_v4.py)
+DSV4_WINDOW = DeepseekV4Window(count=2, head_dim=512, rope_head_dim=64, window=128)
+DSV4_C4 = DeepseekV4Compressed(count=21, head_dim=512, rope_head_dim=64, window=128, compress_ratio=4,
+                               index_head_dim=128, index_topk=512)
 ONE_OF_EACH = {"full": LLAMA3_FULL, "sliding": GEMMA3_SLIDING, "chunked": SCOUT_CHUNKED, "mla": DEEPSEEK_MLA,
-               "mamba": NEMOTRON_MAMBA, "gdn": QWEN3_NEXT_GDN, "mlp": MLP_BLOCK, "shared_kv": SHARED_KV}
+               "mamba": NEMOTRON_MAMBA, "gdn": QWEN3_NEXT_GDN, "mlp": MLP_BLOCK, "shared_kv": SHARED_KV,
+               "dsv4_swa": DSV4_WINDOW, "dsv4_compressed": DSV4_C4}
 DECOMPRESSED = DEEPSEEK_MLA.mha_equivalent(128)
 
 
@@ -52,7 +57,7 @@ def max_pages(group, max_model_len: int, max_num_batched_tokens: int = 8192, blo
 
 def test_the_registry_has_one_class_per_yaml_kind_and_the_union_names_the_same():
     assert set(KINDS) == set(ONE_OF_EACH) == {"full", "sliding", "chunked", "mla", "mamba", "gdn", "mlp",
-                                               "shared_kv"}
+                                              "shared_kv", "dsv4_swa", "dsv4_compressed"}
     union = typing.get_args(typing.get_args(LayerGroup)[0])
     assert union == tuple(KINDS.values())
 
@@ -73,7 +78,7 @@ def test_an_unknown_kind_is_one_line_naming_the_known_ones():
     with pytest.raises(SpecError) as err:
         layer_class("linear")
     assert str(err.value) == ("unknown layer kind 'linear'; known kinds: "
-                              "full, sliding, chunked, mla, mamba, gdn, mlp, shared_kv")
+                              "full, sliding, chunked, mla, mamba, gdn, mlp, shared_kv, dsv4_swa, dsv4_compressed")
 
 
 # --- per token, per request, per page -----------------------------------------------------------------

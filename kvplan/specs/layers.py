@@ -17,6 +17,7 @@ from pydantic import Field, Strict
 
 from kvplan.errors import SpecError
 from kvplan.specs.base import Dim, Heads, Layers, Tokens
+from kvplan.specs.kinds.deepseek_v4 import DeepseekV4Compressed, DeepseekV4Window
 from kvplan.specs.layer_base import (SsmDtype, _AttentionLayers, _check_tp_split, _ConstantState, _EveryToken,
                                      _Kind, _split_evenly)
 from kvplan.specs.kinds.gemma4 import SharedKvAttention
@@ -24,8 +25,8 @@ from kvplan.specs.layer_kind import AttentionShape, LayerKind
 from kvplan.units import KvFormat, ceil_div
 
 __all__ = ["KINDS", "AnyLayers", "AttentionShape", "ChunkedLocalAttention", "DecompressedAttention",
-           "FullAttention", "GatedDeltaNetState", "LayerGroup", "LayerKind", "MLALatent", "MambaState",
-           "MlpOnly", "SharedKvAttention", "SlidingWindowAttention", "layer_class"]
+           "DeepseekV4Compressed", "DeepseekV4Window", "FullAttention", "GatedDeltaNetState", "LayerGroup", "LayerKind",
+           "MLALatent", "MambaState", "MlpOnly", "SharedKvAttention", "SlidingWindowAttention", "layer_class"]
 
 
 class FullAttention(_EveryToken, _AttentionLayers):
@@ -229,15 +230,16 @@ class MlpOnly(_Kind):
 # The one registry of YAML kinds: LayerGroup's union names the same classes (tests check it), as
 # pydantic and mypy need the classes spelled out.
 _YAML_KINDS = (FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState,
-               GatedDeltaNetState, MlpOnly, SharedKvAttention)
+               GatedDeltaNetState, MlpOnly, SharedKvAttention, DeepseekV4Window, DeepseekV4Compressed)
 KINDS: dict[str, type[_Kind]] = {cls.model_fields["kind"].default: cls for cls in _YAML_KINDS}
 LayerGroup = Annotated[
     Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState, GatedDeltaNetState,
-          MlpOnly, SharedKvAttention],
+          MlpOnly, SharedKvAttention, DeepseekV4Window, DeepseekV4Compressed],
     Field(discriminator="kind"),
 ]
 AnyLayers = Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent,
-                  MambaState, GatedDeltaNetState, MlpOnly, SharedKvAttention, DecompressedAttention]
+                  MambaState, GatedDeltaNetState, MlpOnly, SharedKvAttention, DeepseekV4Window, DeepseekV4Compressed,
+                  DecompressedAttention]
 
 
 def layer_class(kind: str) -> type[_Kind]:

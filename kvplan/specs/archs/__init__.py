@@ -26,9 +26,9 @@ class Architecture:
 
 
 def _registry() -> dict[str, Architecture]:
-    from kvplan.specs.archs import gemma4  # each module defines ARCHITECTURE with this module's class
+    from kvplan.specs.archs import deepseek_v4, gemma4  # each module defines ARCHITECTURE with this module's class
 
-    modules: tuple[Architecture, ...] = (gemma4.ARCHITECTURE,)  # each architecture module adds its ARCHITECTURE here
+    modules: tuple[Architecture, ...] = (gemma4.ARCHITECTURE, deepseek_v4.ARCHITECTURE)  # each architecture module adds its ARCHITECTURE here
     return {model_type: arch for arch in modules for model_type in arch.model_types}
 
 

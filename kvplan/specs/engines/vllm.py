@@ -121,6 +121,9 @@ class Vllm(Engine):
         hybrid = hybrid_page(model, fmt, tp) if self.hybrid_pages else None
         if hybrid:
             return hybrid[0]
+        kernel = {getattr(group, "KERNEL_BLOCK_SIZE", None) for group in model.layers} - {None}
+        if kernel:  # DeepSeek-V4's sparse MLA kernels take 256-token blocks only (deepseek_v4/sparse_mla.py)
+            return max(kernel)
         if gpu is None or not any(group.kind == "mla" for group in model.layers):
             return self.block_size
         arch = gpu.architecture
