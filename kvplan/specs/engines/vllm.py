@@ -121,7 +121,7 @@ class Vllm(Engine):
         hybrid = hybrid_page(model, fmt, tp) if self.hybrid_pages else None
         if hybrid:
             return hybrid[0]
-        kernel = {getattr(group, "KERNEL_BLOCK_SIZE", None) for group in model.layers} - {None}
+        kernel: list[int] = [size for group in model.layers if (size := getattr(group, "KERNEL_BLOCK_SIZE", 0))]
         if kernel:  # DeepSeek-V4's sparse MLA kernels take 256-token blocks only (deepseek_v4/sparse_mla.py)
             return max(kernel)
         if gpu is None or not any(group.kind == "mla" for group in model.layers):
