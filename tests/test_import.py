@@ -20,9 +20,8 @@ from kvplan.specs.importer import import_model
 FIXTURES = Path(__file__).parent / "fixtures" / "hf_configs"
 # Architectures kvplan cannot describe yet are refused by name, never guessed: Falcon-H1 runs attention
 # and Mamba-2 in parallel in every layer, Nemotron-Super (NAS) gives every layer its own head count and
-# MLP width, or none. DeepSeek-V4 compresses its KV in ways no kind here describes.
-REFUSED = {"falcon-h1-0.5b": "falcon_h1", "llama-3.3-nemotron-super-49b": "nemotron-nas",
-           "deepseek-v4-flash": "deepseek_v4"}
+# MLP width, or none.
+REFUSED = {"falcon-h1-0.5b": "falcon_h1", "llama-3.3-nemotron-super-49b": "nemotron-nas"}
 CONFIGS = sorted(p.name for p in FIXTURES.iterdir() if (p / "config.json").is_file() and p.name not in REFUSED)
 
 

@@ -11,9 +11,10 @@ import pytest
 from kvplan.errors import SpecError
 from kvplan.specs import layer_text
 from kvplan.specs.layer_kind import AttentionShape, LayerKind
-from kvplan.specs.layers import (KINDS, ChunkedLocalAttention, CrossAttention, DecompressedAttention, FullAttention,
-                                 GatedDeltaNetState, LayerGroup, LightningState, MambaState, MLALatent, MlpOnly,
-                                 SharedKvAttention, SlidingWindowAttention, layer_class)
+from kvplan.specs.layers import (KINDS, ChunkedLocalAttention, CrossAttention, DecompressedAttention,
+                                 DeepseekV4Compressed, DeepseekV4Window, FullAttention, GatedDeltaNetState, LayerGroup,
+                                 LightningState, MambaState, MLALatent, MlpOnly, SharedKvAttention,
+                                 SlidingWindowAttention, layer_class)
 from kvplan.units import kv_format
 
 BF16, FP8 = kv_format("bf16"), kv_format("fp8")
@@ -35,9 +36,14 @@ MLP_BLOCK = MlpOnly(count=24)
 SHARED_KV = SharedKvAttention(count=16, num_kv_heads=1, head_dim=256, window=512, target_layer=13)
 MLLAMA_CROSS = CrossAttention(count=8, num_kv_heads=8, head_dim=128, vision_tokens=6_404)
 MINIMAX_LIGHTNING = LightningState(count=70, num_heads=64, head_dim=128)
+# DeepSeek-V4-Flash's window-only layers and its ratio-4 layers (numbers in tests/test_deepseek_v4.py)
+DSV4_WINDOW = DeepseekV4Window(count=2, head_dim=512, rope_head_dim=64, window=128)
+DSV4_C4 = DeepseekV4Compressed(count=21, head_dim=512, rope_head_dim=64, window=128, compress_ratio=4,
+                               index_head_dim=128, index_topk=512)
 ONE_OF_EACH = {"full": LLAMA3_FULL, "sliding": GEMMA3_SLIDING, "chunked": SCOUT_CHUNKED, "mla": DEEPSEEK_MLA,
                "mamba": NEMOTRON_MAMBA, "gdn": QWEN3_NEXT_GDN, "mlp": MLP_BLOCK, "shared_kv": SHARED_KV,
-               "cross": MLLAMA_CROSS, "lightning": MINIMAX_LIGHTNING}
+               "cross": MLLAMA_CROSS, "lightning": MINIMAX_LIGHTNING, "dsv4_swa": DSV4_WINDOW,
+               "dsv4_compressed": DSV4_C4}
 DECOMPRESSED = DEEPSEEK_MLA.mha_equivalent(128)
 
 
@@ -56,7 +62,7 @@ def max_pages(group, max_model_len: int, max_num_batched_tokens: int = 8192, blo
 
 def test_the_registry_has_one_class_per_yaml_kind_and_the_union_names_the_same():
     assert set(KINDS) == set(ONE_OF_EACH) == {"full", "sliding", "chunked", "mla", "mamba", "gdn", "mlp",
-                                               "shared_kv", "cross", "lightning"}
+                                               "shared_kv", "cross", "lightning", "dsv4_swa", "dsv4_compressed"}
     union = typing.get_args(typing.get_args(LayerGroup)[0])
     assert union == tuple(KINDS.values())
 
@@ -77,7 +83,7 @@ def test_an_unknown_kind_is_one_line_naming_the_known_ones():
     with pytest.raises(SpecError) as err:
         layer_class("linear")
     assert str(err.value) == ("unknown layer kind 'linear'; known kinds: "
-                              "full, sliding, chunked, mla, mamba, gdn, mlp, shared_kv, cross, lightning")
+                              "full, sliding, chunked, mla, mamba, gdn, mlp, shared_kv, cross, lightning, dsv4_swa, dsv4_compressed")
 
 
 # --- per token, per request, per page -----------------------------------------------------------------

@@ -47,10 +47,10 @@ def layer_kv(group: LayerKind, ctx: int, fmt: KvFormat, state_dtype: str, tp: in
     per_token = group.kv_bytes_per_token(fmt, tp)
     state = group.state_bytes(tp, DTYPE_BYTES[state_dtype])
     cached = group.cached_tokens(ctx)
-    per_layer = cached * per_token + state
+    per_layer = group.held_bytes(ctx, fmt, tp) + state  # cached x per_token, unless entries differ in size
     page = group.page_size_bytes(block_size=block_size, kv_format=fmt, tp=tp,
                                  state_dtype_bytes=DTYPE_BYTES[state_dtype])
-    pages = 1 if state else ceil_div(cached, block_size)  # a Mamba state is allocated whole, as one page
+    pages = 1 if state else group.held_pages(ctx, block_size)  # a Mamba state is allocated whole, as one page
     count = ceil_div(group.count, pp)
     return LayerKv(
         kind=group.kind, count=count, description=describe(group), cached_tokens=cached,

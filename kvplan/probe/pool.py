@@ -61,9 +61,16 @@ def layer_shapes(model: ModelSpec, fmt: KvFormat, num_blocks: int, block: int) -
 
 
 def held_tokens(model: ModelSpec, ctx: int) -> int:
-    """Tokens a request keeps at context ctx, as the engine pages them: the most any cached layer
-    holds (a sliding window or a chunk caps it; a layer that keeps every token does not)."""
+    """Tokens a request keeps at context ctx: the most any cached layer holds (a sliding window or a
+    chunk caps it; a layer that keeps every token does not; a compressed layer counts its entries)."""
     return max((g.cached_tokens(ctx) for g in model.layers if g.kv_elements_per_token(1)), default=0)
+
+
+def held_pages(model: ModelSpec, ctx: int, block: int) -> int:
+    """Pages a request keeps at context ctx, as the engine pages them: the most any cached layer
+    holds (a sliding window or a chunk caps it; a layer that keeps every token does not; a
+    compressed layer's pages count the tokens it compresses)."""
+    return max((g.held_pages(ctx, block) for g in model.layers if g.kv_elements_per_token(1)), default=0)
 
 
 def pages_per_request(model: ModelSpec, fmt, budget, ctx: int) -> tuple[int, int]:
@@ -73,7 +80,7 @@ def pages_per_request(model: ModelSpec, fmt, budget, ctx: int) -> tuple[int, int
     block = budget.block_size
     g = shared_layers(model, fmt, block)
     if g is None:
-        return -(-held_tokens(model, ctx) // block), budget.num_blocks
+        return held_pages(model, ctx, block), budget.num_blocks
     paged = paged_groups(model, fmt, block)
     need = sum(group.count // g * -(-group.cached_tokens(ctx) // block) for group, _ in paged)
     return need, budget.num_blocks * sum(group.count for group, _ in paged) // g

@@ -44,6 +44,12 @@ class _Kind(Frozen):
     def cached_tokens(self, ctx: int) -> int:
         return 0
 
+    def held_bytes(self, ctx: int, kv_format: KvFormat, tp: int = 1) -> int:
+        return self.cached_tokens(ctx) * self.kv_bytes_per_token(kv_format, tp)
+
+    def held_pages(self, ctx: int, block_size: int) -> int:
+        return ceil_div(self.cached_tokens(ctx), block_size)
+
     def state_elements(self, tp: int = 1) -> int:
         return 0
 

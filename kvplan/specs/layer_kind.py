@@ -56,6 +56,16 @@ class LayerKind(Protocol):
         """Tokens the layer holds for a request at context `ctx`."""
         ...
 
+    def held_bytes(self, ctx: int, kv_format: KvFormat, tp: int = 1) -> int:
+        """Bytes those tokens take on one rank: cached_tokens x kv_bytes_per_token, except where a
+        layer keeps caches whose entries differ in size (DeepSeek-V4: latents, indexer keys, rings)."""
+        ...
+
+    def held_pages(self, ctx: int, block_size: int) -> int:
+        """Pages of block_size tokens those tokens take (a compressed cache's pages count the tokens
+        it compresses, not its entries)."""
+        ...
+
     def state_elements(self, tp: int = 1) -> int:
         """Constant per-request state on one rank, whatever the context (Mamba, Gated DeltaNet)."""
         ...

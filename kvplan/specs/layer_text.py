@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import singledispatch
 
-from kvplan.specs.layers import (ChunkedLocalAttention, CrossAttention, DecompressedAttention, FullAttention,
-                                 GatedDeltaNetState, LayerKind, LightningState, MambaState, MLALatent, MlpOnly,
+from kvplan.specs.layers import (ChunkedLocalAttention, CrossAttention, DecompressedAttention, DeepseekV4Compressed,
+                                 DeepseekV4Window, FullAttention, GatedDeltaNetState, LayerKind, LightningState,
+                                 MambaState, MLALatent, MlpOnly,
                                  SharedKvAttention, SlidingWindowAttention)
 
 
@@ -90,6 +91,17 @@ def _(group: SharedKvAttention) -> str:
     return f"reads layer {group.target_layer}'s KV ({_heads(group)}{window})"
 
 
+@describe.register(DeepseekV4Window)
+def _(group: DeepseekV4Window) -> str:
+    return f"latent {group.head_dim}, window {group.window:,}"
+
+
+@describe.register(DeepseekV4Compressed)
+def _(group: DeepseekV4Compressed) -> str:
+    indexer = f", indexer {group.index_head_dim}" if group.index_head_dim else ""
+    return f"latent {group.head_dim}, 1 per {group.compress_ratio} tokens + window {group.window:,}{indexer}"
+
+
 # --- bytes_formula: where a kind's bytes a token are not its elements x the KV dtype's width ---------
 
 @singledispatch
@@ -105,6 +117,19 @@ def _(group: MLALatent, fmt_name: str) -> str | None:
     scales = -(-group.kv_lora_rank // 128)
     return (f"latent {group.kv_lora_rank} x 1 B (fp8) + {scales} scales x 4 B + rope {group.qk_rope_head_dim} "
             f"x 2 B (bf16), the sparse-attention layout")
+
+
+@bytes_formula.register(DeepseekV4Window)
+@bytes_formula.register(DeepseekV4Compressed)
+def _(group: DeepseekV4Window | DeepseekV4Compressed, fmt_name: str) -> str | None:
+    nope = group.head_dim - group.rope_head_dim
+    text = (f"NoPE {nope} x 1 B (fp8) + RoPE {group.rope_head_dim} x 2 B (bf16) + {nope // 64 + 1} B scales, "
+            "vLLM's fp8_ds_mla whatever the KV dtype")
+    if isinstance(group, DeepseekV4Compressed):
+        ring = f"; + {group.ring_bytes_per_token():,} B fp32 ring a token for {group.ring_tokens()} tokens"
+        key = f"; + {group.indexer_key_bytes()} B indexer key a compressed entry" if group.index_head_dim else ""
+        text += key + ring
+    return text
 
 
 # --- elements_formula: how kv_elements_per_token comes about ------------------------------------------
@@ -133,6 +158,12 @@ def _(group: MLALatent, tp: int = 1) -> str:
 @elements_formula.register(DecompressedAttention)
 def _(group: DecompressedAttention, tp: int = 1) -> str:
     return f"{group.heads_per_rank(tp)} heads x (K {group.k_head_dim} + V {group.v_head_dim})"
+
+
+@elements_formula.register(DeepseekV4Window)
+@elements_formula.register(DeepseekV4Compressed)
+def _(group: DeepseekV4Window | DeepseekV4Compressed, tp: int = 1) -> str:
+    return f"latent {group.head_dim} (K and V at once), on every rank"
 
 
 @elements_formula.register(MambaState)
@@ -177,6 +208,16 @@ def _(group: CrossAttention, ctx: int) -> str:
     return f"{group.vision_tokens:,} vision tokens of one image (none for a text-only request), whatever the context"
 
 
+@held_formula.register(DeepseekV4Window)
+def _(group: DeepseekV4Window, ctx: int) -> str:
+    return f"min(ctx {ctx:,}, window {group.window:,})"
+
+
+@held_formula.register(DeepseekV4Compressed)
+def _(group: DeepseekV4Compressed, ctx: int) -> str:
+    return f"min(ctx {ctx:,}, window {group.window:,}) + ctx // {group.compress_ratio} compressed"
+
+
 @held_formula.register(MambaState)
 @held_formula.register(GatedDeltaNetState)
 @held_formula.register(LightningState)
@@ -203,6 +244,8 @@ def state_formula(group: LayerKind, tp: int = 1) -> str:
 @state_formula.register(CrossAttention)
 @state_formula.register(MLALatent)
 @state_formula.register(DecompressedAttention)
+@state_formula.register(DeepseekV4Window)
+@state_formula.register(DeepseekV4Compressed)
 @state_formula.register(MlpOnly)
 @state_formula.register(SharedKvAttention)
 def _(group: LayerKind, tp: int = 1) -> str:

@@ -20,6 +20,7 @@ from kvplan.errors import SpecError
 from kvplan.specs.base import Dim, Heads, Layers, Tokens
 from kvplan.specs.kinds.mllama import CrossAttention
 from kvplan.specs.kinds.minimax import LightningState
+from kvplan.specs.kinds.deepseek_v4 import DeepseekV4Compressed, DeepseekV4Window
 from kvplan.specs.layer_base import (SsmDtype, _AttentionLayers, _check_tp_split, _ConstantState, _EveryToken,
                                      _Kind, _split_evenly)
 from kvplan.specs.kinds.gemma4 import SharedKvAttention
@@ -27,8 +28,9 @@ from kvplan.specs.layer_kind import AttentionShape, LayerKind
 from kvplan.units import KvFormat, ceil_div
 
 __all__ = ["KINDS", "AnyLayers", "AttentionShape", "ChunkedLocalAttention", "CrossAttention", "DecompressedAttention",
-           "FullAttention", "GatedDeltaNetState", "LayerGroup", "LayerKind", "LightningState", "MLALatent",
-           "MambaState", "MlpOnly", "SharedKvAttention", "SlidingWindowAttention", "layer_class"]
+           "DeepseekV4Compressed", "DeepseekV4Window", "FullAttention", "GatedDeltaNetState", "LayerGroup", "LayerKind",
+           "LightningState", "MLALatent", "MambaState", "MlpOnly", "SharedKvAttention", "SlidingWindowAttention",
+           "layer_class"]
 
 
 class FullAttention(_EveryToken, _AttentionLayers):
@@ -232,15 +234,17 @@ class MlpOnly(_Kind):
 # The one registry of YAML kinds: LayerGroup's union names the same classes (tests check it), as
 # pydantic and mypy need the classes spelled out.
 _YAML_KINDS = (FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState,
-               GatedDeltaNetState, MlpOnly, SharedKvAttention, CrossAttention, LightningState)
+               GatedDeltaNetState, MlpOnly, SharedKvAttention, CrossAttention, LightningState, DeepseekV4Window,
+               DeepseekV4Compressed)
 KINDS: dict[str, type[_Kind]] = {cls.model_fields["kind"].default: cls for cls in _YAML_KINDS}
 LayerGroup = Annotated[
     Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState, GatedDeltaNetState,
-          MlpOnly, SharedKvAttention, CrossAttention, LightningState],
+          MlpOnly, SharedKvAttention, CrossAttention, LightningState, DeepseekV4Window, DeepseekV4Compressed],
     Field(discriminator="kind"),
 ]
 AnyLayers = Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent,
-                  MambaState, GatedDeltaNetState, MlpOnly, SharedKvAttention, CrossAttention, LightningState, DecompressedAttention]
+                  MambaState, GatedDeltaNetState, MlpOnly, SharedKvAttention, CrossAttention, LightningState,
+                  DeepseekV4Window, DeepseekV4Compressed, DecompressedAttention]
 
 
 def layer_class(kind: str) -> type[_Kind]:

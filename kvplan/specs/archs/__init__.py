@@ -29,10 +29,10 @@ class Architecture:
 
 
 def _registry() -> dict[str, Architecture]:
-    from kvplan.specs.archs import gemma4, kimi_linear, mimo_v2, minimax_m1, mllama  # each defines ARCHITECTURE
+    from kvplan.specs.archs import deepseek_v4, gemma4, kimi_linear, mimo_v2, minimax_m1, mllama  # each: ARCHITECTURE
 
     modules: tuple[Architecture, ...] = (gemma4.ARCHITECTURE, mllama.ARCHITECTURE, kimi_linear.ARCHITECTURE,
-                                         mimo_v2.ARCHITECTURE, minimax_m1.ARCHITECTURE)
+                                         mimo_v2.ARCHITECTURE, minimax_m1.ARCHITECTURE, deepseek_v4.ARCHITECTURE)
     return {model_type: arch for arch in modules for model_type in arch.model_types}
 
 
