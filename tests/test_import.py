@@ -18,13 +18,10 @@ from kvplan.specs.checkpoint import ST_WIDTHS
 from kvplan.specs.importer import import_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf_configs"
-# Architectures kvplan cannot describe yet are refused by name, never guessed: Falcon-H1 runs attention
-# and Mamba-2 in parallel in every layer, MiniMax-M1 mixes lightning (linear) attention with softmax,
-# Nemotron-Super (NAS) gives every layer its own head count and MLP width, or none.
-# MiMo-V2-Flash gives K and V different head sizes; DeepSeek-V4 compresses its KV in ways no kind here
-# describes.
-REFUSED = {"falcon-h1-0.5b": "falcon_h1", "minimax-m1": "minimax_m1", "llama-3.3-nemotron-super-49b": "nemotron-nas",
-           "mimo-v2-flash": "mimo_v2_flash", "deepseek-v4-flash": "deepseek_v4"}
+# Architectures kvplan cannot describe yet are refused by name, never guessed: MiniMax-M1 mixes
+# lightning (linear) attention with softmax; MiMo-V2-Flash gives K and V different head sizes;
+# DeepSeek-V4 compresses its KV in ways no kind here describes.
+REFUSED = {"minimax-m1": "minimax_m1", "mimo-v2-flash": "mimo_v2_flash", "deepseek-v4-flash": "deepseek_v4"}
 CONFIGS = sorted(p.name for p in FIXTURES.iterdir() if (p / "config.json").is_file() and p.name not in REFUSED)
 
 

@@ -17,18 +17,21 @@ if TYPE_CHECKING:
 class Architecture:
     """One family: the model_types that name it, its layer groups from a config (the config and its
     layer count), its parameters from the config where the shared estimate cannot count them (None:
-    the shared estimate), and the engine source its cache layout follows (file and function)."""
+    the shared estimate), its MLP width where the config's intermediate_size does not give it (None:
+    that key), and the engine source its cache layout follows (file and function)."""
 
     model_types: tuple[str, ...]
     layer_groups: Callable[[Config, int], list[dict]]
     engine_layout: str
     params: Callable[[Config, list[dict]], int] | None = None
+    intermediate_size: Callable[[Config], int] | None = None
 
 
 def _registry() -> dict[str, Architecture]:
-    from kvplan.specs.archs import gemma4  # each module defines ARCHITECTURE with this module's class
+    from kvplan.specs.archs import falcon_h1, gemma4, nemotron_nas  # each defines ARCHITECTURE with this class
 
-    modules: tuple[Architecture, ...] = (gemma4.ARCHITECTURE,)  # each architecture module adds its ARCHITECTURE here
+    # each architecture module adds its ARCHITECTURE here
+    modules: tuple[Architecture, ...] = (gemma4.ARCHITECTURE, falcon_h1.ARCHITECTURE, nemotron_nas.ARCHITECTURE)
     return {model_type: arch for arch in modules for model_type in arch.model_types}
 
 
