@@ -32,6 +32,9 @@ MLP_BLOCK = MlpOnly(count=24)
 # Gemma-4 E2B's KV-shared sliding layers as other projects' tests quote its config (35 layers, the last 20
 # shared, 1 KV head x 256, window 512; no verbatim E2B config.json was found): they read layer 13's cache
 SHARED_KV = SharedKvAttention(count=16, num_kv_heads=1, head_dim=256, window=512, target_layer=13)
+# Falcon-H1-0.5B's Mamba-2 mixers, beside the attention of the same 36 layers (the `parallel` field)
+FALCON_H1_MAMBA = MambaState(count=36, d_inner=24 * 64, d_state=128, d_conv=4, n_groups=1, num_heads=24,
+                             parallel=True)
 ONE_OF_EACH = {"full": LLAMA3_FULL, "sliding": GEMMA3_SLIDING, "chunked": SCOUT_CHUNKED, "mla": DEEPSEEK_MLA,
                "mamba": NEMOTRON_MAMBA, "gdn": QWEN3_NEXT_GDN, "mlp": MLP_BLOCK, "shared_kv": SHARED_KV}
 DECOMPRESSED = DEEPSEEK_MLA.mha_equivalent(128)
@@ -159,6 +162,16 @@ def test_a_state_is_one_page_whatever_the_length_and_an_mlp_block_needs_nothing(
         assert max_bytes(SHARED_KV, max_model_len) == 0  # no KV cache spec in vLLM: nothing at start-up
     # at TP 2 the Gated DeltaNet state halves: (12,288 + 262,144) x 2 B
     assert max_bytes(QWEN3_NEXT_GDN, 4_096, tp=2) == (12_288 + 262_144) * 2
+
+
+def test_a_parallel_mamba_group_answers_as_a_mamba_group_and_says_where_it_runs():
+    """The flag changes the layer count (ModelSpec), not the bytes: conv (1,536 + 2 x 1 x 128) x 3 =
+    5,376 + ssm 1,536 x 128 = 196,608 elements, one page of 201,984 x 2 B whatever the length."""
+    assert FALCON_H1_MAMBA.state_elements() == 5_376 + 196_608 == 201_984
+    assert max_bytes(FALCON_H1_MAMBA, 16_384) == max_bytes(FALCON_H1_MAMBA.model_copy(update={"parallel": False}),
+                                                           16_384) == 403_968
+    assert layer_text.describe(FALCON_H1_MAMBA) == "d_inner 1536, state 128, conv 4, 1 groups, beside attention"
+    assert "beside" not in layer_text.describe(NEMOTRON_MAMBA)
 
 
 # --- what calculators outside specs ask instead of a kind's name --------------------------------------
