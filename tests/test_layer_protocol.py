@@ -40,6 +40,9 @@ MINIMAX_LIGHTNING = LightningState(count=70, num_heads=64, head_dim=128)
 DSV4_WINDOW = DeepseekV4Window(count=2, head_dim=512, rope_head_dim=64, window=128)
 DSV4_C4 = DeepseekV4Compressed(count=21, head_dim=512, rope_head_dim=64, window=128, compress_ratio=4,
                                index_head_dim=128, index_topk=512)
+# Falcon-H1-0.5B's Mamba-2 mixers, beside the attention of the same 36 layers (the `parallel` field)
+FALCON_H1_MAMBA = MambaState(count=36, d_inner=24 * 64, d_state=128, d_conv=4, n_groups=1, num_heads=24,
+                             parallel=True)
 ONE_OF_EACH = {"full": LLAMA3_FULL, "sliding": GEMMA3_SLIDING, "chunked": SCOUT_CHUNKED, "mla": DEEPSEEK_MLA,
                "mamba": NEMOTRON_MAMBA, "gdn": QWEN3_NEXT_GDN, "mlp": MLP_BLOCK, "shared_kv": SHARED_KV,
                "cross": MLLAMA_CROSS, "lightning": MINIMAX_LIGHTNING, "dsv4_swa": DSV4_WINDOW,
@@ -174,6 +177,16 @@ def test_a_state_is_one_page_whatever_the_length_and_an_mlp_block_needs_nothing(
     assert max_bytes(QWEN3_NEXT_GDN, 4_096, tp=2) == (12_288 + 262_144) * 2
     # and the lightning state: 64 / 8 = 8 heads x 128 x 128 x 2 B = 262,144 B at TP 8
     assert max_bytes(MINIMAX_LIGHTNING, 4_096, tp=8) == 8 * 128 * 128 * 2 == 262_144
+
+
+def test_a_parallel_mamba_group_answers_as_a_mamba_group_and_says_where_it_runs():
+    """The flag changes the layer count (ModelSpec), not the bytes: conv (1,536 + 2 x 1 x 128) x 3 =
+    5,376 + ssm 1,536 x 128 = 196,608 elements, one page of 201,984 x 2 B whatever the length."""
+    assert FALCON_H1_MAMBA.state_elements() == 5_376 + 196_608 == 201_984
+    assert max_bytes(FALCON_H1_MAMBA, 16_384) == max_bytes(FALCON_H1_MAMBA.model_copy(update={"parallel": False}),
+                                                           16_384) == 403_968
+    assert layer_text.describe(FALCON_H1_MAMBA) == "d_inner 1536, state 128, conv 4, 1 groups, beside attention"
+    assert "beside" not in layer_text.describe(NEMOTRON_MAMBA)
 
 
 # --- what calculators outside specs ask instead of a kind's name --------------------------------------

@@ -128,14 +128,17 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     layers = layers_kv(model, 1, fmt, inputs.tp, block, inputs.pp)
     page = sum(layer.count * layer.page_bytes_per_layer for layer in layers if not layer.state_bytes_per_layer)
     per_token = sum(layer.bytes_per_token for layer in layers)
-    groups = kv_groups(model, fmt, inputs.tp, block, inputs.pp, engine.kv_group_ratio) if engine.kv_groups else None
+    groups = (kv_groups(model, fmt, inputs.tp, block, inputs.pp, engine.kv_group_ratio, engine.hybrid_pages)
+              if engine.kv_groups else None)
+    if groups:  # a recurrent state's layers take a block each, padded to the attention page (vLLM MambaSpec)
+        page += groups.state_layers * groups.page_bytes_per_layer
     # pages that hold nothing: padding layers, and pages grown to one size (vLLM unify_kv_cache_spec_page_size)
     padding = groups.pool_bytes_per_block - page if groups else 0
     blocks = max(pool, 0) // (page + padding) if page else 0
     tokens = blocks * block if page else 0
     if groups and engine.tokens_rule == "concurrency":
         tokens = tokens_for_kv_bytes(model, max(pool, 0), fmt, tp=inputs.tp, block_size=block, pp=inputs.pp,
-                                     newer_rule=engine.kv_group_ratio,
+                                     newer_rule=engine.kv_group_ratio, states=engine.hybrid_pages,
                                      max_model_len=max_model_len, max_num_batched_tokens=limits.max_num_batched_tokens,
                                      per_concurrency=True) or tokens
     defaults = engine.batch_limits(gpu, total.value, max_model_len)  # what a command line may leave out

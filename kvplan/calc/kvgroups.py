@@ -16,8 +16,17 @@ Gemma-3-27B (10 full, 52 sliding): group_size 10, 1 + 6 groups, 8 padding layers
 vLLM does (unify_kv_cache_spec_page_size): the smaller page's block grows until the pages match.
 Gemma-4-26B-A4B: a sliding page of 16 x 2 x 8 x 256 x 2 B = 131,072 B, a full one of 16 x 2 x 2 x
 512 x 2 B = 65,536 B -> full blocks of 32 tokens; groups of 5: 1 full + 5 sliding. Layers that read
-another layer's cache (KV sharing) have no spec and are left out. A recurrent state is not laid out
-here (None).
+another layer's cache (KV sharing) have no spec and are left out.
+
+A recurrent state (Mamba, Gated DeltaNet) is one more kind where the engine unifies its page with
+attention's (HybridAttentionMambaModelConfig, 0.10.2 on): its page is padded to the attention page
+(MambaSpec page_size_padded) and its layers are grouped like any other's. Falcon-H1-0.5B (36
+attention layers and 36 Mamba-2 mixers beside them): group_size 36, 2 groups, no padding.
+
+Full-attention layers of different KV heads (Nemotron-NAS) are one type: 0.19 and 0.34 put them all
+in one group before any unifying (get_kv_cache_groups: UniformTypeKVCacheSpecs, whose page is the
+sum of its layers' pages); here that is group_size 1 of one "layer" of that summed page. (0.10.2
+asserts one page size, get_uniform_page_size, and does not start such a model.)
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from dataclasses import dataclass
 
 from kvplan.specs.layer_kind import LayerKind
 from kvplan.specs.model import ModelSpec
-from kvplan.units import KvFormat, ceil_div
+from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div
 
 
 @dataclass(frozen=True)
@@ -35,8 +44,9 @@ class KvGroups:
     groups: int  # KV cache groups over every kind
     padding_layers: int  # layers added to fill the last group of each kind
     page_bytes_per_layer: int  # one block of one layer, on one GPU (the largest kind's, once unified)
-    blocks_per_kind: tuple[tuple[int, int], ...]  # (groups, kind index) for the request count
-    block_sizes: tuple[int, ...] = ()  # tokens a block of each kind holds, once pages are unified
+    blocks_per_kind: tuple[tuple[int, int], ...]  # (groups, index into cached_kinds) for the request count
+    block_sizes: tuple[int, ...] = ()  # tokens a block of each cached kind holds, once pages are unified
+    state_layers: int = 0  # layers of a recurrent state, each a page padded to page_bytes_per_layer
 
     @property
     def pool_bytes_per_block(self) -> int:
@@ -62,16 +72,32 @@ def unified_block_sizes(kinds: list[LayerKind], fmt: KvFormat, tp: int, block_si
     return tuple(block_size * (largest // page) for page in pages)
 
 
+def padded_state_page(model: ModelSpec, fmt: KvFormat, tp: int, block_size: int, dtype_bytes: int) -> int:
+    """A state's page as a hybrid lays it out: padded to the largest attention page at this block size
+    (vLLM's mamba_page_size_padded), or its own size where no attention page is larger."""
+    states = [g.state_bytes(tp, dtype_bytes) for g in model.layers if not g.is_attention]
+    attention = [g.page_size_bytes(block_size=block_size, kv_format=fmt, tp=tp, state_dtype_bytes=dtype_bytes)
+                 for g in model.layers if g.is_attention]
+    return max([*states, *attention], default=0)
+
+
 def kv_groups(model: ModelSpec, fmt: KvFormat, tp: int = 1, block_size: int = 16, pp: int = 1,
-              newer_rule: bool = True) -> KvGroups | None:
-    """vLLM V1's uniform-page grouping of one GPU's layers, or None where it does not apply."""
+              newer_rule: bool = True, states: bool = True) -> KvGroups | None:
+    """vLLM V1's grouping of one GPU's layers, or None where it does not apply. states: whether the
+    engine unifies a recurrent state's page with attention's (else a model with one is not laid out)."""
     kinds = cached_kinds(model)
-    if not kinds or not all(g.is_attention for g in kinds):
-        return None  # a recurrent state (Mamba, GDN): another layout
-    blocks = unified_block_sizes(kinds, fmt, tp, block_size)
-    if blocks is None:
+    attention = [g for g in kinds if g.is_attention]
+    if not attention or (len(attention) != len(kinds) and not states):
         return None
-    page = kinds[0].page_size_bytes(block_size=blocks[0], kv_format=fmt, tp=tp, state_dtype_bytes=2)
+    if len(kinds) > 1 and all(g.kind == "full" for g in kinds):
+        return _one_group_of_full_layers(kinds, fmt, tp, block_size, pp)
+    unified = unified_block_sizes(attention, fmt, tp, block_size)
+    if unified is None:
+        return None
+    page = attention[0].page_size_bytes(block_size=unified[0], kv_format=fmt, tp=tp, state_dtype_bytes=2)
+    if padded_state_page(model, fmt, tp, block_size, DTYPE_BYTES.get(model.compute_dtype, 2)) > page:
+        return None  # a state larger than the attention page at this block size: not unified here
+    blocks = dict(zip(map(id, attention), unified))
     counts = [ceil_div(g.count, pp) for g in kinds]
     size = min(counts)
     if newer_rule and max(counts) < 1.25 * size:
@@ -79,16 +105,28 @@ def kv_groups(model: ModelSpec, fmt: KvFormat, tp: int = 1, block_size: int = 16
     per_kind = [ceil_div(n, size) for n in counts]
     padding = sum(k * size - n for k, n in zip(per_kind, counts))
     return KvGroups(group_size=size, groups=sum(per_kind), padding_layers=padding, page_bytes_per_layer=page,
-                    blocks_per_kind=tuple((k, i) for i, k in enumerate(per_kind)), block_sizes=blocks)
+                    blocks_per_kind=tuple((k, i) for i, k in enumerate(per_kind)),
+                    block_sizes=tuple(blocks.get(id(g), block_size) for g in kinds),
+                    state_layers=sum(n for g, n in zip(kinds, counts) if not g.is_attention))
+
+
+def _one_group_of_full_layers(kinds: list[LayerKind], fmt: KvFormat, tp: int, block_size: int,
+                              pp: int) -> KvGroups:
+    """Full-attention layers of more than one shape (KV heads per layer): one group of every layer at
+    the base block size, its page their pages' sum (UniformTypeKVCacheSpecs.page_size_bytes)."""
+    page = sum(ceil_div(g.count, pp) * g.page_size_bytes(block_size=block_size, kv_format=fmt, tp=tp,
+                                                         state_dtype_bytes=2) for g in kinds)
+    return KvGroups(group_size=1, groups=1, padding_layers=0, page_bytes_per_layer=page, blocks_per_kind=((1, 0),),
+                    block_sizes=(block_size,) * len(kinds))
 
 
 def tokens_for_kv_bytes(model: ModelSpec, kv_bytes: int, fmt: KvFormat, *, tp: int = 1, block_size: int = 16,
                         pp: int = 1, max_model_len: int | None = None, max_num_batched_tokens: int = 8192,
-                        per_concurrency: bool = False, newer_rule: bool = True) -> int | None:
+                        per_concurrency: bool = False, newer_rule: bool = True, states: bool = True) -> int | None:
     """The 'GPU KV cache size: N tokens' vLLM logs for `kv_bytes` of KV memory on one GPU (None where
     kv_groups does not lay the model out). per_concurrency: the 0.21-and-later count, max
     concurrency x max_model_len, each kind's blocks at its own (unified) block size."""
-    layout = kv_groups(model, fmt, tp, block_size, pp, newer_rule)
+    layout = kv_groups(model, fmt, tp, block_size, pp, newer_rule, states)
     if layout is None:
         return None
     num_blocks = kv_bytes // (layout.page_bytes_per_layer * layout.group_size)

@@ -1,6 +1,6 @@
-"""The spec database as rows for `kvplan models` and `kvplan gpus`, sorted by name; by family and
-release date for `kvplan models --new`; the engine registry's presets for `kvplan engines`, oldest
-first."""
+"""The spec database as rows for `kvplan models` and `kvplan gpus`, sorted by name, or by family and
+release date (the releases view of the models listing); the engine registry's presets for
+`kvplan engines`, oldest first."""
 
 from __future__ import annotations
 

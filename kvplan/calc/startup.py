@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from kvplan.bounds import MAX_TOKENS
 from kvplan.calc.kv import compute_dtype, paged_request_bytes, resolve_kv_format
-from kvplan.calc.kvgroups import cached_kinds, kv_groups, unified_block_sizes
+from kvplan.calc.kvgroups import cached_kinds, kv_groups, padded_state_page
 from kvplan.calc.search import largest_true
 from kvplan.results.capacity import MemoryBudget, StartCheck
 from kvplan.specs.engines.registry import engine as engine_entry
@@ -19,24 +19,37 @@ from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div, fmt_binary
 def max_memory_usage_bytes(model: ModelSpec, budget: MemoryBudget, max_len: int) -> int:
     """vLLM V1's start-up sum (check_enough_kv_cache_memory over each layer's max_memory_usage_bytes):
     a windowed layer counts window - 1 + max_num_batched_tokens tokens and one page more, a chunked
-    layer its chunk + max_num_batched_tokens, a state its page, a full layer max_model_len; each at its
-    block size once pages of different sizes are unified (block_sizes)."""
+    layer its chunk + max_num_batched_tokens, a full layer max_model_len, each at its block size once
+    pages of different sizes are unified (block_sizes); a state its page, padded to the attention
+    page where the engine unifies them (MambaSpec page_size_padded)."""
     fmt = resolve_kv_format(model, budget.kv_dtype)
     state_bytes = DTYPE_BYTES[compute_dtype(model)]
     blocks = block_sizes(model, budget, fmt)
-    return sum(ceil_div(group.count, budget.pp) * group.max_memory_bytes(
-        max_model_len=max_len, max_num_batched_tokens=budget.max_num_batched_tokens, block_size=blocks[i],
-        kv_format=fmt, tp=budget.tp, state_dtype_bytes=state_bytes) for i, group in enumerate(model.layers))
+    padded = (padded_state_page(model, fmt, budget.tp, budget.block_size, state_bytes)
+              if engine_entry(budget.engine).hybrid_pages else 0)
+    total = 0
+    for group, block in zip(model.layers, blocks):
+        count = ceil_div(group.count, budget.pp)
+        if padded and not group.is_attention and group.state_elements(1):
+            total += count * padded * group.max_memory_pages(max_model_len=max_len, block_size=block,
+                                                             max_num_batched_tokens=budget.max_num_batched_tokens)
+            continue
+        total += count * group.max_memory_bytes(
+            max_model_len=max_len, max_num_batched_tokens=budget.max_num_batched_tokens, block_size=block,
+            kv_format=fmt, tp=budget.tp, state_dtype_bytes=state_bytes)
+    return total
 
 
 def block_sizes(model: ModelSpec, budget: MemoryBudget, fmt: KvFormat) -> list[int]:
     """Each layer group's block size: the budget's, or, where vLLM groups the layers and their pages
     differ in size, the one unify_kv_cache_spec_page_size gives it (Gemma-4's full layers: 32)."""
     base = [budget.block_size] * len(model.layers)
-    kinds = cached_kinds(model)
-    if not engine_entry(budget.engine).kv_groups or not kinds or kv_groups(model, fmt, budget.tp, budget.block_size) is None:
+    engine = engine_entry(budget.engine)
+    layout = (kv_groups(model, fmt, budget.tp, budget.block_size, states=engine.hybrid_pages)
+              if engine.kv_groups else None)
+    if layout is None:
         return base
-    unified = dict(zip(map(id, kinds), unified_block_sizes(kinds, fmt, budget.tp, budget.block_size) or ()))
+    unified = dict(zip(map(id, cached_kinds(model)), layout.block_sizes))
     return [unified.get(id(group), block) for group, block in zip(model.layers, base)]
 
 

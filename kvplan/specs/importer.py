@@ -123,8 +123,8 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
         "name": spec_name, "display_name": display or spec_name,
         "family": model_type, "architecture": (raw.get("architectures") or [model_type])[0],
         "source": source, "hidden_size": c.int("hidden_size"),
-        "intermediate_size": c.int("intermediate_size", "ffn_dim", default=4 * c.int("hidden_size")),
-        "vocab_size": c.int("vocab_size"), "num_layers": sum(g["count"] for g in groups),
+        "intermediate_size": _intermediate_size(c, arch),
+        "vocab_size": c.int("vocab_size"), "num_layers": sum(g["count"] for g in groups if not g.get("parallel")),
         "num_attention_heads": c.int("num_attention_heads", "n_head"), "params_total": total,
         "params_active": active, "dtype": _dtype(c, raw, st_dtype),
         "max_context": derived_context(c, model_type),
@@ -140,6 +140,13 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
         raise SpecError(f"{where}: the config does not make a valid spec ({problems})") from None
     return ImportResult(spec, tuple(notes))
+
+
+def _intermediate_size(c: Config, arch: Architecture | None) -> int:
+    """The config's MLP width, or its architecture module's where each layer has its own (Nemotron-NAS)."""
+    if arch is not None and arch.intermediate_size is not None:
+        return arch.intermediate_size(c)
+    return c.int("intermediate_size", "ffn_dim", default=4 * c.int("hidden_size"))
 
 
 def _params_total(c: Config, groups: list[dict], checkpoint: Checkpoint,

@@ -67,7 +67,7 @@ def _(group: DecompressedAttention) -> str:
 @describe.register(MambaState)
 def _(group: MambaState) -> str:
     return f"d_inner {group.d_inner}, state {group.d_state}, conv {group.d_conv}" + (
-        f", {group.n_groups} groups" if group.n_groups else "")
+        f", {group.n_groups} groups" if group.n_groups else "") + (", beside attention" if group.parallel else "")
 
 
 @describe.register(GatedDeltaNetState)

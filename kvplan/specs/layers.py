@@ -164,6 +164,11 @@ class MambaState(_ConstantState):
     ssm state:  d_inner / TP x d_state (Mamba-2: heads / TP x head_dim x d_state, the same number).
     Under TP, Mamba-2 groups that do not split evenly are replicated up to the TP size (vLLM's
     extra_groups_for_head_shards).
+
+    parallel: the mixers run beside the attention of the same decoder layers, not as layers of their
+    own (Falcon-H1's FalconH1ParallelHybrid: every layer has an attention and a Mamba-2 branch, and
+    each registers its own cache with vLLM's KV cache manager). Such a group counts no layer of
+    num_layers: its count is how many of those layers carry a mixer.
     """
 
     kind: Literal["mamba"] = "mamba"
@@ -174,6 +179,7 @@ class MambaState(_ConstantState):
     n_groups: Annotated[int, Strict(), Field(ge=0, le=65_536)] = 0
     num_heads: Heads | None = None  # Mamba-2: d_inner = num_heads x head_dim
     ssm_dtype: SsmDtype | None = None  # the ssm state's dtype when it is not the model's
+    parallel: Annotated[bool, Strict()] = False  # beside the attention of the same layers (Falcon-H1)
 
     def recurrent_elements(self, tp: int = 1) -> int:
         return _split_evenly("Mamba inner size", self.d_inner, tp) * self.d_state

@@ -91,10 +91,17 @@ class ModelSpec(Frozen):
 
     @model_validator(mode="after")
     def check_layer_count(self) -> ModelSpec:
-        counted = sum(group.count for group in self.layers)
+        """Each decoder layer is counted once: a group flagged `parallel` (Falcon-H1's Mamba-2 mixers,
+        which run beside the attention of the same layers) adds no layer, and can be in at most
+        num_layers of them."""
+        counted = sum(group.count for group in self.layers if not getattr(group, "parallel", False))
         if counted != self.num_layers:
             raise ValueError(f"layers add up to {counted} but num_layers is {self.num_layers}; "
-                             "make the layer-group counts sum to num_layers")
+                             "make the layer-group counts sum to num_layers (parallel groups not counted)")
+        for i, group in enumerate(self.layers):
+            if getattr(group, "parallel", False) and group.count > self.num_layers:
+                raise ValueError(f"layers.{i} runs beside {group.count} layers but the model has {self.num_layers}; "
+                                 "give a parallel group at most num_layers")
         return self
 
     @model_validator(mode="after")

@@ -151,6 +151,7 @@ class Engine:
     kv_group_ratio: bool = False  # vLLM 0.12 on: see calc/kvgroups.py
     pipeline_stages: bool = True  # each pipeline stage sizes its own pool; the engine keeps the smallest
     kv_groups: bool = False
+    hybrid_pages: bool = False  # a recurrent state's page unified with attention's (vLLM 0.10.2 on)
     base_overhead_bytes = RUNTIME_OVERHEAD_BYTES
     base_overhead_source = "CUDA context, measured"
 
