@@ -190,3 +190,14 @@ def test_the_probe_allocates_every_deepseek_v4_layer_as_predicted(catalog):
     assert r.pool.allocated_bytes == r.pool.predicted_bytes == 206 * 1_301_760
     # a request of 1,000 tokens takes cdiv(1,000, 256) = 4 pages of every layer's pool; both fit
     assert (r.page_table.batch, r.page_table.pages_used) == (2, 2 * 4) and r.ok
+
+
+def test_size_defaults_to_the_kernels_block_and_says_what_the_layers_store(catalog):
+    """`kvplan size` takes the 256-token block DeepSeek-V4's sparse MLA kernels require (16 would give
+    a ratio-128 layer pages of 16 // 128 = 0 latents), and says the layers store fp8_ds_mla."""
+    model = catalog.model("deepseek-v4-flash")
+    result = kv_size(model, 32_768)
+    assert result.block_size == 256 and kv_size(model, 32_768, block_size=64).block_size == 64
+    assert "its layers store fp8_ds_mla (584 B a latent), whatever the KV dtype asked" in result.kv_dtype_note
+    assert kv_size(catalog.model("llama3-8b"), 4_096).block_size == 16  # no kernel asks: vLLM's 16
+    assert kv_size(catalog.model("llama3-8b"), 4_096).kv_dtype_note == ""

@@ -120,8 +120,10 @@ def _explain(model: ModelSpec, fmt: KvFormat, tp: int, ctx: int, batch: int, lay
 
 
 def kv_size(model: ModelSpec, ctx: int, *, batch: int = 1, kv_dtype: str = "auto", tp: int = 1,
-            block_size: int = 16) -> KvSize:
-    """The KV cache of `batch` requests of `ctx` tokens each, per GPU and across `tp` GPUs."""
+            block_size: int | None = None) -> KvSize:
+    """The KV cache of `batch` requests of `ctx` tokens each, per GPU and across `tp` GPUs; pages of
+    `block_size` tokens (None: the block the model's kernels require, else 16)."""
+    block_size = (model.kernel_block_size or 16) if block_size is None else block_size
     check_size_inputs(model, ctx, batch, tp, block_size)
     fmt = resolve_kv_format(model, kv_dtype)
     layers = layers_kv(model, ctx, fmt, tp, block_size)
@@ -131,7 +133,7 @@ def kv_size(model: ModelSpec, ctx: int, *, batch: int = 1, kv_dtype: str = "auto
     return KvSize(
         model_origin=model.origin,
         model=model.name, display_name=model.display_name, ctx_tokens=ctx, batch=batch, tp=tp,
-        block_size=block_size, kv_dtype=fmt.name, kv_dtype_note=fmt.note,
+        block_size=block_size, kv_dtype=fmt.name, kv_dtype_note="; ".join(n for n in (fmt.note, *(f"its layers store {layout}" for layout in model.stored_layouts)) if n),
         state_dtype=compute_dtype(model), max_context=model.max_context,
         beyond_max_context=ctx > model.max_context, layers=layers,
         bytes_per_token_per_gpu=per_token, bytes_per_token_all_gpus=tp * per_token,

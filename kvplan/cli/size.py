@@ -20,7 +20,8 @@ def size(
     kv_dtype: Annotated[str, typer.Option(
         "--kv-dtype", help="KV storage: auto (the model's dtype), bf16, fp16, fp32, fp8, int8, int4.")] = "auto",
     tp: Annotated[int, read_option(bounds.gpus, "--tp", metavar="N", help="Tensor-parallel GPUs sharing the KV heads.")] = 1,
-    block_size: Annotated[int, read_option(bounds.block_size, "--block-size", metavar="TOKENS", help="Tokens per KV page.")] = 16,
+    block_size: Annotated[int | None, read_option(bounds.block_size, "--block-size", metavar="TOKENS", help=(
+        "Tokens per KV page (default 16, or the block the model's kernels require: 256 for DeepSeek-V4)."))] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)] = False,
     offline: OfflineOpt = False, json: JsonOpt = False,

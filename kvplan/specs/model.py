@@ -135,6 +135,18 @@ class ModelSpec(Frozen):
         return "bf16" if self.dtype == "fp8" else self.dtype
 
     @property
+    def kernel_block_size(self) -> int | None:
+        """The block size the attention kernels of a layer kind require (DeepSeek-V4's sparse MLA: 256
+        tokens), the largest where several do; None where any block size serves."""
+        sizes = [size for group in self.layers if (size := getattr(group, "KERNEL_BLOCK_SIZE", 0))]
+        return max(sizes) if sizes else None
+
+    @property
+    def stored_layouts(self) -> tuple[str, ...]:
+        """Layouts a layer kind stores whatever the KV dtype asked (DeepSeek-V4's fp8_ds_mla)."""
+        return tuple(dict.fromkeys(layout for group in self.layers if (layout := getattr(group, "STORED_LAYOUT", ""))))
+
+    @property
     def is_moe(self) -> bool:
         return self.moe is not None
 

@@ -124,9 +124,8 @@ class Vllm(Engine):
         hybrid = hybrid_page(model, fmt, tp, mla_alignment=self.mla_hybrid_alignment) if self.hybrid_pages else None
         if hybrid:
             return hybrid[0]
-        kernel: list[int] = [size for group in model.layers if (size := getattr(group, "KERNEL_BLOCK_SIZE", 0))]
-        if kernel:  # DeepSeek-V4's sparse MLA kernels take 256-token blocks only (deepseek_v4/sparse_mla.py)
-            return max(kernel)
+        if model.kernel_block_size:  # DeepSeek-V4's sparse MLA kernels take 256-token blocks only (sparse_mla.py)
+            return model.kernel_block_size
         if gpu is None or not any(group.kind == "mla" for group in model.layers):
             return self.block_size
         arch = gpu.architecture

@@ -67,6 +67,7 @@ class _DeepseekV4Layer(_Kind):
     """What every DeepSeek-V4 layer shares: its window of uncompressed latents."""
 
     KERNEL_BLOCK_SIZE: ClassVar[int] = 256  # DeepseekV4SparseMLABackend.get_supported_kernel_block_sizes
+    STORED_LAYOUT: ClassVar[str] = "fp8_ds_mla (584 B a latent), whatever the KV dtype asked"
 
     count: Layers
     head_dim: Dim  # the latent: K and V at once
