@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from kvplan import bounds
 from kvplan.calc.kv import check_size_inputs, layers_kv, resolve_kv_format
 from kvplan.calc.kvgroups import kv_groups, tokens_for_kv_bytes
+from kvplan.calc.kvpacked import in_flight_tokens, packed_layout
 from kvplan.calc.weights import pp_layers, stage_weights, weights_bytes, weights_per_gpu
 from kvplan.errors import InputError
 from kvplan.results.base import Step
@@ -134,16 +135,23 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
         page += groups.state_layers * groups.page_bytes_per_layer
     # pages that hold nothing: padding layers, and pages grown to one size (vLLM unify_kv_cache_spec_page_size)
     padding = groups.pool_bytes_per_block - page if groups else 0
+    packed = packed_layout(model, block, inputs.pp) if engine.packed_kv_groups else None
+    if packed:  # a block costs the widest group's pages (DeepSeek-V4: calc/kvpacked.py)
+        page, padding = packed.bytes_per_block, 0
     blocks = max(pool, 0) // (page + padding) if page else 0
     tokens = blocks * block if page else 0
-    if groups and engine.tokens_rule == "concurrency":
+    if packed and engine.tokens_rule == "concurrency":
+        in_flight = in_flight_tokens(engine.async_scheduling, inputs.pp, limits.max_num_batched_tokens)
+        tokens = packed.tokens(blocks, max_model_len, in_flight)
+    elif groups and engine.tokens_rule == "concurrency":
         tokens = tokens_for_kv_bytes(model, max(pool, 0), fmt, tp=inputs.tp, block_size=block, pp=inputs.pp,
                                      newer_rule=engine.kv_group_ratio, states=engine.hybrid_pages,
                                      max_model_len=max_model_len, max_num_batched_tokens=limits.max_num_batched_tokens,
                                      per_concurrency=True) or tokens
     defaults = engine.batch_limits(gpu, total.value, max_model_len)  # what a command line may leave out
     terms = {"total": total, "weights": weights, "activation": activation, "overhead": overhead}
-    steps = _explain(engine, terms, util, pool, page, padding, blocks, block, tokens, max_model_len)
+    steps = _explain(engine, terms, util, pool, page, padding, blocks, block, tokens, max_model_len,
+                     len(packed.groups) if packed else 0)
     if stage_step:
         steps.insert(len(terms) + 1, stage_step)
     return MemoryBudget(
@@ -243,7 +251,7 @@ def _with_extras(weights: Term, extras: list[tuple[int, str]]) -> Term:
 
 
 def _explain(engine: Engine, terms: dict[str, Term], util: float, pool: int, page: int, padding: int, blocks: int,
-             block: int, tokens: int, max_model_len: int) -> list[Step]:
+             block: int, tokens: int, max_model_len: int, packed_groups: int = 0) -> list[Step]:
     steps = [Step(label=name, formula=term.formula or term.source, value=f"{term.value:,} B")
              for name, term in terms.items()]
     formula = engine.formula.replace("util", f"{util:g}")
@@ -251,7 +259,9 @@ def _explain(engine: Engine, terms: dict[str, Term], util: float, pool: int, pag
         formula = formula.replace(name, f"{term.value / GIB:.2f} GiB")
     return steps + [
         Step(label=f"KV pool ({engine.name})", formula=formula, value=f"{pool:,} B"),
-        Step(label="page, all layers", formula=f"{block} tokens x KV bytes per token", value=f"{page:,} B"),
+        Step(label="page, all layers", formula=f"{block} tokens x KV bytes per token", value=f"{page:,} B")
+        if not packed_groups else Step(label=f"block, widest of {packed_groups} groups", value=f"{page:,} B",
+                                       formula="caches packed side by side in a block (vLLM packed KV cache groups)"),
         *([Step(label="padding layers' pages", formula="the last group of each layer kind filled to the group size, "
                 "smaller pages grown to the largest (vLLM KV cache groups)", value=f"{padding:,} B")] if padding else []),
         Step(label="blocks", formula=f"floor({max(pool, 0):,} B / {page + padding:,} B)", value=f"{blocks:,}"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.kv import paged_request_bytes, request_bytes, resolve_kv_format
+from kvplan.calc.kvpacked import budget_packing
 from kvplan.calc.roofline import decode_roofline
 from kvplan.calc.startup import max_context, startup
 from kvplan import bounds
@@ -88,6 +89,9 @@ def batch_capacity(model: ModelSpec, gpu: GpuSpec, workload: Workload, inputs: B
     rows = strategy_rows(model, budget, fmt, workload, max_len)
     per_max_len = paged_request_bytes(model, max_len, fmt, budget.tp, budget.block_size, budget.pp)
     usable_pool = budget.num_blocks * budget.page_bytes
+    concurrency = usable_pool / per_max_len if per_max_len else 0.0
+    if packing := budget_packing(model, budget):  # vLLM's own count: blocks / a request's blocks
+        concurrency = budget.num_blocks / packing[0].blocks_per_request(max_len, packing[1])
     paged = rows[-1]
     at = batch if batch is not None else paged.concurrency_avg
     if batch is not None:
@@ -101,7 +105,7 @@ def batch_capacity(model: ModelSpec, gpu: GpuSpec, workload: Workload, inputs: B
         default_engine_paged=strategy_rows(model, defaults, fmt, workload, max_len)[-1] if defaults else None,
         model=model.name, gpu=gpu.name, in_tokens=workload.in_tokens, out_tokens=workload.out_tokens,
         avg_tokens=workload.avg_tokens, peak_tokens=workload.peak_tokens, max_len=max_len, budget=budget,
-        strategies=rows, max_concurrency_at_max_len=usable_pool / per_max_len if per_max_len else 0.0,
+        strategies=rows, max_concurrency_at_max_len=concurrency,
         start=startup(model, budget, max_len),
         roofline=roof,
         longest_ctx_tokens=max_context(model, fmt, budget, longest_ctx_requests) if longest_ctx_requests else None,

@@ -27,12 +27,16 @@ Full-attention layers of different KV heads (Nemotron-NAS) are one type: 0.19 an
 in one group before any unifying (get_kv_cache_groups: UniformTypeKVCacheSpecs, whose page is the
 sum of its layers' pages); here that is group_size 1 of one "layer" of that summed page. (0.10.2
 asserts one page size, get_uniform_page_size, and does not start such a model.)
+
+DeepSeek-V4's caches, whose pages differ and pack side by side in a block, are grouped otherwise
+(vLLM 0.34 _get_packed_kv_cache_groups): see kvplan.calc.kvpacked.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kvplan.calc.kvpacked import packed_layout
 from kvplan.specs.layer_kind import LayerKind
 from kvplan.specs.model import ModelSpec
 from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div
@@ -122,10 +126,19 @@ def _one_group_of_full_layers(kinds: list[LayerKind], fmt: KvFormat, tp: int, bl
 
 def tokens_for_kv_bytes(model: ModelSpec, kv_bytes: int, fmt: KvFormat, *, tp: int = 1, block_size: int = 16,
                         pp: int = 1, max_model_len: int | None = None, max_num_batched_tokens: int = 8192,
-                        per_concurrency: bool = False, newer_rule: bool = True, states: bool = True) -> int | None:
+                        per_concurrency: bool = False, newer_rule: bool = True, states: bool = True,
+                        packed: bool = False, in_flight_batches: int = 1) -> int | None:
     """The 'GPU KV cache size: N tokens' vLLM logs for `kv_bytes` of KV memory on one GPU (None where
     kv_groups does not lay the model out). per_concurrency: the 0.21-and-later count, max
-    concurrency x max_model_len, each kind's blocks at its own (unified) block size."""
+    concurrency x max_model_len, each kind's blocks at its own (unified) block size. packed: caches
+    that pack by block (DeepSeek-V4) grouped as vLLM 0.34 does (calc/kvpacked.py), their windows
+    holding in_flight_batches x max_num_batched_tokens tokens in flight."""
+    packing = packed_layout(model, block_size, pp) if packed else None
+    if packing is not None:
+        num_blocks = kv_bytes // packing.bytes_per_block
+        if not per_concurrency or max_model_len is None:
+            return num_blocks * block_size
+        return packing.tokens(num_blocks, max_model_len, in_flight_batches * max_num_batched_tokens)
     layout = kv_groups(model, fmt, tp, block_size, pp, newer_rule, states)
     if layout is None:
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from kvplan.bounds import MAX_TOKENS
 from kvplan.calc.kv import compute_dtype, paged_request_bytes, resolve_kv_format
 from kvplan.calc.kvgroups import cached_kinds, kv_groups, padded_state_page
+from kvplan.calc.kvpacked import budget_packing
 from kvplan.calc.search import largest_true
 from kvplan.results.capacity import MemoryBudget, StartCheck
 from kvplan.specs.engines.registry import engine as engine_entry
@@ -21,12 +22,19 @@ def max_memory_usage_bytes(model: ModelSpec, budget: MemoryBudget, max_len: int)
     a windowed layer counts window - 1 + max_num_batched_tokens tokens and one page more, a chunked
     layer its chunk + max_num_batched_tokens, a full layer max_model_len, each at its block size once
     pages of different sizes are unified (block_sizes); a state its page, padded to the attention
-    page where the engine unifies them (MambaSpec page_size_padded)."""
+    page where the engine unifies them (MambaSpec page_size_padded). Caches packed by block
+    (DeepSeek-V4 under vLLM 0.34) are counted by group, as get_kv_cache_configs checks them
+    (_max_memory_usage_bytes_from_groups: a block's bytes x the blocks one request takes, summed
+    over groups)."""
+    if packing := budget_packing(model, budget):
+        layout, in_flight = packing
+        return layout.bytes_per_block * layout.blocks_per_request(max_len, in_flight)
+    engine = engine_entry(budget.engine)
     fmt = resolve_kv_format(model, budget.kv_dtype)
     state_bytes = DTYPE_BYTES[compute_dtype(model)]
     blocks = block_sizes(model, budget, fmt)
     padded = (padded_state_page(model, fmt, budget.tp, budget.block_size, state_bytes)
-              if engine_entry(budget.engine).hybrid_pages else 0)
+              if engine.hybrid_pages else 0)
     total = 0
     for group, block in zip(model.layers, blocks):
         count = ceil_div(group.count, budget.pp)

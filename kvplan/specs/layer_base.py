@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from kvplan.errors import SpecError
 from kvplan.specs.base import Dim, Frozen, Heads, Layers
-from kvplan.specs.layer_kind import AttentionShape, LayerKind
+from kvplan.specs.layer_kind import AttentionShape, BlockCache, LayerKind
 from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div
 
 
@@ -73,6 +73,9 @@ class _Kind(Frozen):
                                       block_size=block_size)
         return pages * self.page_size_bytes(block_size=block_size, kv_format=kv_format, tp=tp,
                                             state_dtype_bytes=state_dtype_bytes)
+
+    def block_caches(self, block_size: int) -> tuple[BlockCache, ...]:
+        return ()
 
     def kv_heads_per_rank(self, tp: int = 1) -> int:
         return 1

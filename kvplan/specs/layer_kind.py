@@ -23,6 +23,33 @@ class AttentionShape(NamedTuple):
     v_head_dim: int
 
 
+class BlockCache(NamedTuple):
+    """One of the caches a layer gives vLLM a KVCacheSpec each for, where they pack side by side in a
+    block (DeepSeek-V4's window, compressed latents, indexer keys and compressor rings: 0.34
+    kv_cache_planning._get_packed_kv_cache_groups). vLLM buckets caches of one block size and window
+    together (UniformTypeKVCacheSpecs.is_uniform_type: MLAAttentionSpec, SlidingWindowMLASpec)."""
+
+    name: str  # what it holds, for texts: "window", "latents", "indexer keys", "ring", "indexer ring"
+    block_tokens: int  # the tokens a block of it covers (its spec's block_size)
+    window: int | None  # SlidingWindowSpec.sliding_window; None: a FullAttentionSpec, every token kept
+    page_bytes: int  # one block of one layer, padded (page_size_bytes)
+
+    def max_pages(self, max_model_len: int, in_flight_tokens: int) -> int:
+        """Blocks one request of max_model_len takes (max_memory_usage_bytes / page_size_bytes): every
+        token's for a full cache; for a window, window - 1 + the tokens in flight, at most
+        max_model_len, + 1 (SlidingWindowSpec.max_admission_blocks_per_request)."""
+        if self.window is None:
+            return -(-max_model_len // self.block_tokens)
+        return -(-min(self.window - 1 + in_flight_tokens, max_model_len) // self.block_tokens) + 1
+
+    def held_pages(self, ctx: int) -> int:
+        """Blocks a request of ctx tokens holds once out-of-window blocks are freed: a window's last
+        min(ctx, window) tokens can straddle one block more than they fill."""
+        if self.window is None:
+            return -(-ctx // self.block_tokens)
+        return (ctx - 1) // self.block_tokens - max(ctx - self.window, 0) // self.block_tokens + 1
+
+
 @runtime_checkable
 class LayerKind(Protocol):
     """One group of `count` identical layers, as the calculators see it (all numbers per layer)."""
@@ -85,6 +112,11 @@ class LayerKind(Protocol):
     def max_memory_bytes(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int,
                          kv_format: KvFormat, tp: int = 1, state_dtype_bytes: int) -> int:
         """vLLM V1's max_memory_usage_bytes (vllm/v1/kv_cache_interface.py), per layer on one rank."""
+        ...
+
+    def block_caches(self, block_size: int) -> tuple[BlockCache, ...]:
+        """The caches vLLM packs side by side in a block for this layer (DeepSeek-V4); () for a kind
+        whose one page per layer is all it has."""
         ...
 
     def kv_heads_per_rank(self, tp: int = 1) -> int:

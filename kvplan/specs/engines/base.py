@@ -152,6 +152,10 @@ class Engine:
     pipeline_stages: bool = True  # each pipeline stage sizes its own pool; the engine keeps the smallest
     kv_groups: bool = False
     hybrid_pages: bool = False  # a recurrent state's page unified with attention's (vLLM 0.10.2 on)
+    # DeepSeek-V4's caches packed by block into groups of their own (vLLM 0.34 _get_packed_kv_cache_groups,
+    # calc/kvpacked.py), and whether windows hold 2 steps of batched tokens in flight (async scheduling)
+    packed_kv_groups: bool = False
+    async_scheduling: bool = False
     base_overhead_bytes = RUNTIME_OVERHEAD_BYTES
     base_overhead_source = "CUDA context, measured"
 

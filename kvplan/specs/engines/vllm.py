@@ -387,6 +387,8 @@ class Vllm34(Vllm21):
     changes = ("the API server batches 16,384 tokens on GPUs of 160 GiB and more; gpu_memory_utilization 0.92 "
                "(1.0 only with the extensible KV cache, which kvplan does not plan)")
     mla_hybrid_alignment = 128
+    # packing from 0.29 (0.27-0.28 group DeepSeek-V4 alike; 0.21 does not: docs/engines.md); async by default
+    packed_kv_groups, async_scheduling = True, True
 
     def batch_limits(self, gpu: GpuSpec | None, total_bytes: int, max_model_len: int = 0,
                      chunked_prefill: bool | None = None) -> BatchLimits:

@@ -31,7 +31,7 @@ from pydantic import field_validator
 
 from kvplan.specs.base import Dim, Layers, Tokens
 from kvplan.specs.layer_base import _Kind
-from kvplan.specs.layer_kind import AttentionShape
+from kvplan.specs.layer_kind import AttentionShape, BlockCache
 from kvplan.units import KvFormat, ceil_div
 
 PAGE_ALIGNMENT_BYTES = 576  # fp8_ds_mla pages: MLAAttentionSpec / SlidingWindowMLASpec alignment=576
@@ -98,6 +98,13 @@ class _DeepseekV4Layer(_Kind):
         """The window cache at start-up, in its own 64-token blocks (SlidingWindowSpec)."""
         return _window_pages(self.window, max_model_len, max_num_batched_tokens,
                              SWA_BLOCK_TOKENS) * self.window_page_bytes()
+
+    def window_cache(self) -> BlockCache:
+        """DeepseekV4SWACache: a SlidingWindowMLASpec of 64-token blocks."""
+        return BlockCache("window", SWA_BLOCK_TOKENS, self.window, self.window_page_bytes())
+
+    def block_caches(self, block_size: int) -> tuple[BlockCache, ...]:
+        return (self.window_cache(),)
 
     def kv_heads_per_rank(self, tp: int = 1) -> int:
         return 1
@@ -201,14 +208,33 @@ class DeepseekV4Compressed(_DeepseekV4Layer):
     def max_memory_pages(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int) -> int:
         return ceil_div(max_model_len, block_size)  # FullAttentionSpec: the compressed caches
 
+    def ring_pages_bytes(self) -> tuple[int, int]:
+        """(the compressor ring's page, the indexer compressor ring's or 0): 4 or 8 tokens (block_size)
+        of 2 x coff x head_dim fp32 values, padded to 576 B (CompressorStateCache.get_kv_cache_spec)."""
+        block = RING_BLOCK_TOKENS[self.compress_ratio]
+        ring = _aligned(block * 2 * self.overlap * self.head_dim * FP32_BYTES)
+        indexer = _aligned(block * 2 * 2 * self.index_head_dim * FP32_BYTES) if self.index_head_dim else 0
+        return ring, indexer
+
     def ring_max_bytes(self, max_model_len: int, max_num_batched_tokens: int) -> int:
-        """The rings at start-up: SlidingWindowSpec pages of 4 or 8 tokens, each padded to 576 B."""
+        """The rings at start-up: SlidingWindowSpec pages of 4 or 8 tokens, each padded to 576 B; the
+        indexer's compressor (ratio 4, overlapping) has the same window and blocks of 4."""
         block = RING_BLOCK_TOKENS[self.compress_ratio]
         pages = _window_pages(self.ring_tokens(), max_model_len, max_num_batched_tokens, block)
-        ring = pages * _aligned(block * 2 * self.overlap * self.head_dim * FP32_BYTES)
-        if self.index_head_dim:  # the indexer's compressor: ratio 4, overlapping, blocks of 4
-            ring += pages * _aligned(block * 2 * 2 * self.index_head_dim * FP32_BYTES)
-        return ring
+        return pages * sum(self.ring_pages_bytes())
+
+    def block_caches(self, block_size: int) -> tuple[BlockCache, ...]:
+        """The window; the compressed latents and indexer keys (MLAAttentionSpec of block_size tokens,
+        block_size // ratio entries); the rings (SlidingWindowMLASpec, window coff x ratio)."""
+        entries = block_size // self.compress_ratio
+        ring, indexer_ring = self.ring_pages_bytes()
+        block, window = RING_BLOCK_TOKENS[self.compress_ratio], self.ring_tokens()
+        caches = [self.window_cache(), BlockCache("latents", block_size, None, _aligned(entries * self.entry_bytes())),
+                  BlockCache("ring", block, window, ring)]
+        if self.index_head_dim:
+            caches += [BlockCache("indexer keys", block_size, None, _aligned(entries * self.indexer_key_bytes())),
+                       BlockCache("indexer ring", block, window, indexer_ring)]
+        return tuple(caches)
 
     def max_memory_bytes(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int,
                          kv_format: KvFormat, tp: int = 1, state_dtype_bytes: int) -> int:
