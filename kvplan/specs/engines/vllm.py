@@ -214,14 +214,12 @@ class Vllm(Engine):
         return Term(sum(b for b, _ in parts), " + ".join(w for _, w in parts), formula)
 
     def start_refusal(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> str:
-        """The release must serve the architecture (specs/engines/served.py: its registry.py);
-        SchedulerConfig: max_num_batched_tokens must be at least max_num_seqs, and at least
-        max_model_len without chunked prefill; ModelConfig and the CUDA platform: bf16 needs compute
-        capability 8.0, and Gemma-2/3 and GLM-4 refuse fp16 (numerical instability), which is where
-        auto lands them on a GPU without bf16."""
+        """The release must serve the architecture (specs/engines/served.py); SchedulerConfig:
+        max_num_batched_tokens at least max_num_seqs, and max_model_len without chunked prefill;
+        ModelConfig and the CUDA platform: bf16 needs compute capability 8.0, and Gemma-2/3 and GLM-4
+        refuse fp16 (numerical instability), where auto lands them on a GPU without bf16."""
         gpu, dtype = replica.gpu, replica.dtype
-        refused = unserved(model.architecture, self.first, self.last, self.release)
-        if refused:
+        if refused := unserved(model.architecture, self.first, self.last, self.release):
             return refused
         if limits.max_num_batched_tokens < limits.max_num_seqs:
             return (f"max_num_batched_tokens ({limits.max_num_batched_tokens:,}) must be at least max_num_seqs "
