@@ -56,7 +56,7 @@ def _(group: CrossAttention) -> str:
 @describe.register(MLALatent)
 def _(group: MLALatent) -> str:
     indexer = f", indexer {group.index_head_dim}" if group.index_head_dim else ""
-    indexer = ", a shared indexer (no key cached)" if group.shared_indexer else indexer
+    indexer = ", indexer shared" if group.shared_indexer else indexer
     return f"latent {group.kv_lora_rank} + rope {group.qk_rope_head_dim}{indexer}"
 
 
