@@ -248,14 +248,23 @@ def test_tensorrt_llm_profiles_max_num_tokens_of_context_requests(catalog):
 
 def test_a_hybrid_model_gets_one_page_size(catalog):
     """Qwen3.5-27B: 16 full-attention layers (4 KV heads x 256: 4,096 B a token in bf16) and 48 GDN layers
-    whose state is 1,634,304 B. vLLM grows the attention block in 16s until its page holds the state:
-    16 x ceil(1,634,304 / (16 x 4,096)) = 400 tokens, a page of 1,638,400 B, and pads the state's page
-    by 4,096 B (0.25%). In fp8 the attention page halves: 800 tokens, the same 0.25%. (A 0.25.1 log of a
-    Qwen3.8-27B sibling says 'Setting attention block size to 800 tokens' and 'Padding mamba page size by
-    0.25%'.) Releases before the rule (the 0.8 preset) keep 16."""
+    whose state, its recurrent part in fp32 as the config's mamba_ssm_dtype says, is 10,240 conv channels
+    x 3 x 2 B + 48 x 128 x 128 x 4 B = 61,440 + 3,145,728 = 3,207,168 B. vLLM grows the attention block in
+    16s until its page holds the state: 16 x ceil(3,207,168 / (16 x 4,096)) = 16 x 49 = 784 tokens, a page
+    of 3,211,264 B, and pads the state's page by 4,096 B (0.13%). In fp8 the attention page halves: 1,568
+    tokens. With a bf16 state (1,634,304 B): 16 x ceil(1,634,304 / 65,536) = 400 tokens, 800 in fp8, 0.25%
+    padding (a 0.25.1 log of a Qwen3.8-27B sibling says 'Setting attention block size to 800 tokens' and
+    'Padding mamba page size by 0.25%': that run's state was bf16). Releases before the rule (the 0.8
+    preset) keep 16."""
     model, h100 = catalog.model("qwen3.5-27b"), catalog.gpu("h100")
     bf16 = memory_budget(model, h100, BudgetInputs())
     fp8 = memory_budget(model, h100, BudgetInputs(kv_dtype="fp8"))
-    assert (bf16.block_size, fp8.block_size) == (400, 800)
+    assert (bf16.block_size, fp8.block_size) == (784, 1568)
+    assert 10_240 * 3 * 2 + 48 * 128 * 128 * 4 == 3_207_168 and 784 * 4_096 - 3_207_168 == 4_096
+    assert round(100 * (3_211_264 / 3_207_168 - 1), 2) == 0.13
+    gdn = model.layers[1].model_copy(update={"ssm_dtype": "bf16"})
+    bf16_state = model.model_copy(update={"layers": [model.layers[0], gdn]})
+    assert gdn.kind == "gdn" and (memory_budget(bf16_state, h100, BudgetInputs()).block_size,
+                                  memory_budget(bf16_state, h100, BudgetInputs(kv_dtype="fp8")).block_size) == (400, 800)
     assert 400 * 4_096 == 800 * 2_048 == 1_638_400 and round(100 * (1_638_400 / 1_634_304 - 1), 2) == 0.25
     assert memory_budget(model, h100, BudgetInputs(engine="vllm==0.10")).block_size == 16

@@ -128,3 +128,29 @@ def test_vision_tower_counted_by_tensor_name(tmp_path):
     spec = import_model(folder).spec
     assert spec.tower_params == 4304 * 1152 + 4096 * 1152  # 4,958,208 + 4,718,592
     assert spec.params_total == 128256 * 4096 + spec.tower_params
+
+
+def test_modelopt_mixed_precision_is_averaged_over_its_modules_parameters():
+    """nvidia/Qwen3.6-27B-NVFP4 (MIXED_PRECISION): q/k/v/o of the 16 attention layers and in_proj_qkv,
+    in_proj_z, out_proj of the 48 Gated DeltaNet layers in FP8 (8 bits); the MLP of all 64 layers and
+    the LM head in W4A16_NVFP4, group 16 (4 + 8 / 16 = 4.5 bits). h 5,120, 24 heads (q gated: x 2),
+    4 KV heads x 256, 16 K / 48 V linear heads x 128, MLP 17,408, vocab 248,320."""
+    attention = 5_120 * 24 * 256 * 2 + 2 * 5_120 * 4 * 256 + 24 * 256 * 5_120  # 104,857,600
+    linear = 5_120 * (2 * 16 * 128 + 48 * 128) + 2 * 5_120 * 48 * 128  # 115,343,360
+    fp8 = 16 * attention + 48 * linear
+    nvfp4 = 64 * 3 * 5_120 * 17_408 + 248_320 * 5_120
+    assert (fp8, nvfp4) == (7_214_202_880, 18_384_158_720)
+    spec = import_model(FIXTURES / "qwen3.6-27b-nvfp4").spec
+    assert spec.quantization == "nvfp4"  # the format holding most of the parameters
+    assert spec.quantization_bits == (8 * fp8 + 4.5 * nvfp4) / (fp8 + nvfp4)
+    assert round(spec.quantization_bits, 3) == round(140_442_337_280 / 25_598_361_600, 3) == 5.486
+
+
+def test_a_mixed_recipe_with_a_module_kvplan_cannot_size_is_one_error(tmp_path):
+    mixed = {"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION",
+             "quantized_layers": {"model.layers.0.mlp.experts.0.up_proj": {"quant_algo": "FP8"}}}
+    folder = write_config(tmp_path, {**LLAMA31_8B, "quantization_config": mixed})
+    with pytest.raises(SpecError, match=r"cannot size the quantized module 'model.layers.0.mlp.experts.0.up_proj'"):
+        import_model(folder)
+    with pytest.raises(SpecError, match="needs quantized_layers and the model's shapes"):
+        read_quantization(mixed)

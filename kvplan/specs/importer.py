@@ -9,6 +9,7 @@ An architecture whose cache we cannot describe is refused, never guessed.
 from __future__ import annotations
 
 import re
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from kvplan.specs.closest import closest_architecture
 from kvplan.specs.hfconfig import (SUPPORTED, Config, check_config, config_path, layer_count, layer_groups, load_config,
                                    text_config)
 from kvplan.specs.model import ModelSpec
+from kvplan.specs.module_params import module_params
 from kvplan.specs.params import estimate_params, inactive_expert_params, moe_block, tower_params
 from kvplan.specs.quantization import read_quantization
 
@@ -113,7 +115,8 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
         notes.append(f"params_active {active:,} = total less the routed experts a token does not use"
                      + (" and the towers" if towers else ""))
     try:
-        quant = read_quantization(raw.get("quantization_config") or c.get("quantization_config"))
+        quant = read_quantization(raw.get("quantization_config") or c.get("quantization_config"),
+                                  partial(module_params, c))
     except SpecError as err:
         raise SpecError(f"{where}: {err}") from None
     if quant is not None:

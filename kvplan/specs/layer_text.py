@@ -56,6 +56,7 @@ def _(group: CrossAttention) -> str:
 @describe.register(MLALatent)
 def _(group: MLALatent) -> str:
     indexer = f", indexer {group.index_head_dim}" if group.index_head_dim else ""
+    indexer = ", indexer shared" if group.shared_indexer else indexer
     return f"latent {group.kv_lora_rank} + rope {group.qk_rope_head_dim}{indexer}"
 
 
@@ -112,7 +113,7 @@ def bytes_formula(group: LayerKind, fmt_name: str) -> str | None:
 
 @bytes_formula.register(MLALatent)
 def _(group: MLALatent, fmt_name: str) -> str | None:
-    if not (group.index_head_dim and fmt_name == "fp8"):
+    if not (group.is_sparse and fmt_name == "fp8"):
         return None
     scales = -(-group.kv_lora_rank // 128)
     return (f"latent {group.kv_lora_rank} x 1 B (fp8) + {scales} scales x 4 B + rope {group.qk_rope_head_dim} "

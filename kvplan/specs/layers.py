@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, Strict
+from pydantic import Field, Strict, model_validator
 
 from kvplan.errors import SpecError
 from kvplan.specs.base import Dim, Heads, Layers, Tokens
@@ -99,6 +99,23 @@ class MLALatent(_EveryToken):
     # token and layer, in vLLM's fp8 format whatever the KV dtype: 1 B per value and one fp32 scale
     # per 128 values (DeepseekV32IndexerCache: 128 + 4 = 132 B), whole on every rank.
     index_head_dim: Dim | None = None
+    # A sparse-attention layer without an indexer of its own (GLM-5.2's indexer_types "shared"): it
+    # reads the top-k of the closest preceding layer that has one, so it caches no indexer key, but
+    # its latent keeps the sparse layout (vLLM 0.34 models/deepseek_v32/attention.py builds it with
+    # use_sparse=True and indexer=None; see kvplan.specs.archs.glm_dsa).
+    shared_indexer: Annotated[bool, Strict()] = False
+
+    @model_validator(mode="after")
+    def check_indexer(self) -> MLALatent:
+        if self.shared_indexer and self.index_head_dim:
+            raise ValueError("an mla group has either its own indexer (index_head_dim) or shares one "
+                             "(shared_indexer: true), not both; remove one")
+        return self
+
+    @property
+    def is_sparse(self) -> bool:
+        """DeepSeek sparse attention: an indexer of its own or a neighbour's."""
+        return bool(self.index_head_dim) or self.shared_indexer
 
     def kv_elements_per_token(self, tp: int = 1) -> int:
         return self.kv_lora_rank + self.qk_rope_head_dim  # replicated on every rank
@@ -111,8 +128,10 @@ class MLALatent(_EveryToken):
     def kv_bytes_per_token(self, kv_format: KvFormat, tp: int = 1) -> int:
         """In fp8 a sparse-attention (DSA) model stores the latent with one fp32 scale per 128 values
         and the RoPE key in bf16 (vLLM's fp8_ds_mla, SGLang's DSATokenToKVPool): 512 + 4 x 4 + 64 x 2 =
-        656 B for DeepSeek-V3.2, where a dense MLA model's fp8 latent is 576 B."""
-        if self.index_head_dim and kv_format.name == "fp8":
+        656 B for DeepSeek-V3.2, where a dense MLA model's fp8 latent is 576 B. A layer that shares its
+        indexer keeps this layout: every sparse layer's latent is fp8_ds_mla in fp8
+        (mla_attention.py _canonicalize_sparse_mla_kv_cache_dtype, 0.34)."""
+        if self.is_sparse and kv_format.name == "fp8":
             latent = self.kv_lora_rank + ceil_div(self.kv_lora_rank, 128) * 4 + self.qk_rope_head_dim * 2
             return latent + self.fixed_bytes_per_token(tp)
         return super().kv_bytes_per_token(kv_format, tp)

@@ -11,12 +11,15 @@ each quantized weight takes with its share of scales and zero points.
     bitsandbytes load_in_4bit, nf4 or fp4              4 + 8 / 64 + 32 / (64 x 256) with double quant
     mxfp4 (gpt-oss)                                    4 + 8 / 32  (one e8m0 scale per 32 values)
     nvfp4 (modelopt)                                   4 + 8 / 16  (one e4m3 scale per 16 values)
+    modelopt MIXED_PRECISION                           each listed module's bits (FP8 8, NVFP4 4 + 8 /
+                                                       group), averaged over the modules' parameters
 
 Exact bytes come from the safetensors headers where they are read; these are for a config alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kvplan.errors import SpecError
@@ -70,9 +73,37 @@ def _bitsandbytes(qc: dict) -> Quantization:
     return Quantization("nf4", 4 + 8 / 64 + double, f"bitsandbytes {kind}, blocks of 64")
 
 
-def read_quantization(qc: object) -> Quantization | None:
+def _algo_bits(algo: str, group: int) -> tuple[str, float]:
+    if algo.upper() == "FP8":
+        return "fp8", 8.0
+    if "NVFP4" in algo.upper():
+        return "nvfp4", 4 + 8 / group
+    raise SpecError(f"modelopt mixed precision with {algo} layers is not a format kvplan knows (FP8, NVFP4)")
+
+
+def _modelopt_mixed(qc: dict, module_params: Callable[[str], int] | None) -> Quantization:
+    """modelopt's MIXED_PRECISION: quantized_layers names each module's quant_algo (and group_size).
+    The modules' parameters (module_params, from the config's shapes) weight each format's bits;
+    the format named is the one holding the most of them."""
+    layers = qc.get("quantized_layers")
+    if not isinstance(layers, dict) or not layers or module_params is None:
+        raise SpecError("modelopt MIXED_PRECISION needs quantized_layers and the model's shapes to size")
+    params: dict[tuple[str, float], int] = {}
+    for name, spec in layers.items():
+        spec = spec if isinstance(spec, dict) else {}
+        key = _algo_bits(str(spec.get("quant_algo")), _int(spec, "group_size", 16))
+        params[key] = params.get(key, 0) + module_params(name)
+    total = sum(params.values())
+    bits = sum(b * n for (_, b), n in params.items()) / total
+    main = max(params, key=lambda k: params[k])[0]
+    parts = ", ".join(f"{n:,} params {f} ({b:.3f} bits)" for (f, b), n in sorted(params.items()))
+    return Quantization(main, bits, f"modelopt mixed precision: {parts}; averaged")
+
+
+def read_quantization(qc: object, module_params: Callable[[str], int] | None = None) -> Quantization | None:
     """The weights format a quantization_config describes; None for none; one SpecError for a
-    method kvplan cannot size."""
+    method kvplan cannot size. module_params: a module's parameters by its name, where a mixed
+    recipe is weighted by them."""
     if not qc:
         return None
     if not isinstance(qc, dict):
@@ -87,6 +118,8 @@ def read_quantization(qc: object) -> Quantization | None:
         return _gptq_awq(qc, method)
     if method == "bitsandbytes":
         return _bitsandbytes(qc)
+    if method == "modelopt" and str(qc.get("quant_algo")).upper() == "MIXED_PRECISION":
+        return _modelopt_mixed(qc, module_params)
     if method in ("modelopt", "nvfp4") and "FP4" in str(qc.get("quant_algo", "NVFP4")).upper():
         return Quantization("nvfp4", 4 + 8 / 16, "nvfp4: 4-bit values, one e4m3 scale per 16")
     if method == "mxfp4":

@@ -31,12 +31,12 @@ class Architecture:
 
 
 def _registry() -> dict[str, Architecture]:
-    from kvplan.specs.archs import (deepseek_v4, falcon_h1, gemma4, kimi_linear, mimo_v2, minimax_m1, mllama,
-                                    nemotron_nas)  # each defines ARCHITECTURE with this module's class
+    from kvplan.specs.archs import (deepseek_v4, falcon_h1, gemma4, glm_dsa, kimi_linear, mimo_v2, minimax_m1,
+                                    mllama, nemotron_nas)  # each defines ARCHITECTURE with this module's class
 
     modules: tuple[Architecture, ...] = (gemma4.ARCHITECTURE, mllama.ARCHITECTURE, kimi_linear.ARCHITECTURE,
                                          mimo_v2.ARCHITECTURE, minimax_m1.ARCHITECTURE, deepseek_v4.ARCHITECTURE,
-                                         falcon_h1.ARCHITECTURE, nemotron_nas.ARCHITECTURE)
+                                         falcon_h1.ARCHITECTURE, nemotron_nas.ARCHITECTURE, glm_dsa.ARCHITECTURE)
     return {model_type: arch for arch in modules for model_type in arch.model_types}
 
 
