@@ -77,6 +77,11 @@ def test_a_sparse_config_vllm_cannot_run_is_one_clear_line(sparse, message):
         spec_from_config(cfg, "config.json", source="t", name="t", display="t")
 
 
+def test_a_moe_layer_freq_that_does_not_say_is_one_clear_line():
+    with pytest.raises(SpecError, match="moe_layer_freq must list 60 entries, 0 or 1, one a layer"):
+        spec_from_config({**raw(), "moe_layer_freq": [0, 2] * 30}, "config.json", source="t", name="t", display="t")
+
+
 # --- bytes per token, per page, per request --------------------------------------------------------
 
 def test_bytes_per_token_of_each_kind():
