@@ -11,7 +11,7 @@ import pytest
 from kvplan.errors import SpecError
 from kvplan.specs import layer_text
 from kvplan.specs.layer_kind import AttentionShape, LayerKind
-from kvplan.specs.layers import (KINDS, ChunkedLocalAttention, CrossAttention, DecompressedAttention,
+from kvplan.specs.layers import (KINDS, BlockSparseAttention, ChunkedLocalAttention, CrossAttention, DecompressedAttention,
                                  DeepseekV4Compressed, DeepseekV4Window, FullAttention, GatedDeltaNetState, LayerGroup,
                                  LightningState, MambaState, MLALatent, MlpOnly, SharedKvAttention,
                                  SlidingWindowAttention, layer_class)
@@ -40,13 +40,16 @@ MINIMAX_LIGHTNING = LightningState(count=70, num_heads=64, head_dim=128)
 DSV4_WINDOW = DeepseekV4Window(count=2, head_dim=512, rope_head_dim=64, window=128)
 DSV4_C4 = DeepseekV4Compressed(count=21, head_dim=512, rope_head_dim=64, window=128, compress_ratio=4,
                                index_head_dim=128, index_topk=512)
+# MiniMax-M3's block-sparse layers: 4 KV heads x 128 and an index key of 128 (numbers in tests/test_minimax_m3.py)
+MINIMAX_M3_MSA = BlockSparseAttention(count=57, num_kv_heads=4, head_dim=128, index_head_dim=128, index_block_size=128,
+                                      index_topk_blocks=16)
 # Falcon-H1-0.5B's Mamba-2 mixers, beside the attention of the same 36 layers (the `parallel` field)
 FALCON_H1_MAMBA = MambaState(count=36, d_inner=24 * 64, d_state=128, d_conv=4, n_groups=1, num_heads=24,
                              parallel=True)
 ONE_OF_EACH = {"full": LLAMA3_FULL, "sliding": GEMMA3_SLIDING, "chunked": SCOUT_CHUNKED, "mla": DEEPSEEK_MLA,
                "mamba": NEMOTRON_MAMBA, "gdn": QWEN3_NEXT_GDN, "mlp": MLP_BLOCK, "shared_kv": SHARED_KV,
                "cross": MLLAMA_CROSS, "lightning": MINIMAX_LIGHTNING, "dsv4_swa": DSV4_WINDOW,
-               "dsv4_compressed": DSV4_C4}
+               "dsv4_compressed": DSV4_C4, "msa": MINIMAX_M3_MSA}
 DECOMPRESSED = DEEPSEEK_MLA.mha_equivalent(128)
 
 
@@ -65,7 +68,7 @@ def max_pages(group, max_model_len: int, max_num_batched_tokens: int = 8192, blo
 
 def test_the_registry_has_one_class_per_yaml_kind_and_the_union_names_the_same():
     assert set(KINDS) == set(ONE_OF_EACH) == {"full", "sliding", "chunked", "mla", "mamba", "gdn", "mlp",
-                                               "shared_kv", "cross", "lightning", "dsv4_swa", "dsv4_compressed"}
+                                               "shared_kv", "cross", "lightning", "dsv4_swa", "dsv4_compressed", "msa"}
     union = typing.get_args(typing.get_args(LayerGroup)[0])
     assert union == tuple(KINDS.values())
 
@@ -86,7 +89,8 @@ def test_an_unknown_kind_is_one_line_naming_the_known_ones():
     with pytest.raises(SpecError) as err:
         layer_class("linear")
     assert str(err.value) == ("unknown layer kind 'linear'; known kinds: "
-                              "full, sliding, chunked, mla, mamba, gdn, mlp, shared_kv, cross, lightning, dsv4_swa, dsv4_compressed")
+                              "full, sliding, chunked, mla, mamba, gdn, mlp, shared_kv, cross, lightning, dsv4_swa, dsv4_compressed, "
+                              "msa")
 
 
 # --- per token, per request, per page -----------------------------------------------------------------
@@ -102,6 +106,7 @@ def test_an_unknown_kind_is_one_line_naming_the_known_ones():
     ("shared_kv", 0, 0, 0, 0),  # reads layer 13's cache: no byte, token or page of its own
     ("cross", 2 * 8 * 128 * 2, 6_404, 0, 16 * 4_096),  # as full attention, but the vision tokens whatever ctx
     ("lightning", 0, 0, 1_048_576 * 2, 1_048_576 * 2),  # 64 heads x 128 x 128 elements; one page
+    ("msa", 2 * 4 * 128 * 2 + 128 * 2, 100_000, 0, 16 * 2_304),  # K,V + a bf16 index key; every token
 ])
 def test_bytes_per_token_tokens_held_state_and_page(kind, per_token, held, state, page):
     group = ONE_OF_EACH[kind]
@@ -202,6 +207,7 @@ def test_a_parallel_mamba_group_answers_as_a_mamba_group_and_says_where_it_runs(
     ("shared_kv", True, AttentionShape(32, 1, 256, 256), None),  # attends over its target's cache
     ("cross", True, AttentionShape(32, 8, 128, 128), (8, 128)),
     ("lightning", False, None, None),
+    ("msa", True, AttentionShape(32, 4, 128, 128), None),  # the page holds index keys beside K and V
 ])
 def test_attention_shape_and_page_layout(kind, attention, shape, layout):
     group = ONE_OF_EACH[kind]

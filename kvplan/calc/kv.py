@@ -15,7 +15,8 @@ from kvplan.errors import InputError
 from kvplan.results.base import Step
 from kvplan.results.size import KvSize, LayerKv, MhaComparison
 from kvplan.specs.layer_kind import LayerKind
-from kvplan.specs.layer_text import bytes_formula, describe, elements_formula, held_formula, state_formula
+from kvplan.specs.layer_text import (bytes_formula, describe, elements_formula, fixed_formula, held_formula,
+                                     state_formula)
 from kvplan.specs.model import ModelSpec
 from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div, kv_format
 
@@ -95,7 +96,7 @@ def _explain(model: ModelSpec, fmt: KvFormat, tp: int, ctx: int, batch: int, lay
         elements = group.kv_elements_per_token(tp)
         if elements:
             fixed = group.fixed_bytes_per_token(tp)
-            extra = f" + indexer {fixed:,} B (fp8 + scales)" if fixed else ""
+            extra = f" + {fixed_formula(group, tp)}" if fixed else ""
             steps.append(Step(label=f"{name}: per token per layer",
                               formula=f"{elements_formula(group, tp)} = "
                                       f"{bytes_formula(group, fmt.name) or fmt.formula(elements)}{extra}",

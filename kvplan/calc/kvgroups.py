@@ -26,7 +26,9 @@ attention layers and 36 Mamba-2 mixers beside them): group_size 36, 2 groups, no
 Full-attention layers of different KV heads (Nemotron-NAS) are one type: 0.19 and 0.34 put them all
 in one group before any unifying (get_kv_cache_groups: UniformTypeKVCacheSpecs, whose page is the
 sum of its layers' pages); here that is group_size 1 of one "layer" of that summed page. (0.10.2
-asserts one page size, get_uniform_page_size, and does not start such a model.)
+asserts one page size, get_uniform_page_size, and does not start such a model.) MiniMax-M3's sparse
+layers join them: their K/V (FullAttentionSpec) and index keys (MLAAttentionSpec, whose
+uniform_type_base_spec is FullAttentionSpec in 0.34's register_all_kvcache_specs) are of that type too.
 
 DeepSeek-V4's caches, whose pages differ and pack side by side in a block, are grouped otherwise
 (vLLM 0.34 _get_packed_kv_cache_groups): see kvplan.calc.kvpacked.
@@ -40,6 +42,10 @@ from kvplan.calc.kvpacked import packed_layout
 from kvplan.specs.layer_kind import LayerKind
 from kvplan.specs.model import ModelSpec
 from kvplan.units import DTYPE_BYTES, KvFormat, ceil_div
+
+
+# Kinds vLLM caches as FullAttentionSpec (or a spec it groups as one): all of one group, whatever their pages
+FULL_ATTENTION_TYPE = ("full", "msa")
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ def kv_groups(model: ModelSpec, fmt: KvFormat, tp: int = 1, block_size: int = 16
     attention = [g for g in kinds if g.is_attention]
     if not attention or (len(attention) != len(kinds) and not states):
         return None
-    if len(kinds) > 1 and all(g.kind == "full" for g in kinds):
+    if len(kinds) > 1 and all(g.kind in FULL_ATTENTION_TYPE for g in kinds):
         return _one_group_of_full_layers(kinds, fmt, tp, block_size, pp)
     unified = unified_block_sizes(attention, fmt, tp, block_size)
     if unified is None:
@@ -116,7 +122,8 @@ def kv_groups(model: ModelSpec, fmt: KvFormat, tp: int = 1, block_size: int = 16
 
 def _one_group_of_full_layers(kinds: list[LayerKind], fmt: KvFormat, tp: int, block_size: int,
                               pp: int) -> KvGroups:
-    """Full-attention layers of more than one shape (KV heads per layer): one group of every layer at
+    """Full-attention layers of more than one shape (KV heads per layer, or MiniMax-M3's dense and
+    sparse layers): one group of every layer at
     the base block size, its page their pages' sum (UniformTypeKVCacheSpecs.page_size_bytes)."""
     page = sum(ceil_div(g.count, pp) * g.page_size_bytes(block_size=block_size, kv_format=fmt, tp=tp,
                                                          state_dtype_bytes=2) for g in kinds)

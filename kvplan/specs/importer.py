@@ -107,7 +107,9 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
     elif towers:
         notes.append(f"of which the vision / audio towers {towers:,} (by tensor name)")
     moe = moe_block(c)
-    active = total - (towers or 0) - inactive_expert_params(c, sum(g["count"] for g in groups)) if moe else None
+    n = sum(g["count"] for g in groups)
+    moe_layers = arch.moe_layers(c, n) if arch is not None and arch.moe_layers else None
+    active = total - (towers or 0) - inactive_expert_params(c, n, moe_layers) if moe else None
     if active is not None and active <= 0:
         raise SpecError(f"{where}: the checkpoint holds {total:,} parameters, fewer than the "
                         "experts its config describes; check that every *.safetensors shard is there")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from functools import singledispatch
 
-from kvplan.specs.layers import (ChunkedLocalAttention, CrossAttention, DecompressedAttention, DeepseekV4Compressed,
-                                 DeepseekV4Window, FullAttention, GatedDeltaNetState, LayerKind, LightningState,
-                                 MambaState, MLALatent, MlpOnly,
-                                 SharedKvAttention, SlidingWindowAttention)
+from kvplan.specs.layers import (BlockSparseAttention, ChunkedLocalAttention, CrossAttention, DecompressedAttention,
+                                 DeepseekV4Compressed, DeepseekV4Window, FullAttention, GatedDeltaNetState, LayerKind,
+                                 LightningState, MambaState, MLALatent, MlpOnly, SharedKvAttention,
+                                 SlidingWindowAttention)
 
 
 def _no_text(what: str, group: object) -> str:
@@ -27,7 +27,7 @@ def describe(group: LayerKind) -> str:
 
 
 def _heads(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention | SharedKvAttention
-           | CrossAttention) -> str:
+           | CrossAttention | BlockSparseAttention) -> str:
     if group.value_dim != group.head_dim:
         return f"{group.num_kv_heads} KV x (K {group.head_dim} + V {group.value_dim})"
     return f"{group.num_kv_heads} KV x {group.head_dim}"
@@ -51,6 +51,12 @@ def _(group: ChunkedLocalAttention) -> str:
 @describe.register(CrossAttention)
 def _(group: CrossAttention) -> str:
     return f"{_heads(group)}, cross-attention to {group.vision_tokens:,} vision tokens"
+
+
+@describe.register(BlockSparseAttention)
+def _(group: BlockSparseAttention) -> str:
+    return (f"{_heads(group)} + index key {group.index_head_dim}, top {group.index_topk_blocks} blocks of "
+            f"{group.index_block_size:,}")
 
 
 @describe.register(MLALatent)
@@ -133,6 +139,19 @@ def _(group: DeepseekV4Window | DeepseekV4Compressed, fmt_name: str) -> str | No
     return text
 
 
+# --- fixed_formula: the bytes a token kept in a format of their own (fixed_bytes_per_token) ----------
+
+@singledispatch
+def fixed_formula(group: LayerKind, tp: int = 1) -> str:
+    """DeepSeek's sparse-attention indexer key (MLALatent.index_head_dim): fp8 with its scales."""
+    return f"indexer {group.fixed_bytes_per_token(tp):,} B (fp8 + scales)"
+
+
+@fixed_formula.register(BlockSparseAttention)
+def _(group: BlockSparseAttention, tp: int = 1) -> str:
+    return f"index key {group.index_head_dim} x 2 B (bf16 whatever the KV dtype, on every rank)"
+
+
 # --- elements_formula: how kv_elements_per_token comes about ------------------------------------------
 
 @singledispatch
@@ -144,7 +163,9 @@ def elements_formula(group: LayerKind, tp: int = 1) -> str:
 @elements_formula.register(SlidingWindowAttention)
 @elements_formula.register(ChunkedLocalAttention)
 @elements_formula.register(CrossAttention)
-def _(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention | CrossAttention, tp: int = 1) -> str:
+@elements_formula.register(BlockSparseAttention)
+def _(group: FullAttention | SlidingWindowAttention | ChunkedLocalAttention | CrossAttention | BlockSparseAttention,
+      tp: int = 1) -> str:
     shared = f" ({group.num_kv_heads} KV heads / TP {tp})" if tp > 1 else ""
     if group.value_dim != group.head_dim:
         return f"{group.kv_heads_per_rank(tp)} heads{shared} x (K {group.head_dim} + V {group.value_dim})"
@@ -192,6 +213,11 @@ def held_formula(group: LayerKind, ctx: int) -> str:
 @held_formula.register(DecompressedAttention)
 def _(group: FullAttention | MLALatent | DecompressedAttention, ctx: int) -> str:
     return f"ctx {ctx:,}"
+
+
+@held_formula.register(BlockSparseAttention)
+def _(group: BlockSparseAttention, ctx: int) -> str:
+    return f"ctx {ctx:,} (each query reads {group.index_topk_blocks} blocks of {group.index_block_size:,})"
 
 
 @held_formula.register(SlidingWindowAttention)
@@ -247,6 +273,7 @@ def state_formula(group: LayerKind, tp: int = 1) -> str:
 @state_formula.register(DecompressedAttention)
 @state_formula.register(DeepseekV4Window)
 @state_formula.register(DeepseekV4Compressed)
+@state_formula.register(BlockSparseAttention)
 @state_formula.register(MlpOnly)
 @state_formula.register(SharedKvAttention)
 def _(group: LayerKind, tp: int = 1) -> str:

@@ -1,7 +1,8 @@
 """What a model's layers cache: one small frozen class per attention kind (full, sliding window,
 chunked local, MLA latent, Mamba state, Gated DeltaNet state, MLP-only, and from
 :mod:`kvplan.specs.kinds` Gemma-4's KV-shared layers, Llama-3.2 Vision's cross-attention to vision
-tokens and MiniMax's lightning state), each answering the
+tokens, MiniMax's lightning state, DeepSeek-V4's window and compressed latents and MiniMax-M3's
+block-sparse attention with its index keys), each answering the
 questions of :class:`~kvplan.specs.layer_kind.LayerKind` under the same names, so calculators never
 branch on `kind`. The kinds a YAML file may name are in :data:`KINDS`, the one registry of them;
 :func:`layer_class` looks one up and refuses an unknown name. What each kind prints is in
@@ -20,6 +21,7 @@ from kvplan.errors import SpecError
 from kvplan.specs.base import Dim, Heads, Layers, Tokens
 from kvplan.specs.kinds.mllama import CrossAttention
 from kvplan.specs.kinds.minimax import LightningState
+from kvplan.specs.kinds.minimax_m3 import BlockSparseAttention
 from kvplan.specs.kinds.deepseek_v4 import DeepseekV4Compressed, DeepseekV4Window
 from kvplan.specs.layer_base import (SsmDtype, _AttentionLayers, _check_tp_split, _ConstantState, _EveryToken,
                                      _Kind, _split_evenly)
@@ -27,10 +29,10 @@ from kvplan.specs.kinds.gemma4 import SharedKvAttention
 from kvplan.specs.layer_kind import AttentionShape, LayerKind
 from kvplan.units import KvFormat, ceil_div
 
-__all__ = ["KINDS", "AnyLayers", "AttentionShape", "ChunkedLocalAttention", "CrossAttention", "DecompressedAttention",
-           "DeepseekV4Compressed", "DeepseekV4Window", "FullAttention", "GatedDeltaNetState", "LayerGroup", "LayerKind",
-           "LightningState", "MLALatent", "MambaState", "MlpOnly", "SharedKvAttention", "SlidingWindowAttention",
-           "layer_class"]
+__all__ = ["KINDS", "AnyLayers", "AttentionShape", "BlockSparseAttention", "ChunkedLocalAttention", "CrossAttention",
+           "DecompressedAttention", "DeepseekV4Compressed", "DeepseekV4Window", "FullAttention", "GatedDeltaNetState",
+           "LayerGroup", "LayerKind", "LightningState", "MLALatent", "MambaState", "MlpOnly", "SharedKvAttention",
+           "SlidingWindowAttention", "layer_class"]
 
 
 class FullAttention(_EveryToken, _AttentionLayers):
@@ -260,16 +262,17 @@ class MlpOnly(_Kind):
 # pydantic and mypy need the classes spelled out.
 _YAML_KINDS = (FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState,
                GatedDeltaNetState, MlpOnly, SharedKvAttention, CrossAttention, LightningState, DeepseekV4Window,
-               DeepseekV4Compressed)
+               DeepseekV4Compressed, BlockSparseAttention)
 KINDS: dict[str, type[_Kind]] = {cls.model_fields["kind"].default: cls for cls in _YAML_KINDS}
 LayerGroup = Annotated[
     Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState, GatedDeltaNetState,
-          MlpOnly, SharedKvAttention, CrossAttention, LightningState, DeepseekV4Window, DeepseekV4Compressed],
+          MlpOnly, SharedKvAttention, CrossAttention, LightningState, DeepseekV4Window, DeepseekV4Compressed,
+          BlockSparseAttention],
     Field(discriminator="kind"),
 ]
 AnyLayers = Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent,
                   MambaState, GatedDeltaNetState, MlpOnly, SharedKvAttention, CrossAttention, LightningState,
-                  DeepseekV4Window, DeepseekV4Compressed, DecompressedAttention]
+                  DeepseekV4Window, DeepseekV4Compressed, BlockSparseAttention, DecompressedAttention]
 
 
 def layer_class(kind: str) -> type[_Kind]:

@@ -119,8 +119,9 @@ def _moe_layer_count(c: Config, n: int) -> int:
     return n // c.int("interleave_moe_layer_step", "decoder_sparse_step", default=1)
 
 
-def inactive_expert_params(c: Config, n: int) -> int:
-    """Parameters of the routed experts a token does not use: total - active."""
+def inactive_expert_params(c: Config, n: int, moe_layers: int | None = None) -> int:
+    """Parameters of the routed experts a token does not use: total - active. moe_layers: the MoE
+    layers where an architecture module counts them (else the shared count)."""
     moe = moe_block(c)
     if moe is None:
         return 0
@@ -128,7 +129,8 @@ def inactive_expert_params(c: Config, n: int) -> int:
     latent = c.get("moe_latent_size")
     width = latent if isinstance(latent, int) and latent > 0 else c.int("hidden_size")
     expert = _mlp_params(width, moe["expert_intermediate_size"], gated)
-    return _moe_layer_count(c, n) * (moe["num_experts"] - moe["experts_per_token"]) * expert
+    layers = _moe_layer_count(c, n) if moe_layers is None else moe_layers
+    return layers * (moe["num_experts"] - moe["experts_per_token"]) * expert
 
 
 def moe_block(c: Config) -> dict | None:

@@ -20,7 +20,8 @@ class Architecture:
     the shared estimate), its MLP width where the config's intermediate_size does not give it (None:
     that key), the engine source its cache layout follows (file and function), and its vision
     tower's parameters from the vision_config and the text width where the shared tower estimate
-    cannot count them (None: kvplan.specs.params.tower_params)."""
+    cannot count them (None: kvplan.specs.params.tower_params), and its MoE layers from the config
+    and its layer count where the shared count cannot tell them (None: params._moe_layer_count)."""
 
     model_types: tuple[str, ...]
     layer_groups: Callable[[Config, int], list[dict]]
@@ -28,15 +29,17 @@ class Architecture:
     params: Callable[[Config, list[dict]], int] | None = None
     tower_params: Callable[[object, int], int] | None = None
     intermediate_size: Callable[[Config], int] | None = None
+    moe_layers: Callable[[Config, int], int] | None = None
 
 
 def _registry() -> dict[str, Architecture]:
     from kvplan.specs.archs import (deepseek_v4, falcon_h1, gemma4, glm_dsa, kimi_linear, mimo_v2, minimax_m1,
-                                    mllama, nemotron_nas)  # each defines ARCHITECTURE with this module's class
+                                    minimax_m3, mllama, nemotron_nas, step3p7)  # each defines ARCHITECTURE
 
     modules: tuple[Architecture, ...] = (gemma4.ARCHITECTURE, mllama.ARCHITECTURE, kimi_linear.ARCHITECTURE,
                                          mimo_v2.ARCHITECTURE, minimax_m1.ARCHITECTURE, deepseek_v4.ARCHITECTURE,
-                                         falcon_h1.ARCHITECTURE, nemotron_nas.ARCHITECTURE, glm_dsa.ARCHITECTURE)
+                                         falcon_h1.ARCHITECTURE, nemotron_nas.ARCHITECTURE, glm_dsa.ARCHITECTURE,
+                                         minimax_m3.ARCHITECTURE, step3p7.ARCHITECTURE)
     return {model_type: arch for arch in modules for model_type in arch.model_types}
 
 
