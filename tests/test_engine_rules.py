@@ -250,12 +250,18 @@ def test_a_hybrid_model_gets_one_page_size(catalog):
     """Qwen3.5-27B: 16 full-attention layers (4 KV heads x 256: 4,096 B a token in bf16) and 48 GDN layers
     whose state is 1,634,304 B. vLLM grows the attention block in 16s until its page holds the state:
     16 x ceil(1,634,304 / (16 x 4,096)) = 400 tokens, a page of 1,638,400 B, and pads the state's page
-    by 4,096 B (0.25%). In fp8 the attention page halves: 800 tokens, the same 0.25%. (A 0.25.1 log of a
-    Qwen3.8-27B sibling says 'Setting attention block size to 800 tokens' and 'Padding mamba page size by
-    0.25%'.) Releases before the rule (the 0.8 preset) keep 16."""
+    by 4,096 B (0.25%). In fp8 the attention page halves: 800 tokens, the same 0.25%. Releases before the
+    rule (the 0.8 preset) keep 16. vLLM 0.34 on an H100 turns prefix caching on ('align') and the GDN
+    layers checkpoint on FlashInfer's prefill, so the block is a multiple of 64 (platforms/interface.py
+    _align_hybrid_block_size: lcm(16, 64)): 64 x ceil(1,634,304 / (64 x 4,096)) = 448, and in fp8
+    64 x ceil(1,634,304 / (64 x 2,048)) = 64 x 13 = 832."""
     model, h100 = catalog.model("qwen3.5-27b"), catalog.gpu("h100")
-    bf16 = memory_budget(model, h100, BudgetInputs())
-    fp8 = memory_budget(model, h100, BudgetInputs(kv_dtype="fp8"))
+    bf16 = memory_budget(model, h100, BudgetInputs(engine="vllm==0.25"))
+    fp8 = memory_budget(model, h100, BudgetInputs(engine="vllm==0.25", kv_dtype="fp8"))
     assert (bf16.block_size, fp8.block_size) == (400, 800)
     assert 400 * 4_096 == 800 * 2_048 == 1_638_400 and round(100 * (1_638_400 / 1_634_304 - 1), 2) == 0.25
     assert memory_budget(model, h100, BudgetInputs(engine="vllm==0.10")).block_size == 16
+    newest = [memory_budget(model, h100, BudgetInputs(kv_dtype=kv)).block_size for kv in ("auto", "fp8")]
+    assert newest == [448, 832] and 7 * 64 * 4_096 >= 1_634_304 > 6 * 64 * 4_096
+    off = memory_budget(model, h100, BudgetInputs(prefix_caching=False))  # 'none': no checkpoint, 16s again
+    assert off.block_size == 400
