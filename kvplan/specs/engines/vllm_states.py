@@ -34,7 +34,7 @@ Not encoded: "all" mode's attention block, a multiple of the Mamba-2 kernel's ch
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from kvplan.units import ceil_div
 
@@ -43,7 +43,14 @@ if TYPE_CHECKING:
     from kvplan.specs.layer_kind import LayerKind
     from kvplan.specs.model import ModelSpec
 
-    from kvplan.specs.engines.vllm import Vllm
+
+class Vllm(Protocol):
+    """What a vLLM preset states about a hybrid's states (kvplan/specs/engines/vllm.py sets them)."""
+
+    speculative_state_blocks: bool
+    prefix_caching_mode: str
+    hybrid_prefix_caching: bool
+    checkpoint_kinds: tuple[str, ...]
 
 FLASHINFER_GDN_CHECKPOINT_ALIGNMENT = 64  # v1/attention/backends/gdn_attn.py (0.33, 0.34)
 
