@@ -37,6 +37,19 @@ def per_token_bytes(model, planned: dict) -> int:
                                                             planned.get("pp", 1)))
 
 
+def as_served(model, planned: dict):
+    """The model as the log's engine holds it: the MTP drafter's decoder layers (draft_layers: Qwen3.5's
+    mtp_num_hidden_layers, full attention of the model's shape, each registering a KV cache of its own:
+    'Add 3 padding layers' for 16 + 1 full layers beside 48 GDN ones) and the recurrent state's dtype
+    the checkpoint's config sets (ssm_dtype: mamba_ssm_dtype, read by vLLM's Qwen3_5 config)."""
+    draft, ssm = planned.get("draft_layers", 0), planned.get("ssm_dtype")
+    if not draft and not ssm:
+        return model
+    layers = [g.model_copy(update={"count": g.count + draft}) if g.kind == "full" else
+              g.model_copy(update={"ssm_dtype": ssm}) if ssm and g.kind == "gdn" else g for g in model.layers]
+    return model.model_copy(update={"layers": layers, "num_layers": model.num_layers + draft})
+
+
 def logged_interval(model, planned: dict) -> tuple[int, int] | None:
     """The tokens the logged KV memory holds at either end of its rounding (x.xx GiB +- 0.005; SGLang's
     K and V sizes +- 0.005 each), by the engine's own layout; None where kvplan cannot lay it out."""
@@ -50,12 +63,20 @@ def logged_interval(model, planned: dict) -> tuple[int, int] | None:
         block = logged["tokens_per_block"] * per_token_bytes(model, planned)
         ends = [int((logged["kv_cache_gib"] + d) * GIB) // block * logged["tokens_per_block"] for d in (-0.005, 0.005)]
         return ends[0], ends[1]
+    model = as_served(model, planned)
     fmt = resolve_kv_format(model, planned.get("kv_dtype", "auto"))
+    release = engine_entry(f"vllm=={planned['release']}")
+    spec, caching = planned.get("num_speculative_tokens", 0), planned.get("prefix_caching")
+    block = release.default_block_size(model, None, fmt, tp, num_spec=spec, prefix_caching=caching)
     count = dict(tp=tp, pp=pp, max_model_len=logged.get("max_model_len"),
                  # the log's own line where vLLM raised it ("Raising max_num_batched_tokens ... to 2496")
                  max_num_batched_tokens=planned.get("max_num_batched_tokens", 8192),
-                 per_concurrency=version(planned) >= (0, 21),  # from 0.21: max concurrency x max_model_len
-                 newer_rule=version(planned) >= (0, 12))  # from 0.12: the group-size ratio
+                 per_concurrency=release.tokens_rule == "concurrency",  # from 0.20.1: concurrency x max_model_len
+                 newer_rule=version(planned) >= (0, 12),  # from 0.12: the group-size ratio
+                 block_size=block, num_spec=spec,
+                 state_pages=release.state_pages_per_request(model, None, block_size=block, num_spec=spec,
+                                                             max_model_len=logged.get("max_model_len") or 0,
+                                                             prefix_caching=caching))
     ends = [tokens_for_kv_bytes(model, int((logged["kv_cache_gib"] + d) * GIB), fmt, **count) for d in (-0.005, 0.005)]
     return None if None in ends else (ends[0], ends[1])  # type: ignore[return-value]
 
@@ -79,6 +100,8 @@ def before_launch(planned: dict) -> BudgetInputs:
                         max_num_seqs=settings.get("max_num_seqs"),
                         max_num_batched_tokens=settings.get("max_num_batched_tokens"),
                         sampler=planned.get("sampler", settings.get("sampler")),
+                        num_speculative_tokens=planned.get("num_speculative_tokens", 0),
+                        prefix_caching=planned.get("prefix_caching"),
                         # TensorRT-LLM: tokens per block are the engine build's, known before launch
                         block_size=logged.get("tokens_per_block") if planned["engine"] == "trtllm" else None)
 

@@ -254,17 +254,24 @@ def test_a_hybrid_model_gets_one_page_size(catalog):
     of 3,211,264 B, and pads the state's page by 4,096 B (0.13%). In fp8 the attention page halves: 1,568
     tokens. With a bf16 state (1,634,304 B): 16 x ceil(1,634,304 / 65,536) = 400 tokens, 800 in fp8, 0.25%
     padding (a 0.25.1 log of a Qwen3.8-27B sibling says 'Setting attention block size to 800 tokens' and
-    'Padding mamba page size by 0.25%': that run's state was bf16). Releases before the rule (the 0.8
-    preset) keep 16."""
+    'Padding mamba page size by 0.25%'). Releases before the rule (the 0.8 preset) keep 16. vLLM 0.34 on an
+    H100 turns prefix caching on ('align') and the GDN layers checkpoint on FlashInfer's prefill, so the
+    block is a multiple of 64 (platforms/interface.py _align_hybrid_block_size: lcm(16, 64)):
+    64 x ceil(3,207,168 / (64 x 4,096)) = 64 x 13 = 832, and in fp8 64 x ceil(3,207,168 / (64 x 2,048))
+    = 64 x 25 = 1,600."""
     model, h100 = catalog.model("qwen3.5-27b"), catalog.gpu("h100")
-    bf16 = memory_budget(model, h100, BudgetInputs())
-    fp8 = memory_budget(model, h100, BudgetInputs(kv_dtype="fp8"))
+    bf16 = memory_budget(model, h100, BudgetInputs(engine="vllm==0.25"))
+    fp8 = memory_budget(model, h100, BudgetInputs(engine="vllm==0.25", kv_dtype="fp8"))
     assert (bf16.block_size, fp8.block_size) == (784, 1568)
     assert 10_240 * 3 * 2 + 48 * 128 * 128 * 4 == 3_207_168 and 784 * 4_096 - 3_207_168 == 4_096
     assert round(100 * (3_211_264 / 3_207_168 - 1), 2) == 0.13
     gdn = model.layers[1].model_copy(update={"ssm_dtype": "bf16"})
     bf16_state = model.model_copy(update={"layers": [model.layers[0], gdn]})
-    assert gdn.kind == "gdn" and (memory_budget(bf16_state, h100, BudgetInputs()).block_size,
-                                  memory_budget(bf16_state, h100, BudgetInputs(kv_dtype="fp8")).block_size) == (400, 800)
+    assert gdn.kind == "gdn" and [memory_budget(bf16_state, h100, BudgetInputs(engine="vllm==0.25", kv_dtype=kv)
+                                                ).block_size for kv in ("auto", "fp8")] == [400, 800]
     assert 400 * 4_096 == 800 * 2_048 == 1_638_400 and round(100 * (1_638_400 / 1_634_304 - 1), 2) == 0.25
     assert memory_budget(model, h100, BudgetInputs(engine="vllm==0.10")).block_size == 16
+    newest = [memory_budget(model, h100, BudgetInputs(kv_dtype=kv)).block_size for kv in ("auto", "fp8")]
+    assert newest == [832, 1_600] and 13 * 64 * 4_096 >= 3_207_168 > 12 * 64 * 4_096
+    off = memory_budget(model, h100, BudgetInputs(prefix_caching=False))  # 'none': no checkpoint, 16s again
+    assert off.block_size == 784

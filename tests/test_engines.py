@@ -149,8 +149,8 @@ def test_the_cli_shows_the_flag_of_a_refused_field(capsys):
 
 @pytest.mark.parametrize("spec, key", [
     ("vllm", "vllm==0.34"), ("VLLM==0.19.1", "vllm==0.19"), ("vllm==0.18", "vllm==0.19"), ("vllm==0.6.3", "vllm==0.6"),
-    ("vllm==0.9", "vllm==0.8"), ("vllm==0.11.2", "vllm==0.11"), ("vllm==0.13", "vllm==0.12"), ("vllm==0.20.1", "vllm==0.20"),
-    ("vllm==0.26", "vllm==0.21"), ("vllm==0.34.0", "vllm==0.34"),
+    ("vllm==0.9", "vllm==0.8"), ("vllm==0.11.2", "vllm==0.11"), ("vllm==0.13", "vllm==0.12"), ("vllm==0.20.0", "vllm==0.20"),
+    ("vllm==0.20.2", "vllm==0.20.1"), ("vllm==0.22", "vllm==0.21"), ("vllm==0.29", "vllm==0.28"), ("vllm==0.34.0", "vllm==0.34"),
     ("vllm==0.40", "vllm==0.34"), ("sglang==0.4.6", "sglang==0.4"), ("sglang==0.4.10", "sglang==0.5"), ("sglang==0.5.4", "sglang==0.5"),
     ("sglang", "sglang==0.5.5"), ("sglang==0.5.23", "sglang==0.5.5"), ("trtllm", "trtllm==1.0"),
 ])
@@ -194,7 +194,7 @@ def test_releases_change_the_budget_as_their_defaults_do(catalog):
     model, h100 = catalog.model("llama3-8b"), catalog.gpu("h100")
     old = memory_budget(model, h100, BudgetInputs(engine="vllm==0.19"))
     graphs = memory_budget(model, h100, BudgetInputs(engine="vllm==0.20"))
-    new = memory_budget(model, h100, BudgetInputs(engine="vllm==0.26"))
+    new = memory_budget(model, h100, BudgetInputs(engine="vllm==0.22"))
     assert old.activation_bytes == 1_024 * 128_256 * 14 + 8_192 * 4_096 * 2 == 1_905_786_880
     assert old.kv_pool_bytes == 76_515_744_153 - (16_062_619_648 + 1_905_786_880 + 268_435_456) == 58_278_902_169
     assert graphs.overhead_bytes == 268_435_456 + 102 * 5 * 2**20 == 803_209_216
@@ -212,8 +212,8 @@ def test_kvplan_engines_lists_every_preset(capsys):
     assert main(["engines", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     keys = [r["key"] for r in rows]
-    assert keys[:8] == ["vllm==0.6", "vllm==0.8", "vllm==0.11", "vllm==0.12", "vllm==0.19", "vllm==0.20", "vllm==0.21",
-                        "vllm==0.34"]
+    assert keys[:14] == ["vllm==0.6", "vllm==0.8", "vllm==0.11", "vllm==0.12", "vllm==0.15", "vllm==0.19", "vllm==0.20",
+                         "vllm==0.20.1", "vllm==0.21", "vllm==0.26", "vllm==0.28", "vllm==0.32", "vllm==0.33", "vllm==0.34"]
     assert [r["key"] for r in rows if r["default"]] == ["vllm==0.34", "sglang==0.5.5", "trtllm==1.0", "raw"]
 
 
@@ -225,14 +225,14 @@ def test_a_check_file_takes_a_release(capsys, tmp_path):
 
 def test_batch_compares_releases_side_by_side(capsys):
     """Llama-3-8B on an H100 (test_releases_change_the_budget_as_their_defaults_do): the 0.19 pool
-    58,278,902,169 B against 0.26's 59,969,814,855 B, +2.9%; one row each, in 80 columns."""
-    assert main(["batch", "llama3-8b", "--gpu", "h100", "--engine", "vllm==0.19,vllm==0.26", "--json"]) == 0
+    58,278,902,169 B against 0.22's 59,969,814,855 B, +2.9%; one row each, in 80 columns."""
+    assert main(["batch", "llama3-8b", "--gpu", "h100", "--engine", "vllm==0.19,vllm==0.22", "--json"]) == 0
     pools = [r["budget"]["kv_pool_bytes"] for r in json.loads(capsys.readouterr().out)]
     assert pools == [58_278_902_169, 59_969_814_855]
-    assert main(["batch", "llama3-8b", "--gpu", "h100", "--engine", "vllm==0.19,vllm==0.26"]) == 0
+    assert main(["batch", "llama3-8b", "--gpu", "h100", "--engine", "vllm==0.19,vllm==0.22"]) == 0
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if line.lstrip().startswith("vllm==")]
-    assert [row[:2] for row in rows] == [["vllm==0.19", "14.96"], ["vllm==0.26", "(0.21)"]]  # as asked, and the preset
+    assert [row[:2] for row in rows] == [["vllm==0.19", "14.96"], ["vllm==0.22", "(0.21)"]]  # as asked, and the preset
     assert "+2.9%" in rows[1]
     assert max(len(line) for line in out.splitlines()) <= 80
     assert main(["batch", "--gpu", "h100", "--engine", "vllm,sglang"]) == 2  # comparing needs a model

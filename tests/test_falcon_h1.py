@@ -70,10 +70,10 @@ def test_hybrid_page_grows_the_attention_block_to_hold_a_state(model):
     assert kv_groups(model, BF16, block_size=800, states=False) is None  # an engine that does not unify
 
 
-def budget(model, engine: str):
+def budget(model, engine: str, prefix_caching: bool | None = None):
     """A 1 GiB pool: gpu_mem_bytes 1 GiB + 3 B at util 1.0, less 1 B each of weights, activation, overhead."""
     return memory_budget(model, None, BudgetInputs(engine=engine, util=1.0, gpu_mem_bytes=GIB + 3, weights_bytes=1,
-                                                   activation_bytes=1, overhead_bytes=1))
+                                                   activation_bytes=1, overhead_bytes=1, prefix_caching=prefix_caching))
 
 
 def test_token_capacity_as_vllm_logs_it(model):
@@ -84,9 +84,12 @@ def test_token_capacity_as_vllm_logs_it(model):
     assert old.num_blocks == 1_073_741_824 // 29_491_200 == 36
     # 0.19 (kv_cache_utils.py): num_blocks // groups x block = (1 GiB // (36 x 409,600)) // 2 x 800
     assert old.token_capacity == (1_073_741_824 // (36 * 409_600)) // 2 * 800 == 28_800
-    # 0.34 (get_max_concurrency_for_kv_cache_config): 72 blocks / (cdiv(16,384, 800) + 1 state block)
-    # = 72 / 22 requests of 16,384 tokens
-    assert new.token_capacity == int(72 / (21 + 1) * 16_384) == 53_620
+    # 0.34 (get_max_concurrency_for_kv_cache_config): prefix caching is on for a hybrid (0.26 on), so
+    # mamba_cache_mode 'align', and the Mamba-2 mixer keeps a prefill checkpoint (0.32 on): a state group
+    # takes 2 + 0 + 1 = 3 pages: 72 blocks / (cdiv(16,384, 800) = 21 + 3) = 3 requests of 16,384 tokens
+    assert new.state_pages == 3 and new.token_capacity == int(72 / (21 + 3) * 16_384) == 49_152
+    # without prefix caching ('none'): 1 state page, 72 / 22 requests
+    assert budget(model, "vllm==0.34.0", prefix_caching=False).token_capacity == int(72 / (21 + 1) * 16_384) == 53_620
 
 
 def test_a_requests_max_memory_at_start_up(model):

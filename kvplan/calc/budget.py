@@ -46,6 +46,8 @@ class BudgetInputs:
     max_model_len: int | None = None  # the engine's max_model_len (None: the model's derived context)
     chunked_prefill: bool | None = None  # None: the engine's default for this max_model_len
     sampler: str | None = None  # vLLM's top-k/top-p sampler: "flashinfer" or "pytorch"; None: the release's default
+    num_speculative_tokens: int = 0  # draft tokens per step (vLLM speculative_config): a state's pages and conv rows
+    prefix_caching: bool | None = None  # None: the engine's default (vLLM: on for hybrids from 0.26)
 
     def __post_init__(self) -> None:
         """Names are checked when the inputs are made, so a sweep or a plan refuses a bad one at once
@@ -67,12 +69,12 @@ class BudgetInputs:
         return engine_entry(self.engine) is not engine_entry(DEFAULT_ENGINE) or any(
             getattr(self, name) is not None for name in (
                 "util", "gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes", "block_size",
-                "max_num_batched_tokens", "max_num_seqs", "chunked_prefill", "sampler"))
+                "max_num_batched_tokens", "max_num_seqs", "chunked_prefill", "sampler", "prefix_caching"))
 
     def engine_defaults(self) -> "BudgetInputs":
         """The same deployment under the default engine's budget with nothing overridden."""
         return BudgetInputs(tp=self.tp, pp=self.pp, kv_dtype=self.kv_dtype, weights_dtype=self.weights_dtype,
-                            max_model_len=self.max_model_len)
+                            max_model_len=self.max_model_len, num_speculative_tokens=self.num_speculative_tokens)
 
 
 def batch_limits(inputs: BudgetInputs, gpu: GpuSpec | None, total_bytes: int, max_model_len: int) -> BatchLimits:
@@ -91,6 +93,8 @@ def _check(inputs: BudgetInputs, util: float) -> None:
         bounds.requests(inputs.max_num_seqs, "max_num_seqs")
     if inputs.max_num_batched_tokens is not None:
         bounds.tokens(inputs.max_num_batched_tokens, "max_num_batched_tokens")
+    if inputs.num_speculative_tokens < 0:
+        raise InputError("{num_speculative_tokens} must not be negative", "num_speculative_tokens")
     for name in ("gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes"):
         if (getattr(inputs, name) or 0) < 0:
             raise InputError(f"{{{name}}} must not be negative", name)
@@ -109,8 +113,9 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
                          f"give {{pp}} {model.num_layers} or fewer", "pp")
     dtype, dtype_source = served_dtype(model, gpu, inputs)
     fmt = kv_format(dtype) if inputs.kv_dtype == "auto" else resolve_kv_format(model, inputs.kv_dtype)
-    block = (engine.default_block_size(model, gpu, fmt, inputs.tp) if inputs.block_size is None
-             else inputs.block_size)  # 0 is an error, not 'default'
+    spec, caching = inputs.num_speculative_tokens, inputs.prefix_caching
+    block = (engine.default_block_size(model, gpu, fmt, inputs.tp, num_spec=spec, prefix_caching=caching)
+             if inputs.block_size is None else inputs.block_size)  # 0 is an error, not 'default'
     check_size_inputs(model, 1, 1, inputs.tp, block)
     total = _given(inputs, "gpu_mem_bytes") or engine.total_memory(_gpu(gpu))
     max_model_len = inputs.max_model_len or model.max_context
@@ -129,8 +134,10 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     layers = layers_kv(model, 1, fmt, inputs.tp, block, inputs.pp)
     page = sum(layer.count * layer.page_bytes_per_layer for layer in layers if not layer.state_bytes_per_layer)
     per_token = sum(layer.bytes_per_token for layer in layers)
-    groups = (kv_groups(model, fmt, inputs.tp, block, inputs.pp, engine.kv_group_ratio, engine.hybrid_pages)
+    groups = (kv_groups(model, fmt, inputs.tp, block, inputs.pp, engine.kv_group_ratio, engine.hybrid_pages, spec)
               if engine.kv_groups else None)
+    state_pages = engine.state_pages_per_request(model, gpu, block_size=block, max_model_len=max_model_len,
+                                                 num_spec=spec, prefix_caching=caching)
     if groups:  # a recurrent state's layers take a block each, padded to the attention page (vLLM MambaSpec)
         page += groups.state_layers * groups.page_bytes_per_layer
     # pages that hold nothing: padding layers, and pages grown to one size (vLLM unify_kv_cache_spec_page_size)
@@ -147,7 +154,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
         tokens = tokens_for_kv_bytes(model, max(pool, 0), fmt, tp=inputs.tp, block_size=block, pp=inputs.pp,
                                      newer_rule=engine.kv_group_ratio, states=engine.hybrid_pages,
                                      max_model_len=max_model_len, max_num_batched_tokens=limits.max_num_batched_tokens,
-                                     per_concurrency=True) or tokens
+                                     per_concurrency=True, num_spec=spec, state_pages=state_pages) or tokens
     defaults = engine.batch_limits(gpu, total.value, max_model_len)  # what a command line may leave out
     terms = {"total": total, "weights": weights, "activation": activation, "overhead": overhead}
     steps = _explain(engine, terms, util, pool, page, padding, blocks, block, tokens, max_model_len,
@@ -163,7 +170,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
         block_size=block, max_num_batched_tokens=limits.max_num_batched_tokens, max_num_seqs=limits.max_num_seqs,
         chunked_prefill=limits.chunked_prefill, max_model_len=max_model_len, sampler=inputs.sampler,
         default_batched_tokens=defaults.max_num_batched_tokens, default_chunked_prefill=defaults.chunked_prefill,
-        padding_layers=groups.padding_layers if groups else 0,
+        padding_layers=groups.padding_layers if groups else 0, num_speculative_tokens=spec, prefix_caching=caching,
+        state_pages=state_pages,
         allow_long_max_len=inputs.allow_long_max_len, util=util, util_name=engine.util_name,
         util_source="util" if inputs.util is not None else "engine default",
         total_bytes=total.value, total_source=total.source, weights_bytes=weights.value,

@@ -82,17 +82,19 @@ def unified_block_sizes(kinds: list[LayerKind], fmt: KvFormat, tp: int, block_si
     return tuple(block_size * (largest // page) for page in pages)
 
 
-def padded_state_page(model: ModelSpec, fmt: KvFormat, tp: int, block_size: int, dtype_bytes: int) -> int:
+def padded_state_page(model: ModelSpec, fmt: KvFormat, tp: int, block_size: int, dtype_bytes: int,
+                      num_spec: int = 0) -> int:
     """A state's page as a hybrid lays it out: padded to the largest attention page at this block size
-    (vLLM's mamba_page_size_padded), or its own size where no attention page is larger."""
-    states = [g.state_bytes(tp, dtype_bytes) for g in model.layers if not g.is_attention]
+    (vLLM's mamba_page_size_padded), or its own size where no attention page is larger; num_spec
+    speculative tokens add conv rows to the state."""
+    states = [g.state_bytes(tp, dtype_bytes, num_spec) for g in model.layers if not g.is_attention]
     attention = [g.page_size_bytes(block_size=block_size, kv_format=fmt, tp=tp, state_dtype_bytes=dtype_bytes)
                  for g in model.layers if g.is_attention]
     return max([*states, *attention], default=0)
 
 
 def kv_groups(model: ModelSpec, fmt: KvFormat, tp: int = 1, block_size: int = 16, pp: int = 1,
-              newer_rule: bool = True, states: bool = True) -> KvGroups | None:
+              newer_rule: bool = True, states: bool = True, num_spec: int = 0) -> KvGroups | None:
     """vLLM V1's grouping of one GPU's layers, or None where it does not apply. states: whether the
     engine unifies a recurrent state's page with attention's (else a model with one is not laid out)."""
     kinds = cached_kinds(model)
@@ -105,7 +107,7 @@ def kv_groups(model: ModelSpec, fmt: KvFormat, tp: int = 1, block_size: int = 16
     if unified is None:
         return None
     page = attention[0].page_size_bytes(block_size=unified[0], kv_format=fmt, tp=tp, state_dtype_bytes=2)
-    if padded_state_page(model, fmt, tp, block_size, DTYPE_BYTES.get(model.compute_dtype, 2)) > page:
+    if padded_state_page(model, fmt, tp, block_size, DTYPE_BYTES.get(model.compute_dtype, 2), num_spec) > page:
         return None  # a state larger than the attention page at this block size: not unified here
     blocks = dict(zip(map(id, attention), unified))
     counts = [ceil_div(g.count, pp) for g in kinds]
@@ -134,27 +136,30 @@ def _one_group_of_full_layers(kinds: list[LayerKind], fmt: KvFormat, tp: int, bl
 def tokens_for_kv_bytes(model: ModelSpec, kv_bytes: int, fmt: KvFormat, *, tp: int = 1, block_size: int = 16,
                         pp: int = 1, max_model_len: int | None = None, max_num_batched_tokens: int = 8192,
                         per_concurrency: bool = False, newer_rule: bool = True, states: bool = True,
-                        packed: bool = False, in_flight_batches: int = 1) -> int | None:
+                        packed: bool = False, in_flight_batches: int = 1, num_spec: int = 0,
+                        state_pages: int = 1) -> int | None:
     """The 'GPU KV cache size: N tokens' vLLM logs for `kv_bytes` of KV memory on one GPU (None where
-    kv_groups does not lay the model out). per_concurrency: the 0.21-and-later count, max
-    concurrency x max_model_len, each kind's blocks at its own (unified) block size. packed: caches
-    that pack by block (DeepSeek-V4) grouped as vLLM 0.34 does (calc/kvpacked.py), their windows
-    holding in_flight_batches x max_num_batched_tokens tokens in flight."""
+    kv_groups does not lay the model out). per_concurrency: the 0.20.1-and-later count, max
+    concurrency x max_model_len (get_max_concurrency_for_kv_cache_config), each kind's blocks at its
+    own (unified) block size and each state group's `state_pages` (the engine's
+    state_pages_per_request: MambaSpec.max_memory_usage_bytes / page_size_bytes); num_spec:
+    speculative tokens, whose conv rows grow the state page. packed: caches that pack by block
+    (DeepSeek-V4) grouped as vLLM 0.34 does (calc/kvpacked.py), their windows holding
+    in_flight_batches x max_num_batched_tokens tokens in flight."""
     packing = packed_layout(model, block_size, pp) if packed else None
     if packing is not None:
         num_blocks = kv_bytes // packing.bytes_per_block
         if not per_concurrency or max_model_len is None:
             return num_blocks * block_size
         return packing.tokens(num_blocks, max_model_len, in_flight_batches * max_num_batched_tokens)
-    layout = kv_groups(model, fmt, tp, block_size, pp, newer_rule, states)
+    layout = kv_groups(model, fmt, tp, block_size, pp, newer_rule, states, num_spec)
     if layout is None:
         return None
     num_blocks = kv_bytes // (layout.page_bytes_per_layer * layout.group_size)
     if not per_concurrency or max_model_len is None:
         return num_blocks // layout.groups * block_size  # the smallest block size: the base one
     kinds = cached_kinds(model)
-    needed = sum(groups * kinds[i].max_memory_pages(max_model_len=max_model_len,
-                                                    max_num_batched_tokens=max_num_batched_tokens,
-                                                    block_size=layout.block_sizes[i])
-                 for groups, i in layout.blocks_per_kind)
+    needed = sum(groups * (state_pages if kinds[i].state_elements(1) else kinds[i].max_memory_pages(
+        max_model_len=max_model_len, max_num_batched_tokens=max_num_batched_tokens, block_size=layout.block_sizes[i]))
+        for groups, i in layout.blocks_per_kind)
     return int(num_blocks / needed * max_model_len)

@@ -22,10 +22,11 @@ def max_memory_usage_bytes(model: ModelSpec, budget: MemoryBudget, max_len: int)
     a windowed layer counts window - 1 + max_num_batched_tokens tokens and one page more, a chunked
     layer its chunk + max_num_batched_tokens, a full layer max_model_len, each at its block size once
     pages of different sizes are unified (block_sizes); a state its page, padded to the attention
-    page where the engine unifies them (MambaSpec page_size_padded). Caches packed by block
-    (DeepSeek-V4 under vLLM 0.34) are counted by group, as get_kv_cache_configs checks them
-    (_max_memory_usage_bytes_from_groups: a block's bytes x the blocks one request takes, summed
-    over groups)."""
+    page where the engine unifies them (MambaSpec page_size_padded), times the pages one request holds
+    (budget.state_pages: 1 + num_speculative_tokens in mamba_cache_mode 'none', 2 + them in 'align').
+    Caches packed by block (DeepSeek-V4 under vLLM 0.34) are counted by group, as
+    get_kv_cache_configs checks them (_max_memory_usage_bytes_from_groups: a block's bytes x the blocks
+    one request takes, summed over groups)."""
     if packing := budget_packing(model, budget):
         layout, in_flight = packing
         return layout.bytes_per_block * layout.blocks_per_request(max_len, in_flight)
@@ -33,14 +34,13 @@ def max_memory_usage_bytes(model: ModelSpec, budget: MemoryBudget, max_len: int)
     fmt = resolve_kv_format(model, budget.kv_dtype)
     state_bytes = DTYPE_BYTES[compute_dtype(model)]
     blocks = block_sizes(model, budget, fmt)
-    padded = (padded_state_page(model, fmt, budget.tp, budget.block_size, state_bytes)
+    padded = (padded_state_page(model, fmt, budget.tp, budget.block_size, state_bytes, budget.num_speculative_tokens)
               if engine.hybrid_pages else 0)
     total = 0
     for group, block in zip(model.layers, blocks):
         count = ceil_div(group.count, budget.pp)
         if padded and not group.is_attention and group.state_elements(1):
-            total += count * padded * group.max_memory_pages(max_model_len=max_len, block_size=block,
-                                                             max_num_batched_tokens=budget.max_num_batched_tokens)
+            total += count * padded * budget.state_pages
             continue
         total += count * group.max_memory_bytes(
             max_model_len=max_len, max_num_batched_tokens=budget.max_num_batched_tokens, block_size=block,
@@ -53,7 +53,8 @@ def block_sizes(model: ModelSpec, budget: MemoryBudget, fmt: KvFormat) -> list[i
     differ in size, the one unify_kv_cache_spec_page_size gives it (Gemma-4's full layers: 32)."""
     base = [budget.block_size] * len(model.layers)
     engine = engine_entry(budget.engine)
-    layout = (kv_groups(model, fmt, budget.tp, budget.block_size, states=engine.hybrid_pages)
+    layout = (kv_groups(model, fmt, budget.tp, budget.block_size, states=engine.hybrid_pages,
+                        num_spec=budget.num_speculative_tokens)
               if engine.kv_groups else None)
     if layout is None:
         return base

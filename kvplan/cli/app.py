@@ -188,6 +188,10 @@ ChunkedOpt = Annotated[Optional[bool], typer.Option(
 SamplerOpt = Annotated[Optional[str], typer.Option(
     "--sampler", metavar="NAME", help="vLLM's top-k/top-p sampler, whose profile run sets the activation peak: "
     "flashinfer or pytorch (default: the release's; VLLM_USE_FLASHINFER_SAMPLER).", rich_help_panel=BUDGET)]
+SpecTokensOpt = Annotated[int, read_option(
+    bounds.tokens_or_zero, "--num-speculative-tokens", metavar="N", help="Draft tokens a step verifies (vLLM "
+    "speculative_config, MTP or EAGLE): a hybrid's recurrent state keeps N more conv rows and N more pages a "
+    "request.", rich_help_panel=BUDGET)]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)]
 
@@ -197,7 +201,7 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
                   overhead_gib: Optional[float], block_size: Optional[int], max_num_seqs: Optional[int] = None,
                   allow_long_max_len: bool = False, *, max_len: Optional[int] = None,
                   max_num_batched_tokens: Optional[int] = None, chunked_prefill: Optional[bool] = None,
-                  sampler: Optional[str] = None):
+                  sampler: Optional[str] = None, num_speculative_tokens: int = 0):
     from kvplan.calc.budget import BudgetInputs
     from kvplan.units import GIB
 
@@ -207,4 +211,4 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
                         activation_bytes=to_bytes(activation_gib), overhead_bytes=to_bytes(overhead_gib),
                         block_size=block_size, max_num_seqs=max_num_seqs, allow_long_max_len=allow_long_max_len,
                         max_model_len=max_len, max_num_batched_tokens=max_num_batched_tokens,
-                        chunked_prefill=chunked_prefill, sampler=sampler)
+                        chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens)

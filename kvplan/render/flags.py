@@ -9,7 +9,7 @@ FLAGS = {
     "util": "--util", "gpu_mem_bytes": "--gpu-mem", "weights_bytes": "--weights-gib",
     "activation_bytes": "--activation-gib", "overhead_bytes": "--overhead-gib", "block_size": "--block-size",
     "max_num_seqs": "--max-num-seqs", "max_num_batched_tokens": "--max-num-batched-tokens", "sampler": "--sampler",
-    "allow_long_max_len": "--allow-long-max-len",
+    "allow_long_max_len": "--allow-long-max-len", "num_speculative_tokens": "--num-speculative-tokens",
     # requests and lengths
     "ctx": "--ctx", "max_len": "--max-len", "max_model_len": "--max-len", "target": "--concurrency",
     "concurrency": "--concurrency", "in_tokens": "--in", "out_tokens": "--out", "batch": "--batch",

@@ -31,6 +31,9 @@ class MemoryBudget(Result):
     sampler: str | None = None  # the top-k/top-p sampler asked for ("flashinfer", "pytorch"); None: the release's
     max_model_len: int = 0  # the max_model_len the profile and the token count assumed
     padding_layers: int = 0  # layers vLLM adds to fill its KV cache groups: memory that holds no token
+    num_speculative_tokens: int = 0  # draft tokens a step verifies (vLLM's speculative_config)
+    prefix_caching: bool | None = None  # asked for (None: the release's default)
+    state_pages: int = 1  # pages a request takes in each recurrent-state group (vLLM MambaSpec)
     allow_long_max_len: bool  # a max_model_len past the model's context is let start (the engine's switch)
     util: float
     util_name: str  # the engine's own name for its memory fraction

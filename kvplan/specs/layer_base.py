@@ -53,7 +53,10 @@ class _Kind(Frozen):
     def state_elements(self, tp: int = 1) -> int:
         return 0
 
-    def state_bytes(self, tp: int, dtype_bytes: int) -> int:
+    def state_bytes(self, tp: int, dtype_bytes: int, num_spec: int = 0) -> int:
+        return 0
+
+    def conv_row_elements(self, tp: int = 1) -> int:
         return 0
 
     def page_size_bytes(self, *, block_size: int, kv_format: KvFormat, tp: int = 1, state_dtype_bytes: int) -> int:
@@ -175,13 +178,16 @@ class _ConstantState(_Kind):
     def recurrent_elements(self, tp: int = 1) -> int:
         return 0
 
-    def state_bytes(self, tp: int, dtype_bytes: int) -> int:
+    def state_bytes(self, tp: int, dtype_bytes: int, num_spec: int = 0) -> int:
         """The state's bytes: in the model's dtype, the recurrent part in ssm_dtype where it is set
-        (vLLM's mamba_ssm_cache_dtype; Nemotron-3 keeps it in fp32)."""
+        (vLLM's mamba_ssm_cache_dtype; Nemotron-3 keeps it in fp32). With speculative decoding the
+        convolution state keeps num_spec rows more, in the model's dtype (MambaStateShapeCalculator
+        mamba2_state_shape / gated_delta_net_state_shape: conv_kernel - 1 + num_spec rows, 0.10.2 on)."""
         recurrent = self.recurrent_elements(tp)
         ssm_dtype: str | None = getattr(self, "ssm_dtype", None)  # a field of each state kind
         width = DTYPE_BYTES[ssm_dtype] if ssm_dtype else dtype_bytes
-        return (self.state_elements(tp) - recurrent) * dtype_bytes + recurrent * width
+        conv = self.state_elements(tp) - recurrent + num_spec * self.conv_row_elements(tp)
+        return conv * dtype_bytes + recurrent * width
 
     def max_memory_pages(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int) -> int:
         """MambaSpec (mamba_cache_mode "none", no speculative blocks): one state page, whatever the length."""

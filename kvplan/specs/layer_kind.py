@@ -97,8 +97,14 @@ class LayerKind(Protocol):
         """Constant per-request state on one rank, whatever the context (Mamba, Gated DeltaNet)."""
         ...
 
-    def state_bytes(self, tp: int, dtype_bytes: int) -> int:
-        """The per-request state's bytes on one rank (dtype_bytes: the model's compute dtype)."""
+    def state_bytes(self, tp: int, dtype_bytes: int, num_spec: int = 0) -> int:
+        """The per-request state's bytes on one rank (dtype_bytes: the model's compute dtype); with
+        num_spec speculative tokens the convolution state holds num_spec rows more."""
+        ...
+
+    def conv_row_elements(self, tp: int = 1) -> int:
+        """One row of the convolution state on one rank (0 for a kind with none): vLLM's conv state
+        is conv_kernel - 1 + num_spec rows (mamba_utils.py MambaStateShapeCalculator, num_spec)."""
         ...
 
     def page_size_bytes(self, *, block_size: int, kv_format: KvFormat, tp: int = 1, state_dtype_bytes: int) -> int:

@@ -214,6 +214,9 @@ class MambaState(_ConstantState):
     def conv_channels(self, tp: int = 1) -> int:
         return self.d_inner + 2 * self.groups_after_tp_replication(tp) * self.d_state
 
+    def conv_row_elements(self, tp: int = 1) -> int:
+        return _split_evenly("Mamba conv channels", self.conv_channels(tp), tp)
+
     def state_elements(self, tp: int = 1) -> int:
         if self.num_heads:
             _split_evenly("Mamba heads", self.num_heads, tp)
@@ -244,6 +247,9 @@ class GatedDeltaNetState(_ConstantState):
     @property
     def conv_dim(self) -> int:
         return 2 * self.num_k_heads * self.head_k_dim + self.num_v_heads * self.head_v_dim
+
+    def conv_row_elements(self, tp: int = 1) -> int:
+        return _split_evenly("linear-attention conv channels", self.conv_dim, tp)
 
     def state_elements(self, tp: int = 1) -> int:
         _split_evenly("linear-attention key heads", self.num_k_heads, tp)

@@ -171,9 +171,15 @@ class Engine:
         above = pad(version) >= pad(self.first)
         return above and (self.last is None or pad(version[: len(self.last)]) <= pad(self.last))
 
-    def default_block_size(self, model: ModelSpec, gpu: GpuSpec | None, fmt: KvFormat, tp: int = 1) -> int:
+    def default_block_size(self, model: ModelSpec, gpu: GpuSpec | None, fmt: KvFormat, tp: int = 1, *,
+                           num_spec: int = 0, prefix_caching: bool | None = None) -> int:
         """Tokens per KV page when none is given: the engine's, unless its attention kernel needs another."""
         return self.block_size
+
+    def state_pages_per_request(self, model: ModelSpec, gpu: GpuSpec | None, *, block_size: int, max_model_len: int,
+                                num_spec: int = 0, prefix_caching: bool | None = None) -> int:
+        """Pages of a recurrent state one request takes (vLLM: vllm_states.py); one elsewhere."""
+        return 1
 
     def total_memory(self, gpu: GpuSpec) -> Term:
         total, basis = gpu.cuda_memory()

@@ -11,7 +11,7 @@ from kvplan.specs.engines.base import BatchLimits, CommandLine, Deploy, Engine, 
 from kvplan.specs.engines.raw import RAW
 from kvplan.specs.engines.sglang import SGLANG_PRESETS
 from kvplan.specs.engines.trtllm import TRTLLM_PRESETS
-from kvplan.specs.engines.vllm import VLLM, VLLM_PRESETS
+from kvplan.specs.engines.vllm_newer import VLLM, VLLM_PRESETS
 
 __all__ = ["BatchLimits", "CommandLine", "DEFAULT_ENGINE", "Deploy", "TEXTBOOK_ENGINE", "ENGINES", "PRESETS", "Engine",
            "Replica", "Term", "engine"]

@@ -17,6 +17,7 @@ from kvplan.specs.engines.base import (
 from kvplan.specs.engines.loading import mxfp4_padding, rotary_dim
 from kvplan.specs.engines.pages import hybrid_page
 from kvplan.specs.engines.served import unserved
+from kvplan.specs.engines.vllm_states import checkpoint_alignment, state_pages
 from kvplan.units import DTYPE_BYTES, GIB, MIB
 
 if TYPE_CHECKING:
@@ -120,9 +121,26 @@ class Vllm(Engine):
     # ... in steps of 64 tokens where the attention is MLA (0.19 HybridAttentionMambaModelConfig; 128 only
     # with --attention-backend CUTLASS_MLA); 0.34 below: 128 (platforms/interface.py _align_hybrid_block_size)
     mla_hybrid_alignment = 64
+    # A hybrid's state pages per request (vllm_states.py): speculative blocks counted (0.15 on), what
+    # prefix caching does to a state ("none": hybrids have none, to 0.11; "all": a page per block, 0.12
+    # to 0.14; "all_or_align": "all" where the model supports Mamba prefix caching, else "align", 0.15
+    # to 0.27; "align": 0.28 on), whether it is on for a hybrid by default (0.26 on), and which state
+    # kinds keep a prefill checkpoint block in "align" mode (0.32: Mamba-2; 0.33: + GDN on FlashInfer)
+    speculative_state_blocks = True
+    prefix_caching_mode = "all_or_align"
+    hybrid_prefix_caching = False
+    checkpoint_kinds: tuple[str, ...] = ()
 
-    def default_block_size(self, model: ModelSpec, gpu: GpuSpec | None, fmt: KvFormat, tp: int = 1) -> int:
-        hybrid = hybrid_page(model, fmt, tp, mla_alignment=self.mla_hybrid_alignment) if self.hybrid_pages else None
+    def state_pages_per_request(self, model: ModelSpec, gpu: GpuSpec | None, *, block_size: int, max_model_len: int,
+                                num_spec: int = 0, prefix_caching: bool | None = None) -> int:
+        return state_pages(self, model, gpu, block_size=block_size, max_model_len=max_model_len, num_spec=num_spec,
+                           prefix_caching=prefix_caching)
+
+    def default_block_size(self, model: ModelSpec, gpu: GpuSpec | None, fmt: KvFormat, tp: int = 1, *,
+                           num_spec: int = 0, prefix_caching: bool | None = None) -> int:
+        alignment = checkpoint_alignment(self, model, gpu, prefix_caching)
+        hybrid = (hybrid_page(model, fmt, tp, alignment, mla_alignment=self.mla_hybrid_alignment, num_spec=num_spec)
+                  if self.hybrid_pages else None)
         if hybrid:
             return hybrid[0]
         if model.kernel_block_size:  # DeepSeek-V4's sparse MLA kernels take 256-token blocks only (sparse_mla.py)
@@ -266,6 +284,8 @@ class VllmV0(Vllm):
     kv_groups = False
     hybrid_pages = False
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
+    speculative_state_blocks = False
+    prefix_caching_mode = "none"
     mla_blocks: dict[str, int] = {}  # FlashMLA came with 0.7.3, after most of the releases this preset holds
 
     def batch_limits(self, gpu: GpuSpec | None, total_bytes: int, max_model_len: int = 0,
@@ -312,6 +332,10 @@ class Vllm08(Vllm):
                "tokens on Hopper (FlashMLA), 128 on Blackwell (CUTLASS MLA)")
     hybrid_pages = False
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
+    # MambaSpec.max_memory_usage_bytes is one page (0.10.2, 0.11: "Need to update this when supporting
+    # prefix caching"), however many speculative blocks are allocated; hybrids have no prefix caching
+    speculative_state_blocks = False
+    prefix_caching_mode = "none"
     mla_blocks = {"Hopper": 64, "Blackwell": 128}
     kv_group_ratio = False
     flashinfer_where_installed = True
@@ -330,24 +354,41 @@ class Vllm11(Vllm08):
 
 
 class Vllm12(Vllm11):
-    """vLLM 0.12 to 0.17: FlashInfer's sampler only when asked for (VLLM_USE_FLASHINFER_SAMPLER=1)."""
+    """vLLM 0.12 to 0.14: FlashInfer's sampler only when asked for (VLLM_USE_FLASHINFER_SAMPLER=1)."""
 
     release = "0.12"
     first: tuple[int, ...] = (0, 12)
-    last: tuple[int, ...] | None = (0, 17)
+    last: tuple[int, ...] | None = (0, 14)
     encodes: tuple[str, ...] = ("vllm/v1/sample/ops/topk_topp_sampler.py (FlashInfer opt-in)",
                                 "vllm/v1/worker/gpu_worker.py", "vllm/v1/core/kv_cache_utils.py")
     changes = "FlashInfer's sampler becomes opt-in (VLLM_USE_FLASHINFER_SAMPLER=1) even where installed"
     flashinfer_where_installed = False
     kv_group_ratio = True
+    # MambaSpec.max_memory_usage_bytes: cdiv(max_model_len, block_size) pages, the block max_model_len
+    # without prefix caching (MambaModelConfig), the attention block with it
+    prefix_caching_mode = "all"
+
+
+class Vllm15(Vllm12):
+    """vLLM 0.15 to 0.17: Mamba cache modes; a state's speculative blocks counted."""
+
+    release = "0.15"
+    first: tuple[int, ...] = (0, 15)
+    last: tuple[int, ...] | None = (0, 17)
+    encodes: tuple[str, ...] = ("vllm/v1/kv_cache_interface.py MambaSpec.max_memory_usage_bytes",
+                                "vllm/model_executor/models/config.py MambaModelConfig")
+    changes = ("mamba_cache_mode: a state takes 1 + num_speculative_tokens pages a request ('none'), 2 + them "
+               "with prefix caching ('align'), or one a block where the model supports Mamba prefix caching ('all')")
+    speculative_state_blocks = True
+    prefix_caching_mode = "all_or_align"
 
 
 class Vllm20(Vllm):
-    """vLLM 0.20: gpu_memory_utilization 0.92, and the CUDA graphs' estimate inside it."""
+    """vLLM 0.20.0: gpu_memory_utilization 0.92, and the CUDA graphs' estimate inside it."""
 
     release = "0.20"
     first: tuple[int, ...] = (0, 20)
-    last: tuple[int, ...] | None = (0, 20)
+    last: tuple[int, ...] | None = (0, 20, 0)
     util = 0.92
     encodes: tuple[str, ...] = ("vllm/config/cache.py (gpu_memory_utilization 0.92)",
                                 "vllm/v1/worker/gpu_model_runner.py profile_cudagraph_memory",
@@ -356,45 +397,3 @@ class Vllm20(Vllm):
     source = ("vLLM V1 Worker.determine_available_memory; defaults gpu_memory_utilization=0.92, "
               "block_size=16")
     cuda_graphs_counted = True
-
-
-class Vllm21(Vllm20):
-    """vLLM 0.21 to 0.33: the token capacity logged as max concurrency x max_model_len; FlashInfer's
-    sampler on by default (Turing and later)."""
-
-    release = "0.21"
-    first: tuple[int, ...] = (0, 21)
-    last: tuple[int, ...] | None = (0, 33)
-    encodes: tuple[str, ...] = ("vllm/v1/core/kv_cache_utils.py (GPU KV cache size = concurrency x max_model_len)",
-                                "vllm/envs.py VLLM_USE_FLASHINFER_SAMPLER=1",
-                                "vllm/v1/sample/ops/topk_topp_sampler.py")
-    changes = ("'GPU KV cache size' is max concurrency x max_model_len; FlashInfer's sampler by default "
-               "(compute capability 7.5 to 12.1)")
-    tokens_rule = "concurrency"
-    flashinfer_sampler = True
-
-
-class Vllm34(Vllm21):
-    """vLLM 0.34, the newest release read and the default preset: batch defaults grow on GPUs of
-    160 GiB and more."""
-
-    release = "0.34"
-    first: tuple[int, ...] = (0, 34)
-    last: tuple[int, ...] | None = None
-    encodes: tuple[str, ...] = ("vllm/engine/arg_utils.py EngineArgs.get_batch_defaults", "vllm/config/cache.py")
-    changes = ("the API server batches 16,384 tokens on GPUs of 160 GiB and more; gpu_memory_utilization 0.92 "
-               "(1.0 only with the extensible KV cache, which kvplan does not plan)")
-    mla_hybrid_alignment = 128
-    # packing from 0.29 (0.27-0.28 group DeepSeek-V4 alike; 0.21 does not: docs/engines.md); async by default
-    packed_kv_groups, async_scheduling = True, True
-
-    def batch_limits(self, gpu: GpuSpec | None, total_bytes: int, max_model_len: int = 0,
-                     chunked_prefill: bool | None = None) -> BatchLimits:
-        limits = super().batch_limits(gpu, total_bytes, max_model_len, chunked_prefill)
-        if total_bytes >= 160 * GIB and limits.chunked_prefill:
-            return BatchLimits(16384, limits.max_num_seqs)
-        return limits
-
-
-VLLM_PRESETS: tuple[Vllm, ...] = (VllmV0(), Vllm08(), Vllm11(), Vllm12(), Vllm(), Vllm20(), Vllm21(), Vllm34())
-VLLM = VLLM_PRESETS[-1]  # the newest release read: what --engine vllm takes

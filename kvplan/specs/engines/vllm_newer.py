@@ -1,0 +1,114 @@
+"""vLLM 0.20.1 and later: the presets whose 'GPU KV cache size' is max concurrency x max_model_len,
+and where a hybrid's state pages per request change (vllm_states.py); the oldest are in vllm.py."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kvplan.specs.engines.base import BatchLimits
+from kvplan.specs.engines.vllm import Vllm, Vllm08, Vllm11, Vllm12, Vllm15, Vllm20, VllmV0
+from kvplan.units import GIB
+
+if TYPE_CHECKING:
+    from kvplan.specs.gpu import GpuSpec
+
+
+class Vllm201(Vllm20):
+    """vLLM 0.20.1 and 0.20.x: the token capacity logged as max concurrency x max_model_len."""
+
+    release = "0.20.1"
+    first: tuple[int, ...] = (0, 20, 1)
+    last: tuple[int, ...] | None = (0, 20)
+    encodes: tuple[str, ...] = ("vllm/v1/core/kv_cache_utils.py _report_kv_cache_config "
+                                "(num_tokens = int(max_concurrency x max_model_len))",)
+    changes = ("'GPU KV cache size' is max concurrency x max_model_len (0.20.0: num_blocks // groups x "
+               "block_size), so a hybrid's state pages per request and a window's cap count in it")
+    tokens_rule = "concurrency"
+
+
+class Vllm21(Vllm201):
+    """vLLM 0.21 to 0.25: FlashInfer's sampler on by default (Turing and later)."""
+
+    release = "0.21"
+    first: tuple[int, ...] = (0, 21)
+    last: tuple[int, ...] | None = (0, 25)
+    encodes: tuple[str, ...] = ("vllm/envs.py VLLM_USE_FLASHINFER_SAMPLER=1", "vllm/v1/sample/ops/topk_topp_sampler.py")
+    changes = "FlashInfer's sampler by default (compute capability 7.5 to 12.1)"
+    flashinfer_sampler = True
+
+
+class Vllm26(Vllm21):
+    """vLLM 0.26 and 0.27: prefix caching on by default for hybrids."""
+
+    release = "0.26"
+    first: tuple[int, ...] = (0, 26)
+    last: tuple[int, ...] | None = (0, 27)
+    encodes: tuple[str, ...] = ("vllm/config/model.py ModelConfig.is_prefix_caching_supported",
+                                "vllm/model_executor/models/config.py MambaModelConfig")
+    changes = ("prefix caching is on by default for a hybrid: its states take 2 + num_speculative_tokens pages "
+               "a request ('align'), or one a block where the model supports Mamba prefix caching ('all')")
+    hybrid_prefix_caching = True
+
+
+class Vllm28(Vllm26):
+    """vLLM 0.28 to 0.31: prefix caching puts every hybrid in mamba_cache_mode 'align'."""
+
+    release = "0.28"
+    first: tuple[int, ...] = (0, 28)
+    last: tuple[int, ...] | None = (0, 31)
+    encodes: tuple[str, ...] = ("vllm/model_executor/models/config.py MambaModelConfig",
+                                "vllm/v1/kv_cache_interface.py MambaSpec (0.29: num_prefill_checkpoint_blocks)")
+    changes = ("prefix caching takes every hybrid to 'align' ('all' only when asked for); from 0.29 'align' "
+               "counts prefill checkpoint blocks, which only Kimi-K3's KDA keeps here (not in kvplan)")
+    prefix_caching_mode = "align"
+
+
+class Vllm32(Vllm28):
+    """vLLM 0.32: a Mamba-2 mixer keeps a prefill checkpoint block in 'align' mode."""
+
+    release = "0.32"
+    first: tuple[int, ...] = (0, 32)
+    last: tuple[int, ...] | None = (0, 32)
+    encodes: tuple[str, ...] = ("vllm/model_executor/layers/mamba/mamba_mixer2.py get_kv_cache_spec",)
+    changes = "a Mamba-2 state takes 3 + num_speculative_tokens pages a request in 'align' mode"
+    checkpoint_kinds: tuple[str, ...] = ("mamba2",)
+
+
+class Vllm33(Vllm32):
+    """vLLM 0.33: a Qwen GDN layer on FlashInfer's prefill keeps a checkpoint block too."""
+
+    release = "0.33"
+    first: tuple[int, ...] = (0, 33)
+    last: tuple[int, ...] | None = (0, 33)
+    encodes: tuple[str, ...] = ("vllm/model_executor/layers/mamba/gdn/qwen_gdn_linear_attn.py get_kv_cache_spec",
+                                "vllm/platforms/interface.py _align_hybrid_block_size")
+    changes = ("a GDN state on FlashInfer's prefill (Hopper; Blackwell with 128-wide keys) takes 3 + "
+               "num_speculative_tokens pages a request in 'align' mode, its attention block a multiple of 64")
+    checkpoint_kinds = ("mamba2", "gdn")
+
+
+class Vllm34(Vllm33):
+    """vLLM 0.34, the newest release read and the default preset: batch defaults grow on GPUs of
+    160 GiB and more."""
+
+    release = "0.34"
+    first: tuple[int, ...] = (0, 34)
+    last: tuple[int, ...] | None = None
+    encodes: tuple[str, ...] = ("vllm/engine/arg_utils.py EngineArgs.get_batch_defaults", "vllm/config/cache.py")
+    changes = ("the API server batches 16,384 tokens on GPUs of 160 GiB and more; gpu_memory_utilization 0.92 "
+               "(1.0 only with the extensible KV cache, which kvplan does not plan)")
+    mla_hybrid_alignment = 128
+    # packing from 0.29 (0.27-0.28 group DeepSeek-V4 alike; 0.21 does not: docs/engines.md); async by default
+    packed_kv_groups, async_scheduling = True, True
+
+    def batch_limits(self, gpu: GpuSpec | None, total_bytes: int, max_model_len: int = 0,
+                     chunked_prefill: bool | None = None) -> BatchLimits:
+        limits = super().batch_limits(gpu, total_bytes, max_model_len, chunked_prefill)
+        if total_bytes >= 160 * GIB and limits.chunked_prefill:
+            return BatchLimits(16384, limits.max_num_seqs)
+        return limits
+
+
+VLLM_PRESETS: tuple[Vllm, ...] = (VllmV0(), Vllm08(), Vllm11(), Vllm12(), Vllm15(), Vllm(), Vllm20(), Vllm201(),
+                                  Vllm21(), Vllm26(), Vllm28(), Vllm32(), Vllm33(), Vllm34())
+VLLM = VLLM_PRESETS[-1]  # the newest release read: what --engine vllm takes
