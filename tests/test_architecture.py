@@ -150,7 +150,8 @@ def test_functions_read_at_a_glance():
 
 def test_size_imports_only_what_it_needs():
     """`kvplan size NAME` reads the prebuilt index: no YAML parsing, no GPU spec class, no other
-    command's module, no torch (each would be start-up time spent on nothing)."""
+    command's module, no torch, no layer kind its model does not have (each would be start-up time
+    spent on nothing)."""
     import subprocess
     import sys
 
@@ -163,3 +164,5 @@ def test_size_imports_only_what_it_needs():
     assert loaded.isdisjoint({"kvplan.specs.yamlio", "kvplan.specs.gpu", "kvplan.cli.capacity", "kvplan.calc.budget",
                               "kvplan.probe", "torch", "kvplan.render.capacity", "kvplan.specs.resolve",
                               "kvplan.specs.importer", "huggingface_hub"})
+    # a model of the shared kinds imports no family's kinds, and no union of them (no validation schema)
+    assert not any(m.startswith("kvplan.specs.kinds.") for m in loaded) and "kvplan.specs.layer_union" not in loaded

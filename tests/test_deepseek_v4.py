@@ -16,7 +16,7 @@ from kvplan.calc.kv import kv_size, layers_kv
 from kvplan.errors import SpecError
 from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.importer import import_model, spec_from_config
-from kvplan.specs.layers import DeepseekV4Compressed, DeepseekV4Window
+from kvplan.specs.kinds.deepseek_v4 import DeepseekV4Compressed, DeepseekV4Window
 from kvplan.units import kv_format
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf_configs"

@@ -11,10 +11,10 @@ import pytest
 from kvplan.errors import SpecError
 from kvplan.specs import layer_text
 from kvplan.specs.layer_kind import AttentionShape, LayerKind
-from kvplan.specs.layers import (KINDS, BlockSparseAttention, ChunkedLocalAttention, CrossAttention, DecompressedAttention,
-                                 DeepseekV4Compressed, DeepseekV4Window, FullAttention, GatedDeltaNetState, LayerGroup,
-                                 LightningState, MambaState, MLALatent, MlpOnly, SharedKvAttention,
-                                 SlidingWindowAttention, layer_class)
+from kvplan.specs.layer_union import (KINDS, BlockSparseAttention, CrossAttention, DeepseekV4Compressed,
+                                      DeepseekV4Window, LayerGroup, LightningState, SharedKvAttention)
+from kvplan.specs.layers import (KIND_TAGS, SHARED_KINDS, ChunkedLocalAttention, DecompressedAttention, FullAttention,
+                                 GatedDeltaNetState, MambaState, MLALatent, MlpOnly, SlidingWindowAttention, layer_class)
 from kvplan.units import kv_format
 
 BF16, FP8 = kv_format("bf16"), kv_format("fp8")
@@ -71,6 +71,13 @@ def test_the_registry_has_one_class_per_yaml_kind_and_the_union_names_the_same()
                                                "shared_kv", "cross", "lightning", "dsv4_swa", "dsv4_compressed", "msa"}
     union = typing.get_args(typing.get_args(LayerGroup)[0])
     assert union == tuple(KINDS.values())
+
+
+def test_the_registry_names_every_kind_and_imports_a_familys_only_when_asked():
+    """layers.py holds the shared kinds and, by tag, where each family's lives; the union holds all."""
+    assert KIND_TAGS == tuple(KINDS) and set(SHARED_KINDS) == {"full", "sliding", "chunked", "mla", "mamba", "gdn",
+                                                                "mlp"}
+    assert layer_class("dsv4_compressed") is DeepseekV4Compressed and layer_class("msa") is BlockSparseAttention
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

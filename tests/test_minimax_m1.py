@@ -15,7 +15,8 @@ import pytest
 from kvplan.errors import SpecError
 from kvplan.specs.engines.pages import hybrid_page
 from kvplan.specs.importer import import_model, spec_from_config
-from kvplan.specs.layers import FullAttention, LightningState
+from kvplan.specs.kinds.minimax import LightningState
+from kvplan.specs.layers import FullAttention
 from kvplan.specs.layer_text import describe, state_formula
 from kvplan.units import kv_format
 

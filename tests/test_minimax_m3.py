@@ -22,7 +22,8 @@ from kvplan.errors import SpecError
 from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.importer import import_model, spec_from_config
 from kvplan.specs.layer_text import describe, fixed_formula
-from kvplan.specs.layers import BlockSparseAttention, FullAttention
+from kvplan.specs.kinds.minimax_m3 import BlockSparseAttention
+from kvplan.specs.layers import FullAttention
 from kvplan.units import kv_format
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hf_configs" / "minimax-m3"

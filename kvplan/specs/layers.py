@@ -1,38 +1,33 @@
 """What a model's layers cache: one small frozen class per attention kind (full, sliding window,
-chunked local, MLA latent, Mamba state, Gated DeltaNet state, MLP-only, and from
-:mod:`kvplan.specs.kinds` Gemma-4's KV-shared layers, Llama-3.2 Vision's cross-attention to vision
-tokens, MiniMax's lightning state, DeepSeek-V4's window and compressed latents and MiniMax-M3's
-block-sparse attention with its index keys), each answering the
+chunked local, MLA latent, Mamba state, Gated DeltaNet state, MLP-only), each answering the
 questions of :class:`~kvplan.specs.layer_kind.LayerKind` under the same names, so calculators never
-branch on `kind`. The kinds a YAML file may name are in :data:`KINDS`, the one registry of them;
-:func:`layer_class` looks one up and refuses an unknown name. What each kind prints is in
-:mod:`kvplan.specs.layer_text`, not here.
+branch on `kind`. The kinds of one family live in :mod:`kvplan.specs.kinds` (Gemma-4's KV-shared
+layers, Llama-3.2 Vision's cross-attention, MiniMax's lightning state and block-sparse attention,
+DeepSeek-V4's windows and compressed latents) and are imported only where a model has one: their
+tags and modules are in :data:`FAMILY_KINDS`; :mod:`kvplan.specs.layer_union` holds the union of
+every kind a YAML file may name. :func:`layer_class` looks one up and refuses an unknown name. What
+each kind prints is in :mod:`kvplan.specs.layer_text`, not here.
 
 Sizes are integers; dtypes are named (``bf16``) and their widths live in :mod:`kvplan.units`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+import importlib
+from typing import Annotated, Literal
 
 from pydantic import Field, Strict, model_validator
 
 from kvplan.errors import SpecError
 from kvplan.specs.base import Dim, Heads, Layers, Tokens
-from kvplan.specs.kinds.mllama import CrossAttention
-from kvplan.specs.kinds.minimax import LightningState
-from kvplan.specs.kinds.minimax_m3 import BlockSparseAttention
-from kvplan.specs.kinds.deepseek_v4 import DeepseekV4Compressed, DeepseekV4Window
 from kvplan.specs.layer_base import (SsmDtype, _AttentionLayers, _check_tp_split, _ConstantState, _EveryToken,
                                      _Kind, _split_evenly)
-from kvplan.specs.kinds.gemma4 import SharedKvAttention
 from kvplan.specs.layer_kind import AttentionShape, LayerKind
 from kvplan.units import KvFormat, ceil_div
 
-__all__ = ["KINDS", "AnyLayers", "AttentionShape", "BlockSparseAttention", "ChunkedLocalAttention", "CrossAttention",
-           "DecompressedAttention", "DeepseekV4Compressed", "DeepseekV4Window", "FullAttention", "GatedDeltaNetState",
-           "LayerGroup", "LayerKind", "LightningState", "MLALatent", "MambaState", "MlpOnly", "SharedKvAttention",
-           "SlidingWindowAttention", "layer_class"]
+__all__ = ["FAMILY_KINDS", "KIND_TAGS", "SHARED_KINDS", "AttentionShape", "ChunkedLocalAttention",
+           "DecompressedAttention", "FullAttention", "GatedDeltaNetState", "LayerKind", "MLALatent", "MambaState",
+           "MlpOnly", "SlidingWindowAttention", "layer_class"]
 
 
 class FullAttention(_EveryToken, _AttentionLayers):
@@ -264,26 +259,27 @@ class MlpOnly(_Kind):
     count: Layers
 
 
-# The one registry of YAML kinds: LayerGroup's union names the same classes (tests check it), as
-# pydantic and mypy need the classes spelled out.
-_YAML_KINDS = (FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState,
-               GatedDeltaNetState, MlpOnly, SharedKvAttention, CrossAttention, LightningState, DeepseekV4Window,
-               DeepseekV4Compressed, BlockSparseAttention)
-KINDS: dict[str, type[_Kind]] = {cls.model_fields["kind"].default: cls for cls in _YAML_KINDS}
-LayerGroup = Annotated[
-    Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState, GatedDeltaNetState,
-          MlpOnly, SharedKvAttention, CrossAttention, LightningState, DeepseekV4Window, DeepseekV4Compressed,
-          BlockSparseAttention],
-    Field(discriminator="kind"),
-]
-AnyLayers = Union[FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent,
-                  MambaState, GatedDeltaNetState, MlpOnly, SharedKvAttention, CrossAttention, LightningState,
-                  DeepseekV4Window, DeepseekV4Compressed, BlockSparseAttention, DecompressedAttention]
+# The shared kinds, and the kinds of one family by tag: (module, class), imported where a spec names
+# one (layer_class) or where every kind is needed (kvplan.specs.layer_union, for validation).
+SHARED_KINDS: dict[str, type[_Kind]] = {cls.model_fields["kind"].default: cls for cls in (
+    FullAttention, SlidingWindowAttention, ChunkedLocalAttention, MLALatent, MambaState, GatedDeltaNetState, MlpOnly)}
+FAMILY_KINDS: dict[str, tuple[str, str]] = {
+    "shared_kv": ("kvplan.specs.kinds.gemma4", "SharedKvAttention"),
+    "cross": ("kvplan.specs.kinds.mllama", "CrossAttention"),
+    "lightning": ("kvplan.specs.kinds.minimax", "LightningState"),
+    "dsv4_swa": ("kvplan.specs.kinds.deepseek_v4", "DeepseekV4Window"),
+    "dsv4_compressed": ("kvplan.specs.kinds.deepseek_v4", "DeepseekV4Compressed"),
+    "msa": ("kvplan.specs.kinds.minimax_m3", "BlockSparseAttention"),
+}
+KIND_TAGS: tuple[str, ...] = (*SHARED_KINDS, *FAMILY_KINDS)
 
 
 def layer_class(kind: str) -> type[_Kind]:
-    """The class of a YAML layer kind; an unknown one is one line naming the known kinds."""
-    try:
-        return KINDS[kind]
-    except KeyError:
-        raise SpecError(f"unknown layer kind {kind!r}; known kinds: {', '.join(KINDS)}") from None
+    """The class of a YAML layer kind (a family's module imported on first use); an unknown one is one
+    line naming the known kinds."""
+    if kind in SHARED_KINDS:
+        return SHARED_KINDS[kind]
+    if kind in FAMILY_KINDS:
+        module, name = FAMILY_KINDS[kind]
+        return getattr(importlib.import_module(module), name)
+    raise SpecError(f"unknown layer kind {kind!r}; known kinds: {', '.join(KIND_TAGS)}")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, Strict, model_validator
 
 from kvplan.specs.base import NAME_PATTERN, Bytes, Dim, Frozen, Heads, Layers, Params, Small, Tokens, Vocab
-from kvplan.specs.layers import LayerGroup
+
+if TYPE_CHECKING:  # the union of every layer kind: imported where a spec is validated (_with_every_kind)
+    from kvplan.specs.layer_union import LayerGroup
 
 WeightDtype = Literal["bf16", "fp16", "fp32", "fp8"]
 
@@ -88,6 +90,16 @@ class ModelSpec(Frozen):
     # Set by kvplan when it resolves a model; None for a database name, which serves hf_repo.
     served: str | None = None
     revision: str | None = None
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> ModelSpec:
+        """Validation builds the schema over every layer kind, importing their modules the first time."""
+        _with_every_kind()
+        return super().model_validate(obj, *args, **kwargs)
+
+    def model_dump(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        _with_every_kind()
+        return super().model_dump(*args, **kwargs)
 
     @model_validator(mode="after")
     def check_layer_count(self) -> ModelSpec:
@@ -176,3 +188,12 @@ class ModelSpec(Frozen):
         """Parameters that do work for each text token: params_active for MoE (which leaves the towers
         out), else the total less the towers."""
         return self.params_active or self.params_total - (self.tower_params or 0)
+
+
+def _with_every_kind() -> None:
+    """ModelSpec's schema, once, with the union of every layer kind (kvplan.specs.layer_union): a
+    packaged spec read from the index is built without it (model_construct), so `kvplan size` imports
+    only the kinds its model has."""
+    if not ModelSpec.__pydantic_complete__:
+        from kvplan.specs.layer_union import LayerGroup
+        ModelSpec.model_rebuild(_types_namespace={"LayerGroup": LayerGroup})

@@ -17,7 +17,7 @@ from pydantic_core import ErrorDetails
 
 from kvplan.errors import SpecError
 from kvplan.specs.jsonio import MAX_DIGITS, long_number_message
-from kvplan.specs.layers import KINDS
+from kvplan.specs.layers import KIND_TAGS
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -129,7 +129,7 @@ def _models_in(annotation) -> list[type[BaseModel]]:
 
 
 # pydantic puts the discriminator's value into an error's location (layers.0.full.count): drop it.
-_KIND_TAGS = set(KINDS)
+_KIND_TAGS = set(KIND_TAGS)
 
 
 def _follows_from_another(problem: ErrorDetails, problems: list[ErrorDetails]) -> bool:

@@ -33,6 +33,7 @@ from kvplan.specs.base import Dim, Layers, Tokens
 from kvplan.specs.layer_base import _Kind
 from kvplan.specs.layer_kind import AttentionShape, BlockCache
 from kvplan.units import KvFormat, ceil_div
+from kvplan.specs.layer_text import bytes_formula, describe, elements_formula, held_formula, no_state, state_formula
 
 PAGE_ALIGNMENT_BYTES = 576  # fp8_ds_mla pages: MLAAttentionSpec / SlidingWindowMLASpec alignment=576
 SWA_BLOCK_TOKENS = 64  # DeepseekV4SWACache(block_size=64): the window's own blocks
@@ -245,3 +246,49 @@ class DeepseekV4Compressed(_DeepseekV4Layer):
             block_size=block_size, kv_format=kv_format, state_dtype_bytes=state_dtype_bytes)
         return compressed + self.window_max_bytes(max_model_len, max_num_batched_tokens) + \
             self.ring_max_bytes(max_model_len, max_num_batched_tokens)
+
+
+# --- words (kvplan.specs.layer_text) --------------------------------------------------------------------
+
+@describe.register(DeepseekV4Window)
+def _(group: DeepseekV4Window) -> str:
+    return f"latent {group.head_dim}, window {group.window:,}"
+
+
+@describe.register(DeepseekV4Compressed)
+def _(group: DeepseekV4Compressed) -> str:
+    indexer = f", indexer {group.index_head_dim}" if group.index_head_dim else ""
+    return f"latent {group.head_dim}, 1 per {group.compress_ratio} tokens + window {group.window:,}{indexer}"
+
+
+@bytes_formula.register(DeepseekV4Window)
+@bytes_formula.register(DeepseekV4Compressed)
+def _(group: DeepseekV4Window | DeepseekV4Compressed, fmt_name: str) -> str | None:
+    nope = group.head_dim - group.rope_head_dim
+    text = (f"NoPE {nope} x 1 B (fp8) + RoPE {group.rope_head_dim} x 2 B (bf16) + {nope // 64 + 1} B scales, "
+            "vLLM's fp8_ds_mla whatever the KV dtype")
+    if isinstance(group, DeepseekV4Compressed):
+        ring = f"; + {group.ring_bytes_per_token():,} B fp32 ring a token for {group.ring_tokens()} tokens"
+        key = f"; + {group.indexer_key_bytes()} B indexer key a compressed entry" if group.index_head_dim else ""
+        text += key + ring
+    return text
+
+
+@elements_formula.register(DeepseekV4Window)
+@elements_formula.register(DeepseekV4Compressed)
+def _(group: DeepseekV4Window | DeepseekV4Compressed, tp: int = 1) -> str:
+    return f"latent {group.head_dim} (K and V at once), on every rank"
+
+
+@held_formula.register(DeepseekV4Window)
+def _(group: DeepseekV4Window, ctx: int) -> str:
+    return f"min(ctx {ctx:,}, window {group.window:,})"
+
+
+@held_formula.register(DeepseekV4Compressed)
+def _(group: DeepseekV4Compressed, ctx: int) -> str:
+    return f"min(ctx {ctx:,}, window {group.window:,}) + ctx // {group.compress_ratio} compressed"
+
+
+state_formula.register(DeepseekV4Window, no_state)
+state_formula.register(DeepseekV4Compressed, no_state)

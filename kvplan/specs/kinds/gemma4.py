@@ -19,6 +19,7 @@ from kvplan.specs.base import Tokens
 from kvplan.specs.layer_base import _AttentionLayers
 from kvplan.specs.layer_kind import AttentionShape
 from kvplan.units import KvFormat
+from kvplan.specs.layer_text import describe, elements_formula, heads, held_formula, holds_nothing, no_state, state_formula
 
 
 class SharedKvAttention(_AttentionLayers):
@@ -50,3 +51,20 @@ class SharedKvAttention(_AttentionLayers):
 
     def prefill_attention_shape(self, num_attention_heads: int) -> AttentionShape | None:
         return AttentionShape(num_attention_heads, self.num_kv_heads, self.head_dim, self.head_dim)
+
+
+# --- words (kvplan.specs.layer_text) --------------------------------------------------------------------
+
+@describe.register(SharedKvAttention)
+def _(group: SharedKvAttention) -> str:
+    window = f", window {group.window:,}" if group.window else ""
+    return f"reads layer {group.target_layer}'s KV ({heads(group)}{window})"
+
+
+@elements_formula.register(SharedKvAttention)
+def _(group: SharedKvAttention, tp: int = 1) -> str:
+    return f"none of its own: layer {group.target_layer}'s cache, counted there"
+
+
+held_formula.register(SharedKvAttention, holds_nothing)
+state_formula.register(SharedKvAttention, no_state)

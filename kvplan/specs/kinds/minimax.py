@@ -7,6 +7,7 @@ from typing import Literal
 
 from kvplan.specs.base import Dim, Heads, Layers
 from kvplan.specs.layer_base import _ConstantState, _split_evenly
+from kvplan.specs.layer_text import constant_state, describe, elements_formula, held_formula, no_token_cache, state_formula
 
 
 class LightningState(_ConstantState):
@@ -35,3 +36,21 @@ class LightningState(_ConstantState):
     def state_elements(self, tp: int = 1) -> int:
         heads = _split_evenly("lightning-attention heads", self.num_heads, tp)
         return heads * self.head_dim * self.head_dim
+
+
+# --- words (kvplan.specs.layer_text) --------------------------------------------------------------------
+
+@describe.register(LightningState)
+def _(group: LightningState) -> str:
+    return f"{group.num_heads} heads x {group.head_dim} x {group.head_dim}"
+
+
+@state_formula.register(LightningState)
+def _(group: LightningState, tp: int = 1) -> str:
+    split = f" / TP {tp}" if tp > 1 else ""
+    return (f"{group.num_heads}{split} heads x {group.head_dim} x {group.head_dim} = "
+            f"{group.state_elements(tp):,} elements")
+
+
+elements_formula.register(LightningState, no_token_cache)
+held_formula.register(LightningState, constant_state)

@@ -29,6 +29,8 @@ from typing import ClassVar, Literal
 
 from kvplan.specs.base import Dim, Small, Tokens
 from kvplan.specs.layer_base import _AttentionLayers, _EveryToken
+from kvplan.specs.layer_text import (attention_elements, describe, elements_formula, fixed_formula, heads, held_formula,
+                                     no_state, state_formula)
 
 INDEX_KEY_BYTES_PER_VALUE = 2  # bf16: indexer_kv_dtype "auto" for MiniMax-M3 (config/attention.py)
 
@@ -65,3 +67,25 @@ class BlockSparseAttention(_EveryToken, _AttentionLayers):
         beyond = max(0, ctx - first)
         whole, rest = divmod(beyond, block)  # the own block's fill runs 1..block, period block
         return pairs + beyond * (topk - 1) * block + whole * block * (block + 1) // 2 + rest * (rest + 1) // 2
+
+
+# --- words (kvplan.specs.layer_text) --------------------------------------------------------------------
+
+@describe.register(BlockSparseAttention)
+def _(group: BlockSparseAttention) -> str:
+    return (f"{heads(group)} + index key {group.index_head_dim}, top {group.index_topk_blocks} blocks of "
+            f"{group.index_block_size:,}")
+
+
+@fixed_formula.register(BlockSparseAttention)
+def _(group: BlockSparseAttention, tp: int = 1) -> str:
+    return f"index key {group.index_head_dim} x 2 B (bf16 whatever the KV dtype, on every rank)"
+
+
+@held_formula.register(BlockSparseAttention)
+def _(group: BlockSparseAttention, ctx: int) -> str:
+    return f"ctx {ctx:,} (each query reads {group.index_topk_blocks} blocks of {group.index_block_size:,})"
+
+
+elements_formula.register(BlockSparseAttention, attention_elements)
+state_formula.register(BlockSparseAttention, no_state)

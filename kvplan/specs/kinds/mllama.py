@@ -18,6 +18,8 @@ from kvplan.errors import SpecError
 from kvplan.specs.base import Tokens
 from kvplan.specs.layer_base import _AttentionLayers
 from kvplan.units import ceil_div
+from kvplan.specs.layer_text import (attention_elements, describe, elements_formula, heads, held_formula, no_state,
+                                     state_formula)
 
 
 def vision_tokens_per_image(image_size: int, patch_size: int, max_num_tiles: int) -> int:
@@ -59,3 +61,19 @@ class CrossAttention(_AttentionLayers):
     def max_memory_pages(self, *, max_model_len: int, max_num_batched_tokens: int, block_size: int) -> int:
         """The vision tokens' pages, whatever max_model_len: cdiv(vision_tokens, block_size)."""
         return ceil_div(self.vision_tokens, block_size)
+
+
+# --- words (kvplan.specs.layer_text) --------------------------------------------------------------------
+
+@describe.register(CrossAttention)
+def _(group: CrossAttention) -> str:
+    return f"{heads(group)}, cross-attention to {group.vision_tokens:,} vision tokens"
+
+
+@held_formula.register(CrossAttention)
+def _(group: CrossAttention, ctx: int) -> str:
+    return f"{group.vision_tokens:,} vision tokens of one image (none for a text-only request), whatever the context"
+
+
+elements_formula.register(CrossAttention, attention_elements)
+state_formula.register(CrossAttention, no_state)
