@@ -117,3 +117,164 @@ def test_every_logged_figure_is_read(parsed, name, key):
     else:
         got = getter(key)(startup)
     assert got == value, (name, key, got, value)
+
+
+def test_the_binding_worker_is_the_one_with_the_least_kv_memory(parsed):
+    """vLLM 0.10.0 at TP 8 logs each rank's KV memory (rank 0 35.74 GiB, ranks 1-6 35.65, rank 7 36.12)
+    and one pool pair per rank; the engine sizes every rank's pool to the smallest. Qwen3-235B-FP8 at
+    TP 8 holds 94 layers x 2 (K,V) x 1 KV head x 128 x 1 B (fp8) = 24,064 B a token, so 35.65 GiB
+    +- 0.005 holds floor(x / (24,064 x 16)) x 16 = 1,590,480 to 1,590,928 tokens: the 1,590,736 logged
+    beside ranks 1-6, not rank 0's 1,594,928."""
+    startup = parsed["vllm-0.10.0-qwen3-235b-a22b-fp8-h100-tp8-1.log"]
+    assert sorted(w.worker for w in startup.workers) == [f"rank={r}" for r in range(8)]
+    assert (startup.worker("rank=0").kv_cache_gib, startup.worker("rank=7").kv_cache_gib) == (35.74, 36.12)
+    assert (startup.kv_cache_gib, startup.kv_tokens, startup.max_concurrency) == (35.65, 1_590_736, 48.55)
+    assert [p.tokens for p in startup.pools] == [1_594_928] + [1_590_736] * 6 + [1_611_664]
+    ends = [int((35.65 + d) * 2**30) // (24_064 * 16) * 16 for d in (-0.005, 0.005)]
+    assert ends == [1_590_480, 1_590_928] and ends[0] <= startup.kv_tokens <= ends[1]
+
+
+def test_a_figure_the_binding_worker_does_not_log_comes_from_the_first_that_does(parsed):
+    """vLLM 0.19.0 at TP 4: TP0 logs weights, KV memory and its graph capture; TP1 the CUDA graph pool
+    line (2.62 actual, 2.73 estimated); TP3 the estimate. The binding TP0's figures stand, its missing
+    ones come from the others."""
+    startup = parsed["vllm-0.19.0-qwen2.5-72b-l40s-tp4-1.log"]
+    assert startup.memory.worker == "TP0" and startup.worker("TP1").kv_cache_gib is None
+    assert (startup.weights_gib, startup.kv_cache_gib, startup.cuda_graph_gib) == (33.98, 5.11, 2.62)
+    assert startup.memory.cuda_graph_estimated_gib == 2.73 and startup.tp == 4
+
+
+def first_word(text: str) -> str:
+    return str(text).split()[0]
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_the_release_model_and_parallelism_where_the_log_states_them(parsed, name):
+    """Where the log prints the release SOURCES records (its first word), the reader reads exactly that;
+    it never reads one SOURCES does not record. Likewise the model where the log quotes SOURCES' HF id,
+    and tp and pp wherever the log states them."""
+    entry, startup, text = SOURCES[name], parsed[name], (LOGS / name).read_text()
+    release, model = first_word(entry["release"]), first_word(entry["model"])
+    if release != "unknown" and release in text:
+        assert startup.release == release
+    assert startup.release in (None, release)
+    if f"'{model}'" in text or f"serve {model}" in text:
+        assert startup.model == model
+    assert startup.tp in (None, entry["tp"]) and startup.pp in (None, entry["pp"])
+    if re.search(r"tensor_parallel_size[=':\s]+\d+[,)}]|tp_size=\d+,|TP Size:\s+\d+$", text, re.M):
+        assert startup.tp == entry["tp"]
+
+
+def test_the_settings_the_logs_print(parsed):
+    """A few settings read across the releases, each as its fixture prints it."""
+    # 0.20.1: non-default args and config dump: tp 2, fp8_e5m2 KV, MTP with 3 speculative tokens
+    s = parsed["vllm-0.20.1-qwen3.6-27b-int4-rtx3090-tp2-1.log"]
+    assert (s.tp, s.kv_cache_dtype, s.quantization, s.speculative_method, s.num_speculative_tokens) == (
+        2, "fp8_e5m2", "auto_round", "mtp", 3)
+    # 0.22.1: "--gpu-memory-utilization=0.9200 is equivalent to ...=0.9182 without", prefix caching, batch 64
+    s = parsed["vllm-0.22.1-qwen3-30b-a3b-fp8-h100-1.log"]
+    assert (s.gpu_memory_utilization, s.util_without_graph_profiling, s.util_to_keep_kv_with_graph_profiling) == (
+        0.92, 0.9182, 0.9218)
+    assert (s.enable_prefix_caching, s.max_num_seqs, s.max_num_batched_tokens, s.gpu_name) == (
+        True, 64, 8192, "NVIDIA_H100_80GB_HBM3")
+    # the sampler: 0.10.1.1 on one A100 uses FlashInfer; on two A100 40GB nodes via Ray it is not installed
+    assert parsed["vllm-0.10.1.1-qwen2-7b-a100-80gb-1.log"].flashinfer_sampler is True
+    assert parsed["vllm-0.10.1.1-qwen2-7b-a100-40gb-tp2-1.log"].flashinfer_sampler is False
+    assert parsed["vllm-0.19.1-qwen3-8b-a100-40gb-1.log"].flashinfer_sampler is None  # neither line
+    # the pasted command line: "vllm serve unsloth/Qwen3.6-27B-NVFP4 ... --gpu-memory-utilization 0.7"
+    s = parsed["vllm-0.25.1-qwen3.6-27b-nvfp4-rtx5090-1.log"]
+    assert (s.model, s.gpu_memory_utilization, s.max_num_seqs, s.max_num_batched_tokens) == (
+        "unsloth/Qwen3.6-27B-NVFP4", 0.7, 1, 32768)
+    # SGLang: ServerArgs, then the figures in force; DFlash draft weights from the second load
+    s = parsed["sglang-0.5.16-laguna-s-2.1-int4-gb10-1.log"]
+    assert (s.mem_fraction_static, s.speculative_method, s.num_speculative_tokens, s.block_size) == (
+        0.85, "DFLASH", 16, 1)
+    assert (s.kv_tokens, [p.tokens for p in s.pools], s.memory.draft_weights_gib) == (
+        185_897, [148_717, 185_897, 185_897], 1.58)
+    # TensorRT-LLM: 4,607 blocks x 64 tokens = 294,848 tokens, the count its pool line states
+    s = parsed["trtllm-0.12.0.dev2024073000-llama2-7b-fp8-h100-1.log"]
+    assert (s.num_gpu_blocks * s.block_size, s.kv_tokens) == (294_848, 294_848)
+    assert (s.kv_cache_dtype, s.max_model_len, s.max_num_seqs, s.kv_memory_fraction) == ("fp8", 4098, 4096, 0.99)
+
+
+# A hand-written vLLM 0.12-style log of two workers (line forms as in the fixtures). Qwen3-8B at TP 2:
+# 36 layers x 2 (K,V) x 4 KV heads x 128 x 2 B = 73,728 B a token; the binding TP1's 60.12 GiB holds
+# floor(60.12 x 2**30 / (73,728 x 16)) x 16 = 875,552 tokens, 875,552 / 16,384 = 53.44 requests.
+TWO_WORKERS = """\
+(APIServer pid=1) INFO 01-07 02:30:10 [api_server.py:1772] vLLM API server version 0.12.0
+(APIServer pid=1) INFO 01-07 02:30:10 [utils.py:253] non-default args: {'model_tag': 'Qwen/Qwen3-8B', \
+'model': 'Qwen/Qwen3-8B', 'max_model_len': 16384, 'tensor_parallel_size': 2, 'gpu_memory_utilization': 0.85}
+(EngineCore_DP0 pid=20) INFO 01-07 02:30:18 [core.py:93] Initializing a V1 LLM engine (v0.12.0) with config: \
+model='Qwen/Qwen3-8B', speculative_config=None, dtype=torch.bfloat16, max_seq_len=16384, tensor_parallel_size=2, \
+pipeline_parallel_size=1, quantization=None, kv_cache_dtype=auto, enable_prefix_caching=True, seed=0
+(Worker_TP0 pid=31) DEBUG 01-07 02:30:40 [parallel_state.py:1165] world_size=2 rank=0 local_rank=0 backend=nccl
+(Worker_TP0 pid=31) INFO 01-07 02:31:42 [gpu_model_runner.py:3549] Model loading took 7.6 GiB memory and 4.1 seconds
+(Worker_TP1 pid=32) INFO 01-07 02:31:42 [gpu_model_runner.py:3549] Model loading took 7.6 GiB memory and 4.2 seconds
+(Worker_TP1 pid=32) INFO 01-07 02:32:09 [gpu_worker.py:359] Available KV cache memory: 60.12 GiB
+(Worker_TP0 pid=31) INFO 01-07 02:32:09 [gpu_worker.py:359] Available KV cache memory: 60.25 GiB
+(EngineCore_DP0 pid=20) INFO 01-07 02:32:09 [kv_cache_utils.py:1286] GPU KV cache size: 875,552 tokens
+(EngineCore_DP0 pid=20) INFO 01-07 02:32:09 [kv_cache_utils.py:1291] Maximum concurrency for 16,384 tokens per \
+request: 53.44x
+Capturing CUDA graphs (decode, FULL): 50%|█████     | 1/2\rCapturing CUDA graphs (decode, FULL): 100%|██████████| \
+2/2 [00:01<00:00,  1.52it/s](Worker_TP1 pid=32) INFO 01-07 02:32:12 [gpu_model_runner.py:4466] Graph capturing \
+finished in 3 secs, took 0.42 GiB
+(Worker_TP0 pid=31) INFO 01-07 02:32:12 [gpu_model_runner.py:4466] Graph capturing finished in 3 secs, took 0.45 GiB
+"""
+
+
+def test_interleaved_workers_keep_their_own_figures():
+    startup = read_log(TWO_WORKERS, "two.log")
+    assert [w.worker for w in startup.workers] == ["TP0", "TP1"]
+    assert (startup.worker("TP0").kv_cache_gib, startup.worker("TP0").cuda_graph_gib) == (60.25, 0.45)
+    # the binding TP1: its own KV memory and graphs (the glued progress bar did not hide its line)
+    assert (startup.memory.worker, startup.kv_cache_gib, startup.cuda_graph_gib, startup.weights_gib) == (
+        "TP1", 60.12, 0.42, 7.6)
+    assert int(60.12 * 2**30) // (73_728 * 16) * 16 == startup.kv_tokens == 875_552
+    assert (startup.max_concurrency, round(875_552 / 16_384, 2)) == (53.44, 53.44)
+    assert (startup.release, startup.model, startup.tp, startup.pp, startup.max_model_len) == (
+        "0.12.0", "Qwen/Qwen3-8B", 2, 1, 16384)
+    assert (startup.gpu_memory_utilization, startup.dtype, startup.kv_cache_dtype, startup.enable_prefix_caching) == (
+        0.85, "bfloat16", "auto", True)
+
+
+def hard_wrap(text: str, width: int) -> str:
+    """The text as a terminal `width` columns wide wraps it, each line cut into `width`-character rows."""
+    return "\n".join(line[i:i + width] for line in text.split("\n") for i in range(0, max(len(line), 1), width))
+
+
+def test_a_figure_split_across_two_wrapped_lines_is_read_whole():
+    pool_line = next(line for line in TWO_WORKERS.split("\n") if "GPU KV cache size" in line)
+    width = pool_line.index("875,552") + len("875,5")  # the terminal cuts "875,5" / "52 tokens"
+    wrapped = hard_wrap(TWO_WORKERS, width)
+    assert "875,5\n52 tokens" in wrapped and 60 <= width <= 400
+    assert read_log(wrapped, "two.log") == read_log(TWO_WORKERS, "two.log")
+
+
+def test_colour_codes_are_peeled_off():
+    coloured = TWO_WORKERS.replace("(Worker_TP1 pid=32)", "\x1b[1;36m(Worker_TP1 pid=32)\x1b[0;0m").replace(
+        "INFO", "\x1b[32mINFO\x1b[0m")
+    assert "\x1b[" in coloured and read_log(coloured, "two.log") == read_log(TWO_WORKERS, "two.log")
+
+
+@pytest.mark.parametrize("text", [
+    "", "\n\n", '{"model": "llama3-8b", "kv_cache_gib": 12.5}',
+    "============ test session starts ============\ntests/test_kv.py ....... [100%]\n7 passed in 0.12s",
+])
+def test_a_text_no_engine_wrote_is_refused_in_one_line(text):
+    with pytest.raises(SpecError) as refused:
+        read_log(text, "paste.txt")
+    message = str(refused.value)
+    assert message.startswith("paste.txt: no vLLM, SGLang or TensorRT-LLM start-up line") and "\n" not in message
+
+
+@pytest.mark.parametrize("cut", [
+    TWO_WORKERS.split("(Worker_TP1 pid=32) INFO 01-07 02:32:09")[0],  # cut before the KV lines
+    "(EngineCore_DP0 pid=20) INFO 01-07 02:32:09 [kv_cache_utils.py:1286] GPU KV cache size: 875,5",  # mid-figure
+    "(Worker_TP1 pid=32) INFO 01-07 02:32:09 [gpu_worker.py:359] Available KV cache memory: 60.1",
+])
+def test_a_log_cut_before_its_kv_figures_is_refused_naming_them(cut):
+    with pytest.raises(SpecError) as refused:
+        read_log(cut, "cut.log")
+    assert str(refused.value) == ("cut.log: this vllm log states no KV cache size (no 'Available KV cache memory', "
+                                  "'GPU KV cache size' or V0 'Memory profiling' line); paste the log from the "
+                                  "engine's start up to the KV cache lines")

@@ -5,10 +5,12 @@ was collected into a `LoggedStartup`."""
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from kvplan.errors import SpecError
 
@@ -20,9 +22,10 @@ from .startup import SETTING_NAMES, WORKER_FIELDS, Engine, KVPool, LoggedStartup
 class Collector:
     """Settings (the first statement wins), figures per worker, and pools in log order."""
 
-    settings: dict[str, object] = field(default_factory=dict)
-    workers: dict[str, dict[str, object]] = field(default_factory=dict)
-    pools: list[dict[str, object]] = field(default_factory=list)
+    # values of every type a record's fields take, checked when the frozen records are built
+    settings: dict[str, Any] = field(default_factory=dict)
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pools: list[dict[str, Any]] = field(default_factory=list)
 
     def setting(self, name: str, value: object) -> None:
         assert name in SETTING_NAMES or name.startswith("_"), name  # a typo fails the fixture tests
@@ -39,7 +42,7 @@ class Collector:
     def append(self, name: str, value: object) -> None:
         """One more value of a setting the log states line by line (a tuple, in log order)."""
         assert name in SETTING_NAMES, name
-        self.settings[name] = (*self.settings.get(name, ()), value)  # type: ignore[misc]
+        self.settings[name] = (*self.settings.get(name, ()), value)
 
     def figure(self, worker: str, name: str, value: object) -> None:
         assert name in WORKER_FIELDS, name
@@ -61,18 +64,25 @@ class Rule:
 
 
 def run_rules(lines: Iterable[Line], rules: Iterable[Rule], collector: Collector) -> Collector:
-    """Every rule against every message; a message may state several things (a config dump)."""
+    """Every rule against every message; a message may state several things (a config dump). A
+    figure no float holds ("Available KV cache memory: 9999...9 GiB") states nothing."""
     ordered = tuple(rules)
     for line in lines:
         for rule in ordered:
             if match := rule.pattern.search(line.text):
-                rule.apply(collector, line.worker, match)
+                try:
+                    rule.apply(collector, line.worker, match)
+                except (ValueError, OverflowError):
+                    continue
     return collector
 
 
 def number(text: str) -> float:
-    """A logged figure: "1,594,928" -> 1594928.0, "-0.26" -> -0.26."""
-    return float(text.replace(",", ""))
+    """A logged figure: "1,594,928" -> 1594928.0, "-0.26" -> -0.26; ValueError past a float's range."""
+    value = float(text.replace(",", ""))
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]}... is no figure")
+    return value
 
 
 def integer(text: str) -> int:
@@ -100,7 +110,7 @@ def scalar(raw: str) -> object:
                                 "true": True, "false": False}
     if raw in words:
         return words[raw]
-    for kind in (int, float):
+    for kind in (int, number):
         try:
             return kind(raw)
         except ValueError:
@@ -152,7 +162,7 @@ def as_int(value: object) -> int | None:
 
 def as_float(value: object) -> float | None:
     try:
-        return float(str(value)) if value is not None and not isinstance(value, bool) else None
+        return number(str(value)) if value is not None and not isinstance(value, bool) else None
     except ValueError:
         return None
 
@@ -168,9 +178,8 @@ def as_text(value: object) -> str | None:
 def build(engine: Engine, where: str, collected: Collector, missing: str) -> LoggedStartup:
     """The startup record; SpecError naming `missing` (the lines the engine prints for its KV cache)
     where the log states no KV figure at all."""
-    workers = tuple(WorkerMemory(worker=name, **values) for name, values in collected.workers.items()
-                    if values)  # type: ignore[arg-type]
-    pools = tuple(KVPool(**values) for values in collected.pools)  # type: ignore[arg-type]
+    workers = tuple(WorkerMemory(worker=name, **values) for name, values in collected.workers.items() if values)
+    pools = tuple(KVPool(**values) for values in collected.pools)
     memory = binding(workers)
     settings = {name: value for name, value in collected.settings.items()
                 if not name.startswith("_") and name not in ("kv_tokens", "max_concurrency")}
@@ -179,8 +188,7 @@ def build(engine: Engine, where: str, collected: Collector, missing: str) -> Log
         raise SpecError(f"{where}: this {engine} log states no KV cache size ({missing}); "
                         "paste the log from the engine's start up to the KV cache lines")
     settings.update(kv_tokens=kv_tokens, max_concurrency=max_concurrency)
-    return LoggedStartup(engine=engine, where=where, workers=workers, pools=pools, memory=memory,
-                         **settings)  # type: ignore[arg-type]
+    return LoggedStartup(engine=engine, where=where, workers=workers, pools=pools, memory=memory, **settings)
 
 
 def binding(workers: tuple[WorkerMemory, ...]) -> WorkerMemory:
@@ -189,12 +197,12 @@ def binding(workers: tuple[WorkerMemory, ...]) -> WorkerMemory:
         return WorkerMemory()
     sized = [w for w in workers if w.kv_cache_gib is not None]
     chosen = min(sized, key=lambda w: w.kv_cache_gib or 0.0) if sized else workers[0]
-    filled = {name: next((getattr(w, name) for w in (chosen, *workers) if getattr(w, name) is not None), None)
+    filled: dict[str, Any] = {name: next((getattr(w, name) for w in (chosen, *workers) if getattr(w, name) is not None), None)
               for name in WORKER_FIELDS}
     return replace(chosen, **filled)
 
 
-def binding_pool(pools: tuple[KVPool, ...], settings: dict[str, object]) -> tuple[int | None, float | None]:
+def binding_pool(pools: tuple[KVPool, ...], settings: dict[str, Any]) -> tuple[int | None, float | None]:
     """The tokens of the smallest pool, or the engine's own total where it states one (setting
     "kv_tokens"), or the capacity an error line states ("_capacity_tokens"); and the concurrency
     logged beside the smallest pool."""

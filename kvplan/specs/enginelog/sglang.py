@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .collect import (DEVICE_NAME, KEY_EQUALS, Collector, Rule, as_bool, as_float, as_int, as_text, build, first,
+from .collect import (DEVICE_NAME, KEY_EQUALS, Apply, Collector, Rule, as_bool, as_float, as_int, as_text, build, first,
                       integer, number, pairs, run_rules)
 from .common import Line
 from .startup import LoggedStartup
@@ -78,7 +78,7 @@ def kv_allocated(c: Collector, worker: str, m: re.Match[str]) -> None:
 def graph_end(c: Collector, worker: str, m: re.Match[str]) -> None:
     """Every capture (prefill, decode, verify...) adds its graphs' memory to the worker's total."""
     figures = c.workers.setdefault(worker, {})
-    figures["cuda_graph_gib"] = round(float(figures.get("cuda_graph_gib", 0.0)) + number(m["gib"]), 4)  # type: ignore[arg-type]
+    figures["cuda_graph_gib"] = round(figures.get("cuda_graph_gib", 0.0) + number(m["gib"]), 4)
 
 
 def in_force(c: Collector, worker: str, m: re.Match[str]) -> None:
@@ -91,7 +91,7 @@ def in_force(c: Collector, worker: str, m: re.Match[str]) -> None:
         c.figure(worker, "free_after_graphs_gib", number(available["gib"]))
 
 
-def setting(name: str, group: str, kind: type = str):  # noqa: ANN201 - a rule's apply
+def setting(name: str, group: str, kind: type = str) -> Apply:
     def apply(c: Collector, worker: str, m: re.Match[str]) -> None:
         c.setting(name, kind(m[group]))
     return apply

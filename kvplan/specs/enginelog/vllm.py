@@ -9,8 +9,9 @@ scheduler. The settings dumps are read in vllm_settings.py.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
-from .collect import Collector, Rule, build, integer, number, run_rules
+from .collect import Apply, Collector, Rule, build, integer, number, run_rules
 from .common import Line
 from .startup import LoggedStartup
 from .vllm_settings import SETTING_RULES
@@ -96,7 +97,7 @@ PADDING = phrase(r"Add (?P<layers>\d+) padding layers")
 MAMBA_BLOCKS = phrase(r"Mamba cache blocks \((?P<blocks>\d+) blocks available\)")
 
 
-def worker_figures(**names: str):  # noqa: ANN201 - a rule's apply
+def worker_figures(**names: str) -> Apply:
     """A rule's apply: each named group of the match, as a float, into the worker's figure `name`."""
     def apply(c: Collector, worker: str, m: re.Match[str]) -> None:
         for name, group in names.items():
@@ -167,7 +168,7 @@ def v0_capacity(c: Collector, worker: str, m: re.Match[str]) -> None:
     c.setting("max_model_len", int(m["len"]))
 
 
-def setting(name: str, group: str, kind: type = int):  # noqa: ANN201 - a rule's apply
+def setting(name: str, group: str, kind: Callable[[str], object] = int) -> Apply:
     """A rule's apply: one named group, converted by `kind`, into the setting `name`."""
     def apply(c: Collector, worker: str, m: re.Match[str]) -> None:
         c.setting(name, kind(m[group].replace(",", "")))
@@ -199,7 +200,7 @@ POOL_RULES = (
     Rule(V0_BLOCKS, v0_blocks),
     Rule(V0_CAPACITY, v0_capacity),
     Rule(ONE_REQUEST_LEN, setting("max_model_len", "len")),
-    Rule(KV_NEEDED, setting("kv_needed_gib", "gib", float)),
+    Rule(KV_NEEDED, setting("kv_needed_gib", "gib", number)),
     Rule(ESTIMATED_LEN, setting("estimated_max_model_len", "len")),
     Rule(NUM_GPU_BLOCKS, setting("num_gpu_blocks", "blocks")),
     Rule(PADDING, setting("padding_layers", "layers")),

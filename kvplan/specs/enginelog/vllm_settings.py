@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .collect import (DEVICE_NAME, KEY_COLON, KEY_EQUALS, Collector, Rule, as_bool, as_float, as_int, as_text, first, flags,
+from .collect import (DEVICE_NAME, KEY_COLON, Apply, KEY_EQUALS, Collector, Rule, as_bool, as_float, as_int, as_text, first, flags, number,
                       pairs)
 
 # Each setting: the names the dumps and the command line give it, and its type.
@@ -74,7 +74,7 @@ def dump_settings(c: Collector, values: dict[str, object]) -> None:
         c.setting(name, kind(first(values, *keys)))
 
 
-def from_dump(pattern: re.Pattern[str]):  # noqa: ANN201 - a rule's apply
+def from_dump(pattern: re.Pattern[str]) -> Apply:
     def apply(c: Collector, worker: str, m: re.Match[str]) -> None:
         dump_settings(c, pairs(pattern, m["dump"]))
     return apply
@@ -96,33 +96,33 @@ def non_default(c: Collector, worker: str, m: re.Match[str]) -> None:
 
 
 def command(c: Collector, worker: str, m: re.Match[str]) -> None:
-    values = flags(m["args"].replace(" -tp ", " --tensor-parallel-size "))
+    values = flags("serve" + m["args"].replace(" -tp ", " --tensor-parallel-size "))
     values = {key: value for key, value in values.items() if value is not True or key == "enable_prefix_caching"}
     dump_settings(c, values)
 
 
-def setting(name: str, group: str, kind: Callable[[str], object] = int):  # noqa: ANN201 - a rule's apply
+def setting(name: str, group: str, kind: Callable[[str], object] = int) -> Apply:
     def apply(c: Collector, worker: str, m: re.Match[str]) -> None:
         c.setting(name, kind(m[group]))
     return apply
 
 
-def constant(name: str, value: object):  # noqa: ANN201 - a rule's apply
+def constant(name: str, value: object) -> Apply:
     def apply(c: Collector, worker: str, m: re.Match[str]) -> None:
         c.setting(name, value)
     return apply
 
 
 def util_equivalent(c: Collector, worker: str, m: re.Match[str]) -> None:
-    c.setting("gpu_memory_utilization", float(m["util"]))
-    c.setting("util_without_graph_profiling", float(m["without"]))
+    c.setting("gpu_memory_utilization", number(m["util"]))
+    c.setting("util_without_graph_profiling", number(m["without"]))
     if m["keep"]:
-        c.setting("util_to_keep_kv_with_graph_profiling", float(m["keep"]))
+        c.setting("util_to_keep_kv_with_graph_profiling", number(m["keep"]))
 
 
 def util_to_keep(c: Collector, worker: str, m: re.Match[str]) -> None:
-    c.setting("gpu_memory_utilization", float(m["util"]))
-    c.setting("util_to_keep_kv_with_graph_profiling", float(m["keep"]))
+    c.setting("gpu_memory_utilization", number(m["util"]))
+    c.setting("util_to_keep_kv_with_graph_profiling", number(m["keep"]))
 
 
 SETTING_RULES = (
