@@ -278,3 +278,32 @@ def test_a_log_cut_before_its_kv_figures_is_refused_naming_them(cut):
     assert str(refused.value) == ("cut.log: this vllm log states no KV cache size (no 'Available KV cache memory', "
                                   "'GPU KV cache size' or V0 'Memory profiling' line); paste the log from the "
                                   "engine's start up to the KV cache lines")
+
+
+# vLLM V0 (0.6.6 to 0.8) as worker.py and gpu_executor.py print it (figures from a public log of a run at
+# gpu_memory_utilization 0.15 on an 80 GB card, found in the stored code index).
+V0_LOG = """\
+INFO 12-22 10:55:34 model_runner.py:1097] Loading model weights took 8.5107 GB
+INFO 12-22 10:55:34 worker.py:241] Memory profiling takes 0.69 seconds
+INFO 12-22 10:55:34 worker.py:241] the current vLLM instance can use total_gpu_memory (79.25GiB) x \
+gpu_memory_utilization (0.15) = 11.89GiB
+INFO 12-22 10:55:34 worker.py:241] model weights take 8.51GiB; non_torch_memory takes 0.26GiB; PyTorch activation \
+peak memory takes 0.94GiB; the rest of the memory reserved for KV Cache is 2.18GiB.
+INFO 12-22 10:55:35 gpu_executor.py:76] # GPU blocks: 715, # CPU blocks: 1310
+INFO 12-22 10:55:35 gpu_executor.py:80] Maximum concurrency for 2048 tokens per request: 5.59x
+"""
+
+
+def test_a_v0_log_and_its_two_ways_of_stating_the_pool():
+    """79.25 GiB x 0.15 = 11.8875, logged 11.89; 8.51 + 0.26 + 0.94 + 2.18 = 11.89 GiB, the same budget;
+    715 blocks x 16 tokens = 11,440 tokens, / 2,048 = 5.586, the 5.59x logged."""
+    startup = read_log(V0_LOG, "v0.log")
+    m = startup.memory
+    assert (m.total_gpu_gib, startup.gpu_memory_utilization, m.requested_gib) == (79.25, 0.15, 11.89)
+    assert (m.weights_gib, m.non_torch_gib, m.activation_gib, m.kv_cache_gib) == (8.5107, 0.26, 0.94, 2.18)
+    assert round(8.51 + 0.26 + 0.94 + 2.18, 2) == m.requested_gib
+    assert (startup.num_gpu_blocks, startup.num_cpu_blocks, startup.max_concurrency) == (715, 1310, 5.59)
+    assert round(715 * 16 / 2048, 2) == startup.max_concurrency and startup.kv_tokens is None
+    # the same terms wrapped over three lines, as V1 0.8's gpu_worker.py prints them
+    wrapped = V0_LOG.replace("; PyTorch", ";\nPyTorch").replace("; the rest", ";\nthe rest")
+    assert read_log(wrapped, "v0.log") == startup

@@ -1,8 +1,9 @@
 """What an engine's start-up log states, as typed figures: the frozen records `read_log` returns.
 
 Every figure is as the log prints it (a float of two or four decimals, never recomputed) and None
-where the log does not state it. Memory is in GiB whatever the engine's label: vLLM V0 prints
-"GB" for ``bytes / 2**30`` (worker/model_runner.py, "Loading model weights took %.4f GB"), SGLang
+where the log does not state it. Memory is in GiB whatever the engine's label: vLLM V0's model
+runner divides by GiB_bytes (worker/model_runner.py load_model, "Model loading took %.4f GiB" in
+0.10.2; its releases of 0.6 to 0.9 label the figure "GB"), SGLang
 prints "GB" for ``bytes / (1 << 30)`` (sglang/srt/utils.py get_available_gpu_memory) and
 TensorRT-LLM's "GB"/"MB" step by 1024 (cpp/tensorrt_llm/runtime/memoryCounters.cpp,
 doubleBytesToString); a TensorRT-LLM "MB" figure is divided by 1024 once, to GiB.

@@ -27,8 +27,9 @@ def phrase(pattern: str) -> re.Pattern[str]:
 
 GIB = r"(?P<gib>-?\d+(?:\.\d+)?) GiB"
 
-# V1: "Model loading took 27.6656 GiB and 119.554644 seconds", 0.12+: "took 29.3114 GiB memory and .."
-MODEL_LOADING = phrase(r"Model loading took " + GIB)
+# V1: "Model loading took 27.6656 GiB and 119.554644 seconds", 0.12+: "took 29.3114 GiB memory and ..", V0 0.8:
+# "Model loading took 8.6253 GB and 7.670299 seconds" (GiB: model_runner.py divides by GiB_bytes)
+MODEL_LOADING = phrase(r"Model loading took (?P<gib>-?\d+(?:\.\d+)?) Gi?B\b")
 # V0: "Loading model weights took 14.9888 GB" (GiB: model_runner.py divides by 2**30)
 V0_WEIGHTS = phrase(r"Loading model weights took (?P<gib>\d+(?:\.\d+)?) GB\b")
 # "Available KV cache memory: 35.74 GiB" (gpu_worker.py determine_available_memory, per worker)
@@ -65,21 +66,23 @@ V0_PROFILE_TERM = phrase(r"(?P<key>\w+)=(?P<value>-?\d+(?:\.\d+)?)(?:GiB)?")
 V0_PROFILE_ROW = phrase(r"^(?P<key>total_gpu_memory|gpu_memory_utilization|the current vLLM instance can use|"
                             r"model weights take|non_torch_memory|PyTorch activation peak memory|"
                             r"available_kv_cache_memory)\s+(?P<value>-?\d+(?:\.\d+)?)(?:GiB)?$")
-# V0 0.7: "model weights take 14.99GiB; non_torch_memory takes 0.11GiB; PyTorch activation peak memory takes
-# 1.23GiB; the rest of the memory reserved for KV Cache is 4.95GiB." (worker.py determine_num_available_blocks)
-V0_PROFILE_PROSE = phrase(r"model weights take (?P<weights>\d+(?:\.\d+)?)GiB; non_torch_memory takes "
-                              r"(?P<non_torch>-?\d+(?:\.\d+)?)GiB; PyTorch activation peak memory takes "
-                              r"(?P<activation>-?\d+(?:\.\d+)?)GiB; the rest of the memory reserved for KV Cache is "
-                              r"(?P<kv>-?\d+(?:\.\d+)?)GiB")
-# V0 0.7: "the current vLLM instance can use total_gpu_memory (23.64GiB) x gpu_memory_utilization (0.90) = 21.28GiB"
+# V0 0.6.6 to 0.8, one line or wrapped over three: "model weights take 8.51GiB; non_torch_memory takes 0.26GiB;
+# PyTorch activation peak memory takes 0.94GiB; the rest of the memory reserved for KV Cache is 2.18GiB."
+# (worker.py determine_num_available_blocks; V1 0.8 gpu_worker.py prints the same terms)
+V0_WEIGHTS_TAKE = phrase(r"model weights take (?P<gib>\d+(?:\.\d+)?)GiB;")
+V0_NON_TORCH_TAKES = phrase(r"non_torch_memory takes (?P<gib>-?\d+(?:\.\d+)?)GiB")
+V0_ACTIVATION_TAKES = phrase(r"PyTorch activation peak memory takes (?P<gib>-?\d+(?:\.\d+)?)GiB")
+V0_KV_REST = phrase(r"the rest of the memory reserved for KV Cache is (?P<gib>-?\d+(?:\.\d+)?)GiB")
+# V0 0.6.6 to 0.8: "the current vLLM instance can use total_gpu_memory (79.25GiB) x gpu_memory_utilization (0.15) = 11.89GiB"
 V0_INSTANCE = phrase(r"total_gpu_memory \((?P<total>\d+(?:\.\d+)?)GiB\) x gpu_memory_utilization "
                          r"\((?P<util>\d+(?:\.\d+)?)\) = (?P<requested>\d+(?:\.\d+)?)GiB")
 # "GPU KV cache size: 1,594,928 tokens" (kv_cache_utils.py, the engine core: one per worker in 0.10.0)
 POOL_TOKENS = phrase(r"GPU KV cache size: (?P<tokens>[\d,]+) tokens")
 # "Maximum concurrency for 32,768 tokens per request: 48.67x" (V0: "for 20000 tokens per request: 1.56x")
 CONCURRENCY = phrase(r"Maximum concurrency for (?P<len>[\d,]+) tokens per request: (?P<x>\d+(?:\.\d+)?)x")
-# V0: "# GPU blocks: 1952, # CPU blocks: 2048" (a paste may lose the leading "# ")
-V0_BLOCKS = phrase(r"GPU blocks: (?P<gpu>\d+), # CPU blocks: (?P<cpu>\d+)")
+# V0: "# GPU blocks: 1952, # CPU blocks: 2048" (a paste may lose the leading "# "); 0.8 V0: "# CUDA blocks: 5517,
+# # CPU blocks: 9362" or "# cuda blocks: 190100, # CPU blocks: 0"
+V0_BLOCKS = phrase(r"(?:GPU|CUDA|cuda) blocks: (?P<gpu>\d+), # CPU blocks: (?P<cpu>\d+)")
 # "The model's max seq len (29000) is larger than the maximum number of tokens that can be stored in KV cache (23648)."
 V0_CAPACITY = phrase(r"max seq len \((?P<len>\d+)\) is larger than the maximum number of tokens that can be "
                          r"stored in KV cache \((?P<tokens>\d+)\)")
@@ -190,8 +193,10 @@ MEMORY_RULES = (
                                         cuda_graph_gib="graph")),
     Rule(V0_PROFILE_LINE, v0_profile_line),
     Rule(V0_PROFILE_ROW, v0_profile_row),
-    Rule(V0_PROFILE_PROSE, worker_figures(weights_gib="weights", non_torch_gib="non_torch",
-                                          activation_gib="activation", kv_cache_gib="kv")),
+    Rule(V0_WEIGHTS_TAKE, worker_figures(weights_gib="gib")),
+    Rule(V0_NON_TORCH_TAKES, worker_figures(non_torch_gib="gib")),
+    Rule(V0_ACTIVATION_TAKES, worker_figures(activation_gib="gib")),
+    Rule(V0_KV_REST, worker_figures(kv_cache_gib="gib")),
     Rule(V0_INSTANCE, v0_instance),
 )
 POOL_RULES = (
