@@ -307,3 +307,10 @@ def test_a_v0_log_and_its_two_ways_of_stating_the_pool():
     # the same terms wrapped over three lines, as V1 0.8's gpu_worker.py prints them
     wrapped = V0_LOG.replace("; PyTorch", ";\nPyTorch").replace("; the rest", ";\nthe rest")
     assert read_log(wrapped, "v0.log") == startup
+
+
+def test_v0_memory_terms_alone_are_read_as_vllm():
+    """Two V0 lines pasted without the rest (no banner): still a vLLM log, its KV memory read."""
+    lines = V0_LOG.split("\n")[3:5]
+    startup = read_log("\n".join(lines), "two-lines.log")
+    assert (startup.engine, startup.kv_cache_gib, startup.num_gpu_blocks) == ("vllm", 2.18, 715)

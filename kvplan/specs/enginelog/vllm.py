@@ -9,12 +9,11 @@ scheduler. The settings dumps are read in vllm_settings.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from .collect import Apply, Collector, Rule, build, integer, number, run_rules
 from .common import Line
 from .startup import LoggedStartup
-from .vllm_settings import SETTING_RULES
+from .vllm_settings import SETTING_RULES, setting
 
 MISSING = "no 'Available KV cache memory', 'GPU KV cache size' or V0 'Memory profiling' line"
 
@@ -169,13 +168,6 @@ def v0_blocks(c: Collector, worker: str, m: re.Match[str]) -> None:
 def v0_capacity(c: Collector, worker: str, m: re.Match[str]) -> None:
     c.setting("_capacity_tokens", int(m["tokens"]))
     c.setting("max_model_len", int(m["len"]))
-
-
-def setting(name: str, group: str, kind: Callable[[str], object] = int) -> Apply:
-    """A rule's apply: one named group, converted by `kind`, into the setting `name`."""
-    def apply(c: Collector, worker: str, m: re.Match[str]) -> None:
-        c.setting(name, kind(m[group].replace(",", "")))
-    return apply
 
 
 MEMORY_RULES = (
