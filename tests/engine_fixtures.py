@@ -26,6 +26,12 @@ PLANNED: list[dict] = [
     for entry in yaml.safe_load((LOGS / name).read_text())]
 
 
+def known(name: str) -> dict:
+    """What a fixture's log states (`logged:`), and what is known beside it (`given:`: its command
+    line, the issue's title or the engine's default, which the log does not print)."""
+    return {**SOURCES[name].get("given", {}), **SOURCES[name]["logged"]}
+
+
 def version(planned: dict) -> tuple[int, ...]:
     return tuple(int(part) for part in str(planned["release"]).split(".")[:3])
 
@@ -53,7 +59,7 @@ def as_served(model, planned: dict):
 def logged_interval(model, planned: dict) -> tuple[int, int] | None:
     """The tokens the logged KV memory holds at either end of its rounding (x.xx GiB +- 0.005; SGLang's
     K and V sizes +- 0.005 each), by the engine's own layout; None where kvplan cannot lay it out."""
-    logged = SOURCES[planned["file"]]["logged"]
+    logged = known(planned["file"])
     tp, pp = planned.get("tp", 1), planned.get("pp", 1)
     if planned["engine"] == "sglang":
         kv = logged["k_size_gb"] + logged["v_size_gb"]
@@ -85,7 +91,7 @@ def before_launch(planned: dict) -> BudgetInputs:
     """What a user knows before launch: the release, the model, GPU and parallelism, and what the
     command line sets (or the log's non-default args, written as one); nothing the engine measured."""
     entry = SOURCES[planned["file"]]
-    logged, key = entry["logged"], f"{planned['engine']}=={planned['release']}"
+    logged, key = known(planned["file"]), f"{planned['engine']}=={planned['release']}"
     settings: dict = {}
     if entry.get("command"):
         command = entry["command"].split(" (")[0]  # a note on where the line comes from, in parentheses

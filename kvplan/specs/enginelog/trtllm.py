@@ -1,0 +1,97 @@
+"""TensorRT-LLM's start-up lines (the C++ runtime's "[TensorRT-LLM][INFO]" lines and trtllm-bench's
+engine summary) read into figures; each regex quotes a fixture line. Its "GB" and "MB" step by 1024
+(cpp/tensorrt_llm/runtime/memoryCounters.cpp, doubleBytesToString)."""
+
+from __future__ import annotations
+
+import re
+
+from .collect import Collector, Rule, build, integer, number, run_rules
+from .common import Line
+from .startup import LoggedStartup
+
+MISSING = "no 'Allocated ... GiB for max tokens in paged KV cache' or 'blocks in KV cache primary pool' line"
+UNIT_GIB = {"KB": 1 / 1024**2, "KiB": 1 / 1024**2, "MB": 1 / 1024, "MiB": 1 / 1024, "GB": 1.0, "GiB": 1.0}
+
+# "Memory usage when calculating max tokens in paged kv cache: total: 79.10 GiB, available: 63.62 GiB"
+MEMORY_USAGE = re.compile(r"Memory usage when calculating max tokens in paged kv cache: total: (?P<total>\d+(?:\.\d+)?) GiB, "
+                          r"available: (?P<available>\d+(?:\.\d+)?) GiB")
+# "Number of blocks in KV cache primary pool: 4607"
+PRIMARY_BLOCKS = re.compile(r"Number of blocks in KV cache primary pool: (?P<blocks>\d+)")
+# "Number of tokens per block: 64."
+TOKENS_PER_BLOCK = re.compile(r"Number of tokens per block: (?P<tokens>\d+)")
+# "[MemUsageChange] Allocated 62.99 GiB for max tokens in paged KV cache (294848)."
+KV_ALLOCATED = re.compile(r"Allocated (?P<gib>\d+(?:\.\d+)?) GiB for max tokens in paged KV cache \((?P<tokens>\d+)\)")
+# "Loaded engine size: 6214 MiB"
+ENGINE_SIZE = re.compile(r"Loaded engine size: (?P<mib>\d+(?:\.\d+)?) MiB")
+# "[MemUsageChange] Allocated 928.77 MiB for execution context memory."
+EXECUTION_CONTEXT = re.compile(r"Allocated (?P<mib>\d+(?:\.\d+)?) MiB for execution context memory")
+# "[MemUsageChange] Allocated 1.14 GB GPU memory for runtime buffers." / "Allocated 43.29 MB GPU memory for decoder."
+GPU_ALLOCATION = re.compile(r"Allocated (?P<amount>\d+(?:\.\d+)?) (?P<unit>[KMG]i?B) GPU memory for (?P<what>runtime buffers|decoder)")
+# "Engine version 0.12.0.dev2024073000 found in the config file" / "TensorRT-LLM Version:   0.12.0.dev2024073000"
+RELEASE = re.compile(r"(?:Engine version|TensorRT-LLM Version:)\s+(?P<release>\d[\w.+-]*)")
+# "TRTGptModel maxSequenceLen: 4098", "TRTGptModel maxNumSequences: 4096", "TRTGptModel maxNumTokens: 8192"
+TRT_MODEL = re.compile(r"TRTGptModel (?P<key>maxSequenceLen|maxNumSequences|maxNumTokens): (?P<value>\d+)")
+# trtllm-bench's summary: "Model:                  meta-llama/Llama-2-7b-hf", "KV Cache Dtype:         FP8",
+# "TP Size:                1", "Max Sequence Length:    4098", "KV Memory Percentage:   99.0%"
+SUMMARY = re.compile(r"^(?P<key>Model|Dtype|KV Cache Dtype|Quantization|Max Sequence Length|TP Size|PP Size|"
+                     r"Max Runtime Batch Size|Max Runtime Tokens|KV Memory Percentage):\s+(?P<value>\S+)$")
+
+TRT_NAMES = {"maxSequenceLen": "max_model_len", "maxNumSequences": "max_num_seqs",
+             "maxNumTokens": "max_num_batched_tokens"}
+SUMMARY_NAMES = {"Model": "model", "Dtype": "dtype", "KV Cache Dtype": "kv_cache_dtype",
+                 "Quantization": "quantization", "Max Sequence Length": "max_model_len", "TP Size": "tp",
+                 "PP Size": "pp", "Max Runtime Batch Size": "max_num_seqs", "Max Runtime Tokens": "max_num_batched_tokens"}
+SUMMARY_INTS = {"max_model_len", "tp", "pp", "max_num_seqs", "max_num_batched_tokens"}
+
+
+def memory_usage(c: Collector, worker: str, m: re.Match[str]) -> None:
+    c.figure(worker, "total_gpu_gib", number(m["total"]))
+    c.figure(worker, "free_after_weights_gib", number(m["available"]))
+
+
+def primary_blocks(c: Collector, worker: str, m: re.Match[str]) -> None:
+    c.pool(worker, blocks=int(m["blocks"]))
+    c.setting("num_gpu_blocks", int(m["blocks"]))
+
+
+def kv_allocated(c: Collector, worker: str, m: re.Match[str]) -> None:
+    """The pool's size completes the pool its block count opened (or opens one of its own)."""
+    if not c.pools or c.pools[-1].get("tokens") is not None:
+        c.pool(worker)
+    c.pools[-1].update(gib=number(m["gib"]), tokens=integer(m["tokens"]))
+    c.figure(worker, "kv_cache_gib", number(m["gib"]))
+
+
+def gpu_allocation(c: Collector, worker: str, m: re.Match[str]) -> None:
+    name = "runtime_buffers_gib" if m["what"] == "runtime buffers" else "decoder_gib"
+    c.setting(name, round(number(m["amount"]) * UNIT_GIB[m["unit"]], 6))
+
+
+def summary(c: Collector, worker: str, m: re.Match[str]) -> None:
+    key, value = m["key"], m["value"]
+    if key == "KV Memory Percentage":
+        c.setting("kv_memory_fraction", round(number(value.rstrip("%")) / 100, 6))
+    elif SUMMARY_NAMES[key] in SUMMARY_INTS:
+        c.setting(SUMMARY_NAMES[key], int(value) if value.isdigit() else None)
+    else:
+        c.setting(SUMMARY_NAMES[key], value if key == "Model" else value.lower())
+
+
+RULES = (
+    Rule(MEMORY_USAGE, memory_usage),
+    Rule(PRIMARY_BLOCKS, primary_blocks),
+    Rule(TOKENS_PER_BLOCK, lambda c, worker, m: c.setting("block_size", int(m["tokens"]))),
+    Rule(KV_ALLOCATED, kv_allocated),
+    Rule(ENGINE_SIZE, lambda c, worker, m: c.setting("engine_mib", number(m["mib"]))),
+    Rule(EXECUTION_CONTEXT, lambda c, worker, m: c.setting("execution_context_mib", number(m["mib"]))),
+    Rule(GPU_ALLOCATION, gpu_allocation),
+    Rule(RELEASE, lambda c, worker, m: c.setting("release", m["release"])),
+    Rule(TRT_MODEL, lambda c, worker, m: c.setting(TRT_NAMES[m["key"]], int(m["value"]))),
+    Rule(SUMMARY, summary),
+)
+
+
+def read_trtllm(lines: list[Line], where: str) -> LoggedStartup:
+    """A TensorRT-LLM log's settings, memory and pool; SpecError where it states no KV figure."""
+    return build("trtllm", where, run_rules(lines, RULES, Collector()), MISSING)
