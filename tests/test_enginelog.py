@@ -1,4 +1,4 @@
-"""The start-up log reader (kvplan.specs.enginelog) against the real logs of tests/fixtures/engine_logs/:
+"""The start-up log reader (kvplan.specs.engines.logs) against the real logs of tests/fixtures/engine_logs/:
 every figure SOURCES.yaml records by hand under `logged:` is what read_log reads from the raw text,
 and the model, release, tp and max_model_len where the log states them. Hand-written small logs pin
 the cases users paste: wrapped lines, colours, interleaved workers."""
@@ -12,7 +12,7 @@ import pytest
 
 from engine_fixtures import LOGS, SOURCES
 from kvplan.errors import SpecError
-from kvplan.specs.enginelog import LoggedStartup, read_log
+from kvplan.specs.engines.logs import LoggedStartup, read_log
 
 Get = Callable[[LoggedStartup], object]
 
@@ -34,7 +34,7 @@ def setting(name: str) -> Get:
 
 
 # SOURCES.yaml's keys (written by several hands, in each engine's own words) -> what read_log returns.
-# SGLang's "GB" and vLLM V0's "GB" are GiB (kvplan/specs/enginelog/startup.py says where each divides).
+# SGLang's "GB" and vLLM V0's "GB" are GiB (kvplan/specs/engines/logs/startup.py says where each divides).
 KEYS: dict[str, Get] = {
     "weights_gib": memory("weights_gib"), "weights_gb": memory("weights_gib"),
     "weights_gb_per_rank": per_worker("weights_gib"), "draft_weights_gb": memory("draft_weights_gib"),

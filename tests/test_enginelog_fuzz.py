@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from engine_fixtures import LOGS, SOURCES
 from kvplan.errors import SpecError
-from kvplan.specs.enginelog import LoggedStartup, read_log
+from kvplan.specs.engines.logs import LoggedStartup, read_log
 
 EXAMPLES = 3000 if os.environ.get("KVPLAN_FUZZ") == "long" else 120
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

@@ -48,6 +48,8 @@ class BudgetInputs:
     sampler: str | None = None  # vLLM's top-k/top-p sampler: "flashinfer" or "pytorch"; None: the release's default
     num_speculative_tokens: int = 0  # draft tokens per step (vLLM speculative_config): a state's pages and conv rows
     prefix_caching: bool | None = None  # None: the engine's default (vLLM: on for hybrids from 0.26)
+    weights_tp: int | None = None  # the TP weights_bytes was measured at (a log's): another TP rescales it
+    terms_from: str | None = None  # the log the given terms were measured in (--from-log), for their source
 
     def __post_init__(self) -> None:
         """Names are checked when the inputs are made, so a sweep or a plan refuses a bad one at once
@@ -121,7 +123,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     max_model_len = inputs.max_model_len or model.max_context
     limits = batch_limits(inputs, gpu, total.value, max_model_len)
     replica = Replica(gpu, inputs.tp, inputs.pp, dtype, max_model_len, inputs.sampler)
-    weights = _given(inputs, "weights_bytes") or _with_extras(_weights(model, inputs, dtype),
+    weights = _measured_weights(inputs) or _with_extras(_weights(model, inputs, dtype),
                                                                   engine.weights_extra(model, replica))
     activation = _given(inputs, "activation_bytes") or engine.activation(model, replica, limits)
     overhead = _given(inputs, "overhead_bytes") or engine.overhead(model, replica, limits)
@@ -189,10 +191,26 @@ def _gpu(gpu: GpuSpec | None) -> GpuSpec:
     return gpu
 
 
+def _measured_weights(inputs: BudgetInputs) -> Term | None:
+    """weights_bytes as given; measured at another TP (weights_tp, a log's), the engine shards them
+    by TP: rescaled by weights_tp / tp, and said so."""
+    given = _given(inputs, "weights_bytes")
+    if given is None or not inputs.weights_tp or inputs.weights_tp == inputs.tp:
+        return given
+    value = given.value * inputs.weights_tp // inputs.tp
+    return Term(value, f"{given.source} at TP {inputs.weights_tp}, rescaled to TP {inputs.tp}",
+                f"{given.value:,} B x {inputs.weights_tp} / {inputs.tp}")
+
+
 def _given(inputs: BudgetInputs, field: str) -> Term | None:
     """A term the user gave; its source is the field's name, which the CLI shows as its flag."""
     value = getattr(inputs, field)
-    return None if value is None else Term(value, field, "given")
+    if value is None:
+        return None
+    if not inputs.terms_from:
+        return Term(value, field, "given")
+    rest = " (all the non-KV memory but the weights)" if field == "activation_bytes" else ""
+    return Term(value, f"as logged in {inputs.terms_from}{rest}", "given")
 
 
 def served_dtype(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs) -> tuple[str, str]:

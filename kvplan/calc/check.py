@@ -47,15 +47,22 @@ class ScenarioFigures:
     kv_dtype: str  # as the budget resolved it (auto: the dtype the engine serves)
 
 
-def _inputs(s: Scenario) -> BudgetInputs:
+def _bytes(gib: float | None) -> int | None:
+    return None if gib is None else round(gib * GIB)
+
+
+def scenario_inputs(s: Scenario) -> BudgetInputs:
     return BudgetInputs(engine=s.engine, tp=s.tp, pp=s.pp, kv_dtype=s.kv_dtype, weights_dtype=s.weights_dtype,
                         util=s.util, block_size=s.block_size, max_num_batched_tokens=s.max_num_batched_tokens,
                         max_num_seqs=s.max_num_seqs, allow_long_max_len=s.allow_long_max_len,
-                        max_model_len=s.max_model_len, sampler=s.sampler, chunked_prefill=s.chunked_prefill)
+                        max_model_len=s.max_model_len, sampler=s.sampler, chunked_prefill=s.chunked_prefill,
+                        num_speculative_tokens=s.num_speculative_tokens, gpu_mem_bytes=_bytes(s.gpu_mem_gib),
+                        weights_bytes=_bytes(s.weights_gib), activation_bytes=_bytes(s.activation_gib),
+                        overhead_bytes=_bytes(s.overhead_gib))
 
 
 def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:
-    inputs = _inputs(s)
+    inputs = scenario_inputs(s)
     budget = memory_budget(model, gpu, inputs)
     if s.cpu_offload_gib:  # vLLM keeps up to cpu_offload_gb GiB of each GPU's weights on the host
         resident = max(budget.weights_bytes - int(s.cpu_offload_gib * GIB), 0)

@@ -30,7 +30,7 @@ from kvplan.errors import KvplanError
 COMMANDS = {
     "size": "size", "models": "catalog", "gpus": "catalog", "engines": "catalog", "show": "catalog", "import": "catalog",
     "batch": "capacity", "fit": "capacity", "plan": "capacity", "probe": "probe", "offload": "offload",
-    "frag": "frag", "check": "check", "sweep": "sweep",
+    "frag": "frag", "check": "check", "sweep": "sweep", "log": "log",
 }
 
 

@@ -212,3 +212,28 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
                         block_size=block_size, max_num_seqs=max_num_seqs, allow_long_max_len=allow_long_max_len,
                         max_model_len=max_len, max_num_batched_tokens=max_num_batched_tokens,
                         chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens)
+
+
+FromLogOpt = Annotated[Optional[Path], typer.Option(
+    "--from-log", metavar="FILE", rich_help_panel=BUDGET,
+    help="Plan on the terms a start-up log measured (GPU total, weights, the rest of the non-KV memory) "
+         "and its settings; options given are the what-if.")]
+
+
+def with_log(path: Optional[Path], inputs, model: Optional[str], gpu_spec, cat):
+    """`inputs` on the measured terms of the log at `path` (--from-log), after checking that it is a
+    log of `model`; the notes on what was rescaled go to stderr."""
+    if path is None:
+        return inputs
+    from kvplan.calc.logfit import plan_from_log
+    from kvplan.specs.engines.registry import engine as engine_entry
+    from kvplan.specs.engines.logs import load_log
+    from kvplan.specs.logmatch import log_model
+
+    startup = load_log(path)
+    log_model(cat, startup, model)  # one line where the log is of another model
+    total = engine_entry(inputs.engine).total_memory(gpu_spec).value if gpu_spec is not None else None
+    planned, notes = plan_from_log(startup, inputs, total)
+    for note in notes:
+        err_console.print(f"--from-log: {note}")
+    return planned

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan.cli.app import (
-    DEFAULT_ENGINE, DebugOpt, EngineOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console, handle_errors, read_option,
-    spelled,
+    DEFAULT_ENGINE, DebugOpt, EngineOpt, FromLogOpt, JsonOpt, KvDtypeOpt, OfflineOpt, SpecsOpt, app, catalog, console,
+    handle_errors, read_option, spelled,
 )
 from kvplan import bounds
 from kvplan.errors import KvplanError, SpecError
@@ -30,6 +30,7 @@ def check(
     junit: Annotated[Optional[Path], typer.Option("--junit", metavar="PATH", help="Write a JUnit XML report.")] = None,
     markdown: Annotated[Optional[Path], typer.Option(
         "--markdown", metavar="PATH", help="Append the summary as a Markdown table, e.g. to $GITHUB_STEP_SUMMARY.")] = None,
+    from_log: FromLogOpt = None,
     offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """CI capacity gates: exit 0 when every scenario meets its expectations, 1 when one does not, 2 on bad input.
@@ -59,7 +60,7 @@ def check(
     for s in scenarios:  # every scenario's problem in one run, not the first alone
         try:
             model_spec, gpu_spec = cat.model(s.model or ""), cat.gpu(s.gpu or "")
-            results.append(evaluate(model_spec, gpu_spec, s))
+            results.append(evaluate(model_spec, gpu_spec, on_log(from_log, s, gpu_spec, cat)))
         except KvplanError as err:
             problems.append(f"{s.source or 'inline scenario'} ({s.name}): {spelled(err)}")
     if problems:
@@ -71,3 +72,17 @@ def check(
     print_json(console, report(results)) if json else render_check(console, results)
     if not all(r.passed for r in results):
         raise typer.Exit(1)
+
+
+def on_log(path: Optional[Path], s, gpu_spec, cat):
+    """The scenario on the measured terms of the log at `path` (--from-log), checked to be its model's."""
+    if path is None:
+        return s
+    from kvplan.calc.logfit import scenario_from_log
+    from kvplan.specs.engines.registry import engine as engine_entry
+    from kvplan.specs.engines.logs import load_log
+    from kvplan.specs.logmatch import log_model
+
+    startup = load_log(path)
+    log_model(cat, startup, s.model)
+    return scenario_from_log(startup, s, engine_entry(s.engine).total_memory(gpu_spec).value)

@@ -9,7 +9,8 @@ import typer
 
 from kvplan.cli.app import (
     DEFAULT_ENGINE, OUTPUT, AllowLongOpt, ChunkedOpt, SamplerOpt, DebugOpt, JsonOpt, MaxBatchedTokensOpt, MaxLenOpt, MaxSeqsOpt, OfflineOpt, SpecsOpt, UtilOpt,
-    WeightsDtypeOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option,
+    WeightsDtypeOpt, FromLogOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option,
+    with_log,
 )
 from kvplan import bounds
 
@@ -36,6 +37,7 @@ def sweep(
     util: UtilOpt = None, max_len: MaxLenOpt = None,
     weights_dtype: WeightsDtypeOpt = "auto", max_num_seqs: MaxSeqsOpt = None, allow_long: AllowLongOpt = False,
     max_num_batched_tokens: MaxBatchedTokensOpt = None, chunked_prefill: ChunkedOpt = None, sampler: SamplerOpt = None,
+    from_log: FromLogOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Also draw it to FILE (.png or .svg).")] = None,
     log_y: Annotated[bool, typer.Option("--log-y", help="A log-scale y axis in the plot.", rich_help_panel=OUTPUT)] = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV.", rich_help_panel=OUTPUT)] = False,
@@ -72,10 +74,11 @@ def sweep(
         parts = [p for p, many in ((name, len(models) > 1), (gpu_name, len(gpu_names) > 1),
                                    (f"KV {dtype}", len(dtypes) > 1), (f"TP {tp}", len(series_tps) > 1),
                                    (eng, len(engines) > 1)) if many]
+        inputs = budget_inputs(eng, tp, 1, dtype, weights_dtype, util, None, None, None, None, None, max_num_seqs,
+                               allow_long, max_len=max_len, max_num_batched_tokens=max_num_batched_tokens,
+                               chunked_prefill=chunked_prefill, sampler=sampler)
         series.append((" · ".join(parts) or name, cat.model(name), cat.gpu(gpu_name),
-                       budget_inputs(eng, tp, 1, dtype, weights_dtype, util, None, None, None, None, None,
-                                     max_num_seqs, allow_long, max_len=max_len,
-                                     max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, sampler=sampler)))
+                       with_log(from_log, inputs, name, cat.gpu(gpu_name), cat)))
     result = sweep_(series, x_axis, xs, fixed_ctx, None, metric, max_len)
     if plot:
         on = ", ".join(gpu_names) + (f" (TP {tps})" if tps != "1" and x_axis != "tp" else "")

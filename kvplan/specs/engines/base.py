@@ -156,6 +156,11 @@ class Engine:
     # calc/kvpacked.py), and whether windows hold 2 steps of batched tokens in flight (async scheduling)
     packed_kv_groups: bool = False
     async_scheduling: bool = False
+    # Reading a start-up log back (calc/logfit.py): whether the fraction applies to the memory free
+    # before the weights, with no other term beside them (SGLang), and whether the block size a log
+    # states is the engine build's, known before launch (TensorRT-LLM's tokens per block)
+    fraction_of_free_memory: bool = False
+    logged_block_is_built: bool = False
     base_overhead_bytes = RUNTIME_OVERHEAD_BYTES
     base_overhead_source = "CUDA context, measured"
 

@@ -45,6 +45,7 @@ class Trtllm(Engine):
     encodes: tuple[str, ...] = ("tensorrt_llm/llmapi/llm_args.py KvCacheConfig", "tensorrt_llm/commands/serve.py")
     changes = "the first preset"
     util, util_name = 0.90, "free_gpu_memory_fraction"
+    logged_block_is_built = True
     util_meaning = "of the memory still free once the engine, its weights and its buffers are loaded"
     block_size = 32
     formula = "util x (total - weights - activation - overhead)"

@@ -118,6 +118,12 @@ class LoggedStartup:
     max_concurrency: float | None = None
 
     @property
+    def kv_rounding_gib(self) -> float:
+        """How far the logged KV memory may be from the true one: 0.005 GiB where it is printed to two
+        decimals; 0.01 for SGLang, whose K and V sizes are rounded apart."""
+        return 0.01 if self.engine == "sglang" else 0.005
+
+    @property
     def weights_gib(self) -> float | None:
         return self.memory.weights_gib
 

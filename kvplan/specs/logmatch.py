@@ -1,0 +1,74 @@
+"""The model and GPU a start-up log names, found in kvplan's database: a log names its model as the
+engine was given it (a Hugging Face id, or a local path whose last folder is usually the repo's
+name) and its GPU as the driver spells it ("NVIDIA GeForce RTX 3090", "NVIDIA H100 80GB HBM3")."""
+
+from __future__ import annotations
+
+import re
+
+from kvplan.errors import InputError
+from kvplan.specs.catalog import Catalog
+from kvplan.specs.engines.logs import LoggedStartup
+from kvplan.specs.gpu import GpuSpec
+from kvplan.specs.model import ModelSpec
+
+
+def _spellings(named: str) -> list[str]:
+    """The log's model as a database may spell it: the id, then the path's last folder."""
+    trimmed = named.rstrip("/")
+    return list(dict.fromkeys((trimmed, trimmed.rsplit("/", 1)[-1])))
+
+
+def logged_model_name(cat: Catalog, startup: LoggedStartup) -> str | None:
+    """The database model the log names, or None where none is spelled so (a fine-tune, a local path)."""
+    for spelling in _spellings(startup.model or ""):
+        if spelling and cat.models.has(spelling):
+            return cat.models.get(spelling).name
+    return None
+
+
+def log_model(cat: Catalog, startup: LoggedStartup, asked: str | None) -> ModelSpec:
+    """--model where given (refused where the log names another database model), else the one the
+    log names; one line asking for --model where the database holds no such name."""
+    named = logged_model_name(cat, startup)
+    if asked:
+        model = cat.model(asked)
+        if named and named != model.name:
+            raise InputError(f"{startup.where} is a log of {startup.model} ({named}), not of {asked}; plan "
+                             f"{named} with it, or give a log of {asked}", "model")
+        return model
+    if named is None:
+        raise InputError(f"{startup.where}: the log names the model {startup.model or '(none)'}, which kvplan's "
+                         "database does not spell so; pass --model (a database name, a config folder or a "
+                         "Hugging Face id)", "model")
+    return cat.model(named)
+
+
+_FORMS = {"pcie", "nvl"}  # the driver names the SXM parts without a form: "NVIDIA H100 80GB HBM3"
+_NOISE = {"nvidia", "geforce", "tesla", "gb", "hbm3", "hbm3e", "hbm2e", "sxm", "sxm4", "sxm5", "pcie", "graphics"}
+
+
+def _tokens(text: str) -> set[str]:
+    return {t for t in re.split(r"[^a-z0-9]+", text.lower().replace("_", " ")) if t}
+
+
+def log_gpu(cat: Catalog, startup: LoggedStartup, asked: str | None) -> GpuSpec | None:
+    """--gpu where given, else the database GPU the log's name matches: its model number ("h100",
+    "3090") among the GPU's names, a PCIe or NVL part only where the log says so, then the most of the
+    log's other words (memory size); None where the log names no GPU or two match equally (the log's
+    total memory is used then)."""
+    if asked:
+        return cat.gpu(asked)
+    words = _tokens(startup.gpu_name or "")
+    key = {w for w in words - _NOISE if any(c.isdigit() for c in w) and not w.endswith("gb")}
+    if not key:
+        return None
+    scored = []
+    for spec in cat.gpus.specs.values():
+        names = _tokens(" ".join((spec.name, spec.display_name, *spec.aliases)))
+        if key <= names and names & _FORMS <= words:  # a PCIe or NVL card says so ("NVIDIA H100 PCIe")
+            scored.append((len(words & names), -len(names), spec.name))
+    scored.sort(reverse=True)
+    if not scored or (len(scored) > 1 and scored[0][:2] == scored[1][:2]):
+        return None
+    return cat.gpu(scored[0][2])

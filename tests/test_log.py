@@ -1,0 +1,139 @@
+"""`kvplan log` and `--from-log`: the start-up logs of tests/fixtures/engine_logs read back through the
+command's calculator, each logged token capacity reproduced from the log's own terms, a check file
+that guards it, and plans on the measured terms."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.calc.check import evaluate
+from kvplan.calc.logfit import LogSettings, explain_log, plan_from_log
+from kvplan.cli import main
+from kvplan.render.log import check_file_text
+from kvplan.specs.checkfile import load_check_file
+from kvplan.specs.engines.logs import load_log, read_log
+
+sys.path.insert(0, str(Path(__file__).parent))
+from engine_fixtures import LOGS, PLANNED, as_served
+
+ROOT = Path(__file__).parent.parent
+QWEN3_4B_LOG = ROOT / "examples" / "logs" / "vllm-qwen3-4b-h100.log"
+
+
+def given(planned: dict) -> LogSettings:
+    """What the mapping knows beside the log (kvplan.yaml): the release where the log's is cut, the
+    TP/PP and KV dtype where a line does not say them, the speculative tokens."""
+    return LogSettings(engine=f"{planned['engine']}=={planned['release']}", tp=planned.get("tp"), pp=planned.get("pp"),
+                       kv_dtype=planned.get("kv_dtype"), num_speculative_tokens=planned.get("num_speculative_tokens"))
+
+
+def report(catalog, planned: dict, target: int | None = None):
+    startup = load_log(LOGS / planned["file"])
+    if "max_num_batched_tokens" in planned or "prefix_caching" in planned:  # the log's own raised value
+        startup = startup.__class__(**{**startup.__dict__, "max_num_batched_tokens": planned.get(
+            "max_num_batched_tokens", startup.max_num_batched_tokens), "enable_prefix_caching": planned.get(
+            "prefix_caching", startup.enable_prefix_caching)})
+    model = as_served(catalog.model(planned["model"]), planned)
+    gpu = catalog.gpu(planned["gpu"]) if planned.get("gpu") else None
+    return explain_log(startup, model, gpu, given=given(planned), target=target)
+
+
+@pytest.mark.parametrize("planned", PLANNED, ids=lambda p: p["file"])
+def test_every_fixture_log_reproduces_its_token_capacity_from_its_own_terms(catalog, planned):
+    """The KV memory each log states, laid out by its release's rules, holds the tokens it logs at one
+    end or the other of the log's rounding; the three the mapping names (two workers' lines, blocks
+    of 7/8 of the tokens) stay off, and this says so."""
+    tokens = next(f for f in report(catalog, planned).figures if f.name == "token capacity")
+    assert tokens.reproduced is not bool(planned.get("unexplained")), (tokens.reproduced_low, tokens.logged,
+                                                                      tokens.reproduced_high)
+
+
+def test_a_log_explained_figure_by_figure(catalog):
+    """vLLM 0.10.2, Qwen3-4B on an H100: 36 layers x 2 x 8 KV heads x 128 x 2 B = 147,456 B a token;
+    58.05 +- 0.005 GiB holds floor(62,325,...) // 2,359,296 B pages: 26,416 to 26,421 pages of 16
+    tokens = 422,656 to 422,736 tokens, and the log says 422,672."""
+    r = explain_log(load_log(QWEN3_4B_LOG), catalog.model("qwen3-4b"), catalog.gpu("h100"), target=8)
+    tokens = {f.name: f for f in r.figures}["token capacity"]
+    assert (tokens.reproduced_low, tokens.logged, tokens.reproduced_high) == (422_656, 422_672, 422_736)
+    assert int((58.05 - 0.005) * 2**30) // (16 * 147_456) * 16 == 422_656
+    assert int((58.05 + 0.005) * 2**30) // (16 * 147_456) * 16 == 422_736
+    assert {f.name: f for f in r.figures}["non-torch"].rule == "vLLM non-torch, as logged"
+    # 1,024 sequences share 422,672 tokens: 412 each
+    assert r.tokens_per_request_at_max_num_seqs == 422_672 // 1_024 == 412
+    # --target 8 of 40,960 tokens: 8 x 40,960 x 147,456 B = 48,318,382,080 B = 45.0 GiB of pool; the log's
+    # terms leave 79.18 u - 7.5552 - 5.6568 GiB (5.6568 = 79.18 x 0.9 - 7.5552 - 58.05), so
+    # u >= (45.0 + 13.212) / 79.18 = 0.7352: 0.736 to the thousandth
+    assert r.target_util == 0.736 and (45.0 + 7.5552 + 5.6568) / 79.18 == pytest.approx(0.73519, abs=1e-5)
+    assert r.target_max_model_len == 40_960  # 8 x 40,960 = 327,680 tokens fit in 422,704
+
+
+def test_the_check_file_passes_as_written_and_is_what_the_command_writes(catalog, tmp_path):
+    written = tmp_path / "guard.yaml"
+    assert main(["log", str(QWEN3_4B_LOG), "--gpu", "h100", "--to-check", str(written)]) == 0
+    committed = ROOT / "examples" / "logs" / "qwen3-4b-as-logged.yaml"
+    assert written.read_text() == committed.read_text()
+    for scenario in load_check_file(written):
+        result = evaluate(catalog.model(scenario.model), catalog.gpu(scenario.gpu), scenario)
+        assert result.passed
+        smaller = scenario.model_copy(update={"util": 0.85})  # a change that shrinks the pool fails
+        assert not evaluate(catalog.model(scenario.model), catalog.gpu(scenario.gpu), smaller).passed
+
+
+@pytest.mark.parametrize("planned", [p for p in PLANNED if p.get("gpu") and not p.get("unexplained")
+                                     and p["engine"] == "vllm"], ids=lambda p: p["file"])
+def test_to_check_passes_as_written_for_every_fixture_with_a_gpu(catalog, planned, tmp_path):
+    r = report(catalog, planned)
+    if r.guarded_kv_tokens is None:
+        pytest.skip("the log states too few terms to guard (no weights line)")
+    path = tmp_path / "guard.yaml"
+    path.write_text(check_file_text(r))
+    model = as_served(catalog.model(planned["model"]), planned)
+    assert all(evaluate(model, catalog.gpu(s.gpu), s).passed for s in load_check_file(path))
+
+
+def test_from_log_reproduces_the_logged_capacity_and_answers_a_what_if(catalog):
+    """On the log's measured terms the pool is the logged 58.05 GiB again; fp8 KV doubles the tokens."""
+    startup, model, h100 = load_log(QWEN3_4B_LOG), catalog.model("qwen3-4b"), catalog.gpu("h100")
+    inputs, notes = plan_from_log(startup, BudgetInputs(engine="vllm"))
+    budget = memory_budget(model, h100, inputs)
+    assert budget.engine_release == "0.8" and budget.util == 0.9 and notes == ()  # the log's release: 0.10.2
+    assert 422_656 <= budget.token_capacity <= 422_736 and budget.token_capacity == 422_704
+    fp8, _ = plan_from_log(startup, BudgetInputs(engine="vllm", kv_dtype="fp8"))
+    assert memory_budget(model, h100, fp8).token_capacity == 2 * 422_704  # 73,728 B a token: twice the pages
+    tp2, notes = plan_from_log(startup, BudgetInputs(engine="vllm", tp=2))
+    halved = memory_budget(model, h100, tp2)
+    assert halved.weights_bytes == int(7.5552 * 2**30) // 2 and "rescaled from the log's TP 1 to TP 2" in notes[0]
+
+
+def test_a_log_of_another_model_or_no_log_is_one_line(capsys, tmp_path):
+    assert main(["batch", "qwen3-8b", "--gpu", "h100", "--from-log", str(QWEN3_4B_LOG)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a log of Qwen/Qwen3-4B (qwen3-4b), not of qwen3-8b" in err
+    foreign = tmp_path / "pytest.log"
+    foreign.write_text("============ test session starts ============\ncollected 3 items\n")
+    assert main(["log", str(foreign), "--model", "qwen3-4b", "--gpu", "h100"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["log", str(tmp_path / "missing.log")]) == 2
+    assert "cannot read the log" in capsys.readouterr().err
+
+
+def test_stdin_and_json(monkeypatch, capsys):
+    import io
+    import json
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(QWEN3_4B_LOG.read_text()))
+    assert main(["log", "-", "--gpu", "h100", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["source"] == "stdin" and data["kv_tokens"] == 422_672 and data["model"] == "qwen3-4b"
+
+
+def test_the_log_names_its_gpu_and_model(catalog):
+    startup = read_log((LOGS / "vllm-0.19.1-phi-3-mini-4k-rtx3090-1.log").read_text(), "phi.log")
+    from kvplan.specs.logmatch import log_gpu, log_model
+
+    assert log_model(catalog, startup, None).name == "phi3-mini-4k"
+    assert log_gpu(catalog, startup, None) is None or log_gpu(catalog, startup, None).name == "rtx-3090"
