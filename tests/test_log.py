@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.check import evaluate
@@ -24,7 +26,7 @@ ROOT = Path(__file__).parent.parent
 QWEN3_4B_LOG = ROOT / "examples" / "logs" / "vllm-qwen3-4b-h100.log"
 
 
-def given(planned: dict) -> LogSettings:
+def known(planned: dict) -> LogSettings:
     """What the mapping knows beside the log (kvplan.yaml): the release where the log's is cut, the
     TP/PP and KV dtype where a line does not say them, the speculative tokens."""
     return LogSettings(engine=f"{planned['engine']}=={planned['release']}", tp=planned.get("tp"), pp=planned.get("pp"),
@@ -39,7 +41,7 @@ def report(catalog, planned: dict, target: int | None = None):
             "prefix_caching", startup.enable_prefix_caching)})
     model = as_served(catalog.model(planned["model"]), planned)
     gpu = catalog.gpu(planned["gpu"]) if planned.get("gpu") else None
-    return explain_log(startup, model, gpu, given=given(planned), target=target)
+    return explain_log(startup, model, gpu, given=known(planned), target=target)
 
 
 @pytest.mark.parametrize("planned", PLANNED, ids=lambda p: p["file"])
@@ -137,3 +139,32 @@ def test_the_log_names_its_gpu_and_model(catalog):
 
     assert log_model(catalog, startup, None).name == "phi3-mini-4k"
     assert log_gpu(catalog, startup, None) is None or log_gpu(catalog, startup, None).name == "rtx-3090"
+
+
+@pytest.mark.parametrize("planned", [p for p in PLANNED if p.get("gpu") and not p.get("unexplained")],
+                         ids=lambda p: p["file"])
+def test_from_log_reproduces_each_fixture_capacity(catalog, planned):
+    """Planned on its own measured terms (and the settings the mapping knows beside the log), each
+    fixture's pool holds the tokens the log states, within the log's rounding."""
+    r = report(catalog, planned)
+    if r.guarded_kv_tokens is None:
+        pytest.skip("the log states too few terms to plan from (no weights line)")
+    tokens = {f.name: f for f in r.figures}["token capacity"]
+    assert tokens.reproduced_low <= r.guarded_kv_tokens <= tokens.reproduced_high
+
+
+@settings(max_examples=40, deadline=None)
+@given(cut=st.integers(min_value=0, max_value=len(QWEN3_4B_LOG.read_text())), shuffle=st.randoms())
+def test_a_cut_or_shuffled_log_is_read_or_refused_in_one_line(tmp_path_factory, cut, shuffle):
+    """Never a traceback: a log cut anywhere, or with its lines shuffled, is explained or refused (exit 2)."""
+    import contextlib
+    import io
+
+    lines = QWEN3_4B_LOG.read_text()[:cut].splitlines()
+    shuffle.shuffle(lines) if cut % 2 else None
+    path = tmp_path_factory.mktemp("log") / "cut.log"
+    path.write_text("\n".join(lines))
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(["log", str(path), "--gpu", "h100", "--model", "qwen3-4b"])
+    assert code in (0, 2) and "Traceback" not in err.getvalue()

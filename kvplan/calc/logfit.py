@@ -115,14 +115,19 @@ def measured_inputs(startup: LoggedStartup, base: BudgetInputs,
         raise InputError(f"{startup.where}: the log states no weights memory ('Model loading took'); plan from "
                          "defaults, or paste the log from the engine's start", "from_log")
     logged_tp = startup.tp or 1
-    util = _util(startup) or 1.0
+    util = _util(startup) or engine_entry(base.engine).util  # unlogged: the release's default
     rest = total * util - weights - memory.kv_cache_gib
+    if rest < 0:  # the log's terms exceed the total it is said to have: not the GPU's (a WSL total, say)
+        total = (weights + memory.kv_cache_gib) / util
+        rest = 0.0
+        notes.append(f"the weights and KV memory logged exceed the GPU's total x {util:g}: a total of "
+                     f"{total:.2f} GiB, the least the log allows")
     if engine_entry(base.engine).fraction_of_free_memory:  # pool = fraction x (free before weights) - weights
         rest = 0.0
     if base.tp != logged_tp:
         notes.append(f"weights rescaled from the log's TP {logged_tp} to TP {base.tp}: {weights:.2f} GiB x "
                      f"{logged_tp} / {base.tp}; NCCL's buffers and the activation peak stay the log's")
-    return replace(base, gpu_mem_bytes=_gib(total), weights_bytes=_gib(weights), weights_tp=logged_tp,
+    return replace(base, util=base.util or util, gpu_mem_bytes=_gib(total), weights_bytes=_gib(weights), weights_tp=logged_tp,
                    activation_bytes=max(_gib(rest) or 0, 0), overhead_bytes=0), tuple(notes)
 
 
