@@ -168,3 +168,16 @@ def test_a_cut_or_shuffled_log_is_read_or_refused_in_one_line(tmp_path_factory, 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         code = main(["log", str(path), "--gpu", "h100", "--model", "qwen3-4b"])
     assert code in (0, 2) and "Traceback" not in err.getvalue()
+
+
+def test_a_hugging_face_cache_path_names_its_repo(catalog):
+    """SGLang logs the snapshot folder it loaded: .../models--Qwen--Qwen3-30B-A3B-FP8/snapshots/<sha> is
+    the repo Qwen/Qwen3-30B-A3B-FP8, served as qwen3-30b-a3b with fp8 weights, even where --model names
+    the base model."""
+    from kvplan.specs.logmatch import log_model
+
+    startup = load_log(LOGS / "sglang-unknown-qwen3-30b-a3b-fp8-h100-1.log")
+    assert "models--Qwen--Qwen3-30B-A3B-FP8/snapshots/" in (startup.model or "")
+    for asked in (None, "qwen3-30b-a3b"):
+        model = log_model(catalog, startup, asked)
+        assert (model.name, model.quantization) == ("qwen3-30b-a3b", "fp8")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from kvplan.errors import InputError
+from kvplan.errors import InputError, KvplanError
 from kvplan.specs.catalog import Catalog
 from kvplan.specs.engines.logs import LoggedStartup
 from kvplan.specs.gpu import GpuSpec
@@ -14,34 +14,52 @@ from kvplan.specs.model import ModelSpec
 
 
 def _spellings(named: str) -> list[str]:
-    """The log's model as a database may spell it: the id, then the path's last folder."""
+    """The log's model as a database may spell it: the id; a Hugging Face cache folder's repo
+    (`.../models--Qwen--Qwen3-30B-A3B-FP8/snapshots/<sha>` is Qwen/Qwen3-30B-A3B-FP8); the path's last
+    folder."""
     trimmed = named.rstrip("/")
-    return list(dict.fromkeys((trimmed, trimmed.rsplit("/", 1)[-1])))
+    cached = re.search(r"models--([^/]+?)--([^/]+)", trimmed)
+    repo = f"{cached[1]}/{cached[2]}" if cached else ""
+    return [s for s in dict.fromkeys((repo, trimmed, trimmed.rsplit("/", 1)[-1])) if s]
 
 
-def logged_model_name(cat: Catalog, startup: LoggedStartup) -> str | None:
-    """The database model the log names, or None where none is spelled so (a fine-tune, a local path)."""
+def _resolved(cat: Catalog, spelling: str) -> ModelSpec | None:
+    """The database spec a spelling names: exactly, or as a fine-tune or quantized repo of one."""
+    if cat.models.has(spelling):
+        return cat.model(spelling)
+    if "/" in spelling and len(spelling) < 200:  # an id kvplan resolves without the Hub (quantized, a fine-tune)
+        try:
+            return cat.model(spelling)
+        except KvplanError:
+            return None
+    return None
+
+
+def logged_model(cat: Catalog, startup: LoggedStartup) -> ModelSpec | None:
+    """The database model the log names, as served (a quantized repo's weights), or None where none is
+    spelled so (a local path of another name)."""
     for spelling in _spellings(startup.model or ""):
-        if spelling and cat.models.has(spelling):
-            return cat.models.get(spelling).name
+        found = _resolved(cat, spelling)
+        if found is not None:
+            return found
     return None
 
 
 def log_model(cat: Catalog, startup: LoggedStartup, asked: str | None) -> ModelSpec:
     """--model where given (refused where the log names another database model), else the one the
     log names; one line asking for --model where the database holds no such name."""
-    named = logged_model_name(cat, startup)
+    named = logged_model(cat, startup)
     if asked:
         model = cat.model(asked)
-        if named and named != model.name:
-            raise InputError(f"{startup.where} is a log of {startup.model} ({named}), not of {asked}; plan "
-                             f"{named} with it, or give a log of {asked}", "model")
-        return model
+        if named and named.name != model.name:
+            raise InputError(f"{startup.where} is a log of {startup.model} ({named.name}), not of {asked}; plan "
+                             f"{named.name} with it, or give a log of {asked}", "model")
+        return named or model  # the log's repo as served (a quantized one's weights) where it is the same model
     if named is None:
         raise InputError(f"{startup.where}: the log names the model {startup.model or '(none)'}, which kvplan's "
                          "database does not spell so; pass --model (a database name, a config folder or a "
                          "Hugging Face id)", "model")
-    return cat.model(named)
+    return named
 
 
 _FORMS = {"pcie", "nvl"}  # the driver names the SXM parts without a form: "NVIDIA H100 80GB HBM3"
