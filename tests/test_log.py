@@ -181,3 +181,20 @@ def test_a_hugging_face_cache_path_names_its_repo(catalog):
     for asked in (None, "qwen3-30b-a3b"):
         model = log_model(catalog, startup, asked)
         assert (model.name, model.quantization) == ("qwen3-30b-a3b", "fp8")
+
+
+@pytest.mark.parametrize("planned", PLANNED, ids=lambda p: p["file"])
+def test_every_fixture_log_goes_through_the_command(planned, capsys):
+    """`kvplan log` on each fixture, with what its mapping knows beside the log on the command line:
+    exit 0, the token capacity row, and its JSON equal to the calculator's."""
+    import json
+
+    extra = [flag for key, flag in (("gpu", "--gpu"), ("tp", "--tp"), ("pp", "--pp"), ("kv_dtype", "--kv-dtype"))
+             for flag in ((flag, str(planned[key])) if key in planned else ())]
+    line = ["log", str(LOGS / planned["file"]), "--model", planned["model"],
+            "--engine", f"{planned['engine']}=={planned['release']}", *extra]
+    assert main(line) == 0
+    assert "token capacity" in capsys.readouterr().out
+    assert main([*line, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["kv_tokens"] == load_log(LOGS / planned["file"]).kv_tokens
