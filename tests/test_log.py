@@ -120,7 +120,7 @@ def test_a_log_of_another_model_or_no_log_is_one_line(capsys, tmp_path):
     assert main(["log", str(foreign), "--model", "qwen3-4b", "--gpu", "h100"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert main(["log", str(tmp_path / "missing.log")]) == 2
-    assert "cannot read the log" in capsys.readouterr().err
+    assert "missing.log: cannot read start-up log (No such file or directory)" in capsys.readouterr().err
 
 
 def test_stdin_and_json(monkeypatch, capsys):

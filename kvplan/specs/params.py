@@ -4,6 +4,8 @@ quantization scales are not counted: an estimate, and every spec built from one 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from kvplan.errors import SpecError
 from kvplan.specs.hfconfig import Config, nemotron_pattern
 
@@ -167,3 +169,11 @@ def tower_params(vision: object, text_hidden: int) -> int:
     out = get("out_hidden_size", default=text_hidden)
     projector = (h * merge) ** 2 + h * merge * out if merge > 1 else h * out
     return blocks + patches + positions + projector
+
+
+def stacked_params(c: Config, layers: Iterable[int]) -> int:
+    """A decoder stack's parameters from each layer's own: the embeddings (and an untied LM head), the
+    layers, the final norm."""
+    h = c.int("hidden_size")
+    embeddings = c.int("vocab_size") * h * (1 if c.get("tie_word_embeddings", default=False) else 2)
+    return embeddings + sum(layers) + h

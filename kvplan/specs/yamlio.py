@@ -142,11 +142,13 @@ def _follows_from_another(problem: ErrorDetails, problems: list[ErrorDetails]) -
 # The largest file of each kind kvplan reads: 100-1000x the largest real one (a spec is ~3 KB, a
 # config.json ~10 KB, a check file of 100 scenarios ~20 KB), so a runaway file is refused before
 # it is parsed: a 50 MB spec took 15 s of YAML, a symlink to /dev/zero all of memory.
-LIMITS = {"spec file": 1 * 2**20, "check file": 8 * 2**20, "config.json": 16 * 2**20, "trace": 512 * 2**20}
+LIMITS = {"spec file": 1 * 2**20, "check file": 8 * 2**20, "config.json": 16 * 2**20, "trace": 512 * 2**20,
+          "start-up log": 64 * 2**20}
 
 
-def read_text(path: Path, what: str = "spec file", error: type[Exception] = SpecError) -> str:
-    """The text of a regular file of at most LIMITS[what] bytes, as UTF-8; else one line naming it."""
+def read_text(path: Path, what: str = "spec file", error: type[Exception] = SpecError, lenient: bool = False) -> str:
+    """The text of a regular file of at most LIMITS[what] bytes, as UTF-8; else one line naming it.
+    lenient: bytes that are not UTF-8 are replaced (a pasted log), not refused."""
     limit = LIMITS.get(what, 16 * 2**20)
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
@@ -158,7 +160,7 @@ def read_text(path: Path, what: str = "spec file", error: type[Exception] = Spec
     if len(data) > limit:
         raise error(f"{path}: over {limit // 2**20:,} MiB, too large for a {what}; is it the right file?")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8", errors="replace" if lenient else "strict")
     except UnicodeDecodeError as exc:
         raise error(f"{path}: cannot read {what} (not UTF-8 text: {exc.reason} at byte {exc.start:,})") from None
 

@@ -29,6 +29,7 @@ from kvplan.specs.archs import Architecture
 
 if TYPE_CHECKING:
     from kvplan.specs.hfconfig import Config
+from kvplan.specs.params import stacked_params
 
 SPARSE, FULL = "minimax_m3_sparse", "full_attention"
 LEGACY_INDEX_KEYS = {"index_n_heads": "sparse_num_index_heads", "index_head_dim": "sparse_index_dim",
@@ -130,12 +131,9 @@ def _mlp_params(c: Config, moe: bool) -> int:
 
 def params(c: Config, groups: list[dict]) -> int:
     """Embeddings and lm_head, each layer's attention and MLP, two norms a layer and the final one."""
-    n = sum(g["count"] for g in groups)
-    h = c.int("hidden_size")
-    layers = sum(_attention_params(c, t == SPARSE) + _mlp_params(c, moe) + 2 * h
-                 for t, moe in zip(attention_types(c, n), moe_flags(c, n)))
-    embeddings = c.int("vocab_size") * h * (1 if c.get("tie_word_embeddings", default=False) else 2)
-    return embeddings + layers + h
+    n, h = sum(g["count"] for g in groups), c.int("hidden_size")
+    return stacked_params(c, (_attention_params(c, t == SPARSE) + _mlp_params(c, moe) + 2 * h
+                              for t, moe in zip(attention_types(c, n), moe_flags(c, n))))
 
 
 def moe_layers(c: Config, n: int) -> int:

@@ -27,6 +27,7 @@ from kvplan.specs.archs import Architecture
 
 if TYPE_CHECKING:
     from kvplan.specs.hfconfig import Config
+from kvplan.specs.params import stacked_params
 
 FULL, SLIDING = "full_attention", "sliding_attention"
 
@@ -90,12 +91,9 @@ def _mlp_params(c: Config, moe: bool) -> int:
 
 def params(c: Config, groups: list[dict]) -> int:
     """Embeddings and lm_head, each layer's attention and MLP, two norms a layer and the final one."""
-    n = sum(g["count"] for g in groups)
-    h = c.int("hidden_size")
-    layers = sum(_attention_params(c, t) + _mlp_params(c, moe) + 2 * h
-                 for t, moe in zip(attention_types(c, n), moe_flags(c, n)))
-    embeddings = c.int("vocab_size") * h * (1 if c.get("tie_word_embeddings", default=False) else 2)
-    return embeddings + layers + h
+    n, h = sum(g["count"] for g in groups), c.int("hidden_size")
+    return stacked_params(c, (_attention_params(c, t) + _mlp_params(c, moe) + 2 * h
+                              for t, moe in zip(attention_types(c, n), moe_flags(c, n))))
 
 
 def moe_layers(c: Config, n: int) -> int:

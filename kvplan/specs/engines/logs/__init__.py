@@ -18,11 +18,8 @@ calculators compare these figures with their own.
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
-from kvplan.errors import SpecError
 
 from .common import clean_lines, detect
 from .sglang import read_sglang
@@ -34,7 +31,6 @@ READERS = {"vllm": read_vllm, "sglang": read_sglang, "trtllm": read_trtllm}
 
 __all__ = ["Engine", "KVPool", "LoggedStartup", "WorkerMemory", "load_log", "read_log"]
 
-LOG_LIMIT_BYTES = 64 * 2**20  # a start-up log is kilobytes; a 41k-line serving log some megabytes
 
 
 def read_log(text: str, where: str = "the log") -> LoggedStartup:
@@ -50,14 +46,6 @@ def read_log(text: str, where: str = "the log") -> LoggedStartup:
 def load_log(path: Path) -> LoggedStartup:
     """`read_log` of a file: a path that is not a readable regular file, or one too large to be a log,
     is one SpecError line; bytes that are not UTF-8 are replaced, as a terminal would show them."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise SpecError(f"{path}: not a regular file; give the log file itself, or - for standard input")
-        with open(path, "rb") as handle:
-            data = handle.read(LOG_LIMIT_BYTES + 1)
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the log ({exc.strerror or exc})") from None
-    if len(data) > LOG_LIMIT_BYTES:
-        raise SpecError(f"{path}: over {LOG_LIMIT_BYTES // 2**20} MiB, too large for a start-up log; keep the "
-                        "lines up to 'Starting vLLM API server' (or the engine's ready line)")
-    return read_log(data.decode("utf-8", errors="replace"), str(path))
+    from kvplan.specs.yamlio import read_text
+
+    return read_log(read_text(path, "start-up log", lenient=True), str(path))
