@@ -201,19 +201,15 @@ def _lora(model: ModelSpec, engine: Engine, inputs: BudgetInputs, dtype: str) ->
     """vLLM's LoRA buffers on one GPU (specs/engines/vllm_lora.py), or the measured lora_bytes; None
     without LoRA. vLLM allocates them inside the load it logs as 'Model loading took', so they add to
     the weights in the pool rule."""
-    from kvplan.specs.engines.vllm_lora import check_lora, extra_vocab, lora_buffers
+    from kvplan.specs.engines.vllm_lora import check_lora, engine_lora
 
     if not inputs.enable_lora and inputs.lora_bytes is None:
         return None
     check_lora(inputs.max_loras, inputs.max_lora_rank, inputs.max_cpu_loras)
     if inputs.lora_bytes is not None:
         return Term(inputs.lora_bytes, "lora_bytes", "given")
-    if engine.name != "vllm":
-        raise InputError(f"kvplan models LoRA's memory for vLLM only; for {engine.display_name} give the "
-                         "measured {lora_bytes}", "lora_bytes")
-    return lora_buffers(model, tp=inputs.tp, layers=max(pp_layers(model.num_layers, inputs.pp)), dtype=dtype,
-                        max_loras=inputs.max_loras, rank=inputs.max_lora_rank,
-                        extra=extra_vocab(engine.name, engine.last))
+    return engine_lora(engine, model, tp=inputs.tp, layers=max(pp_layers(model.num_layers, inputs.pp)),
+                       dtype=dtype, max_loras=inputs.max_loras, rank=inputs.max_lora_rank)
 
 
 def _gpu(gpu: GpuSpec | None) -> GpuSpec:

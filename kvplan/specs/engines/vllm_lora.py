@@ -40,6 +40,7 @@ from kvplan.specs.engines.base import Term
 from kvplan.units import DTYPE_BYTES, ceil_div
 
 if TYPE_CHECKING:
+    from kvplan.specs.engines.base import Engine
     from kvplan.specs.model import ModelSpec
 
 # vLLM's accepted max_lora_rank values (vllm/config/lora.py MaxLoRARanks, 0.19 and 0.34)
@@ -110,6 +111,16 @@ def lora_buffers(model: ModelSpec, *, tp: int, layers: int, dtype: str, max_lora
     source = f"vLLM LoRA buffers: {max_loras} slots of rank {rank} (counted in 'Model loading took')"
     formula = f"({layers} layers x {layer_formula} + {vocab_formula}) x {width} B"
     return Term(value, source + (f", extra vocabulary {extra}" if extra else ""), formula)
+
+
+def engine_lora(engine: Engine, model: ModelSpec, *, tp: int, layers: int, dtype: str, max_loras: int,
+                rank: int) -> Term:
+    """The LoRA buffers of this engine's release; engines other than vLLM are refused (give lora_bytes)."""
+    if engine.name != "vllm":
+        raise InputError(f"kvplan models LoRA's memory for vLLM only; for {engine.display_name} give the "
+                         "measured {lora_bytes}", "lora_bytes")
+    return lora_buffers(model, tp=tp, layers=layers, dtype=dtype, max_loras=max_loras, rank=rank,
+                        extra=extra_vocab(engine.name, engine.last))
 
 
 def check_lora(max_loras: int, rank: int, max_cpu_loras: int | None = None) -> None:
