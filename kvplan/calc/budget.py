@@ -50,6 +50,11 @@ class BudgetInputs:
     prefix_caching: bool | None = None  # None: the engine's default (vLLM: on for hybrids from 0.26)
     weights_tp: int | None = None  # the TP weights_bytes was measured at (a log's): another TP rescales it
     terms_from: str | None = None  # the log the given terms were measured in (--from-log), for their source
+    enable_lora: bool = False  # vLLM --enable-lora: max_loras slots of max_lora_rank (specs/engines/vllm_lora.py)
+    max_loras: int = 1  # vLLM's default
+    max_lora_rank: int = 16  # vLLM's default
+    max_cpu_loras: int | None = None  # host memory only; vLLM requires it >= max_loras
+    lora_bytes: int | None = None  # the LoRA buffers per GPU, measured (turns LoRA on)
 
     def __post_init__(self) -> None:
         """Names are checked when the inputs are made, so a sweep or a plan refuses a bad one at once
@@ -76,7 +81,8 @@ class BudgetInputs:
     def engine_defaults(self) -> "BudgetInputs":
         """The same deployment under the default engine's budget with nothing overridden."""
         return BudgetInputs(tp=self.tp, pp=self.pp, kv_dtype=self.kv_dtype, weights_dtype=self.weights_dtype,
-                            max_model_len=self.max_model_len, num_speculative_tokens=self.num_speculative_tokens)
+                            max_model_len=self.max_model_len, num_speculative_tokens=self.num_speculative_tokens,
+                            enable_lora=self.enable_lora, max_loras=self.max_loras, max_lora_rank=self.max_lora_rank)
 
 
 def batch_limits(inputs: BudgetInputs, gpu: GpuSpec | None, total_bytes: int, max_model_len: int) -> BatchLimits:
@@ -97,7 +103,7 @@ def _check(inputs: BudgetInputs, util: float) -> None:
         bounds.tokens(inputs.max_num_batched_tokens, "max_num_batched_tokens")
     if inputs.num_speculative_tokens < 0:
         raise InputError("{num_speculative_tokens} must not be negative", "num_speculative_tokens")
-    for name in ("gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes"):
+    for name in ("gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes", "lora_bytes"):
         if (getattr(inputs, name) or 0) < 0:
             raise InputError(f"{{{name}}} must not be negative", name)
 
@@ -127,11 +133,14 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
                                                                   engine.weights_extra(model, replica))
     activation = _given(inputs, "activation_bytes") or engine.activation(model, replica, limits)
     overhead = _given(inputs, "overhead_bytes") or engine.overhead(model, replica, limits)
-    pool = engine.pool(total.value, util, weights.value, activation.value, overhead.value)
+    lora = _lora(model, engine, inputs, dtype)
+    pool = engine.pool(total.value, util, weights.value + (lora.value if lora else 0), activation.value,
+                       overhead.value)
     stage_step = None
     if inputs.pp > 1 and engine.pipeline_stages:
         weights, activation, pool, stage_step = _binding_stage(model, inputs, engine, replica, limits, dtype, total,
-                                                               util, weights, activation, overhead)
+                                                               util, weights, activation, overhead,
+                                                               lora.value if lora else 0)
 
     layers = layers_kv(model, 1, fmt, inputs.tp, block, inputs.pp)
     page = sum(layer.count * layer.page_bytes_per_layer for layer in layers if not layer.state_bytes_per_layer)
@@ -159,6 +168,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
                                      per_concurrency=True, num_spec=spec, state_pages=state_pages) or tokens
     defaults = engine.batch_limits(gpu, total.value, max_model_len)  # what a command line may leave out
     terms = {"total": total, "weights": weights, "activation": activation, "overhead": overhead}
+    if lora:
+        terms["lora"] = lora
     steps = _explain(engine, terms, util, pool, page, padding, blocks, block, tokens, max_model_len,
                      len(packed.groups) if packed else 0)
     if stage_step:
@@ -181,8 +192,24 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
         activation_source=activation.source, overhead_bytes=overhead.value, overhead_source=overhead.source,
         kv_pool_bytes=pool, weights_fit=weights.value < total.value, page_bytes=page,
         kv_bytes_per_token=per_token, num_blocks=blocks,
-        token_capacity=tokens, explain=tuple(steps),
+        token_capacity=tokens, explain=tuple(steps), lora_bytes=lora.value if lora else 0,
+        lora_source=lora.source if lora else "", lora_formula=lora.formula if lora else "",
     )
+
+
+def _lora(model: ModelSpec, engine: Engine, inputs: BudgetInputs, dtype: str) -> Term | None:
+    """vLLM's LoRA buffers on one GPU (specs/engines/vllm_lora.py), or the measured lora_bytes; None
+    without LoRA. vLLM allocates them inside the load it logs as 'Model loading took', so they add to
+    the weights in the pool rule."""
+    from kvplan.specs.engines.vllm_lora import check_lora, engine_lora
+
+    if not inputs.enable_lora and inputs.lora_bytes is None:
+        return None
+    check_lora(inputs.max_loras, inputs.max_lora_rank, inputs.max_cpu_loras)
+    if inputs.lora_bytes is not None:
+        return Term(inputs.lora_bytes, "lora_bytes", "given")
+    return engine_lora(engine, model, tp=inputs.tp, layers=max(pp_layers(model.num_layers, inputs.pp)),
+                       dtype=dtype, max_loras=inputs.max_loras, rank=inputs.max_lora_rank)
 
 
 def _gpu(gpu: GpuSpec | None) -> GpuSpec:
@@ -234,7 +261,7 @@ def _weights(model: ModelSpec, inputs: BudgetInputs, dtype: str) -> Term:
 
 def _binding_stage(model: ModelSpec, inputs: BudgetInputs, engine: Engine, replica: Replica, limits: BatchLimits,
                    dtype: str, total: Term, util: float, weights: Term, activation: Term,
-                   overhead: Term) -> tuple[Term, Term, int, Step]:
+                   overhead: Term, lora_bytes: int = 0) -> tuple[Term, Term, int, Step]:
     """Each pipeline stage sizes its own pool from its own weights (the embedding on the first, the LM
     head on the last, its share of the layers) and activation (only the last samples); the engine
     keeps the smallest (vLLM: the fewest blocks over the workers). The pools are compared per token
@@ -256,7 +283,7 @@ def _binding_stage(model: ModelSpec, inputs: BudgetInputs, engine: Engine, repli
         last = i == inputs.pp - 1
         act = activation if inputs.activation_bytes is not None or last else \
             engine.activation(model, replace(replica, samples=False), limits)
-        pool = engine.pool(total.value, util, own, act.value, overhead.value)
+        pool = engine.pool(total.value, util, own + lora_bytes, act.value, overhead.value)
         stages.append((pool * fullest // count if pool > 0 else pool, i, count, own, formula, act))
     pool, i, count, own, formula, act = min(stages)
     listing = ", ".join(f"{c} layers: {p / GIB:.2f} GiB" for p, _, c, _, _, _ in stages)
@@ -281,6 +308,8 @@ def _explain(engine: Engine, terms: dict[str, Term], util: float, pool: int, pag
     steps = [Step(label=name, formula=term.formula or term.source, value=f"{term.value:,} B")
              for name, term in terms.items()]
     formula = engine.formula.replace("util", f"{util:g}")
+    if "lora" in terms:  # vLLM counts the LoRA buffers with the weights (vllm_lora.py)
+        formula = formula.replace("weights", "weights + lora")
     for name, term in terms.items():
         formula = formula.replace(name, f"{term.value / GIB:.2f} GiB")
     return steps + [

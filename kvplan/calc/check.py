@@ -58,7 +58,9 @@ def scenario_inputs(s: Scenario) -> BudgetInputs:
                         max_model_len=s.max_model_len, sampler=s.sampler, chunked_prefill=s.chunked_prefill,
                         num_speculative_tokens=s.num_speculative_tokens, gpu_mem_bytes=_bytes(s.gpu_mem_gib),
                         weights_bytes=_bytes(s.weights_gib), activation_bytes=_bytes(s.activation_gib),
-                        overhead_bytes=_bytes(s.overhead_gib))
+                        overhead_bytes=_bytes(s.overhead_gib), enable_lora=s.enable_lora or s.lora_gib is not None,
+                        max_loras=s.max_loras, max_lora_rank=s.max_lora_rank, max_cpu_loras=s.max_cpu_loras,
+                        lora_bytes=_bytes(s.lora_gib))
 
 
 def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:

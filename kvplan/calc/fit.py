@@ -129,6 +129,6 @@ def fit(model: ModelSpec, gpu: GpuSpec, ctx: int, inputs: BudgetInputs = BudgetI
                      target_concurrency=target, budget=budget, bytes_per_request=per_request, concurrency=n,
                      kv_used_bytes=n * per_request, free_bytes=budget.usable_pool_bytes - n * per_request,
                      held_back_bytes=max(budget.total_bytes - budget.weights_bytes - budget.activation_bytes
-                                         - budget.overhead_bytes - budget.usable_pool_bytes, 0),
+                                         - budget.overhead_bytes - budget.lora_bytes - budget.usable_pool_bytes, 0),
                      start=start, fits=fits, verdict=_verdict(budget, start, n, per_request, ctx, target),
                      knobs=tuple(knobs), command=command, command_note=note)

@@ -192,6 +192,36 @@ SpecTokensOpt = Annotated[int, read_option(
     bounds.tokens_or_zero, "--num-speculative-tokens", metavar="N", help="Draft tokens a step verifies (vLLM "
     "speculative_config, MTP or EAGLE): a hybrid's recurrent state keeps N more conv rows and N more pages a "
     "request.", rich_help_panel=BUDGET)]
+LORA = "LoRA (vLLM)"
+EnableLoraOpt = Annotated[bool, typer.Option(
+    "--enable-lora", help="vLLM --enable-lora: stacked LoRA A/B buffers for --max-loras adapters of "
+    "--max-lora-rank on every wrapped module, counted with the weights.", rich_help_panel=LORA)]
+MaxLorasOpt = Annotated[int, read_option(
+    bounds.requests, "--max-loras", metavar="N", help="Adapters in one batch (vLLM's default 1).", rich_help_panel=LORA)]
+MaxLoraRankOpt = Annotated[int, read_option(
+    bounds.requests, "--max-lora-rank", metavar="R", help="The largest adapter rank (vLLM's default 16; one of "
+    "1, 8, 16, 32, 64, 128, 256, 320, 512).", rich_help_panel=LORA)]
+MaxCpuLorasOpt = Annotated[Optional[int], read_option(
+    bounds.requests, "--max-cpu-loras", metavar="N", help="Adapters cached in host memory (no GPU memory; at "
+    "least --max-loras).", rich_help_panel=LORA)]
+LoraGibOpt = Annotated[Optional[float], read_option(
+    bounds.gib_or_zero, "--lora-gib", metavar="GiB", help="The LoRA buffers per GPU, measured (turns LoRA on).",
+    rich_help_panel=LORA)]
+
+
+def with_lora(inputs, enable_lora: bool, max_loras: int, max_lora_rank: int, max_cpu_loras: Optional[int],
+              lora_gib: Optional[float]):
+    """`inputs` with the LoRA options (kvplan/specs/engines/vllm_lora.py); unchanged without them."""
+    from dataclasses import replace
+
+    from kvplan.units import GIB
+
+    if not enable_lora and lora_gib is None:
+        return inputs
+    return replace(inputs, enable_lora=True, max_loras=max_loras, max_lora_rank=max_lora_rank,
+                   max_cpu_loras=max_cpu_loras, lora_bytes=None if lora_gib is None else int(round(lora_gib * GIB)))
+
+
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)]
 

@@ -9,7 +9,7 @@ import typer
 
 from kvplan.cli.app import (
     BUDGET, AllowLongOpt, DEFAULT_ENGINE, ActivationGibOpt, BlockOpt, DebugOpt, EngineOpt, ExplainOpt, GpuMemOpt, GpuOpt, JsonOpt, KvDtypeOpt,
-    ChunkedOpt, SamplerOpt, SpecTokensOpt, MaxBatchedTokensOpt, MaxLenOpt, MaxSeqsOpt, OfflineOpt, OverheadGibOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, WeightsDtypeOpt,
+    ChunkedOpt, SamplerOpt, SpecTokensOpt, EnableLoraOpt, MaxLorasOpt, MaxLoraRankOpt, MaxCpuLorasOpt, LoraGibOpt, with_lora, MaxBatchedTokensOpt, MaxLenOpt, MaxSeqsOpt, OfflineOpt, OverheadGibOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, WeightsDtypeOpt,
     WeightsGibOpt, FromLogOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option, with_log,
 )
 from kvplan import bounds
@@ -31,6 +31,8 @@ def batch(
     max_len: MaxLenOpt = None, allow_long: AllowLongOpt = False, max_num_seqs: MaxSeqsOpt = None,
     max_num_batched_tokens: MaxBatchedTokensOpt = None, chunked_prefill: ChunkedOpt = None, sampler: SamplerOpt = None,
     num_speculative_tokens: SpecTokensOpt = 0, from_log: FromLogOpt = None,
+    enable_lora: EnableLoraOpt = False, max_loras: MaxLorasOpt = 1, max_lora_rank: MaxLoraRankOpt = 16,
+    max_cpu_loras: MaxCpuLorasOpt = None, lora_gib: LoraGibOpt = None,
     at_batch: Annotated[Optional[int], read_option(
         bounds.requests, "--batch", "-b", metavar="N", help="Batch for the roofline (default: the paged concurrency).")] = None,
     max_ctx: Annotated[Optional[int], read_option(
@@ -61,7 +63,8 @@ def batch(
                            max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill,
                            sampler=sampler, num_speculative_tokens=num_speculative_tokens) for name in engines]
     cat = catalog(specs)
-    per_engine = [with_log(from_log, one, model, cat.gpu(gpu), cat) for one in per_engine]
+    per_engine = [with_log(from_log, with_lora(one, enable_lora, max_loras, max_lora_rank, max_cpu_loras, lora_gib), model, cat.gpu(gpu), cat)
+                  for one in per_engine]
     inputs = per_engine[0]
     if len(per_engine) > 1:  # releases side by side: what an upgrade does to capacity before it ships
         if model is None:
@@ -89,6 +92,8 @@ def fit(
     max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None, allow_long: AllowLongOpt = False,
     max_num_batched_tokens: MaxBatchedTokensOpt = None, chunked_prefill: ChunkedOpt = None, sampler: SamplerOpt = None,
     num_speculative_tokens: SpecTokensOpt = 0, from_log: FromLogOpt = None,
+    enable_lora: EnableLoraOpt = False, max_loras: MaxLorasOpt = 1, max_lora_rank: MaxLoraRankOpt = 16,
+    max_cpu_loras: MaxCpuLorasOpt = None, lora_gib: LoraGibOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE, tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
     weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
     weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
@@ -114,7 +119,8 @@ def fit(
                            activation_gib, overhead_gib, block_size, max_num_seqs, allow_long, max_len=max_len,
                            max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens)
     cat = catalog(specs)
-    inputs = with_log(from_log, inputs, model, cat.gpu(gpu), cat)
+    inputs = with_log(from_log, with_lora(inputs, enable_lora, max_loras, max_lora_rank, max_cpu_loras, lora_gib), model,
+                      cat.gpu(gpu), cat)
     result = fit_(cat.model(model), cat.gpu(gpu), ctx, inputs, max_len=max_len or inputs.max_model_len, target=target)
     if plot:
         from kvplan.render.plot import plot_fit
@@ -141,6 +147,8 @@ def plan(
     max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None, allow_long: AllowLongOpt = False,
     max_num_batched_tokens: MaxBatchedTokensOpt = None, chunked_prefill: ChunkedOpt = None, sampler: SamplerOpt = None,
     num_speculative_tokens: SpecTokensOpt = 0, from_log: FromLogOpt = None,
+    enable_lora: EnableLoraOpt = False, max_loras: MaxLorasOpt = 1, max_lora_rank: MaxLoraRankOpt = 16,
+    max_cpu_loras: MaxCpuLorasOpt = None, lora_gib: LoraGibOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE, weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None,
     gpu_mem: GpuMemOpt = None, overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
     explain: ExplainOpt = False, offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
@@ -158,7 +166,8 @@ def plan(
                            block_size, max_num_seqs, allow_long, max_len=max_len,
                            max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens)
     cat = catalog(specs)
-    inputs = with_log(from_log, inputs, model, cat.gpu(gpu), cat)
+    inputs = with_log(from_log, with_lora(inputs, enable_lora, max_loras, max_lora_rank, max_cpu_loras, lora_gib), model,
+                      cat.gpu(gpu), cat)
     dtypes = cast(tuple[str, ...], kv_dtypes)  # typer is told str; bounds.names reads it into a tuple
     result = plan_(cat.model(model), cat.gpu(gpu), concurrency, ctx, dtypes, inputs, gpus_per_node,
                    max_len=max_len or inputs.max_model_len, cross_node_tp=cross_node_tp)

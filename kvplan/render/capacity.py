@@ -33,7 +33,8 @@ def _gib(n: int) -> str:
 
 
 def budget_table(b: MemoryBudget) -> Table:
-    title = f"Memory budget, one GPU ({b.engine}: {b.engine_formula})"
+    formula = b.engine_formula.replace("weights", "weights + lora") if b.lora_bytes else b.engine_formula
+    title = f"Memory budget, one GPU ({b.engine}: {formula})"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("Term")
     table.add_column("GiB", justify="right", no_wrap=True)
@@ -43,7 +44,8 @@ def budget_table(b: MemoryBudget) -> Table:
     table.add_row("x util", f"{b.util:g}", "", f"{b.util_name}, {source(b.util_source)}")
     for term, value, text in (("weights", b.weights_bytes, b.weights_source),
                                 ("activation", b.activation_bytes, b.activation_source),
-                                ("overhead", b.overhead_bytes, b.overhead_source)):
+                                ("overhead", b.overhead_bytes, b.overhead_source),
+                                *([("lora", b.lora_bytes, b.lora_source)] if b.lora_bytes else [])):
         table.add_row(f"- {term}", _gib(value), f"{value:,}", source(text))
     table.add_row("[bold]= KV pool[/]", f"[bold]{_gib(b.kv_pool_bytes)}[/]", f"{b.kv_pool_bytes:,}",
                   f"{b.kv_dtype} KV, {b.block_size}-token pages of {b.page_bytes:,} B")
@@ -196,7 +198,7 @@ def render_overview(console: Console, r: Overview) -> None:
 
 def _bar(b: MemoryBudget, used: int, free: int, width: int = 60) -> tuple[Columns, Text]:
     parts = [("weights", b.weights_bytes, "magenta"), ("activation", b.activation_bytes, "yellow"),
-             ("overhead", b.overhead_bytes, "red"), ("KV used", used, "green"),
+             ("overhead", b.overhead_bytes, "red"), ("LoRA", b.lora_bytes, "blue"), ("KV used", used, "green"),
              ("KV free", free, "cyan")]
     total = max(b.total_bytes, sum(p[1] for p in parts))
     bar = Text()

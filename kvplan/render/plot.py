@@ -125,7 +125,7 @@ def plot_fit(r: FitResult, path: Path) -> None:
     b = r.budget
     used = r.kv_used_bytes if r.start.starts else 0  # an engine that does not start holds no request
     parts = {"weights": b.weights_bytes, "activation": b.activation_bytes, "overhead": b.overhead_bytes,
-             "KV used": used, "KV free (headroom)": max(r.free_bytes + r.kv_used_bytes - used, 0),
+             **({"LoRA": b.lora_bytes} if b.lora_bytes else {}), "KV used": used, "KV free (headroom)": max(r.free_bytes + r.kv_used_bytes - used, 0),
              "kept back (1 - util)": r.held_back_bytes}
     title = (f"{r.model} on {b.gpu} (TP {b.tp}, PP {b.pp}), {r.ctx_tokens:,}-token requests, KV {b.kv_dtype}, "
              f"{b.engine}: {r.verdict}")

@@ -53,6 +53,9 @@ class MemoryBudget(Result):
     num_blocks: int
     token_capacity: int
     explain: tuple[Step, ...]
+    lora_bytes: int = 0  # vLLM's LoRA buffers per GPU (--enable-lora), counted beside the weights
+    lora_source: str = ""
+    lora_formula: str = ""
 
     @property
     def usable_pool_bytes(self) -> int:

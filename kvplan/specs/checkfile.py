@@ -112,6 +112,12 @@ class Scenario(Strict):
     allow_long_max_len: bool = False  # the engine's long-context switch is set (VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)  # the engine's chunk: its activation peak grows with it
     cpu_offload_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)  # vLLM --cpu-offload-gb: weights kept on the host
     num_speculative_tokens: Annotated[int, _count(0, 64)] = 0  # draft tokens a step verifies: a hybrid's state pages
+    # vLLM --enable-lora --max-loras --max-lora-rank --max-cpu-loras (specs/engines/vllm_lora.py); lora_gib measured
+    enable_lora: bool = False
+    max_loras: Annotated[int, _count(1, 4096)] = 1
+    max_lora_rank: Annotated[int, _count(1, 512)] = 16
+    max_cpu_loras: Annotated[int, _count(1, 100_000)] | None = None
+    lora_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)
     # measured terms (`kvplan log --to-check` writes them from a log): the GPU's total and the non-KV memory
     gpu_mem_gib: float | None = Field(default=None, gt=0, le=16_384, allow_inf_nan=False)
     weights_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)

@@ -303,6 +303,7 @@ FIELD_READERS: dict[str, Reader] = {
     "kv_dtype": lambda v, _: _kv_dtype(v), "max_num_seqs": bounds.requests, "block_size": bounds.block_size,
     "max_num_batched_tokens": bounds.tokens, "cpu_offload_gib": bounds.gib_or_zero,
     "weights_dtype": lambda v, _: _DTYPES.get(v, v), "quantization": lambda v, _: _QUANTIZATION.get(v, v),
+    "max_loras": bounds.requests, "max_lora_rank": bounds.requests, "max_cpu_loras": bounds.requests,
 }
 
 
