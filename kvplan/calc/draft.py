@@ -145,3 +145,8 @@ def head_weights(target: ModelSpec, d: Drafter, dtype: str, tp: int) -> Term:
 def lookahead_tokens(d: Drafter | None) -> int:
     """Slots a running request holds beyond its tokens (scheduler.py num_lookahead_tokens)."""
     return d.num_speculative_tokens if d else 0
+
+
+def pool_model(model: ModelSpec, method: str | None, draft: ModelSpec | None, num_spec: int) -> ModelSpec:
+    """The model whose layers the KV pool holds, for the per-request bytes beside a budget."""
+    return served_model(model, drafter(method, draft, num_spec, model))

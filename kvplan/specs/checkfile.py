@@ -31,6 +31,7 @@ from kvplan.errors import InputError, SpecError
 from kvplan.specs.engines import DEFAULT_ENGINE
 from kvplan.specs.engines.registry import ENGINES
 from kvplan.specs.engines.registry import engine as engine_entry
+from kvplan.specs.model import ModelSpec
 from kvplan.specs.yamlio import format_validation_error, line_of, read_text, unknown_key, validate_yaml, yaml_root
 
 
@@ -112,6 +113,11 @@ class Scenario(Strict):
     allow_long_max_len: bool = False  # the engine's long-context switch is set (VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)  # the engine's chunk: its activation peak grows with it
     cpu_offload_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)  # vLLM --cpu-offload-gb: weights kept on the host
     num_speculative_tokens: Annotated[int, _count(0, 64)] = 0  # draft tokens a step verifies: a hybrid's state pages
+    # vLLM's speculative_config (kvplan/calc/draft.py): the drafter's weights and KV layers
+    speculative_method: Literal["draft_model", "eagle", "eagle3", "mtp"] | None = None
+    draft_model: str | None = None  # the draft model, a database name (method draft_model)
+    draft_spec: ModelSpec | None = Field(default=None, exclude=True, json_schema_extra={"set_by": "kvplan"})  # draft_model's spec
+    draft_weights_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)  # measured
     # measured terms (`kvplan log --to-check` writes them from a log): the GPU's total and the non-KV memory
     gpu_mem_gib: float | None = Field(default=None, gt=0, le=16_384, allow_inf_nan=False)
     weights_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)
