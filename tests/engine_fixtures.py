@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.calc.draft import pool_model
 from kvplan.calc.kv import layers_kv, resolve_kv_format
 from kvplan.calc.kvgroups import tokens_for_kv_bytes
 from kvplan.errors import KvplanError
@@ -44,16 +45,17 @@ def per_token_bytes(model, planned: dict) -> int:
 
 
 def as_served(model, planned: dict):
-    """The model as the log's engine holds it: the MTP drafter's decoder layers (draft_layers: Qwen3.5's
-    mtp_num_hidden_layers, full attention of the model's shape, each registering a KV cache of its own:
-    'Add 3 padding layers' for 16 + 1 full layers beside 48 GDN ones) and the recurrent state's dtype
-    the checkpoint's config sets (ssm_dtype: mamba_ssm_dtype, read by vLLM's Qwen3_5 config)."""
-    draft, ssm = planned.get("draft_layers", 0), planned.get("ssm_dtype")
-    if not draft and not ssm:
+    """The model as the log's engine holds it: the MTP drafter's decoder layers (speculative_method mtp:
+    the spec's mtp_layers, Qwen3.5's mtp_num_hidden_layers, full attention of the model's shape, each
+    registering a KV cache of its own, kvplan/calc/draft.py: 'Add 3 padding layers' for 16 + 1 full
+    layers beside 48 GDN ones) and the recurrent state's dtype the checkpoint's config sets (ssm_dtype:
+    mamba_ssm_dtype, read by vLLM's Qwen3_5 config)."""
+    model = pool_model(model, planned.get("speculative_method"), None, planned.get("num_speculative_tokens", 0))
+    ssm = planned.get("ssm_dtype")
+    if not ssm:
         return model
-    layers = [g.model_copy(update={"count": g.count + draft}) if g.kind == "full" else
-              g.model_copy(update={"ssm_dtype": ssm}) if ssm and g.kind == "gdn" else g for g in model.layers]
-    return model.model_copy(update={"layers": layers, "num_layers": model.num_layers + draft})
+    layers = [g.model_copy(update={"ssm_dtype": ssm}) if g.kind == "gdn" else g for g in model.layers]
+    return model.model_copy(update={"layers": layers})
 
 
 def logged_interval(model, planned: dict) -> tuple[int, int] | None:
@@ -107,7 +109,7 @@ def before_launch(planned: dict) -> BudgetInputs:
                         max_num_batched_tokens=settings.get("max_num_batched_tokens"),
                         sampler=planned.get("sampler", settings.get("sampler")),
                         num_speculative_tokens=planned.get("num_speculative_tokens", 0),
-                        prefix_caching=planned.get("prefix_caching"),
+                        prefix_caching=planned.get("prefix_caching"), speculative_method=planned.get("speculative_method"),
                         # TensorRT-LLM: tokens per block are the engine build's, known before launch
                         block_size=logged.get("tokens_per_block") if planned["engine"] == "trtllm" else None)
 

@@ -54,7 +54,7 @@ def test_import_matches_packaged_spec(catalog, name, tmp_path):
     imported = import_model(folder).spec
     packaged = catalog.model(name)
     assert layer_shapes(imported) == layer_shapes(packaged)
-    for field in ("hidden_size", "num_layers", "num_attention_heads", "vocab_size", "tie_word_embeddings"):
+    for field in ("hidden_size", "num_layers", "num_attention_heads", "vocab_size", "tie_word_embeddings", "mtp_layers"):
         assert getattr(imported, field) == getattr(packaged, field), field
     assert (imported.moe is None) == (packaged.moe is None)
     if imported.moe:

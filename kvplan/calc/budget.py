@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from kvplan import bounds
+from kvplan.calc.draft import Drafter, drafter, head_weights, lookahead_tokens, served_model
 from kvplan.calc.kv import check_size_inputs, layers_kv, resolve_kv_format
 from kvplan.calc.kvgroups import kv_groups, tokens_for_kv_bytes
 from kvplan.calc.kvpacked import in_flight_tokens, packed_layout
@@ -48,6 +49,9 @@ class BudgetInputs:
     sampler: str | None = None  # vLLM's top-k/top-p sampler: "flashinfer" or "pytorch"; None: the release's default
     num_speculative_tokens: int = 0  # draft tokens per step (vLLM speculative_config): a state's pages and conv rows
     prefix_caching: bool | None = None  # None: the engine's default (vLLM: on for hybrids from 0.26)
+    speculative_method: str | None = None  # vLLM speculative_config method: draft_model, eagle, eagle3, mtp
+    draft_model: ModelSpec | None = None  # the draft model (a database spec; calc/draft.py)
+    draft_weights_bytes: int | None = None  # the drafter's weights per GPU, measured (instead of the formula)
     weights_tp: int | None = None  # the TP weights_bytes was measured at (a log's): another TP rescales it
     terms_from: str | None = None  # the log the given terms were measured in (--from-log), for their source
     enable_lora: bool = False  # vLLM --enable-lora: max_loras slots of max_lora_rank (specs/engines/vllm_lora.py)
@@ -76,13 +80,15 @@ class BudgetInputs:
         return engine_entry(self.engine) is not engine_entry(DEFAULT_ENGINE) or any(
             getattr(self, name) is not None for name in (
                 "util", "gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes", "block_size",
-                "max_num_batched_tokens", "max_num_seqs", "chunked_prefill", "sampler", "prefix_caching"))
+                "max_num_batched_tokens", "max_num_seqs", "chunked_prefill", "sampler", "prefix_caching",
+                "draft_weights_bytes"))
 
     def engine_defaults(self) -> "BudgetInputs":
         """The same deployment under the default engine's budget with nothing overridden."""
         return BudgetInputs(tp=self.tp, pp=self.pp, kv_dtype=self.kv_dtype, weights_dtype=self.weights_dtype,
                             max_model_len=self.max_model_len, num_speculative_tokens=self.num_speculative_tokens,
-                            enable_lora=self.enable_lora, max_loras=self.max_loras, max_lora_rank=self.max_lora_rank)
+                            enable_lora=self.enable_lora, max_loras=self.max_loras, max_lora_rank=self.max_lora_rank,
+                            speculative_method=self.speculative_method, draft_model=self.draft_model)
 
 
 def batch_limits(inputs: BudgetInputs, gpu: GpuSpec | None, total_bytes: int, max_model_len: int) -> BatchLimits:
@@ -103,7 +109,8 @@ def _check(inputs: BudgetInputs, util: float) -> None:
         bounds.tokens(inputs.max_num_batched_tokens, "max_num_batched_tokens")
     if inputs.num_speculative_tokens < 0:
         raise InputError("{num_speculative_tokens} must not be negative", "num_speculative_tokens")
-    for name in ("gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes", "lora_bytes"):
+    for name in ("gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes", "lora_bytes",
+                 "draft_weights_bytes"):
         if (getattr(inputs, name) or 0) < 0:
             raise InputError(f"{{{name}}} must not be negative", name)
 
@@ -120,8 +127,12 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
         raise InputError(f"{{pp}} {inputs.pp} is more stages than {model.name}'s {model.num_layers} layers; "
                          f"give {{pp}} {model.num_layers} or fewer", "pp")
     dtype, dtype_source = served_dtype(model, gpu, inputs)
+    draft = drafter(inputs.speculative_method, inputs.draft_model, inputs.num_speculative_tokens, model)
+    if draft and inputs.pp > 1:
+        raise InputError("kvplan does not lay a drafter out over pipeline stages; give {pp} 1", "pp")
+    target, model = model, served_model(model, draft)  # the pool holds the drafter's KV layers too
     fmt = kv_format(dtype) if inputs.kv_dtype == "auto" else resolve_kv_format(model, inputs.kv_dtype)
-    spec, caching = inputs.num_speculative_tokens, inputs.prefix_caching
+    spec, caching = draft.num_speculative_tokens if draft else inputs.num_speculative_tokens, inputs.prefix_caching
     block = (engine.default_block_size(model, gpu, fmt, inputs.tp, num_spec=spec, prefix_caching=caching)
              if inputs.block_size is None else inputs.block_size)  # 0 is an error, not 'default'
     check_size_inputs(model, 1, 1, inputs.tp, block)
@@ -129,16 +140,17 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     max_model_len = inputs.max_model_len or model.max_context
     limits = batch_limits(inputs, gpu, total.value, max_model_len)
     replica = Replica(gpu, inputs.tp, inputs.pp, dtype, max_model_len, inputs.sampler)
-    weights = _measured_weights(inputs) or _with_extras(_weights(model, inputs, dtype),
-                                                                  engine.weights_extra(model, replica))
-    activation = _given(inputs, "activation_bytes") or engine.activation(model, replica, limits)
-    overhead = _given(inputs, "overhead_bytes") or engine.overhead(model, replica, limits)
-    lora = _lora(model, engine, inputs, dtype)
+    draft_term = _draft_weights(target, draft, inputs, dtype)
+    weights = _measured_weights(inputs) or _with_draft(_with_extras(_weights(target, inputs, dtype),
+                                                                    engine.weights_extra(target, replica)), draft_term)
+    activation = _given(inputs, "activation_bytes") or engine.activation(target, replica, limits)
+    overhead = _given(inputs, "overhead_bytes") or engine.overhead(target, replica, limits)
+    lora = _lora(target, engine, inputs, dtype)
     pool = engine.pool(total.value, util, weights.value + (lora.value if lora else 0), activation.value,
                        overhead.value)
     stage_step = None
     if inputs.pp > 1 and engine.pipeline_stages:
-        weights, activation, pool, stage_step = _binding_stage(model, inputs, engine, replica, limits, dtype, total,
+        weights, activation, pool, stage_step = _binding_stage(target, inputs, engine, replica, limits, dtype, total,
                                                                util, weights, activation, overhead,
                                                                lora.value if lora else 0)
 
@@ -174,17 +186,23 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
                      len(packed.groups) if packed else 0)
     if stage_step:
         steps.insert(len(terms) + 1, stage_step)
+    if draft:
+        steps.insert(2, _draft_step(draft, draft_term, model.num_layers - target.num_layers))
     return MemoryBudget(
         engine=engine.key if "==" in inputs.engine else engine.name, engine_release=engine.release,
         engine_formula=engine.formula, engine_source=engine.source,
-        model=model.name, gpu=gpu.name if gpu else "local device", tp=inputs.tp, pp=inputs.pp, dtype=dtype,
+        model=target.name, gpu=gpu.name if gpu else "local device", tp=inputs.tp, pp=inputs.pp, dtype=dtype,
         dtype_source=dtype_source, dtype_cast=dtype != model.compute_dtype,
-        start_refusal=engine.start_refusal(model, replica, limits), weights_dtype=inputs.weights_dtype, kv_dtype=fmt.name,
+        start_refusal=engine.start_refusal(target, replica, limits), weights_dtype=inputs.weights_dtype, kv_dtype=fmt.name,
         block_size=block, max_num_batched_tokens=limits.max_num_batched_tokens, max_num_seqs=limits.max_num_seqs,
         chunked_prefill=limits.chunked_prefill, max_model_len=max_model_len, sampler=inputs.sampler,
         default_batched_tokens=defaults.max_num_batched_tokens, default_chunked_prefill=defaults.chunked_prefill,
         padding_layers=groups.padding_layers if groups else 0, num_speculative_tokens=spec, prefix_caching=caching,
-        state_pages=state_pages,
+        state_pages=state_pages, speculative_method=draft.method if draft else None,
+        draft_model=draft.draft.name if draft and draft.draft else None,
+        draft_weights_bytes=draft_term.value if draft_term and inputs.weights_bytes is None else 0,
+        draft_weights_source=draft_term.source if draft_term else "", draft_kv_layers=model.num_layers - target.num_layers,
+        lookahead_tokens=lookahead_tokens(draft),
         allow_long_max_len=inputs.allow_long_max_len, util=util, util_name=engine.util_name,
         util_source="util" if inputs.util is not None else "engine default",
         total_bytes=total.value, total_source=total.source, weights_bytes=weights.value,
@@ -210,6 +228,33 @@ def _lora(model: ModelSpec, engine: Engine, inputs: BudgetInputs, dtype: str) ->
         return Term(inputs.lora_bytes, "lora_bytes", "given")
     return engine_lora(engine, model, tp=inputs.tp, layers=max(pp_layers(model.num_layers, inputs.pp)),
                        dtype=dtype, max_loras=inputs.max_loras, rank=inputs.max_lora_rank)
+
+
+def _draft_weights(target: ModelSpec, draft: Drafter | None, inputs: BudgetInputs, dtype: str) -> Term | None:
+    """The drafter's weights on one GPU (calc/draft.py): given, a database draft's, or a head's formula."""
+    if draft is None:
+        return None
+    if inputs.draft_weights_bytes is not None:
+        return Term(inputs.draft_weights_bytes, "draft_weights_bytes", "given")
+    if draft.draft is not None:
+        term = _weights(draft.draft, inputs, dtype)
+        return Term(term.value, f"draft {draft.draft.name}: {term.source}", term.formula)
+    return head_weights(target, draft, dtype, inputs.tp)
+
+
+def _with_draft(weights: Term, draft: Term | None) -> Term:
+    """The target's weights and the drafter's, loaded together ("Model loading took", gpu_model_runner.py)."""
+    if draft is None:
+        return weights
+    return Term(weights.value + draft.value, f"{weights.source} + {draft.source}",
+                f"{weights.formula} + {draft.value:,} B ({draft.formula})")
+
+
+def _draft_step(draft: Drafter, term: Term | None, kv_layers: int) -> Step:
+    value = term.value if term else 0
+    return Step(label=f"drafter ({draft.method}, {draft.num_speculative_tokens} tokens)", value=f"{value:,} B",
+                formula=f"{term.formula if term else ''}; {kv_layers} KV layers in the pool; "
+                f"{draft.num_speculative_tokens} lookahead slots a running request (capped at max_model_len)")
 
 
 def _gpu(gpu: GpuSpec | None) -> GpuSpec:

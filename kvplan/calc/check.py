@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.calc.draft import pool_model
 from kvplan.calc.fixes import single_changes
 from kvplan.calc.frag import make_strategy, simulate, summarize
 from kvplan.calc.kv import paged_request_bytes, request_bytes, resolve_kv_format
@@ -52,7 +53,8 @@ def _bytes(gib: float | None) -> int | None:
 
 
 def scenario_inputs(s: Scenario) -> BudgetInputs:
-    return BudgetInputs(engine=s.engine, tp=s.tp, pp=s.pp, kv_dtype=s.kv_dtype, weights_dtype=s.weights_dtype,
+    return BudgetInputs(speculative_method=s.speculative_method, draft_model=s.draft_spec,
+                        draft_weights_bytes=_bytes(s.draft_weights_gib),engine=s.engine, tp=s.tp, pp=s.pp, kv_dtype=s.kv_dtype, weights_dtype=s.weights_dtype,
                         util=s.util, block_size=s.block_size, max_num_batched_tokens=s.max_num_batched_tokens,
                         max_num_seqs=s.max_num_seqs, allow_long_max_len=s.allow_long_max_len,
                         max_model_len=s.max_model_len, sampler=s.sampler, chunked_prefill=s.chunked_prefill,
@@ -69,6 +71,7 @@ def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:
     if s.cpu_offload_gib:  # vLLM keeps up to cpu_offload_gb GiB of each GPU's weights on the host
         resident = max(budget.weights_bytes - int(s.cpu_offload_gib * GIB), 0)
         budget = memory_budget(model, gpu, replace(inputs, weights_bytes=resident))
+    model = pool_model(model, s.speculative_method, s.draft_spec, s.num_speculative_tokens)  # a drafter's KV layers
     fmt = resolve_kv_format(model, budget.kv_dtype)
     per_request = paged_request_bytes(model, s.peak_tokens, fmt, s.tp, budget.block_size, s.pp)
     pool = budget.usable_pool_bytes

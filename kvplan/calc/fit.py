@@ -9,6 +9,7 @@ from dataclasses import replace
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.fixes import Change, single_changes
 from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
+from kvplan.calc.draft import pool_model
 from kvplan.calc.startup import startup
 from kvplan import bounds
 from kvplan.errors import KvplanError
@@ -119,8 +120,9 @@ def fit(model: ModelSpec, gpu: GpuSpec, ctx: int, inputs: BudgetInputs = BudgetI
         bounds.tokens(max_len, "max_len")
     max_len = max_len or model.max_context
     budget = memory_budget(model, gpu, inputs)
-    n, per_request = concurrency(model, budget, ctx)
-    start = startup(model, budget, max_len)
+    pooled = pool_model(model, inputs.speculative_method, inputs.draft_model, inputs.num_speculative_tokens)
+    n, per_request = concurrency(pooled, budget, ctx)  # a drafter's KV layers too (calc/draft.py)
+    start = startup(pooled, budget, max_len)
     fits = start.starts and n >= target
     knobs = [] if fits else _knobs(model, gpu, ctx, max_len, target, inputs, budget, start)
     seqs = budget.max_num_seqs

@@ -222,6 +222,16 @@ def with_lora(inputs, enable_lora: bool, max_loras: int, max_lora_rank: int, max
                    max_cpu_loras=max_cpu_loras, lora_bytes=None if lora_gib is None else int(round(lora_gib * GIB)))
 
 
+SpecMethodOpt = Annotated[Optional[str], typer.Option(
+    "--speculative-method", metavar="METHOD", help="vLLM's speculative_config method: draft_model, eagle, eagle3 or "
+    "mtp (the model's own MTP layers): the drafter's weights and KV layers join the budget (default: draft_model "
+    "with --speculative-model).", rich_help_panel=BUDGET)]
+DraftModelOpt = Annotated[Optional[str], typer.Option(
+    "--speculative-model", metavar="MODEL", help="The draft model (a database name), loaded beside the target: "
+    "its weights and its KV layers in the pool.", rich_help_panel=BUDGET)]
+DraftGibOpt = Annotated[Optional[float], read_option(
+    bounds.gib_or_zero, "--draft-weights-gib", metavar="GiB", help="The drafter's weights per GPU in GiB, instead "
+    "of the formula.", rich_help_panel=BUDGET)]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)]
 
@@ -242,6 +252,18 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
                         block_size=block_size, max_num_seqs=max_num_seqs, allow_long_max_len=allow_long_max_len,
                         max_model_len=max_len, max_num_batched_tokens=max_num_batched_tokens,
                         chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens)
+
+
+def with_draft(inputs, cat, method: Optional[str], draft_model: Optional[str], draft_weights_gib: Optional[float]):
+    """`inputs` with the speculative drafter asked for: --speculative-model resolved in the catalog."""
+    from dataclasses import replace
+
+    from kvplan.units import GIB
+
+    if method is None and draft_model is None and draft_weights_gib is None:
+        return inputs
+    return replace(inputs, speculative_method=method, draft_model=cat.model(draft_model) if draft_model else None,
+                   draft_weights_bytes=None if draft_weights_gib is None else int(round(draft_weights_gib * GIB)))
 
 
 FromLogOpt = Annotated[Optional[Path], typer.Option(

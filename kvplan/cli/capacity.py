@@ -11,6 +11,7 @@ from kvplan.cli.app import (
     BUDGET, AllowLongOpt, DEFAULT_ENGINE, ActivationGibOpt, BlockOpt, DebugOpt, EngineOpt, ExplainOpt, GpuMemOpt, GpuOpt, JsonOpt, KvDtypeOpt,
     ChunkedOpt, SamplerOpt, SpecTokensOpt, EnableLoraOpt, MaxLorasOpt, MaxLoraRankOpt, MaxCpuLorasOpt, LoraGibOpt, with_lora, MaxBatchedTokensOpt, MaxLenOpt, MaxSeqsOpt, OfflineOpt, OverheadGibOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, WeightsDtypeOpt,
     WeightsGibOpt, FromLogOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option, with_log,
+    SpecMethodOpt, DraftModelOpt, DraftGibOpt, with_draft,
 )
 from kvplan import bounds
 from kvplan.errors import InputError
@@ -33,6 +34,8 @@ def batch(
     num_speculative_tokens: SpecTokensOpt = 0, from_log: FromLogOpt = None,
     enable_lora: EnableLoraOpt = False, max_loras: MaxLorasOpt = 1, max_lora_rank: MaxLoraRankOpt = 16,
     max_cpu_loras: MaxCpuLorasOpt = None, lora_gib: LoraGibOpt = None,
+    speculative_method: SpecMethodOpt = None, speculative_model: DraftModelOpt = None,
+    draft_weights_gib: DraftGibOpt = None,
     at_batch: Annotated[Optional[int], read_option(
         bounds.requests, "--batch", "-b", metavar="N", help="Batch for the roofline (default: the paged concurrency).")] = None,
     max_ctx: Annotated[Optional[int], read_option(
@@ -63,8 +66,9 @@ def batch(
                            max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill,
                            sampler=sampler, num_speculative_tokens=num_speculative_tokens) for name in engines]
     cat = catalog(specs)
-    per_engine = [with_log(from_log, with_lora(one, enable_lora, max_loras, max_lora_rank, max_cpu_loras, lora_gib), model, cat.gpu(gpu), cat)
-                  for one in per_engine]
+    per_engine = [with_draft(with_log(from_log, with_lora(one, enable_lora, max_loras, max_lora_rank, max_cpu_loras,
+                                                         lora_gib), model, cat.gpu(gpu), cat),
+                             cat, speculative_method, speculative_model, draft_weights_gib) for one in per_engine]
     inputs = per_engine[0]
     if len(per_engine) > 1:  # releases side by side: what an upgrade does to capacity before it ships
         if model is None:
@@ -94,6 +98,8 @@ def fit(
     num_speculative_tokens: SpecTokensOpt = 0, from_log: FromLogOpt = None,
     enable_lora: EnableLoraOpt = False, max_loras: MaxLorasOpt = 1, max_lora_rank: MaxLoraRankOpt = 16,
     max_cpu_loras: MaxCpuLorasOpt = None, lora_gib: LoraGibOpt = None,
+    speculative_method: SpecMethodOpt = None, speculative_model: DraftModelOpt = None,
+    draft_weights_gib: DraftGibOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE, tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
     weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
     weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
@@ -119,8 +125,9 @@ def fit(
                            activation_gib, overhead_gib, block_size, max_num_seqs, allow_long, max_len=max_len,
                            max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens)
     cat = catalog(specs)
-    inputs = with_log(from_log, with_lora(inputs, enable_lora, max_loras, max_lora_rank, max_cpu_loras, lora_gib), model,
-                      cat.gpu(gpu), cat)
+    inputs = with_draft(with_log(from_log, with_lora(inputs, enable_lora, max_loras, max_lora_rank, max_cpu_loras,
+                                                     lora_gib), model, cat.gpu(gpu), cat),
+                        cat, speculative_method, speculative_model, draft_weights_gib)
     result = fit_(cat.model(model), cat.gpu(gpu), ctx, inputs, max_len=max_len or inputs.max_model_len, target=target)
     if plot:
         from kvplan.render.plot import plot_fit
@@ -149,6 +156,8 @@ def plan(
     num_speculative_tokens: SpecTokensOpt = 0, from_log: FromLogOpt = None,
     enable_lora: EnableLoraOpt = False, max_loras: MaxLorasOpt = 1, max_lora_rank: MaxLoraRankOpt = 16,
     max_cpu_loras: MaxCpuLorasOpt = None, lora_gib: LoraGibOpt = None,
+    speculative_method: SpecMethodOpt = None, speculative_model: DraftModelOpt = None,
+    draft_weights_gib: DraftGibOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE, weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None,
     gpu_mem: GpuMemOpt = None, overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
     explain: ExplainOpt = False, offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
@@ -166,8 +175,9 @@ def plan(
                            block_size, max_num_seqs, allow_long, max_len=max_len,
                            max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens)
     cat = catalog(specs)
-    inputs = with_log(from_log, with_lora(inputs, enable_lora, max_loras, max_lora_rank, max_cpu_loras, lora_gib), model,
-                      cat.gpu(gpu), cat)
+    inputs = with_draft(with_log(from_log, with_lora(inputs, enable_lora, max_loras, max_lora_rank, max_cpu_loras,
+                                                     lora_gib), model, cat.gpu(gpu), cat),
+                        cat, speculative_method, speculative_model, draft_weights_gib)
     dtypes = cast(tuple[str, ...], kv_dtypes)  # typer is told str; bounds.names reads it into a tuple
     result = plan_(cat.model(model), cat.gpu(gpu), concurrency, ctx, dtypes, inputs, gpus_per_node,
                    max_len=max_len or inputs.max_model_len, cross_node_tp=cross_node_tp)

@@ -60,6 +60,7 @@ def check(
     for s in scenarios:  # every scenario's problem in one run, not the first alone
         try:
             model_spec, gpu_spec = cat.model(s.model or ""), cat.gpu(s.gpu or "")
+            s = s.model_copy(update={"draft_spec": cat.model(s.draft_model)}) if s.draft_model else s
             results.append(evaluate(model_spec, gpu_spec, on_log(from_log, s, gpu_spec, cat)))
         except KvplanError as err:
             problems.append(f"{s.source or 'inline scenario'} ({s.name}): {spelled(err)}")

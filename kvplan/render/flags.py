@@ -12,6 +12,8 @@ FLAGS = {
     "allow_long_max_len": "--allow-long-max-len", "num_speculative_tokens": "--num-speculative-tokens",
     "from_log": "--from-log", "enable_lora": "--enable-lora", "max_loras": "--max-loras",
     "max_lora_rank": "--max-lora-rank", "max_cpu_loras": "--max-cpu-loras", "lora_bytes": "--lora-gib",
+    "speculative_method": "--speculative-method", "draft_model": "--speculative-model",
+    "draft_weights_bytes": "--draft-weights-gib",
     # requests and lengths
     "ctx": "--ctx", "max_len": "--max-len", "max_model_len": "--max-len", "target": "--concurrency",
     "concurrency": "--concurrency", "in_tokens": "--in", "out_tokens": "--out", "batch": "--batch",

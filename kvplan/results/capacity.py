@@ -34,6 +34,12 @@ class MemoryBudget(Result):
     num_speculative_tokens: int = 0  # draft tokens a step verifies (vLLM's speculative_config)
     prefix_caching: bool | None = None  # asked for (None: the release's default)
     state_pages: int = 1  # pages a request takes in each recurrent-state group (vLLM MambaSpec)
+    speculative_method: str | None = None  # the drafter's method (vLLM speculative_config); None: no drafter
+    draft_model: str | None = None  # the draft model's name (method draft_model)
+    draft_weights_bytes: int = 0  # the drafter's weights per GPU, inside weights_bytes (0 where weights were given)
+    draft_weights_source: str = ""
+    draft_kv_layers: int = 0  # the drafter's attention layers in the KV pool
+    lookahead_tokens: int = 0  # slots a running request holds beyond its tokens (capped at max_model_len)
     allow_long_max_len: bool  # a max_model_len past the model's context is let start (the engine's switch)
     util: float
     util_name: str  # the engine's own name for its memory fraction

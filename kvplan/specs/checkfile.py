@@ -22,7 +22,7 @@ Validated by pydantic (extra keys forbidden); problems are reported as file:line
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -118,6 +118,11 @@ class Scenario(Strict):
     max_lora_rank: Annotated[int, _count(1, 512)] = 16
     max_cpu_loras: Annotated[int, _count(1, 100_000)] | None = None
     lora_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)
+    # vLLM's speculative_config (kvplan/calc/draft.py): the drafter's weights and KV layers
+    speculative_method: Literal["draft_model", "eagle", "eagle3", "mtp"] | None = None
+    draft_model: str | None = None  # the draft model, a database name (method draft_model)
+    draft_spec: Any = Field(default=None, exclude=True, json_schema_extra={"set_by": "kvplan"})  # its ModelSpec
+    draft_weights_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)  # measured
     # measured terms (`kvplan log --to-check` writes them from a log): the GPU's total and the non-KV memory
     gpu_mem_gib: float | None = Field(default=None, gt=0, le=16_384, allow_inf_nan=False)
     weights_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)

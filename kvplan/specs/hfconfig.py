@@ -60,7 +60,7 @@ COUNT_KEYS = ("intermediate_size", "max_position_embeddings", "sliding_window", 
               "linear_num_key_heads", "linear_key_head_dim", "linear_value_head_dim", "linear_conv_kernel_dim",
               "mamba_d_state", "mamba_d_conv", "mamba_expand", "ssm_state_size", "conv_kernel", "n_groups",
               "mamba_num_heads", "mamba_head_dim", "first_k_dense_replace", "ffn_dim",
-              "num_nextn_predict_layers", "attention_head_dim", "attn_layer_offset", "expert_layer_offset",
+              "num_nextn_predict_layers", "mtp_num_hidden_layers", "attention_head_dim", "attn_layer_offset", "expert_layer_offset",
               "max_window_layers", "global_head_dim", "num_global_key_value_heads", "num_kv_shared_layers",
               "top_k_experts", "hidden_size_per_layer_input", "vocab_size_per_layer_input")
 LIST_KEYS = {"architectures": str, "layer_types": str, "no_rope_layers": int, "layers_block_type": str,

@@ -73,6 +73,9 @@ class ModelSpec(Frozen):
     dtype: WeightDtype
     max_context: Tokens
     tie_word_embeddings: Annotated[bool, Strict()] = False
+    # Multi-token-prediction layers shipped beside the decoder (num_nextn_predict_layers, mtp_num_hidden_layers):
+    # they run only as vLLM's MTP drafter (speculative method "mtp"; kvplan/calc/draft.py), never in the model
+    mtp_layers: Annotated[int, Strict(), Field(ge=0, le=64)] = 0
     moe: MoESpec | None = None
     layers: tuple[LayerGroup, ...] = Field(min_length=1)
     notes: str | None = None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from kvplan import bounds
 from kvplan.errors import InputError
+from kvplan.specs.engines.speculative import SPECULATIVE_FLAGS as SPECULATIVE_FLAGS, SPECULATIVE_READERS
 from kvplan.units import GIB, ceil_div
 
 if TYPE_CHECKING:  # the specs arrive as arguments: importing the registry loads no spec class
@@ -303,8 +304,8 @@ FIELD_READERS: dict[str, Reader] = {
     "kv_dtype": lambda v, _: _kv_dtype(v), "max_num_seqs": bounds.requests, "block_size": bounds.block_size,
     "max_num_batched_tokens": bounds.tokens, "cpu_offload_gib": bounds.gib_or_zero,
     "weights_dtype": lambda v, _: _DTYPES.get(v, v), "quantization": lambda v, _: _QUANTIZATION.get(v, v),
-    "max_loras": bounds.requests, "max_lora_rank": bounds.requests, "max_cpu_loras": bounds.requests,
-}
+    "max_loras": bounds.requests, "max_lora_rank": bounds.requests, "max_cpu_loras": bounds.requests, **SPECULATIVE_READERS}
+_FIELD = {"quantization": "weights_dtype"}  # a setting read into another check-file field
 
 
 @dataclass(frozen=True)
@@ -368,8 +369,8 @@ class CommandLine:
                     raise InputError(f"{engine} flag {flag} has no value; give one, e.g. {flag} 4096")
                 setting = by_flag[flag]
                 read = FIELD_READERS[setting]
-                fields["weights_dtype" if setting == "quantization" else setting] = read(
-                    value, f"{engine} flag {flag}")
+                got = read(value, f"{engine} flag {flag}")  # a JSON flag sets several (--speculative-config)
+                fields.update(got if isinstance(got, dict) else {_FIELD.get(setting, setting): got})
             else:
                 ignored.append(flag)
                 if not has_inline and i + 1 < len(words) and not words[i + 1].startswith("-"):

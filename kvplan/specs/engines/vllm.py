@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kvplan.specs.engines.base import (
-    BatchLimits, CommandLine, Engine, Replica, Term, comm_buffers, forward_pass, half_from_fp32,
+    SPECULATIVE_FLAGS, BatchLimits, CommandLine, Engine, Replica, Term, comm_buffers, forward_pass, half_from_fp32,
 )
 from kvplan.specs.engines.loading import mxfp4_padding, rotary_dim
 from kvplan.specs.engines.pages import hybrid_page
@@ -61,7 +61,7 @@ COMMAND = CommandLine(
            "block_size": "--block-size", "max_num_batched_tokens": "--max-num-batched-tokens",
            "cpu_offload_gib": "--cpu-offload-gb", "weights_dtype": "--dtype", "quantization": "--quantization",
            "max_loras": "--max-loras", "max_lora_rank": "--max-lora-rank", "max_cpu_loras": "--max-cpu-loras"},
-    also_read={"--model": "model", "-tp": "tp", "-pp": "pp", "-q": "quantization"},
+    also_read={"--model": "model", "-tp": "tp", "-pp": "pp", "-q": "quantization", **SPECULATIVE_FLAGS},
     kv_dtypes={"fp8": "fp8"},
     dtypes={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"},
     quantizations={"fp8": "fp8", "nf4": "bitsandbytes"},  # online fp8; bitsandbytes in-flight 4-bit

@@ -1,0 +1,137 @@
+"""A speculative drafter's memory in vLLM's budget (kvplan/calc/draft.py): its weights inside the
+weights term (gpu_model_runner.py load_model loads the drafter inside "Model loading took"), its KV
+layers in the shared pool (eagle.py load_model registers them; kv_cache_utils.py get_kv_cache_groups),
+and the settings read from `vllm serve --speculative-config`."""
+
+from dataclasses import replace
+
+import pytest
+
+from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.calc.draft import layer_params
+from kvplan.errors import InputError
+from kvplan.specs.engines.registry import engine
+from kvplan.units import GIB
+
+LLAMA_1B_PARAMS = 1_235_814_400  # model_specs/models/llama3.2-1b.yaml params_total
+
+
+def test_a_draft_model_adds_its_weights_and_its_kv_layers(catalog):
+    """Llama-3.1-70B at TP 4 with Llama-3.2-1B drafting 5 tokens (draft_model.py: no shared embedding or
+    lm_head; draft_tensor_parallel_size = the target's 4)."""
+    target, draft, gpu = catalog.model("llama3.1-70b"), catalog.model("llama3.2-1b"), catalog.gpu("h100")
+    alone = memory_budget(target, gpu, BudgetInputs(tp=4))
+    both = memory_budget(target, gpu, BudgetInputs(tp=4, draft_model=draft, num_speculative_tokens=5))
+    # 1,235,814,400 params x 2 B (bf16) / 4 GPUs = 617,907,200 B
+    assert both.draft_weights_bytes == LLAMA_1B_PARAMS * 2 // 4 == 617_907_200
+    assert both.weights_bytes - alone.weights_bytes == 617_907_200  # the weights term holds it, nothing else moves
+    assert both.activation_bytes == alone.activation_bytes and both.overhead_bytes == alone.overhead_bytes
+    assert both.kv_pool_bytes == alone.kv_pool_bytes - 617_907_200
+    # target: 80 layers x 2 (K,V) x 8/4 heads x 128 x 2 B = 81,920 B a token; draft: 16 x 2 x 8/4 x 64 x 2 B = 8,192 B
+    assert alone.kv_bytes_per_token == 81_920
+    assert both.kv_bytes_per_token == 81_920 + 8_192 == 90_112
+    # one group of every full-attention layer (UniformTypeKVCacheSpecs: the page is the sum): 16 x 90,112 B
+    assert both.page_bytes == 16 * 90_112 == 1_441_792
+    assert both.num_blocks == both.kv_pool_bytes // 1_441_792
+    assert (both.speculative_method, both.draft_model, both.draft_kv_layers, both.lookahead_tokens) == (
+        "draft_model", "llama3.2-1b", 16, 5)
+
+
+def test_mtp_takes_the_models_own_layers_and_pads_the_groups_as_logged(catalog):
+    """Qwen3.5-27B (Qwen3.8-27B's layout) with MTP x 3, as vllm-0.25.1-qwen3.8-27b-int4-gb10-1.log runs it:
+    the config's mtp_num_hidden_layers 1 (the spec's mtp_layers) is one more full-attention layer, 16 + 1
+    beside 48 GDN: "Add 3 padding layers"; "Setting attention block size to 800 tokens"."""
+    model = catalog.model("qwen3.5-27b")
+    assert model.mtp_layers == 1
+    inputs = BudgetInputs(engine="vllm==0.25.1", gpu_mem_bytes=int(119.7 * GIB), speculative_method="mtp",
+                          num_speculative_tokens=3)
+    b = memory_budget(model, None, inputs)
+    assert (b.draft_kv_layers, b.padding_layers) == (1, 3)  # 17 full, groups of 17: 3 GDN groups of 51 -> 3 padding
+    # conv 6 rows (4 - 1 + 3 speculative) x 10,240 x 2 B + 48 x 128 x 128 x 4 B = 3,268,608 B; the full page at 16
+    # tokens is 16 x 2 x 4 x 256 x 2 B = 65,536 B: ceil(3,268,608 / 65,536) = 50 -> 50 x 16 = 800 tokens
+    assert b.block_size == 800
+    # one MTP layer: (27,353,781,248 - 2 x 248,320 x 5,120 - 457,790,976) / 64 = 380,518,648 params x 2 B,
+    # + fc 2 x 5,120 x 5,120 x 2 B (ColumnParallelLinear, TP 1) = 761,037,296 + 104,857,600
+    assert layer_params(model) == 380_518_648
+    assert b.draft_weights_bytes == 865_894_896
+    without = memory_budget(model, None, replace(inputs, speculative_method=None))
+    assert b.weights_bytes - without.weights_bytes == 865_894_896
+    assert without.padding_layers == 0  # 16 full, 48 GDN: groups of 16, none padded
+
+
+def test_eagle_heads_are_one_layer_of_the_targets_width(catalog):
+    """EAGLE (llama_eagle.py): one decoder layer, /TP, + fc 2h x h ReplicatedLinear (every GPU); EAGLE-3
+    (llama_eagle3.py): qkv reads 2h, fc 3h x h replicated, its own lm_head (draft_vocab = vocab) and d2t."""
+    target, gpu = catalog.model("llama3.1-8b"), catalog.gpu("h100")
+    layer = layer_params(target)
+    # (8,030,261,248 - 2 x 128,256 x 4,096) / 32 = 218,112,128 params; cross-check by the layer's tensors:
+    # q, o 4,096^2 each + k, v 4,096 x 1,024 each + MLP 3 x 4,096 x 14,336 + 2 norms x 4,096 = 218,112,000,
+    # and the final norm's 4,096 spread over 32 layers: + 128
+    assert layer == (target.params_total - 2 * 128_256 * 4_096) // 32 == 218_112_128
+    assert 2 * 4_096 ** 2 + 2 * 4_096 * 1_024 + 3 * 4_096 * 14_336 + 2 * 4_096 + 4_096 // 32 == layer
+    eagle = memory_budget(target, gpu, BudgetInputs(speculative_method="eagle", num_speculative_tokens=3))
+    assert eagle.draft_weights_bytes == 218_112_128 * 2 + 2 * 4_096 * 4_096 * 2 == 503_333_120
+    eagle3 = memory_budget(target, gpu, BudgetInputs(speculative_method="eagle3", num_speculative_tokens=3))
+    qkv = 4_096 * (32 + 2 * 8) * 128  # the second h of the qkv input: 25,165,824 params
+    assert eagle3.draft_weights_bytes == (218_112_128 + qkv + 128_256 * 4_096) * 2 + 3 * 4_096 ** 2 * 2 + 128_256 * 8
+    # one full-attention layer more: 33 x 2 x 8 x 128 x 2 B = 135,168 B a token
+    assert eagle.kv_bytes_per_token == eagle3.kv_bytes_per_token == 33 * 4_096 == 135_168
+
+
+def test_given_draft_weights_replace_the_formula_and_measured_weights_hold_the_drafter(catalog):
+    target, gpu = catalog.model("llama3.1-8b"), catalog.gpu("h100")
+    given = memory_budget(target, gpu, BudgetInputs(speculative_method="eagle", num_speculative_tokens=3,
+                                                    draft_weights_bytes=GIB))
+    assert given.draft_weights_bytes == GIB and given.draft_weights_source == "draft_weights_bytes"
+    measured = memory_budget(target, gpu, BudgetInputs(speculative_method="eagle", num_speculative_tokens=3,
+                                                       weights_bytes=16 * GIB))
+    assert measured.weights_bytes == 16 * GIB  # "Model loading took" already holds the drafter
+
+
+def test_a_drafter_is_refused_where_it_cannot_be(catalog):
+    gpu = catalog.gpu("h100")
+    with pytest.raises(InputError, match="ships no MTP layers"):
+        memory_budget(catalog.model("llama3.1-8b"), gpu, BudgetInputs(speculative_method="mtp"))
+    with pytest.raises(InputError, match="needs a draft"):
+        memory_budget(catalog.model("llama3.1-8b"), gpu, BudgetInputs(speculative_method="draft_model",
+                                                                       num_speculative_tokens=3))
+    with pytest.raises(InputError, match="num_speculative_tokens"):
+        memory_budget(catalog.model("llama3.1-8b"), gpu, BudgetInputs(speculative_method="eagle"))
+    # MTP without a count takes the model's MTP layers (speculative.py: n_predict)
+    assert memory_budget(catalog.model("deepseek-v3"), catalog.gpu("h200"), BudgetInputs(
+        tp=8, speculative_method="mtp")).lookahead_tokens == 1
+
+
+def test_vllm_serve_speculative_config_is_read():
+    vllm = engine("vllm==0.19")
+    fields, ignored = vllm.read_command("vllm serve meta-llama/Llama-3.1-70B -tp 4 --speculative-config "
+                                        "'{\"model\": \"llama3.2-1b\", \"num_speculative_tokens\": 5}'")
+    assert (fields["speculative_method"], fields["draft_model"], fields["num_speculative_tokens"]) == (
+        "draft_model", "llama3.2-1b", 5)
+    assert ignored == []
+    fields, _ = vllm.read_command("vllm serve Qwen/Qwen3.5-27B --speculative-config="
+                                  "'{\"method\": \"mtp\", \"num_speculative_tokens\": 3}'")
+    assert (fields["speculative_method"], fields["num_speculative_tokens"]) == ("mtp", 3) and "draft_model" not in fields
+    fields, _ = vllm.read_command("vllm serve m --speculative-model llama3.2-1b --num-speculative-tokens 4")
+    assert (fields["draft_model"], fields["num_speculative_tokens"]) == ("llama3.2-1b", 4)
+    with pytest.raises(InputError, match="not JSON"):
+        vllm.read_command("vllm serve m --speculative-config '{model: x}'")
+
+
+def test_a_check_scenario_carries_the_drafter(catalog):
+    """Check-file fields speculative_method / draft_model / draft_weights_gib reach the budget
+    (kvplan/calc/check.py scenario_inputs; kvplan check resolves draft_model in the catalog)."""
+    from kvplan.calc.check import figures, scenario_inputs
+    from kvplan.specs.checkfile import Scenario
+
+    s = Scenario(name="mtp", model="qwen3.5-27b", gpu="h200", speculative_method="mtp", num_speculative_tokens=3,
+                 draft_weights_gib=1.0)
+    inputs = scenario_inputs(s)
+    assert (inputs.speculative_method, inputs.draft_weights_bytes) == ("mtp", GIB)
+    model, gpu = catalog.model("qwen3.5-27b"), catalog.gpu("h200")
+    plain = s.model_copy(update={"speculative_method": None, "draft_weights_gib": None})
+    drafted = memory_budget(model, gpu, inputs)
+    assert drafted.weights_bytes - memory_budget(model, gpu, scenario_inputs(plain)).weights_bytes == GIB
+    assert drafted.draft_kv_layers == 1
+    # the per-request figures hold the MTP layer: one full layer more, 2 x 4 x 256 x 2 B = 4,096 B a token
+    assert figures(model, gpu, s).kv_gib_per_request > figures(model, gpu, plain).kv_gib_per_request
