@@ -67,6 +67,8 @@ class Replica:
     max_model_len: int = 0
     sampler: str | None = None  # "flashinfer" or "pytorch" where the deployment says; None: the release's default
     samples: bool = True  # this GPU's stage runs the sampler (a pipeline's last stage, or no pipeline)
+    mm_limits: tuple[tuple[str, int], ...] | None = None  # --limit-mm-per-prompt; None: every modality allowed
+    mm_encoder_tp_mode: str | None = None  # "weights" (the default) or "data"
 
     @property
     def gpus(self) -> int:

@@ -17,6 +17,7 @@ from kvplan.specs.engines.base import (
 from kvplan.specs.engines.loading import mxfp4_padding, rotary_dim
 from kvplan.specs.engines.pages import hybrid_page
 from kvplan.specs.engines.served import unserved
+from kvplan.specs.engines.vllm_mm import EncoderProfile
 from kvplan.specs.engines.vllm_states import checkpoint_alignment, state_pages
 from kvplan.units import DTYPE_BYTES, GIB, MIB
 
@@ -71,7 +72,7 @@ COMMAND = CommandLine(
 )
 
 
-class Vllm(Engine):
+class Vllm(EncoderProfile, Engine):
     """vLLM 0.18 and 0.19: the Triton top-k/top-p sampler; CUDA graphs outside the budget."""
 
     name, display_name = "vllm", "vLLM"
@@ -170,8 +171,8 @@ class Vllm(Engine):
             return ()  # 0.8-0.11 run it wherever it is installed: nothing to set
         return (f"VLLM_USE_FLASHINFER_SAMPLER={1 if asked == 'flashinfer' else 0}",)
 
-    def activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
-        """The profile run's peak (gpu_model_runner.py profile_run): a forward pass of
+    def text_activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
+        """The profile run's text peak (gpu_model_runner.py profile_run): a forward pass of
         max_num_batched_tokens tokens, then the dummy sampler over min(max_num_seqs, tokens) rows of
         the whole vocabulary, gathered on every TP rank (not divided by TP), the batch's hidden
         states still alive. The larger of the two is the peak."""
