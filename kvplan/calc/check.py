@@ -58,7 +58,8 @@ def scenario_inputs(s: Scenario) -> BudgetInputs:
                         max_model_len=s.max_model_len, sampler=s.sampler, chunked_prefill=s.chunked_prefill,
                         num_speculative_tokens=s.num_speculative_tokens, gpu_mem_bytes=_bytes(s.gpu_mem_gib),
                         weights_bytes=_bytes(s.weights_gib), activation_bytes=_bytes(s.activation_gib),
-                        overhead_bytes=_bytes(s.overhead_gib))
+                        overhead_bytes=_bytes(s.overhead_gib), mm_encoder_tp_mode=s.mm_encoder_tp_mode,
+                        limit_mm_per_prompt=tuple(s.limit_mm_per_prompt.items()) if s.limit_mm_per_prompt else None)
 
 
 def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:

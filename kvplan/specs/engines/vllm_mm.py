@@ -140,3 +140,4 @@ class EncoderProfile:
                         f"max(encoder {formula}, cache {cache:,} B + {text.value:,} B)")
         return Term(cache + text.value, f"{text.source} + encoder cache of {count} {item.modality}",
                     f"max(encoder {encoder:,} B, cache {cache:,} B + {text.formula})")
+
