@@ -113,7 +113,8 @@ class Scenario(Strict):
     cpu_offload_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)  # vLLM --cpu-offload-gb: weights kept on the host
     # vLLM's --limit-mm-per-prompt (modality -> items; 0 for each skips the encoder profile) and
     # --mm-encoder-tp-mode: the multimodal encoder's profile peak (specs/engines/vllm_mm.py)
-    limit_mm_per_prompt: dict[str, Annotated[int, Field(ge=0, le=2**24)]] | None = None
+    limit_mm_per_prompt: Annotated[dict[str, int] | None, BeforeValidator(
+        lambda v: v if v is None else dict(bounds.mm_limits(v, "limit_mm_per_prompt")))] = None
     mm_encoder_tp_mode: Literal["weights", "data"] | None = None
     num_speculative_tokens: Annotated[int, _count(0, 64)] = 0  # draft tokens a step verifies: a hybrid's state pages
     # measured terms (`kvplan log --to-check` writes them from a log): the GPU's total and the non-KV memory

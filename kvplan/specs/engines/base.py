@@ -305,7 +305,7 @@ FIELD_READERS: dict[str, Reader] = {
     "kv_dtype": lambda v, _: _kv_dtype(v), "max_num_seqs": bounds.requests, "block_size": bounds.block_size,
     "max_num_batched_tokens": bounds.tokens, "cpu_offload_gib": bounds.gib_or_zero,
     "weights_dtype": lambda v, _: _DTYPES.get(v, v), "quantization": lambda v, _: _QUANTIZATION.get(v, v),
-    "limit_mm_per_prompt": lambda v, n: dict(bounds.mm_limits(v, n)), "mm_encoder_tp_mode": bounds.mm_encoder_tp_mode}
+    "limit_mm_per_prompt": lambda v, n: bounds.mm_limits(v, n) and v, "mm_encoder_tp_mode": bounds.mm_encoder_tp_mode}
 
 
 @dataclass(frozen=True)
