@@ -227,3 +227,31 @@ def axis(text: str, name: str) -> tuple[int, ...]:
     if name == "ctx" and max(values) > MAX_TOKENS:
         raise InputError(f"--ctx {text}: beyond {MAX_TOKENS:,} tokens")
     return tuple(values)
+
+
+def mm_limits(text: object, name: str) -> tuple[tuple[str, int], ...]:
+    """vLLM's --limit-mm-per-prompt (vllm/config/multimodal.py): JSON of modality -> count, or ->
+    {"count": N, ...} (the dummy options of 0.11 on); a mapping as a check file gives it."""
+    import json
+
+    fix = "; give JSON like '{\"image\": 2, \"video\": 0}'"
+    raw = text
+    if isinstance(text, str):
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            raise _refuse(name, f" '{text}' is not JSON{fix}") from None
+    if not isinstance(raw, dict):
+        raise _refuse(name, f" {text!r} is not a JSON object{fix}")
+    pairs = []
+    for modality, value in raw.items():
+        count = value.get("count", 999) if isinstance(value, dict) else value
+        pairs.append((str(modality), integer(count, name, 0, MAX_REQUESTS, f" {modality} items")))
+    return tuple(pairs)
+
+
+def mm_encoder_tp_mode(value: object, name: str) -> str:
+    """vLLM's --mm-encoder-tp-mode: weights (the vision tower sharded like the model) or data."""
+    if value not in ("weights", "data"):
+        raise _refuse(name, f" '{value}' is not a mode; choose weights or data")
+    return str(value)

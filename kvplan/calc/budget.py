@@ -59,6 +59,10 @@ class BudgetInputs:
     max_lora_rank: int = 16  # vLLM's default
     max_cpu_loras: int | None = None  # host memory only; vLLM requires it >= max_loras
     lora_bytes: int | None = None  # the LoRA buffers per GPU, measured (turns LoRA on)
+    # vLLM's --limit-mm-per-prompt as (modality, count) pairs (None: every modality, 999 each; a 0 for
+    # each skips the encoder profile) and --mm-encoder-tp-mode ("weights" or "data"; None: weights)
+    limit_mm_per_prompt: tuple[tuple[str, int], ...] | None = None
+    mm_encoder_tp_mode: str | None = None
 
     def __post_init__(self) -> None:
         """Names are checked when the inputs are made, so a sweep or a plan refuses a bad one at once
@@ -73,6 +77,11 @@ class BudgetInputs:
             weight_format(self.weights_dtype)
         if self.sampler not in (None, "flashinfer", "pytorch"):
             raise InputError(f"unknown sampler '{self.sampler}'; choose flashinfer or pytorch", "sampler")
+        if self.mm_encoder_tp_mode not in (None, "weights", "data"):
+            raise InputError(f"unknown mm_encoder_tp_mode '{self.mm_encoder_tp_mode}'; choose weights or data",
+                             "mm_encoder_tp_mode")
+        if any(count < 0 for _, count in self.limit_mm_per_prompt or ()):
+            raise InputError("{limit_mm_per_prompt} counts must not be negative", "limit_mm_per_prompt")
 
     @property
     def overridden(self) -> bool:
@@ -81,14 +90,15 @@ class BudgetInputs:
             getattr(self, name) is not None for name in (
                 "util", "gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes", "block_size",
                 "max_num_batched_tokens", "max_num_seqs", "chunked_prefill", "sampler", "prefix_caching",
-                "draft_weights_bytes"))
+                "draft_weights_bytes", "limit_mm_per_prompt", "mm_encoder_tp_mode"))
 
     def engine_defaults(self) -> "BudgetInputs":
         """The same deployment under the default engine's budget with nothing overridden."""
         return BudgetInputs(tp=self.tp, pp=self.pp, kv_dtype=self.kv_dtype, weights_dtype=self.weights_dtype,
                             max_model_len=self.max_model_len, num_speculative_tokens=self.num_speculative_tokens,
                             enable_lora=self.enable_lora, max_loras=self.max_loras, max_lora_rank=self.max_lora_rank,
-                            speculative_method=self.speculative_method, draft_model=self.draft_model)
+                            speculative_method=self.speculative_method, draft_model=self.draft_model,
+                            limit_mm_per_prompt=self.limit_mm_per_prompt, mm_encoder_tp_mode=self.mm_encoder_tp_mode)
 
 
 def batch_limits(inputs: BudgetInputs, gpu: GpuSpec | None, total_bytes: int, max_model_len: int) -> BatchLimits:
@@ -139,7 +149,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     total = _given(inputs, "gpu_mem_bytes") or engine.total_memory(_gpu(gpu))
     max_model_len = inputs.max_model_len or model.max_context
     limits = batch_limits(inputs, gpu, total.value, max_model_len)
-    replica = Replica(gpu, inputs.tp, inputs.pp, dtype, max_model_len, inputs.sampler)
+    replica = Replica(gpu, inputs.tp, inputs.pp, dtype, max_model_len, inputs.sampler,
+                      mm_limits=inputs.limit_mm_per_prompt, mm_encoder_tp_mode=inputs.mm_encoder_tp_mode)
     draft_term = _draft_weights(target, draft, inputs, dtype)
     weights = _measured_weights(inputs) or _with_draft(_with_extras(_weights(target, inputs, dtype),
                                                                     engine.weights_extra(target, replica)), draft_term)

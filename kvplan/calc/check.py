@@ -62,7 +62,8 @@ def scenario_inputs(s: Scenario) -> BudgetInputs:
                         weights_bytes=_bytes(s.weights_gib), activation_bytes=_bytes(s.activation_gib),
                         overhead_bytes=_bytes(s.overhead_gib), enable_lora=s.enable_lora or s.lora_gib is not None,
                         max_loras=s.max_loras, max_lora_rank=s.max_lora_rank, max_cpu_loras=s.max_cpu_loras,
-                        lora_bytes=_bytes(s.lora_gib))
+                        lora_bytes=_bytes(s.lora_gib), mm_encoder_tp_mode=s.mm_encoder_tp_mode,
+                        limit_mm_per_prompt=tuple(s.limit_mm_per_prompt.items()) if s.limit_mm_per_prompt else None)
 
 
 def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:

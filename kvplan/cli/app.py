@@ -232,6 +232,13 @@ DraftModelOpt = Annotated[Optional[str], typer.Option(
 DraftGibOpt = Annotated[Optional[float], read_option(
     bounds.gib_or_zero, "--draft-weights-gib", metavar="GiB", help="The drafter's weights per GPU in GiB, instead "
     "of the formula.", rich_help_panel=BUDGET)]
+MmLimitOpt = Annotated[Optional[str], typer.Option(
+    "--limit-mm-per-prompt", metavar="JSON", help="vLLM's items per prompt by modality, e.g. '{\"image\": 2, "
+    "\"video\": 0}': the profile run encodes the largest allowed item first (0 for every modality skips it). "
+    "Default: 999 of each.", rich_help_panel=BUDGET)]
+MmTpModeOpt = Annotated[Optional[str], typer.Option(
+    "--mm-encoder-tp-mode", metavar="MODE", help="vLLM's vision tower under TP: weights (sharded, the default) "
+    "or data (replicated, the items split over the ranks).", rich_help_panel=BUDGET)]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)]
 
@@ -241,7 +248,8 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
                   overhead_gib: Optional[float], block_size: Optional[int], max_num_seqs: Optional[int] = None,
                   allow_long_max_len: bool = False, *, max_len: Optional[int] = None,
                   max_num_batched_tokens: Optional[int] = None, chunked_prefill: Optional[bool] = None,
-                  sampler: Optional[str] = None, num_speculative_tokens: int = 0):
+                  sampler: Optional[str] = None, num_speculative_tokens: int = 0,
+                  limit_mm_per_prompt: Optional[str] = None, mm_encoder_tp_mode: Optional[str] = None):
     from kvplan.calc.budget import BudgetInputs
     from kvplan.units import GIB
 
@@ -251,7 +259,10 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
                         activation_bytes=to_bytes(activation_gib), overhead_bytes=to_bytes(overhead_gib),
                         block_size=block_size, max_num_seqs=max_num_seqs, allow_long_max_len=allow_long_max_len,
                         max_model_len=max_len, max_num_batched_tokens=max_num_batched_tokens,
-                        chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens)
+                        chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens,
+                        limit_mm_per_prompt=bounds.mm_limits(limit_mm_per_prompt, "--limit-mm-per-prompt") if limit_mm_per_prompt
+                        else None, mm_encoder_tp_mode=mm_encoder_tp_mode and bounds.mm_encoder_tp_mode(
+                            mm_encoder_tp_mode, "--mm-encoder-tp-mode"))
 
 
 def with_draft(inputs, cat, method: Optional[str], draft_model: Optional[str], draft_weights_gib: Optional[float]):

@@ -9,7 +9,7 @@ import typer
 
 from kvplan.cli.app import (
     BUDGET, AllowLongOpt, DEFAULT_ENGINE, ActivationGibOpt, BlockOpt, DebugOpt, EngineOpt, ExplainOpt, GpuMemOpt, GpuOpt, JsonOpt, KvDtypeOpt,
-    ChunkedOpt, SamplerOpt, SpecTokensOpt, EnableLoraOpt, MaxLorasOpt, MaxLoraRankOpt, MaxCpuLorasOpt, LoraGibOpt, with_lora, MaxBatchedTokensOpt, MaxLenOpt, MaxSeqsOpt, OfflineOpt, OverheadGibOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, WeightsDtypeOpt,
+    ChunkedOpt, SamplerOpt, SpecTokensOpt, MmLimitOpt, MmTpModeOpt, EnableLoraOpt, MaxLorasOpt, MaxLoraRankOpt, MaxCpuLorasOpt, LoraGibOpt, with_lora, MaxBatchedTokensOpt, MaxLenOpt, MaxSeqsOpt, OfflineOpt, OverheadGibOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, WeightsDtypeOpt,
     WeightsGibOpt, FromLogOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option, with_log,
     SpecMethodOpt, DraftModelOpt, DraftGibOpt, with_draft,
 )
@@ -36,6 +36,7 @@ def batch(
     max_cpu_loras: MaxCpuLorasOpt = None, lora_gib: LoraGibOpt = None,
     speculative_method: SpecMethodOpt = None, speculative_model: DraftModelOpt = None,
     draft_weights_gib: DraftGibOpt = None,
+    limit_mm_per_prompt: MmLimitOpt = None, mm_encoder_tp_mode: MmTpModeOpt = None,
     at_batch: Annotated[Optional[int], read_option(
         bounds.requests, "--batch", "-b", metavar="N", help="Batch for the roofline (default: the paged concurrency).")] = None,
     max_ctx: Annotated[Optional[int], read_option(
@@ -64,7 +65,8 @@ def batch(
     per_engine = [budget_inputs(name, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
                            activation_gib, overhead_gib, block_size, max_num_seqs, allow_long, max_len=max_len,
                            max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill,
-                           sampler=sampler, num_speculative_tokens=num_speculative_tokens) for name in engines]
+                           sampler=sampler, num_speculative_tokens=num_speculative_tokens,
+                           limit_mm_per_prompt=limit_mm_per_prompt, mm_encoder_tp_mode=mm_encoder_tp_mode) for name in engines]
     cat = catalog(specs)
     per_engine = [with_draft(with_log(from_log, with_lora(one, enable_lora, max_loras, max_lora_rank, max_cpu_loras,
                                                          lora_gib), model, cat.gpu(gpu), cat),
@@ -100,6 +102,7 @@ def fit(
     max_cpu_loras: MaxCpuLorasOpt = None, lora_gib: LoraGibOpt = None,
     speculative_method: SpecMethodOpt = None, speculative_model: DraftModelOpt = None,
     draft_weights_gib: DraftGibOpt = None,
+    limit_mm_per_prompt: MmLimitOpt = None, mm_encoder_tp_mode: MmTpModeOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE, tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
     weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
     weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
@@ -123,7 +126,8 @@ def fit(
         output_path(plot, "--plot", PLOT_SUFFIXES)  # before any work
     inputs = budget_inputs(engine, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
                            activation_gib, overhead_gib, block_size, max_num_seqs, allow_long, max_len=max_len,
-                           max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens)
+                           max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens,
+                           limit_mm_per_prompt=limit_mm_per_prompt, mm_encoder_tp_mode=mm_encoder_tp_mode)
     cat = catalog(specs)
     inputs = with_draft(with_log(from_log, with_lora(inputs, enable_lora, max_loras, max_lora_rank, max_cpu_loras,
                                                      lora_gib), model, cat.gpu(gpu), cat),
@@ -158,6 +162,7 @@ def plan(
     max_cpu_loras: MaxCpuLorasOpt = None, lora_gib: LoraGibOpt = None,
     speculative_method: SpecMethodOpt = None, speculative_model: DraftModelOpt = None,
     draft_weights_gib: DraftGibOpt = None,
+    limit_mm_per_prompt: MmLimitOpt = None, mm_encoder_tp_mode: MmTpModeOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE, weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None,
     gpu_mem: GpuMemOpt = None, overhead_gib: OverheadGibOpt = None, block_size: BlockOpt = None,
     explain: ExplainOpt = False, offline: OfflineOpt = False, json: JsonOpt = False, specs: SpecsOpt = None, debug: DebugOpt = False,
@@ -173,7 +178,8 @@ def plan(
 
     inputs = budget_inputs(engine, 1, 1, "auto", weights_dtype, util, gpu_mem, None, None, overhead_gib,
                            block_size, max_num_seqs, allow_long, max_len=max_len,
-                           max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens)
+                           max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens,
+                           limit_mm_per_prompt=limit_mm_per_prompt, mm_encoder_tp_mode=mm_encoder_tp_mode)
     cat = catalog(specs)
     inputs = with_draft(with_log(from_log, with_lora(inputs, enable_lora, max_loras, max_lora_rank, max_cpu_loras,
                                                      lora_gib), model, cat.gpu(gpu), cat),

@@ -14,6 +14,7 @@ FLAGS = {
     "max_lora_rank": "--max-lora-rank", "max_cpu_loras": "--max-cpu-loras", "lora_bytes": "--lora-gib",
     "speculative_method": "--speculative-method", "draft_model": "--speculative-model",
     "draft_weights_bytes": "--draft-weights-gib",
+    "limit_mm_per_prompt": "--limit-mm-per-prompt", "mm_encoder_tp_mode": "--mm-encoder-tp-mode",
     # requests and lengths
     "ctx": "--ctx", "max_len": "--max-len", "max_model_len": "--max-len", "target": "--concurrency",
     "concurrency": "--concurrency", "in_tokens": "--in", "out_tokens": "--out", "batch": "--batch",

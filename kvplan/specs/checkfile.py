@@ -111,6 +111,11 @@ class Scenario(Strict):
     chunked_prefill: bool | None = None  # None: the engine's default (vLLM V1: on)
     allow_long_max_len: bool = False  # the engine's long-context switch is set (VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)  # the engine's chunk: its activation peak grows with it
     cpu_offload_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)  # vLLM --cpu-offload-gb: weights kept on the host
+    # vLLM's --limit-mm-per-prompt (modality -> items; 0 for each skips the encoder profile) and
+    # --mm-encoder-tp-mode: the multimodal encoder's profile peak (specs/engines/vllm_mm.py)
+    limit_mm_per_prompt: Annotated[dict[str, int] | None, BeforeValidator(
+        lambda v: v if v is None else dict(bounds.mm_limits(v, "limit_mm_per_prompt")))] = None
+    mm_encoder_tp_mode: Literal["weights", "data"] | None = None
     num_speculative_tokens: Annotated[int, _count(0, 64)] = 0  # draft tokens a step verifies: a hybrid's state pages
     # vLLM --enable-lora --max-loras --max-lora-rank --max-cpu-loras (specs/engines/vllm_lora.py); lora_gib measured
     enable_lora: bool = False

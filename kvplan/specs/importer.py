@@ -25,6 +25,7 @@ from kvplan.specs.model import ModelSpec
 from kvplan.specs.module_params import module_params
 from kvplan.specs.params import estimate_params, inactive_expert_params, moe_block, tower_params
 from kvplan.specs.quantization import read_quantization
+from kvplan.specs.vision import vision_from_config
 
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "float8_e4m3fn": "fp8"}
 
@@ -136,7 +137,7 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
         "tie_word_embeddings": bool(c.get("tie_word_embeddings", default=False)),
         "mtp_layers": c.get("num_nextn_predict_layers", "mtp_num_hidden_layers", default=0) or 0,
         "moe": moe, "layers": groups, "checkpoint_bytes": checkpoint.bytes,
-        "tower_params": towers or None, "quantization": quant.format if quant else None,
+        "tower_params": towers or None, "vision": vision_from_config(raw, model_type), "quantization": quant.format if quant else None,
         "quantization_bits": quant.bits_per_weight if quant else None,
         "params_source": "; ".join(notes), "notes": "imported by kvplan import",
     }

@@ -79,6 +79,9 @@ def construct_model(data: dict) -> ModelSpec:
     fields = {**data, "layers": layers, "aliases": tuple(data.get("aliases", ()))}
     if data.get("moe"):
         fields["moe"] = MoESpec.model_construct(**data["moe"])
+    if data.get("vision"):
+        from kvplan.specs.vision import VisionSpec
+        fields["vision"] = VisionSpec.model_construct(**data["vision"])
     if data.get("released"):  # JSON holds the date as text
         fields["released"] = date.fromisoformat(data["released"])
     return ModelSpec.model_construct(**fields)

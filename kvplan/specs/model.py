@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, Strict, model_validator
 
 from kvplan.specs.base import NAME_PATTERN, Bytes, Dim, Frozen, Heads, Layers, Params, Small, Tokens, Vocab
+from kvplan.specs.vision import VisionSpec
 
 if TYPE_CHECKING:  # the union of every layer kind: imported where a spec is validated (_with_every_kind)
     from kvplan.specs.layer_union import LayerGroup
@@ -70,6 +71,8 @@ class ModelSpec(Frozen):
     # Parameters of the towers that run on images or audio (vision encoder, projector), included in
     # params_total: memory, but no work per text token.
     tower_params: Params | None = None
+    # The vision tower's sizes where the engine profiles it (kvplan.specs.vision); None: text only.
+    vision: VisionSpec | None = None
     dtype: WeightDtype
     max_context: Tokens
     tie_word_embeddings: Annotated[bool, Strict()] = False

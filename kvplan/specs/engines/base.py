@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kvplan import bounds
 from kvplan.errors import InputError
-from kvplan.specs.engines.speculative import SPECULATIVE_FLAGS as SPECULATIVE_FLAGS, SPECULATIVE_READERS
+from kvplan.specs.engines.fields import FIELD_ALIASES, FIELD_READERS
+from kvplan.specs.engines.speculative import SPECULATIVE_FLAGS as SPECULATIVE_FLAGS
 from kvplan.units import GIB, ceil_div
 
 if TYPE_CHECKING:  # the specs arrive as arguments: importing the registry loads no spec class
@@ -68,6 +67,8 @@ class Replica:
     max_model_len: int = 0
     sampler: str | None = None  # "flashinfer" or "pytorch" where the deployment says; None: the release's default
     samples: bool = True  # this GPU's stage runs the sampler (a pipeline's last stage, or no pipeline)
+    mm_limits: tuple[tuple[str, int], ...] | None = None  # --limit-mm-per-prompt; None: every modality allowed
+    mm_encoder_tp_mode: str | None = None  # "weights" (the default) or "data"
 
     @property
     def gpus(self) -> int:
@@ -288,24 +289,6 @@ class Deploy:
     chunked_prefill: bool | None = None  # only where it differs from the engine's default
 
 
-def _kv_dtype(value: str) -> str:
-    return "fp8" if value.startswith("fp8") else value
-
-
-_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "auto": "auto", "float32": "fp32", "float": "fp32"}
-_QUANTIZATION = {"fp8": "fp8", "awq": "int4", "awq_marlin": "int4", "gptq": "int4", "gptq_marlin": "int4",
-                 "bitsandbytes": "nf4", "mxfp4": "mxfp4", "modelopt": "fp8", "modelopt_fp4": "nvfp4"}
-
-Reader = Callable[[str, str], object]
-# A setting's field (as in check files) -> how its value is read: kvplan.bounds' readers, as on the command line.
-FIELD_READERS: dict[str, Reader] = {
-    "model": lambda v, _: v, "revision": lambda v, _: v,
-    "tp": bounds.gpus, "pp": bounds.gpus, "max_model_len": bounds.tokens, "util": bounds.fraction,
-    "kv_dtype": lambda v, _: _kv_dtype(v), "max_num_seqs": bounds.requests, "block_size": bounds.block_size,
-    "max_num_batched_tokens": bounds.tokens, "cpu_offload_gib": bounds.gib_or_zero,
-    "weights_dtype": lambda v, _: _DTYPES.get(v, v), "quantization": lambda v, _: _QUANTIZATION.get(v, v),
-    "max_loras": bounds.requests, "max_lora_rank": bounds.requests, "max_cpu_loras": bounds.requests, **SPECULATIVE_READERS}
-_FIELD = {"quantization": "weights_dtype"}  # a setting read into another check-file field
 
 
 @dataclass(frozen=True)
@@ -370,7 +353,7 @@ class CommandLine:
                 setting = by_flag[flag]
                 read = FIELD_READERS[setting]
                 got = read(value, f"{engine} flag {flag}")  # a JSON flag sets several (--speculative-config)
-                fields.update(got if isinstance(got, dict) else {_FIELD.get(setting, setting): got})
+                fields.update(got if isinstance(got, dict) else {FIELD_ALIASES.get(setting, setting): got})
             else:
                 ignored.append(flag)
                 if not has_inline and i + 1 < len(words) and not words[i + 1].startswith("-"):

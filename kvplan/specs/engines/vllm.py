@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kvplan.specs.engines.base import (
-    SPECULATIVE_FLAGS, BatchLimits, CommandLine, Engine, Replica, Term, comm_buffers, forward_pass, half_from_fp32,
+    BatchLimits, Engine, Replica, Term, comm_buffers, forward_pass, half_from_fp32,
 )
 from kvplan.specs.engines.loading import mxfp4_padding, rotary_dim
 from kvplan.specs.engines.pages import hybrid_page
 from kvplan.specs.engines.served import unserved
+from kvplan.specs.engines.vllm_command import COMMAND
+from kvplan.specs.engines.vllm_mm import EncoderProfile
 from kvplan.specs.engines.vllm_states import checkpoint_alignment, state_pages
 from kvplan.units import DTYPE_BYTES, GIB, MIB
 
@@ -51,27 +53,7 @@ FLASHINFER_SAMPLER_BYTES = 10
 # size; kvplan takes 5 MiB.
 CUDA_GRAPH_BYTES_PER_SIZE = 5 * MIB
 
-COMMAND = CommandLine(
-    program="vllm serve",
-    launchers=(("vllm", "serve"), ("python", "-m", "vllm.entrypoints.openai.api_server"),
-               ("python3", "-m", "vllm.entrypoints.openai.api_server"), ("python", "-m", "vllm.entrypoints.api_server")),
-    model_flag=None,
-    flags={"revision": "--revision", "tp": "--tensor-parallel-size", "pp": "--pipeline-parallel-size",
-           "max_model_len": "--max-model-len", "util": "--gpu-memory-utilization", "kv_dtype": "--kv-cache-dtype", "max_num_seqs": "--max-num-seqs",
-           "block_size": "--block-size", "max_num_batched_tokens": "--max-num-batched-tokens",
-           "cpu_offload_gib": "--cpu-offload-gb", "weights_dtype": "--dtype", "quantization": "--quantization",
-           "max_loras": "--max-loras", "max_lora_rank": "--max-lora-rank", "max_cpu_loras": "--max-cpu-loras"},
-    also_read={"--model": "model", "-tp": "tp", "-pp": "pp", "-q": "quantization", **SPECULATIVE_FLAGS},
-    kv_dtypes={"fp8": "fp8"},
-    dtypes={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"},
-    quantizations={"fp8": "fp8", "nf4": "bitsandbytes"},  # online fp8; bitsandbytes in-flight 4-bit
-    switches={"chunked_prefill": {True: "--enable-chunked-prefill", False: "--no-enable-chunked-prefill"}, "enable_lora": {True: "--enable-lora"}},
-    program_words=("vllm", "python", "python3"),
-    usage="`vllm serve MODEL ...` or `python -m vllm.entrypoints.openai.api_server --model MODEL ...`",
-)
-
-
-class Vllm(Engine):
+class Vllm(EncoderProfile, Engine):
     """vLLM 0.18 and 0.19: the Triton top-k/top-p sampler; CUDA graphs outside the budget."""
 
     name, display_name = "vllm", "vLLM"
@@ -170,8 +152,8 @@ class Vllm(Engine):
             return ()  # 0.8-0.11 run it wherever it is installed: nothing to set
         return (f"VLLM_USE_FLASHINFER_SAMPLER={1 if asked == 'flashinfer' else 0}",)
 
-    def activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
-        """The profile run's peak (gpu_model_runner.py profile_run): a forward pass of
+    def text_activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
+        """The profile run's text peak (gpu_model_runner.py profile_run): a forward pass of
         max_num_batched_tokens tokens, then the dummy sampler over min(max_num_seqs, tokens) rows of
         the whole vocabulary, gathered on every TP rank (not divided by TP), the batch's hidden
         states still alive. The larger of the two is the peak."""
