@@ -13,6 +13,7 @@ from kvplan import bounds
 from kvplan.calc.kv import check_size_inputs, layers_kv, resolve_kv_format
 from kvplan.calc.kvgroups import kv_groups, tokens_for_kv_bytes
 from kvplan.calc.kvpacked import in_flight_tokens, packed_layout
+from kvplan.calc.kvtiers import TierInputs, kv_offload_tiers
 from kvplan.calc.weights import pp_layers, stage_weights, weights_bytes, weights_per_gpu
 from kvplan.errors import InputError
 from kvplan.results.base import Step
@@ -50,6 +51,13 @@ class BudgetInputs:
     prefix_caching: bool | None = None  # None: the engine's default (vLLM: on for hybrids from 0.26)
     weights_tp: int | None = None  # the TP weights_bytes was measured at (a log's): another TP rescales it
     terms_from: str | None = None  # the log the given terms were measured in (--from-log), for their source
+    # KV offload tiers beside the pool (calc/kvtiers.py): they hold evicted prefixes, the pool is unchanged
+    kv_offload_gib: float | None = None  # vLLM --kv-offloading-size: every rank's host GiB together
+    kv_offload_backend: str | None = None  # native, lmcache (vLLM) or hicache (SGLang); None: the engine's
+    kv_offload_disk_gib: float | None = None  # LMCache max_local_disk_size, GiB a rank
+    hicache_ratio: float | None = None  # SGLang --hicache-ratio (host tokens / device tokens; default 2.0)
+    hicache_size_gb: float | None = None  # SGLang --hicache-size, GB (10^9) a rank
+    cpu_offload_gib: float | None = None  # vLLM --cpu-offload-gb: WEIGHTS kept on the host, GiB a GPU (not KV)
 
     def __post_init__(self) -> None:
         """Names are checked when the inputs are made, so a sweep or a plan refuses a bad one at once
@@ -97,7 +105,8 @@ def _check(inputs: BudgetInputs, util: float) -> None:
         bounds.tokens(inputs.max_num_batched_tokens, "max_num_batched_tokens")
     if inputs.num_speculative_tokens < 0:
         raise InputError("{num_speculative_tokens} must not be negative", "num_speculative_tokens")
-    for name in ("gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes"):
+    for name in ("gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes", "kv_offload_gib",
+                 "kv_offload_disk_gib", "hicache_ratio", "hicache_size_gb", "cpu_offload_gib"):
         if (getattr(inputs, name) or 0) < 0:
             raise InputError(f"{{{name}}} must not be negative", name)
 
@@ -125,6 +134,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     replica = Replica(gpu, inputs.tp, inputs.pp, dtype, max_model_len, inputs.sampler)
     weights = _measured_weights(inputs) or _with_extras(_weights(model, inputs, dtype),
                                                                   engine.weights_extra(model, replica))
+    weights = _on_host(weights, inputs.cpu_offload_gib)
     activation = _given(inputs, "activation_bytes") or engine.activation(model, replica, limits)
     overhead = _given(inputs, "overhead_bytes") or engine.overhead(model, replica, limits)
     pool = engine.pool(total.value, util, weights.value, activation.value, overhead.value)
@@ -157,12 +167,15 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
                                      newer_rule=engine.kv_group_ratio, states=engine.hybrid_pages,
                                      max_model_len=max_model_len, max_num_batched_tokens=limits.max_num_batched_tokens,
                                      per_concurrency=True, num_spec=spec, state_pages=state_pages) or tokens
+    tiers = kv_offload_tiers(model, gpu, engine, inputs, TierInputs(page + padding, block, per_token, tokens, inputs.tp,
+                             inputs.pp, fmt.name), any(layer.state_bytes_per_layer for layer in layers))
     defaults = engine.batch_limits(gpu, total.value, max_model_len)  # what a command line may leave out
     terms = {"total": total, "weights": weights, "activation": activation, "overhead": overhead}
     steps = _explain(engine, terms, util, pool, page, padding, blocks, block, tokens, max_model_len,
                      len(packed.groups) if packed else 0)
     if stage_step:
         steps.insert(len(terms) + 1, stage_step)
+    steps += [step for tier in tiers for step in tier.explain]
     return MemoryBudget(
         engine=engine.key if "==" in inputs.engine else engine.name, engine_release=engine.release,
         engine_formula=engine.formula, engine_source=engine.source,
@@ -181,7 +194,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
         activation_source=activation.source, overhead_bytes=overhead.value, overhead_source=overhead.source,
         kv_pool_bytes=pool, weights_fit=weights.value < total.value, page_bytes=page,
         kv_bytes_per_token=per_token, num_blocks=blocks,
-        token_capacity=tokens, explain=tuple(steps),
+        token_capacity=tokens, explain=tuple(steps), kv_offload=tiers,
+        cpu_offload_bytes=int(inputs.cpu_offload_gib * GIB) if inputs.cpu_offload_gib else 0,
     )
 
 
@@ -189,6 +203,17 @@ def _gpu(gpu: GpuSpec | None) -> GpuSpec:
     if gpu is None:  # memory_budget refused this already unless gpu_mem_bytes gave the total
         raise InputError("a budget needs a GPU from the database or its memory ({gpu_mem_bytes})", "gpu_mem_bytes")
     return gpu
+
+
+def _on_host(weights: Term, cpu_offload_gib: float | None) -> Term:
+    """vLLM --cpu-offload-gb: up to that many GiB of each GPU's weights stay in host memory and stream
+    in each forward (vLLM 0.34 vllm/model_executor/offloader/base.py: cpu_offload_max_bytes = int(gb x 1024^3));
+    the rest is resident."""
+    if not cpu_offload_gib:
+        return weights
+    host = int(cpu_offload_gib * GIB)
+    return Term(max(weights.value - host, 0), f"{weights.source}, less {cpu_offload_gib:g} GiB kept on the host "
+                "(cpu_offload_gib)", f"{weights.formula} - {host:,} B")
 
 
 def _measured_weights(inputs: BudgetInputs) -> Term | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kvplan.results.base import Result, Step
+from kvplan.results.tiers import KvOffloadTier
 
 
 class MemoryBudget(Result):
@@ -53,6 +54,8 @@ class MemoryBudget(Result):
     num_blocks: int
     token_capacity: int
     explain: tuple[Step, ...]
+    kv_offload: tuple[KvOffloadTier, ...] = ()  # tiers beside the pool (host memory, disk): the pool is unchanged
+    cpu_offload_bytes: int = 0  # weights kept on the host (vLLM --cpu-offload-gb), already out of weights_bytes
 
     @property
     def usable_pool_bytes(self) -> int:
