@@ -213,7 +213,7 @@ def _on_host(weights: Term, cpu_offload_gib: float | None) -> Term:
         return weights
     host = int(cpu_offload_gib * GIB)
     return Term(max(weights.value - host, 0), f"{weights.source}, less {cpu_offload_gib:g} GiB kept on the host "
-                "(cpu_offload_gib)", f"{weights.formula} - {host:,} B")
+                "(vLLM --cpu-offload-gb)", f"{weights.formula} - {host:,} B")
 
 
 def _measured_weights(inputs: BudgetInputs) -> Term | None:

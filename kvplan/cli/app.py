@@ -192,6 +192,25 @@ SpecTokensOpt = Annotated[int, read_option(
     bounds.tokens_or_zero, "--num-speculative-tokens", metavar="N", help="Draft tokens a step verifies (vLLM "
     "speculative_config, MTP or EAGLE): a hybrid's recurrent state keeps N more conv rows and N more pages a "
     "request.", rich_help_panel=BUDGET)]
+KV_TIERS = "KV offload tiers (beside the GPU pool; they hold evicted prefixes)"
+KvOffloadGibOpt = Annotated[Optional[float], read_option(
+    bounds.gib, "--kv-offload-gib", metavar="GiB", help="Host memory for evicted KV blocks, every rank's together "
+    "(vLLM --kv-offloading-size). The GPU pool and the concurrency are unchanged.", rich_help_panel=KV_TIERS)]
+KvOffloadBackendOpt = Annotated[Optional[str], typer.Option(
+    "--kv-offload-backend", metavar="NAME", help="native or lmcache (vLLM --kv-offloading-backend), hicache "
+    "(SGLang --enable-hierarchical-cache). Default: the engine's.", rich_help_panel=KV_TIERS)]
+KvOffloadDiskGibOpt = Annotated[Optional[float], read_option(
+    bounds.gib, "--kv-offload-disk-gib", metavar="GiB", help="LMCache's local disk, GiB a rank "
+    "(max_local_disk_size).", rich_help_panel=KV_TIERS)]
+HicacheRatioOpt = Annotated[Optional[float], read_option(
+    bounds.gib, "--hicache-ratio", metavar="R", help="SGLang: host tokens / device tokens (default 2.0).",
+    rich_help_panel=KV_TIERS)]
+HicacheSizeOpt = Annotated[Optional[float], read_option(
+    bounds.gib, "--hicache-size", metavar="GB", help="SGLang: host pool in GB (10^9) a rank; overrides the ratio.",
+    rich_help_panel=KV_TIERS)]
+CpuOffloadGibOpt = Annotated[Optional[float], read_option(
+    bounds.gib_or_zero, "--cpu-offload-gib", metavar="GiB", help="WEIGHTS kept on the host, GiB a GPU (vLLM "
+    "--cpu-offload-gb), not KV: they leave the GPU budget.", rich_help_panel=BUDGET)]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)]
 
@@ -201,7 +220,7 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
                   overhead_gib: Optional[float], block_size: Optional[int], max_num_seqs: Optional[int] = None,
                   allow_long_max_len: bool = False, *, max_len: Optional[int] = None,
                   max_num_batched_tokens: Optional[int] = None, chunked_prefill: Optional[bool] = None,
-                  sampler: Optional[str] = None, num_speculative_tokens: int = 0):
+                  sampler: Optional[str] = None, num_speculative_tokens: int = 0, **tiers):
     from kvplan.calc.budget import BudgetInputs
     from kvplan.units import GIB
 
@@ -211,7 +230,8 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
                         activation_bytes=to_bytes(activation_gib), overhead_bytes=to_bytes(overhead_gib),
                         block_size=block_size, max_num_seqs=max_num_seqs, allow_long_max_len=allow_long_max_len,
                         max_model_len=max_len, max_num_batched_tokens=max_num_batched_tokens,
-                        chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens)
+                        chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens,
+                        **tiers)  # kv_offload_gib, kv_offload_backend, ..., cpu_offload_gib: BudgetInputs' names
 
 
 FromLogOpt = Annotated[Optional[Path], typer.Option(

@@ -10,7 +10,8 @@ import typer
 from kvplan.cli.app import (
     BUDGET, AllowLongOpt, DEFAULT_ENGINE, ActivationGibOpt, BlockOpt, DebugOpt, EngineOpt, ExplainOpt, GpuMemOpt, GpuOpt, JsonOpt, KvDtypeOpt,
     ChunkedOpt, SamplerOpt, SpecTokensOpt, MaxBatchedTokensOpt, MaxLenOpt, MaxSeqsOpt, OfflineOpt, OverheadGibOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, WeightsDtypeOpt,
-    WeightsGibOpt, FromLogOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option, with_log,
+    WeightsGibOpt, FromLogOpt, KvOffloadGibOpt, KvOffloadBackendOpt, KvOffloadDiskGibOpt, HicacheRatioOpt,
+    HicacheSizeOpt, CpuOffloadGibOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option, with_log,
 )
 from kvplan import bounds
 from kvplan.errors import InputError
@@ -31,6 +32,9 @@ def batch(
     max_len: MaxLenOpt = None, allow_long: AllowLongOpt = False, max_num_seqs: MaxSeqsOpt = None,
     max_num_batched_tokens: MaxBatchedTokensOpt = None, chunked_prefill: ChunkedOpt = None, sampler: SamplerOpt = None,
     num_speculative_tokens: SpecTokensOpt = 0, from_log: FromLogOpt = None,
+    kv_offload_gib: KvOffloadGibOpt = None, kv_offload_backend: KvOffloadBackendOpt = None,
+    kv_offload_disk_gib: KvOffloadDiskGibOpt = None, hicache_ratio: HicacheRatioOpt = None,
+    hicache_size: HicacheSizeOpt = None, cpu_offload_gib: CpuOffloadGibOpt = None,
     at_batch: Annotated[Optional[int], read_option(
         bounds.requests, "--batch", "-b", metavar="N", help="Batch for the roofline (default: the paged concurrency).")] = None,
     max_ctx: Annotated[Optional[int], read_option(
@@ -59,7 +63,10 @@ def batch(
     per_engine = [budget_inputs(name, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
                            activation_gib, overhead_gib, block_size, max_num_seqs, allow_long, max_len=max_len,
                            max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill,
-                           sampler=sampler, num_speculative_tokens=num_speculative_tokens) for name in engines]
+                           sampler=sampler, num_speculative_tokens=num_speculative_tokens,
+                           kv_offload_gib=kv_offload_gib, kv_offload_backend=kv_offload_backend,
+                           kv_offload_disk_gib=kv_offload_disk_gib, hicache_ratio=hicache_ratio,
+                           hicache_size_gb=hicache_size, cpu_offload_gib=cpu_offload_gib) for name in engines]
     cat = catalog(specs)
     per_engine = [with_log(from_log, one, model, cat.gpu(gpu), cat) for one in per_engine]
     inputs = per_engine[0]
@@ -89,6 +96,9 @@ def fit(
     max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None, allow_long: AllowLongOpt = False,
     max_num_batched_tokens: MaxBatchedTokensOpt = None, chunked_prefill: ChunkedOpt = None, sampler: SamplerOpt = None,
     num_speculative_tokens: SpecTokensOpt = 0, from_log: FromLogOpt = None,
+    kv_offload_gib: KvOffloadGibOpt = None, kv_offload_backend: KvOffloadBackendOpt = None,
+    kv_offload_disk_gib: KvOffloadDiskGibOpt = None, hicache_ratio: HicacheRatioOpt = None,
+    hicache_size: HicacheSizeOpt = None, cpu_offload_gib: CpuOffloadGibOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE, tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
     weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
     weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
@@ -112,7 +122,10 @@ def fit(
         output_path(plot, "--plot", PLOT_SUFFIXES)  # before any work
     inputs = budget_inputs(engine, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
                            activation_gib, overhead_gib, block_size, max_num_seqs, allow_long, max_len=max_len,
-                           max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens)
+                           max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens,
+                           kv_offload_gib=kv_offload_gib, kv_offload_backend=kv_offload_backend,
+                           kv_offload_disk_gib=kv_offload_disk_gib, hicache_ratio=hicache_ratio,
+                           hicache_size_gb=hicache_size, cpu_offload_gib=cpu_offload_gib)
     cat = catalog(specs)
     inputs = with_log(from_log, inputs, model, cat.gpu(gpu), cat)
     result = fit_(cat.model(model), cat.gpu(gpu), ctx, inputs, max_len=max_len or inputs.max_model_len, target=target)

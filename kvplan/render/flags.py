@@ -10,7 +10,9 @@ FLAGS = {
     "activation_bytes": "--activation-gib", "overhead_bytes": "--overhead-gib", "block_size": "--block-size",
     "max_num_seqs": "--max-num-seqs", "max_num_batched_tokens": "--max-num-batched-tokens", "sampler": "--sampler",
     "allow_long_max_len": "--allow-long-max-len", "num_speculative_tokens": "--num-speculative-tokens",
-    "from_log": "--from-log",
+    "from_log": "--from-log", "kv_offload_gib": "--kv-offload-gib", "kv_offload_backend": "--kv-offload-backend",
+    "kv_offload_disk_gib": "--kv-offload-disk-gib", "hicache_ratio": "--hicache-ratio",
+    "hicache_size_gb": "--hicache-size", "cpu_offload_gib": "--cpu-offload-gib", "disaggregated": "--disaggregated",
     # requests and lengths
     "ctx": "--ctx", "max_len": "--max-len", "max_model_len": "--max-len", "target": "--concurrency",
     "concurrency": "--concurrency", "in_tokens": "--in", "out_tokens": "--out", "batch": "--batch",

@@ -285,6 +285,8 @@ class Deploy:
     quantization: str | None = None  # a format the engine casts the weights to at load, only then
     max_num_batched_tokens: int | None = None  # only where it differs from the engine's default
     chunked_prefill: bool | None = None  # only where it differs from the engine's default
+    kv_offload_gib: float | None = None  # a KV offload tier's host GiB, and its backend (vLLM --kv-offloading-*)
+    kv_offload_backend: str | None = None
 
 
 def _kv_dtype(value: str) -> str:
@@ -298,10 +300,10 @@ _QUANTIZATION = {"fp8": "fp8", "awq": "int4", "awq_marlin": "int4", "gptq": "int
 Reader = Callable[[str, str], object]
 # A setting's field (as in check files) -> how its value is read: kvplan.bounds' readers, as on the command line.
 FIELD_READERS: dict[str, Reader] = {
-    "model": lambda v, _: v, "revision": lambda v, _: v,
+    "model": lambda v, _: v, "revision": lambda v, _: v, "kv_offload_backend": lambda v, _: v,
     "tp": bounds.gpus, "pp": bounds.gpus, "max_model_len": bounds.tokens, "util": bounds.fraction,
     "kv_dtype": lambda v, _: _kv_dtype(v), "max_num_seqs": bounds.requests, "block_size": bounds.block_size,
-    "max_num_batched_tokens": bounds.tokens, "cpu_offload_gib": bounds.gib_or_zero,
+    "max_num_batched_tokens": bounds.tokens, "cpu_offload_gib": bounds.gib_or_zero, "kv_offload_gib": bounds.gib,
     "weights_dtype": lambda v, _: _DTYPES.get(v, v), "quantization": lambda v, _: _QUANTIZATION.get(v, v),
 }
 
@@ -331,7 +333,8 @@ class CommandLine:
                   "util": f"{d.util:g}", "kv_dtype": self.kv_dtypes.get(d.kv_dtype), "max_num_seqs": d.max_num_seqs,
                   "weights_dtype": self.dtypes.get(d.dtype or ""),
                   "quantization": self.quantizations.get(d.quantization or ""),
-                  "max_num_batched_tokens": d.max_num_batched_tokens}
+                  "max_num_batched_tokens": d.max_num_batched_tokens, "kv_offload_gib": d.kv_offload_gib and f"{d.kv_offload_gib:g}",
+                  "kv_offload_backend": d.kv_offload_backend}
         words = [*d.environment, self.program, *([self.model_flag] if self.model_flag else []), d.model]
         for setting, flag in self.flags.items():
             if values.get(setting) is not None:
