@@ -206,14 +206,14 @@ def _gpu(gpu: GpuSpec | None) -> GpuSpec:
 
 
 def _on_host(weights: Term, cpu_offload_gib: float | None) -> Term:
-    """vLLM --cpu-offload-gb: up to that many GiB of each GPU's weights stay in host memory and stream
+    """vLLM cpu_offload_gb: up to that many GiB of each GPU's weights stay in host memory and stream
     in each forward (vLLM 0.34 vllm/model_executor/offloader/base.py: cpu_offload_max_bytes = int(gb x 1024^3));
     the rest is resident."""
     if not cpu_offload_gib:
         return weights
     host = int(cpu_offload_gib * GIB)
     return Term(max(weights.value - host, 0), f"{weights.source}, less {cpu_offload_gib:g} GiB kept on the host "
-                "(vLLM --cpu-offload-gb)", f"{weights.formula} - {host:,} B")
+                "(cpu_offload_gib)", f"{weights.formula} - {host:,} B")
 
 
 def _measured_weights(inputs: BudgetInputs) -> Term | None:

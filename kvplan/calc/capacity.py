@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from kvplan.calc.tierverdict import with_reload_verdicts
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.kv import paged_request_bytes, request_bytes, resolve_kv_format
 from kvplan.calc.kvpacked import budget_packing
@@ -83,7 +84,7 @@ def batch_capacity(model: ModelSpec, gpu: GpuSpec, workload: Workload, inputs: B
                    peak_tflops: float | None = None, hbm_gbps: float | None = None) -> BatchResult:
     """`kvplan batch` for one model: the budget, the strategies, the engine's figures, the roofline."""
     workload.check()
-    budget = memory_budget(model, gpu, inputs)
+    budget = with_reload_verdicts(model, gpu, memory_budget(model, gpu, inputs))
     fmt = resolve_kv_format(model, budget.kv_dtype)
     max_len = workload.max_len or model.max_context
     rows = strategy_rows(model, budget, fmt, workload, max_len)

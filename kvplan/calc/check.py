@@ -8,7 +8,7 @@ that would make the whole scenario pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
@@ -58,15 +58,16 @@ def scenario_inputs(s: Scenario) -> BudgetInputs:
                         max_model_len=s.max_model_len, sampler=s.sampler, chunked_prefill=s.chunked_prefill,
                         num_speculative_tokens=s.num_speculative_tokens, gpu_mem_bytes=_bytes(s.gpu_mem_gib),
                         weights_bytes=_bytes(s.weights_gib), activation_bytes=_bytes(s.activation_gib),
-                        overhead_bytes=_bytes(s.overhead_gib))
+                        overhead_bytes=_bytes(s.overhead_gib), cpu_offload_gib=s.cpu_offload_gib,
+                        kv_offload_gib=s.kv_offload_gib, kv_offload_backend=s.kv_offload_backend,
+                        kv_offload_disk_gib=s.kv_offload_disk_gib, hicache_ratio=s.hicache_ratio,
+                        hicache_size_gb=s.hicache_size_gb)
 
 
 def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:
     inputs = scenario_inputs(s)
     budget = memory_budget(model, gpu, inputs)
-    if s.cpu_offload_gib:  # vLLM keeps up to cpu_offload_gb GiB of each GPU's weights on the host
-        resident = max(budget.weights_bytes - int(s.cpu_offload_gib * GIB), 0)
-        budget = memory_budget(model, gpu, replace(inputs, weights_bytes=resident))
+    # vLLM's cpu_offload_gb (weights on the host) is out of the budget's weights already (calc/budget.py _on_host)
     fmt = resolve_kv_format(model, budget.kv_dtype)
     per_request = paged_request_bytes(model, s.peak_tokens, fmt, s.tp, budget.block_size, s.pp)
     pool = budget.usable_pool_bytes

@@ -10,6 +10,7 @@ from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.fixes import Change, single_changes
 from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
 from kvplan.calc.startup import startup
+from kvplan.calc.tierverdict import with_reload_verdicts
 from kvplan import bounds
 from kvplan.errors import KvplanError
 from kvplan.results.capacity import FitResult, Knob, MemoryBudget, StartCheck
@@ -52,7 +53,7 @@ def deployment_settings(model: ModelSpec, gpu: GpuSpec | None, budget: MemoryBud
 
 
 def _offload(budget: MemoryBudget) -> dict:
-    """vLLM's --kv-offloading-size and --kv-offloading-backend for a host tier of its own (native or
+    """vLLM's kv_offloading_size and kv_offloading_backend for a host tier of its own (native or
     LMCache: the size every rank's together), the backend only where it is not the default native."""
     tier = next((t for t in budget.kv_offload if t.backend != "hicache" and t.medium == "host memory"), None)
     if tier is None:
@@ -128,7 +129,7 @@ def fit(model: ModelSpec, gpu: GpuSpec, ctx: int, inputs: BudgetInputs = BudgetI
     if max_len is not None:
         bounds.tokens(max_len, "max_len")
     max_len = max_len or model.max_context
-    budget = memory_budget(model, gpu, inputs)
+    budget = with_reload_verdicts(model, gpu, memory_budget(model, gpu, inputs))
     n, per_request = concurrency(model, budget, ctx)
     start = startup(model, budget, max_len)
     fits = start.starts and n >= target

@@ -4,20 +4,20 @@ A tier holds prefixes for reuse: a request whose prefix is there reloads it over
 instead of recomputing it (`kvplan offload` weighs the two: calc/offload.py). It does not add to the
 GPU pool, so the tokens the GPU holds and the requests that run at once are the same with it.
 
-    vLLM native (--kv-offloading-size GiB, every rank's together; the OffloadingConnector):
+    vLLM native (kv_offloading_size GiB, every rank's together; the OffloadingConnector):
       0.34 (vllm/v1/kv_offload/cpu/spec.py CPUOffloadingSpec.__init__, with worker_kv_bytes_per_block
       from distributed/kv_transfer/kv_connector/v1/offloading/config.py): a chunk is blocks_per_chunk
       (1) GPU blocks of every worker, rounded up to the host page (mmap.PAGESIZE, 4,096 B:
       SharedOffloadRegion.BLOCK_SIZE_ALIGNMENT); an MLA model under TP alone keeps one copy
       (replicated_layout). chunks = int(GiB x 2^30) // chunk bytes.
       0.19 (vllm/v1/kv_offload/cpu/spec.py): page_size x KV tensors x world_size, no rounding.
-    LMCache (--kv-offloading-backend lmcache): each rank keeps chunks of chunk_size (256) tokens laid
+    LMCache (kv_offloading_backend lmcache): each rank keeps chunks of chunk_size (256) tokens laid
       out [K/V, layers, tokens, heads x head_dim] (lmcache/v1/metadata.py get_shapes) in
       max_local_cpu_size GiB (x 1024^3, cache_engine.py); vLLM 0.19 gives each rank the flag / (TP x PP)
       (config/vllm.py _post_init_kv_transfer_config). A local disk (max_local_disk_size GiB a rank,
       local_disk_backend.py) is a second tier of the same chunks.
-    SGLang HiCache (--enable-hierarchical-cache): a rank's host pool of hicache_ratio (default 2.0,
-      arg_groups/fields/memory.py) x the device pool's tokens, or --hicache-size GB (10^9) / bytes
+    SGLang HiCache (enable_hierarchical_cache): a rank's host pool of hicache_ratio (default 2.0,
+      arg_groups/fields/memory.py) x the device pool's tokens, or hicache_size GB (10^9) / bytes
       per token; one page more than that floor, in whole pages (mem_cache/pool_host/base.py
       HostKVCache.__init__); bytes per token (head_dim + v_head_dim) x heads x layers x itemsize
       (pool_host/mha.py), an MLA latent x layers (pool_host/mla.py).
@@ -30,12 +30,13 @@ from dataclasses import dataclass
 from kvplan.errors import InputError
 from kvplan.results.base import Step
 from kvplan.results.tiers import KvOffloadTier
+from kvplan.specs.engines.offload_tiers import BACKENDS, default_backend, has_tiers, newer_rule, owner
 from kvplan.specs.engines.registry import Engine
+from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
 from kvplan.units import GIB, ceil_div
 
-BACKENDS = ("native", "lmcache", "hicache")
 HOST_PAGE_BYTES = 4096  # mmap.PAGESIZE on x86-64 and most aarch64 kernels: vLLM 0.34's chunk alignment
 LMCACHE_CHUNK_TOKENS = 256  # lmcache/v1/config.py chunk_size default
 HICACHE_RATIO = 2.0  # sglang arg_groups/fields/memory.py: hicache_ratio's default in cache mode
@@ -61,23 +62,23 @@ def backend_of(inputs, engine: Engine) -> str | None:
     sized = any(getattr(inputs, f) is not None for f in ("kv_offload_gib", "kv_offload_disk_gib", "hicache_ratio",
                                                          "hicache_size_gb"))
     if inputs.kv_offload_backend is None:
-        return ("hicache" if engine.name == "sglang" else "native") if sized else None
-    if inputs.kv_offload_backend not in BACKENDS:
+        return default_backend(engine) if sized else None
+    if not any(inputs.kv_offload_backend in names for names in BACKENDS.values()):
         raise InputError(f"unknown KV offload backend '{inputs.kv_offload_backend}'; choose native, lmcache "
                          "(vLLM) or hicache (SGLang)", "kv_offload_backend")
     return inputs.kv_offload_backend
 
 
 def _check_engine(backend: str, engine: Engine, has_states: bool) -> None:
-    wanted = "sglang" if backend == "hicache" else "vllm"
+    wanted = owner(backend)
     if engine.name != wanted:
-        raise InputError(f"the {backend} KV offload tier is {'SGLang' if wanted == 'sglang' else 'vLLM'}'s, not "
+        raise InputError(f"the {backend} KV offload tier is {engine_entry(wanted).display_name}'s, not "
                          f"{engine.display_name}'s; give {{engine}} {wanted} or another {{kv_offload_backend}}",
                          "engine", "kv_offload_backend")
-    if wanted == "vllm" and engine.last is not None and engine.last < (0, 11):
-        raise InputError(f"vLLM {engine.release} has no --kv-offloading-size (0.10.2's CacheConfig has none); "
-                         "give {engine} vllm==0.19 or later", "engine", "kv_offload_gib")
-    if has_states and backend != "native":
+    if not has_tiers(engine):
+        raise InputError(f"{engine.display_name} {engine.release} has no KV offload tier (0.10.2's CacheConfig has "
+                         f"no kv_offloading_size); give a later {{engine}} preset", "engine", "kv_offload_gib")
+    if has_states and backend != BACKENDS[wanted][0]:
         raise InputError(f"kvplan sizes the {backend} tier for attention KV only, and this model keeps recurrent "
                          "states; drop {kv_offload_backend} or use native", "kv_offload_backend")
 
@@ -94,18 +95,18 @@ def kv_offload_tiers(model: ModelSpec, gpu: GpuSpec | None, engine: Engine, inpu
     elif backend == "lmcache":
         if not inputs.kv_offload_gib:
             raise InputError("the LMCache tier needs its size: give {kv_offload_gib}", "kv_offload_gib")
-        tiers = [_lmcache(inputs.kv_offload_gib / (t.tp * t.pp), t, "host memory", engine.first >= (0, 34))]
+        tiers = [_lmcache(inputs.kv_offload_gib / (t.tp * t.pp), t, "host memory", newer_rule(engine))]
         if inputs.kv_offload_disk_gib:
             tiers.append(_lmcache(inputs.kv_offload_disk_gib, t, "local disk", False))
     else:
         tiers = [_hicache(inputs.hicache_ratio, inputs.hicache_size_gb, t)]
-    return tuple(_with_verdict(model, gpu, tier, t) for tier in tiers)
+    return tuple(tiers)
 
 
 def _native(model: ModelSpec, engine: Engine, gib: float | None, t: TierInputs) -> KvOffloadTier:
     if not gib:
         raise InputError("vLLM's native KV offload tier needs its size: give {kv_offload_gib}", "kv_offload_gib")
-    newer = engine.first >= (0, 34)
+    newer = newer_rule(engine)
     mla = all(group.kind == "mla" for group in model.layers)
     copies = 1 if newer and mla and t.tp > 1 and t.pp == 1 else t.tp * t.pp  # replicated_layout: one copy
     raw = t.block_bytes * copies
@@ -159,17 +160,3 @@ def _hicache(ratio: float | None, size_gb: float | None, t: TierInputs) -> KvOff
                          chunk_tokens=t.block_size, chunk_bytes=t.block_size * t.bytes_per_token, chunks=pages,
                          tokens=tokens, gpu_pool_tokens=t.gpu_pool_tokens,
                          source="SGLang mem_cache/pool_host/base.py HostKVCache.__init__, pool_host/mha.py", explain=steps)
-
-
-def _with_verdict(model: ModelSpec, gpu: GpuSpec | None, tier: KvOffloadTier, t: TierInputs) -> KvOffloadTier:
-    """The prefix from which reloading from this tier beats recomputing (calc/offload.py's verdict on
-    one GPU at the datasheet peak x the default MFU, over the GPU's host link or an NVMe drive)."""
-    if gpu is None:
-        return tier
-    from kvplan.calc.offload import DEFAULT_MFU, LINKS, host_tier, reload_verdict  # offload imports the budget
-
-    link = LINKS["nvme"] if tier.medium == "local disk" else host_tier(gpu)
-    peak, _ = gpu.dense_tflops()
-    basis = f"{link.description} at {link.gbps:g} GB/s; prefill at {peak:g} TFLOPS x MFU {DEFAULT_MFU:g}"
-    verdict = reload_verdict(model, t.kv_dtype, t.block_size, link, peak * 1e12 * DEFAULT_MFU, basis)
-    return tier.model_copy(update={"breakeven_prefix_tokens": verdict.breakeven_prefix_tokens, "verdict_basis": basis})

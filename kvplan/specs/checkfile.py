@@ -111,6 +111,12 @@ class Scenario(Strict):
     chunked_prefill: bool | None = None  # None: the engine's default (vLLM V1: on)
     allow_long_max_len: bool = False  # the engine's long-context switch is set (VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)  # the engine's chunk: its activation peak grows with it
     cpu_offload_gib: float | None = Field(default=None, ge=0, le=16_384, allow_inf_nan=False)  # vLLM --cpu-offload-gb: weights kept on the host
+    # KV offload tiers beside the pool (vLLM --kv-offloading-size/-backend; LMCache's disk; SGLang HiCache)
+    kv_offload_gib: float | None = Field(default=None, gt=0, le=1_048_576, allow_inf_nan=False)
+    kv_offload_backend: Literal["native", "lmcache", "hicache"] | None = None
+    kv_offload_disk_gib: float | None = Field(default=None, gt=0, le=1_048_576, allow_inf_nan=False)
+    hicache_ratio: float | None = Field(default=None, gt=0, le=1_000, allow_inf_nan=False)
+    hicache_size_gb: float | None = Field(default=None, gt=0, le=1_048_576, allow_inf_nan=False)
     num_speculative_tokens: Annotated[int, _count(0, 64)] = 0  # draft tokens a step verifies: a hybrid's state pages
     # measured terms (`kvplan log --to-check` writes them from a log): the GPU's total and the non-KV memory
     gpu_mem_gib: float | None = Field(default=None, gt=0, le=16_384, allow_inf_nan=False)
