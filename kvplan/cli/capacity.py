@@ -151,6 +151,10 @@ def plan(
     gpus_per_node: Annotated[int, read_option(bounds.gpus, "--gpus-per-node", metavar="N",
                                         help="GPUs per node (TP stays inside one).")] = 8,
     cross_node_tp: Annotated[bool, typer.Option("--cross-node-tp", help="Let TP span nodes (up to the heads).")] = False,
+    disaggregated: Annotated[bool, typer.Option("--disaggregated", help="Plan prefill workers and decode workers "
+                                                "apart, each on its own budget.")] = False,
+    prompt: Annotated[Optional[int], read_option(bounds.tokens, "--prompt", metavar="TOKENS", help="Prompt tokens "
+                                                 "of each request, for --disaggregated (default: --ctx).")] = None,
     max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None, allow_long: AllowLongOpt = False,
     max_num_batched_tokens: MaxBatchedTokensOpt = None, chunked_prefill: ChunkedOpt = None, sampler: SamplerOpt = None,
     num_speculative_tokens: SpecTokensOpt = 0, from_log: FromLogOpt = None,
@@ -173,6 +177,14 @@ def plan(
     cat = catalog(specs)
     inputs = with_log(from_log, inputs, model, cat.gpu(gpu), cat)
     dtypes = cast(tuple[str, ...], kv_dtypes)  # typer is told str; bounds.names reads it into a tuple
+    if disaggregated:
+        from kvplan.calc.disagg import disaggregated as disaggregated_
+        from kvplan.render.tiers import render_disaggregated
+
+        split = disaggregated_(cat.model(model), cat.gpu(gpu), concurrency, ctx, prompt or ctx, dtypes, inputs,
+                               gpus_per_node, max_len=max_len or inputs.max_model_len, cross_node_tp=cross_node_tp)
+        print_json(console, split) if json else render_disaggregated(console, split, explain=explain)
+        return
     result = plan_(cat.model(model), cat.gpu(gpu), concurrency, ctx, dtypes, inputs, gpus_per_node,
                    max_len=max_len or inputs.max_model_len, cross_node_tp=cross_node_tp)
     print_json(console, result) if json else render_plan(console, result, explain=explain)

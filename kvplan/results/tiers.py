@@ -1,5 +1,4 @@
-"""A KV offload tier beside the GPU's pool (vLLM's CPU offloading, LMCache, SGLang HiCache), and the
-two roles of a disaggregated deployment (`kvplan plan --disaggregated`)."""
+"""A KV offload tier beside the GPU's pool (vLLM's CPU offloading, LMCache, SGLang HiCache)."""
 
 from __future__ import annotations
 
@@ -26,22 +25,3 @@ class KvOffloadTier(Result):
     breakeven_prefix_tokens: int | None = None  # from this prefix on a reload beats recompute (None: never, or no GPU)
     verdict_basis: str = ""  # the link and the prefill rate of that verdict
     explain: tuple[Step, ...] = ()
-
-
-class DisaggRole(Result):
-    """One role of a prefill/decode split: its per-worker sizing and the replicas the load needs."""
-
-    role: str  # "prefill" or "decode"
-    requests_held: int  # requests a worker holds at once in this role
-    tokens_per_request: int  # the KV each holds: the prompt's for prefill, the full context's for decode
-    kv_bytes_per_request: int  # paged, on one GPU
-    kv_pool_bytes: int  # one GPU's pool
-    fits_per_replica: int  # requests of tokens_per_request the pool holds
-    per_replica: int  # of them, what a worker runs: min(fits, its cap)
-    starts: bool
-    tp: int
-    pp: int
-    replicas: int
-    gpus: int
-    command: str
-    why: str  # how the role's load was counted, in words
