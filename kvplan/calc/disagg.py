@@ -1,4 +1,4 @@
-"""`kvplan plan --disaggregated`: prefill workers and decode workers sized apart, each on its own budget.
+"""A disaggregated plan: prefill workers and decode workers sized apart, each on its own budget.
 
 A prefill worker runs max_num_batched_tokens of prompt a step and holds only the requests in prefill:
 ceil(max_num_batched_tokens / prompt) of them (one, when a prompt takes several chunks), each of the

@@ -179,7 +179,7 @@ def plan(
     dtypes = cast(tuple[str, ...], kv_dtypes)  # typer is told str; bounds.names reads it into a tuple
     if disaggregated:
         from kvplan.calc.disagg import disaggregated as disaggregated_
-        from kvplan.render.tiers import render_disaggregated
+        from kvplan.render.disagg import render_disaggregated
 
         split = disaggregated_(cat.model(model), cat.gpu(gpu), concurrency, ctx, prompt or ctx, dtypes, inputs,
                                gpus_per_node, max_len=max_len or inputs.max_model_len, cross_node_tp=cross_node_tp)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from kvplan.render.flags import flag
 from kvplan.results.capacity import MemoryBudget
-from kvplan.results.disagg import DisaggPlan
 from kvplan.results.tiers import KvOffloadTier
 from kvplan.units import GIB
 
@@ -32,17 +31,3 @@ def host_lines(b: MemoryBudget) -> list[str]:
                      "each step; they are weights, not KV, and no KV tier.")
     return lines
 
-
-def render_disaggregated(console, r: DisaggPlan, explain: bool = False) -> None:
-    """Both roles, each as `kvplan plan` prints a plan, under a line that says how its load was counted."""
-    from kvplan.render.capacity import render_plan
-
-    console.print(f"Prefill workers: {r.prefill_requests:,} request(s) in prefill at once (ceil("
-                  f"{r.max_num_batched_tokens:,} batched tokens / {r.prompt_tokens:,}-token prompt)), each holding "
-                  "its prompt's KV until a decode worker takes it", markup=False)
-    render_plan(console, r.prefill, explain=explain)
-    console.print()
-    console.print(f"Decode workers: {r.decode.concurrency:,} concurrent requests at their full context of "
-                  f"{r.decode.ctx_tokens:,} tokens", markup=False)
-    render_plan(console, r.decode, explain=explain)
-    console.print("[dim]Memory only: the prefill workers' count for an arrival rate is a question of compute.[/]")
