@@ -374,7 +374,7 @@ BUDGET_KEYS = {
     "default_batched_tokens", "default_chunked_prefill", "sampler", "allow_long_max_len", "start_refusal",
     "num_speculative_tokens", "prefix_caching", "state_pages", "speculative_method", "draft_model",
     "draft_weights_bytes", "draft_weights_source", "draft_kv_layers", "lookahead_tokens",
-    "lora_bytes", "lora_source", "lora_formula",
+    "lora_bytes", "lora_source", "lora_formula", "kv_offload", "cpu_offload_bytes",
     "util_name", "util_source", "total_bytes", "total_source", "weights_bytes", "weights_source",
     "activation_bytes", "activation_source", "overhead_bytes", "overhead_source", "kv_pool_bytes",
     "weights_fit", "page_bytes", "kv_bytes_per_token", "num_blocks", "token_capacity", "explain"}

@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from kvplan import bounds
-from kvplan.calc.draft import Drafter, drafter, head_weights, lookahead_tokens, served_model
+from kvplan.calc.draft import (Drafter, draft_step, drafter, head_weights, lookahead_tokens, served_model,
+                               with_draft_weights)
 from kvplan.calc.kv import check_size_inputs, layers_kv, resolve_kv_format
 from kvplan.calc.kvgroups import kv_groups, tokens_for_kv_bytes
 from kvplan.calc.kvpacked import in_flight_tokens, packed_layout
+from kvplan.calc.kvtiers import TierInputs, kv_offload_tiers
+from kvplan.calc.lora import lora_term
 from kvplan.calc.weights import pp_layers, stage_weights, weights_bytes, weights_per_gpu
 from kvplan.errors import InputError
 from kvplan.results.base import Step
@@ -63,6 +66,13 @@ class BudgetInputs:
     # each skips the encoder profile) and --mm-encoder-tp-mode ("weights" or "data"; None: weights)
     limit_mm_per_prompt: tuple[tuple[str, int], ...] | None = None
     mm_encoder_tp_mode: str | None = None
+    # KV offload tiers beside the pool (calc/kvtiers.py): they hold evicted prefixes, the pool is unchanged
+    kv_offload_gib: float | None = None  # vLLM --kv-offloading-size: every rank's host GiB together
+    kv_offload_backend: str | None = None  # native, lmcache (vLLM) or hicache (SGLang); None: the engine's
+    kv_offload_disk_gib: float | None = None  # LMCache max_local_disk_size, GiB a rank
+    hicache_ratio: float | None = None  # SGLang --hicache-ratio (host tokens / device tokens; default 2.0)
+    hicache_size_gb: float | None = None  # SGLang --hicache-size, GB (10^9) a rank
+    cpu_offload_gib: float | None = None  # vLLM --cpu-offload-gb: WEIGHTS kept on the host, GiB a GPU (not KV)
 
     def __post_init__(self) -> None:
         """Names are checked when the inputs are made, so a sweep or a plan refuses a bad one at once
@@ -120,7 +130,8 @@ def _check(inputs: BudgetInputs, util: float) -> None:
     if inputs.num_speculative_tokens < 0:
         raise InputError("{num_speculative_tokens} must not be negative", "num_speculative_tokens")
     for name in ("gpu_mem_bytes", "weights_bytes", "activation_bytes", "overhead_bytes", "lora_bytes",
-                 "draft_weights_bytes"):
+                 "draft_weights_bytes", "kv_offload_gib", "kv_offload_disk_gib", "hicache_ratio", "hicache_size_gb",
+                 "cpu_offload_gib"):
         if (getattr(inputs, name) or 0) < 0:
             raise InputError(f"{{{name}}} must not be negative", name)
 
@@ -152,11 +163,14 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     replica = Replica(gpu, inputs.tp, inputs.pp, dtype, max_model_len, inputs.sampler,
                       mm_limits=inputs.limit_mm_per_prompt, mm_encoder_tp_mode=inputs.mm_encoder_tp_mode)
     draft_term = _draft_weights(target, draft, inputs, dtype)
-    weights = _measured_weights(inputs) or _with_draft(_with_extras(_weights(target, inputs, dtype),
+    weights = _measured_weights(inputs) or with_draft_weights(_with_extras(_weights(target, inputs, dtype),
                                                                     engine.weights_extra(target, replica)), draft_term)
+    weights = _on_host(weights, inputs.cpu_offload_gib)
     activation = _given(inputs, "activation_bytes") or engine.activation(target, replica, limits)
     overhead = _given(inputs, "overhead_bytes") or engine.overhead(target, replica, limits)
-    lora = _lora(target, engine, inputs, dtype)
+    lora = lora_term(target, engine, dtype, tp=inputs.tp, pp=inputs.pp, enable=inputs.enable_lora,
+                     max_loras=inputs.max_loras, rank=inputs.max_lora_rank, max_cpu_loras=inputs.max_cpu_loras,
+                     measured=inputs.lora_bytes)
     pool = engine.pool(total.value, util, weights.value + (lora.value if lora else 0), activation.value,
                        overhead.value)
     stage_step = None
@@ -189,6 +203,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
                                      newer_rule=engine.kv_group_ratio, states=engine.hybrid_pages,
                                      max_model_len=max_model_len, max_num_batched_tokens=limits.max_num_batched_tokens,
                                      per_concurrency=True, num_spec=spec, state_pages=state_pages) or tokens
+    tiers = kv_offload_tiers(model, gpu, engine, inputs, TierInputs(page + padding, block, per_token, tokens, inputs.tp,
+                             inputs.pp, fmt.name), any(layer.state_bytes_per_layer for layer in layers))
     defaults = engine.batch_limits(gpu, total.value, max_model_len)  # what a command line may leave out
     terms = {"total": total, "weights": weights, "activation": activation, "overhead": overhead}
     if lora:
@@ -198,7 +214,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     if stage_step:
         steps.insert(len(terms) + 1, stage_step)
     if draft:
-        steps.insert(2, _draft_step(draft, draft_term, model.num_layers - target.num_layers))
+        steps.insert(2, draft_step(draft, draft_term, model.num_layers - target.num_layers))
+    steps += [step for tier in tiers for step in tier.explain]
     return MemoryBudget(
         engine=engine.key if "==" in inputs.engine else engine.name, engine_release=engine.release,
         engine_formula=engine.formula, engine_source=engine.source,
@@ -223,22 +240,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
         kv_bytes_per_token=per_token, num_blocks=blocks,
         token_capacity=tokens, explain=tuple(steps), lora_bytes=lora.value if lora else 0,
         lora_source=lora.source if lora else "", lora_formula=lora.formula if lora else "",
+        kv_offload=tiers, cpu_offload_bytes=int(inputs.cpu_offload_gib * GIB) if inputs.cpu_offload_gib else 0,
     )
-
-
-def _lora(model: ModelSpec, engine: Engine, inputs: BudgetInputs, dtype: str) -> Term | None:
-    """vLLM's LoRA buffers on one GPU (specs/engines/vllm_lora.py), or the measured lora_bytes; None
-    without LoRA. vLLM allocates them inside the load it logs as 'Model loading took', so they add to
-    the weights in the pool rule."""
-    from kvplan.specs.engines.vllm_lora import check_lora, engine_lora
-
-    if not inputs.enable_lora and inputs.lora_bytes is None:
-        return None
-    check_lora(inputs.max_loras, inputs.max_lora_rank, inputs.max_cpu_loras)
-    if inputs.lora_bytes is not None:
-        return Term(inputs.lora_bytes, "lora_bytes", "given")
-    return engine_lora(engine, model, tp=inputs.tp, layers=max(pp_layers(model.num_layers, inputs.pp)),
-                       dtype=dtype, max_loras=inputs.max_loras, rank=inputs.max_lora_rank)
 
 
 def _draft_weights(target: ModelSpec, draft: Drafter | None, inputs: BudgetInputs, dtype: str) -> Term | None:
@@ -253,25 +256,21 @@ def _draft_weights(target: ModelSpec, draft: Drafter | None, inputs: BudgetInput
     return head_weights(target, draft, dtype, inputs.tp)
 
 
-def _with_draft(weights: Term, draft: Term | None) -> Term:
-    """The target's weights and the drafter's, loaded together ("Model loading took", gpu_model_runner.py)."""
-    if draft is None:
-        return weights
-    return Term(weights.value + draft.value, f"{weights.source} + {draft.source}",
-                f"{weights.formula} + {draft.value:,} B ({draft.formula})")
-
-
-def _draft_step(draft: Drafter, term: Term | None, kv_layers: int) -> Step:
-    value = term.value if term else 0
-    return Step(label=f"drafter ({draft.method}, {draft.num_speculative_tokens} tokens)", value=f"{value:,} B",
-                formula=f"{term.formula if term else ''}; {kv_layers} KV layers in the pool; "
-                f"{draft.num_speculative_tokens} lookahead slots a running request (capped at max_model_len)")
-
-
 def _gpu(gpu: GpuSpec | None) -> GpuSpec:
     if gpu is None:  # memory_budget refused this already unless gpu_mem_bytes gave the total
         raise InputError("a budget needs a GPU from the database or its memory ({gpu_mem_bytes})", "gpu_mem_bytes")
     return gpu
+
+
+def _on_host(weights: Term, cpu_offload_gib: float | None) -> Term:
+    """vLLM cpu_offload_gb: up to that many GiB of each GPU's weights stay in host memory and stream
+    in each forward (vLLM 0.34 vllm/model_executor/offloader/base.py: cpu_offload_max_bytes = int(gb x 1024^3));
+    the rest is resident."""
+    if not cpu_offload_gib:
+        return weights
+    host = int(cpu_offload_gib * GIB)
+    return Term(max(weights.value - host, 0), f"{weights.source}, less {cpu_offload_gib:g} GiB kept on the host "
+                "(cpu_offload_gib)", f"{weights.formula} - {host:,} B")
 
 
 def _measured_weights(inputs: BudgetInputs) -> Term | None:

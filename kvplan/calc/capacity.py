@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from kvplan.calc.tierverdict import with_reload_verdicts
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.draft import pool_model
 from kvplan.calc.kv import paged_request_bytes, request_bytes, resolve_kv_format
@@ -84,7 +85,7 @@ def batch_capacity(model: ModelSpec, gpu: GpuSpec, workload: Workload, inputs: B
                    peak_tflops: float | None = None, hbm_gbps: float | None = None) -> BatchResult:
     """`kvplan batch` for one model: the budget, the strategies, the engine's figures, the roofline."""
     workload.check()
-    budget = memory_budget(model, gpu, inputs)
+    budget = with_reload_verdicts(model, gpu, memory_budget(model, gpu, inputs))
     model = pool_model(model, inputs.speculative_method, inputs.draft_model, inputs.num_speculative_tokens)
     fmt = resolve_kv_format(model, budget.kv_dtype)
     max_len = workload.max_len or model.max_context

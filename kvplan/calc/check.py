@@ -8,7 +8,7 @@ that would make the whole scenario pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
@@ -63,15 +63,16 @@ def scenario_inputs(s: Scenario) -> BudgetInputs:
                         overhead_bytes=_bytes(s.overhead_gib), enable_lora=s.enable_lora or s.lora_gib is not None,
                         max_loras=s.max_loras, max_lora_rank=s.max_lora_rank, max_cpu_loras=s.max_cpu_loras,
                         lora_bytes=_bytes(s.lora_gib), mm_encoder_tp_mode=s.mm_encoder_tp_mode,
-                        limit_mm_per_prompt=tuple(s.limit_mm_per_prompt.items()) if s.limit_mm_per_prompt else None)
+                        limit_mm_per_prompt=tuple(s.limit_mm_per_prompt.items()) if s.limit_mm_per_prompt else None,
+                        cpu_offload_gib=s.cpu_offload_gib, kv_offload_gib=s.kv_offload_gib,
+                        kv_offload_backend=s.kv_offload_backend, kv_offload_disk_gib=s.kv_offload_disk_gib,
+                        hicache_ratio=s.hicache_ratio, hicache_size_gb=s.hicache_size_gb)
 
 
 def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:
     inputs = scenario_inputs(s)
     budget = memory_budget(model, gpu, inputs)
-    if s.cpu_offload_gib:  # vLLM keeps up to cpu_offload_gb GiB of each GPU's weights on the host
-        resident = max(budget.weights_bytes - int(s.cpu_offload_gib * GIB), 0)
-        budget = memory_budget(model, gpu, replace(inputs, weights_bytes=resident))
+    # vLLM's cpu_offload_gb (weights on the host) is out of the budget's weights already (calc/budget.py _on_host)
     model = pool_model(model, s.speculative_method, s.draft_spec, s.num_speculative_tokens)  # a drafter's KV layers
     fmt = resolve_kv_format(model, budget.kv_dtype)
     per_request = paged_request_bytes(model, s.peak_tokens, fmt, s.tp, budget.block_size, s.pp)

@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvplan.errors import InputError
+from kvplan.results.base import Step
 from kvplan.specs.engines.base import Term
 from kvplan.specs.model import ModelSpec
 from kvplan.units import DTYPE_BYTES, ceil_div
@@ -150,3 +151,18 @@ def lookahead_tokens(d: Drafter | None) -> int:
 def pool_model(model: ModelSpec, method: str | None, draft: ModelSpec | None, num_spec: int) -> ModelSpec:
     """The model whose layers the KV pool holds, for the per-request bytes beside a budget."""
     return served_model(model, drafter(method, draft, num_spec, model))
+
+
+def with_draft_weights(weights: Term, draft: Term | None) -> Term:
+    """The target's weights and the drafter's, loaded together ("Model loading took", gpu_model_runner.py)."""
+    if draft is None:
+        return weights
+    return Term(weights.value + draft.value, f"{weights.source} + {draft.source}",
+                f"{weights.formula} + {draft.value:,} B ({draft.formula})")
+
+
+def draft_step(draft: Drafter, term: Term | None, kv_layers: int) -> Step:
+    value = term.value if term else 0
+    return Step(label=f"drafter ({draft.method}, {draft.num_speculative_tokens} tokens)", value=f"{value:,} B",
+                formula=f"{term.formula if term else ''}; {kv_layers} KV layers in the pool; "
+                f"{draft.num_speculative_tokens} lookahead slots a running request (capped at max_model_len)")

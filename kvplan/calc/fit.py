@@ -11,6 +11,7 @@ from kvplan.calc.fixes import Change, single_changes
 from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
 from kvplan.calc.draft import pool_model
 from kvplan.calc.startup import startup
+from kvplan.calc.tierverdict import with_reload_verdicts
 from kvplan import bounds
 from kvplan.errors import KvplanError
 from kvplan.results.capacity import FitResult, Knob, MemoryBudget, StartCheck
@@ -18,7 +19,7 @@ from kvplan.specs.engines.registry import Deploy
 from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
-from kvplan.units import DTYPE_BYTES, ceil_div, fmt_binary
+from kvplan.units import DTYPE_BYTES, GIB, ceil_div, fmt_binary
 
 
 def concurrency(model: ModelSpec, budget: MemoryBudget, ctx: int) -> tuple[int, int]:
@@ -49,7 +50,17 @@ def deployment_settings(model: ModelSpec, gpu: GpuSpec | None, budget: MemoryBud
                   max_num_batched_tokens=budget.max_num_batched_tokens
                   if budget.max_num_batched_tokens != budget.default_batched_tokens else None,
                   chunked_prefill=budget.chunked_prefill if budget.chunked_prefill != budget.default_chunked_prefill
-                  else None)
+                  else None, **_offload(budget))
+
+
+def _offload(budget: MemoryBudget) -> dict:
+    """vLLM's kv_offloading_size and kv_offloading_backend for a host tier of its own (native or
+    LMCache: the size every rank's together), the backend only where it is not the default native."""
+    tier = next((t for t in budget.kv_offload if t.backend != "hicache" and t.medium == "host memory"), None)
+    if tier is None:
+        return {}
+    gib = tier.size_bytes * (budget.tp * budget.pp if tier.per_rank else 1) / GIB
+    return {"kv_offload_gib": round(gib, 6), "kv_offload_backend": None if tier.backend == "native" else tier.backend}
 
 
 def engine_command(model: ModelSpec, gpu: GpuSpec | None, budget: MemoryBudget, max_len: int,
@@ -119,7 +130,7 @@ def fit(model: ModelSpec, gpu: GpuSpec, ctx: int, inputs: BudgetInputs = BudgetI
     if max_len is not None:
         bounds.tokens(max_len, "max_len")
     max_len = max_len or model.max_context
-    budget = memory_budget(model, gpu, inputs)
+    budget = with_reload_verdicts(model, gpu, memory_budget(model, gpu, inputs))
     pooled = pool_model(model, inputs.speculative_method, inputs.draft_model, inputs.num_speculative_tokens)
     n, per_request = concurrency(pooled, budget, ctx)  # a drafter's KV layers too (calc/draft.py)
     start = startup(pooled, budget, max_len)

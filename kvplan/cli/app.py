@@ -239,6 +239,25 @@ MmLimitOpt = Annotated[Optional[str], typer.Option(
 MmTpModeOpt = Annotated[Optional[str], typer.Option(
     "--mm-encoder-tp-mode", metavar="MODE", help="vLLM's vision tower under TP: weights (sharded, the default) "
     "or data (replicated, the items split over the ranks).", rich_help_panel=BUDGET)]
+KV_TIERS = "KV offload tiers (beside the GPU pool; they hold evicted prefixes)"
+KvOffloadGibOpt = Annotated[Optional[float], read_option(
+    bounds.gib, "--kv-offload-gib", metavar="GiB", help="Host memory for evicted KV blocks, every rank's together "
+    "(vLLM --kv-offloading-size). The GPU pool and the concurrency are unchanged.", rich_help_panel=KV_TIERS)]
+KvOffloadBackendOpt = Annotated[Optional[str], typer.Option(
+    "--kv-offload-backend", metavar="NAME", help="native or lmcache (vLLM --kv-offloading-backend), hicache "
+    "(SGLang --enable-hierarchical-cache). Default: the engine's.", rich_help_panel=KV_TIERS)]
+KvOffloadDiskGibOpt = Annotated[Optional[float], read_option(
+    bounds.gib, "--kv-offload-disk-gib", metavar="GiB", help="LMCache's local disk, GiB a rank "
+    "(max_local_disk_size).", rich_help_panel=KV_TIERS)]
+HicacheRatioOpt = Annotated[Optional[float], read_option(
+    bounds.gib, "--hicache-ratio", metavar="R", help="SGLang: host tokens / device tokens (default 2.0).",
+    rich_help_panel=KV_TIERS)]
+HicacheSizeOpt = Annotated[Optional[float], read_option(
+    bounds.gib, "--hicache-size", metavar="GB", help="SGLang: host pool in GB (10^9) a rank; overrides the ratio.",
+    rich_help_panel=KV_TIERS)]
+CpuOffloadGibOpt = Annotated[Optional[float], read_option(
+    bounds.gib_or_zero, "--cpu-offload-gib", metavar="GiB", help="WEIGHTS kept on the host, GiB a GPU (vLLM "
+    "--cpu-offload-gb), not KV: they leave the GPU budget.", rich_help_panel=BUDGET)]
 ExplainOpt = Annotated[bool, typer.Option("--explain", help="Show each formula with the numbers plugged in.",
                                           rich_help_panel=OUTPUT)]
 
@@ -249,7 +268,7 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
                   allow_long_max_len: bool = False, *, max_len: Optional[int] = None,
                   max_num_batched_tokens: Optional[int] = None, chunked_prefill: Optional[bool] = None,
                   sampler: Optional[str] = None, num_speculative_tokens: int = 0,
-                  limit_mm_per_prompt: Optional[str] = None, mm_encoder_tp_mode: Optional[str] = None):
+                  limit_mm_per_prompt: Optional[str] = None, mm_encoder_tp_mode: Optional[str] = None, **tiers):
     from kvplan.calc.budget import BudgetInputs
     from kvplan.units import GIB
 
@@ -262,7 +281,8 @@ def budget_inputs(engine: str, tp: int, pp: int, kv_dtype: str, weights_dtype: s
                         chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens,
                         limit_mm_per_prompt=bounds.mm_limits(limit_mm_per_prompt, "--limit-mm-per-prompt") if limit_mm_per_prompt
                         else None, mm_encoder_tp_mode=mm_encoder_tp_mode and bounds.mm_encoder_tp_mode(
-                            mm_encoder_tp_mode, "--mm-encoder-tp-mode"))
+                            mm_encoder_tp_mode, "--mm-encoder-tp-mode"),
+                        **tiers)  # kv_offload_gib, kv_offload_backend, ..., cpu_offload_gib: BudgetInputs' names
 
 
 def with_draft(inputs, cat, method: Optional[str], draft_model: Optional[str], draft_weights_gib: Optional[float]):

@@ -12,6 +12,7 @@ from kvplan.cli.app import (
     ChunkedOpt, SamplerOpt, SpecTokensOpt, MmLimitOpt, MmTpModeOpt, EnableLoraOpt, MaxLorasOpt, MaxLoraRankOpt, MaxCpuLorasOpt, LoraGibOpt, with_lora, MaxBatchedTokensOpt, MaxLenOpt, MaxSeqsOpt, OfflineOpt, OverheadGibOpt, PpOpt, SpecsOpt, TpOpt, UtilOpt, WeightsDtypeOpt,
     WeightsGibOpt, FromLogOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option, with_log,
     SpecMethodOpt, DraftModelOpt, DraftGibOpt, with_draft,
+    KvOffloadGibOpt, KvOffloadBackendOpt, KvOffloadDiskGibOpt, HicacheRatioOpt, HicacheSizeOpt, CpuOffloadGibOpt,
 )
 from kvplan import bounds
 from kvplan.errors import InputError
@@ -37,6 +38,9 @@ def batch(
     speculative_method: SpecMethodOpt = None, speculative_model: DraftModelOpt = None,
     draft_weights_gib: DraftGibOpt = None,
     limit_mm_per_prompt: MmLimitOpt = None, mm_encoder_tp_mode: MmTpModeOpt = None,
+    kv_offload_gib: KvOffloadGibOpt = None, kv_offload_backend: KvOffloadBackendOpt = None,
+    kv_offload_disk_gib: KvOffloadDiskGibOpt = None, hicache_ratio: HicacheRatioOpt = None,
+    hicache_size: HicacheSizeOpt = None, cpu_offload_gib: CpuOffloadGibOpt = None,
     at_batch: Annotated[Optional[int], read_option(
         bounds.requests, "--batch", "-b", metavar="N", help="Batch for the roofline (default: the paged concurrency).")] = None,
     max_ctx: Annotated[Optional[int], read_option(
@@ -66,7 +70,10 @@ def batch(
                            activation_gib, overhead_gib, block_size, max_num_seqs, allow_long, max_len=max_len,
                            max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill,
                            sampler=sampler, num_speculative_tokens=num_speculative_tokens,
-                           limit_mm_per_prompt=limit_mm_per_prompt, mm_encoder_tp_mode=mm_encoder_tp_mode) for name in engines]
+                           limit_mm_per_prompt=limit_mm_per_prompt, mm_encoder_tp_mode=mm_encoder_tp_mode,
+                           kv_offload_gib=kv_offload_gib, kv_offload_backend=kv_offload_backend,
+                           kv_offload_disk_gib=kv_offload_disk_gib, hicache_ratio=hicache_ratio,
+                           hicache_size_gb=hicache_size, cpu_offload_gib=cpu_offload_gib) for name in engines]
     cat = catalog(specs)
     per_engine = [with_draft(with_log(from_log, with_lora(one, enable_lora, max_loras, max_lora_rank, max_cpu_loras,
                                                          lora_gib), model, cat.gpu(gpu), cat),
@@ -103,6 +110,9 @@ def fit(
     speculative_method: SpecMethodOpt = None, speculative_model: DraftModelOpt = None,
     draft_weights_gib: DraftGibOpt = None,
     limit_mm_per_prompt: MmLimitOpt = None, mm_encoder_tp_mode: MmTpModeOpt = None,
+    kv_offload_gib: KvOffloadGibOpt = None, kv_offload_backend: KvOffloadBackendOpt = None,
+    kv_offload_disk_gib: KvOffloadDiskGibOpt = None, hicache_ratio: HicacheRatioOpt = None,
+    hicache_size: HicacheSizeOpt = None, cpu_offload_gib: CpuOffloadGibOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE, tp: TpOpt = 1, pp: PpOpt = 1, kv_dtype: KvDtypeOpt = "auto",
     weights_dtype: WeightsDtypeOpt = "auto", util: UtilOpt = None, gpu_mem: GpuMemOpt = None,
     weights_gib: WeightsGibOpt = None, activation_gib: ActivationGibOpt = None,
@@ -127,7 +137,10 @@ def fit(
     inputs = budget_inputs(engine, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
                            activation_gib, overhead_gib, block_size, max_num_seqs, allow_long, max_len=max_len,
                            max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, sampler=sampler, num_speculative_tokens=num_speculative_tokens,
-                           limit_mm_per_prompt=limit_mm_per_prompt, mm_encoder_tp_mode=mm_encoder_tp_mode)
+                           limit_mm_per_prompt=limit_mm_per_prompt, mm_encoder_tp_mode=mm_encoder_tp_mode,
+                           kv_offload_gib=kv_offload_gib, kv_offload_backend=kv_offload_backend,
+                           kv_offload_disk_gib=kv_offload_disk_gib, hicache_ratio=hicache_ratio,
+                           hicache_size_gb=hicache_size, cpu_offload_gib=cpu_offload_gib)
     cat = catalog(specs)
     inputs = with_draft(with_log(from_log, with_lora(inputs, enable_lora, max_loras, max_lora_rank, max_cpu_loras,
                                                      lora_gib), model, cat.gpu(gpu), cat),
@@ -155,6 +168,10 @@ def plan(
     gpus_per_node: Annotated[int, read_option(bounds.gpus, "--gpus-per-node", metavar="N",
                                         help="GPUs per node (TP stays inside one).")] = 8,
     cross_node_tp: Annotated[bool, typer.Option("--cross-node-tp", help="Let TP span nodes (up to the heads).")] = False,
+    disaggregated: Annotated[bool, typer.Option("--disaggregated", help="Plan prefill workers and decode workers "
+                                                "apart, each on its own budget.")] = False,
+    prompt: Annotated[Optional[int], read_option(bounds.tokens, "--prompt", metavar="TOKENS", help="Prompt tokens "
+                                                 "of each request, for --disaggregated (default: --ctx).")] = None,
     max_len: MaxLenOpt = None, max_num_seqs: MaxSeqsOpt = None, allow_long: AllowLongOpt = False,
     max_num_batched_tokens: MaxBatchedTokensOpt = None, chunked_prefill: ChunkedOpt = None, sampler: SamplerOpt = None,
     num_speculative_tokens: SpecTokensOpt = 0, from_log: FromLogOpt = None,
@@ -185,6 +202,14 @@ def plan(
                                                      lora_gib), model, cat.gpu(gpu), cat),
                         cat, speculative_method, speculative_model, draft_weights_gib)
     dtypes = cast(tuple[str, ...], kv_dtypes)  # typer is told str; bounds.names reads it into a tuple
+    if disaggregated:
+        from kvplan.calc.disagg import disaggregated as disaggregated_
+        from kvplan.render.disagg import render_disaggregated
+
+        split = disaggregated_(cat.model(model), cat.gpu(gpu), concurrency, ctx, prompt or ctx, dtypes, inputs,
+                               gpus_per_node, max_len=max_len or inputs.max_model_len, cross_node_tp=cross_node_tp)
+        print_json(console, split) if json else render_disaggregated(console, split, explain=explain)
+        return
     result = plan_(cat.model(model), cat.gpu(gpu), concurrency, ctx, dtypes, inputs, gpus_per_node,
                    max_len=max_len or inputs.max_model_len, cross_node_tp=cross_node_tp)
     print_json(console, result) if json else render_plan(console, result, explain=explain)

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from kvplan.render.base import wrap_prose, explain_table, origin_line
 from kvplan.render.flags import flag, flags_of, source
+from kvplan.render.tiers import host_lines
 from kvplan.results.capacity import (
     BatchResult, FitResult, MemoryBudget, Overview, PlanResult, Roofline, SmallerFleet, SmallerFleets, StartCheck,
 )
@@ -136,6 +137,8 @@ def render_batch(console: Console, r: BatchResult, explain: bool = False) -> Non
     console.print(f"[dim]{settings_line(b)}[/]")
     if dtype_line(b):
         console.print(dtype_line(b), markup=False)
+    for line in host_lines(b):
+        console.print(wrap_prose(line, console.width), markup=False)
     if not r.start.starts:  # before any capacity or throughput figure: what follows is what it would hold
         console.print(start_line(r.start))
         console.print(f"[dim]If it started (at a {flag('max_model_len')} it accepts):[/]")
@@ -218,6 +221,8 @@ def render_fit(console: Console, r: FitResult, explain: bool = False) -> None:
     console.print(f"[dim]{settings_line(b)}[/]")
     if dtype_line(b):
         console.print(dtype_line(b), markup=False)
+    for line in host_lines(b):
+        console.print(wrap_prose(line, console.width), markup=False)
     legend, bar = _bar(b, r.kv_used_bytes, r.free_bytes, min(60, console.width))
     console.print(bar)
     console.print(legend)

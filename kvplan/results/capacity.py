@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kvplan.results.base import Result, Step
+from kvplan.results.tiers import KvOffloadTier
 
 
 class MemoryBudget(Result):
@@ -62,6 +63,8 @@ class MemoryBudget(Result):
     lora_bytes: int = 0  # vLLM's LoRA buffers per GPU (--enable-lora), counted beside the weights
     lora_source: str = ""
     lora_formula: str = ""
+    kv_offload: tuple[KvOffloadTier, ...] = ()  # tiers beside the pool (host memory, disk): the pool is unchanged
+    cpu_offload_bytes: int = 0  # weights kept on the host (vLLM --cpu-offload-gb), already out of weights_bytes
 
     @property
     def usable_pool_bytes(self) -> int:

@@ -116,6 +116,12 @@ class Scenario(Strict):
     limit_mm_per_prompt: Annotated[dict[str, int] | None, BeforeValidator(
         lambda v: v if v is None else dict(bounds.mm_limits(v, "limit_mm_per_prompt")))] = None
     mm_encoder_tp_mode: Literal["weights", "data"] | None = None
+    # KV offload tiers beside the pool (vLLM --kv-offloading-size/-backend; LMCache's disk; SGLang HiCache)
+    kv_offload_gib: float | None = Field(default=None, gt=0, le=1_048_576, allow_inf_nan=False)
+    kv_offload_backend: Literal["native", "lmcache", "hicache"] | None = None
+    kv_offload_disk_gib: float | None = Field(default=None, gt=0, le=1_048_576, allow_inf_nan=False)
+    hicache_ratio: float | None = Field(default=None, gt=0, le=1_000, allow_inf_nan=False)
+    hicache_size_gb: float | None = Field(default=None, gt=0, le=1_048_576, allow_inf_nan=False)
     num_speculative_tokens: Annotated[int, _count(0, 64)] = 0  # draft tokens a step verifies: a hybrid's state pages
     # vLLM --enable-lora --max-loras --max-lora-rank --max-cpu-loras (specs/engines/vllm_lora.py); lora_gib measured
     enable_lora: bool = False

@@ -287,6 +287,8 @@ class Deploy:
     quantization: str | None = None  # a format the engine casts the weights to at load, only then
     max_num_batched_tokens: int | None = None  # only where it differs from the engine's default
     chunked_prefill: bool | None = None  # only where it differs from the engine's default
+    kv_offload_gib: float | None = None  # a KV offload tier's host GiB, and its backend (vLLM --kv-offloading-*)
+    kv_offload_backend: str | None = None
 
 
 
@@ -316,7 +318,8 @@ class CommandLine:
                   "util": f"{d.util:g}", "kv_dtype": self.kv_dtypes.get(d.kv_dtype), "max_num_seqs": d.max_num_seqs,
                   "weights_dtype": self.dtypes.get(d.dtype or ""),
                   "quantization": self.quantizations.get(d.quantization or ""),
-                  "max_num_batched_tokens": d.max_num_batched_tokens}
+                  "max_num_batched_tokens": d.max_num_batched_tokens, "kv_offload_gib": d.kv_offload_gib and f"{d.kv_offload_gib:g}",
+                  "kv_offload_backend": d.kv_offload_backend}
         words = [*d.environment, self.program, *([self.model_flag] if self.model_flag else []), d.model]
         for setting, flag in self.flags.items():
             if values.get(setting) is not None:

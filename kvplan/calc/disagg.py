@@ -1,0 +1,40 @@
+"""A disaggregated plan: prefill workers and decode workers sized apart, each on its own budget.
+
+A prefill worker runs max_num_batched_tokens of prompt a step and holds only the requests in prefill:
+ceil(max_num_batched_tokens / prompt) of them (one, when a prompt takes several chunks), each of the
+prompt's tokens, until its KV leaves for a decode worker. A decode worker holds every request it
+serves at once, at its full context. Each role is then the smallest deployment (calc/plan.py's
+search) that starts at max_len and holds its requests. Memory only: how many prefill workers keep up
+with the arrival rate is a question of compute this plan does not price.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from kvplan import bounds
+from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.calc.plan import plan
+from kvplan.errors import InputError
+from kvplan.results.disagg import DisaggPlan
+from kvplan.specs.gpu import GpuSpec
+from kvplan.specs.model import ModelSpec
+from kvplan.units import ceil_div
+
+
+def disaggregated(model: ModelSpec, gpu: GpuSpec, concurrency: int, ctx: int, prompt: int,
+                  kv_dtypes: tuple[str, ...] = ("auto",), inputs: BudgetInputs = BudgetInputs(),
+                  gpus_per_node: int = 8, *, max_len: int | None = None, cross_node_tp: bool = False) -> DisaggPlan:
+    """Both roles for `concurrency` requests of `ctx` tokens, of which `prompt` are the prompt."""
+    bounds.tokens(prompt, "prompt")
+    if prompt > ctx:
+        raise InputError(f"{{prompt}} {prompt:,} is longer than the {ctx:,}-token requests; give {{prompt}} <= {{ctx}}",
+                         "prompt", "ctx")
+    step = memory_budget(model, gpu, replace(inputs, tp=1, pp=1)).max_num_batched_tokens  # given, or the engine's
+    held = max(1, ceil_div(step, prompt))
+    prefill = plan(model, gpu, held, prompt, kv_dtypes, inputs, gpus_per_node, max_len=max_len,
+                   cross_node_tp=cross_node_tp)
+    decode = plan(model, gpu, concurrency, ctx, kv_dtypes, inputs, gpus_per_node, max_len=max_len,
+                  cross_node_tp=cross_node_tp)
+    return DisaggPlan(prompt_tokens=prompt, max_num_batched_tokens=step, prefill_requests=held, prefill=prefill,
+                      decode=decode)

@@ -1,0 +1,115 @@
+"""KV offload tiers beside the GPU pool (calc/kvtiers.py), and weights kept on the host.
+
+Numbers by hand from the engines' own rules: vLLM 0.34 vllm/v1/kv_offload/cpu/spec.py
+CPUOffloadingSpec.__init__ (chunk = GPU block x worker copies, rounded up to 4,096 B; one copy for an
+MLA model under TP alone), vLLM 0.19's (block x world_size, no rounding), LMCache
+lmcache/v1/metadata.py get_shapes (256-token chunks of [K/V, layers, tokens, heads x head_dim]) and
+SGLang mem_cache/pool_host/base.py HostKVCache.__init__ (one page more than the floor)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kvplan.cli import main
+from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.errors import InputError
+from kvplan.specs.engines.registry import engine
+
+GIB = 2**30
+
+
+def tier(catalog, model="llama3-8b", gpu="h100", **inputs):
+    b = memory_budget(catalog.model(model), catalog.gpu(gpu), BudgetInputs(**inputs))
+    return b, b.kv_offload
+
+
+def test_vllm_native_tier_holds_the_flag_in_blocks_and_leaves_the_pool_alone(catalog):
+    b, (t,) = tier(catalog, engine="vllm==0.34", kv_offload_gib=8)
+    plain = memory_budget(catalog.model("llama3-8b"), catalog.gpu("h100"), BudgetInputs(engine="vllm==0.34"))
+    assert t.bytes_per_token == 131_072  # 2 (K,V) x 32 layers x 8 heads x 128 x 2 B
+    assert t.chunk_bytes == 2_097_152  # 16 tokens x 131,072 B, a multiple of 4,096 already
+    assert t.chunks == 4_096  # 8 x 2^30 B / 2,097,152 B
+    assert t.tokens == 65_536  # 4,096 chunks x 16 tokens
+    # cross-check: 8 GiB / 131,072 B a token = 65,536
+    assert t.tokens == 8 * GIB // 131_072
+    assert (b.kv_pool_bytes, b.token_capacity) == (plain.kv_pool_bytes, plain.token_capacity)  # GPU pool unchanged
+    assert t.gpu_pool_tokens == plain.token_capacity
+
+
+def test_vllm_native_size_is_every_ranks_together(catalog):
+    _, (t,) = tier(catalog, engine="vllm==0.34", kv_offload_gib=8, tp=2)
+    assert t.chunk_bytes == 2 * 1_048_576  # a GPU's block of 4 heads (1,048,576 B) x 2 worker copies
+    assert t.tokens == 65_536  # the same tokens as one GPU: 8 GiB / 2,097,152 B x 16
+
+
+def test_mla_under_tp_keeps_one_copy_from_0_34_and_pages_are_aligned(catalog):
+    # DeepSeek-V3: 61 layers x (512 + 64) x 2 B = 70,272 B a token; 16-token blocks of 1,124,352 B
+    _, (new,) = tier(catalog, "deepseek-v3", "h200", engine="vllm==0.34", tp=8, kv_offload_gib=16)
+    _, (old,) = tier(catalog, "deepseek-v3", "h200", engine="vllm==0.19", tp=8, kv_offload_gib=16)
+    assert new.chunk_bytes == 1_126_400  # 1,124,352 B = 274.5 x 4,096: rounded up to 275 x 4,096, one copy
+    assert new.chunks == 15_252 and new.tokens == 244_032  # 17,179,869,184 // 1,126,400; x 16
+    assert old.chunk_bytes == 8_994_816  # 0.19: 1,124,352 B x 8 workers, no rounding
+    assert old.chunks == 1_909 and old.tokens == 30_544  # 17,179,869,184 // 8,994,816; x 16
+
+
+def test_lmcache_chunks_of_256_tokens_a_rank(catalog):
+    _, (cpu, disk) = tier(catalog, engine="vllm==0.19", kv_offload_gib=64, kv_offload_backend="lmcache", tp=2,
+                          kv_offload_disk_gib=100)
+    assert cpu.bytes_per_token == 65_536  # 2 x 32 layers x 4 heads a rank x 128 x 2 B
+    assert cpu.chunk_bytes == 16_777_216  # 256 tokens x 65,536 B
+    assert cpu.size_bytes == 32 * GIB and cpu.per_rank  # vLLM 0.19: 64 GiB / (TP 2 x PP 1) a rank
+    assert cpu.chunks == 2_048 and cpu.tokens == 524_288  # 32 x 2^30 / 16,777,216; x 256
+    assert disk.medium == "local disk" and disk.chunks == 6_400  # 100 x 2^30 / 16,777,216
+    assert disk.tokens == 1_638_400  # 6,400 x 256
+
+
+def test_sglang_hicache_ratio_and_size(catalog):
+    b, (by_ratio,) = tier(catalog, engine="sglang", kv_offload_backend="hicache")
+    assert by_ratio.tokens == b.token_capacity * 2 + 1  # floor(tokens x 2.0) // page 1 + 1 padding page
+    _, (by_size,) = tier(catalog, engine="sglang", hicache_size_gb=10)
+    assert by_size.tokens == 76_294  # floor(10 x 10^9 / 131,072 = 76,293.9) + 1 page of 1 token
+    assert by_size.size_bytes == 76_294 * 131_072
+
+
+def test_a_tier_of_another_engine_or_an_older_release_is_refused(catalog):
+    with pytest.raises(InputError, match="SGLang's, not vLLM's"):
+        tier(catalog, engine="vllm==0.34", kv_offload_backend="hicache")
+    with pytest.raises(InputError, match="no KV offload tier"):
+        tier(catalog, engine="vllm==0.8", kv_offload_gib=8)
+    with pytest.raises(InputError, match="needs its size"):
+        tier(catalog, engine="vllm==0.34", kv_offload_backend="native")
+
+
+def test_cpu_offload_is_weights_on_the_host_not_kv(catalog):
+    with_host, tiers = tier(catalog, engine="vllm==0.34", cpu_offload_gib=2)
+    plain = memory_budget(catalog.model("llama3-8b"), catalog.gpu("h100"), BudgetInputs(engine="vllm==0.34"))
+    assert tiers == () and with_host.cpu_offload_bytes == 2 * GIB
+    assert plain.weights_bytes - with_host.weights_bytes == 2 * GIB  # 2 x 2^30 B stay on the host
+    assert with_host.kv_pool_bytes - plain.kv_pool_bytes == 2 * GIB  # and the pool takes them
+
+
+def test_the_vllm_serve_line_reads_and_writes_the_tier():
+    fields, ignored = engine("vllm").read_command(
+        "vllm serve m --kv-offloading-size 8 --kv-offloading-backend lmcache --cpu-offload-gb 2")
+    assert fields["kv_offload_gib"] == 8 and fields["kv_offload_backend"] == "lmcache"
+    assert fields["cpu_offload_gib"] == 2 and ignored == []
+
+
+def test_fit_prints_the_tier_and_deploys_with_its_flags(capsys):
+    code = main(["fit", "llama3-8b", "--gpu", "h100", "--ctx", "8192", "--engine", "vllm==0.34",
+                 "--kv-offload-gib", "8", "--cpu-offload-gib", "2"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0
+    assert "65,536 tokens on the host in 4,096 chunks of 16 tokens (131,072 B a token), GPU pool unchanged" in out
+    assert "--kv-offloading-size 8" in out and "--kv-offloading-backend" not in out  # native: the default
+    assert "Weights on the host (--cpu-offload-gib 2)" in out
+
+
+def test_a_check_file_takes_the_tier_from_the_serve_line(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("scenarios:\n  - name: t\n    gpu: h100\n    vllm: vllm serve meta-llama/Meta-Llama-3-8B "
+                    "--max-model-len 8192 --kv-offloading-size 8\n")
+    from kvplan.specs.checkfile import load_check_file
+
+    (s,) = load_check_file(path)
+    assert s.kv_offload_gib == 8
