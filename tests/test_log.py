@@ -30,7 +30,8 @@ def known(planned: dict) -> LogSettings:
     """What the mapping knows beside the log (kvplan.yaml): the release where the log's is cut, the
     TP/PP and KV dtype where a line does not say them, the speculative tokens."""
     return LogSettings(engine=f"{planned['engine']}=={planned['release']}", tp=planned.get("tp"), pp=planned.get("pp"),
-                       kv_dtype=planned.get("kv_dtype"), num_speculative_tokens=planned.get("num_speculative_tokens"))
+                       kv_dtype=planned.get("kv_dtype"), num_speculative_tokens=planned.get("num_speculative_tokens"),
+                       speculative_method=planned.get("speculative_method"))
 
 
 def report(catalog, planned: dict, target: int | None = None):
@@ -39,7 +40,8 @@ def report(catalog, planned: dict, target: int | None = None):
         startup = startup.__class__(**{**startup.__dict__, "max_num_batched_tokens": planned.get(
             "max_num_batched_tokens", startup.max_num_batched_tokens), "enable_prefix_caching": planned.get(
             "prefix_caching", startup.enable_prefix_caching)})
-    model = as_served(catalog.model(planned["model"]), planned)
+    # the recurrent state's dtype the checkpoint's config sets; the MTP drafter is the log's own (explain_log)
+    model = as_served(catalog.model(planned["model"]), {**planned, "speculative_method": None})
     gpu = catalog.gpu(planned["gpu"]) if planned.get("gpu") else None
     return explain_log(startup, model, gpu, given=known(planned), target=target)
 

@@ -44,6 +44,7 @@ class LogSettings:
     kv_dtype: str | None = None
     max_model_len: int | None = None
     num_speculative_tokens: int | None = None
+    speculative_method: str | None = None  # where the log's excerpt leaves its speculative config out
 
 
 def preset_key(startup: LoggedStartup, engine: str | None = None) -> tuple[str, str]:
@@ -72,6 +73,21 @@ def _kv_dtype(logged: str | None) -> str:
 
 def _util(startup: LoggedStartup) -> float | None:
     return startup.gpu_memory_utilization or startup.mem_fraction_static or startup.kv_memory_fraction
+
+
+MODELLED_DRAFTS = ("mtp", "eagle", "eagle3")  # speculative methods whose drafter kvplan lays out from the model
+
+
+def speculative_method(startup: LoggedStartup, model: ModelSpec) -> tuple[str | None, str]:
+    """The log's speculative method where kvplan lays its drafter out (MTP layers from the model's
+    config, an EAGLE head of its shape), and a note where it cannot (a draft model or DFlash it does
+    not hold, an MTP model without MTP layers)."""
+    method = startup.speculative_method
+    if method is None:
+        return None, ""
+    if method in MODELLED_DRAFTS and (method != "mtp" or model.mtp_layers):
+        return method, ""
+    return None, f"the log's speculative method {method} is not laid out: its drafter's layers are not counted"
 
 
 def settings_inputs(startup: LoggedStartup, given: LogSettings = LogSettings()) -> BudgetInputs:
@@ -222,7 +238,9 @@ def explain_log(startup: LoggedStartup, model: ModelSpec, gpu: GpuSpec | None, *
     GPU or its total is known), and the rule it follows; then when max_num_seqs preempts, and what
     reaches `target` requests of max_model_len."""
     key, note = preset_key(startup, given.engine)
-    settings = settings_inputs(startup, given)
+    method, draft_note = speculative_method(startup, model)
+    method = given.speculative_method or method
+    settings = replace(settings_inputs(startup, given), speculative_method=method)
     predicted = _predicted(model, gpu, startup, settings)
     if predicted is not None:  # the batch limits the engine defaults to on this GPU, where the log omits them
         settings = replace(settings, max_num_seqs=settings.max_num_seqs or predicted.max_num_seqs,
@@ -234,7 +252,7 @@ def explain_log(startup: LoggedStartup, model: ModelSpec, gpu: GpuSpec | None, *
     each = logged_tokens // seqs if seqs else 0
     preempts = (f"{seqs:,} running requests share {logged_tokens:,} tokens: past {each:,} tokens each on average "
                 "the scheduler preempts (and recomputes) the newest")
-    notes = tuple(n for n in (note,) if n)
+    notes = tuple(n for n in (note, draft_note) if n)
     if predicted is None:
         notes += ("no GPU kvplan holds and no total in the log: no prediction from defaults (name the GPU)",)
     target_util, target_len = None, None

@@ -34,6 +34,12 @@ def log(
     pp: Annotated[Optional[int], read_option(bounds.gpus, "--pp", metavar="N", help="PP, where the log leaves it out.")] = None,
     kv_dtype: KvDtypeOpt = "",
     max_len: MaxLenOpt = None,
+    speculative_method: Annotated[Optional[str], typer.Option(
+        "--speculative-method", metavar="METHOD", help="mtp, eagle or eagle3, where the log leaves its speculative "
+        "config out: the drafter's layers join the layout.")] = None,
+    num_speculative_tokens: Annotated[Optional[int], read_option(
+        bounds.requests, "--num-speculative-tokens", metavar="N", help="Draft tokens a step, where the log leaves "
+        "them out.")] = None,
     target: Annotated[Optional[int], read_option(
         bounds.requests, "--target", metavar="N",
         help="Also find the utilization, and the max_model_len, at which N requests of max_model_len fit.")] = None,
@@ -57,7 +63,8 @@ def log(
     startup = read_log_arg(file)
     cat = catalog(specs)
     model_spec, gpu_spec = log_model(cat, startup, model), log_gpu(cat, startup, gpu)
-    given = LogSettings(engine=engine, tp=tp, pp=pp, kv_dtype=kv_dtype or None, max_model_len=max_len)
+    given = LogSettings(engine=engine, tp=tp, pp=pp, kv_dtype=kv_dtype or None, max_model_len=max_len,
+                        speculative_method=speculative_method, num_speculative_tokens=num_speculative_tokens)
     report = explain_log(startup, model_spec, gpu_spec, given=given, target=target,
                          source="stdin" if file == "-" else file)
     if to_check is not None:
