@@ -33,7 +33,6 @@ from kvplan.specs.model import ModelSpec
 from kvplan.units import GIB
 
 
-
 @dataclass(frozen=True)
 class LogSettings:
     """What the command line adds to, or changes in, what the log states (None: the log's)."""
