@@ -113,3 +113,39 @@ def test_a_check_file_takes_the_tier_from_the_serve_line(tmp_path, capsys):
 
     (s,) = load_check_file(path)
     assert s.kv_offload_gib == 8
+
+
+def test_sglang_hicache_host_pool_matches_a_real_log(catalog):
+    """SGLang 0.5.15.post1, Qwen3-1.7B on MI355X, TP 4 with DP attention (4 ranks, each with all 8 KV
+    heads), --hicache-ratio left at its default 2.0: the decode leg logged
+    "max_total_num_tokens=1547424" and "Allocating 354.94 GB host memory for hierarchical KV cache."
+    per rank (tests/fixtures/engine_logs/sglang-0.5.15.post1-qwen3-1.7b-mi355x-tp4-dp4-hicache-1.log;
+    source https://github.com/AMD-AGI/Infera/blob/bc5fd1eb035565a3dda895a9e429c3af4822981d/
+    kvaware.kvd.packup.better/02_mvp_hicache_blowup/results/r1_hicache_blowup.txt). Round r2 of the same
+    run, --hicache-size 8, logged "Allocating 8.00 GB" (same file). The line divides bytes by 1e9."""
+    from engine_fixtures import LOGS
+    from kvplan.calc.kvtiers import TierInputs, kv_offload_tiers
+    from kvplan.specs.engines.logs import read_log
+
+    name = "sglang-0.5.15.post1-qwen3-1.7b-mi355x-tp4-dp4-hicache-1.log"
+    pool = read_log((LOGS / name).read_text(), name).kv_tokens
+    assert pool == 1_547_424
+    model = catalog.model("qwen3-1.7b")
+    per_token = memory_budget(model, catalog.gpu("h100"), BudgetInputs(engine="sglang")).kv_bytes_per_token
+    assert per_token == 114_688  # 2 (K,V) x 28 layers x 8 KV heads x 128 x 2 B (bf16): attention TP 1 under DP
+    t = TierInputs(block_bytes=per_token, block_size=1, bytes_per_token=per_token, gpu_pool_tokens=pool, tp=1,
+                   pp=1, kv_dtype="bf16")  # page_size 1: SGLang's default, no --page-size in the command
+    (by_ratio,) = kv_offload_tiers(model, None, engine("sglang"), BudgetInputs(engine="sglang",
+                                   kv_offload_backend="hicache"), t, False)
+    assert by_ratio.tokens == 3_094_849  # floor(1,547,424 x 2.0) // 1 + 1 padding page
+    assert by_ratio.size_bytes == 354_942_042_112  # 3,094,849 x 114,688 B
+    assert round(by_ratio.size_bytes / 1e9, 2) == 354.94  # the logged "354.94 GB"
+    (by_size,) = kv_offload_tiers(model, None, engine("sglang"), BudgetInputs(engine="sglang", hicache_size_gb=8),
+                                  t, False)
+    assert by_size.tokens == 69_755  # floor(8 x 10^9 / 114,688 = 69,754.5) + 1 page of 1 token
+    assert round(by_size.size_bytes / 1e9, 2) == 8.00  # 69,755 x 114,688 = 8,000,061,440 B: the logged "8.00 GB"
+    paged = TierInputs(**{**t.__dict__, "block_size": 64})  # had the run used 64-token pages:
+    (by_pages,) = kv_offload_tiers(model, None, engine("sglang"), BudgetInputs(engine="sglang",
+                                   kv_offload_backend="hicache"), paged, False)
+    assert by_pages.tokens == 3_094_912  # (3,094,848 // 64 + 1) x 64: one 64-token padding page
+    assert round(by_pages.size_bytes / 1e9, 2) == 354.95  # 3,094,912 x 114,688 = 354,949,267,456 B: not the log's
