@@ -200,3 +200,30 @@ def test_every_fixture_log_goes_through_the_command(planned, capsys):
     assert main([*line, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["kv_tokens"] == load_log(LOGS / planned["file"]).kv_tokens
+
+
+def test_from_log_lays_out_the_mtp_drafter_the_log_names(catalog, capsys):
+    """vLLM 0.25.1, Qwen3.6-35B-A3B NVFP4 on a GB10 with MTP x 3: --from-log carries the log's method
+    (logfit.speculative_method, which needs the model: cli/app.py with_log passes it), so the MTP layer
+    joins the KV layout, as the log's 'Add 3 padding layers' shows, and the tokens come near the logged
+    3,366,051; without it, 10% over."""
+    from kvplan.calc.logfit import speculative_method
+    from kvplan.units import GIB
+
+    startup = load_log(LOGS / "vllm-0.25.1-qwen3.6-35b-a3b-nvfp4-gb10-1.log")
+    model = catalog.model("qwen3.6-35b-a3b")
+    method, note = speculative_method(startup, model)
+    assert (method, note) == ("mtp", "")
+    total = int(119.7 * GIB)  # the log's excerpt states no total: a GB10's, as the fixtures' mapping has it
+    drafted = memory_budget(model, None, plan_from_log(startup, BudgetInputs(), total, method=method)[0])
+    bare = memory_budget(model, None, plan_from_log(startup, BudgetInputs(), total)[0])
+    # 10 full-attention layers x 2 (K,V) x 2 KV heads x 256 x 2 B = 20,480 B a token; the MTP layer: + 2,048
+    assert (bare.kv_bytes_per_token, drafted.kv_bytes_per_token) == (10 * 2_048, 11 * 2_048) == (20_480, 22_528)
+    assert (drafted.speculative_method, drafted.draft_kv_layers, drafted.padding_layers) == ("mtp", 1, 3)
+    assert drafted.weights_bytes == bare.weights_bytes  # 'Model loading took' holds the drafter already
+    assert drafted.token_capacity == 3_365_031 and bare.token_capacity == 3_701_636
+    assert abs(drafted.token_capacity / 3_366_051 - 1) < 0.001  # -0.03%; without the drafter +9.97%
+    code = main(["batch", "qwen3.6-35b-a3b", "--gpu", "h100", "--gpu-mem", "119.7", "--from-log",
+                 str(LOGS / "vllm-0.25.1-qwen3.6-35b-a3b-nvfp4-gb10-1.log"), "--ctx", "8192", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0 and '"speculative_method": "mtp"' in out and '"draft_kv_layers": 1' in out

@@ -251,3 +251,29 @@ def test_releases_side_by_side_show_an_upgrade(capsys):
     values = {p["series"]: p["value"] for p in data["points"]}
     assert values == {"vllm==0.19": 54, "vllm==0.26": 55}
     assert (58_278_902_169 // 2**30, 59_969_814_855 // 2**30) == (54, 55)
+
+
+@pytest.mark.parametrize("model, argv, inputs", [
+    ("llama3.1-8b", ["--enable-lora", "--max-loras", "4", "--max-lora-rank", "64"],
+     {"enable_lora": True, "max_loras": 4, "max_lora_rank": 64}),
+    ("llama3.1-8b", ["--speculative-method", "eagle", "--num-speculative-tokens", "3"],
+     {"speculative_method": "eagle", "num_speculative_tokens": 3}),
+    ("qwen3-vl-30b-a3b-instruct", ["--limit-mm-per-prompt", '{"image": 0, "video": 0}'],
+     {"limit_mm_per_prompt": (("image", 0), ("video", 0))}),
+    ("llama3.1-8b", ["--kv-offload-gib", "64"], {"kv_offload_gib": 64.0}),
+])
+def test_sweep_takes_the_terms_batch_takes(capsys, catalog, model, argv, inputs):
+    """LoRA, a drafter, the multimodal limits and a KV tier reach each sweep point as they reach batch:
+    the point equals batch's figure with the same inputs, and (but for the KV tier, beside the pool)
+    differs from the point without the option."""
+    code, out, _ = run(capsys, "sweep", model, "--ctx", "8k", "--json", *argv)
+    plain_code, plain, _ = run(capsys, "sweep", model, "--ctx", "8k", "--json")
+    assert code == plain_code == 0
+    point, bare = json.loads(out)["points"][0]["metrics"], json.loads(plain)["points"][0]["metrics"]
+    single = batch_capacity(catalog.model(model), catalog.gpu("h100"), Workload(8192, 0), BudgetInputs(**inputs))
+    assert point["kv_pool_gib"] * 2**30 == pytest.approx(single.budget.usable_pool_bytes, abs=1)
+    assert point["fitting"] == single.strategies[-1].concurrency_peak
+    if "kv_offload_gib" in inputs:
+        assert point == bare  # a host tier leaves the GPU pool as it is
+    else:
+        assert point["kv_pool_gib"] != bare["kv_pool_gib"]

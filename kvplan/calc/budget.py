@@ -16,6 +16,7 @@ from kvplan.calc.kv import check_size_inputs, layers_kv, resolve_kv_format
 from kvplan.calc.kvgroups import kv_groups, tokens_for_kv_bytes
 from kvplan.calc.kvpacked import in_flight_tokens, packed_layout
 from kvplan.calc.kvtiers import TierInputs, kv_offload_tiers
+from kvplan.calc.deployterms import planned_settings
 from kvplan.calc.lora import lora_term
 from kvplan.calc.weights import pp_layers, stage_weights, weights_bytes, weights_per_gpu
 from kvplan.errors import InputError
@@ -241,6 +242,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
         token_capacity=tokens, explain=tuple(steps), lora_bytes=lora.value if lora else 0,
         lora_source=lora.source if lora else "", lora_formula=lora.formula if lora else "",
         kv_offload=tiers, cpu_offload_bytes=int(inputs.cpu_offload_gib * GIB) if inputs.cpu_offload_gib else 0,
+        **planned_settings(inputs, draft),
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.calc.deployterms import term_deploy
 from kvplan.calc.fixes import Change, single_changes
 from kvplan.calc.kv import paged_request_bytes, resolve_kv_format
 from kvplan.calc.draft import pool_model
@@ -19,7 +20,7 @@ from kvplan.specs.engines.registry import Deploy
 from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
-from kvplan.units import DTYPE_BYTES, GIB, ceil_div, fmt_binary
+from kvplan.units import DTYPE_BYTES, ceil_div, fmt_binary
 
 
 def concurrency(model: ModelSpec, budget: MemoryBudget, ctx: int) -> tuple[int, int]:
@@ -50,17 +51,7 @@ def deployment_settings(model: ModelSpec, gpu: GpuSpec | None, budget: MemoryBud
                   max_num_batched_tokens=budget.max_num_batched_tokens
                   if budget.max_num_batched_tokens != budget.default_batched_tokens else None,
                   chunked_prefill=budget.chunked_prefill if budget.chunked_prefill != budget.default_chunked_prefill
-                  else None, **_offload(budget))
-
-
-def _offload(budget: MemoryBudget) -> dict:
-    """vLLM's kv_offloading_size and kv_offloading_backend for a host tier of its own (native or
-    LMCache: the size every rank's together), the backend only where it is not the default native."""
-    tier = next((t for t in budget.kv_offload if t.backend != "hicache" and t.medium == "host memory"), None)
-    if tier is None:
-        return {}
-    gib = tier.size_bytes * (budget.tp * budget.pp if tier.per_rank else 1) / GIB
-    return {"kv_offload_gib": round(gib, 6), "kv_offload_backend": None if tier.backend == "native" else tier.backend}
+                  else None, **term_deploy(budget))
 
 
 def engine_command(model: ModelSpec, gpu: GpuSpec | None, budget: MemoryBudget, max_len: int,

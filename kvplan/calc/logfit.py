@@ -287,13 +287,15 @@ def explain_log(startup: LoggedStartup, model: ModelSpec, gpu: GpuSpec | None, *
         measured_weights_gib=terms[1], measured_rest_gib=terms[2], guarded_kv_tokens=terms[3])
 
 
-def plan_from_log(startup: LoggedStartup, asked: BudgetInputs, total_bytes: int | None = None
-                  ) -> tuple[BudgetInputs, tuple[str, ...]]:
+def plan_from_log(startup: LoggedStartup, asked: BudgetInputs, total_bytes: int | None = None, *,
+                  method: str | None = None) -> tuple[BudgetInputs, tuple[str, ...]]:
     """A command's inputs on the log's measured terms (`from_log`): what the command leaves at its
     default takes the log's setting (the release, where the engine is named without one; utilization,
     TP/PP, KV dtype, max_model_len, batch limits, speculative tokens; TP 1 is the command's default),
     what it sets is the what-if; the GPU's total,
-    the weights and the rest of the non-KV memory are the log's (the weights rescaled to another TP)."""
+    the weights and the rest of the non-KV memory are the log's (the weights rescaled to another TP).
+    `method` is the log's speculative method where kvplan lays its drafter out (speculative_method,
+    which needs the model): its KV layers join the pool; its weights are in the log's already."""
     logged = settings_inputs(startup)
     merged = replace(
         asked, engine=logged.engine if asked.engine == startup.engine else asked.engine, terms_from=Path(startup.where).name,
@@ -304,7 +306,7 @@ def plan_from_log(startup: LoggedStartup, asked: BudgetInputs, total_bytes: int 
         max_num_seqs=asked.max_num_seqs or logged.max_num_seqs,
         max_num_batched_tokens=asked.max_num_batched_tokens or logged.max_num_batched_tokens,
         num_speculative_tokens=asked.num_speculative_tokens or logged.num_speculative_tokens,
-        sampler=asked.sampler or logged.sampler)
+        sampler=asked.sampler or logged.sampler, speculative_method=asked.speculative_method or method)
     measured, notes = measured_inputs(startup, merged, total_bytes)
     keep = lambda given, logged: logged if given is None else given  # noqa: E731 (a term given on the line wins)
     return replace(measured, gpu_mem_bytes=keep(asked.gpu_mem_bytes, measured.gpu_mem_bytes),

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.calc.draft import pool_model
 from kvplan.calc.kv import paged_request_bytes, request_bytes, resolve_kv_format
 from kvplan.calc.roofline import decode_roofline
 from kvplan.calc.startup import startup
@@ -61,6 +62,7 @@ def point(model, gpu, ctx: int, batch: int | None, inputs: BudgetInputs, metric:
     max_model_len = max_len (default: the model's context); the roofline at the batch (default: that
     concurrency); and, when asked for, the waste of one allocation strategy with max_len = ctx."""
     budget = memory_budget(model, gpu, inputs)
+    model = pool_model(model, inputs.speculative_method, inputs.draft_model, inputs.num_speculative_tokens)  # + drafter
     fmt = resolve_kv_format(model, budget.kv_dtype)  # auto: the dtype the engine serves
     max_len = max_len or model.max_context
     fitting = budget.usable_pool_bytes // paged_request_bytes(model, ctx, fmt, inputs.tp, budget.block_size, inputs.pp)

@@ -308,7 +308,7 @@ def with_log(path: Optional[Path], inputs, model: Optional[str], gpu_spec, cat):
     log of `model`; the notes on what was rescaled go to stderr."""
     if path is None:
         return inputs
-    from kvplan.calc.logfit import plan_from_log
+    from kvplan.calc.logfit import plan_from_log, speculative_method
     from kvplan.specs.engines.registry import engine as engine_entry
     from kvplan.specs.engines.logs import load_log
     from kvplan.specs.logmatch import log_model
@@ -316,7 +316,8 @@ def with_log(path: Optional[Path], inputs, model: Optional[str], gpu_spec, cat):
     startup = load_log(path)
     log_model(cat, startup, model)  # one line where the log is of another model
     total = engine_entry(inputs.engine).total_memory(gpu_spec).value if gpu_spec is not None else None
-    planned, notes = plan_from_log(startup, inputs, total)
-    for note in notes:
+    method, draft_note = speculative_method(startup, cat.model(model)) if model else (None, "")
+    planned, notes = plan_from_log(startup, inputs, total, method=method)  # the drafter the log's names, laid out
+    for note in notes + ((draft_note,) if draft_note else ()):
         err_console.print(f"--from-log: {note}")
     return planned

@@ -10,7 +10,9 @@ import typer
 from kvplan.cli.app import (
     DEFAULT_ENGINE, OUTPUT, AllowLongOpt, ChunkedOpt, SamplerOpt, DebugOpt, JsonOpt, MaxBatchedTokensOpt, MaxLenOpt, MaxSeqsOpt, OfflineOpt, SpecsOpt, UtilOpt,
     WeightsDtypeOpt, FromLogOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option,
-    with_log,
+    with_log, SpecTokensOpt, EnableLoraOpt, MaxLorasOpt, MaxLoraRankOpt, MaxCpuLorasOpt, LoraGibOpt, with_lora,
+    SpecMethodOpt, DraftModelOpt, DraftGibOpt, with_draft, MmLimitOpt, MmTpModeOpt,
+    KvOffloadGibOpt, KvOffloadBackendOpt, KvOffloadDiskGibOpt, HicacheRatioOpt, HicacheSizeOpt, CpuOffloadGibOpt,
 )
 from kvplan import bounds
 
@@ -37,7 +39,15 @@ def sweep(
     util: UtilOpt = None, max_len: MaxLenOpt = None,
     weights_dtype: WeightsDtypeOpt = "auto", max_num_seqs: MaxSeqsOpt = None, allow_long: AllowLongOpt = False,
     max_num_batched_tokens: MaxBatchedTokensOpt = None, chunked_prefill: ChunkedOpt = None, sampler: SamplerOpt = None,
-    from_log: FromLogOpt = None,
+    from_log: FromLogOpt = None, num_speculative_tokens: SpecTokensOpt = 0,
+    enable_lora: EnableLoraOpt = False, max_loras: MaxLorasOpt = 1, max_lora_rank: MaxLoraRankOpt = 16,
+    max_cpu_loras: MaxCpuLorasOpt = None, lora_gib: LoraGibOpt = None,
+    speculative_method: SpecMethodOpt = None, speculative_model: DraftModelOpt = None,
+    draft_weights_gib: DraftGibOpt = None,
+    limit_mm_per_prompt: MmLimitOpt = None, mm_encoder_tp_mode: MmTpModeOpt = None,
+    kv_offload_gib: KvOffloadGibOpt = None, kv_offload_backend: KvOffloadBackendOpt = None,
+    kv_offload_disk_gib: KvOffloadDiskGibOpt = None, hicache_ratio: HicacheRatioOpt = None,
+    hicache_size: HicacheSizeOpt = None, cpu_offload_gib: CpuOffloadGibOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE", help="Also draw it to FILE (.png or .svg).")] = None,
     log_y: Annotated[bool, typer.Option("--log-y", help="A log-scale y axis in the plot.", rich_help_panel=OUTPUT)] = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV.", rich_help_panel=OUTPUT)] = False,
@@ -76,9 +86,15 @@ def sweep(
                                    (eng, len(engines) > 1)) if many]
         inputs = budget_inputs(eng, tp, 1, dtype, weights_dtype, util, None, None, None, None, None, max_num_seqs,
                                allow_long, max_len=max_len, max_num_batched_tokens=max_num_batched_tokens,
-                               chunked_prefill=chunked_prefill, sampler=sampler)
-        series.append((" · ".join(parts) or name, cat.model(name), cat.gpu(gpu_name),
-                       with_log(from_log, inputs, name, cat.gpu(gpu_name), cat)))
+                               chunked_prefill=chunked_prefill, sampler=sampler,
+                               num_speculative_tokens=num_speculative_tokens, limit_mm_per_prompt=limit_mm_per_prompt,
+                               mm_encoder_tp_mode=mm_encoder_tp_mode, kv_offload_gib=kv_offload_gib,
+                               kv_offload_backend=kv_offload_backend, kv_offload_disk_gib=kv_offload_disk_gib,
+                               hicache_ratio=hicache_ratio, hicache_size_gb=hicache_size, cpu_offload_gib=cpu_offload_gib)
+        inputs = with_lora(inputs, enable_lora, max_loras, max_lora_rank, max_cpu_loras, lora_gib)  # as batch does
+        inputs = with_draft(with_log(from_log, inputs, name, cat.gpu(gpu_name), cat), cat, speculative_method,
+                            speculative_model, draft_weights_gib)
+        series.append((" · ".join(parts) or name, cat.model(name), cat.gpu(gpu_name), inputs))
     result = sweep_(series, x_axis, xs, fixed_ctx, None, metric, max_len)
     if plot:
         on = ", ".join(gpu_names) + (f" (TP {tps})" if tps != "1" and x_axis != "tp" else "")

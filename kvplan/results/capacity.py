@@ -65,6 +65,17 @@ class MemoryBudget(Result):
     lora_formula: str = ""
     kv_offload: tuple[KvOffloadTier, ...] = ()  # tiers beside the pool (host memory, disk): the pool is unchanged
     cpu_offload_bytes: int = 0  # weights kept on the host (vLLM --cpu-offload-gb), already out of weights_bytes
+    # The settings the terms were planned with, for the deploy line (calc/deployterms.py): LoRA's slots,
+    # the draft model's repo, the multimodal limits, SGLang's HiCache ratio or size
+    enable_lora: bool = False
+    max_loras: int = 1
+    max_lora_rank: int = 16
+    max_cpu_loras: int | None = None
+    draft_model_repo: str | None = None  # what the engine loads the draft model from
+    limit_mm_per_prompt: tuple[tuple[str, int], ...] | None = None
+    mm_encoder_tp_mode: str | None = None
+    hicache_ratio: float | None = None
+    hicache_size_gb: float | None = None
 
     @property
     def usable_pool_bytes(self) -> int:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kvplan.errors import InputError
+from kvplan.specs.engines.deploy import Deploy as Deploy
+from kvplan.specs.engines.deploy import switched, term_values
 from kvplan.specs.engines.fields import FIELD_ALIASES, FIELD_READERS
 from kvplan.specs.engines.speculative import SPECULATIVE_FLAGS as SPECULATIVE_FLAGS
 from kvplan.units import GIB, ceil_div
@@ -271,29 +273,6 @@ def half_from_fp32(model: ModelSpec, engine: str, bf16_families: tuple[str, ...]
 # --- command lines ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Deploy:
-    """Every setting an engine command carries, by kvplan's names."""
-
-    model: str  # the repo id or path the engine loads, as the user named it
-    tp: int
-    pp: int
-    max_len: int
-    util: float
-    kv_dtype: str  # the KV dtype planned, only where the engine's auto would choose another
-    max_num_seqs: int
-    revision: str | None = None  # a branch, tag or commit of the repo, when one was named
-    environment: tuple[str, ...] = ()  # VAR=value settings the command needs before it
-    dtype: str | None = None  # the weights' dtype, only where the engine's auto would choose another
-    quantization: str | None = None  # a format the engine casts the weights to at load, only then
-    max_num_batched_tokens: int | None = None  # only where it differs from the engine's default
-    chunked_prefill: bool | None = None  # only where it differs from the engine's default
-    kv_offload_gib: float | None = None  # a KV offload tier's host GiB, and its backend (vLLM --kv-offloading-*)
-    kv_offload_backend: str | None = None
-
-
-
-
-@dataclass(frozen=True)
 class CommandLine:
     """How an engine's server starts, and which flag carries which setting: one table that both
     writes the command kvplan recommends and reads a command back (`kvplan check`)."""
@@ -307,7 +286,7 @@ class CommandLine:
     dtypes: dict[str, str] = field(default_factory=dict)  # kvplan's weights dtype -> the engine's --dtype value
     quantizations: dict[str, str] = field(default_factory=dict)  # formats it can cast to at load -> its value
     # Flags that take no value: setting -> {value: flag}, e.g. chunked_prefill -> {False: --no-enable-...}
-    switches: dict[str, dict[bool, str]] = field(default_factory=dict)
+    switches: dict[str, dict[bool | str, str]] = field(default_factory=dict)
     program_words: tuple[str, ...] = ()  # first words that mean "this engine" even when unparseable
     usage: str = ""  # how to write it, for the message when a line names the engine but no server
 
@@ -318,15 +297,13 @@ class CommandLine:
                   "util": f"{d.util:g}", "kv_dtype": self.kv_dtypes.get(d.kv_dtype), "max_num_seqs": d.max_num_seqs,
                   "weights_dtype": self.dtypes.get(d.dtype or ""),
                   "quantization": self.quantizations.get(d.quantization or ""),
-                  "max_num_batched_tokens": d.max_num_batched_tokens, "kv_offload_gib": d.kv_offload_gib and f"{d.kv_offload_gib:g}",
-                  "kv_offload_backend": d.kv_offload_backend}
+                  "max_num_batched_tokens": d.max_num_batched_tokens, **term_values(d)}
         words = [*d.environment, self.program, *([self.model_flag] if self.model_flag else []), d.model]
         for setting, flag in self.flags.items():
             if values.get(setting) is not None:
-                words.append(f"{flag} {values[setting]}")
-        switched = {"chunked_prefill": d.chunked_prefill}
-        words += [self.switches[name][value] for name, value in switched.items()
-                  if value is not None and name in self.switches]
+                words.append(f"{flag} {shlex.quote(str(values[setting]))}")  # a JSON value, quoted
+        words += [self.switches[name][value] for name, value in switched(d).items()
+                  if value is not None and value in self.switches.get(name, {})]
         return " ".join(words)
 
     def read(self, command: str, engine: str, display: str) -> tuple[dict, list[str]]:

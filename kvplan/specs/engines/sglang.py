@@ -31,11 +31,13 @@ COMMAND = CommandLine(
            "util": "--mem-fraction-static",
            "kv_dtype": "--kv-cache-dtype", "max_num_seqs": "--max-running-requests", "block_size": "--page-size",
            "max_num_batched_tokens": "--chunked-prefill-size", "weights_dtype": "--dtype",
-           "quantization": "--quantization"},
+           "quantization": "--quantization", "hicache_ratio": "--hicache-ratio", "hicache_size_gb": "--hicache-size"},
     also_read={"--model": "model", "--tp": "tp", "--pp": "pp"},
     kv_dtypes={"fp8": "fp8_e4m3"},
     dtypes={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"},
     quantizations={"fp8": "fp8"},
+    # HiCache, a host KV tier (python/sglang/srt/server_args.py enable_hierarchical_cache, hicache_ratio, hicache_size)
+    switches={"kv_offload_backend": {"hicache": "--enable-hierarchical-cache"}},
     program_words=("sglang",),
     usage="`python -m sglang.launch_server --model-path MODEL ...`",
 )

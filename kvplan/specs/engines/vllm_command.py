@@ -16,6 +16,7 @@ COMMAND = CommandLine(
            "block_size": "--block-size", "max_num_batched_tokens": "--max-num-batched-tokens",
            "cpu_offload_gib": "--cpu-offload-gb", "weights_dtype": "--dtype", "quantization": "--quantization",
            "max_loras": "--max-loras", "max_lora_rank": "--max-lora-rank", "max_cpu_loras": "--max-cpu-loras",
+           "speculative_config": "--speculative-config",
            "limit_mm_per_prompt": "--limit-mm-per-prompt", "mm_encoder_tp_mode": "--mm-encoder-tp-mode",
            "kv_offload_gib": "--kv-offloading-size", "kv_offload_backend": "--kv-offloading-backend"},
     also_read={"--model": "model", "-tp": "tp", "-pp": "pp", "-q": "quantization", **SPECULATIVE_FLAGS},
