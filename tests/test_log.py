@@ -227,3 +227,18 @@ def test_from_log_lays_out_the_mtp_drafter_the_log_names(catalog, capsys):
                  str(LOGS / "vllm-0.25.1-qwen3.6-35b-a3b-nvfp4-gb10-1.log"), "--ctx", "8192", "--json"])
     out = capsys.readouterr().out
     assert code == 0 and '"speculative_method": "mtp"' in out and '"draft_kv_layers": 1' in out
+    assert '"token_capacity": 3365031' in out  # --gpu-mem is the total a log that states none is planned on
+
+
+def test_check_from_log_lays_out_the_mtp_drafter_the_log_names(catalog, capsys, tmp_path):
+    """`kvplan check --from-log` takes the log's speculative method as --from-log on batch does
+    (scenario_from_log, given the scenario's model): the MTP layer joins the pool, 22,528 B a token
+    (11 x 2,048), so the guard of the drafted capacity (3,365,031 tokens, the test above) passes and one
+    token more fails; without the method the pool would hold 3,701,636 and both would pass."""
+    log = str(LOGS / "vllm-0.25.1-qwen3.6-35b-a3b-nvfp4-gb10-1.log")
+    for tokens, code in ((3_365_031, 0), (3_365_032, 1)):
+        path = tmp_path / f"guard-{tokens}.yaml"
+        path.write_text("scenarios:\n  - name: mtp\n    model: qwen3.6-35b-a3b\n    gpu: h100\n"
+                        f"    gpu_mem_gib: 119.7\n    expect: {{min_kv_tokens: {tokens}}}\n")
+        assert main(["check", str(path), "--from-log", log, "--json"]) == code
+        assert '"passed": ' + ("true" if code == 0 else "false") in capsys.readouterr().out

@@ -121,7 +121,7 @@ def measured_inputs(startup: LoggedStartup, base: BudgetInputs,
     total = memory.total_gpu_gib or memory.free_at_start_gib
     if total is None and total_bytes is not None:  # an INFO log of 0.11-0.25 prints no total: the GPU's
         total = total_bytes / GIB
-        notes.append(f"the log states no GPU total: the GPU's {total:.2f} GiB, as CUDA reports it")
+        notes.append(f"the log states no GPU total: {total:.2f} GiB, the GPU's as CUDA reports it (or --gpu-mem)")
     if total is None or memory.kv_cache_gib is None:
         raise InputError(f"{startup.where}: the log states no GPU total or no KV memory; name the GPU, "
                          "or paste the log from the engine's start", "from_log")
@@ -315,17 +315,21 @@ def plan_from_log(startup: LoggedStartup, asked: BudgetInputs, total_bytes: int 
                    overhead_bytes=keep(asked.overhead_bytes, measured.overhead_bytes)), notes
 
 
-def scenario_from_log(startup: LoggedStartup, scenario: Scenario, total_bytes: int | None) -> Scenario:
+def scenario_from_log(startup: LoggedStartup, scenario: Scenario, total_bytes: int | None,
+                      model: ModelSpec | None = None) -> Scenario:
     """A check scenario on the log's measured terms (`kvplan check` from a log): plan_from_log over
-    the scenario's inputs, written back as its fields (the weights at the scenario's TP)."""
+    the scenario's inputs, written back as its fields (the weights at the scenario's TP); the log's
+    speculative method where kvplan lays out its drafter for `model` (speculative_method)."""
     from kvplan.calc.check import scenario_inputs
 
-    planned, _ = plan_from_log(startup, scenario_inputs(scenario), total_bytes)
+    method = speculative_method(startup, model)[0] if model is not None else None
+    planned, _ = plan_from_log(startup, scenario_inputs(scenario), total_bytes, method=method)
     weights = (planned.weights_bytes or 0) * (planned.weights_tp or planned.tp) / planned.tp
     return scenario.model_copy(update=dict(
-        util=planned.util, tp=planned.tp, pp=planned.pp, kv_dtype=planned.kv_dtype,
+        engine=planned.engine, util=planned.util, tp=planned.tp, pp=planned.pp, kv_dtype=planned.kv_dtype,
         max_model_len=planned.max_model_len, max_num_seqs=planned.max_num_seqs,
         max_num_batched_tokens=planned.max_num_batched_tokens,
-        num_speculative_tokens=planned.num_speculative_tokens, gpu_mem_gib=(planned.gpu_mem_bytes or 0) / GIB,
+        num_speculative_tokens=planned.num_speculative_tokens, speculative_method=planned.speculative_method,
+        gpu_mem_gib=(planned.gpu_mem_bytes or 0) / GIB,
         weights_gib=weights / GIB, activation_gib=(planned.activation_bytes or 0) / GIB,
         overhead_gib=(planned.overhead_bytes or 0) / GIB))

@@ -315,7 +315,9 @@ def with_log(path: Optional[Path], inputs, model: Optional[str], gpu_spec, cat):
 
     startup = load_log(path)
     log_model(cat, startup, model)  # one line where the log is of another model
-    total = engine_entry(inputs.engine).total_memory(gpu_spec).value if gpu_spec is not None else None
+    total = inputs.gpu_mem_bytes  # --gpu-mem, else the GPU's total as CUDA reports it
+    if total is None and gpu_spec is not None:
+        total = engine_entry(inputs.engine).total_memory(gpu_spec).value
     method, draft_note = speculative_method(startup, cat.model(model)) if model else (None, "")
     planned, notes = plan_from_log(startup, inputs, total, method=method)  # the drafter the log's names, laid out
     for note in notes + ((draft_note,) if draft_note else ()):

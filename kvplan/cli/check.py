@@ -83,7 +83,9 @@ def on_log(path: Optional[Path], s, gpu_spec, cat):
     from kvplan.specs.engines.registry import engine as engine_entry
     from kvplan.specs.engines.logs import load_log
     from kvplan.specs.logmatch import log_model
+    from kvplan.units import GIB
 
     startup = load_log(path)
     log_model(cat, startup, s.model)
-    return scenario_from_log(startup, s, engine_entry(s.engine).total_memory(gpu_spec).value)
+    total = round(s.gpu_mem_gib * GIB) if s.gpu_mem_gib is not None else engine_entry(s.engine).total_memory(gpu_spec).value
+    return scenario_from_log(startup, s, total, cat.model(s.model))
