@@ -149,3 +149,32 @@ def test_sglang_hicache_host_pool_matches_a_real_log(catalog):
                                    kv_offload_backend="hicache"), paged, False)
     assert by_pages.tokens == 3_094_912  # (3,094,848 // 64 + 1) x 64: one 64-token padding page
     assert round(by_pages.size_bytes / 1e9, 2) == 354.95  # 3,094,912 x 114,688 = 354,949,267,456 B: not the log's
+
+
+def test_vllm_native_chunks_match_a_logged_host_tensor(catalog):
+    """vLLM issue #53042 (https://github.com/vllm-project/vllm/issues/53042, 0.26.0, --kv-offloading-size
+    200, world_size 4 per node, a hybrid model with 24 KV cache tensors): each rank allocated 24 host
+    tensors of torch.zeros((2053, 1089536)), '24 x 2.0832 GiB = 50.0 GiB == cpu_bytes_to_use /
+    world_size'. The 0.19 rule kvplan applies to 0.26: a chunk is the GPU block of every tensor
+    (24 x 1,089,536 = 26,148,864 B) x 4 workers = 104,595,456 B; 200 x 2^30 // 104,595,456 = 2,053."""
+    from kvplan.calc.kvtiers import TierInputs, _native
+
+    t = TierInputs(block_bytes=24 * 1_089_536, block_size=16, bytes_per_token=24 * 1_089_536 // 16,
+                   gpu_pool_tokens=0, tp=4, pp=1, kv_dtype="fp8")
+    native = _native(catalog.model("llama3-8b"), engine("vllm==0.26"), 200, t)
+    assert native.chunk_bytes == 24 * 1_089_536 * 4 == 104_595_456
+    assert native.chunks == 200 * GIB // 104_595_456 == 2_053  # the logged tensors' first dimension
+    assert abs(native.chunks * 24 * 1_089_536 / GIB - 50.0) < 0.01  # a rank's share: 2,053 x 26,148,864 B
+
+
+def test_lmcache_size_is_a_ranks(catalog):
+    """LMCache issue #2901 (https://github.com/LMCache/LMCache/issues/2901): LMCACHE_MAX_LOCAL_CPU_SIZE 50
+    at TP 2 took ~50 GB RSS in each of the two workers ('each TP rank allocates LMCACHE_MAX_LOCAL_CPU_SIZE
+    independently', the maintainer), and 50 GB held 409,600 tokens of a 131,072 B-a-token model at TP 1.
+    kvplan: vLLM's --kv-offloading-size 100 at TP 2 is 50 GiB a rank, as that setting."""
+    _, (one,) = tier(catalog, engine="vllm==0.19", kv_offload_gib=50, kv_offload_backend="lmcache")
+    assert one.per_rank and one.size_bytes == 50 * GIB
+    assert one.tokens == 409_600  # 50 x 2^30 / (256 x 131,072 B) = 1,600 chunks x 256
+    _, (two,) = tier(catalog, engine="vllm==0.19", kv_offload_gib=100, kv_offload_backend="lmcache", tp=2)
+    assert two.size_bytes == 50 * GIB  # a rank's, as each worker's ~50 GB RSS
+    assert two.tokens == 819_200  # each rank holds half of every token's heads (65,536 B): twice the tokens

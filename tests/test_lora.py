@@ -2,10 +2,13 @@
 --max-lora-rank 64, derived by hand per module from create_lora_weights (vllm/lora/layers/*.py, 0.19
 and 0.34): A is rank x in_features, B is out_features x rank, per slot, sharded as the layer is.
 
-No public log with "Model loading took" under --enable-lora was found to tie these bytes to; vLLM
-issue #14450 (https://github.com/vllm-project/vllm/issues/14450) is the record that V0's block count
-ignored the LoRA buffers, and the maintainer's answer that V1 counts them, as load_model's
-DeviceMemoryProfiler does (v1/worker/gpu_model_runner.py)."""
+A real log ties these bytes: vLLM 0.8.2 serving Llama-3.1-8B-Instruct with --enable-lora --max-loras 2
+--max-lora-rank 16 logs "Model loading took 15.1749 GB" (tests/fixtures/engine_logs/
+vllm-0.8.2-llama3.1-8b-lora-a100-1.log, its source in SOURCES.yaml), where the same checkpoint without
+LoRA logs 14.9889 GiB (vllm-0.11.0-llama3.1-8b-l4-1.log). vLLM issue #14450
+(https://github.com/vllm-project/vllm/issues/14450) is the record that V0's block count ignored the
+LoRA buffers, and the maintainer's answer that V1 counts them, as load_model's DeviceMemoryProfiler
+does (v1/worker/gpu_model_runner.py)."""
 
 from __future__ import annotations
 
@@ -90,3 +93,36 @@ def test_a_vllm_serve_line_and_a_check_file_carry_lora():
     inputs = scenario_inputs(inline_scenario(name="l", model="llama3.1-8b", gpu="h100", enable_lora=True, max_loras=4,
                                              max_lora_rank=64))
     assert (inputs.enable_lora, inputs.max_loras, inputs.max_lora_rank) == (True, 4, 64)
+
+
+def test_the_0_8_2_lora_log_is_reproduced(catalog):
+    """2 slots of rank 16 with 0.8's extra vocabulary of 256, Llama-3.1-8B at TP 1, module by module:
+    a layer a slot: qkv A 3 x 16 x 4,096 + B 16 x (4,096 + 2 x 1,024) = 294,912; o 2 x 16 x 4,096 =
+    131,072; gate_up A 2 x 16 x 4,096 + B 2 x 14,336 x 16 = 589,824; down 16 x (14,336 + 4,096) =
+    294,912: 1,310,720 elements x 32 layers x 2 slots x 2 B = 167,772,160 B. The embedding: A 2 x
+    128,512 x 16 + B 2 x 4,096 x 16 + its extra rows 2 x 256 x 4,096 = 6,340,608 elements; the LM head
+    the same (B over 128,512 rows, already a multiple of 256): 2 x 6,340,608 x 2 B = 25,362,432 B; the
+    base embedding grown by 256 x 2 rows and its LM head by 256: (512 + 256) x 4,096 x 2 B = 6,291,456 B."""
+    from engine_fixtures import LOGS
+
+    from kvplan.calc.logfit import explain_log, settings_inputs
+    from kvplan.specs.engines.logs import load_log
+    from kvplan.units import GIB
+
+    startup = load_log(LOGS / "vllm-0.8.2-llama3.1-8b-lora-a100-1.log")
+    assert (startup.enable_lora, startup.max_loras, startup.max_lora_rank, startup.max_cpu_loras) == (True, 2, 16, 12)
+    inputs = settings_inputs(startup)
+    assert (inputs.engine, inputs.enable_lora, inputs.max_loras, inputs.max_lora_rank) == ("vllm==0.8.2", True, 2, 16)
+    budget = memory_budget(catalog.model("llama3.1-8b"), catalog.gpu("a100-40gb"), inputs)
+    assert budget.lora_bytes == 167_772_160 + 25_362_432 + 6_291_456 == 199_426_048
+    # 'Model loading took' holds both: 16,094,076,928 B of weights and RoPE table + the buffers
+    loaded = (budget.weights_bytes + budget.lora_bytes) / GIB
+    assert budget.weights_bytes + budget.lora_bytes == 16_293_502_976
+    assert abs(loaded - 15.1749) < 0.0005  # 15.17461 GiB: 0.3 MiB under the log
+    # the buffers alone, against the two logs' difference (15.1749 - 14.9889 = 0.1860 GiB, each to 4 places)
+    assert abs(budget.lora_bytes / GIB - (15.1749 - 14.9889)) < 0.0005  # 0.18573 GiB: -0.15%
+    report = explain_log(startup, catalog.model("llama3.1-8b"), catalog.gpu("a100-40gb"))
+    weights = next(f for f in report.figures if f.name == "weights")
+    assert abs(weights.error) < 0.0001 and "LoRA" in weights.rule
+    tokens = next(f for f in report.figures if f.name == "token capacity")
+    assert tokens.reproduced_low is None  # no 'Available KV cache memory' at INFO in 0.8.2: nothing to reproduce

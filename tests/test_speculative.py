@@ -78,6 +78,79 @@ def test_eagle_heads_are_one_layer_of_the_targets_width(catalog):
     assert eagle.kv_bytes_per_token == eagle3.kv_bytes_per_token == 33 * 4_096 == 135_168
 
 
+# sgl-project/SpecForge configs/qwen3-32b-eagle3.json (b185edc): an EAGLE-3 head for Qwen3-32B whose
+# attention is 64 heads of 80 (not the target's 128) and whose lm_head has 32,000 rows
+QWEN3_32B_EAGLE3 = {
+    "architectures": ["LlamaForCausalLMEagle3"], "attention_bias": False, "head_dim": 80, "hidden_act": "silu",
+    "hidden_size": 5120, "intermediate_size": 25600, "max_position_embeddings": 40960, "model_type": "llama",
+    "num_attention_heads": 64, "num_hidden_layers": 1, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+    "rope_scaling": None, "rope_theta": 1000000, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+    "vocab_size": 151936, "draft_vocab_size": 32000}
+
+
+def test_an_eagle3_head_named_by_its_repo_is_counted_from_its_own_config(catalog, tmp_path):
+    """--speculative-model naming the head (as vLLM requires for eagle3): its width, its layer and its
+    draft_vocab_size, not the target's; its KV layer of 80-wide heads joins the pool; the deploy line
+    names it."""
+    import json
+
+    from kvplan.calc.deployterms import term_deploy
+
+    (tmp_path / "config.json").write_text(json.dumps(QWEN3_32B_EAGLE3))
+    head, target, gpu = catalog.model(str(tmp_path)), catalog.model("qwen3-32b"), catalog.gpu("h100")
+    assert head.draft_vocab_size == 32_000
+    # the head's layer: q 5,120 x 64 x 80 + k,v 2 x 5,120 x 8 x 80 + o 64 x 80 x 5,120 = 58,982,400;
+    # MLP 3 x 5,120 x 25,600 = 393,216,000; norms 2 x 5,120 + the final 5,120 -> 452,213,760
+    assert layer_params(head) == 58_982_400 + 393_216_000 + 3 * 5_120 == 452_213_760
+    named = memory_budget(target, gpu, BudgetInputs(tp=2, speculative_method="eagle3", draft_model=head,
+                                                    num_speculative_tokens=3))
+    # qkv reads 2h: + 5,120 x (64 + 2 x 8) x 80 = 32,768,000; lm_head 32,000 x 5,120 = 163,840,000;
+    # (452,213,760 + 32,768,000 + 163,840,000) x 2 B / 2 GPUs = 648,821,760; fc 3 x 5,120^2 x 2 B =
+    # 157,286,400 on every GPU; d2t 32,000 x 8 B = 256,000
+    assert named.draft_weights_bytes == 648_821_760 + 157_286_400 + 256_000 == 806_364_160
+    # without the repo: one layer of the target's width, the target's 151,936-row lm_head and 128-wide heads
+    formula = memory_budget(target, gpu, BudgetInputs(tp=2, speculative_method="eagle3", num_speculative_tokens=3))
+    # (its average layer + qkv 5,120 x 80 x 128 + lm_head 151,936 x 5,120) x 2 B / 2 + fc + d2t 151,936 x 8 B
+    guess = layer_params(target) + 52_428_800 + 151_936 * 5_120 + 157_286_400 + 151_936 * 8
+    assert formula.draft_weights_bytes == guess == 1_476_441_424  # 670,077,264 B over the head's own
+    # the pool: 64 target layers x 2 x 8/2 heads x 128 x 2 B = 131,072 B a token; the head's layer
+    # 2 x 4 x 80 x 2 B = 1,280 B (formula: another 128-wide layer, 2,048 B)
+    assert (named.kv_bytes_per_token, formula.kv_bytes_per_token) == (131_072 + 1_280, 131_072 + 2_048)
+    line = json.loads(term_deploy(named)["speculative_config"])
+    assert line == {"method": "eagle3", "num_speculative_tokens": 3, "model": str(tmp_path)}
+
+
+# yuhuili/EAGLE3-LLaMA3.1-Instruct-8B's config.json (SpecForge's Llama-3-8B EAGLE-3 config and its
+# tests carry the same keys): one layer of Llama-3.1-8B's shape, 32,000 LM-head rows
+LLAMA31_8B_EAGLE3 = {
+    "architectures": ["LlamaForCausalLMEagle3"], "hidden_act": "silu", "hidden_size": 4096,
+    "intermediate_size": 14336, "max_position_embeddings": 2048, "model_type": "llama", "num_attention_heads": 32,
+    "num_key_value_heads": 8, "num_hidden_layers": 1, "rms_norm_eps": 1e-05, "tie_word_embeddings": False,
+    "torch_dtype": "float16", "vocab_size": 128256, "draft_vocab_size": 32000}
+
+
+def test_the_llama_3_1_8b_eagle3_head_against_a_logged_load(catalog, tmp_path):
+    """vllm-ascend issue #2667 (https://github.com/vllm-project/vllm-ascend/issues/2667, vLLM 0.9.1 on
+    an Ascend 910B): Llama-3.1-8B-Instruct with this head, "Loading model weights took 15.7847 GB"
+    (the drafter loads inside it, "The EAGLE head shares the same vocab embedding with the target
+    model"); the same checkpoint alone logs 14.9889 GiB on CUDA (vllm-0.11.0-llama3.1-8b-l4-1.log):
+    the head is 0.7958 GiB. kvplan: 0.7913 GiB, -0.6% (an NPU's allocator, the head's own RoPE table
+    and norms not counted)."""
+    import json
+
+    from kvplan.units import GIB
+
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA31_8B_EAGLE3))
+    head, target = catalog.model(str(tmp_path)), catalog.model("llama3.1-8b")
+    budget = memory_budget(target, catalog.gpu("h100"), BudgetInputs(
+        speculative_method="eagle3", draft_model=head, num_speculative_tokens=1))
+    # layer: attention 2 x 4,096^2 + 2 x 4,096 x 1,024 = 41,943,040; MLP 3 x 4,096 x 14,336 = 176,160,768;
+    # norms 3 x 4,096 -> 218,116,096; qkv from 2h: + 4,096 x 48 x 128 = 25,165,824; lm_head 32,000 x 4,096
+    # = 131,072,000: 374,353,920 params x 2 B = 748,707,840; fc 3 x 4,096^2 x 2 B = 100,663,296; d2t 256,000
+    assert budget.draft_weights_bytes == 748_707_840 + 100_663_296 + 256_000 == 849_627_136
+    assert abs(budget.draft_weights_bytes / GIB / (15.7847 - 14.9889) - 1) < 0.01  # 0.79128 / 0.7958: -0.57%
+
+
 def test_given_draft_weights_replace_the_formula_and_measured_weights_hold_the_drafter(catalog):
     target, gpu = catalog.model("llama3.1-8b"), catalog.gpu("h100")
     given = memory_budget(target, gpu, BudgetInputs(speculative_method="eagle", num_speculative_tokens=3,

@@ -252,7 +252,7 @@ def _draft_weights(target: ModelSpec, draft: Drafter | None, inputs: BudgetInput
         return None
     if inputs.draft_weights_bytes is not None:
         return Term(inputs.draft_weights_bytes, "draft_weights_bytes", "given")
-    if draft.draft is not None:
+    if draft.draft is not None and draft.method == "draft_model":  # an EAGLE head's repo: its config's formula
         term = _weights(draft.draft, inputs, dtype)
         return Term(term.value, f"draft {draft.draft.name}: {term.source}", term.formula)
     return head_weights(target, draft, dtype, inputs.tp)

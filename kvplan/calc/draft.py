@@ -19,6 +19,12 @@ Weights. gpu_model_runner.py load_model loads the drafter inside "Model loading 
                  vocab_size where the head's config has none, as load_weights sets it) and d2t
                  (draft_vocab_size int64)
 
+An EAGLE head named by its repo (--speculative-model, as vLLM requires for these methods) is counted
+by the same formulas from its own config: its width and decoder layers (num_hidden_layers), an
+EAGLE-3 head's draft_vocab_size (32,000 in the published Llama-3.1-8B head, not the target's 128,256).
+Its checkpoint's tensors are not summed: an embed_tokens it ships is replaced by the target's when
+the shapes match (eagle.py _maybe_share_embeddings) and is freed before the profiler reads.
+
 A decoder layer "of the target's width" is the target's average layer: (params_total - embeddings -
 vision tower) / num_layers, in the served dtype (a head is loaded unquantized). Norms (a few h) are
 not counted. A database draft's or a given byte count replaces the formula.
@@ -119,9 +125,12 @@ def layer_params(target: ModelSpec) -> int:
 
 
 def head_weights(target: ModelSpec, d: Drafter, dtype: str, tp: int) -> Term:
-    """One GPU's bytes of an MTP or EAGLE head, by the formulas of the module's docstring."""
-    width, h = DTYPE_BYTES[dtype], target.hidden_size
-    layer = layer_params(target)
+    """One GPU's bytes of an MTP or EAGLE head, by the formulas of the module's docstring: an EAGLE
+    head named by its repo (--speculative-model) by its own config (its width, its decoder layers,
+    an EAGLE-3 head's draft_vocab_size), else one layer of the target's width."""
+    head = d.draft if d.draft is not None and d.method in ("eagle", "eagle3") else target
+    width, h = DTYPE_BYTES[dtype], head.hidden_size
+    layer = layer_params(head)
     if d.method == "mtp":
         n, split = target.mtp_layers, target.family in SPLIT_FC_FAMILIES
         fc = n * 2 * h * h * width
@@ -129,17 +138,20 @@ def head_weights(target: ModelSpec, d: Drafter, dtype: str, tp: int) -> Term:
         formula = (f"{n} x {layer:,} params x {width} B / {tp} + fc {n} x 2 x {h:,}^2 x {width} B"
                    + (f" / {tp}" if split else " (every GPU)"))
         return Term(value, f"{n} MTP layer{'s' * (n > 1)} of {target.name}", formula)
+    n = head.num_layers if head is not target else 1
+    layers = f"{n} x {layer:,}" if n > 1 else f"{layer:,}"
+    named = f" ({head.name}'s config)" if head is not target else ""
     if d.method == "eagle":
-        value = ceil_div(layer * width, tp) + 2 * h * h * width
-        return Term(value, "EAGLE head: 1 decoder layer + fc",
-                    f"{layer:,} params x {width} B / {tp} + fc 2 x {h:,}^2 x {width} B (every GPU)")
-    attn = _global_attention(target)
-    qkv = h * (target.num_attention_heads + 2 * getattr(attn, "num_kv_heads", 0)) * getattr(attn, "head_dim", 0)
-    vocab = target.vocab_size
-    sharded = ceil_div((layer + qkv + vocab * h) * width, tp)
+        value = ceil_div(n * layer * width, tp) + 2 * h * h * width
+        return Term(value, f"EAGLE head{named}: {n} decoder layer{'s' * (n > 1)} + fc",
+                    f"{layers} params x {width} B / {tp} + fc 2 x {h:,}^2 x {width} B (every GPU)")
+    attn = _global_attention(head)
+    qkv = h * (head.num_attention_heads + 2 * getattr(attn, "num_kv_heads", 0)) * getattr(attn, "head_dim", 0)
+    vocab = head.draft_vocab_size or head.vocab_size
+    sharded = ceil_div((n * (layer + qkv) + vocab * h) * width, tp)
     value = sharded + 3 * h * h * width + vocab * D2T_BYTES
-    return Term(value, "EAGLE-3 head: 1 decoder layer (2h qkv input) + fc + lm_head",
-                f"({layer:,} + qkv {qkv:,} + lm_head {vocab:,} x {h:,}) params x {width} B / {tp} + "
+    return Term(value, f"EAGLE-3 head{named}: {n} decoder layer{'s' * (n > 1)} (2h qkv input) + fc + lm_head",
+                f"({layers} + qkv {n} x {qkv:,} + lm_head {vocab:,} x {h:,}) params x {width} B / {tp} + "
                 f"fc 3 x {h:,}^2 x {width} B + d2t {vocab:,} x {D2T_BYTES} B")
 
 

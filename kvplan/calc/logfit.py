@@ -103,6 +103,8 @@ def settings_inputs(startup: LoggedStartup, given: LogSettings = LogSettings()) 
         max_model_len=given.max_model_len or startup.max_model_len, max_num_seqs=startup.max_num_seqs,
         max_num_batched_tokens=startup.max_num_batched_tokens, sampler=sampler,
         num_speculative_tokens=spec or 0, prefix_caching=startup.enable_prefix_caching,
+        enable_lora=bool(startup.enable_lora), max_loras=startup.max_loras or 1,
+        max_lora_rank=startup.max_lora_rank or 16, max_cpu_loras=startup.max_cpu_loras,
         block_size=startup.block_size if engine_entry(key).logged_block_is_built else None)
 
 
@@ -121,7 +123,7 @@ def measured_inputs(startup: LoggedStartup, base: BudgetInputs,
     total = memory.total_gpu_gib or memory.free_at_start_gib
     if total is None and total_bytes is not None:  # an INFO log of 0.11-0.25 prints no total: the GPU's
         total = total_bytes / GIB
-        notes.append(f"the log states no GPU total: {total:.2f} GiB, the GPU's as CUDA reports it (or --gpu-mem)")
+        notes.append(f"the log states no GPU total: {total:.2f} GiB, the GPU's as CUDA reports it, or the total given")
     if total is None or memory.kv_cache_gib is None:
         raise InputError(f"{startup.where}: the log states no GPU total or no KV memory; name the GPU, "
                          "or paste the log from the engine's start", "from_log")
@@ -143,7 +145,8 @@ def measured_inputs(startup: LoggedStartup, base: BudgetInputs,
         notes.append(f"weights rescaled from the log's TP {logged_tp} to TP {base.tp}: {weights:.2f} GiB x "
                      f"{logged_tp} / {base.tp}; NCCL's buffers and the activation peak stay the log's")
     return replace(base, util=base.util or util, gpu_mem_bytes=_gib(total), weights_bytes=_gib(weights), weights_tp=logged_tp,
-                   activation_bytes=max(_gib(rest) or 0, 0), overhead_bytes=0), tuple(notes)
+                   activation_bytes=max(_gib(rest) or 0, 0), overhead_bytes=0,
+                   enable_lora=base.enable_lora and not startup.enable_lora), tuple(notes)  # the log's weights hold its LoRA
 
 
 def tokens_for_kv(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs, kv_gib: float) -> int:
@@ -215,17 +218,19 @@ def _predicted(model: ModelSpec, gpu: GpuSpec | None, startup: LoggedStartup, se
 def _figures(startup: LoggedStartup, predicted, low: int, high: int, length: int, block: int) -> list[LoggedFigure]:
     memory, per = startup.memory, 1 / GIB
     p = predicted
+    known = startup.kv_cache_gib is not None  # a log that states no KV memory reproduces no capacity
     rows = (
         ("GPU total", "GiB", memory.total_gpu_gib, p and p.total_bytes * per, p and p.total_source, None),
-        ("weights", "GiB", memory.weights_gib, p and p.weights_bytes * per, p and p.weights_source, None),
+        ("weights", "GiB", memory.weights_gib, p and (p.weights_bytes + p.lora_bytes) * per,  # vLLM loads LoRA with them
+         p and (p.weights_source + (f" + {p.lora_source}" if p.lora_bytes else "")), None),
         ("activation peak", "GiB", memory.activation_gib, p and p.activation_bytes * per, p and p.activation_source,
          None),
         ("non-torch", "GiB", memory.non_torch_gib, p and p.overhead_bytes * per, p and p.overhead_source, None),
         ("KV cache", "GiB", memory.kv_cache_gib, p and p.kv_pool_bytes * per, p and p.engine_formula, None),
         ("token capacity", "tokens", startup.kv_tokens, p and p.token_capacity,
-         f"{block}-token pages of the release's layout", (low, high)),
+         f"{block}-token pages of the release's layout", (low, high) if known else None),
         ("max concurrency", "x", startup.max_concurrency, p and p.token_capacity / length, f"tokens / {length:,}",
-         (round(low / length, 2), round(high / length, 2))),
+         (round(low / length, 2), round(high / length, 2)) if known else None),
     )
     return [f for name, unit, logged, guess, rule, span in rows
             if (f := _figure(name, unit, logged, guess, rule or "", span)) is not None]

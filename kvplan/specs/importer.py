@@ -136,6 +136,7 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
         "max_context": derived_context(c, model_type),
         "tie_word_embeddings": bool(c.get("tie_word_embeddings", default=False)),
         "mtp_layers": c.get("num_nextn_predict_layers", "mtp_num_hidden_layers", default=0) or 0,
+        "draft_vocab_size": c.get("draft_vocab_size", default=None),
         "moe": moe, "layers": groups, "checkpoint_bytes": checkpoint.bytes,
         "tower_params": towers or None, "vision": vision_from_config(raw, model_type), "quantization": quant.format if quant else None,
         "quantization_bits": quant.bits_per_weight if quant else None,

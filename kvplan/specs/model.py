@@ -79,6 +79,9 @@ class ModelSpec(Frozen):
     # Multi-token-prediction layers shipped beside the decoder (num_nextn_predict_layers, mtp_num_hidden_layers):
     # they run only as vLLM's MTP drafter (speculative method "mtp"; kvplan/calc/draft.py), never in the model
     mtp_layers: Annotated[int, Strict(), Field(ge=0, le=64)] = 0
+    # An EAGLE-3 head's own output vocabulary (its config's draft_vocab_size: the rows of its lm_head,
+    # mapped to the target's by d2t); None: the head's vocab_size (kvplan/calc/draft.py)
+    draft_vocab_size: Vocab | None = None
     moe: MoESpec | None = None
     layers: tuple[LayerGroup, ...] = Field(min_length=1)
     notes: str | None = None

@@ -97,6 +97,10 @@ class LoggedStartup:
     num_speculative_tokens: int | None = None  # vLLM num_spec_tokens; SGLang speculative_num_draft_tokens
     speculative_method: str | None = None  # "mtp", "dflash", "eagle"... as logged
     enable_prefix_caching: bool | None = None  # vLLM; SGLang: not disable_radix_cache
+    enable_lora: bool | None = None  # vLLM --enable-lora, with its slots, rank and CPU slots
+    max_loras: int | None = None
+    max_lora_rank: int | None = None
+    max_cpu_loras: int | None = None
     flashinfer_sampler: bool | None = None  # vLLM: "Using FlashInfer for top-p & top-k sampling" / "not available"
     num_gpu_blocks: int | None = None  # vLLM "num_gpu_blocks is: B" (the final, unified count)
     num_cpu_blocks: int | None = None  # vLLM V0 "# CPU blocks"

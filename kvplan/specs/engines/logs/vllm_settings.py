@@ -26,7 +26,12 @@ DUMP_NAMES: dict[str, tuple[tuple[str, ...], Callable[[object], object]]] = {
     "max_num_batched_tokens": (("max_num_batched_tokens",), as_int),
     "enable_prefix_caching": (("enable_prefix_caching",), as_bool),
     "num_speculative_tokens": (("num_speculative_tokens", "num_spec_tokens"), as_int),
+    "enable_lora": (("enable_lora",), as_bool),
+    "max_loras": (("max_loras",), as_int),
+    "max_lora_rank": (("max_lora_rank",), as_int),
+    "max_cpu_loras": (("max_cpu_loras",), as_int),
 }
+SWITCHES = ("enable_prefix_caching", "enable_lora")  # a bare flag on a pasted command line that sets True
 
 # V1: "Initializing a V1 LLM engine (v0.10.1.1) with config: ..."; V0: "Initializing an LLM engine (v0.6.4) with"
 ENGINE_RELEASE = re.compile(r"Initializing an? (?:V[01] )?LLM engine \(v(?P<release>[^)\s]+)\)")
@@ -97,7 +102,7 @@ def non_default(c: Collector, worker: str, m: re.Match[str]) -> None:
 
 def command(c: Collector, worker: str, m: re.Match[str]) -> None:
     values = flags("serve" + m["args"].replace(" -tp ", " --tensor-parallel-size "))
-    values = {key: value for key, value in values.items() if value is not True or key == "enable_prefix_caching"}
+    values = {key: value for key, value in values.items() if value is not True or key in SWITCHES}
     dump_settings(c, values)
 
 
