@@ -35,7 +35,7 @@ def pct(e: float | None) -> str:
 def summary(label: str, errors: list[float]) -> str:
     absolute = [abs(e) for e in errors]
     within = sum(a <= 0.05 for a in absolute)
-    return (f"{label}: {len(errors)} fixtures, median {100 * statistics.median(absolute):.1f}%, {within} within 5% "
+    return (f"{label}: {len(errors)} fixtures, median {100 * statistics.median(absolute):.2f}%, {within} within 5% "
             f"({100 * within / len(errors):.0f}%), worst {100 * max(absolute):.1f}%")
 
 

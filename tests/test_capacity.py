@@ -195,8 +195,10 @@ def test_moe_holds_every_expert(catalog):
 def test_tp_and_pp_split_weights_and_kv(catalog):
     model = catalog.model("llama3.1-405b")
     b = memory_budget(model, catalog.gpu("h200"), BudgetInputs(tp=8, pp=2, weights_dtype="bf16"))
-    # each GPU also holds the RoPE cos/sin table: 131,072 positions x 128 x 2 B = 33,554,432 B
-    assert b.weights_bytes == -(-405_853_388_800 * 2 // 16) + 131_072 * 128 * 2
+    # each GPU also holds the RoPE cos/sin table: 131,072 positions x 128 x 2 B = 33,554,432 B, and its
+    # stage's norms whole (vllm_alloc.py): (2 x 63 + 1) x 16,384 x 2 B x 7/8 = 3,641,344 B; every large
+    # tensor is a whole number of 2 MiB (qkv 72 MiB, o 64, gate_up 416, down 208): no block tails
+    assert b.weights_bytes == -(-405_853_388_800 * 2 // 16) + 131_072 * 128 * 2 + 3_641_344
     # 126 layers / 2 stages = 63 per GPU; 8 KV heads / TP 8 = 1: 63 x 2 x 1 x 128 x 2 B per token
     assert b.kv_bytes_per_token == 63 * 512 == 32_256
     assert b.page_bytes == 16 * 32_256
@@ -249,12 +251,14 @@ def test_plan_llama3_8b(catalog):
     #       4,096 x 2 = 1,380,450,304 (the forward pass, 3x8192x4096x2 + 3x8192x3584x2 = 377,487,360, is less);
     #       overhead 0.25 GiB + 1.85 GiB NCCL with NVLink SHARP + 102 CUDA graph sizes x 5 MiB
     #       = 268,435,456 + 1,986,422,374 + 534,773,760 = 2,789,631,590;
-    #       the RoPE table on every GPU, 8,192 x 128 x 2 = 2,097,152;
-    #       pool 78,216,094,023 - those = 70,028,784,353 B / (4096 x 32,768 B) = 521 per replica
+    #       the RoPE table on every GPU, 8,192 x 128 x 2 = 2,097,152; the norms whole on every GPU,
+    #       (2 x 32 + 1) x 4,096 x 2 B x 3/4 = 399,360 (vllm_alloc.py; no block tails: qkv 12 MiB, o 8,
+    #       gate_up 56, down 28, the embedding's 1.5 MiB tail is split off);
+    #       pool 78,216,094,023 - those = 70,028,384,993 B / (4096 x 32,768 B) = 521 per replica
     #       -> 2 replicas, 8 GPUs: the fewest (TP 8 ties at 8; the smaller replica wins)
     assert (best.tp, best.pp, best.concurrency_per_replica, best.replicas, best.gpus, best.nodes) == (4, 1, 521, 2, 8, 1)
-    assert best.kv_pool_bytes_per_gpu == 78_216_094_023 - (4_015_130_624 + 2_097_152 + 1_380_450_304 + 2_789_631_590) \
-        == 70_028_784_353
+    assert best.kv_pool_bytes_per_gpu == 78_216_094_023 - (4_015_130_624 + 2_097_152 + 399_360 + 1_380_450_304
+                                                           + 2_789_631_590) == 70_028_384_993
     steps = {step.label: step for step in r.explain}
     assert steps["bf16 TP4 x PP1: replicas"].formula == "ceil(1,000 / 521)"
     assert all(d.gpus >= best.gpus for d in r.candidates)

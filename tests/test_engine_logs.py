@@ -41,8 +41,6 @@ OFF_FROM_DEFAULTS = {
     # the PyTorch sort's 38 B a logit over 256 rows (1.4 GiB) is more than the 1.0 GiB this log leaves for the
     # profile peak: the AWQ MoE on an RTX 3090 peaks lower than the H100 and H200 logs that measure 38
     "vllm-0.10.0-qwen3-30b-a3b-awq-rtx3090-1.log": 0.05,
-    # likewise 128 rows (0.58 GiB) against 0.27 GiB, on kvplan's L4 total (NVML less 480 MiB, not measured)
-    "vllm-0.11.0-llama3.1-8b-l4-1.log": 0.05,
     # the two lines come from different workers, and the log states no weights
     "vllm-unknown-qwen3-235b-a22b-fp8-h100-tp4-1.log": 0.05,
 }
@@ -60,10 +58,10 @@ def test_the_logged_capacity_is_predicted_from_defaults(catalog, planned):
         assert off <= 0.05, off
 
 
-@pytest.mark.parametrize("engine, share, median", [("vllm", 0.9, 0.0105), ("sglang", 1.0, 0.005)])
+@pytest.mark.parametrize("engine, share, median", [("vllm", 0.95, 0.01), ("sglang", 1.0, 0.005)])
 def test_most_predictions_land_within_5_percent(catalog, engine, share, median):
-    """What examples/bench_accuracy.py measures, held so a change that loses accuracy fails: vLLM 18 of 20
-    within 5%, median 1.02%; SGLang 2 of 2, 0.4%."""
+    """What examples/bench_accuracy.py measures, held so a change that loses accuracy fails: vLLM 19 of 20
+    within 5%, median 0.99%; SGLang 2 of 2, 0.4%."""
     offs = [abs(error(predicted(catalog, p).token_capacity, SOURCES[p["file"]]["logged"]["kv_tokens"]))  # type: ignore[union-attr]
             for p in WITH_GPU if p["engine"] == engine]
     assert sum(o <= 0.05 for o in offs) / len(offs) >= share and statistics.median(offs) <= median

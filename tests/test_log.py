@@ -65,7 +65,7 @@ def test_a_log_explained_figure_by_figure(catalog):
     assert (tokens.reproduced_low, tokens.logged, tokens.reproduced_high) == (422_656, 422_672, 422_736)
     assert int((58.05 - 0.005) * 2**30) // (16 * 147_456) * 16 == 422_656
     assert int((58.05 + 0.005) * 2**30) // (16 * 147_456) * 16 == 422_736
-    assert {f.name: f for f in r.figures}["non-torch"].rule == "vLLM non-torch, as logged"
+    assert {f.name: f for f in r.figures}["non-torch"].rule == "vLLM non-torch, as logged (0.10.2)"
     # 1,024 sequences share 422,672 tokens: 412 each
     assert r.tokens_per_request_at_max_num_seqs == 422_672 // 1_024 == 412
     # --target 8 of 40,960 tokens: 8 x 40,960 x 147,456 B = 48,318,382,080 B = 45.0 GiB of pool; the log's

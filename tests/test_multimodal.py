@@ -68,18 +68,19 @@ def test_qwen3_vl_encoder_peak_at_tp2(qwen3_vl):
 
 
 def test_the_encoder_profile_closes_most_of_the_qwen3_vl_logs_gap(catalog, qwen3_vl):
-    """From defaults the log's 833,344 tokens were predicted +4.5% (the sampler's 403,062,784 B the
-    activation). The encoder's 1,253,572,608 B (more than its cache plus that sampler, 604,389,376 B)
-    takes 850,509,824 B more: 54,442 -> 53,360 blocks of 786,432 B; +2.4% remains (weights 0.40 GiB
-    under the log's, the rest of the activation unexplained)."""
+    """From defaults the log's 833,344 tokens are predicted +5.0% with the sampler's 403,062,784 B the
+    activation (0.12's non-torch 0.07 GiB as 0.10.2 logs it, the router whole on both GPUs). The
+    encoder's 1,253,572,608 B (more than its cache plus that sampler, 604,389,376 B) takes 850,509,824 B
+    more: 54,671 -> 53,590 blocks of 786,432 B (850,509,824 / 786,432 = 1,081.5); +2.9% remains (weights
+    0.39 GiB under the log's, the rest of the activation unexplained)."""
     budget = _budget(catalog, qwen3_vl)
     text = _budget(catalog, qwen3_vl, limit_mm_per_prompt=(("image", 0), ("video", 0)))
     assert text.activation_bytes == 403_062_784 and budget.activation_bytes == 1_253_572_608
-    assert text.token_capacity == 54442 * 16 == 871_072
-    assert budget.token_capacity == 53360 * 16 == 853_760
+    assert text.token_capacity == 54671 * 16 == 874_736
+    assert budget.token_capacity == 53590 * 16 == 857_440
     logged = SOURCES[QWEN3_VL_LOG]["logged"]["kv_tokens"]
     assert logged == 833_344
-    assert 0.02 < error(budget.token_capacity, logged) < 0.025 < 0.044 < error(text.token_capacity, logged) < 0.046
+    assert 0.028 < error(budget.token_capacity, logged) < 0.03 < 0.049 < error(text.token_capacity, logged) < 0.05
 
 
 def test_no_video_profiles_the_larger_image(catalog, qwen3_vl):

@@ -31,12 +31,14 @@ def test_a_max_model_len_that_does_not_fit_will_not_start(catalog):
     # full attention only: the longest that starts is what the pool's blocks hold, 16 tokens a block.
     # vLLM 0.34 on the L40S (2,048 batched tokens, 256 sequences; no NVSwitch, so NCCL alone at TP 2):
     # int(47,803,531,264 x 0.92) = 43,979,248,762 - (32,763,876,352 weights + 131,072 x 128 x 2 = 33,554,432
-    # RoPE table + 256 x 152,064 x 10 + 2,048 x 5,120 x 2 = 410,255,360 sampler + 268,435,456 + 128,849,019
-    # NCCL + 86 CUDA graph sizes x 5 MiB = 848,172,155) = 9,923,390,463 B = 4,731 pages of 2 MiB: 75,696 tokens
+    # RoPE table + 64 x 3 MiB = 201,326,592 of block tails (qkv 35 MiB, o 25 and down 135 keep a 1 MiB tail
+    # each) + (2 x 64 + 1) x 5,120 x 2 B / 2 = 660,480 of norms whole on both GPUs + 256 x 152,064 x 10 +
+    # 2,048 x 5,120 x 2 = 410,255,360 sampler + 268,435,456 + 128,849,019 NCCL + 86 CUDA graph sizes x 5 MiB
+    # = 848,172,155) = 9,721,403,391 B = 4,635 pages of 2 MiB: 74,160 tokens
     longest = s.largest_max_model_len
-    assert budget.kv_pool_bytes == 43_979_248_762 - (32_763_876_352 + 33_554_432 + 410_255_360 + 848_172_155) \
-        == 9_923_390_463
-    assert longest == budget.num_blocks * 16 == budget.token_capacity == 9_923_390_463 // 2_097_152 * 16 == 75_696
+    assert budget.kv_pool_bytes == 43_979_248_762 - (32_763_876_352 + 33_554_432 + 201_326_592 + 660_480
+                                                     + 410_255_360 + 848_172_155) == 9_721_403_391
+    assert longest == budget.num_blocks * 16 == budget.token_capacity == 9_721_403_391 // 2_097_152 * 16 == 74_160
     assert startup(model, budget, longest).starts and not startup(model, budget, longest + 16).starts
     assert not s.no_pool and s.engine == "vLLM" and s.engine_max_len_flag == "--max-model-len"
 

@@ -162,7 +162,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     max_model_len = inputs.max_model_len or model.max_context
     limits = batch_limits(inputs, gpu, total.value, max_model_len)
     replica = Replica(gpu, inputs.tp, inputs.pp, dtype, max_model_len, inputs.sampler,
-                      mm_limits=inputs.limit_mm_per_prompt, mm_encoder_tp_mode=inputs.mm_encoder_tp_mode)
+                      mm_limits=inputs.limit_mm_per_prompt, mm_encoder_tp_mode=inputs.mm_encoder_tp_mode,
+                      weights_dtype=inputs.weights_dtype)
     draft_term = _draft_weights(target, draft, inputs, dtype)
     weights = _measured_weights(inputs) or with_draft_weights(_with_extras(_weights(target, inputs, dtype),
                                                                     engine.weights_extra(target, replica)), draft_term)

@@ -71,6 +71,7 @@ class Replica:
     samples: bool = True  # this GPU's stage runs the sampler (a pipeline's last stage, or no pipeline)
     mm_limits: tuple[tuple[str, int], ...] | None = None  # --limit-mm-per-prompt; None: every modality allowed
     mm_encoder_tp_mode: str | None = None  # "weights" (the default) or "data"
+    weights_dtype: str = "auto"  # the weights' format as loaded ("auto": the checkpoint's)
 
     @property
     def gpus(self) -> int:

@@ -19,15 +19,19 @@ def rotary_dim(model: ModelSpec) -> int:
     return 0
 
 
+def mxfp4_experts(model: ModelSpec) -> bool:
+    """The experts are MXFP4: the checkpoint's format, or gpt-oss, which ships its experts alone in
+    MXFP4 (its spec counts the mixed checkpoint's bytes)."""
+    return model.quantization == "mxfp4" or model.family == "gpt-oss"
+
+
 def mxfp4_padding(model: ModelSpec, replica: Replica) -> tuple[int, str] | None:
     """(bytes, what) MXFP4 experts gain by padding (quantization/mxfp4.py, 0.10.1 on): the MoE Marlin
     kernel of Ampere and Ada pads each rank's expert width to 128 and the hidden size to 256; Hopper's
     Triton kernels the width to 64; Blackwell's FlashInfer kernels both to 256. An element is 4 bits
     plus a one-byte scale per 32."""
     moe, gpu = model.moe, replica.gpu
-    # gpt-oss ships its experts alone in MXFP4 (its spec counts the mixed checkpoint's bytes)
-    experts_mxfp4 = model.quantization == "mxfp4" or model.family == "gpt-oss"
-    if not experts_mxfp4 or moe is None or gpu is None or gpu.vendor != "nvidia":
+    if not mxfp4_experts(model) or moe is None or gpu is None or gpu.vendor != "nvidia":
         return None
     up = lambda n, m: -(-n // m) * m  # noqa: E731
     inter, hidden = -(-(moe.expert_intermediate_size or model.intermediate_size) // replica.tp), model.hidden_size

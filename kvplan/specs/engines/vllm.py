@@ -17,6 +17,7 @@ from kvplan.specs.engines.base import (
 from kvplan.specs.engines.loading import mxfp4_padding, rotary_dim
 from kvplan.specs.engines.pages import hybrid_page
 from kvplan.specs.engines.served import unserved
+from kvplan.specs.engines.vllm_alloc import loaded_extras
 from kvplan.specs.engines.vllm_command import COMMAND
 from kvplan.specs.engines.vllm_mm import EncoderProfile
 from kvplan.specs.engines.vllm_states import checkpoint_alignment, state_pages
@@ -33,6 +34,10 @@ FP16_REFUSED = ("gemma2", "gemma3", "glm4")
 # vLLM's non-torch memory (CUDA context allocations outside PyTorch's caching allocator, cuBLAS
 # workspaces) as logged on one H100 at TP 1: "non-torch memory takes 0.25GiB".
 NON_TORCH_BYTES = GIB // 4
+# 0.8 to 0.17 count less: "0.07 GiB for non-torch memory" on one H100 at TP 1 (0.10.2's gpu_worker.py
+# summary line, tests/fixtures/engine_logs/vllm-0.10.2-qwen3-4b-h100-1.log); 0.18 profiles the CUDA
+# graphs' warm-up inside the window and logs the 0.25 above.
+V1_EARLY_NON_TORCH_BYTES = round(0.07 * GIB)
 # V0's profile counts 0.35 GiB non-torch on one GPU (0.6.4 on an RTX 3090: "non_torch_memory=0.35GiB").
 V0_NON_TORCH_BYTES = round(0.35 * GIB)
 # The dummy sampler's tensors alive at its peak, in bytes per row x vocabulary entry, for a 16-bit
@@ -177,8 +182,9 @@ class Vllm(EncoderProfile, Engine):
     def weights_extra(self, model: ModelSpec, replica: Replica) -> list[tuple[int, str]]:
         """What 'Model loading took' holds beyond the parameters, on every GPU: the RoPE cos/sin cache
         (rotary_embedding get_rope: one [positions, rotary dim] table in the model's dtype per distinct
-        rope, positions being the derived context; Gemma-3's local and global ropes are two), and MXFP4
-        experts padded for the MoE kernel (quantization/mxfp4.py create_weights)."""
+        rope, positions being the derived context; Gemma-3's local and global ropes are two), MXFP4
+        experts padded for the MoE kernel (quantization/mxfp4.py create_weights), and what the
+        allocator's blocks and the tensors TP does not split add (vllm_alloc.py)."""
         extra = []
         rotary = rotary_dim(model)
         if rotary:
@@ -188,7 +194,7 @@ class Vllm(EncoderProfile, Engine):
         padding = mxfp4_padding(model, replica)
         if padding:
             extra.append(padding)
-        return extra
+        return extra + loaded_extras(model, replica)  # the allocator's blocks, what TP does not split
 
     def cuda_graph_sizes(self, limits: BatchLimits) -> tuple[int, int]:
         """(piecewise, full) batch sizes vLLM captures by default: 1, 2, 4, then every 8 to 256 and
@@ -265,6 +271,8 @@ class VllmV0(Vllm):
     base_overhead_bytes = V0_NON_TORCH_BYTES
     kv_groups = False
     hybrid_pages = False
+    base_overhead_bytes = V1_EARLY_NON_TORCH_BYTES
+    base_overhead_source = "vLLM non-torch, as logged (0.10.2)"
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
     speculative_state_blocks = False
     prefix_caching_mode = "none"
@@ -313,6 +321,8 @@ class Vllm08(Vllm):
                "sort (38 B a logit; FlashInfer's, 10 B, where installed: --sampler flashinfer); MLA pages of 64 "
                "tokens on Hopper (FlashMLA), 128 on Blackwell (CUTLASS MLA)")
     hybrid_pages = False
+    base_overhead_bytes = V1_EARLY_NON_TORCH_BYTES
+    base_overhead_source = "vLLM non-torch, as logged (0.10.2)"
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
     # MambaSpec.max_memory_usage_bytes is one page (0.10.2, 0.11: "Need to update this when supporting
     # prefix caching"), however many speculative blocks are allocated; hybrids have no prefix caching
