@@ -250,6 +250,13 @@ def mm_limits(text: object, name: str) -> tuple[tuple[str, int], ...]:
     return tuple(pairs)
 
 
+def disaggregation_mode(value: object, name: str) -> str:
+    """A disaggregated worker's role, as SGLang's --disaggregation-mode names it: prefill or decode."""
+    if value not in ("prefill", "decode"):
+        raise _refuse(name, f" '{value}' is not a role; choose prefill or decode")
+    return str(value)
+
+
 def mm_encoder_tp_mode(value: object, name: str) -> str:
     """vLLM's --mm-encoder-tp-mode: weights (the vision tower sharded like the model) or data."""
     if value not in ("weights", "data"):

@@ -159,12 +159,15 @@ def test_engine_formulas(catalog, engine, expected):
 
 
 def test_sglang_ignores_activation_by_default(catalog):
-    """SGLang 0.5.5 on an H100 (nvidia-smi: 81,559 MiB): chunked_prefill_size 8,192 and cuda_graph_max_bs 256
-    reserve 512 + 1.5 x 8,192 + 2 x 256 + 1,024 / 8 = 13,440 MiB (above the 10 GiB floor):
-    mem_fraction_static = round((81,559 - 13,440) / 81,559, 3) = 0.835; 0.4.10 to 0.5.4 reserved
+    """SGLang 0.5.15 (the newest preset) on an H100 (nvidia-smi: 81,559 MiB): chunked_prefill_size 8,192 and
+    cuda_graph_max_bs 256 reserve 512 + 1.5 x 8,192 + 2 x 256 + 1,024 / 8 + 58 prefill graph sizes x 8 =
+    13,904 MiB (above the 10 GiB floor): mem_fraction_static = round((81,559 - 13,904) / 81,559, 3) = 0.830;
+    0.5.5 to 0.5.14 had no prefill graphs' term: 13,440 MiB, 0.835; 0.4.10 to 0.5.4 reserved
     9.5 + 1 / 2 = 10 GiB of 79.65: round(69.65 / 79.65, 3) = 0.874."""
     b = memory_budget(catalog.model("llama3-8b"), catalog.gpu("h100"), BudgetInputs(engine="sglang"))
-    assert b.activation_bytes == 0 and b.block_size == 1 and b.util == round((81_559 - 13_440) / 81_559, 3) == 0.835
+    assert b.activation_bytes == 0 and b.block_size == 1 and b.util == round((81_559 - 13_904) / 81_559, 3) == 0.830
+    mid = memory_budget(catalog.model("llama3-8b"), catalog.gpu("h100"), BudgetInputs(engine="sglang==0.5.5"))
+    assert mid.util == round((81_559 - 13_440) / 81_559, 3) == 0.835
     older = memory_budget(catalog.model("llama3-8b"), catalog.gpu("h100"), BudgetInputs(engine="sglang==0.5.0"))
     assert older.util == 0.874
     assert memory_budget(catalog.model("llama3-8b"), catalog.gpu("h100"), BudgetInputs(engine="sglang==0.4.1")).util == 0.88
@@ -380,7 +383,7 @@ BUDGET_KEYS = {
     "draft_weights_bytes", "draft_weights_source", "draft_kv_layers", "lookahead_tokens",
     "lora_bytes", "lora_source", "lora_formula", "kv_offload", "cpu_offload_bytes",
     "enable_lora", "max_loras", "max_lora_rank", "max_cpu_loras", "draft_model_repo", "limit_mm_per_prompt",
-    "mm_encoder_tp_mode", "hicache_ratio", "hicache_size_gb",
+    "mm_encoder_tp_mode", "hicache_ratio", "hicache_size_gb", "disaggregation_mode",
     "util_name", "util_source", "total_bytes", "total_source", "weights_bytes", "weights_source",
     "activation_bytes", "activation_source", "overhead_bytes", "overhead_source", "kv_pool_bytes",
     "weights_fit", "page_bytes", "kv_bytes_per_token", "num_blocks", "token_capacity", "explain"}

@@ -152,7 +152,8 @@ def test_the_cli_shows_the_flag_of_a_refused_field(capsys):
     ("vllm==0.9", "vllm==0.8"), ("vllm==0.11.2", "vllm==0.11"), ("vllm==0.13", "vllm==0.12"), ("vllm==0.20.0", "vllm==0.20"),
     ("vllm==0.20.2", "vllm==0.20.1"), ("vllm==0.22", "vllm==0.21"), ("vllm==0.29", "vllm==0.28"), ("vllm==0.34.0", "vllm==0.34"),
     ("vllm==0.40", "vllm==0.34"), ("sglang==0.4.6", "sglang==0.4"), ("sglang==0.4.10", "sglang==0.5"), ("sglang==0.5.4", "sglang==0.5"),
-    ("sglang", "sglang==0.5.5"), ("sglang==0.5.23", "sglang==0.5.5"), ("trtllm", "trtllm==1.0"),
+    ("sglang==0.5.14", "sglang==0.5.5"), ("sglang", "sglang==0.5.15"), ("sglang==0.5.23", "sglang==0.5.15"),
+    ("trtllm", "trtllm==1.0"),
 ])
 def test_a_release_picks_the_preset_that_holds_it(spec, key):
     assert engine(spec).key == key
@@ -214,7 +215,7 @@ def test_kvplan_engines_lists_every_preset(capsys):
     keys = [r["key"] for r in rows]
     assert keys[:14] == ["vllm==0.6", "vllm==0.8", "vllm==0.11", "vllm==0.12", "vllm==0.15", "vllm==0.19", "vllm==0.20",
                          "vllm==0.20.1", "vllm==0.21", "vllm==0.26", "vllm==0.28", "vllm==0.32", "vllm==0.33", "vllm==0.34"]
-    assert [r["key"] for r in rows if r["default"]] == ["vllm==0.34", "sglang==0.5.5", "trtllm==1.0", "raw"]
+    assert [r["key"] for r in rows if r["default"]] == ["vllm==0.34", "sglang==0.5.15", "trtllm==1.0", "raw"]
 
 
 def test_a_check_file_takes_a_release(capsys, tmp_path):

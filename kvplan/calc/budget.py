@@ -74,6 +74,7 @@ class BudgetInputs:
     hicache_ratio: float | None = None  # SGLang --hicache-ratio (host tokens / device tokens; default 2.0)
     hicache_size_gb: float | None = None  # SGLang --hicache-size, GB (10^9) a rank
     cpu_offload_gib: float | None = None  # vLLM --cpu-offload-gb: WEIGHTS kept on the host, GiB a GPU (not KV)
+    disaggregation_mode: str | None = None  # a disaggregated worker's role: "prefill" or "decode" (None: both)
 
     def __post_init__(self) -> None:
         """Names are checked when the inputs are made, so a sweep or a plan refuses a bad one at once
@@ -88,6 +89,9 @@ class BudgetInputs:
             weight_format(self.weights_dtype)
         if self.sampler not in (None, "flashinfer", "pytorch"):
             raise InputError(f"unknown sampler '{self.sampler}'; choose flashinfer or pytorch", "sampler")
+        if self.disaggregation_mode not in (None, "prefill", "decode"):
+            raise InputError(f"unknown disaggregation mode '{self.disaggregation_mode}'; choose prefill or decode",
+                             "disaggregation_mode")
         if self.mm_encoder_tp_mode not in (None, "weights", "data"):
             raise InputError(f"unknown mm_encoder_tp_mode '{self.mm_encoder_tp_mode}'; choose weights or data",
                              "mm_encoder_tp_mode")
@@ -143,7 +147,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     if gpu is None and inputs.gpu_mem_bytes is None:
         raise InputError("a budget needs a GPU from the database or its memory ({gpu_mem_bytes})", "gpu_mem_bytes")
     engine = engine_entry(inputs.engine)
-    util = engine.default_util(gpu, inputs.tp, inputs.pp) if inputs.util is None else inputs.util
+    util = engine.default_util(gpu, inputs.tp, inputs.pp, model=model, role=inputs.disaggregation_mode,
+                               running=inputs.max_num_seqs) if inputs.util is None else inputs.util
     _check(inputs, util)
     if inputs.pp > model.num_layers:
         raise InputError(f"{{pp}} {inputs.pp} is more stages than {model.name}'s {model.num_layers} layers; "

@@ -66,7 +66,8 @@ def scenario_inputs(s: Scenario) -> BudgetInputs:
                         limit_mm_per_prompt=tuple(s.limit_mm_per_prompt.items()) if s.limit_mm_per_prompt else None,
                         cpu_offload_gib=s.cpu_offload_gib, kv_offload_gib=s.kv_offload_gib,
                         kv_offload_backend=s.kv_offload_backend, kv_offload_disk_gib=s.kv_offload_disk_gib,
-                        hicache_ratio=s.hicache_ratio, hicache_size_gb=s.hicache_size_gb)
+                        hicache_ratio=s.hicache_ratio, hicache_size_gb=s.hicache_size_gb,
+                        disaggregation_mode=s.disaggregation_mode)
 
 
 def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:

@@ -18,7 +18,8 @@ def planned_settings(inputs, draft: Drafter | None) -> dict:
     return {"enable_lora": inputs.enable_lora or inputs.lora_bytes is not None, "max_loras": inputs.max_loras,
             "max_lora_rank": inputs.max_lora_rank, "max_cpu_loras": inputs.max_cpu_loras, "draft_model_repo": repo,
             "limit_mm_per_prompt": inputs.limit_mm_per_prompt, "mm_encoder_tp_mode": inputs.mm_encoder_tp_mode,
-            "hicache_ratio": inputs.hicache_ratio, "hicache_size_gb": inputs.hicache_size_gb}
+            "hicache_ratio": inputs.hicache_ratio, "hicache_size_gb": inputs.hicache_size_gb,
+            "disaggregation_mode": inputs.disaggregation_mode}
 
 
 def term_deploy(budget: MemoryBudget) -> dict:
@@ -27,7 +28,8 @@ def term_deploy(budget: MemoryBudget) -> dict:
             "max_cpu_loras": budget.max_cpu_loras} if budget.enable_lora else {}
     mm = {"limit_mm_per_prompt": json.dumps(dict(budget.limit_mm_per_prompt))} if budget.limit_mm_per_prompt else {}
     mode = {"mm_encoder_tp_mode": budget.mm_encoder_tp_mode} if budget.mm_encoder_tp_mode else {}
-    return lora | _speculative(budget) | mm | mode | _offload(budget)
+    role = {"disaggregation_mode": budget.disaggregation_mode} if budget.disaggregation_mode else {}
+    return lora | _speculative(budget) | mm | mode | _offload(budget) | role
 
 
 def _speculative(budget: MemoryBudget) -> dict:

@@ -4,8 +4,12 @@ A prefill worker runs max_num_batched_tokens of prompt a step and holds only the
 ceil(max_num_batched_tokens / prompt) of them (one, when a prompt takes several chunks), each of the
 prompt's tokens, until its KV leaves for a decode worker. A decode worker holds every request it
 serves at once, at its full context. Each role is then the smallest deployment (calc/plan.py's
-search) that starts at max_len and holds its requests. Memory only: how many prefill workers keep up
-with the arrival rate is a question of compute this plan does not price.
+search) that starts at max_len and holds its requests, on the role's own budget: an engine whose
+default memory fraction depends on the role (SGLang 0.5.15 on, sgl-project/sglang#29615: a prefill
+node drops the decode graphs' reserve, a decode node the prefill graphs' and sizes its activation
+slack to its running requests) plans each role with its own, and the deploy lines name the role.
+Memory only: how many prefill workers keep up with the arrival rate is a question of compute this
+plan does not price.
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ def disaggregated(model: ModelSpec, gpu: GpuSpec, concurrency: int, ctx: int, pr
                          "prompt", "ctx")
     step = memory_budget(model, gpu, replace(inputs, tp=1, pp=1)).max_num_batched_tokens  # given, or the engine's
     held = max(1, ceil_div(step, prompt))
-    prefill = plan(model, gpu, held, prompt, kv_dtypes, inputs, gpus_per_node, max_len=max_len,
-                   cross_node_tp=cross_node_tp)
-    decode = plan(model, gpu, concurrency, ctx, kv_dtypes, inputs, gpus_per_node, max_len=max_len,
-                  cross_node_tp=cross_node_tp)
+    prefill = plan(model, gpu, held, prompt, kv_dtypes, replace(inputs, disaggregation_mode="prefill"), gpus_per_node,
+                   max_len=max_len, cross_node_tp=cross_node_tp)
+    decode = plan(model, gpu, concurrency, ctx, kv_dtypes, replace(inputs, disaggregation_mode="decode"), gpus_per_node,
+                  max_len=max_len, cross_node_tp=cross_node_tp)
     return DisaggPlan(prompt_tokens=prompt, max_num_batched_tokens=step, prefill_requests=held, prefill=prefill,
                       decode=decode)

@@ -239,6 +239,9 @@ MmLimitOpt = Annotated[Optional[str], typer.Option(
 MmTpModeOpt = Annotated[Optional[str], typer.Option(
     "--mm-encoder-tp-mode", metavar="MODE", help="vLLM's vision tower under TP: weights (sharded, the default) "
     "or data (replicated, the items split over the ranks).", rich_help_panel=BUDGET)]
+DisaggModeOpt = Annotated[Optional[str], typer.Option(
+    "--disaggregation-mode", metavar="ROLE", help="Size one worker of a disaggregated deployment: prefill or decode "
+    "(SGLang 0.5.15 on reserves for its own phase; `plan --disaggregated` plans both).", rich_help_panel=BUDGET)]
 KV_TIERS = "KV offload tiers (beside the GPU pool; they hold evicted prefixes)"
 KvOffloadGibOpt = Annotated[Optional[float], read_option(
     bounds.gib, "--kv-offload-gib", metavar="GiB", help="Host memory for evicted KV blocks, every rank's together "

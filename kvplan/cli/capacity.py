@@ -13,6 +13,7 @@ from kvplan.cli.app import (
     WeightsGibOpt, FromLogOpt, app, budget_inputs, catalog, console, err_console, handle_errors, read_option, with_log,
     SpecMethodOpt, DraftModelOpt, DraftGibOpt, with_draft,
     KvOffloadGibOpt, KvOffloadBackendOpt, KvOffloadDiskGibOpt, HicacheRatioOpt, HicacheSizeOpt, CpuOffloadGibOpt,
+    DisaggModeOpt,
 )
 from kvplan import bounds
 from kvplan.errors import InputError
@@ -38,6 +39,7 @@ def batch(
     speculative_method: SpecMethodOpt = None, speculative_model: DraftModelOpt = None,
     draft_weights_gib: DraftGibOpt = None,
     limit_mm_per_prompt: MmLimitOpt = None, mm_encoder_tp_mode: MmTpModeOpt = None,
+    disaggregation_mode: DisaggModeOpt = None,
     kv_offload_gib: KvOffloadGibOpt = None, kv_offload_backend: KvOffloadBackendOpt = None,
     kv_offload_disk_gib: KvOffloadDiskGibOpt = None, hicache_ratio: HicacheRatioOpt = None,
     hicache_size: HicacheSizeOpt = None, cpu_offload_gib: CpuOffloadGibOpt = None,
@@ -73,7 +75,8 @@ def batch(
                            limit_mm_per_prompt=limit_mm_per_prompt, mm_encoder_tp_mode=mm_encoder_tp_mode,
                            kv_offload_gib=kv_offload_gib, kv_offload_backend=kv_offload_backend,
                            kv_offload_disk_gib=kv_offload_disk_gib, hicache_ratio=hicache_ratio,
-                           hicache_size_gb=hicache_size, cpu_offload_gib=cpu_offload_gib) for name in engines]
+                           hicache_size_gb=hicache_size, cpu_offload_gib=cpu_offload_gib,
+                           disaggregation_mode=disaggregation_mode) for name in engines]
     cat = catalog(specs)
     per_engine = [with_draft(with_log(from_log, with_lora(one, enable_lora, max_loras, max_lora_rank, max_cpu_loras,
                                                          lora_gib), model, cat.gpu(gpu), cat),
@@ -110,6 +113,7 @@ def fit(
     speculative_method: SpecMethodOpt = None, speculative_model: DraftModelOpt = None,
     draft_weights_gib: DraftGibOpt = None,
     limit_mm_per_prompt: MmLimitOpt = None, mm_encoder_tp_mode: MmTpModeOpt = None,
+    disaggregation_mode: DisaggModeOpt = None,
     kv_offload_gib: KvOffloadGibOpt = None, kv_offload_backend: KvOffloadBackendOpt = None,
     kv_offload_disk_gib: KvOffloadDiskGibOpt = None, hicache_ratio: HicacheRatioOpt = None,
     hicache_size: HicacheSizeOpt = None, cpu_offload_gib: CpuOffloadGibOpt = None,
@@ -140,7 +144,8 @@ def fit(
                            limit_mm_per_prompt=limit_mm_per_prompt, mm_encoder_tp_mode=mm_encoder_tp_mode,
                            kv_offload_gib=kv_offload_gib, kv_offload_backend=kv_offload_backend,
                            kv_offload_disk_gib=kv_offload_disk_gib, hicache_ratio=hicache_ratio,
-                           hicache_size_gb=hicache_size, cpu_offload_gib=cpu_offload_gib)
+                           hicache_size_gb=hicache_size, cpu_offload_gib=cpu_offload_gib,
+                           disaggregation_mode=disaggregation_mode)
     cat = catalog(specs)
     inputs = with_draft(with_log(from_log, with_lora(inputs, enable_lora, max_loras, max_lora_rank, max_cpu_loras,
                                                      lora_gib), model, cat.gpu(gpu), cat),

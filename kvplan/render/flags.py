@@ -15,6 +15,7 @@ FLAGS = {
     "speculative_method": "--speculative-method", "draft_model": "--speculative-model",
     "draft_weights_bytes": "--draft-weights-gib",
     "limit_mm_per_prompt": "--limit-mm-per-prompt", "mm_encoder_tp_mode": "--mm-encoder-tp-mode",
+    "disaggregation_mode": "--disaggregation-mode",
     "kv_offload_gib": "--kv-offload-gib", "kv_offload_backend": "--kv-offload-backend",
     "kv_offload_disk_gib": "--kv-offload-disk-gib", "hicache_ratio": "--hicache-ratio",
     "hicache_size_gb": "--hicache-size", "cpu_offload_gib": "--cpu-offload-gib", "disaggregated": "--disaggregated",

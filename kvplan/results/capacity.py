@@ -76,6 +76,7 @@ class MemoryBudget(Result):
     mm_encoder_tp_mode: str | None = None
     hicache_ratio: float | None = None
     hicache_size_gb: float | None = None
+    disaggregation_mode: str | None = None  # a disaggregated worker's role (SGLang --disaggregation-mode)
 
     @property
     def usable_pool_bytes(self) -> int:

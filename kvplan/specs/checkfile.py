@@ -122,6 +122,7 @@ class Scenario(Strict):
     kv_offload_disk_gib: float | None = Field(default=None, gt=0, le=1_048_576, allow_inf_nan=False)
     hicache_ratio: float | None = Field(default=None, gt=0, le=1_000, allow_inf_nan=False)
     hicache_size_gb: float | None = Field(default=None, gt=0, le=1_048_576, allow_inf_nan=False)
+    disaggregation_mode: Literal["prefill", "decode"] | None = None  # a disaggregated worker (SGLang's default fraction)
     num_speculative_tokens: Annotated[int, _count(0, 64)] = 0  # draft tokens a step verifies: a hybrid's state pages
     # vLLM --enable-lora --max-loras --max-lora-rank --max-cpu-loras (specs/engines/vllm_lora.py); lora_gib measured
     enable_lora: bool = False

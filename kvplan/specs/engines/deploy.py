@@ -35,6 +35,7 @@ class Deploy:
     speculative_config: str | None = None  # vLLM --speculative-config, a JSON object
     limit_mm_per_prompt: str | None = None  # vLLM --limit-mm-per-prompt, a JSON object
     mm_encoder_tp_mode: str | None = None  # vLLM --mm-encoder-tp-mode, where given
+    disaggregation_mode: str | None = None  # SGLang --disaggregation-mode: a prefill or decode worker
 
 
 def _number(value: float | None) -> str | None:
@@ -48,7 +49,8 @@ def term_values(d: Deploy) -> dict:
             "max_loras": d.max_loras if d.enable_lora else None,
             "max_lora_rank": d.max_lora_rank if d.enable_lora else None,
             "max_cpu_loras": d.max_cpu_loras if d.enable_lora else None, "speculative_config": d.speculative_config,
-            "limit_mm_per_prompt": d.limit_mm_per_prompt, "mm_encoder_tp_mode": d.mm_encoder_tp_mode}
+            "limit_mm_per_prompt": d.limit_mm_per_prompt, "mm_encoder_tp_mode": d.mm_encoder_tp_mode,
+            "disaggregation_mode": d.disaggregation_mode}
 
 
 def switched(d: Deploy) -> dict:

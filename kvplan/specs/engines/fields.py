@@ -26,5 +26,6 @@ FIELD_READERS: dict[str, Reader] = {
     "hicache_ratio": bounds.gib, "hicache_size_gb": bounds.gib, "max_num_batched_tokens": bounds.tokens, "cpu_offload_gib": bounds.gib_or_zero, "kv_offload_gib": bounds.gib,
     "weights_dtype": lambda v, _: _DTYPES.get(v, v), "quantization": lambda v, _: _QUANTIZATION.get(v, v),
     "max_loras": bounds.requests, "max_lora_rank": bounds.requests, "max_cpu_loras": bounds.requests, **SPECULATIVE_READERS,
-    "limit_mm_per_prompt": lambda v, n: bounds.mm_limits(v, n) and v, "mm_encoder_tp_mode": bounds.mm_encoder_tp_mode}
+    "limit_mm_per_prompt": lambda v, n: bounds.mm_limits(v, n) and v, "mm_encoder_tp_mode": bounds.mm_encoder_tp_mode,
+    "disaggregation_mode": bounds.disaggregation_mode}
 FIELD_ALIASES = {"quantization": "weights_dtype"}  # a setting read into another check-file field

@@ -31,7 +31,8 @@ COMMAND = CommandLine(
            "util": "--mem-fraction-static",
            "kv_dtype": "--kv-cache-dtype", "max_num_seqs": "--max-running-requests", "block_size": "--page-size",
            "max_num_batched_tokens": "--chunked-prefill-size", "weights_dtype": "--dtype",
-           "quantization": "--quantization", "hicache_ratio": "--hicache-ratio", "hicache_size_gb": "--hicache-size"},
+           "quantization": "--quantization", "hicache_ratio": "--hicache-ratio", "hicache_size_gb": "--hicache-size",
+           "disaggregation_mode": "--disaggregation-mode"},
     also_read={"--model": "model", "--tp": "tp", "--pp": "pp"},
     kv_dtypes={"fp8": "fp8_e4m3"},
     dtypes={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"},
@@ -66,7 +67,8 @@ class Sglang(Engine):
     # model_config.py: a context_length above the derived one is refused unless this is set
     long_context_switch = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1"
 
-    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int) -> float:
+    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
+                     role: str | None = None, running: int | None = None) -> float:
         """0.4.10 to 0.5.4 (server_args): a reserve by the GPU's memory (nvidia-smi's total), in GiB:
         under 35: 2.8 + TP x PP / 10; under 90: 9.5 + TP x PP / 2; under 160: 12 + TP x PP / 2; else 32."""
         memory = _smi_gib(gpu)
@@ -106,11 +108,11 @@ def _smi_gib(gpu: GpuSpec | None) -> float | None:
 
 
 class Sglang55(Sglang):
-    """SGLang 0.5.5 on: mem_fraction_static from a reserve for activations and CUDA graphs."""
+    """SGLang 0.5.5 to 0.5.14: mem_fraction_static from a reserve for activations and CUDA graphs."""
 
     release = "0.5.5"
     first: tuple[int, ...] = (0, 5, 5)
-    last: tuple[int, ...] | None = None
+    last: tuple[int, ...] | None = (0, 5, 14)
     encodes: tuple[str, ...] = ("python/sglang/srt/server_args.py ServerArgs._handle_gpu_memory_settings",
                                 "python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token")
     changes = ("mem_fraction_static = (memory - reserve) / memory, reserve in MiB = 512 + 1.5 x max(chunked prefill, "
@@ -118,20 +120,75 @@ class Sglang55(Sglang):
     source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static from "
               "ServerArgs._handle_gpu_memory_settings (0.5.5 on)")
 
-    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int) -> float:
+    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
+                     role: str | None = None, running: int | None = None) -> float:
         """server_args: chunked_prefill_size and cuda_graph_max_bs by nvidia-smi's total (MiB), then the
         reserve: 512 + 1.5 x max(chunked_prefill_size, 2,048) + 2 x cuda_graph_max_bs + 1,024 x TP x PP / 8."""
         memory = _smi_gib(gpu)
         if memory is None:
             return self.util
         mib = memory * GIB / MIB
-        chunk, max_bs = ((2048, 8) if memory < 20 else (2048, 24 if tp < 4 else 80) if memory < 35 else
-                         (4096, 32 if tp < 4 else 160) if memory < 60 else (8192, 256 if tp < 4 else 512)
-                         if memory < 160 else (16384, 512))
+        chunk, max_bs = _tiers(memory, tp)
         reserve = 512 + 1.5 * max(chunk, 2048) + 2 * max_bs + 1024 * tp * pp / 8
         if mib > 60 * 1024:
             reserve = max(reserve, 10 * 1024)
         return round((mib - reserve) / mib, 3)
+
+
+class Sglang515(Sglang55):
+    """SGLang 0.5.15 on: the reserve counts the prefill CUDA graphs, and a disaggregated node reserves
+    for its own phase only (sgl-project/sglang#29615)."""
+
+    release = "0.5.15"
+    first: tuple[int, ...] = (0, 5, 15)
+    last: tuple[int, ...] | None = None
+    encodes: tuple[str, ...] = ("python/sglang/srt/server_args.py ServerArgs._handle_gpu_memory_settings, "
+                                "reserve_for_graph_mb, _generate_prefill_cuda_graph_batch_sizes",
+                                "python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token")
+    changes = ("the reserve adds the prefill CUDA graphs (8 MiB a captured size, 1.5 GiB for MLA); with "
+               "--disaggregation-mode a prefill node drops the decode graphs, a decode node sizes its activation "
+               "slack to its running requests (at least 2,048 tokens) and drops the prefill graphs (#29615)")
+    source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static from "
+              "ServerArgs._handle_gpu_memory_settings (0.5.15 on, by disaggregation mode)")
+    roles = ("prefill", "decode")
+
+    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
+                     role: str | None = None, running: int | None = None) -> float:
+        """server_args (a snapshot after #29615, 2026): reserve MiB = 512 + 1.5 x activation tokens +
+        1,024 x TP x PP / 8 + the decode graphs (2 x max_bs, not on a prefill node) + the prefill graphs
+        (8 x the captured sizes up to chunked_prefill_size, 1,536 for MLA; not on a decode node), at
+        least 10 GiB above 60 GiB; activation tokens max(chunked_prefill_size, 2,048), or on a decode
+        node max(max_running_requests or max_bs, 2,048)."""
+        memory = _smi_gib(gpu)
+        if memory is None:
+            return self.util
+        mib = memory * GIB / MIB
+        chunk, max_bs = _tiers(memory, tp)
+        mla = model is not None and any(group.kind == "mla" for group in model.layers)
+        tokens = max(running or max_bs, 2048) if role == "decode" else max(chunk, 2048)
+        reserve = 512 + 1.5 * tokens + 1024 * tp * pp / 8
+        if role != "prefill":
+            reserve += 2 * max_bs
+        if role != "decode":
+            reserve += 1536 if mla else 8 * len(prefill_graph_sizes(chunk))
+        if mib > 60 * 1024:
+            reserve = max(reserve, 10 * 1024)
+        return round((mib - reserve) / mib, 3)
+
+
+def _tiers(memory: float, tp: int) -> tuple[int, int]:
+    """(chunked_prefill_size, the decode graphs' max_bs) by nvidia-smi's total in GiB (server_args)."""
+    return ((2048, 8) if memory < 20 else (2048, 24 if tp < 4 else 80) if memory < 35 else
+            (4096, 32 if tp < 4 else 160) if memory < 60 else (8192, 256 if tp < 4 else 512)
+            if memory < 160 else (16384, 512))
+
+
+def prefill_graph_sizes(max_tokens: int) -> list[int]:
+    """The token counts SGLang captures prefill graphs at (server_args
+    _generate_prefill_cuda_graph_batch_sizes): 58 up to 8,192."""
+    sizes = [*range(4, 33, 4), *range(48, 257, 16), *range(288, 513, 32), *range(576, 1025, 64),
+             *range(1280, 4097, 256), *range(4608, max_tokens + 1, 512)]
+    return [size for size in sizes if size <= max_tokens]
 
 
 class Sglang04(Sglang):
@@ -150,11 +207,12 @@ class Sglang04(Sglang):
     source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static by TP size "
               "(server_args: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16)")
 
-    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int) -> float:
+    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
+                     role: str | None = None, running: int | None = None) -> float:
         memory = _smi_gib(gpu)
         if memory is not None and memory > 80:  # 0.4.6 on; kvplan's 0.4 preset takes the later rule
             return round((memory - 13) / memory, 3)
         return next(fraction for size, fraction in FRACTION_BY_GPUS if tp * pp >= size)
 
 
-SGLANG_PRESETS: tuple[Sglang, ...] = (Sglang04(), SGLANG, Sglang55())
+SGLANG_PRESETS: tuple[Sglang, ...] = (Sglang04(), SGLANG, Sglang55(), Sglang515())
