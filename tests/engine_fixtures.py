@@ -104,7 +104,7 @@ def before_launch(planned: dict) -> BudgetInputs:
     util = settings.get("util", logged.get("gpu_memory_utilization", logged.get("mem_fraction_static")))
     return BudgetInputs(engine=key, tp=planned.get("tp", 1), pp=planned.get("pp", 1), util=util,
                         weights_dtype=planned.get("weights_dtype", "auto"), kv_dtype=planned.get("kv_dtype", "auto"),
-                        max_model_len=logged.get("max_model_len", logged.get("context_len")),
+                        max_model_len=logged.get("max_model_len", logged.get("context_len", settings.get("max_model_len"))),
                         max_num_seqs=settings.get("max_num_seqs"),
                         max_num_batched_tokens=settings.get("max_num_batched_tokens"),
                         sampler=planned.get("sampler", settings.get("sampler")),

@@ -313,3 +313,27 @@ def test_a_hybrid_model_gets_one_page_size(catalog):
     assert newest == [832, 1_600] and 13 * 64 * 4_096 >= 3_207_168 > 12 * 64 * 4_096
     off = memory_budget(model, h100, BudgetInputs(prefix_caching=False))  # 'none': no checkpoint, 16s again
     assert off.block_size == 784
+
+
+# --- TensorRT-LLM's built engines: the C++ runtime's buffers -------------------------------------------
+
+def test_trtllm_runtime_and_decoder_buffers_match_a_logged_pair(catalog):
+    """TensorRT-LLM issue #1188 (https://github.com/NVIDIA/TensorRT-LLM/issues/1188, Qwen2.5-Coder-0.5B, an
+    engine built with trtllm-build's defaults: max_batch_size 2,048, max_seq_len 32,768) logs 'Allocated
+    2.66 GB GPU memory for runtime buffers' and 'Allocated 5.76 GB GPU memory for decoder' ("GB" = GiB):
+    runtime 4 x 2,048 x 151,936 (fp32 logits) + 24 x 2,048 x 32,768 = 1,244,659,712 + 1,610,612,736 B
+    = 2.659 GiB; decoder 16 x 2,048 x 151,936 + 16 x 2,048 x 32,768 + 65,536 x 2,048 = 4,978,638,848 +
+    1,073,741,824 + 134,217,728 B = 5.762 GiB."""
+    from kvplan.specs.engines.base import BatchLimits, Replica
+    from kvplan.specs.engines.registry import engine
+
+    model = catalog.model("qwen2.5-0.5b")
+    trt = engine("trtllm==0.19")
+    term = trt.overhead(model, Replica(None, 1, 1, "bf16", 32_768), BatchLimits(8192, 2048))
+    buffers = term.value - trt.base_overhead_bytes
+    runtime, decoder = 1_244_659_712 + 1_610_612_736, 4_978_638_848 + 1_073_741_824 + 134_217_728
+    assert buffers == runtime + decoder
+    assert (round(runtime / GIB, 2), round(decoder / GIB, 2)) == (2.66, 5.76)
+    # the PyTorch backend (1.0) sizes from a profiling run instead: no such buffers
+    assert engine("trtllm").overhead(model, Replica(None, 1, 1, "bf16", 32_768), BatchLimits(8192, 2048)).value \
+        == trt.base_overhead_bytes

@@ -84,7 +84,40 @@ class Trtllm0(Trtllm):
     encodes: tuple[str, ...] = ("cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp (free memory x fraction)",
                                 "tensorrt_llm/commands/build.py (--tokens_per_block)")
     changes = ("the engine is built ahead (trtllm-build): its tokens per block are the build's --tokens_per_block "
-               "(give --block-size); the pool is the fraction of the memory free once the engine is loaded")
+               "(give --block-size); the pool is the fraction of the memory free once the engine is loaded, "
+               "its runtime and decoder buffers for max_batch_size sequences allocated")
+
+    def activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
+        """The engine's execution context (TensorRT's activations for max_num_tokens, logged as
+        'Allocated X MiB for execution context memory'): a forward pass of that many tokens. There is
+        no profiling run; the logits live in the runtime's buffers (overhead)."""
+        tokens = limits.max_num_batched_tokens
+        forward, formula = forward_pass(model, replica.tp, tokens)
+        return Term(forward, f"execution context for {tokens:,} tokens", formula)
+
+    def overhead(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
+        """The C++ runtime's buffers, allocated before the KV cache is sized (batch_manager/
+        trtGptModelInflightBatching.cpp: createBuffers, then createDecoder, then the KV cache manager),
+        for B = max_batch_size sequences of S = max_seq_len over the vocabulary V (padded to TP),
+        fp32 logits, beam 1, Triton's fused batching:
+          runtime buffers (runtimeBuffers.cpp, decoderBuffers.cpp): the logits [B, V] x 4 B, cache
+            indirection [B, S] int32 x 3, log-probs [B, S] fp32 and the slots' output ids and
+            log-probs: 4BV + 24BS;
+          decoder (gptDecoderBatched.cpp setup, decoderState.cpp, decodingLayerWorkspace.cpp): the
+            embedding bias and the runtime logits [B, V] fp32, the top-k workspace (B x V fp32 +
+            B x 1,024 x 8 x 8 B), the penalty workspace [B, V] int32, and ids, parent ids, log-probs
+            [B, S] x 4: 16BV + 16BS + 64 KiB x B.
+        Their log lines ('Allocated X GB GPU memory for runtime buffers', '... for decoder') are
+        reproduced for TensorRT-LLM issue #1188 (Qwen2.5-0.5B, B 2,048, S 32,768): 2.66 and 5.76 GB."""
+        base = super().overhead(model, replica, limits)
+        b, s = limits.max_num_seqs, replica.max_model_len
+        v = -(-model.vocab_size // replica.tp) * replica.tp
+        runtime = 4 * b * v + 24 * b * s
+        decoder = 16 * b * v + 16 * b * s + 65_536 * b
+        return Term(base.value + runtime + decoder,
+                    f"{base.source} + runtime and decoder buffers for {b:,} sequences",
+                    f"{base.formula} + runtime 4 x {b:,} x {v:,} + 24 x {b:,} x {s:,} = {runtime:,} B"
+                    f" + decoder 16 x {b:,} x {v:,} + 16 x {b:,} x {s:,} + 64 KiB x {b:,} = {decoder:,} B")
 
 
 TRTLLM_PRESETS: tuple[Trtllm, ...] = (Trtllm0(), TRTLLM)
