@@ -231,8 +231,6 @@ class Engine:
         """Why the engine refuses these settings before it sizes any memory ("" when it does not)."""
         return ""
 
-    roles: tuple[str, ...] = ()  # the disaggregated roles whose default memory fraction differs
-
     def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
                      role: str | None = None, running: int | None = None) -> float:
         """The memory fraction this engine takes when none is given, for one GPU of a tp x pp replica

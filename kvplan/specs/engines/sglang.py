@@ -150,7 +150,6 @@ class Sglang515(Sglang55):
                "slack to its running requests (at least 2,048 tokens) and drops the prefill graphs (#29615)")
     source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static from "
               "ServerArgs._handle_gpu_memory_settings (0.5.15 on, by disaggregation mode)")
-    roles = ("prefill", "decode")
 
     def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
                      role: str | None = None, running: int | None = None) -> float:
