@@ -143,6 +143,10 @@ def test_the_cli_shows_the_flag_of_a_refused_field(capsys):
     assert main(["plan", "llama3-8b", "--gpu", "h100", "--ctx", "8k", "--max-len", "4k"]) == 2
     assert capsys.readouterr().err == ("error: --max-len 4,096 is shorter than the 8,192-token requests; use "
                                        "--max-len >= --ctx\n")
+    # fit too: it planned 4,096-token requests under a deploy line of --max-model-len 2048, which vLLM refuses
+    assert main(["fit", "llama3.1-8b", "--gpu", "h100", "--max-len", "2048"]) == 2
+    assert capsys.readouterr().err == ("error: --max-len 2,048 is shorter than the 4,096-token requests; use "
+                                       "--max-len >= --ctx\n")
 
 
 # --- release presets -------------------------------------------------------------------------------

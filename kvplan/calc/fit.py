@@ -14,6 +14,7 @@ from kvplan.calc.draft import pool_model
 from kvplan.calc.startup import startup
 from kvplan.calc.tierverdict import with_reload_verdicts
 from kvplan import bounds
+from kvplan.errors import InputError
 from kvplan.errors import KvplanError
 from kvplan.results.capacity import FitResult, Knob, MemoryBudget, StartCheck
 from kvplan.specs.engines.registry import Deploy
@@ -120,6 +121,9 @@ def fit(model: ModelSpec, gpu: GpuSpec, ctx: int, inputs: BudgetInputs = BudgetI
     bounds.requests(target, "target")
     if max_len is not None:
         bounds.tokens(max_len, "max_len")
+        if max_len < ctx:  # the engine refuses a request longer than max_model_len (plan refuses it alike)
+            raise InputError(f"{{max_len}} {max_len:,} is shorter than the {ctx:,}-token requests; use {{max_len}} "
+                             ">= {ctx}", "max_len", "ctx")
     max_len = max_len or model.max_context
     budget = with_reload_verdicts(model, gpu, memory_budget(model, gpu, inputs))
     pooled = pool_model(model, inputs.speculative_method, inputs.draft_model, inputs.num_speculative_tokens)
