@@ -147,6 +147,9 @@ def test_the_cli_shows_the_flag_of_a_refused_field(capsys):
     assert main(["fit", "llama3.1-8b", "--gpu", "h100", "--max-len", "2048"]) == 2
     assert capsys.readouterr().err == ("error: --max-len 2,048 is shorter than the 4,096-token requests; use "
                                        "--max-len >= --ctx\n")
+    assert main(["batch", "llama3.1-8b", "--gpu", "h100", "--max-len", "1024"]) == 2  # 1,024 in + 1,024 out
+    assert capsys.readouterr().err == ("error: --max-len 1,024 is shorter than the 2,048-token requests (in + out); "
+                                       "use --max-len >= --in + --out\n")
 
 
 # --- release presets -------------------------------------------------------------------------------

@@ -47,6 +47,10 @@ class Workload:
                              "not be negative and a request needs at least one token", "in_tokens", "out_tokens")
         if self.max_len is not None:
             bounds.tokens(self.max_len, "max_len")
+            if self.max_len < self.peak_tokens:  # the engine refuses a request longer than max_model_len
+                raise InputError(f"{{max_len}} {self.max_len:,} is shorter than the {self.peak_tokens:,}-token requests "
+                                 "(in + out); use {max_len} >= {in_tokens} + {out_tokens}", "max_len", "in_tokens",
+                                 "out_tokens")
 
 
 def doubling_capacity(tokens: int, start: int) -> int:
