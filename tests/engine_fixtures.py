@@ -101,12 +101,13 @@ def before_launch(planned: dict) -> BudgetInputs:
             settings, _ = engine_entry(key).read_command(command)
         except KvplanError:  # a command that is not one line of this engine (a build step, prose)
             settings = {}
-    util = settings.get("util", logged.get("gpu_memory_utilization", logged.get("mem_fraction_static")))
+    util = settings.get("util", logged.get("gpu_memory_utilization", logged.get("mem_fraction_static",
+                                                                                 logged.get("free_gpu_memory_fraction"))))
     return BudgetInputs(engine=key, tp=planned.get("tp", 1), pp=planned.get("pp", 1), util=util,
                         weights_dtype=planned.get("weights_dtype", "auto"), kv_dtype=planned.get("kv_dtype", "auto"),
                         max_model_len=logged.get("max_model_len", logged.get("context_len", settings.get("max_model_len"))),
-                        max_num_seqs=settings.get("max_num_seqs"),
-                        max_num_batched_tokens=settings.get("max_num_batched_tokens"),
+                        max_num_seqs=settings.get("max_num_seqs", logged.get("max_num_seqs")),
+                        max_num_batched_tokens=settings.get("max_num_batched_tokens", logged.get("max_num_batched_tokens")),
                         sampler=planned.get("sampler", settings.get("sampler")),
                         num_speculative_tokens=planned.get("num_speculative_tokens", 0),
                         prefix_caching=planned.get("prefix_caching"), speculative_method=planned.get("speculative_method"),

@@ -58,10 +58,10 @@ def test_the_logged_capacity_is_predicted_from_defaults(catalog, planned):
         assert off <= 0.05, off
 
 
-@pytest.mark.parametrize("engine, share, median", [("vllm", 0.95, 0.01), ("sglang", 1.0, 0.005), ("trtllm", 1.0, 0.015)])
+@pytest.mark.parametrize("engine, share, median", [("vllm", 0.95, 0.01), ("sglang", 1.0, 0.005), ("trtllm", 1.0, 0.025)])
 def test_most_predictions_land_within_5_percent(catalog, engine, share, median):
     """What examples/bench_accuracy.py measures, held so a change that loses accuracy fails: vLLM 19 of 20
-    within 5%, median 0.99%; SGLang 3 of 3, 0.36%; TensorRT-LLM 1 of 1, 1.41%."""
+    within 5%, median 0.99%; SGLang 3 of 3, 0.36%; TensorRT-LLM 2 of 2, 2.28%."""
     offs = [abs(error(predicted(catalog, p).token_capacity, SOURCES[p["file"]]["logged"]["kv_tokens"]))  # type: ignore[union-attr]
             for p in WITH_GPU if p["engine"] == engine]
     assert sum(o <= 0.05 for o in offs) / len(offs) >= share and statistics.median(offs) <= median

@@ -242,3 +242,24 @@ def test_check_from_log_lays_out_the_mtp_drafter_the_log_names(catalog, capsys, 
                         f"    gpu_mem_gib: 119.7\n    expect: {{min_kv_tokens: {tokens}}}\n")
         assert main(["check", str(path), "--from-log", log, "--json"]) == code
         assert '"passed": ' + ("true" if code == 0 else "false") in capsys.readouterr().out
+
+
+def test_a_tensorrt_llm_pytorch_backend_log_is_read_and_planned_with_its_rules(catalog):
+    """TensorRT-LLM 0.20.0 run with --backend pytorch (issue #6294): no built engine, so the 1.0 preset's
+    rules (the KvCacheCreator's profiling run) apply, not the 0.19 preset's; the log's limits, fraction,
+    weights and the model (from the Hugging Face cache path) are read. From its own terms: KV = 0.8 x
+    (total - 8.46 GiB - rest), so the rest is total - 8.46 - 52.51 / 0.8 and the pool holds 860,320
+    tokens of 65,536 B (fp8, 32 x 2 x 8 x 128 x 1 B) again."""
+    from kvplan.calc.logfit import preset_key
+
+    startup = load_log(LOGS / "trtllm-0.20.0-llama3.1-8b-fp8-h100-pcie-1.log")
+    assert (startup.release, startup.trtllm_backend, startup.model) == ("0.20.0", "pytorch",
+                                                                        "nvidia/Llama-3.1-8B-Instruct-FP8")
+    assert (startup.max_model_len, startup.max_num_seqs, startup.max_num_batched_tokens) == (157, 4096, 23552)
+    assert startup.kv_memory_fraction == 0.8 and startup.memory.weights_gib == 8.46 and startup.kv_tokens == 860_320
+    key, note = preset_key(startup)
+    assert key == "trtllm==1.0" and "PyTorch backend" in note
+    r = explain_log(startup, catalog.model("llama3.1-8b"), catalog.gpu("h100-pcie"), given=LogSettings(kv_dtype="fp8"))
+    tokens = {f.name: f for f in r.figures}["token capacity"]
+    assert tokens.reproduced_low <= 860_320 <= tokens.reproduced_high
+    assert tokens.reproduced_low <= r.guarded_kv_tokens <= tokens.reproduced_high  # the measured terms' own plan

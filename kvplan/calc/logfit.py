@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
@@ -51,6 +52,10 @@ def preset_key(startup: LoggedStartup, engine: str | None = None) -> tuple[str, 
     if engine:
         return engine, ""
     found = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", startup.release or "")
+    if startup.trtllm_backend == "pytorch" and (not found or int(found[1]) < 1):
+        newest = PRESETS[startup.engine][-1]  # the PyTorch backend's rules (KvCacheCreator) are the 1.0 preset's
+        return newest.key, (f"the log is the PyTorch backend's{f' (release {startup.release})' if found else ''}: "
+                            f"planned with {newest.key}, whose rules it follows")
     if not found:
         return startup.engine, f"the log names no {startup.engine} release: planned with the newest preset"
     version = ".".join(part for part in found.groups() if part is not None)
@@ -133,9 +138,10 @@ def measured_inputs(startup: LoggedStartup, base: BudgetInputs,
                          "defaults, or paste the log from the engine's start", "from_log")
     logged_tp = startup.tp or 1
     util = _util(startup) or engine_entry(base.engine).util  # unlogged: the release's default
-    rest = total * util - weights - memory.kv_cache_gib
+    implied = partial(engine_entry(base.engine).measured_rest, util=util, weights=weights, kv=memory.kv_cache_gib)
+    rest = implied(total)
     if rest < 0:  # the log's terms exceed the total it is said to have: not the GPU's (a WSL total, say)
-        total = (weights + memory.kv_cache_gib) / util
+        total = -implied(0.0) / (implied(1.0) - implied(0.0))  # the total at which the rest is nothing
         rest = 0.0
         notes.append(f"the weights and KV memory logged exceed the GPU's total x {util:g}: a total of "
                      f"{total:.2f} GiB, the least the log allows")

@@ -241,6 +241,12 @@ class Engine:
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         raise NotImplementedError
 
+    def measured_rest(self, total: float, util: float, weights: float, kv: float) -> float:
+        """The non-KV memory beyond the weights that a log's total, fraction, weights and KV memory imply,
+        by this engine's pool rule inverted (GiB): total x util - weights - KV where the fraction is of the
+        total (vLLM)."""
+        return total * util - weights - kv
+
     def sampler_environment(self, asked: str | None) -> tuple[str, ...]:
         """The environment setting that makes the engine run the sampler asked for (none by default)."""
         return ()

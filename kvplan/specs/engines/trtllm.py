@@ -56,6 +56,10 @@ class Trtllm(Engine):
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         return int(util * (total - weights - activation - overhead))
 
+    def measured_rest(self, total: float, util: float, weights: float, kv: float) -> float:
+        """The fraction is of what is free after the weights and the rest: KV = util x (total - weights - rest)."""
+        return total - weights - kv / util
+
     def batch_limits(self, gpu: GpuSpec | None, total_bytes: int, max_model_len: int = 0,
                      chunked_prefill: bool | None = None) -> BatchLimits:
         """trtllm-serve's defaults: max_num_tokens 8,192, max_batch_size 2,048 (llmapi BaseLlmArgs)."""

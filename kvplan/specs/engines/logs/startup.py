@@ -115,6 +115,7 @@ class LoggedStartup:
     execution_context_mib: float | None = None  # TensorRT-LLM
     runtime_buffers_gib: float | None = None  # TensorRT-LLM "Allocated 1.14 GB GPU memory for runtime buffers"
     decoder_gib: float | None = None  # TensorRT-LLM "Allocated 4.35 GB GPU memory for decoder"
+    trtllm_backend: str | None = None  # TensorRT-LLM "pytorch" where the PyTorch backend's lines show (no engine)
     workers: tuple[WorkerMemory, ...] = ()
     pools: tuple[KVPool, ...] = ()
     memory: WorkerMemory = WorkerMemory()

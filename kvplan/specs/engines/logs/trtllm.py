@@ -29,7 +29,21 @@ EXECUTION_CONTEXT = re.compile(r"Allocated (?P<mib>\d+(?:\.\d+)?) MiB for execut
 # "[MemUsageChange] Allocated 1.14 GB GPU memory for runtime buffers." / "Allocated 43.29 MB GPU memory for decoder."
 GPU_ALLOCATION = re.compile(r"Allocated (?P<amount>\d+(?:\.\d+)?) (?P<unit>[KMG]i?B) GPU memory for (?P<what>runtime buffers|decoder)")
 # "Engine version 0.12.0.dev2024073000 found in the config file" / "TensorRT-LLM Version:   0.12.0.dev2024073000"
-RELEASE = re.compile(r"(?:Engine version|TensorRT-LLM Version:)\s+(?P<release>\d[\w.+-]*)")
+# / "[TensorRT-LLM] TensorRT-LLM version: 0.20.0"
+RELEASE = re.compile(r"(?:Engine version|TensorRT-LLM [Vv]ersion:)\s+(?P<release>\d[\w.+-]*)")
+# The PyTorch backend (no built engine): "[TRT-LLM] [I] max_seq_len=157, max_num_requests=4096, max_num_tokens=23552"
+TORCH_LIMITS = re.compile(r"max_seq_len=(?P<len>\d+), max_num_requests=(?P<seqs>\d+), max_num_tokens=(?P<tokens>\d+)")
+# "[TRT-LLM] [I] Rank 0 uses 8.46 GB for model weights." (GiB: the PyTorch backend divides by 1024^3)
+TORCH_WEIGHTS = re.compile(r"Rank (?P<rank>\d+) uses (?P<gib>\d+(?:\.\d+)?) GB for model weights")
+# "Both free_gpu_memory_fraction and max_tokens are set (to 0.800000011920929 and 860308, respectively)."
+FRACTION_AND_TOKENS = re.compile(r"Both free_gpu_memory_fraction and max_tokens are set \(to (?P<fraction>\d+(?:\.\d+)?) and")
+# "Peak memory during memory usage profiling (torch + non-torch): 13.11 GiB, available KV cache memory when
+# calculating max tokens: 5.95 GiB, fraction is set 0.9, kv size is 73728. device total memory 119.70 GiB"
+TORCH_PEAK = re.compile(r"Peak memory during memory usage profiling \(torch \+ non-torch\): [\d.]+ GiB, available KV "
+                        r"cache memory when calculating max tokens: [\d.]+ GiB, fraction is set (?P<fraction>[\d.]+), "
+                        r"kv size is \d+\. device total memory (?P<total>[\d.]+) GiB")
+# "Rank 0 prefetching /root/.cache/huggingface/hub/models--nvidia--Llama-3.1-8B-Instruct-FP8/snapshots/026c.../x.safetensors"
+HF_CACHE_PATH = re.compile(r"/models--(?P<org>[^/\s]+?)--(?P<name>[^/\s]+)/snapshots/")
 # "TRTGptModel maxSequenceLen: 4098", "TRTGptModel maxNumSequences: 4096", "TRTGptModel maxNumTokens: 8192"
 TRT_MODEL = re.compile(r"TRTGptModel (?P<key>maxSequenceLen|maxNumSequences|maxNumTokens): (?P<value>\d+)")
 # trtllm-bench's summary: "Model:                  meta-llama/Llama-2-7b-hf", "KV Cache Dtype:         FP8",
@@ -43,6 +57,24 @@ SUMMARY_NAMES = {"Model": "model", "Dtype": "dtype", "KV Cache Dtype": "kv_cache
                  "Quantization": "quantization", "Max Sequence Length": "max_model_len", "TP Size": "tp",
                  "PP Size": "pp", "Max Runtime Batch Size": "max_num_seqs", "Max Runtime Tokens": "max_num_batched_tokens"}
 SUMMARY_INTS = {"max_model_len", "tp", "pp", "max_num_seqs", "max_num_batched_tokens"}
+
+
+def torch_limits(c: Collector, worker: str, m: re.Match[str]) -> None:
+    c.setting("trtllm_backend", "pytorch")
+    c.setting("max_model_len", int(m["len"]))
+    c.setting("max_num_seqs", int(m["seqs"]))
+    c.setting("max_num_batched_tokens", int(m["tokens"]))
+
+
+def torch_weights(c: Collector, worker: str, m: re.Match[str]) -> None:
+    c.setting("trtllm_backend", "pytorch")
+    c.figure(worker, "weights_gib", number(m["gib"]))
+
+
+def torch_peak(c: Collector, worker: str, m: re.Match[str]) -> None:
+    c.setting("trtllm_backend", "pytorch")
+    c.setting("kv_memory_fraction", round(number(m["fraction"]), 6))
+    c.figure(worker, "total_gpu_gib", number(m["total"]))
 
 
 def memory_usage(c: Collector, worker: str, m: re.Match[str]) -> None:
@@ -89,6 +121,11 @@ RULES = (
     Rule(RELEASE, lambda c, worker, m: c.setting("release", m["release"])),
     Rule(TRT_MODEL, lambda c, worker, m: c.setting(TRT_NAMES[m["key"]], int(m["value"]))),
     Rule(SUMMARY, summary),
+    Rule(TORCH_LIMITS, torch_limits),
+    Rule(TORCH_WEIGHTS, torch_weights),
+    Rule(FRACTION_AND_TOKENS, lambda c, worker, m: c.setting("kv_memory_fraction", round(number(m["fraction"]), 6))),
+    Rule(TORCH_PEAK, torch_peak),
+    Rule(HF_CACHE_PATH, lambda c, worker, m: c.setting("model", f"{m['org']}/{m['name']}")),
 )
 
 
