@@ -60,7 +60,7 @@ def main() -> None:
                 activation = error(budget.activation_bytes / GIB, logged["activation_gib"])
             if "kv_cache_gib" in logged:
                 kv = error(budget.usable_pool_bytes / GIB, logged["kv_cache_gib"])
-            if not planned.get("unexplained"):
+            if not planned.get("unexplained") and not planned.get("capped"):  # a capped pool is no rule's to predict
                 release = ".".join(str(planned["release"]).split(".")[:2])
                 by_release[f"{planned['engine']} {release}"].append(defaults)
                 by_engine[planned["engine"]].append(defaults)

@@ -44,7 +44,8 @@ OFF_FROM_DEFAULTS = {
     # the two lines come from different workers, and the log states no weights
     "vllm-unknown-qwen3-235b-a22b-fp8-h100-tp4-1.log": 0.05,
 }
-WITH_GPU = [p for p in PLANNED if p.get("gpu") and not p.get("unexplained")]
+# "capped": a pool the engine sized to a cap, not by its rule (a prediction from the rule is no target)
+WITH_GPU = [p for p in PLANNED if p.get("gpu") and not p.get("unexplained") and not p.get("capped")]
 
 
 @pytest.mark.parametrize("planned", WITH_GPU, ids=[p["file"] for p in WITH_GPU])
@@ -58,10 +59,10 @@ def test_the_logged_capacity_is_predicted_from_defaults(catalog, planned):
         assert off <= 0.05, off
 
 
-@pytest.mark.parametrize("engine, share, median", [("vllm", 0.95, 0.01), ("sglang", 1.0, 0.005), ("trtllm", 1.0, 0.025)])
+@pytest.mark.parametrize("engine, share, median", [("vllm", 0.95, 0.01), ("sglang", 1.0, 0.005), ("trtllm", 1.0, 0.015)])
 def test_most_predictions_land_within_5_percent(catalog, engine, share, median):
     """What examples/bench_accuracy.py measures, held so a change that loses accuracy fails: vLLM 19 of 20
-    within 5%, median 0.99%; SGLang 3 of 3, 0.36%; TensorRT-LLM 2 of 2, 2.28%."""
+    within 5%, median 0.99%; SGLang 3 of 3, 0.36%; TensorRT-LLM 1 of 1, 1.41%."""
     offs = [abs(error(predicted(catalog, p).token_capacity, SOURCES[p["file"]]["logged"]["kv_tokens"]))  # type: ignore[union-attr]
             for p in WITH_GPU if p["engine"] == engine]
     assert sum(o <= 0.05 for o in offs) / len(offs) >= share and statistics.median(offs) <= median

@@ -337,3 +337,12 @@ def test_trtllm_runtime_and_decoder_buffers_match_a_logged_pair(catalog):
     # the PyTorch backend (1.0) sizes from a profiling run instead: no such buffers
     assert engine("trtllm").overhead(model, Replica(None, 1, 1, "bf16", 32_768), BatchLimits(8192, 2048)).value \
         == trt.base_overhead_bytes
+
+
+def test_non_torch_memory_by_release():
+    """As each release logs it: V0 (0.6.4, an RTX 3090) 'non_torch_memory=0.35GiB'; 0.10.2 on an H100 '0.07 GiB
+    for non-torch memory' (0.8 to 0.17); 0.18-0.19 on an H100 'non-torch forward increase memory: 0.25GiB'."""
+    from kvplan.specs.engines.registry import engine
+
+    assert [engine(key).base_overhead_bytes for key in ("vllm==0.6", "vllm==0.8", "vllm==0.15", "vllm==0.19")] == [
+        round(0.35 * GIB), round(0.07 * GIB), round(0.07 * GIB), GIB // 4]

@@ -65,7 +65,7 @@ def test_a_log_explained_figure_by_figure(catalog):
     assert (tokens.reproduced_low, tokens.logged, tokens.reproduced_high) == (422_656, 422_672, 422_736)
     assert int((58.05 - 0.005) * 2**30) // (16 * 147_456) * 16 == 422_656
     assert int((58.05 + 0.005) * 2**30) // (16 * 147_456) * 16 == 422_736
-    assert {f.name: f for f in r.figures}["non-torch"].rule == "vLLM non-torch, as logged (0.10.2)"
+    assert {f.name: f for f in r.figures}["non-torch"].rule == "vLLM non-torch, as 0.10.2 logs it on an H100"
     # 1,024 sequences share 422,672 tokens: 412 each
     assert r.tokens_per_request_at_max_num_seqs == 422_672 // 1_024 == 412
     # --target 8 of 40,960 tokens: 8 x 40,960 x 147,456 B = 48,318,382,080 B = 45.0 GiB of pool; the log's
@@ -263,3 +263,6 @@ def test_a_tensorrt_llm_pytorch_backend_log_is_read_and_planned_with_its_rules(c
     tokens = {f.name: f for f in r.figures}["token capacity"]
     assert tokens.reproduced_low <= 860_320 <= tokens.reproduced_high
     assert tokens.reproduced_low <= r.guarded_kv_tokens <= tokens.reproduced_high  # the measured terms' own plan
+    # trtllm-bench also set max_tokens 860,308, and the smaller wins: the pool is that cap, and said so
+    assert startup.kv_max_tokens == 860_308 and any("capped by max_tokens 860,308" in n for n in r.notes)
+    assert "never preempts" in r.preempts_at  # 4,096 requests of at most 157 tokens fit in 860,320

@@ -149,6 +149,10 @@ def test_the_llama_3_1_8b_eagle3_head_against_a_logged_load(catalog, tmp_path):
     # = 131,072,000: 374,353,920 params x 2 B = 748,707,840; fc 3 x 4,096^2 x 2 B = 100,663,296; d2t 256,000
     assert budget.draft_weights_bytes == 748_707_840 + 100_663_296 + 256_000 == 849_627_136
     assert abs(budget.draft_weights_bytes / GIB / (15.7847 - 14.9889) - 1) < 0.01  # 0.79128 / 0.7958: -0.57%
+    # named without a method, the head is an EAGLE-3 one, as vLLM infers it from the architecture (it was
+    # planned as a whole draft model: 1.3B params and "method": "draft_model" on the deploy line)
+    unnamed = memory_budget(target, catalog.gpu("h100"), BudgetInputs(draft_model=head, num_speculative_tokens=1))
+    assert (unnamed.speculative_method, unnamed.draft_weights_bytes) == ("eagle3", 849_627_136)
 
 
 def test_given_draft_weights_replace_the_formula_and_measured_weights_hold_the_drafter(catalog):

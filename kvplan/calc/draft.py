@@ -65,12 +65,16 @@ class Drafter:
 
 
 def drafter(method: str | None, draft: ModelSpec | None, num_spec: int, target: ModelSpec) -> Drafter | None:
-    """The drafter of a speculative config, or None without a method or draft: the method is
-    "draft_model" where only a draft is named (vLLM's SpeculativeConfig does the same); an MTP config
+    """The drafter of a speculative config, or None without a method or draft: where only a draft is
+    named, the method its architecture names (an EAGLE-3 or EAGLE head), else "draft_model" (vLLM's
+    SpeculativeConfig does the same); an MTP config
     without num_speculative_tokens takes the model's MTP layers (speculative.py: n_predict)."""
     if method is None and draft is None:
         return None
-    method = method or "draft_model"
+    if method is None:  # as vLLM's SpeculativeConfig infers it from the draft's architecture ("Eagle3...")
+        arch = (draft.architecture if draft is not None else "").lower()
+        method = "eagle3" if "eagle3" in arch or (draft is not None and draft.draft_vocab_size) else \
+            "eagle" if "eagle" in arch else "draft_model"
     if method not in METHODS:
         raise InputError(f"unknown speculative method '{method}'; choose one of {', '.join(METHODS)}",
                          "speculative_method")

@@ -261,8 +261,13 @@ def explain_log(startup: LoggedStartup, model: ModelSpec, gpu: GpuSpec | None, *
     seqs = startup.max_num_seqs or layout.max_num_seqs
     each = logged_tokens // seqs if seqs else 0
     preempts = (f"{seqs:,} running requests share {logged_tokens:,} tokens: past {each:,} tokens each on average "
-                "the scheduler preempts (and recomputes) the newest")
+                "the scheduler preempts (and recomputes) the newest" if each < length else
+                f"{seqs:,} running requests of at most max_model_len {length:,} tokens fit in {logged_tokens:,}: "
+                "the scheduler never preempts for KV")
     notes = tuple(n for n in (note, draft_note) if n)
+    if startup.kv_max_tokens and startup.kv_tokens and startup.kv_tokens - startup.kv_max_tokens < layout.block_size:
+        notes += (f"the pool is capped by max_tokens {startup.kv_max_tokens:,} (the smaller of it and the fraction's "
+                  "wins): a prediction from the fraction is an upper bound, not this pool",)
     if predicted is None:
         notes += ("no GPU kvplan holds and no total in the log: no prediction from defaults (name the GPU)",)
     target_util, target_len = None, None

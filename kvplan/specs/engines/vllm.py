@@ -271,8 +271,6 @@ class VllmV0(Vllm):
     base_overhead_bytes = V0_NON_TORCH_BYTES
     kv_groups = False
     hybrid_pages = False
-    base_overhead_bytes = V1_EARLY_NON_TORCH_BYTES
-    base_overhead_source = "vLLM non-torch, as logged (0.10.2)"
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
     speculative_state_blocks = False
     prefix_caching_mode = "none"
@@ -322,7 +320,7 @@ class Vllm08(Vllm):
                "tokens on Hopper (FlashMLA), 128 on Blackwell (CUTLASS MLA)")
     hybrid_pages = False
     base_overhead_bytes = V1_EARLY_NON_TORCH_BYTES
-    base_overhead_source = "vLLM non-torch, as logged (0.10.2)"
+    base_overhead_source = "vLLM non-torch, as 0.10.2 logs it on an H100"
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
     # MambaSpec.max_memory_usage_bytes is one page (0.10.2, 0.11: "Need to update this when supporting
     # prefix caching"), however many speculative blocks are allocated; hybrids have no prefix caching

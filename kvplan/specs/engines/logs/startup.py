@@ -116,6 +116,7 @@ class LoggedStartup:
     runtime_buffers_gib: float | None = None  # TensorRT-LLM "Allocated 1.14 GB GPU memory for runtime buffers"
     decoder_gib: float | None = None  # TensorRT-LLM "Allocated 4.35 GB GPU memory for decoder"
     trtllm_backend: str | None = None  # TensorRT-LLM "pytorch" where the PyTorch backend's lines show (no engine)
+    kv_max_tokens: int | None = None  # TensorRT-LLM max_tokens, a cap on the pool (the smaller of it and the fraction's)
     workers: tuple[WorkerMemory, ...] = ()
     pools: tuple[KVPool, ...] = ()
     memory: WorkerMemory = WorkerMemory()

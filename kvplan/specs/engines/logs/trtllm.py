@@ -36,7 +36,8 @@ TORCH_LIMITS = re.compile(r"max_seq_len=(?P<len>\d+), max_num_requests=(?P<seqs>
 # "[TRT-LLM] [I] Rank 0 uses 8.46 GB for model weights." (GiB: the PyTorch backend divides by 1024^3)
 TORCH_WEIGHTS = re.compile(r"Rank (?P<rank>\d+) uses (?P<gib>\d+(?:\.\d+)?) GB for model weights")
 # "Both free_gpu_memory_fraction and max_tokens are set (to 0.800000011920929 and 860308, respectively)."
-FRACTION_AND_TOKENS = re.compile(r"Both free_gpu_memory_fraction and max_tokens are set \(to (?P<fraction>\d+(?:\.\d+)?) and")
+FRACTION_AND_TOKENS = re.compile(r"Both free_gpu_memory_fraction and max_tokens are set \(to (?P<fraction>\d+(?:\.\d+)?) and "
+                                 r"(?P<tokens>\d+)")
 # "Peak memory during memory usage profiling (torch + non-torch): 13.11 GiB, available KV cache memory when
 # calculating max tokens: 5.95 GiB, fraction is set 0.9, kv size is 73728. device total memory 119.70 GiB"
 TORCH_PEAK = re.compile(r"Peak memory during memory usage profiling \(torch \+ non-torch\): [\d.]+ GiB, available KV "
@@ -64,6 +65,11 @@ def torch_limits(c: Collector, worker: str, m: re.Match[str]) -> None:
     c.setting("max_model_len", int(m["len"]))
     c.setting("max_num_seqs", int(m["seqs"]))
     c.setting("max_num_batched_tokens", int(m["tokens"]))
+
+
+def fraction_and_tokens(c: Collector, worker: str, m: re.Match[str]) -> None:
+    c.setting("kv_memory_fraction", round(number(m["fraction"]), 6))
+    c.setting("kv_max_tokens", int(m["tokens"]))
 
 
 def torch_weights(c: Collector, worker: str, m: re.Match[str]) -> None:
@@ -123,7 +129,7 @@ RULES = (
     Rule(SUMMARY, summary),
     Rule(TORCH_LIMITS, torch_limits),
     Rule(TORCH_WEIGHTS, torch_weights),
-    Rule(FRACTION_AND_TOKENS, lambda c, worker, m: c.setting("kv_memory_fraction", round(number(m["fraction"]), 6))),
+    Rule(FRACTION_AND_TOKENS, fraction_and_tokens),
     Rule(TORCH_PEAK, torch_peak),
     Rule(HF_CACHE_PATH, lambda c, worker, m: c.setting("model", f"{m['org']}/{m['name']}")),
 )
