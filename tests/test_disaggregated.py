@@ -108,3 +108,16 @@ def test_sglang_disaggregated_plan_sizes_each_role_on_its_own_fraction(catalog):
 def test_a_role_is_refused_by_name():
     with pytest.raises(InputError, match="unknown disaggregation mode 'both'; choose prefill or decode"):
         BudgetInputs(disaggregation_mode="both")
+
+
+def test_the_plan_says_whether_the_engine_sizes_the_roles_apart(catalog):
+    """SGLang 0.5.15 reserves for each role (the lines differ in fraction and name the role); vLLM sizes both
+    alike, and its two lines are ordinary servers the user joins with a KV connector."""
+    model, gpu = catalog.model("llama3.1-8b"), catalog.gpu("h100")
+    sglang = disaggregated(model, gpu, 200, 8192, 4096, inputs=BudgetInputs(engine="sglang"))
+    vllm = disaggregated(model, gpu, 200, 8192, 4096, inputs=BudgetInputs())
+    older = disaggregated(model, gpu, 200, 8192, 4096, inputs=BudgetInputs(engine="sglang==0.5.5"))
+    assert "reserves for each role's own phase" in sglang.role_note
+    assert "alike" in vllm.role_note and "--kv-transfer-config" in vllm.role_note
+    assert "alike; each line names its role" in older.role_note
+    assert "--disaggregation-mode" not in vllm.decode.best[0].command  # vLLM has no such flag

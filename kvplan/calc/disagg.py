@@ -21,6 +21,7 @@ from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.plan import plan
 from kvplan.errors import InputError
 from kvplan.results.disagg import DisaggPlan
+from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
 from kvplan.units import ceil_div
@@ -41,4 +42,25 @@ def disaggregated(model: ModelSpec, gpu: GpuSpec, concurrency: int, ctx: int, pr
     decode = plan(model, gpu, concurrency, ctx, kv_dtypes, replace(inputs, disaggregation_mode="decode"), gpus_per_node,
                   max_len=max_len, cross_node_tp=cross_node_tp)
     return DisaggPlan(prompt_tokens=prompt, max_num_batched_tokens=step, prefill_requests=held, prefill=prefill,
-                      decode=decode)
+                      decode=decode, role_note=_role_note(model, gpu, inputs))
+
+
+JOINS = {"vllm": "join them with a KV connector (--kv-transfer-config '{\"kv_connector\": \"NixlConnector\", "
+                 "\"kv_role\": \"kv_both\"}')",
+         "trtllm": "join them with its disaggregated serving's cache transceiver (cache_transceiver_config)"}
+
+
+def _role_note(model: ModelSpec, gpu: GpuSpec, inputs: BudgetInputs) -> str:
+    """Whether the engine's default memory fraction differs by role (then each line names its role), or
+    the two lines are ordinary servers the user joins with the engine's KV transfer."""
+    engine = engine_entry(inputs.engine)
+    default = engine.default_util(gpu, inputs.tp, inputs.pp, model=model)
+    if inputs.util is None and any(engine.default_util(gpu, inputs.tp, inputs.pp, model=model, role=role) != default
+                                   for role in ("prefill", "decode")):
+        return (f"{engine.display_name} {engine.release} reserves for each role's own phase: each line takes its "
+                "role's default fraction and names the role")
+    if engine.name == "sglang":  # its lines name the role (--disaggregation-mode) whatever the release
+        return (f"{engine.display_name} {engine.release} sizes a prefill and a decode worker alike; each line names "
+                "its role")
+    return (f"{engine.display_name} {engine.release} sizes a prefill and a decode worker alike: the two lines are "
+            f"ordinary servers; {JOINS.get(engine.name, 'join them with the engine KV transfer')}")

@@ -16,4 +16,6 @@ def render_disaggregated(console, r: DisaggPlan, explain: bool = False) -> None:
     console.print(f"Decode workers: {r.decode.concurrency:,} concurrent requests at their full context of "
                   f"{r.decode.ctx_tokens:,} tokens", markup=False)
     render_plan(console, r.decode, explain=explain)
+    if r.role_note:
+        console.print(r.role_note, markup=False)
     console.print("[dim]Memory only: the prefill workers' count for an arrival rate is a question of compute.[/]")

@@ -14,3 +14,4 @@ class DisaggPlan(Result):
     prefill_requests: int  # requests in prefill on a worker at once: ceil(max_num_batched_tokens / prompt), >= 1
     prefill: PlanResult  # the smallest deployment holding them at the prompt's length
     decode: PlanResult  # the smallest holding every concurrent request at its full context
+    role_note: str = ""  # whether the engine sizes the roles apart, and how its two servers are joined
