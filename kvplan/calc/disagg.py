@@ -45,11 +45,6 @@ def disaggregated(model: ModelSpec, gpu: GpuSpec, concurrency: int, ctx: int, pr
                       decode=decode, role_note=_role_note(model, gpu, inputs))
 
 
-JOINS = {"vllm": "join them with a KV connector (--kv-transfer-config '{\"kv_connector\": \"NixlConnector\", "
-                 "\"kv_role\": \"kv_both\"}')",
-         "trtllm": "join them with its disaggregated serving's cache transceiver (cache_transceiver_config)"}
-
-
 def _role_note(model: ModelSpec, gpu: GpuSpec, inputs: BudgetInputs) -> str:
     """Whether the engine's default memory fraction differs by role (then each line names its role), or
     the two lines are ordinary servers the user joins with the engine's KV transfer."""
@@ -59,8 +54,8 @@ def _role_note(model: ModelSpec, gpu: GpuSpec, inputs: BudgetInputs) -> str:
                                    for role in ("prefill", "decode")):
         return (f"{engine.display_name} {engine.release} reserves for each role's own phase: each line takes its "
                 "role's default fraction and names the role")
-    if engine.name == "sglang":  # its lines name the role (--disaggregation-mode) whatever the release
+    if engine.names_disagg_role:  # its lines name the role whatever the release
         return (f"{engine.display_name} {engine.release} sizes a prefill and a decode worker alike; each line names "
                 "its role")
     return (f"{engine.display_name} {engine.release} sizes a prefill and a decode worker alike: the two lines are "
-            f"ordinary servers; {JOINS.get(engine.name, 'join them with the engine KV transfer')}")
+            f"ordinary servers; {engine.disagg_join}")

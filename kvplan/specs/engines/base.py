@@ -166,6 +166,10 @@ class Engine:
     # states is the engine build's, known before launch (TensorRT-LLM's tokens per block)
     fraction_of_free_memory: bool = False
     logged_block_is_built: bool = False
+    # Disaggregated serving (calc/disagg.py): whether the engine's command names a worker's role
+    # (SGLang --disaggregation-mode), and how the user joins two ordinary servers where it does not
+    names_disagg_role: bool = False
+    disagg_join: str = "join them with the engine's KV transfer"
     base_overhead_bytes = RUNTIME_OVERHEAD_BYTES
     base_overhead_source = "CUDA context, measured"
 

@@ -57,6 +57,7 @@ class Sglang(Engine):
     changes = "a context_length past the model's is refused unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1"
     util, util_name = 0.88, "mem_fraction_static"
     fraction_of_free_memory = True
+    names_disagg_role = True  # --disaggregation-mode prefill|decode
     util_meaning = ("of the device's total memory, for weights and the KV pool; the rest is headroom for "
                     "activations and CUDA graphs")
     block_size = 1

@@ -46,6 +46,7 @@ class Trtllm(Engine):
     changes = "the first preset"
     util, util_name = 0.90, "free_gpu_memory_fraction"
     logged_block_is_built = True
+    disagg_join = "join them with its disaggregated serving's cache transceiver (cache_transceiver_config)"
     util_meaning = "of the memory still free once the engine, its weights and its buffers are loaded"
     block_size = 32
     formula = "util x (total - weights - activation - overhead)"

@@ -78,6 +78,8 @@ class Vllm(EncoderProfile, Engine):
               "block_size=16")
     command = COMMAND
     start_rule = "max_memory_usage"
+    disagg_join = ("join them with a KV connector (--kv-transfer-config '{\"kv_connector\": \"NixlConnector\", "
+                   "\"kv_role\": \"kv_both\"}')")
     # vllm/config: a max_model_len above the derived one is refused unless this is set
     long_context_switch = "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1"
     environment_fields = {"VLLM_USE_FLASHINFER_SAMPLER=1": ("sampler", "flashinfer"),
