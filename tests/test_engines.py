@@ -161,6 +161,11 @@ def test_the_cli_shows_the_flag_of_a_refused_field(capsys):
     ("vllm==0.40", "vllm==0.34"), ("sglang==0.4.6", "sglang==0.4"), ("sglang==0.4.10", "sglang==0.5"), ("sglang==0.5.4", "sglang==0.5"),
     ("sglang==0.5.14", "sglang==0.5.5"), ("sglang", "sglang==0.5.15"), ("sglang==0.5.23", "sglang==0.5.15"),
     ("trtllm", "trtllm==1.0"),
+    # as engines print releases and pip names them: the numbers pick the preset, the tail does not
+    ("vllm==0.6.3.post1", "vllm==0.6"), ("vllm==0.11.0rc2", "vllm==0.11"), ("vllm==0.10.2.dev123+g4a1b2c3", "vllm==0.8"),
+    ("vllm==0.10.1+cu128", "vllm==0.8"), ("vllm==v0.19.1", "vllm==0.19"), ("vllm==0.20.1rc1", "vllm==0.20.1"),
+    ("vllm==0.19.x", "vllm==0.19"), ("sglang==0.4.6.post5", "sglang==0.4"), ("sglang==0.5.2rc2", "sglang==0.5"),
+    ("trtllm==1.1.0rc5", "trtllm==1.0"), ("trtllm==0.18.2", "trtllm==0.19"),
 ])
 def test_a_release_picks_the_preset_that_holds_it(spec, key):
     assert engine(spec).key == key
@@ -170,6 +175,8 @@ def test_a_release_picks_the_preset_that_holds_it(spec, key):
     ("vllm==0.1", "no preset of vllm holds release 0.1; choose one of vllm==0.6, vllm==0.8"),
     ("raw==1", "no preset of raw holds release 1"),
     ("tgi==2", "unknown engine 'tgi==2'; choose one of vllm, sglang, trtllm, raw"),
+    ("vllm==latest", "'latest' in --engine vllm==latest is not a release; give one as the engine prints it"),
+    ("sglang==", "'' in --engine sglang== is not a release"),
 ])
 def test_a_release_no_preset_holds_is_one_line(spec, message):
     with pytest.raises(InputError, match=re.escape(message)):

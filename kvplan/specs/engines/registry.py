@@ -24,7 +24,10 @@ DEFAULTS: dict[str, Engine] = {name: presets[-1] for name, presets in PRESETS.it
 ENGINES: dict[str, Engine] = DEFAULTS  # by name: the preset the name alone takes
 assert DEFAULT_ENGINE in PRESETS and TEXTBOOK_ENGINE in PRESETS  # the names every command starts with
 
-_SPEC = re.compile(r"^\s*([A-Za-z][\w-]*)\s*(?:==\s*v?(\d+(?:\.\d+)*)(?:\.x)?)?\s*$")
+# A release as engines print and pip names it (PEP 440): the numbers, then any pre-release, post,
+# dev or local tail, which selects the preset of the numbered release ("0.6.3.post1", "0.11.0rc2",
+# "0.10.2.dev123+g4a1b", "0.10.1+cu128", "1.1.0rc5" are 0.6.3, 0.11.0, 0.10.2, 0.10.1, 1.1.0).
+_SPEC = re.compile(r"^\s*([A-Za-z][\w-]*)\s*(?:==\s*v?(\d+(?:\.\d+)*)(?:\.x|[-_.+]?[A-Za-z][\w.+-]*)?)?\s*$")
 
 
 def engine(spec: str) -> Engine:
@@ -32,6 +35,11 @@ def engine(spec: str) -> Engine:
     (the preset holding that release); anything else is one line with the choices."""
     match = _SPEC.match(spec)
     name = match[1].lower() if match else spec
+    typed, _, release = spec.partition("==")
+    if not match and typed.strip().lower() in PRESETS:
+        raise InputError(f"'{release.strip()}' in --engine {spec} is not a release; give one as the engine prints it "
+                         f"({typed.strip().lower()}==0.19.1, ==0.6.3.post1): `kvplan engines` lists the presets",
+                         "engine")
     if name not in PRESETS:
         raise InputError(f"unknown engine '{spec}'; choose one of {', '.join(PRESETS)} (with ==VERSION for a "
                          "release: `kvplan engines` lists them)", "engine")
