@@ -152,6 +152,13 @@ def test_the_cli_shows_the_flag_of_a_refused_field(capsys):
                                        "use --max-len >= --in + --out\n")
 
 
+def test_batch_refuses_ctx_beside_in_or_out(capsys):
+    """--ctx is the shorthand for --in CTX --out 0: given beside either, one of them would be dropped."""
+    assert main(["batch", "llama3.1-8b", "--gpu", "h100", "--ctx", "4096", "--out", "512"]) == 2
+    assert capsys.readouterr().err == ("error: --ctx 4,096 and --in/--out both set the request length; give --ctx "
+                                       "alone (requests of CTX tokens) or --in and --out\n")
+
+
 # --- release presets -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("spec, key", [

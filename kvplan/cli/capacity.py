@@ -25,10 +25,10 @@ def batch(
     model: Annotated[Optional[str], typer.Argument(help="Model; leave out to see every model on the GPU.")] = None,
     *,
     gpu: GpuOpt,
-    in_tokens: Annotated[int, read_option(bounds.tokens, "--in", metavar="TOKENS",
-                                     help="Input (prompt) tokens per request.")] = 1024,
-    out_tokens: Annotated[int, read_option(bounds.tokens_or_zero, "--out", metavar="TOKENS",
-                                      help="Output tokens per request.")] = 1024,
+    in_tokens: Annotated[Optional[int], read_option(bounds.tokens, "--in", metavar="TOKENS",
+                                               help="Input (prompt) tokens per request (default 1,024).")] = None,
+    out_tokens: Annotated[Optional[int], read_option(bounds.tokens_or_zero, "--out", metavar="TOKENS",
+                                                help="Output tokens per request (default 1,024).")] = None,
     ctx: Annotated[Optional[int], read_option(bounds.tokens, "--ctx", metavar="TOKENS",
                                          help="Shorthand: requests of CTX tokens (--in CTX --out 0).")] = None,
     max_len: MaxLenOpt = None, allow_long: AllowLongOpt = False, max_num_seqs: MaxSeqsOpt = None,
@@ -66,7 +66,11 @@ def batch(
     from kvplan.render.base import print_json
     from kvplan.render.capacity import render_batch, render_overview, render_releases
 
-    workload = Workload(ctx, 0, max_len) if ctx else Workload(in_tokens, out_tokens, max_len)
+    if ctx and (in_tokens is not None or out_tokens is not None):
+        raise InputError(f"{{ctx}} {ctx:,} and {{in_tokens}}/{{out_tokens}} both set the request length; give {{ctx}} alone "
+                         "(requests of CTX tokens) or {in_tokens} and {out_tokens}", "ctx", "in_tokens", "out_tokens")
+    workload = (Workload(ctx, 0, max_len) if ctx else
+                Workload(1024 if in_tokens is None else in_tokens, 1024 if out_tokens is None else out_tokens, max_len))
     engines = bounds.names(engine, "engine")
     per_engine = [budget_inputs(name, tp, pp, kv_dtype, weights_dtype, util, gpu_mem, weights_gib,
                            activation_gib, overhead_gib, block_size, max_num_seqs, allow_long, max_len=max_len,
