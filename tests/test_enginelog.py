@@ -101,7 +101,7 @@ def parsed() -> dict[str, LoggedStartup]:
 
 
 def test_every_fixture_is_read_as_its_engine(parsed):
-    assert len(parsed) == len(SOURCES) == 81
+    assert len(parsed) == len(SOURCES) == 82
     assert all(parsed[name].engine == entry["engine"] for name, entry in SOURCES.items())
 
 
@@ -303,7 +303,9 @@ def test_a_v0_log_and_its_two_ways_of_stating_the_pool():
     assert (m.weights_gib, m.non_torch_gib, m.activation_gib, m.kv_cache_gib) == (8.5107, 0.26, 0.94, 2.18)
     assert round(8.51 + 0.26 + 0.94 + 2.18, 2) == m.requested_gib
     assert (startup.num_gpu_blocks, startup.num_cpu_blocks, startup.max_concurrency) == (715, 1310, 5.59)
-    assert round(715 * 16 / 2048, 2) == startup.max_concurrency and startup.kv_tokens is None
+    # V0 states blocks, not tokens: 715 blocks x 16 (V0's block_size, the log states none) = 11,440 tokens
+    assert round(715 * 16 / 2048, 2) == startup.max_concurrency and startup.kv_tokens == 11440
+    assert startup.engine_generation == "V0"
     # the same terms wrapped over three lines, as V1 0.8's gpu_worker.py prints them
     wrapped = V0_LOG.replace("; PyTorch", ";\nPyTorch").replace("; the rest", ";\nthe rest")
     assert read_log(wrapped, "v0.log") == startup

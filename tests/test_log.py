@@ -266,3 +266,68 @@ def test_a_tensorrt_llm_pytorch_backend_log_is_read_and_planned_with_its_rules(c
     # trtllm-bench also set max_tokens 860,308, and the smaller wins: the pool is that cap, and said so
     assert startup.kv_max_tokens == 860_308 and any("capped by max_tokens 860,308" in n for n in r.notes)
     assert "never preempts" in r.preempts_at  # 4,096 requests of at most 157 tokens fit in 860,320
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "engine_logs"
+
+
+def test_a_v0_log_names_no_release_and_is_planned_with_v0s_rules(catalog, capsys):
+    """vllm-0.6.4 on an RTX 3090 prints no release; its '# GPU blocks: 1952' and one-line memory profile are
+    V0's. 1,952 blocks x 16 tokens = 31,232 tokens (/ 20,000 = 1.56x, as logged). V0's rules from defaults:
+    23.58 GiB x 0.9 - 14.99 weights - 0.35 non-torch - the profile peak leaves 3.82 GiB (logged 3.81)."""
+    startup = load_log(FIXTURES / "vllm-0.6.4-llama3.1-8b-rtx3090-1.log")
+    assert (startup.release, startup.engine_generation) == (None, "V0") and startup.kv_tokens == 1952 * 16 == 31_232
+    r = explain_log(startup, catalog.model("llama3.1-8b"), None)
+    assert r.engine == "vllm==0.6" and "the log is vLLM's V0 engine: planned with vllm==0.6, its rules" in r.notes
+    kv = next(f for f in r.figures if f.name == "KV cache")
+    assert kv.logged == 3.81 and abs(kv.predicted - 3.81) / 3.81 < 0.005  # within 0.5%, not the 0.34 preset's +37%
+
+
+def test_a_tensorrt_llm_1_2_autodeploy_log(capsys):
+    """'TensorRT LLM version: 1.2.0rc5' (no hyphen from 1.2) names the release; trtllm-serve's 'Overriding
+    max_batch_size / max_seq_len from build_config' lines are the limits in force; AutoDeploy's placeholder
+    'Allocated 0.00 GiB for max tokens in paged KV cache (3958272)' is no pool size."""
+    text = "\n".join([
+        "[TensorRT-LLM] TensorRT LLM version: 1.2.0rc5",
+        "[12/20/2025-03:35:50] [TRT-LLM] [I] Overriding max_batch_size from build_config to 64",
+        "[12/20/2025-03:35:50] [TRT-LLM] [I] Overriding max_seq_len from build_config to 16384",
+        "[12/20/2025-03:35:50] [TRT-LLM] [I] Using LLM with AutoDeploy backend",
+        "[TensorRT-LLM][INFO] Number of tokens per block: 64.",
+        "[TensorRT-LLM][INFO] [MemUsageChange] Allocated 0.00 GiB for max tokens in paged KV cache (3958272)."])
+    startup = read_log(text, "autodeploy.log")
+    assert (startup.release, startup.max_num_seqs, startup.max_model_len) == ("1.2.0rc5", 64, 16384)
+    assert (startup.trtllm_backend, startup.kv_tokens, startup.memory.kv_cache_gib) == ("autodeploy", 3958272, None)
+
+
+def test_sglang_free_memory_before_loading_from_the_load_end_line():
+    """'Load weight end. ... avail mem=131.08 GB, mem usage=8.13 GB': mem usage is before - after, so
+    131.08 + 8.13 = 139.21 GiB were free before loading where the begin line is not in the paste."""
+    startup = load_log(FIXTURES / "sglang-0.4.4-gemma-3-4b-it-h200-1.log")
+    assert (startup.memory.free_at_start_gib, startup.memory.weights_gib) == (round(131.08 + 8.13, 2), 8.13)
+
+
+def test_sglang_0_4_cuts_the_fraction_for_a_multimodal_model(catalog):
+    """SGLang 0.4 ModelRunner: 'if self.is_multimodal: mem_fraction_static *= 0.95'. Gemma-3-4B-it (a
+    vision tower) on the PR #4826 log: 0.88 x 0.95 = 0.836 of the 139.21 GiB free before loading, less
+    8.13 GiB of weights = 108.25 GiB, 108.24 logged; a text model keeps 0.88."""
+    gemma, llama = catalog.model("gemma-3-4b"), catalog.model("llama3.1-8b")
+    inputs = BudgetInputs(engine="sglang==0.4.4", gpu_mem_bytes=int(139.21 * 2**30), weights_bytes=int(8.13 * 2**30),
+                          overhead_bytes=0)
+    assert memory_budget(gemma, None, inputs).util == round(0.88 * 0.95, 6) == 0.836
+    assert memory_budget(llama, None, inputs).util == 0.88
+    pool = memory_budget(gemma, None, inputs).kv_pool_bytes / 2**30
+    assert abs(pool - (0.836 * 139.21 - 8.13)) < 0.01 and abs(pool - 108.24) < 0.02
+    measured, _ = plan_from_log(load_log(FIXTURES / "sglang-0.4.4-gemma-3-4b-it-h200-1.log"),
+                                BudgetInputs(engine="sglang==0.4.4"))
+    assert abs(memory_budget(gemma, catalog.gpu("h200"), measured).token_capacity - 834_615) <= 2  # 834,616
+
+
+def test_a_log_without_tp_takes_the_tp_asked():
+    """An abridged SGLang paste states no TP; with --tp 4 its 7.08 GiB of weights are TP 4's, not TP 1's
+    divided by 4 (which the what-if rule would do to a log that says TP 1)."""
+    text = ("Load weight end. type=Qwen3ForCausalLM, dtype=torch.bfloat16, avail mem=16.00 GB, mem usage=7.08 GB.\n"
+            "KV Cache is allocated. #tokens: 298447, K size: 5.69 GB, V size: 5.69 GB\n")
+    from kvplan.calc.logfit import measured_inputs
+    inputs, notes = measured_inputs(read_log(text, "q.log"), BudgetInputs(engine="sglang", tp=4))
+    assert inputs.weights_bytes == int(7.08 * 2**30) and inputs.weights_tp == 4
+    assert "the log states no TP: its weights are taken as TP 4's, the TP asked" in notes

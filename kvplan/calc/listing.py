@@ -54,8 +54,12 @@ def _versions(e: Engine) -> str:
     first = ".".join(map(str, e.first))
     if e.last is None:
         return f"{first} and later"
-    last = ".".join(map(str, e.last))
-    return first if last == first else f"{first} to {last}"
+    width = max(len(e.first), len(e.last))
+    if e.first + (0,) * (width - len(e.first)) == e.last + (0,) * (width - len(e.last)):
+        return ".".join(map(str, e.last + (0,) * (width - len(e.last))))  # one release: 0.20.0
+    # a last release shorter than the first names its series: 0.20.1 to 0.20.x
+    last = ".".join(map(str, e.last)) + (".x" if len(e.last) < len(e.first) else "")
+    return f"{first} to {last}"
 
 
 def engine_rows() -> tuple[EngineRow, ...]:

@@ -17,6 +17,7 @@ Three readings of one log:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from functools import partial
@@ -56,6 +57,20 @@ def preset_key(startup: LoggedStartup, engine: str | None = None) -> tuple[str, 
         newest = PRESETS[startup.engine][-1]  # the PyTorch backend's rules (KvCacheCreator) are the 1.0 preset's
         return newest.key, (f"the log is the PyTorch backend's{f' (release {startup.release})' if found else ''}: "
                             f"planned with {newest.key}, whose rules it follows")
+    key, note = _release_preset(startup, found)
+    ours = startup.engine_generation
+    chosen = engine_entry(key)
+    if ours and chosen.generation and chosen.generation != ours:
+        # V0's engine ran (its "# GPU blocks" lines), by default before 0.8 or by VLLM_USE_V1=0 to 0.10
+        same = [p for p in PRESETS[startup.engine] if p.generation == ours]
+        if same:
+            release = f" (release {startup.release})" if startup.release else ""
+            return same[-1].key, (f"the log is {chosen.display_name}'s {ours} engine{release}: planned with "
+                                  f"{same[-1].key}, its rules")
+    return key, note
+
+
+def _release_preset(startup: LoggedStartup, found: re.Match[str] | None) -> tuple[str, str]:
     if not found:
         return startup.engine, f"the log names no {startup.engine} release: planned with the newest preset"
     version = ".".join(part for part in found.groups() if part is not None)
@@ -136,7 +151,9 @@ def measured_inputs(startup: LoggedStartup, base: BudgetInputs,
     if weights is None:
         raise InputError(f"{startup.where}: the log states no weights memory ('Model loading took'); plan from "
                          "defaults, or paste the log from the engine's start", "from_log")
-    logged_tp = startup.tp or 1
+    logged_tp = startup.tp or base.tp  # a log that states no TP ran at the TP asked (a given fills what it leaves out)
+    if startup.tp is None and base.tp > 1:
+        notes.append(f"the log states no TP: its weights are taken as TP {base.tp}'s, the TP asked")
     util = _util(startup) or engine_entry(base.engine).util  # unlogged: the release's default
     implied = partial(engine_entry(base.engine).measured_rest, util=util, weights=weights, kv=memory.kv_cache_gib)
     rest = implied(total)
@@ -158,7 +175,7 @@ def measured_inputs(startup: LoggedStartup, base: BudgetInputs,
 def tokens_for_kv(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs, kv_gib: float) -> int:
     """The token capacity the release's rules give `kv_gib` of KV memory: a budget whose pool is that
     memory exactly (the whole device, no other term), laid out and counted by the engine."""
-    return memory_budget(model, gpu, _exact_pool(inputs, kv_gib)).token_capacity
+    return memory_budget(model, gpu, _exact_pool(model, inputs, kv_gib)).token_capacity
 
 
 def reproduced_tokens(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs,
@@ -206,10 +223,12 @@ def _util_for(model: ModelSpec, gpu: GpuSpec | None, measured: BudgetInputs, tar
     return low / 1000
 
 
-def _exact_pool(inputs: BudgetInputs, kv_gib: float) -> BudgetInputs:
-    """A budget whose pool is `kv_gib` of KV memory exactly: the whole device, no other term."""
-    pool = int(kv_gib * GIB)
-    return replace(inputs, gpu_mem_bytes=pool + GIB, util=1.0, weights_bytes=GIB, activation_bytes=0, overhead_bytes=0)
+def _exact_pool(model: ModelSpec, inputs: BudgetInputs, kv_gib: float) -> BudgetInputs:
+    """A budget whose pool is `kv_gib` of KV memory exactly: the whole device, no other term (the
+    device grown by the fraction the engine still takes of a whole one: SGLang 0.4's multimodal cut)."""
+    pool, kept = int(kv_gib * GIB), engine_entry(inputs.engine).fraction_in_force(1.0, model)
+    return replace(inputs, gpu_mem_bytes=math.ceil((pool + GIB) / kept), util=1.0, weights_bytes=GIB,
+                   activation_bytes=0, overhead_bytes=0)
 
 
 def _predicted(model: ModelSpec, gpu: GpuSpec | None, startup: LoggedStartup, settings: BudgetInputs):
@@ -255,7 +274,7 @@ def explain_log(startup: LoggedStartup, model: ModelSpec, gpu: GpuSpec | None, *
     if predicted is not None:  # the batch limits the engine defaults to on this GPU, where the log omits them
         settings = replace(settings, max_num_seqs=settings.max_num_seqs or predicted.max_num_seqs,
                            max_num_batched_tokens=settings.max_num_batched_tokens or predicted.max_num_batched_tokens)
-    layout = memory_budget(model, gpu, _exact_pool(settings, startup.kv_cache_gib or 0.0))
+    layout = memory_budget(model, gpu, _exact_pool(model, settings, startup.kv_cache_gib or 0.0))
     low, high = reproduced_tokens(model, gpu, settings, startup)
     length, logged_tokens = layout.max_model_len, startup.kv_tokens or 0
     seqs = startup.max_num_seqs or layout.max_num_seqs
@@ -293,7 +312,7 @@ def explain_log(startup: LoggedStartup, model: ModelSpec, gpu: GpuSpec | None, *
         model_in_log=startup.model or "", gpu=gpu.name if gpu else "", gpu_in_log=startup.gpu_name or "",
         tp=settings.tp, pp=settings.pp, kv_dtype=layout.kv_dtype, max_model_len=length,
         block_size=layout.block_size, max_num_seqs=seqs,
-        gpu_memory_utilization=predicted.util if predicted else (settings.util or 0.0),
+        gpu_memory_utilization=predicted.util if predicted else (settings.util or engine_entry(key).util),
         figures=tuple(_figures(startup, predicted, low, high, length, layout.block_size)),
         kv_tokens=logged_tokens, tokens_per_request_at_max_num_seqs=each,
         preempts_at=preempts, notes=notes, target=target, target_util=target_util, target_max_model_len=target_len,

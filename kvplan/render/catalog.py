@@ -1,12 +1,14 @@
-"""Rendering for `kvplan models` and `kvplan gpus`: the spec database as tables."""
+"""Rendering for `kvplan models`, `kvplan gpus` and `kvplan engines`: the spec database as tables."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from rich import box
-from rich.console import JustifyMethod
+from rich.console import Group, JustifyMethod, RenderableType
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from kvplan.results.catalog import EngineRow, FamilyReleases, GpuRow, ModelRow
 from kvplan.units import GIB, fmt_int
@@ -75,12 +77,13 @@ def _opt(value: float | None) -> str:
     return f"{value:,g}" if value is not None else "-"
 
 
-def engines_table(rows: Iterable[EngineRow]) -> Table:
-    table = Table(title="Engines and their release presets (--engine NAME or NAME==VERSION; * the name's default)",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("Preset", "Releases", "Fraction", "Block", "What changes"):
-        table.add_column(name, no_wrap=name in ("Preset", "Fraction", "Block"), overflow="fold",
-                         justify="right" if name == "Block" else "left")
+def engines_table(rows: Iterable[EngineRow]) -> Group:
+    """Each preset as a line of its facts and, indented under it, what it changes: a sentence reads at
+    80 columns as a paragraph, not as a column a word wide."""
+    parts: list[RenderableType] = [Text("Engines and their release presets (--engine NAME or NAME==VERSION; "
+                                        "* the name's default)", style="bold"), Text()]
     for r in rows:
-        table.add_row(r.key + (" *" if r.default else ""), r.versions, f"{r.util:g}", str(r.block_size), r.changes)
-    return table
+        head = Text(f"{r.key}{' *' if r.default else ''}", style="bold")
+        head.append(f"  releases {r.versions}  ·  fraction {r.util:g}  ·  block {r.block_size}", style="")
+        parts += [head, Padding(Text(r.changes), (0, 0, 1, 4))]
+    return Group(*parts)

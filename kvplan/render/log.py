@@ -39,7 +39,8 @@ def render_log(console: Console, r: LogReport) -> None:
     print_prose(console, f"{r.model} (the log's {r.model_in_log or 'model'}) on {gpu}"
                 + (f" (the log's {r.gpu_in_log})" if r.gpu_in_log else "")
                 + f" · TP {r.tp} · PP {r.pp} · KV {r.kv_dtype} · max_model_len {r.max_model_len:,} · "
-                f"block {r.block_size} · max_num_seqs {r.max_num_seqs:,} · utilization {r.gpu_memory_utilization:g}")
+                f"block {r.block_size} · max_num_seqs {r.max_num_seqs:,} · utilization {r.gpu_memory_utilization:g}"
+                + ("" if r.util is not None else " (not logged: the release's default)"))
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
     for name, justify in (("Figure", "left"), ("Logged", "right"), ("From its terms", "right"),
                           ("Predicted", "right"), ("Error", "right")):

@@ -164,6 +164,9 @@ class Engine:
     # Reading a start-up log back (calc/logfit.py): whether the fraction applies to the memory free
     # before the weights, with no other term beside them (SGLang), and whether the block size a log
     # states is the engine build's, known before launch (TensorRT-LLM's tokens per block)
+    # The engine generation a preset's rules are (vLLM "V0", "V1"; "" where there is one): a log whose lines
+    # show the other generation is planned with the newest preset of its own (calc/logfit.py)
+    generation: str = ""
     fraction_of_free_memory: bool = False
     logged_block_is_built: bool = False
     # Disaggregated serving (calc/disagg.py): whether the engine's command names a worker's role
@@ -241,6 +244,11 @@ class Engine:
         serving `model`, in a disaggregated deployment's `role` ("prefill", "decode"; None: both),
         with `running` requests at most where the command sets them."""
         return self.util
+
+    def fraction_in_force(self, util: float, model: ModelSpec) -> float:
+        """The memory fraction the engine sizes with, given or default (SGLang 0.4 lowers it for a
+        multimodal model); the fraction itself by default."""
+        return util
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         raise NotImplementedError

@@ -192,27 +192,49 @@ def prefill_graph_sizes(max_tokens: int) -> list[int]:
 
 
 class Sglang04(Sglang):
-    """SGLang 0.4 to 0.4.9: mem_fraction_static by TP size; a context_length past the model's only warns
-    (0.4.4 to 0.4.10)."""
+    """SGLang 0.4 to 0.4.5: mem_fraction_static by TP size, cut for a multimodal model; a context_length
+    past the model's only warns (0.4.4 to 0.4.10)."""
 
     release = "0.4"
     first: tuple[int, ...] = (0, 4)
-    last: tuple[int, ...] | None = (0, 4, 9)
+    last: tuple[int, ...] | None = (0, 4, 5)
     encodes: tuple[str, ...] = ("python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token",
                                 "python/sglang/srt/configs/model_config.py "
                                 "(SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN default True)")
-    changes = ("mem_fraction_static by TP size (0.88 at 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16; from 0.4.6 "
-               "(memory - 13 GiB) / memory on GPUs above 80 GiB); a context_length past the model's only warns")
+    changes = ("mem_fraction_static by TP size (0.88 at 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16), times 0.95 "
+               "for a multimodal model; a context_length past the model's only warns")
     long_context_switch = ""
     source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static by TP size "
               "(server_args: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16)")
 
+    def fraction_in_force(self, util: float, model: ModelSpec) -> float:
+        """ModelRunner.__init__ (0.3 to 0.4.9): "if self.is_multimodal: mem_fraction_static *= 0.95", the
+        given fraction or the default; kvplan counts a model with a vision or audio tower as multimodal."""
+        return round(util * MULTIMODAL_FACTOR, 6) if model.tower_params else util
+
     def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
                      role: str | None = None, running: int | None = None) -> float:
-        memory = _smi_gib(gpu)
-        if memory is not None and memory > 80:  # 0.4.6 on; kvplan's 0.4 preset takes the later rule
-            return round((memory - 13) / memory, 3)
         return next(fraction for size, fraction in FRACTION_BY_GPUS if tp * pp >= size)
 
 
-SGLANG_PRESETS: tuple[Sglang, ...] = (Sglang04(), SGLANG, Sglang55(), Sglang515())
+class Sglang046(Sglang04):
+    """SGLang 0.4.6 to 0.4.9: on a GPU above 80 GiB the fraction leaves 13 GiB."""
+
+    release = "0.4.6"
+    first: tuple[int, ...] = (0, 4, 6)
+    last: tuple[int, ...] | None = (0, 4, 9)
+    changes = ("on a GPU above 80 GiB (nvidia-smi's total) mem_fraction_static = (memory - 13 GiB) / memory; the TP "
+               "table below it, and the multimodal cut, as 0.4")
+
+    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
+                     role: str | None = None, running: int | None = None) -> float:
+        memory = _smi_gib(gpu)
+        if memory is not None and memory > 80:
+            return round((memory - 13) / memory, 3)
+        return super().default_util(gpu, tp, pp, model=model, role=role, running=running)
+
+
+# SGLang 0.4's cut of the memory fraction for a multimodal model (model_runner.py)
+MULTIMODAL_FACTOR = 0.95
+
+SGLANG_PRESETS: tuple[Sglang, ...] = (Sglang04(), Sglang046(), SGLANG, Sglang55(), Sglang515())

@@ -43,7 +43,9 @@ class Trtllm(Engine):
     first: tuple[int, ...] = (1, 0)
     last: tuple[int, ...] | None = None
     encodes: tuple[str, ...] = ("tensorrt_llm/llmapi/llm_args.py KvCacheConfig", "tensorrt_llm/commands/serve.py")
-    changes = "the first preset"
+    changes = ("the PyTorch backend, trtllm-serve's default: no built engine; a profiling run of max_num_tokens in "
+               "context requests (KvCacheCreator) sets the peak, and the pool is the fraction of the memory free "
+               "after it; 32-token blocks, max_num_tokens 8,192 and max_batch_size 2,048 by default")
     util, util_name = 0.90, "free_gpu_memory_fraction"
     logged_block_is_built = True
     disagg_join = "join them with its disaggregated serving's cache transceiver (cache_transceiver_config)"

@@ -78,6 +78,7 @@ class Vllm(EncoderProfile, Engine):
               "block_size=16")
     command = COMMAND
     start_rule = "max_memory_usage"
+    generation = "V1"
     disagg_join = ("join them with a KV connector (--kv-transfer-config '{\"kv_connector\": \"NixlConnector\", "
                    "\"kv_role\": \"kv_both\"}')")
     # vllm/config: a max_model_len above the derived one is refused unless this is set
@@ -269,6 +270,7 @@ class VllmV0(Vllm):
                "256 on every GPU; chunked prefill only past 32K tokens, so the profile batch is max_model_len "
                "tokens; an fp32 checkpoint is served in fp16 (Gemma-2 in bf16)")
     start_rule = "paged_request"
+    generation = "V0"
     source = "vLLM V0 Worker.determine_num_available_blocks; defaults gpu_memory_utilization=0.9, block_size=16"
     base_overhead_bytes = V0_NON_TORCH_BYTES
     kv_groups = False

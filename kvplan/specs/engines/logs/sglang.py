@@ -65,6 +65,9 @@ def load_end(c: Collector, worker: str, m: re.Match[str]) -> None:
     loaded = c.workers.get(worker, {})
     if m["usage"] is not None:
         c.figure(worker, "draft_weights_gib" if "weights_gib" in loaded else "weights_gib", number(m["usage"]))
+        if "weights_gib" not in loaded:  # mem usage is before - after: the free memory before, where the
+            # "Load weight begin" line is not in the paste (a figure the begin line stated stays)
+            c.figure(worker, "free_at_start_gib", round(number(m["avail"]) + number(m["usage"]), 2))
     c.figure(worker, "free_after_weights_gib", number(m["avail"]))
     c.setting("dtype", as_text(m["dtype"]))
 

@@ -90,6 +90,9 @@ class LoggedStartup:
     kv_memory_fraction: float | None = None  # TensorRT-LLM "KV Memory Percentage: 99.0%" -> 0.99
     max_model_len: int | None = None  # vLLM max_model_len; SGLang context_len; TRT maxSequenceLen
     block_size: int | None = None  # vLLM block_size; SGLang page_size; TRT "tokens per block"
+    # vLLM's engine: "V0" where a line only V0 prints shows ("# GPU blocks", its memory profile, "Initializing an
+    # LLM engine"), "V1" where V1's do ("GPU KV cache size", "Initializing a V1 LLM engine"); None: not shown
+    engine_generation: str | None = None
     max_num_seqs: int | None = None  # vLLM max_num_seqs; SGLang max_running_requests; TRT maxNumSequences
     max_num_batched_tokens: int | None = None  # vLLM; TRT maxNumTokens
     chunked_prefill_size: int | None = None  # SGLang
@@ -115,7 +118,7 @@ class LoggedStartup:
     execution_context_mib: float | None = None  # TensorRT-LLM
     runtime_buffers_gib: float | None = None  # TensorRT-LLM "Allocated 1.14 GB GPU memory for runtime buffers"
     decoder_gib: float | None = None  # TensorRT-LLM "Allocated 4.35 GB GPU memory for decoder"
-    trtllm_backend: str | None = None  # TensorRT-LLM "pytorch" where the PyTorch backend's lines show (no engine)
+    trtllm_backend: str | None = None  # TensorRT-LLM "pytorch" where the PyTorch backend's lines show (no engine), "autodeploy"
     kv_max_tokens: int | None = None  # TensorRT-LLM max_tokens, a cap on the pool (the smaller of it and the fraction's)
     workers: tuple[WorkerMemory, ...] = ()
     pools: tuple[KVPool, ...] = ()

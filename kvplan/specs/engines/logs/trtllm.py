@@ -30,7 +30,7 @@ EXECUTION_CONTEXT = re.compile(r"Allocated (?P<mib>\d+(?:\.\d+)?) MiB for execut
 GPU_ALLOCATION = re.compile(r"Allocated (?P<amount>\d+(?:\.\d+)?) (?P<unit>[KMG]i?B) GPU memory for (?P<what>runtime buffers|decoder)")
 # "Engine version 0.12.0.dev2024073000 found in the config file" / "TensorRT-LLM Version:   0.12.0.dev2024073000"
 # / "[TensorRT-LLM] TensorRT-LLM version: 0.20.0"
-RELEASE = re.compile(r"(?:Engine version|TensorRT-LLM [Vv]ersion:)\s+(?P<release>\d[\w.+-]*)")
+RELEASE = re.compile(r"(?:Engine version|TensorRT[- ]LLM [Vv]ersion:)\s+(?P<release>\d[\w.+-]*)")
 # The PyTorch backend (no built engine): "[TRT-LLM] [I] max_seq_len=157, max_num_requests=4096, max_num_tokens=23552"
 TORCH_LIMITS = re.compile(r"max_seq_len=(?P<len>\d+), max_num_requests=(?P<seqs>\d+), max_num_tokens=(?P<tokens>\d+)")
 # "[TRT-LLM] [I] Rank 0 uses 8.46 GB for model weights." (GiB: the PyTorch backend divides by 1024^3)
@@ -52,6 +52,13 @@ TRT_MODEL = re.compile(r"TRTGptModel (?P<key>maxSequenceLen|maxNumSequences|maxN
 SUMMARY = re.compile(r"^(?P<key>Model|Dtype|KV Cache Dtype|Quantization|Max Sequence Length|TP Size|PP Size|"
                      r"Max Runtime Batch Size|Max Runtime Tokens|KV Memory Percentage):\s+(?P<value>\S+)$")
 
+# trtllm-serve's limits over a build's: "[TRT-LLM] [I] Overriding max_batch_size from build_config to 64"
+OVERRIDING = re.compile(r"Overriding (?P<key>max_batch_size|max_seq_len|max_num_tokens) from build_config to (?P<value>\d+)")
+# "[TRT-LLM] [I] Using LLM with AutoDeploy backend": its cache manager's "Allocated 0.00 GiB for max tokens in paged
+# KV cache (N)" is a placeholder's, before AutoDeploy resizes the cache itself
+AUTODEPLOY = re.compile(r"Using LLM with AutoDeploy backend")
+
+OVERRIDE_NAMES = {"max_batch_size": "max_num_seqs", "max_seq_len": "max_model_len", "max_num_tokens": "max_num_batched_tokens"}
 TRT_NAMES = {"maxSequenceLen": "max_model_len", "maxNumSequences": "max_num_seqs",
              "maxNumTokens": "max_num_batched_tokens"}
 SUMMARY_NAMES = {"Model": "model", "Dtype": "dtype", "KV Cache Dtype": "kv_cache_dtype",
@@ -132,9 +139,17 @@ RULES = (
     Rule(FRACTION_AND_TOKENS, fraction_and_tokens),
     Rule(TORCH_PEAK, torch_peak),
     Rule(HF_CACHE_PATH, lambda c, worker, m: c.setting("model", f"{m['org']}/{m['name']}")),
+    Rule(OVERRIDING, lambda c, worker, m: c.final(OVERRIDE_NAMES[m["key"]], int(m["value"]))),
+    Rule(AUTODEPLOY, lambda c, worker, m: c.setting("trtllm_backend", "autodeploy")),
 )
 
 
 def read_trtllm(lines: list[Line], where: str) -> LoggedStartup:
     """A TensorRT-LLM log's settings, memory and pool; SpecError where it states no KV figure."""
-    return build("trtllm", where, run_rules(lines, RULES, Collector()), MISSING)
+    collected = run_rules(lines, RULES, Collector())
+    if collected.settings.get("trtllm_backend") == "autodeploy":  # a placeholder's 0.00 GiB is no pool's size
+        collected.pools = [{k: v for k, v in pool.items() if k != "gib"} for pool in collected.pools]
+        for figures in collected.workers.values():
+            if figures.get("kv_cache_gib") == 0:
+                del figures["kv_cache_gib"]
+    return build("trtllm", where, collected, MISSING)

@@ -159,6 +159,15 @@ def concurrency(c: Collector, worker: str, m: re.Match[str]) -> None:
     c.setting("max_model_len", integer(m["len"]))
 
 
+def generation(name: str, then: Apply | None = None) -> Apply:
+    """A rule's apply that marks the engine generation (V0, V1) its line belongs to, then does `then`."""
+    def apply(c: Collector, worker: str, m: re.Match[str]) -> None:
+        c.setting("engine_generation", name)
+        if then:
+            then(c, worker, m)
+    return apply
+
+
 def v0_blocks(c: Collector, worker: str, m: re.Match[str]) -> None:
     c.pool(worker, blocks=int(m["gpu"]))
     c.setting("num_gpu_blocks", int(m["gpu"]))
@@ -183,8 +192,8 @@ MEMORY_RULES = (
                                      non_torch_gib="non_torch", cuda_graph_gib="graph")),
     Rule(USAGE_CONSUMED, worker_figures(weights_and_non_torch_gib="consumed", activation_gib="activation",
                                         cuda_graph_gib="graph")),
-    Rule(V0_PROFILE_LINE, v0_profile_line),
-    Rule(V0_PROFILE_ROW, v0_profile_row),
+    Rule(V0_PROFILE_LINE, generation("V0", v0_profile_line)),
+    Rule(V0_PROFILE_ROW, generation("V0", v0_profile_row)),
     Rule(V0_WEIGHTS_TAKE, worker_figures(weights_gib="gib")),
     Rule(V0_NON_TORCH_TAKES, worker_figures(non_torch_gib="gib")),
     Rule(V0_ACTIVATION_TAKES, worker_figures(activation_gib="gib")),
@@ -192,10 +201,10 @@ MEMORY_RULES = (
     Rule(V0_INSTANCE, v0_instance),
 )
 POOL_RULES = (
-    Rule(POOL_TOKENS, pool_tokens),
+    Rule(POOL_TOKENS, generation("V1", pool_tokens)),
     Rule(CONCURRENCY, concurrency),
-    Rule(V0_BLOCKS, v0_blocks),
-    Rule(V0_CAPACITY, v0_capacity),
+    Rule(V0_BLOCKS, generation("V0", v0_blocks)),
+    Rule(V0_CAPACITY, generation("V0", v0_capacity)),
     Rule(ONE_REQUEST_LEN, setting("max_model_len", "len")),
     Rule(KV_NEEDED, setting("kv_needed_gib", "gib", number)),
     Rule(ESTIMATED_LEN, setting("estimated_max_model_len", "len")),
@@ -205,7 +214,24 @@ POOL_RULES = (
 )
 
 
+# V0's CacheConfig default block_size (tokens a block); the V0 logs print no block size of their own
+V0_BLOCK_SIZE = 16
+# "Initializing a V1 LLM engine (v0.10.1.1)" is V1's; "Initializing an LLM engine (v0.6.4)" (0.5 to 0.8) and
+# "Initializing a V0 LLM engine (v0.9.2)" V0's
+ENGINE_LINE = phrase(r"Initializing (?P<article>an|a V0|a V1) LLM engine \(v")
+
+
+def engine_line(c: Collector, worker: str, m: re.Match[str]) -> None:
+    c.setting("engine_generation", "V1" if m["article"] == "a V1" else "V0")
+
+
 def read_vllm(lines: list[Line], where: str) -> LoggedStartup:
     """A vLLM log's settings, per-worker memory and pools; SpecError where it states no KV figure."""
-    collected = run_rules(lines, MEMORY_RULES + POOL_RULES + SETTING_RULES, Collector())
+    collected = run_rules(lines, MEMORY_RULES + POOL_RULES + SETTING_RULES + (Rule(ENGINE_LINE, engine_line),),
+                          Collector())
+    block = collected.settings.get("block_size") or V0_BLOCK_SIZE
+    for pool in collected.pools:  # V0 states whole blocks, not tokens: "# GPU blocks: 1952" holds 31,232
+        if pool.get("tokens") is None and pool.get("blocks") is not None:
+            pool["tokens"] = pool["blocks"] * block
     return build("vllm", where, collected, MISSING)
+
