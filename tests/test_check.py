@@ -176,3 +176,17 @@ def test_the_markdown_summary_names_the_ignored_flags(capsys, tmp_path):
                     " --max-model-len 8192'}\n")
     assert run(capsys, "check", str(path), "--markdown", str(summary))[0] == 0
     assert "- v: ignored vLLM flags --port" in summary.read_text()
+
+
+def test_concurrency_is_capped_at_max_num_seqs_and_the_fix_raises_it(capsys, tmp_path):
+    """The pool of llama3-8b on an H100 holds ~450 requests of 1,024 tokens (128 MiB each), but the engine runs
+    max_num_seqs at most: 32 concurrent, as plan and sweep count; the fix raises max_num_seqs, not the GPUs."""
+    path = tmp_path / "c.yaml"
+    path.write_text("scenarios:\n  - name: capped\n    model: llama3-8b\n    gpu: h100\n    ctx: 1024\n"
+                    "    max_num_seqs: 32\n    expect: {min_concurrency: 33}\n")
+    code, out, _ = run(capsys, "check", str(path), "--json")
+    result = json.loads(out)["scenarios"][0]
+    assert code == 1 and result["outcomes"][0]["value"] == 32  # min(pool // 128 MiB, 32)
+    assert result["fix"] == {"max_num_seqs": 33} and result["fix_concurrency"] == 33
+    path.write_text(path.read_text().replace("33}", "32}"))
+    assert run(capsys, "check", str(path))[0] == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kvplan.calc.kv import kv_size, layers_kv
-from kvplan.errors import SpecError
+from kvplan.errors import InputError, SpecError
 from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.importer import import_model, spec_from_config
 from kvplan.specs.kinds.deepseek_v4 import DeepseekV4Compressed, DeepseekV4Window
@@ -197,7 +197,11 @@ def test_size_defaults_to_the_kernels_block_and_says_what_the_layers_store(catal
     a ratio-128 layer pages of 16 // 128 = 0 latents), and says the layers store fp8_ds_mla."""
     model = catalog.model("deepseek-v4-flash")
     result = kv_size(model, 32_768)
-    assert result.block_size == 256 and kv_size(model, 32_768, block_size=64).block_size == 64
+    assert result.block_size == 256 and kv_size(model, 32_768, block_size=128).block_size == 128
+    # a page must hold whole latents of the ratio-128 layers: 64 // 128 = 0 (a page of 0 B, a ZeroDivisionError)
+    with pytest.raises(InputError, match="block_size 64 does not hold whole pages of deepseek-v4-flash's compressed "
+                                         r"layers \(one latent per 128 tokens\); give block_size a multiple of 128"):
+        kv_size(model, 32_768, block_size=64)
     assert "its layers store fp8_ds_mla (584 B a latent), whatever the KV dtype asked" in result.kv_dtype_note
     assert kv_size(catalog.model("llama3-8b"), 4_096).block_size == 16  # no kernel asks: vLLM's 16
     assert kv_size(catalog.model("llama3-8b"), 4_096).kv_dtype_note == ""

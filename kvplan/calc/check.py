@@ -78,10 +78,11 @@ def figures(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> ScenarioFigures:
     fmt = resolve_kv_format(model, budget.kv_dtype)
     per_request = paged_request_bytes(model, s.peak_tokens, fmt, s.tp, budget.block_size, s.pp)
     pool = budget.usable_pool_bytes
-    concurrency = pool // per_request if per_request else 0
+    seqs = budget.max_num_seqs
+    # the engine runs max_num_seqs requests at most, whatever the pool holds (as plan and sweep count)
+    concurrency = min(pool // per_request, seqs) if per_request else 0
     max_len = s.max_model_len or s.ctx or model.max_context
     at_max = paged_request_bytes(model, max_len, fmt, s.tp, budget.block_size, s.pp)
-    seqs = budget.max_num_seqs
     start = startup(model, budget, s.max_model_len or model.max_context)
     return ScenarioFigures(
         fits=budget.weights_fit and concurrency >= 1 and start.starts, start=start, concurrency=concurrency,
@@ -153,6 +154,10 @@ def _fixes(model: ModelSpec, gpu: GpuSpec, s: Scenario) -> list[ScenarioFix]:
                for update in _preemption_fixes(model, s, m) if (fixed := _passes(model, gpu, s, update)) is not None]
     if passing:
         return passing
+    wanted = s.expect.min_concurrency
+    if wanted is not None and m.concurrency == m.max_num_seqs < wanted:  # the pool holds more than the engine runs
+        if (fixed := _passes(model, gpu, s, dict(max_num_seqs=wanted))) is not None:
+            return [ScenarioFix(settings=dict(max_num_seqs=wanted), concurrency=fixed.concurrency)]
     start = m.start
     shorter = start.largest_max_model_len if not start.starts and start.largest_max_model_len >= s.peak_tokens else None
     for change in single_changes(tp=s.tp, kv_dtype=s.kv_dtype, weights_dtype=s.weights_dtype,

@@ -39,6 +39,11 @@ def check_size_inputs(model: ModelSpec, ctx: int, batch: int, tp: int, block_siz
     if tp < 1 or model.num_attention_heads % tp:
         raise InputError(f"{{tp}} {tp} does not divide {model.name}'s {model.num_attention_heads} "
                          f"attention heads; use a divisor of {model.num_attention_heads}", "tp")
+    multiple = max(group.block_multiple for group in model.layers)
+    if block_size % multiple:
+        raise InputError(f"{{block_size}} {block_size:,} does not hold whole pages of {model.name}'s compressed "
+                         f"layers (one latent per {multiple} tokens); give {{block_size}} a multiple of {multiple} "
+                         "(vLLM pages it by 256)", "block_size")
 
 
 def layer_kv(group: LayerKind, ctx: int, fmt: KvFormat, state_dtype: str, tp: int,

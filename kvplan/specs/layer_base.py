@@ -32,6 +32,11 @@ class _Kind(Frozen):
     def is_attention(self) -> bool:
         return False
 
+    @property
+    def block_multiple(self) -> int:
+        """The tokens a page's size must be a multiple of for its entries to fill it (1: any)."""
+        return 1
+
     def kv_elements_per_token(self, tp: int = 1) -> int:
         return 0
 

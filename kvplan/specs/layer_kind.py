@@ -67,6 +67,12 @@ class LayerKind(Protocol):
         """Whether the layer attends over cached tokens (full, sliding, chunked, MLA)."""
         ...
 
+    @property
+    def block_multiple(self) -> int:
+        """The tokens a page's size must be a multiple of: DeepSeek-V4's compress_ratio (a page holds
+        block_size // ratio compressed latents), 1 elsewhere."""
+        ...
+
     def kv_elements_per_token(self, tp: int = 1) -> int:
         """Cached elements (K and V together, or an MLA latent) per token on one tensor rank."""
         ...

@@ -172,6 +172,10 @@ class DeepseekV4Compressed(_DeepseekV4Layer):
             return 0
         return self.index_head_dim + self.index_head_dim // INDEXER_QUANT_BLOCK * FP32_BYTES
 
+    @property
+    def block_multiple(self) -> int:
+        return self.compress_ratio
+
     def compressed_entries(self, ctx: int) -> int:
         return ctx // self.compress_ratio
 
