@@ -153,6 +153,9 @@ def test_pages_of_256_tokens_padded_to_576_bytes():
     # vLLM's sparse MLA kernels take 256-token blocks only (sparse_mla.py get_supported_kernel_block_sizes)
     model = import_model(FIXTURES / "deepseek-v4-flash").spec
     assert engine_entry("vllm").default_block_size(model, None, BF16) == 256
+    # an engine whose own page is smaller (SGLang's 1 token) takes the kernels' page too: a page of 1 token holds
+    # 1 // 128 = 0 latents of a ratio-128 layer
+    assert engine_entry("sglang").default_block_size(model, None, BF16) == 256
 
 
 def test_start_up_bytes_of_a_million_token_request():

@@ -42,8 +42,9 @@ def check_size_inputs(model: ModelSpec, ctx: int, batch: int, tp: int, block_siz
     multiple = max(group.block_multiple for group in model.layers)
     if block_size % multiple:
         raise InputError(f"{{block_size}} {block_size:,} does not hold whole pages of {model.name}'s compressed "
-                         f"layers (one latent per {multiple} tokens); give {{block_size}} a multiple of {multiple} "
-                         "(vLLM pages it by 256)", "block_size")
+                         f"layers (one latent per {multiple} tokens); give {{block_size}} a multiple of {multiple}"
+                         + (f" (its kernels page it by {model.kernel_block_size})" if model.kernel_block_size else ""),
+                         "block_size")
 
 
 def layer_kv(group: LayerKind, ctx: int, fmt: KvFormat, state_dtype: str, tp: int,

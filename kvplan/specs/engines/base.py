@@ -190,8 +190,9 @@ class Engine:
 
     def default_block_size(self, model: ModelSpec, gpu: GpuSpec | None, fmt: KvFormat, tp: int = 1, *,
                            num_spec: int = 0, prefix_caching: bool | None = None) -> int:
-        """Tokens per KV page when none is given: the engine's, unless its attention kernel needs another."""
-        return self.block_size
+        """Tokens per KV page when none is given: the engine's, unless the model's attention kernels take
+        one page size only (DeepSeek-V4's sparse MLA: 256, whole compressed latents per page)."""
+        return model.kernel_block_size or self.block_size
 
     def state_pages_per_request(self, model: ModelSpec, gpu: GpuSpec | None, *, block_size: int, max_model_len: int,
                                 num_spec: int = 0, prefix_caching: bool | None = None) -> int:
