@@ -113,6 +113,21 @@ def test_from_log_reproduces_the_logged_capacity_and_answers_a_what_if(catalog):
     assert halved.weights_bytes == int(7.5552 * 2**30) // 2 and "rescaled from the log's TP 1 to TP 2" in notes[0]
 
 
+def test_a_log_is_planned_by_its_own_engine_and_refused_for_another(catalog, capsys):
+    """An SGLang log planned without --engine takes SGLang's rules (it took vLLM's default preset with the log's
+    mem_fraction_static 0.2 as a gpu_memory_utilization); a vLLM log checked as SGLang is one line, exit 2."""
+    log = LOGS / "sglang-unknown-llama3.2-3b-48gb-1.log"
+    inputs, _ = plan_from_log(load_log(log), BudgetInputs(engine="vllm"))
+    assert inputs.engine == "sglang" and inputs.util == 0.2
+    other, _ = plan_from_log(load_log(QWEN3_4B_LOG), BudgetInputs(engine="vllm==0.19"))
+    assert other.engine == "vllm==0.19"  # another release of the logged engine: the upgrade's what-if
+    code = main(["check", "--from-log", str(QWEN3_4B_LOG), "--engine", "sglang", "--model", "qwen3-4b", "--gpu",
+                 "h100", "--min-concurrency", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "vllm-qwen3-4b-h100.log is a vLLM log: its measured terms are vLLM's, not SGLang's; give --engine vllm" in err
+
+
 def test_a_log_of_another_model_or_no_log_is_one_line(capsys, tmp_path):
     assert main(["batch", "qwen3-8b", "--gpu", "h100", "--from-log", str(QWEN3_4B_LOG)]) == 2
     err = capsys.readouterr().err

@@ -26,6 +26,7 @@ from pathlib import Path
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.errors import InputError
 from kvplan.results.log import LoggedFigure, LogReport
+from kvplan.specs.engines import DEFAULT_ENGINE
 from kvplan.specs.engines.registry import PRESETS
 from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.checkfile import Scenario
@@ -333,7 +334,7 @@ def plan_from_log(startup: LoggedStartup, asked: BudgetInputs, total_bytes: int 
     which needs the model): its KV layers join the pool; its weights are in the log's already."""
     logged = settings_inputs(startup)
     merged = replace(
-        asked, engine=logged.engine if asked.engine == startup.engine else asked.engine, terms_from=Path(startup.where).name,
+        asked, engine=_engine_on_log(startup, asked.engine, logged.engine), terms_from=Path(startup.where).name,
         util=asked.util if asked.util is not None else logged.util,
         tp=asked.tp if asked.tp != 1 else logged.tp, pp=asked.pp if asked.pp != 1 else logged.pp,
         kv_dtype=asked.kv_dtype if asked.kv_dtype != "auto" else logged.kv_dtype,
@@ -348,6 +349,21 @@ def plan_from_log(startup: LoggedStartup, asked: BudgetInputs, total_bytes: int 
                    weights_bytes=keep(asked.weights_bytes, measured.weights_bytes),
                    activation_bytes=keep(asked.activation_bytes, measured.activation_bytes),
                    overhead_bytes=keep(asked.overhead_bytes, measured.overhead_bytes)), notes
+
+
+def _engine_on_log(startup: LoggedStartup, asked: str, logged: str) -> str:
+    """The preset a plan on the log's terms runs: the log's release where the engine is named without
+    one (or not at all: the default), another release of the same engine as a what-if; another engine
+    is refused, since the measured non-KV memory is the logged engine's own."""
+    if asked == DEFAULT_ENGINE or asked == startup.engine:
+        return logged
+    ours, theirs = engine_entry(asked), engine_entry(startup.engine)
+    if ours.name != theirs.name:
+        raise InputError(f"{Path(startup.where).name} is a {theirs.display_name} log: its measured terms are "
+                         f"{theirs.display_name}'s, not {ours.display_name}'s; give --engine {theirs.name} (or a "
+                         f"{theirs.name}==VERSION release), or plan {ours.display_name} from defaults without --from-log",
+                         "engine")
+    return asked
 
 
 def scenario_from_log(startup: LoggedStartup, scenario: Scenario, total_bytes: int | None,
