@@ -97,6 +97,21 @@ def test_to_check_passes_as_written_for_every_fixture_with_a_gpu(catalog, planne
     path.write_text(check_file_text(r))
     model = as_served(catalog.model(planned["model"]), planned)
     assert all(evaluate(model, catalog.gpu(s.gpu), s).passed for s in load_check_file(path))
+    # the guard asks no more than the engine logged, though kvplan's 4-decimal terms may hold a few tokens more
+    assert r.guarded_kv_tokens <= r.kv_tokens
+
+
+def test_a_log_cut_after_its_kv_memory_line_still_answers_preemption(catalog, tmp_path):
+    """vLLM 0.11.2, Llama-3-8B on an H200, cut after 'Available KV cache memory: 105.97 GiB': no token line,
+    so the 1,024 sequences share the tokens that memory holds (it said 'share 0 tokens'): 105.97 GiB //
+    (16 x 131,072 B a page) = 54,256 pages of 16 = 868,096 tokens, 847 each."""
+    lines = (LOGS / "vllm-0.11.2-llama3-8b-h200-1.log").read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.log"
+    cut.write_text("".join(lines[:next(i for i, line in enumerate(lines) if "Available KV cache memory" in line) + 1]))
+    r = explain_log(load_log(cut), catalog.model("llama3-8b"), catalog.gpu("h200"))
+    assert int(105.97 * 2**30) // (16 * 131_072) * 16 == 868_096 and 868_096 // 1_024 == 847
+    assert r.preempts_at.startswith("1,024 running requests share 868,096 tokens (the logged KV cache memory's): "
+                                    "past 847 tokens each")
 
 
 def test_from_log_reproduces_the_logged_capacity_and_answers_a_what_if(catalog):

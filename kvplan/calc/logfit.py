@@ -278,11 +278,16 @@ def explain_log(startup: LoggedStartup, model: ModelSpec, gpu: GpuSpec | None, *
     layout = memory_budget(model, gpu, _exact_pool(model, settings, startup.kv_cache_gib or 0.0))
     low, high = reproduced_tokens(model, gpu, settings, startup)
     length, logged_tokens = layout.max_model_len, startup.kv_tokens or 0
+    # a log cut before its token line still states the KV memory: the tokens it holds, in the release's layout
+    tokens, held = logged_tokens or (layout.token_capacity if startup.kv_cache_gib else 0), ""
+    if tokens and not logged_tokens:
+        held = " (the logged KV cache memory's)"
     seqs = startup.max_num_seqs or layout.max_num_seqs
-    each = logged_tokens // seqs if seqs else 0
-    preempts = (f"{seqs:,} running requests share {logged_tokens:,} tokens: past {each:,} tokens each on average "
+    each = tokens // seqs if seqs else 0
+    preempts = ("" if not tokens else
+                f"{seqs:,} running requests share {tokens:,} tokens{held}: past {each:,} tokens each on average "
                 "the scheduler preempts (and recomputes) the newest" if each < length else
-                f"{seqs:,} running requests of at most max_model_len {length:,} tokens fit in {logged_tokens:,}: "
+                f"{seqs:,} running requests of at most max_model_len {length:,} tokens fit in {tokens:,}{held}: "
                 "the scheduler never preempts for KV")
     notes = tuple(n for n in (note, draft_note) if n)
     if startup.kv_max_tokens and startup.kv_tokens and startup.kv_tokens - startup.kv_max_tokens < layout.block_size:
@@ -300,7 +305,9 @@ def explain_log(startup: LoggedStartup, model: ModelSpec, gpu: GpuSpec | None, *
             measured.gpu_mem_bytes, measured.weights_bytes, measured.activation_bytes))
         measured = replace(measured, gpu_mem_bytes=round(total_gib * GIB), weights_bytes=round(weights_gib * GIB),
                            activation_bytes=round(rest_gib * GIB), allow_long_max_len=True)
-        terms = (total_gib, weights_gib, rest_gib, memory_budget(model, gpu, measured).token_capacity)
+        # the logged capacity where kvplan's rounding of the terms gives a few tokens more: a guard the engine meets
+        capacity = memory_budget(model, gpu, measured).token_capacity
+        terms = (total_gib, weights_gib, rest_gib, min(capacity, logged_tokens) if logged_tokens else capacity)
     except InputError:  # a log without the terms (a one-line excerpt): from defaults, said so
         rescaled = ("the log states too few terms to plan from: what-ifs are from defaults",)
         measured = settings if predicted is not None and gpu is not None else None

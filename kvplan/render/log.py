@@ -52,7 +52,8 @@ def render_log(console: Console, r: LogReport) -> None:
     for f in r.figures:
         if f.rule:
             print_prose(console, f"{f.name}: {f.rule}", style="dim")
-    print_prose(console, r.preempts_at)
+    if r.preempts_at:
+        print_prose(console, r.preempts_at)
     if r.target:
         util = (f"utilization {r.target_util:g} fits {r.target:,} requests of {r.max_model_len:,} tokens"
                 if r.target_util else f"no utilization fits {r.target:,} requests of {r.max_model_len:,} tokens")
