@@ -66,8 +66,8 @@ def render_log(console: Console, r: LogReport) -> None:
 
 def check_file_text(r: LogReport) -> str:
     """A check file of one scenario: the log's settings and measured terms, expecting at least the
-    token capacity kvplan gives those terms (what the log measured, to its rounding), so that a change
-    that shrinks the pool fails `kvplan check` and the file passes as written."""
+    token capacity kvplan gives those terms, or the logged one where that is less (the terms are
+    rounded), so that a change that shrinks the pool fails `kvplan check` and the file passes as written."""
     import yaml
 
     from kvplan.errors import InputError
