@@ -87,3 +87,25 @@ def test_sglangs_hicache_flags_read_into_check_fields():
         "--hicache-size 40")
     assert ignored == [] and fields == {"model": "org/m", "kv_offload_backend": "hicache", "hicache_ratio": 2.5,
                                         "hicache_size_gb": 40.0}
+
+
+def test_lmcaches_disk_tier_and_weights_on_the_host_round_trip(catalog):
+    """The deploy line dropped --cpu-offload-gb and LMCache's disk: the disk is LMCache's own setting
+    (LMCACHE_LOCAL_DISK and LMCACHE_MAX_LOCAL_DISK_SIZE, GiB a rank), the weights kept on the host vLLM's flag."""
+    inputs = BudgetInputs(max_model_len=8192, kv_offload_gib=64, kv_offload_backend="lmcache",
+                          kv_offload_disk_gib=200, cpu_offload_gib=4, **PLAIN)
+    budget, line = _line(catalog, "llama3.1-8b", "h100", inputs, 8192)
+    assert line.startswith("LMCACHE_LOCAL_DISK=file:///tmp/lmcache/ LMCACHE_MAX_LOCAL_DISK_SIZE=200 vllm serve ")
+    assert line.endswith("--max-num-seqs 64 --cpu-offload-gb 4 --kv-offloading-size 64 --kv-offloading-backend lmcache")
+    again, fields = _read_back(catalog, "llama3.1-8b", "h100", line, "vllm")
+    assert (fields["kv_offload_disk_gib"], fields["cpu_offload_gib"]) == (200.0, 4.0) and again == budget
+    assert budget.cpu_offload_bytes == 4 * GIB  # 4 x 2^30 B of weights on the host
+    assert [t.medium for t in budget.kv_offload] == ["host memory", "local disk"]
+
+
+def test_sglang_writes_and_reads_weights_on_the_host(catalog):
+    inputs = BudgetInputs(engine="sglang", max_model_len=8192, cpu_offload_gib=4, **PLAIN)
+    budget, line = _line(catalog, "llama3.1-8b", "h100", inputs, 8192)
+    assert line.endswith("--max-running-requests 64 --cpu-offload-gb 4")
+    again, _ = _read_back(catalog, "llama3.1-8b", "h100", line, "sglang")
+    assert again == budget and budget.cpu_offload_bytes == 4 * GIB

@@ -29,7 +29,8 @@ def term_deploy(budget: MemoryBudget) -> dict:
     mm = {"limit_mm_per_prompt": json.dumps(dict(budget.limit_mm_per_prompt))} if budget.limit_mm_per_prompt else {}
     mode = {"mm_encoder_tp_mode": budget.mm_encoder_tp_mode} if budget.mm_encoder_tp_mode else {}
     role = {"disaggregation_mode": budget.disaggregation_mode} if budget.disaggregation_mode else {}
-    return lora | _speculative(budget) | mm | mode | _offload(budget) | role
+    weights = {"cpu_offload_gib": round(budget.cpu_offload_bytes / GIB, 6)} if budget.cpu_offload_bytes else {}
+    return lora | _speculative(budget) | mm | mode | _offload(budget) | weights | role
 
 
 def _speculative(budget: MemoryBudget) -> dict:

@@ -21,7 +21,7 @@ from kvplan.specs.engines.registry import Deploy
 from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
-from kvplan.units import DTYPE_BYTES, ceil_div, fmt_binary
+from kvplan.units import DTYPE_BYTES, GIB, ceil_div, fmt_binary
 
 
 def concurrency(model: ModelSpec, budget: MemoryBudget, ctx: int) -> tuple[int, int]:
@@ -42,7 +42,9 @@ def deployment_settings(model: ModelSpec, gpu: GpuSpec | None, budget: MemoryBud
     asked = budget.weights_dtype
     cast = asked if asked not in ("auto", checkpoint) and (asked == "fp8" or asked not in DTYPE_BYTES) else None
     long = (engine.long_context_switch,) if budget.allow_long_max_len and max_len > model.max_context else ()
-    switch: tuple[str, ...] = long + engine.sampler_environment(budget.sampler)
+    disk = next((t for t in budget.kv_offload if t.medium == "local disk"), None)
+    switch: tuple[str, ...] = (long + engine.sampler_environment(budget.sampler)
+                               + (engine.disk_tier_environment(round(disk.size_bytes / GIB, 6)) if disk else ()))
     return Deploy(model=model.served or model.hf_repo or model.name, revision=model.revision, environment=switch,
                   tp=budget.tp,
                   pp=budget.pp, max_len=max_len, util=budget.util,

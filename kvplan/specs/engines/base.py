@@ -148,6 +148,8 @@ class Engine:
     long_context_switch: str = ""
     # Other environment settings a command line may carry: "VAR=value" -> (check-file field, value)
     environment_fields: dict[str, tuple[str, object]] = {}
+    # Environment settings whose value a check-file field takes: VAR -> field (LMCache's disk GiB)
+    environment_values: dict[str, str] = {}
     # How the engine logs its token capacity ("GPU KV cache size: N tokens"): "blocks" (whole pages
     # of every layer, times the page's tokens) or "concurrency" (vLLM 0.21 on: requests of
     # max_model_len the pool holds, times max_model_len). kv_groups: vLLM V1's layout of a hybrid
@@ -264,6 +266,11 @@ class Engine:
         """The environment setting that makes the engine run the sampler asked for (none by default)."""
         return ()
 
+    def disk_tier_environment(self, gib_per_rank: float) -> tuple[str, ...]:
+        """The environment settings that give a KV offload tier its local disk (none where the engine has
+        no such tier)."""
+        return ()
+
     def write_command(self, deploy: Deploy) -> str:
         """The command that starts this engine with `deploy` ("" when the engine has none)."""
         return self.command.write(deploy) if self.command else ""
@@ -281,6 +288,10 @@ class Engine:
             if setting in self.environment_fields:
                 name, value = self.environment_fields[setting]
                 fields[name] = value
+            variable, _, value = setting.partition("=")
+            if variable in self.environment_values:
+                name = self.environment_values[variable]
+                fields[name] = FIELD_READERS[name](value, variable)
         return fields, ignored
 
 

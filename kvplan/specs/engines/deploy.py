@@ -26,6 +26,7 @@ class Deploy:
     chunked_prefill: bool | None = None  # only where it differs from the engine's default
     kv_offload_gib: float | None = None  # a KV offload tier's host GiB, and its backend (vLLM --kv-offloading-*)
     kv_offload_backend: str | None = None  # vLLM's lmcache; SGLang's hicache (a switch there)
+    cpu_offload_gib: float | None = None  # weights kept on the host (--cpu-offload-gb), where planned so
     hicache_ratio: float | None = None  # SGLang --hicache-ratio and --hicache-size (GB), where given
     hicache_size_gb: float | None = None
     enable_lora: bool = False  # vLLM --enable-lora with its slots and rank (and host slots, where given)
@@ -45,6 +46,7 @@ def _number(value: float | None) -> str | None:
 def term_values(d: Deploy) -> dict:
     """The memory terms' settings (LoRA, a drafter, multimodal limits, KV offload), as written."""
     return {"kv_offload_gib": d.kv_offload_gib and _number(d.kv_offload_gib), "kv_offload_backend": d.kv_offload_backend,
+            "cpu_offload_gib": d.cpu_offload_gib and _number(d.cpu_offload_gib),
             "hicache_ratio": _number(d.hicache_ratio), "hicache_size_gb": _number(d.hicache_size_gb),
             "max_loras": d.max_loras if d.enable_lora else None,
             "max_lora_rank": d.max_lora_rank if d.enable_lora else None,

@@ -24,6 +24,7 @@ FIELD_READERS: dict[str, Reader] = {
     "tp": bounds.gpus, "pp": bounds.gpus, "max_model_len": bounds.tokens, "util": bounds.fraction,
     "kv_dtype": lambda v, _: _kv_dtype(v), "max_num_seqs": bounds.requests, "block_size": bounds.block_size,
     "hicache_ratio": bounds.gib, "hicache_size_gb": bounds.gib, "max_num_batched_tokens": bounds.tokens, "cpu_offload_gib": bounds.gib_or_zero, "kv_offload_gib": bounds.gib,
+    "kv_offload_disk_gib": bounds.gib,
     "weights_dtype": lambda v, _: _DTYPES.get(v, v), "quantization": lambda v, _: _QUANTIZATION.get(v, v),
     "max_loras": bounds.requests, "max_lora_rank": bounds.requests, "max_cpu_loras": bounds.requests, **SPECULATIVE_READERS,
     "limit_mm_per_prompt": lambda v, n: bounds.mm_limits(v, n) and v, "mm_encoder_tp_mode": bounds.mm_encoder_tp_mode,

@@ -31,7 +31,7 @@ COMMAND = CommandLine(
            "util": "--mem-fraction-static",
            "kv_dtype": "--kv-cache-dtype", "max_num_seqs": "--max-running-requests", "block_size": "--page-size",
            "max_num_batched_tokens": "--chunked-prefill-size", "weights_dtype": "--dtype",
-           "quantization": "--quantization", "hicache_ratio": "--hicache-ratio", "hicache_size_gb": "--hicache-size",
+           "quantization": "--quantization", "cpu_offload_gib": "--cpu-offload-gb", "hicache_ratio": "--hicache-ratio", "hicache_size_gb": "--hicache-size",
            "disaggregation_mode": "--disaggregation-mode"},
     also_read={"--model": "model", "--tp": "tp", "--pp": "pp"},
     kv_dtypes={"fp8": "fp8_e4m3"},

@@ -85,6 +85,7 @@ class Vllm(EncoderProfile, Engine):
     long_context_switch = "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1"
     environment_fields = {"VLLM_USE_FLASHINFER_SAMPLER=1": ("sampler", "flashinfer"),
                           "VLLM_USE_FLASHINFER_SAMPLER=0": ("sampler", "pytorch")}
+    environment_values = {"LMCACHE_MAX_LOCAL_DISK_SIZE": "kv_offload_disk_gib"}
     base_overhead_bytes = NON_TORCH_BYTES
     base_overhead_source = "vLLM non-torch, as logged"
     tokens_rule = "blocks"
@@ -159,6 +160,11 @@ class Vllm(EncoderProfile, Engine):
         if asked == "flashinfer" and self.flashinfer_where_installed:
             return ()  # 0.8-0.11 run it wherever it is installed: nothing to set
         return (f"VLLM_USE_FLASHINFER_SAMPLER={1 if asked == 'flashinfer' else 0}",)
+
+    def disk_tier_environment(self, gib_per_rank: float) -> tuple[str, ...]:
+        """LMCache's local disk, set in its own environment (lmcache/v1/config.py: local_disk, a path, and
+        max_local_disk_size, GiB a rank); the path is LMCache's examples' and any local one serves."""
+        return ("LMCACHE_LOCAL_DISK=file:///tmp/lmcache/", f"LMCACHE_MAX_LOCAL_DISK_SIZE={gib_per_rank:g}")
 
     def text_activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
         """The profile run's text peak (gpu_model_runner.py profile_run): a forward pass of
