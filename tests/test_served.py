@@ -1,6 +1,7 @@
 """A vLLM release that does not serve a model's architecture will not start it: the registry.py of
 each release checked (kvplan/specs/engines/served.py), not a guess. The presets cover ranges of
-releases; a preset refuses only where every release in it lacks the architecture."""
+releases; a preset refuses only where every release in it lacks the architecture, a release named in
+full where it does."""
 
 from __future__ import annotations
 
@@ -33,6 +34,18 @@ from kvplan.specs.engines.served import VLLM_SERVED, unserved
     # Kimi-Linear: absent from 0.11.0, present in 0.11.2: the 0.11 preset may serve it
     ("kimi-linear-48b-a3b", "vllm==0.11", ""),
     ("llama3-8b", "vllm==0.6", ""),  # served by every release checked: not listed
+    # a release asked inside a preset is judged itself: Qwen3.5 is absent through 0.16.x, so 0.15.0 refuses it
+    # though the 0.15 preset (0.15-0.17) holds 0.17, which serves it; 0.17.1 starts, 0.15 (any 0.15) does not
+    ("qwen3.5-27b", "vllm==0.15.0", "vLLM 0.15.0 does not serve Qwen3_5ForConditionalGeneration yet (not in "
+                                    "registry.py through 0.16.x); plan it with a later release (--engine vllm==0.17"),
+    ("qwen3.5-27b", "vllm==0.15", "vLLM 0.15 does not serve Qwen3_5ForConditionalGeneration yet"),
+    ("qwen3.5-27b", "vllm==0.17.1", ""),
+    # Kimi-Linear is absent from 0.11.0 exactly: 0.11.0 refuses it, 0.11.2 serves it
+    ("kimi-linear-48b-a3b", "vllm==0.11.0", "vLLM 0.11.0 does not serve KimiLinearForCausalLM yet"),
+    ("kimi-linear-48b-a3b", "vllm==0.11.2", ""),
+    # MiniMax-M1: the last release that served it is 0.23.0
+    ("minimax-m1", "vllm==0.23.0", ""),
+    ("minimax-m1", "vllm==0.23.1", "vLLM 0.23.1 no longer serves MiniMaxM1ForCausalLM"),
 ])
 def test_a_release_that_does_not_serve_the_architecture_will_not_start(catalog, model, engine, refused):
     budget = memory_budget(catalog.model(model), catalog.gpu("h200"), BudgetInputs(engine=engine, tp=8))

@@ -23,7 +23,7 @@ from kvplan.errors import InputError
 from kvplan.results.base import Step
 from kvplan.results.capacity import MemoryBudget
 from kvplan.specs.engines import DEFAULT_ENGINE
-from kvplan.specs.engines.registry import BatchLimits, Engine, Replica, Term
+from kvplan.specs.engines.registry import BatchLimits, Engine, Replica, Term, asked_release
 from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
@@ -229,7 +229,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
         engine_formula=engine.formula, engine_source=engine.source,
         model=target.name, gpu=gpu.name if gpu else "local device", tp=inputs.tp, pp=inputs.pp, dtype=dtype,
         dtype_source=dtype_source, dtype_cast=dtype != model.compute_dtype,
-        start_refusal=engine.start_refusal(target, replica, limits), weights_dtype=inputs.weights_dtype, kv_dtype=fmt.name,
+        start_refusal=engine.start_refusal(target, replica, limits, asked_release(inputs.engine)), weights_dtype=inputs.weights_dtype, kv_dtype=fmt.name,
         block_size=block, max_num_batched_tokens=limits.max_num_batched_tokens, max_num_seqs=limits.max_num_seqs,
         chunked_prefill=limits.chunked_prefill, max_model_len=max_model_len, sampler=inputs.sampler,
         default_batched_tokens=defaults.max_num_batched_tokens, default_chunked_prefill=defaults.chunked_prefill,

@@ -237,8 +237,10 @@ class Engine:
         checkpoint's own compute dtype."""
         return model.compute_dtype, f"the checkpoint's {model.dtype}"
 
-    def start_refusal(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> str:
-        """Why the engine refuses these settings before it sizes any memory ("" when it does not)."""
+    def start_refusal(self, model: ModelSpec, replica: Replica, limits: BatchLimits,
+                      version: tuple[int, ...] | None = None) -> str:
+        """Why the engine refuses these settings before it sizes any memory ("" when it does not);
+        `version` is the release asked for (vllm==0.15.0), where one was."""
         return ""
 
     def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,

@@ -30,6 +30,12 @@ assert DEFAULT_ENGINE in PRESETS and TEXTBOOK_ENGINE in PRESETS  # the names eve
 _SPEC = re.compile(r"^\s*([A-Za-z][\w-]*)\s*(?:==\s*v?(\d+(?:\.\d+)*)(?:\.x|[-_.+]?[A-Za-z][\w.+-]*)?)?\s*$")
 
 
+def asked_release(spec: str) -> tuple[int, ...] | None:
+    """The release an --engine names (vllm==0.15.0 -> (0, 15, 0)); None where it names none."""
+    match = _SPEC.match(spec)
+    return tuple(int(part) for part in match[2].split(".")) if match and match[2] else None
+
+
 def engine(spec: str) -> Engine:
     """The preset a user's --engine names: 'vllm' (its default preset), 'vllm==0.19' or 'vllm==0.19.1'
     (the preset holding that release); anything else is one line with the choices."""

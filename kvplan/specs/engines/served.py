@@ -60,20 +60,38 @@ def _dotted(version: Version) -> str:
     return ".".join(map(str, version)) + (".x" if len(version) == 2 else "")
 
 
-def unserved(architecture: str, first: Version, last: Version | None, release: str) -> str:
+def _at_most(version: Version, bound: Version) -> bool:
+    """version <= bound, where a (major, minor) bound holds every patch of that minor."""
+    if len(bound) == 2:
+        return version[:2] <= bound
+    width = max(len(version), len(bound))
+    return version + (0,) * (width - len(version)) <= bound + (0,) * (width - len(bound))
+
+
+def unserved(architecture: str, first: Version, last: Version | None, release: str,
+             asked: Version | None = None) -> str:
     """Why every release of a preset (first..last, as (major, minor)) refuses `architecture`, or ''
-    where some release of it may serve it."""
+    where some release of it may serve it; where a release was `asked` (vllm==0.15.0), why that one
+    refuses it, named as asked (vllm==0.15 asks for any 0.15 release)."""
     served = VLLM_SERVED.get(architecture)
     if served is None:
         return ""
-    absent = served.absent_through
-    if absent is not None and last is not None and (
-            last[:2] <= absent if len(absent) == 2 else last[:2] < absent[:2]):
+    absent, until = served.absent_through, served.until
+    if asked is not None:
+        release = ".".join(map(str, asked))
+        first = last = asked[:2] + (0,) * (2 - len(asked[:2]))
+    if asked is not None and len(asked) > 2:
+        not_yet, no_longer = absent is not None and _at_most(asked, absent), until is not None and not _at_most(asked, until)
+    else:  # the preset's newest release lacks it, or its oldest comes after the last that served it
+        not_yet = absent is not None and last is not None and (
+            last[:2] <= absent if len(absent) == 2 else last[:2] < absent[:2])
+        no_longer = until is not None and first[:2] > until[:2]
+    if not_yet and absent is not None:
         return (f"vLLM {release} does not serve {architecture} yet (not in registry.py through "
                 f"{_dotted(absent)}); plan it with a later release (--engine vllm=={absent[0]}.{absent[1] + 1} "
                 "or newer)")
-    if served.until is not None and first[:2] > served.until[:2]:
+    if no_longer and until is not None:
         return (f"vLLM {release} no longer serves {architecture} (the last release that did: "
-                f"{_dotted(served.until)}, registry.py's _PREVIOUSLY_SUPPORTED_MODELS); plan it with "
-                f"--engine vllm=={_dotted(served.until[:2]).removesuffix('.x')} or another engine")
+                f"{_dotted(until)}, registry.py's _PREVIOUSLY_SUPPORTED_MODELS); plan it with "
+                f"--engine vllm=={_dotted(until[:2]).removesuffix('.x')} or another engine")
     return ""

@@ -228,13 +228,14 @@ class Vllm(EncoderProfile, Engine):
             formula += f" (CUDA graphs: {piecewise} piecewise + {full} full sizes x 5 MiB)"
         return Term(sum(b for b, _ in parts), " + ".join(w for _, w in parts), formula)
 
-    def start_refusal(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> str:
+    def start_refusal(self, model: ModelSpec, replica: Replica, limits: BatchLimits,
+                      version: tuple[int, ...] | None = None) -> str:
         """The release must serve the architecture (specs/engines/served.py); SchedulerConfig:
         max_num_batched_tokens at least max_num_seqs, and max_model_len without chunked prefill;
         ModelConfig and the CUDA platform: bf16 needs compute capability 8.0, and Gemma-2/3 and GLM-4
         refuse fp16 (numerical instability), where auto lands them on a GPU without bf16."""
         gpu, dtype = replica.gpu, replica.dtype
-        if refused := unserved(model.architecture, self.first, self.last, self.release):
+        if refused := unserved(model.architecture, self.first, self.last, self.release, version):
             return refused
         if limits.max_num_batched_tokens < limits.max_num_seqs:
             return (f"max_num_batched_tokens ({limits.max_num_batched_tokens:,}) must be at least max_num_seqs "
