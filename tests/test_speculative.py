@@ -37,6 +37,25 @@ def test_a_draft_model_adds_its_weights_and_its_kv_layers(catalog):
         "draft_model", "llama3.2-1b", 16, 5)
 
 
+def test_plan_and_fits_changes_count_the_drafters_kv_as_fit_does(catalog):
+    """Llama-3.1-8B drafted by Llama-3.2-1B: a 8,192-token request pages 32 x 2 x 8 x 128 x 2 B = 131,072 B a
+    token of the target and 16 x 2 x 8 x 64 x 2 B = 32,768 B of the draft, x 8,192 = 1,342,177,280 B (1.25 GiB);
+    plan and fit's table of changes counted the target's 1 GiB alone."""
+    from kvplan.calc.fit import fit
+    from kvplan.calc.plan import plan
+
+    target, gpu = catalog.model("llama3.1-8b"), catalog.gpu("h100")
+    inputs = BudgetInputs(draft_model=catalog.model("llama3.2-1b"), speculative_method="draft_model",
+                          num_speculative_tokens=5)
+    fitted = fit(target, gpu, 8192, inputs, target=100)
+    assert fitted.bytes_per_request == (131_072 + 32_768) * 8_192 == 1_342_177_280
+    best = plan(target, gpu, 64, 8192, inputs=inputs).best[0]
+    assert best.bytes_per_request_per_gpu == 1_342_177_280 and best.concurrency_per_replica == fitted.concurrency
+    tp2 = next(k for k in fitted.knobs if k.fix == {"tp": 2})
+    # at TP 2 a GPU holds half of every request: 671,088,640 B
+    assert tp2.concurrency == tp2.kv_pool_bytes // (1_342_177_280 // 2)
+
+
 def test_mtp_takes_the_models_own_layers_and_pads_the_groups_as_logged(catalog):
     """Qwen3.5-27B (Qwen3.8-27B's layout) with MTP x 3, as vllm-0.25.1-qwen3.8-27b-int4-gb10-1.log runs it:
     the config's mtp_num_hidden_layers 1 (the spec's mtp_layers) is one more full-attention layer, 16 + 1

@@ -79,8 +79,9 @@ def _knob(model: ModelSpec, gpu: GpuSpec, ctx: int, max_len: int, target: int, i
         budget = memory_budget(model, gpu, replace(inputs, **settings))  # type: ignore[arg-type]
     except KvplanError:
         return None  # e.g. a TP the heads do not allow
-    n, _ = concurrency(model, budget, ctx)
-    fits = startup(model, budget, max_len).starts and n >= target
+    pooled = pool_model(model, budget.speculative_method, inputs.draft_model, budget.num_speculative_tokens)
+    n, _ = concurrency(pooled, budget, ctx)  # a drafter's KV layers too, as fit counts them
+    fits = startup(pooled, budget, max_len).starts and n >= target
     command = engine_command(model, gpu, budget, max_len, min(n, budget.max_num_seqs))[0] if fits else ""
     return Knob(change=change.label, fix=change.settings, kv_pool_bytes=budget.kv_pool_bytes, concurrency=n,
                 fits=fits, command=command)
@@ -91,7 +92,8 @@ def _knobs(model: ModelSpec, gpu: GpuSpec, ctx: int, max_len: int, target: int, 
     shorter = start.largest_max_model_len if not start.starts and start.largest_max_model_len >= ctx else None
     changes = single_changes(tp=inputs.tp, kv_dtype=budget.kv_dtype, weights_dtype=inputs.weights_dtype,
                              largest_max_model_len=shorter)
-    n, _ = concurrency(model, budget, ctx)
+    n, _ = concurrency(pool_model(model, inputs.speculative_method, inputs.draft_model, inputs.num_speculative_tokens),
+                       budget, ctx)
     knobs = [knob for change in changes if (knob := _knob(model, gpu, ctx, max_len, target, inputs, change))
              and (knob.fits or knob.concurrency > n)]  # only the changes that help
     if start.starts and 1 <= n < target:

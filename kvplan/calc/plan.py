@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
+from kvplan.calc.draft import pool_model
 from kvplan.calc.fit import concurrency, engine_command
 from kvplan.calc.startup import startup
 from kvplan import bounds
@@ -60,9 +61,10 @@ def shape(model: ModelSpec, gpu: GpuSpec, n: int, ctx: int, max_len: int, inputs
         budget = memory_budget(model, gpu, inputs)
     except KvplanError:
         return None
-    fitting, per_request = concurrency(model, budget, ctx)
+    pooled = pool_model(model, inputs.speculative_method, inputs.draft_model, inputs.num_speculative_tokens)
+    fitting, per_request = concurrency(pooled, budget, ctx)  # a drafter's KV layers too (calc/draft.py)
     found = Shape(budget.kv_dtype, budget.tp, budget.pp, fitting, min(fitting, budget.max_num_seqs),
-                  startup(model, budget, max_len))
+                  startup(pooled, budget, max_len))
     return found, deployment(model, gpu, budget, found, per_request, n, max_len, per_node) if found.serves else None
 
 
