@@ -61,3 +61,16 @@ def test_readme_is_a_front_door():
 def test_a_wrong_example_is_caught():
     shown = ["this is not what kvplan prints"]
     assert docs.run("kvplan size llama3-70b --ctx 4096")[: len(shown)] != shown
+
+
+def test_a_page_that_shows_an_example_file_shows_it_as_it_is():
+    """A yaml block that opens as a file under examples/ opens is that file, whole (docs/check.md showed
+    min_kv_tokens 120000 where examples/capacity.yaml says 90000)."""
+    files = {path.read_text().splitlines()[0]: path for path in (ROOT / "examples").rglob("*.yaml")}
+    shown = 0
+    for page in PAGES.values():
+        for block in re.findall(r"```yaml\n(.*?)```", page.read_text(), flags=re.S):
+            if (path := files.get(block.splitlines()[0])) is not None:
+                shown += 1
+                assert block == path.read_text(), f"{page.name} shows {path.name} otherwise"
+    assert shown >= 2  # check.md's capacity.yaml, log.md's qwen3-4b-as-logged.yaml
