@@ -143,6 +143,20 @@ def test_a_log_is_planned_by_its_own_engine_and_refused_for_another(catalog, cap
     assert "vllm-qwen3-4b-h100.log is a vLLM log: its measured terms are vLLM's, not SGLang's; give --engine vllm" in err
 
 
+def test_from_log_keeps_the_quantization_the_engine_cast_to_at_load(catalog, capsys):
+    """vLLM 0.22.1 served the bf16 Qwen3-30B-A3B with quantization=fp8: fit on that log deploys it so again
+    (its deploy line dropped --quantization fp8, which would load 2 B weights where the log measured ~1 B)."""
+    log = LOGS / "vllm-0.22.1-qwen3-30b-a3b-fp8-h100-1.log"
+    total = catalog.gpu("h100").cuda_memory()[0]  # the log states no total: the GPU's, as with_log passes it
+    inputs, _ = plan_from_log(load_log(log), BudgetInputs(), total, model=catalog.model("qwen3-30b-a3b"))
+    assert inputs.weights_dtype == "fp8"
+    # an fp8 checkpoint needs no cast: its quantization is the checkpoint's own
+    fp8_checkpoint = catalog.model("qwen3-30b-a3b").model_copy(update={"quantization": "fp8"})
+    assert plan_from_log(load_log(log), BudgetInputs(), total, model=fp8_checkpoint)[0].weights_dtype == "auto"
+    assert main(["fit", "qwen3-30b-a3b", "--gpu", "h100", "--from-log", str(log)]) == 0
+    assert capsys.readouterr().out.split("Deploy with:")[1].split("\n")[1].rstrip().endswith("--quantization fp8")
+
+
 def test_a_log_of_another_model_or_no_log_is_one_line(capsys, tmp_path):
     assert main(["batch", "qwen3-8b", "--gpu", "h100", "--from-log", str(QWEN3_4B_LOG)]) == 2
     err = capsys.readouterr().err

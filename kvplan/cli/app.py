@@ -322,7 +322,7 @@ def with_log(path: Optional[Path], inputs, model: Optional[str], gpu_spec, cat):
     if total is None and gpu_spec is not None:
         total = engine_entry(inputs.engine).total_memory(gpu_spec).value
     method, draft_note = speculative_method(startup, cat.model(model)) if model else (None, "")
-    planned, notes = plan_from_log(startup, inputs, total, method=method)  # the drafter the log's names, laid out
+    planned, notes = plan_from_log(startup, inputs, total, method=method, model=cat.model(model) if model else None)  # the drafter the log's names, laid out
     for note in notes + ((draft_note,) if draft_note else ()):
         err_console.print(f"--from-log: {note}")
     return planned
