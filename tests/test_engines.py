@@ -27,7 +27,7 @@ def test_every_entry_answers_the_same_questions():
     for entry in ENGINES.values():
         assert entry.name == entry.name.lower() and entry.display_name and entry.util_name and entry.util_meaning
         assert 0 < entry.util <= 1 and entry.block_size >= 1 and entry.formula and entry.source
-        assert entry.start_rule in ("max_memory_usage", "paged_request")
+        assert entry.start_rule in ("max_memory_usage", "paged_request", "pool_tokens")
     assert engine("vLLM") is ENGINES[DEFAULT_ENGINE] and DEFAULT_ENGINE == "vllm"
 
 
@@ -91,10 +91,16 @@ def test_the_textbook_budget_prints_no_command(capsys):
 
 def test_the_command_names_the_engines_flag_for_a_shorter_max_len(catalog):
     """Qwen2.5-32B at TP 2 on L40S does not start at 128k; the fix is in the engine's own spelling."""
-    for name, flag in (("vllm", "--max-model-len"), ("sglang", "--context-length"), ("trtllm", "--max_seq_len")):
+    for name, flag in (("vllm", "--max-model-len"), ("trtllm", "--max_seq_len")):
         r = fit(catalog.model("qwen2.5-32b"), catalog.gpu("l40s"), 16_384, BudgetInputs(engine=name, tp=2))
         assert not r.start.starts and r.start.engine == engine(name).display_name
         assert r.start.engine_max_len_flag == flag and r.start.largest_max_model_len > 16_384
+    # SGLang starts on the same pool and cuts each request to it (tp_worker.py: max_req_len = min(context_len - 1,
+    # max_total_num_tokens - 1)): 52,008 tokens at TP 2, so requests of at most 52,007
+    r = fit(catalog.model("qwen2.5-32b"), catalog.gpu("l40s"), 16_384, BudgetInputs(engine="sglang", tp=2))
+    assert r.start.starts and r.start.engine_max_len_flag == "--context-length"
+    assert (r.start.pool_tokens, r.start.cut_at) == (r.budget.token_capacity, r.budget.token_capacity - 1)
+    assert r.start.cut_at == 52_007 < 131_072
 
 
 # --- what lives where ------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.calc.check import evaluate
-from kvplan.calc.logfit import LogSettings, explain_log, plan_from_log
+from kvplan.calc.fromlog import plan_from_log
+from kvplan.calc.logfit import LogSettings, explain_log
 from kvplan.cli import main
 from kvplan.render.log import check_file_text
 from kvplan.specs.checkfile import load_check_file
@@ -375,3 +376,17 @@ def test_a_log_without_tp_takes_the_tp_asked():
     inputs, notes = measured_inputs(read_log(text, "q.log"), BudgetInputs(engine="sglang", tp=4))
     assert inputs.weights_bytes == int(7.08 * 2**30) and inputs.weights_tp == 4
     assert "the log states no TP: its weights are taken as TP 4's, the TP asked" in notes
+
+
+def test_sweep_from_a_log_runs_at_the_logs_max_model_len(capsys):
+    """SGLang's Llama-3.2-3B log serves context_length 35,000 (the model's is 131,072): a sweep on it refuses
+    64k requests as longer than that, and SGLang starts on its 25,203-token pool though it is below 35,000."""
+    import json
+
+    log = LOGS / "sglang-unknown-llama3.2-3b-48gb-1.log"
+    assert main(["sweep", "llama3.2-3b", "--gpu", "l40s", "--from-log", str(log), "--ctx", "4k,64k", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["marks"]["llama3.2-3b"]["max_len"] == 35_000
+    four, sixty_four = result["points"]
+    assert four["metrics"]["starts"] and four["value"] == 6  # 25,203 tokens // 4,096 = 6
+    assert sixty_four["why"] == "its requests are longer than max_len 35,000 (the engine refuses them)"

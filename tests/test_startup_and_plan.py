@@ -70,9 +70,16 @@ def test_gemma3_27b_at_128k_needs_what_vllm_counts(catalog):
     # what the request holds once running (min(ctx, window) tokens a sliding layer) is less: 11.17 GB
     fmt = resolve_kv_format(model, "auto")
     assert paged_request_bytes(model, 131_072, fmt, 1, 16) == full + 52 * (1_024 // 16) * page == 11_173_625_856
-    # another engine's rule counts the request as it is held
+    # V0's rule counts the request as it is held
+    v0 = memory_budget(model, catalog.gpu("h100"), BudgetInputs(engine="vllm==0.6", block_size=16))
+    assert startup(model, v0, 131_072).needed_bytes == 11_173_625_856
+    # SGLang needs a pool of 7 tokens, whatever max_model_len (tp_worker.py max_req_input_len = pool - 1 - 5 > 0):
+    # 7 tokens take one 16-token page in each of the 62 layers, 62 x 131,072 B = 8,126,464 B
     sglang = memory_budget(model, catalog.gpu("h100"), BudgetInputs(engine="sglang", block_size=16))
-    assert startup(model, sglang, 131_072).needed_bytes == 11_173_625_856
+    start = startup(model, sglang, 131_072)
+    assert start.needed_bytes == 62 * page == 8_126_464 and start.starts
+    # its pool holds fewer than 131,072 tokens: requests are cut to the pool, max_req_len = pool - 1
+    assert start.cut_at == sglang.token_capacity - 1 < 131_072
 
 
 def test_fit_says_it_will_not_start_and_how_it_would(catalog):

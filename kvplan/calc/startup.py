@@ -2,7 +2,10 @@
 KV pool (vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory: "To serve at least one request
 with the model's max seq len ... KV cache is needed, which is larger than the available KV cache
 memory"), and names the longest max_model_len that would (estimate_max_model_len, a binary search
-over the same sum). How one request is counted is the engine's start rule (kvplan.specs.engines)."""
+over the same sum). How one request is counted is the engine's start rule (kvplan.specs.engines).
+SGLang starts on any pool of 7 tokens or more and cuts requests to it instead (tp_worker.py:
+max_req_len = min(context_len - 1, max_total_num_tokens - 1), max_req_input_len = max_req_len - 5,
+both asserted positive: "Memory pool size is too small")."""
 
 from __future__ import annotations
 
@@ -68,7 +71,17 @@ def paged_request_bytes_at(model: ModelSpec, budget: MemoryBudget, max_len: int)
     return paged_request_bytes(model, max_len, fmt, budget.tp, budget.block_size, budget.pp)
 
 
-START_RULES = {"max_memory_usage": max_memory_usage_bytes, "paged_request": paged_request_bytes_at}
+POOL_MIN_TOKENS = 7  # SGLang: max_total_num_tokens - 1 - 5 >= 1 (tp_worker.py max_req_input_len)
+
+
+def pool_tokens_bytes(model: ModelSpec, budget: MemoryBudget, max_len: int) -> int:
+    """SGLang's start-up need: a pool of 7 tokens, whatever max_model_len (a longer request is cut to
+    the pool, not refused at start)."""
+    return paged_request_bytes_at(model, budget, POOL_MIN_TOKENS)
+
+
+START_RULES = {"max_memory_usage": max_memory_usage_bytes, "paged_request": paged_request_bytes_at,
+               "pool_tokens": pool_tokens_bytes}
 
 
 def start_bytes(model: ModelSpec, budget: MemoryBudget, max_len: int) -> int:
@@ -87,6 +100,8 @@ def startup(model: ModelSpec, budget: MemoryBudget, max_len: int) -> StartCheck:
     beyond = max_len > model.max_context and bool(engine.long_context_switch) and not budget.allow_long_max_len
     refused = bool(budget.start_refusal)
     starts = not no_pool and needed <= pool and not beyond and not refused
+    cut = engine.start_rule == "pool_tokens" and starts and budget.token_capacity < max_len
+    cut_at = budget.token_capacity - 1 if cut else 0  # SGLang's max_req_len
     if starts:
         longest, reason = max_len, ""
     elif refused:
@@ -98,6 +113,10 @@ def startup(model: ModelSpec, budget: MemoryBudget, max_len: int) -> StartCheck:
         longest = 0
         reason = (f"no KV pool: the weights ({fmt_binary(budget.weights_bytes)}) and runtime leave nothing of "
                   f"{fmt_binary(budget.total_bytes)}")
+    elif engine.start_rule == "pool_tokens":
+        longest = 0  # no max_model_len helps: the pool itself is too small
+        reason = (f"the pool holds {budget.token_capacity:,} tokens and {engine.display_name} needs "
+                  f"{POOL_MIN_TOKENS} ('Memory pool size is too small')")
     else:
         longest = largest_true(lambda n: start_bytes(model, budget, n) <= pool, 1, max_len)
         reason = (f"one request of max_model_len {max_len:,} needs {fmt_binary(needed)} of KV, the pool holds "
@@ -106,7 +125,8 @@ def startup(model: ModelSpec, budget: MemoryBudget, max_len: int) -> StartCheck:
     return StartCheck(starts=starts, engine=engine.display_name, max_model_len=max_len, needed_bytes=needed,
                       kv_pool_bytes=pool, largest_max_model_len=max(longest, 0), no_pool=no_pool,
                       model_context=model.max_context, beyond_context=beyond, refused=refused,
-                      long_context_switch=engine.long_context_switch, reason=reason, engine_max_len_flag=flag)
+                      long_context_switch=engine.long_context_switch, reason=reason, engine_max_len_flag=flag,
+                      cut_at=cut_at, pool_tokens=budget.token_capacity)
 
 
 def max_context(model: ModelSpec, fmt: KvFormat, budget: MemoryBudget, batch: int) -> int:

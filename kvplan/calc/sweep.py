@@ -107,7 +107,7 @@ def one_point(label: str, model, gpu, x_axis: str, x: int, ctx: int, batch: int 
 def sweep(series: list[tuple[str, ModelSpec, GpuSpec, BudgetInputs]], x_axis: str, xs: tuple[int, ...], ctx: int,
           batch: int | None, metric: str, max_len: int | None = None) -> SweepResult:
     """`series`: (label, model, gpu, inputs) per compared item; x swept over `xs`; the engine runs
-    with max_model_len = max_len (default: each model's context)."""
+    with max_model_len = max_len (default: each series' own, as a log states it, else its model's context)."""
     if metric not in METRICS:
         raise InputError(f"unknown metric '{metric}'; choose from {', '.join(METRICS)}")
     if x_axis not in X_AXES:
@@ -117,9 +117,10 @@ def sweep(series: list[tuple[str, ModelSpec, GpuSpec, BudgetInputs]], x_axis: st
     points: list[SweepPoint] = []
     marks: dict[str, dict[str, int]] = {}
     for label, model, gpu, inputs in series:
-        mine = [one_point(label, model, gpu, x_axis, x, ctx, batch, inputs, metric, max_len) for x in xs]
+        own = max_len or inputs.max_model_len  # a series' own max_model_len: a log's (--from-log)
+        mine = [one_point(label, model, gpu, x_axis, x, ctx, batch, inputs, metric, own) for x in xs]
         points.extend(mine)
-        marks[label] = {"max_context": model.max_context, "max_len": max_len or model.max_context,
+        marks[label] = {"max_context": model.max_context, "max_len": own or model.max_context,
                         "compute_bound_batch": next((int(p.metrics.get("compute_bound_batch") or 0) for p in mine
                                                      if p.metrics.get("compute_bound_batch")), 0)}
     return SweepResult(x_axis=x_axis, ctx_tokens=None if x_axis == "ctx" else ctx, metric=metric,

@@ -311,7 +311,8 @@ def with_log(path: Optional[Path], inputs, model: Optional[str], gpu_spec, cat):
     log of `model`; the notes on what was rescaled go to stderr."""
     if path is None:
         return inputs
-    from kvplan.calc.logfit import plan_from_log, speculative_method
+    from kvplan.calc.fromlog import plan_from_log
+    from kvplan.calc.logfit import speculative_method
     from kvplan.specs.engines.registry import engine as engine_entry
     from kvplan.specs.engines.logs import load_log
     from kvplan.specs.logmatch import log_model
@@ -322,7 +323,8 @@ def with_log(path: Optional[Path], inputs, model: Optional[str], gpu_spec, cat):
     if total is None and gpu_spec is not None:
         total = engine_entry(inputs.engine).total_memory(gpu_spec).value
     method, draft_note = speculative_method(startup, cat.model(model)) if model else (None, "")
-    planned, notes = plan_from_log(startup, inputs, total, method=method, model=cat.model(model) if model else None)  # the drafter the log's names, laid out
+    # the drafter the log names, laid out; the quantization it cast to at load, where the checkpoint has none
+    planned, notes = plan_from_log(startup, inputs, total, method=method, model=cat.model(model) if model else None)
     for note in notes + ((draft_note,) if draft_note else ()):
         err_console.print(f"--from-log: {note}")
     return planned

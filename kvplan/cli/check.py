@@ -79,7 +79,7 @@ def on_log(path: Optional[Path], s, gpu_spec, cat):
     """The scenario on the measured terms of the log at `path` (--from-log), checked to be its model's."""
     if path is None:
         return s
-    from kvplan.calc.logfit import scenario_from_log
+    from kvplan.calc.fromlog import scenario_from_log
     from kvplan.specs.engines.registry import engine as engine_entry
     from kvplan.specs.engines.logs import load_log
     from kvplan.specs.logmatch import log_model

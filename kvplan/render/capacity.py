@@ -98,6 +98,9 @@ def start_fix(s: StartCheck) -> str:
 def start_line(s: StartCheck) -> str:
     """The verdict on whether the engine starts, with the fix when it does not."""
     engine = s.engine[:1].upper() + s.engine[1:] if s.engine.islower() else s.engine  # "the engine" opens a line
+    if s.starts and s.cut_at:
+        return (f"{engine} starts, but its pool holds {s.pool_tokens:,} tokens, fewer than max_model_len "
+                f"{s.max_model_len:,}: it admits requests of at most {s.cut_at:,} tokens")
     if s.starts:
         return (f"{engine} starts: one request of max_model_len {s.max_model_len:,} needs "
                 f"{fmt_binary(s.needed_bytes)} of the {fmt_binary(s.kv_pool_bytes)} pool")

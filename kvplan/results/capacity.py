@@ -87,7 +87,8 @@ class MemoryBudget(Result):
 
 class StartCheck(Result):
     """Whether the engine starts: one request of max_model_len must fit the KV pool (vLLM refuses
-    otherwise), and the longest max_model_len that would."""
+    otherwise; SGLang starts on any pool of 7 tokens and cuts requests to it), and the longest
+    max_model_len that would."""
 
     starts: bool
     engine: str  # the engine's display name
@@ -102,6 +103,8 @@ class StartCheck(Result):
     refused: bool = False  # the engine refuses the settings themselves (reason says which); no length helps
     reason: str  # why it does not start ("" when it does)
     engine_max_len_flag: str  # the engine's own flag for max_model_len ("" when it has no command)
+    cut_at: int = 0  # SGLang: the longest request it admits where the pool holds fewer than max_model_len tokens
+    pool_tokens: int = 0  # the tokens the pool holds
 
 
 class StrategyRow(Result):

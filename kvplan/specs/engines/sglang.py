@@ -67,6 +67,8 @@ class Sglang(Engine):
     command = COMMAND
     # model_config.py: a context_length above the derived one is refused unless this is set
     long_context_switch = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1"
+    # tp_worker.py: any pool of 7 tokens starts; a request is cut to it (max_req_len), not refused at start
+    start_rule = "pool_tokens"
 
     def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
                      role: str | None = None, running: int | None = None) -> float:
