@@ -37,6 +37,7 @@ LLAMA31_8B = json.loads((FIXTURES / "llama3.1-8b" / "config.json").read_text())
     ({"quant_method": "bitsandbytes", "load_in_8bit": True}, "int8", 8),
     ({"quant_method": "mxfp4"}, "mxfp4", 4 + 8 / 32),  # 4.25
     ({"quant_method": "modelopt", "quant_algo": "NVFP4"}, "nvfp4", 4 + 8 / 16),  # 4.5
+    ({"quant_method": "modelopt", "quant_algo": "FP8", "kv_cache_quant_algo": "FP8"}, "fp8", 8),  # nvidia/*-FP8
 ])
 def test_formats_and_bits_per_weight(qc, fmt, bits):
     q = read_quantization(qc)
@@ -56,6 +57,27 @@ def test_an_unknown_method_is_one_error_naming_the_file(tmp_path):
     folder = write_config(tmp_path, {**LLAMA31_8B, "quantization_config": {"quant_method": "hqq"}})
     with pytest.raises(SpecError, match=r"config.json: quantization method 'hqq' is not one kvplan can size"):
         import_model(folder)
+
+
+@pytest.mark.parametrize("qc", [
+    {"quant_method": "modelopt", "quant_algo": "FP8", "kv_cache_quant_algo": "FP8"},  # nvidia/Llama-3.1-8B-Instruct-FP8
+    {"quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "float"}}},
+     "kv_cache_scheme": {"num_bits": 8, "type": "float", "strategy": "tensor"}},  # llm-compressor's FP8 KV
+])
+def test_a_checkpoint_calibrated_for_fp8_kv_is_stored_so_by_tensorrt_llm_alone(tmp_path, qc):
+    """TensorRT-LLM's kv_cache_dtype auto takes the checkpoint's KV quantization ("Using checkpoint KV
+    quantization", the 0.20 H100 PCIe fixture's log); vLLM's and SGLang's auto is the model's dtype."""
+    (tmp_path / "fp8").mkdir()
+    spec = import_model(write_config(tmp_path / "fp8", {**LLAMA31_8B, "quantization_config": qc})).spec
+    assert (spec.quantization, spec.kv_cache_quant) == ("fp8", "fp8")
+    on = lambda engine: memory_budget(spec, None, BudgetInputs(engine=engine, gpu_mem_bytes=80 * 2**30))  # noqa: E731
+    # 32 layers x 2 (K, V) x 8 KV heads x 128 x 1 B = 65,536 B a token; x 2 B = 131,072 B in bf16
+    assert (on("trtllm").kv_dtype, on("trtllm").kv_bytes_per_token) == ("fp8", 32 * 2 * 8 * 128 * 1)
+    assert (on("vllm").kv_dtype, on("vllm").kv_bytes_per_token) == ("bf16", 131_072)
+    assert (on("sglang").kv_dtype, on("sglang").kv_bytes_per_token) == ("bf16", 131_072)
+    (tmp_path / "plain").mkdir()
+    plain = import_model(write_config(tmp_path / "plain", LLAMA31_8B)).spec
+    assert plain.kv_cache_quant is None
 
 
 def test_awq_weights_from_the_config_alone(tmp_path):

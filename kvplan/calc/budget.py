@@ -159,7 +159,8 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     if draft and inputs.pp > 1:
         raise InputError("kvplan does not lay a drafter out over pipeline stages; give {pp} 1", "pp")
     target, model = model, served_model(model, draft)  # the pool holds the drafter's KV layers too
-    fmt = kv_format(dtype) if inputs.kv_dtype == "auto" else resolve_kv_format(model, inputs.kv_dtype)
+    fmt = (kv_format(engine.auto_kv_dtype(target, dtype)) if inputs.kv_dtype == "auto"
+           else resolve_kv_format(model, inputs.kv_dtype))
     spec, caching = draft.num_speculative_tokens if draft else inputs.num_speculative_tokens, inputs.prefix_caching
     block = (engine.default_block_size(model, gpu, fmt, inputs.tp, num_spec=spec, prefix_caching=caching)
              if inputs.block_size is None else inputs.block_size)  # 0 is an error, not 'default'

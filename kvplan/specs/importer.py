@@ -24,7 +24,7 @@ from kvplan.specs.hfconfig import (SUPPORTED, Config, check_config, config_path,
 from kvplan.specs.model import ModelSpec
 from kvplan.specs.module_params import module_params
 from kvplan.specs.params import estimate_params, inactive_expert_params, moe_block, tower_params
-from kvplan.specs.quantization import read_quantization
+from kvplan.specs.quantization import read_kv_quantization, read_quantization
 from kvplan.specs.vision import vision_from_config
 
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "float8_e4m3fn": "fp8"}
@@ -139,6 +139,7 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
         "draft_vocab_size": c.get("draft_vocab_size", default=None),
         "moe": moe, "layers": groups, "checkpoint_bytes": checkpoint.bytes,
         "tower_params": towers or None, "vision": vision_from_config(raw, model_type), "quantization": quant.format if quant else None,
+        "kv_cache_quant": read_kv_quantization(raw.get("quantization_config") or c.get("quantization_config")),
         "quantization_bits": quant.bits_per_weight if quant else None,
         "params_source": "; ".join(notes), "notes": "imported by kvplan import",
     }

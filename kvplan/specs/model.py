@@ -91,6 +91,9 @@ class ModelSpec(Frozen):
     # Bits each quantized weight takes with its scales and zero points, where the checkpoint's
     # quantization_config says (group size, zero points); None: the format's usual figure.
     quantization_bits: Annotated[float, Strict(), Field(gt=0, le=64, allow_inf_nan=False)] | None = None
+    # The KV cache the checkpoint is calibrated for (modelopt kv_cache_quant_algo, compressed-tensors
+    # kv_cache_scheme): TensorRT-LLM's auto KV dtype takes it; None: the model's dtype.
+    kv_cache_quant: Literal["fp8"] | None = None
     # Where this spec came from (the database file, a local path, the Hugging Face cache or Hub with
     # the revision sha, or a name it was inferred from): set by kvplan when it resolves a model.
     origin: str | None = None

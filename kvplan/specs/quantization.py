@@ -120,9 +120,24 @@ def read_quantization(qc: object, module_params: Callable[[str], int] | None = N
         return _bitsandbytes(qc)
     if method == "modelopt" and str(qc.get("quant_algo")).upper() == "MIXED_PRECISION":
         return _modelopt_mixed(qc, module_params)
+    if method == "modelopt" and "FP8" in str(qc.get("quant_algo")).upper():  # FP8, FP8_BLOCK_SCALES, ...
+        return Quantization("fp8", 8, "fp8 e4m3 (modelopt)")
     if method in ("modelopt", "nvfp4") and "FP4" in str(qc.get("quant_algo", "NVFP4")).upper():
         return Quantization("nvfp4", 4 + 8 / 16, "nvfp4: 4-bit values, one e4m3 scale per 16")
     if method == "mxfp4":
         return Quantization("mxfp4", 4 + 8 / 32, "mxfp4: 4-bit values, one e8m0 scale per 32")
     raise SpecError(f"quantization method '{method}' is not one kvplan can size (fp8, compressed-tensors, "
                     "gptq, awq, bitsandbytes, mxfp4); pass --weights-gib, or the folder with its *.safetensors")
+
+
+def read_kv_quantization(qc: object) -> str | None:
+    """The KV cache dtype a checkpoint is calibrated for: modelopt's kv_cache_quant_algo FP8, or a
+    compressed-tensors kv_cache_scheme of 8-bit floats; None where it states none."""
+    if not isinstance(qc, dict):
+        return None
+    if "FP8" in str(qc.get("kv_cache_quant_algo") or "").upper():
+        return "fp8"
+    scheme = qc.get("kv_cache_scheme")
+    if isinstance(scheme, dict) and scheme.get("num_bits") == 8 and scheme.get("type") == "float":
+        return "fp8"
+    return None

@@ -237,10 +237,13 @@ class Engine:
         checkpoint's own compute dtype."""
         return model.compute_dtype, f"the checkpoint's {model.dtype}"
 
+    def auto_kv_dtype(self, model: ModelSpec, dtype: str) -> str:
+        """The KV dtype `auto` stores: the served dtype (vLLM and SGLang: model_config.dtype)."""
+        return dtype
+
     def start_refusal(self, model: ModelSpec, replica: Replica, limits: BatchLimits,
                       version: tuple[int, ...] | None = None) -> str:
-        """Why the engine refuses these settings before it sizes any memory ("" when it does not);
-        `version` is the release asked for (vllm==0.15.0), where one was."""
+        """Why the engine refuses these settings before sizing memory ("" if not); `version`: the release asked."""
         return ""
 
     def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
@@ -269,8 +272,7 @@ class Engine:
         return ()
 
     def disk_tier_environment(self, gib_per_rank: float) -> tuple[str, ...]:
-        """The environment settings that give a KV offload tier its local disk (none where the engine has
-        no such tier)."""
+        """The environment settings that give a KV offload tier its local disk (none by default)."""
         return ()
 
     def write_command(self, deploy: Deploy) -> str:

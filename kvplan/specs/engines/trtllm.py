@@ -59,6 +59,12 @@ class Trtllm(Engine):
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         return int(util * (total - weights - activation - overhead))
 
+    def auto_kv_dtype(self, model: ModelSpec, dtype: str) -> str:
+        """kv_cache_dtype auto takes the checkpoint's KV quantization where it has one ("KV cache
+        quantization set to "auto". Using checkpoint KV quantization.": llm_args.py KvCacheConfig,
+        quant_config.kv_cache_quant_algo from hf_quant_config.json or config.json)."""
+        return model.kv_cache_quant or dtype
+
     def measured_rest(self, total: float, util: float, weights: float, kv: float) -> float:
         """The fraction is of what is free after the weights and the rest: KV = util x (total - weights - rest)."""
         return total - weights - kv / util
