@@ -56,8 +56,9 @@ def log_model(cat: Catalog, startup: LoggedStartup, asked: str | None) -> ModelS
                              f"{named.name} with it, or give a log of {asked}", "model")
         return named or model  # the log's repo as served (a quantized one's weights) where it is the same model
     if named is None:
-        raise InputError(f"{startup.where}: the log names the model {startup.model or '(none)'}, which kvplan's "
-                         "database does not spell so; pass --model (a database name, a config folder or a "
+        said = (f"names the model {startup.model}, which kvplan's database does not spell so" if startup.model
+                else "names no model (an offline run, or a log cut before its config line)")
+        raise InputError(f"{startup.where}: the log {said}; pass --model (a database name, a config folder or a "
                          "Hugging Face id)", "model")
     return named
 
