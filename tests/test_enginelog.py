@@ -316,3 +316,20 @@ def test_v0_memory_terms_alone_are_read_as_vllm():
     lines = V0_LOG.split("\n")[3:5]
     startup = read_log("\n".join(lines), "two-lines.log")
     assert (startup.engine, startup.kv_cache_gib, startup.num_gpu_blocks) == ("vllm", 2.18, 715)
+
+
+def test_an_sglang_server_args_line_abridged_in_a_paste_is_read():
+    """Users paste SGLang's ServerArgs dump cut down to what they changed ("server_args ... tp_size=4 ..."):
+    its settings still count; served_model_name names the model where model_path was cut. The figures are a
+    Qwen3-14B on 4 x RTX 4090 (a public deployment note): 298,447 tokens x 40 layers x 2 x 8/4 KV heads x 128 x
+    2 B = 11.38 GiB (K 5.69 + V 5.69 GB logged)."""
+    text = ("server_args ... served_model_name='Qwen3-14B' ... tp_size=4 ... mem_fraction_static=0.8 ... "
+            "enable_metrics=True\n"
+            "Load weight end. type=Qwen3ForCausalLM, dtype=torch.bfloat16, avail mem=16.00 GB, mem usage=7.08 GB.\n"
+            "KV Cache is allocated. #tokens: 298447, K size: 5.69 GB, V size: 5.69 GB\n"
+            "max_total_num_tokens=298447, chunked_prefill_size=2048, max_prefill_tokens=16384, "
+            "max_running_requests=3730, context_len=40960, available_gpu_mem=2.82 GB\n")
+    startup = read_log(text, "abridged.log")
+    assert (startup.engine, startup.model, startup.tp, startup.mem_fraction_static) == ("sglang", "Qwen3-14B", 4, 0.8)
+    assert startup.kv_tokens == 298_447 and startup.max_model_len == 40_960
+    assert 298_447 * 40 * 2 * (8 // 4) * 128 * 2 / 2**30 == pytest.approx(11.38, abs=0.005)

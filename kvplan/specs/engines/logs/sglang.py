@@ -15,8 +15,9 @@ from .startup import LoggedStartup
 
 MISSING = "no 'KV Cache is allocated' or 'max_total_num_tokens=' line"
 
-# "server_args=ServerArgs(model_path='meta-llama/Llama-3.2-3B', ..., mem_fraction_static=0.2, ..., tp_size=1, ...)"
-SERVER_ARGS = re.compile(r"server_args=ServerArgs\((?P<dump>.*)")
+# "server_args=ServerArgs(model_path='meta-llama/Llama-3.2-3B', ..., mem_fraction_static=0.2, ..., tp_size=1, ...)",
+# or as users abridge it in a paste: "server_args ... tp_size=4 ... mem_fraction_static=0.8 ..."
+SERVER_ARGS = re.compile(r"server_args(?:=ServerArgs\(|\s+\.\.\.\s)(?P<dump>.*)")
 # "Load weight begin. avail mem=78.81 GB"
 LOAD_BEGIN = re.compile(r"Load weight begin\. avail mem=(?P<gib>\d+(?:\.\d+)?) GB")
 # "Load weight end. type=LlamaForCausalLM, dtype=torch.bfloat16, avail mem=63.72 GB" (0.4.1), later with
@@ -40,7 +41,7 @@ AVAILABLE_AFTER = re.compile(r"available_gpu_mem=(?P<gib>\d+(?:\.\d+)?) GB")
 # "sglang==0.4.9.post2" or "SGLang version: 0.5.2" where a launcher or report prints it
 RELEASE = re.compile(r"(?:sglang==|SGLang version:?\s+v?)(?P<release>\d+\.\d+[\w.+-]*)")
 
-ARGS = {"model": ("model_path",), "tp": ("tp_size",), "pp": ("pp_size",), "dtype": ("dtype",),
+ARGS = {"model": ("model_path", "served_model_name"), "tp": ("tp_size",), "pp": ("pp_size",), "dtype": ("dtype",),
         "kv_cache_dtype": ("kv_cache_dtype",), "quantization": ("quantization",),
         "mem_fraction_static": ("mem_fraction_static",), "max_model_len": ("context_length",),
         "max_num_seqs": ("max_running_requests",), "chunked_prefill_size": ("chunked_prefill_size",),
@@ -50,7 +51,7 @@ KINDS = {"mem_fraction_static": as_float, "model": as_text, "dtype": as_text, "k
 
 
 def server_args(c: Collector, worker: str, m: re.Match[str]) -> None:
-    values = pairs(KEY_EQUALS, m["dump"])
+    values = pairs(KEY_EQUALS, re.sub(r"\s+\.\.\.(?=\s|$)", ",", m["dump"]) + ")")  # an abridged paste's " ... "
     for name, keys in ARGS.items():
         c.setting(name, KINDS.get(name, as_int)(first(values, *keys)))
     if method := as_text(values.get("speculative_algorithm")):  # draft tokens mean nothing without one
