@@ -408,3 +408,13 @@ def test_json_schemas_are_stable(capsys, argv, keys):
     assert set(data) == keys
     if "budget" in data:
         assert set(data["budget"]) == BUDGET_KEYS
+
+
+def test_the_roofline_runs_at_the_batch_the_engine_runs(catalog):
+    """The pool of llama3-8b on an H100 holds hundreds of 1,536-token requests (paged: 1,536 / 16 = 96 pages
+    of 2 MiB, 192 MiB each), but with --max-num-seqs 64 the engine decodes 64 at once: the roofline is at 64."""
+    r = batch_capacity(catalog.model("llama3-8b"), catalog.gpu("h100"), Workload(1024, 1024),
+                       BudgetInputs(max_num_seqs=64))
+    paged = r.strategies[-1]
+    assert paged.bytes_per_request_avg == 96 * 16 * 131_072 and paged.concurrency_avg > 64
+    assert r.roofline.batch == 64

@@ -100,7 +100,8 @@ def batch_capacity(model: ModelSpec, gpu: GpuSpec, workload: Workload, inputs: B
     if packing := budget_packing(model, budget):  # vLLM's own count: blocks / a request's blocks
         concurrency = budget.num_blocks / packing[0].blocks_per_request(max_len, packing[1])
     paged = rows[-1]
-    at = batch if batch is not None else paged.concurrency_avg
+    # the engine runs max_num_seqs requests at most, however many the pool holds
+    at = batch if batch is not None else min(paged.concurrency_avg, budget.max_num_seqs)
     if batch is not None:
         bounds.requests(batch, "batch")
     roof = (decode_roofline(model, gpu, budget, fmt, at, workload.avg_tokens, peak_tflops, hbm_gbps)
