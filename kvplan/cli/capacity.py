@@ -44,7 +44,7 @@ def batch(
     kv_offload_disk_gib: KvOffloadDiskGibOpt = None, hicache_ratio: HicacheRatioOpt = None,
     hicache_size: HicacheSizeOpt = None, cpu_offload_gib: CpuOffloadGibOpt = None,
     at_batch: Annotated[Optional[int], read_option(
-        bounds.requests, "--batch", "-b", metavar="N", help="Batch for the roofline (default: the paged concurrency).")] = None,
+        bounds.requests, "--batch", "-b", metavar="N", help="Batch for the roofline (default: the paged concurrency, at most max_num_seqs).")] = None,
     max_ctx: Annotated[Optional[int], read_option(
         bounds.requests, "--max-ctx", metavar="B", help="Also find the longest context at which B requests fit.")] = None,
     tflops: Annotated[Optional[float], read_option(bounds.tflops, "--tflops", metavar="TFLOPS",
