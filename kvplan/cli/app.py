@@ -136,6 +136,7 @@ def main_options(
 
 
 BUDGET = "Memory budget (every term can be overridden)"
+CHUNKED = "Chunked prefill"
 GpuOpt = Annotated[str, typer.Option("--gpu", "-g", help="GPU name or alias (see `kvplan gpus`).")]
 EngineOpt = Annotated[str, typer.Option(
     "--engine", help="Budget rule: vllm, sglang, trtllm or raw (the textbook: memory - weights); NAME==VERSION "
@@ -175,16 +176,17 @@ MaxSeqsOpt = Annotated[Optional[int], read_option(
     bounds.requests, "--max-num-seqs", metavar="N", help="The engine's cap on concurrent requests (default: "
     "vLLM's for the GPU).", rich_help_panel=BUDGET)]
 AllowLongOpt = Annotated[bool, typer.Option(
-    "--allow-long-max-len", help="Let a --max-len past the model's context start, as the engine's switch does "
-    "(VLLM_ALLOW_LONG_MAX_MODEL_LEN=1, SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1); without it the engine refuses.",
+    "--allow-long-max-len", help="Let a --max-len past the model's context start, as the engine's environment "
+    "switch does (vLLM's and SGLang's; the deploy line sets it); without it the engine refuses.",
     rich_help_panel=BUDGET)]
 MaxBatchedTokensOpt = Annotated[Optional[int], read_option(
     bounds.tokens, "--max-num-batched-tokens", metavar="TOKENS", help="The engine's tokens in one step (prefill "
     "chunks and decodes; default: vLLM's for the GPU).", rich_help_panel=BUDGET)]
 ChunkedOpt = Annotated[Optional[bool], typer.Option(
-    "--enable-chunked-prefill/--no-enable-chunked-prefill", help="Split prompts longer than "
-    "--max-num-batched-tokens into chunks (default: the engine's; vLLM V1 always, V0 past 32K tokens). "
-    "Without it a step holds a whole prompt: the profile batch is max_model_len tokens.", rich_help_panel=BUDGET)]
+    "--enable-chunked-prefill/--no-enable-chunked-prefill", help="Split long prompts into chunks of a step's "
+    "tokens (default: the engine's; vLLM V1 always, V0 past 32K tokens). Without it a step holds a whole "
+    "prompt: the profile batch is max_model_len tokens.",
+    rich_help_panel=CHUNKED)]  # a panel of its own: its --no- twin's column would squeeze every budget flag at 80 columns
 SamplerOpt = Annotated[Optional[str], typer.Option(
     "--sampler", metavar="NAME", help="vLLM's top-k/top-p sampler, whose profile run sets the activation peak: "
     "flashinfer or pytorch (default: the release's; VLLM_USE_FLASHINFER_SAMPLER).", rich_help_panel=BUDGET)]
