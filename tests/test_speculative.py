@@ -231,3 +231,17 @@ def test_a_check_scenario_carries_the_drafter(catalog):
     assert drafted.draft_kv_layers == 1
     # the per-request figures hold the MTP layer: one full layer more, 2 x 4 x 256 x 2 B = 4,096 B a token
     assert figures(model, gpu, s).kv_gib_per_request > figures(model, gpu, plain).kv_gib_per_request
+
+
+def test_an_eagle_head_without_its_repo_says_the_line_needs_it(catalog):
+    """kvplan sizes an EAGLE-3 head of the target's shape when none is named, but the engine loads the head
+    from the speculative config's "model": the deploy line says what to add."""
+    from kvplan.calc.fit import fit
+
+    inputs = BudgetInputs(speculative_method="eagle3", num_speculative_tokens=3)
+    r = fit(catalog.model("llama3.1-8b"), catalog.gpu("h100"), 4096, inputs)
+    assert r.command.endswith("""--speculative-config '{"method": "eagle3", "num_speculative_tokens": 3}'""")
+    assert r.command_note.startswith('add the EAGLE-3 head\'s repo as "model" in the speculative config: vLLM loads')
+    mtp = fit(catalog.model("qwen3.5-27b"), catalog.gpu("h100"), 4096, BudgetInputs(
+        speculative_method="mtp", num_speculative_tokens=3, tp=2))
+    assert mtp.command_note == ""  # MTP layers are the model's own

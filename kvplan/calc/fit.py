@@ -68,6 +68,10 @@ def engine_command(model: ModelSpec, gpu: GpuSpec | None, budget: MemoryBudget, 
     if command and deploy.quantization and engine.command and deploy.quantization not in engine.command.quantizations:
         note = (f"{engine.display_name} does not cast weights to {deploy.quantization} as it loads them: serve a "
                 f"checkpoint of this model quantized to {deploy.quantization} instead of {deploy.model}")
+    elif command and budget.speculative_method in ("eagle", "eagle3") and not budget.draft_model_repo:
+        head = {"eagle": "EAGLE", "eagle3": "EAGLE-3"}[budget.speculative_method]
+        note = (f"add the {head} head's repo as \"model\" in the speculative config: "
+                f"{engine.display_name} loads the head from it (kvplan sized a head of {model.name}'s shape)")
     return command, note
 
 
