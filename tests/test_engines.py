@@ -96,11 +96,11 @@ def test_the_command_names_the_engines_flag_for_a_shorter_max_len(catalog):
         assert not r.start.starts and r.start.engine == engine(name).display_name
         assert r.start.engine_max_len_flag == flag and r.start.largest_max_model_len > 16_384
     # SGLang starts on the same pool and cuts each request to it (tp_worker.py: max_req_len = min(context_len - 1,
-    # max_total_num_tokens - 1)): 52,008 tokens at TP 2, so requests of at most 52,007
+    # max_total_num_tokens - 1)); its 1-token pages hold pool // (64 layers x 2 x 8/2 KV heads x 128 x 2 B) tokens
     r = fit(catalog.model("qwen2.5-32b"), catalog.gpu("l40s"), 16_384, BudgetInputs(engine="sglang", tp=2))
     assert r.start.starts and r.start.engine_max_len_flag == "--context-length"
-    assert (r.start.pool_tokens, r.start.cut_at) == (r.budget.token_capacity, r.budget.token_capacity - 1)
-    assert r.start.cut_at == 52_007 < 131_072
+    assert r.start.pool_tokens == r.budget.kv_pool_bytes // (64 * 2 * 4 * 128 * 2) == r.budget.token_capacity
+    assert r.start.cut_at == r.start.pool_tokens - 1 < 131_072
 
 
 # --- what lives where ------------------------------------------------------------------------------

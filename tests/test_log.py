@@ -388,5 +388,5 @@ def test_sweep_from_a_log_runs_at_the_logs_max_model_len(capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["marks"]["llama3.2-3b"]["max_len"] == 35_000
     four, sixty_four = result["points"]
-    assert four["metrics"]["starts"] and four["value"] == 6  # 25,203 tokens // 4,096 = 6
+    assert four["metrics"]["starts"] and four["value"] == 6  # the logged 25,169 tokens // 4,096 = 6
     assert sixty_four["why"] == "its requests are longer than max_len 35,000 (the engine refuses them)"

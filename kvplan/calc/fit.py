@@ -83,7 +83,7 @@ def _knob(model: ModelSpec, gpu: GpuSpec, ctx: int, max_len: int, target: int, i
         budget = memory_budget(model, gpu, replace(inputs, **settings))  # type: ignore[arg-type]
     except KvplanError:
         return None  # e.g. a TP the heads do not allow
-    pooled = pool_model(model, budget.speculative_method, inputs.draft_model, budget.num_speculative_tokens)
+    pooled = pool_model(model, inputs.speculative_method, inputs.draft_model, inputs.num_speculative_tokens)
     n, _ = concurrency(pooled, budget, ctx)  # a drafter's KV layers too, as fit counts them
     fits = startup(pooled, budget, max_len).starts and n >= target
     command = engine_command(model, gpu, budget, max_len, min(n, budget.max_num_seqs))[0] if fits else ""
