@@ -49,7 +49,8 @@ def main() -> None:
         tokens = logged["kv_tokens"]
         interval = logged_interval(catalog.model(planned["model"]), planned)
         terms = None if interval is None else 0.0 if interval[0] <= tokens <= interval[1] else error(interval[0], tokens)
-        reproduced.append((terms == 0.0, planned.get("unexplained")))
+        if interval is not None:  # a log that prints no pool size has no terms to reproduce
+            reproduced.append((terms == 0.0, planned.get("unexplained")))
         budget = predicted(catalog, planned)
         defaults = weights = activation = kv = None
         if budget is not None:
@@ -61,7 +62,7 @@ def main() -> None:
             if "kv_cache_gib" in logged:
                 kv = error(budget.usable_pool_bytes / GIB, logged["kv_cache_gib"])
             if not planned.get("unexplained") and not planned.get("capped"):  # a capped pool is no rule's to predict
-                release = ".".join(str(planned["release"]).split(".")[:2])
+                release = ".".join(str(planned.get("release", "newest")).split(".")[:2])
                 by_release[f"{planned['engine']} {release}"].append(defaults)
                 by_engine[planned["engine"]].append(defaults)
         print(f"{planned['file'][:50]:<50} {tokens:>10,} {pct(terms):>7} {pct(defaults):>9} {pct(weights):>8} "

@@ -64,12 +64,15 @@ def logged_interval(model, planned: dict) -> tuple[int, int] | None:
     logged = known(planned["file"])
     tp, pp = planned.get("tp", 1), planned.get("pp", 1)
     if planned["engine"] == "sglang":
+        if "k_size_gb" not in logged:  # bench_latency prints no pool line
+            return None
         kv = logged["k_size_gb"] + logged["v_size_gb"]
         per = per_token_bytes(model, planned)
         return int((kv - 0.01) * GIB) // per, int((kv + 0.01) * GIB) // per
     if planned["engine"] == "trtllm":
-        block = logged["tokens_per_block"] * per_token_bytes(model, planned)
-        ends = [int((logged["kv_cache_gib"] + d) * GIB) // block * logged["tokens_per_block"] for d in (-0.005, 0.005)]
+        per_block = logged.get("tokens_per_block", 32)  # KvCacheConfig's default where the log prints none
+        block = per_block * per_token_bytes(model, planned)
+        ends = [int((logged["kv_cache_gib"] + d) * GIB) // block * per_block for d in (-0.005, 0.005)]
         return ends[0], ends[1]
     model = as_served(model, planned)
     fmt = resolve_kv_format(model, planned.get("kv_dtype", "auto"))
@@ -93,7 +96,8 @@ def before_launch(planned: dict) -> BudgetInputs:
     """What a user knows before launch: the release, the model, GPU and parallelism, and what the
     command line sets (or the log's non-default args, written as one); nothing the engine measured."""
     entry = SOURCES[planned["file"]]
-    logged, key = known(planned["file"]), f"{planned['engine']}=={planned['release']}"
+    release = planned.get("release")  # a log naming none (SGLang's main) is planned as kvplan does: the newest preset
+    logged, key = known(planned["file"]), f"{planned['engine']}=={release}" if release else planned["engine"]
     settings: dict = {}
     if entry.get("command"):
         command = entry["command"].split(" (")[0]  # a note on where the line comes from, in parentheses

@@ -18,8 +18,9 @@ from kvplan.units import GIB
 def test_every_fixture_has_its_source_and_file():
     assert len(SOURCES) >= 60
     for name, entry in SOURCES.items():
-        assert (LOGS / name).is_file() and entry["source"].startswith("http") and entry["engine"] in (
-            "vllm", "sglang", "trtllm")
+        # a public address, or the public file's id in the stored code index where the index names no repository
+        assert (LOGS / name).is_file() and entry["source"].startswith(("http", "stored code index file id ")) and \
+            entry["engine"] in ("vllm", "sglang", "trtllm")
     assert {p["engine"] for p in PLANNED} == {"vllm", "sglang", "trtllm"}
     assert all(p["file"] in SOURCES and SOURCES[p["file"]]["engine"] == p["engine"] for p in PLANNED)
 
@@ -27,6 +28,9 @@ def test_every_fixture_has_its_source_and_file():
 @pytest.mark.parametrize("planned", PLANNED, ids=[p["file"] for p in PLANNED])
 def test_the_logged_capacity_is_reproduced_from_the_logged_memory(catalog, planned):
     interval = logged_interval(catalog.model(planned["model"]), planned)
+    if planned.get("no_kv_memory"):  # bench_latency prints the tokens, not the memory that holds them
+        assert interval is None
+        return
     assert interval is not None
     lo, hi = interval
     tokens = SOURCES[planned["file"]]["logged"]["kv_tokens"]
@@ -61,8 +65,8 @@ def test_the_logged_capacity_is_predicted_from_defaults(catalog, planned):
 
 @pytest.mark.parametrize("engine, share, median", [("vllm", 0.95, 0.01), ("sglang", 1.0, 0.005), ("trtllm", 1.0, 0.015)])
 def test_most_predictions_land_within_5_percent(catalog, engine, share, median):
-    """What examples/bench_accuracy.py measures, held so a change that loses accuracy fails: vLLM 19 of 20
-    within 5%, median 0.99%; SGLang 3 of 3, 0.36%; TensorRT-LLM 1 of 1, 1.41%."""
+    """What examples/bench_accuracy.py measures, held so a change that loses accuracy fails: vLLM 22 of 23
+    within 5%, median 0.86%; SGLang 7 of 7, 0.34%; TensorRT-LLM 3 of 3, 1.41%."""
     offs = [abs(error(predicted(catalog, p).token_capacity, SOURCES[p["file"]]["logged"]["kv_tokens"]))  # type: ignore[union-attr]
             for p in WITH_GPU if p["engine"] == engine]
     assert sum(o <= 0.05 for o in offs) / len(offs) >= share and statistics.median(offs) <= median

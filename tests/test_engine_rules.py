@@ -346,3 +346,41 @@ def test_non_torch_memory_by_release():
 
     assert [engine(key).base_overhead_bytes for key in ("vllm==0.6", "vllm==0.8", "vllm==0.15", "vllm==0.19")] == [
         round(0.35 * GIB), round(0.07 * GIB), round(0.07 * GIB), GIB // 4]
+
+
+def test_v0_from_0_7_counts_non_torch_memory_from_a_snapshot(catalog):
+    """0.7.0's memory profile (utils.py MemorySnapshot) counts the growth outside torch since the worker
+    started: 0.05 GiB on a T4 (0.7.2 and 0.8.2's V0 log it), where 0.6 counted 0.35 GiB. Llama-3.2-3B on a
+    T4 (CUDA total 15,095 MiB = 14.74 GiB), fp16, max_model_len 2,048 at 0.8938626 (the 0.8.2 fixture): the
+    two rules differ by 0.30 GiB of pool, 0.30 GiB / (28 x 2 x 8 x 128 x 2 B = 114,688 B) = 2,808 tokens."""
+    assert engine("vllm==0.7").base_overhead_bytes == round(0.05 * GIB) == 53_687_091
+    assert engine("vllm==0.6").base_overhead_bytes == round(0.35 * GIB)
+    assert engine("vllm==0.7.3").key == "vllm==0.7"
+    t4 = catalog.gpu("t4")
+    assert t4.cuda_total_bytes == 15_095 * MIB and round(t4.cuda_total_bytes / GIB, 2) == 14.74
+    model = catalog.model("llama3.2-3b")
+    inputs = dict(max_model_len=2048, util=0.8938626454842437, max_num_seqs=192, max_num_batched_tokens=2048,
+                  weights_dtype="fp16")
+    old = memory_budget(model, t4, BudgetInputs(engine="vllm==0.6", **inputs))
+    new = memory_budget(model, t4, BudgetInputs(engine="vllm==0.7", **inputs))
+    assert new.usable_pool_bytes - old.usable_pool_bytes == round(0.35 * GIB) - round(0.05 * GIB)
+    assert (new.usable_pool_bytes - old.usable_pool_bytes) // 114_688 == 2_808
+
+
+def test_sglang_0_3_keeps_0_83_at_eight_gpus():
+    """server_args before 0.4's GPU-memory tiers: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.83 at 8, 0.79 at 16;
+    0.4 lowered TP 8's to 0.81."""
+    assert [engine("sglang==0.3.6").default_util(None, tp, 1) for tp in (1, 2, 4, 8, 16)] == [0.88, 0.87, 0.85, 0.83, 0.79]
+    assert engine("sglang==0.4.3").default_util(None, 8, 1) == 0.81
+
+
+def test_qwen3_5_profiles_its_encoder_over_one_largest_image(catalog):
+    """Qwen3.5 ships Qwen3-VL's processor: one image of 4,096^2 pixels = (4,096 / 16)^2 = 65,536 patches of
+    16 px, merged 2 x 2 into 16,384 tokens, the budget a 0.19 log states ('budget of 16384 tokens, and
+    profiled with 1 image items'). Its tower is 27 blocks of 1,152 (MLP 4,304, not gated), no deepstack."""
+    model = catalog.model("qwen3.5-9b")
+    assert model.vision is not None and (model.vision.patch_size, model.vision.hidden_size, model.vision.deepstack_layers,
+                                         model.vision.out_hidden_size) == (16, 1152, 0, 4096)
+    budget = memory_budget(model, catalog.gpu("l40s"), BudgetInputs(engine="vllm==0.19.0"))
+    assert budget.activation_source.startswith("multimodal encoder over 1 image of 16,384 tokens")
+    assert (4096 // 16) ** 2 == 65_536 and 65_536 // 4 == 16_384

@@ -101,7 +101,7 @@ def parsed() -> dict[str, LoggedStartup]:
 
 
 def test_every_fixture_is_read_as_its_engine(parsed):
-    assert len(parsed) == len(SOURCES) == 82
+    assert len(parsed) == len(SOURCES) == 89
     assert all(parsed[name].engine == entry["engine"] for name, entry in SOURCES.items())
 
 
@@ -333,3 +333,11 @@ def test_an_sglang_server_args_line_abridged_in_a_paste_is_read():
     assert (startup.engine, startup.model, startup.tp, startup.mem_fraction_static) == ("sglang", "Qwen3-14B", 4, 0.8)
     assert startup.kv_tokens == 298_447 and startup.max_model_len == 40_960
     assert 298_447 * 40 * 2 * (8 // 4) * 128 * 2 / 2**30 == pytest.approx(11.38, abs=0.005)
+
+
+def test_an_sglang_mla_pool_line_states_one_kv_size():
+    """SGLang 0.5.8's MLA pool holds one latent a token and logs one size (Kimi-K2.5 on an MI355X rank):
+    'KV Cache is allocated. #tokens: 2454421, KV size: 160.63 GB'."""
+    startup = read_log("[2026-02-26 16:41:18 TP6] KV Cache is allocated. #tokens: 2454421, KV size: 160.63 GB\n", "x")
+    assert (startup.engine, startup.kv_tokens, startup.memory.kv_cache_gib) == ("sglang", 2_454_421, 160.63)
+    assert (startup.pools[0].k_gib, startup.pools[0].v_gib) == (160.63, 0.0)

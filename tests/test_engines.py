@@ -169,9 +169,9 @@ def test_batch_refuses_ctx_beside_in_or_out(capsys):
 
 @pytest.mark.parametrize("spec, key", [
     ("vllm", "vllm==0.34"), ("VLLM==0.19.1", "vllm==0.19"), ("vllm==0.18", "vllm==0.19"), ("vllm==0.6.3", "vllm==0.6"),
-    ("vllm==0.9", "vllm==0.8"), ("vllm==0.11.2", "vllm==0.11"), ("vllm==0.13", "vllm==0.12"), ("vllm==0.20.0", "vllm==0.20"),
+    ("vllm==0.7.3", "vllm==0.7"), ("vllm==0.9", "vllm==0.8"), ("vllm==0.11.2", "vllm==0.11"), ("vllm==0.13", "vllm==0.12"), ("vllm==0.20.0", "vllm==0.20"),
     ("vllm==0.20.2", "vllm==0.20.1"), ("vllm==0.22", "vllm==0.21"), ("vllm==0.29", "vllm==0.28"), ("vllm==0.34.0", "vllm==0.34"),
-    ("vllm==0.40", "vllm==0.34"), ("sglang==0.4.6", "sglang==0.4.6"), ("sglang==0.4.5", "sglang==0.4"), ("sglang==0.4.10", "sglang==0.5"), ("sglang==0.5.4", "sglang==0.5"),
+    ("vllm==0.40", "vllm==0.34"), ("sglang==0.4.6", "sglang==0.4.6"), ("sglang==0.4.5", "sglang==0.4"), ("sglang==0.3.6", "sglang==0.3"), ("sglang==0.4.10", "sglang==0.5"), ("sglang==0.5.4", "sglang==0.5"),
     ("sglang==0.5.14", "sglang==0.5.5"), ("sglang", "sglang==0.5.15"), ("sglang==0.5.23", "sglang==0.5.15"),
     ("trtllm", "trtllm==1.0"),
     # as engines print releases and pip names them: the numbers pick the preset, the tail does not
@@ -185,7 +185,7 @@ def test_a_release_picks_the_preset_that_holds_it(spec, key):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("vllm==0.1", "no preset of vllm holds release 0.1; choose one of vllm==0.6, vllm==0.8"),
+    ("vllm==0.1", "no preset of vllm holds release 0.1; choose one of vllm==0.6, vllm==0.7, vllm==0.8"),
     ("raw==1", "no preset of raw holds release 1"),
     ("tgi==2", "unknown engine 'tgi==2'; choose one of vllm, sglang, trtllm, raw"),
     ("vllm==latest", "'latest' in --engine vllm==latest is not a release; give one as the engine prints it"),
@@ -240,7 +240,7 @@ def test_kvplan_engines_lists_every_preset(capsys):
     assert main(["engines", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     keys = [r["key"] for r in rows]
-    assert keys[:14] == ["vllm==0.6", "vllm==0.8", "vllm==0.11", "vllm==0.12", "vllm==0.15", "vllm==0.19", "vllm==0.20",
+    assert keys[:15] == ["vllm==0.6", "vllm==0.7", "vllm==0.8", "vllm==0.11", "vllm==0.12", "vllm==0.15", "vllm==0.19", "vllm==0.20",
                          "vllm==0.20.1", "vllm==0.21", "vllm==0.26", "vllm==0.28", "vllm==0.32", "vllm==0.33", "vllm==0.34"]
     assert [r["key"] for r in rows if r["default"]] == ["vllm==0.34", "sglang==0.5.15", "trtllm==1.0", "raw"]
 

@@ -308,9 +308,24 @@ def test_a_tensorrt_llm_pytorch_backend_log_is_read_and_planned_with_its_rules(c
     tokens = {f.name: f for f in r.figures}["token capacity"]
     assert tokens.reproduced_low <= 860_320 <= tokens.reproduced_high
     assert tokens.reproduced_low <= r.guarded_kv_tokens <= tokens.reproduced_high  # the measured terms' own plan
-    # trtllm-bench also set max_tokens 860,308, and the smaller wins: the pool is that cap, and said so
-    assert startup.kv_max_tokens == 860_308 and any("capped by max_tokens 860,308" in n for n in r.notes)
+    # "Both free_gpu_memory_fraction and max_tokens are set (to 0.8 and 860308)" names the KvCacheCreator's own
+    # estimate, passed as max_tokens before the served cache is built: no cap of the user's, and none is said
+    assert startup.kv_max_tokens is None and not any("capped by max_tokens" in n for n in r.notes)
+    assert -(-860_308 // 32) * 32 == 860_320  # the estimate, rounded up to whole 32-token blocks, is the pool
     assert "never preempts" in r.preempts_at  # 4,096 requests of at most 157 tokens fit in 860,320
+
+
+def test_a_tensorrt_llm_log_is_read_past_its_estimation_pass():
+    """TensorRT-LLM 1.1.0rc3 (gpt-oss-120b on a DGX Spark) allocates two KV caches: the KvCacheCreator's
+    estimation pool (8,224 tokens, 0.56 GiB, max_seq_len capped to it), then, after 'Peak memory during
+    memory usage profiling ... 113.65 GiB', the served one: (119.70 - 113.65 + 0.56) x 0.9 = 5.95 GiB,
+    86,720 tokens of 73,728 B (36 layers x 2 x 8 KV heads x 64 x 2 B). The log is read as the served pool."""
+    startup = load_log(LOGS / "trtllm-1.1.0rc3-gpt-oss-120b-gb10-1.log")
+    assert (startup.kv_tokens, startup.memory.kv_cache_gib, startup.max_model_len) == (86_720, 5.95, 86_720)
+    assert [pool.tokens for pool in startup.pools] == [86_720] and startup.kv_max_tokens is None
+    assert round((119.70 - 113.65 + 0.56) * 0.9, 2) == 5.95 and 36 * 2 * 8 * 64 * 2 == 73_728
+    # 5.95 +- 0.005 GiB in whole 32-token blocks: 86,560 to 86,720 tokens, the logged 86,720 at the top
+    assert int(5.945 * 2**30) // (32 * 73_728) * 32 == 86_560 and int(5.955 * 2**30) // (32 * 73_728) * 32 == 86_720
 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "engine_logs"

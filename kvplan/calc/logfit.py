@@ -61,10 +61,11 @@ def preset_key(startup: LoggedStartup, engine: str | None = None) -> tuple[str, 
     if ours and chosen.generation and chosen.generation != ours:
         # V0's engine ran (its "# GPU blocks" lines), by default before 0.8 or by VLLM_USE_V1=0 to 0.10
         same = [p for p in PRESETS[startup.engine] if p.generation == ours]
-        if same:
+        if same:  # a later release's fallback runs the newest; a log naming none, the oldest (its default's years)
             release = f" (release {startup.release})" if startup.release else ""
-            return same[-1].key, (f"the log is {chosen.display_name}'s {ours} engine{release}: planned with "
-                                  f"{same[-1].key}, its rules")
+            preset = same[-1] if found else same[0]
+            return preset.key, (f"the log is {chosen.display_name}'s {ours} engine{release}: planned with "
+                                f"{preset.key}, its rules")
     return key, note
 
 

@@ -236,7 +236,25 @@ class Sglang046(Sglang04):
         return super().default_util(gpu, tp, pp, model=model, role=role, running=running)
 
 
+class Sglang03(Sglang04):
+    """SGLang 0.3: the TP table of 0.4 but 0.83 at TP 8 (server_args before the GPU-memory tiers)."""
+
+    release = "0.3"
+    first: tuple[int, ...] = (0, 3)
+    last: tuple[int, ...] | None = (0, 3)
+    changes = ("mem_fraction_static by TP size as 0.4, but 0.83 at 8 GPUs (0.4 lowered it to 0.81 with the "
+               "GPU-memory tiers of chunked_prefill_size and cuda_graph_max_bs)")
+    source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static by TP size "
+              "(server_args: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.83 at 8, 0.79 at 16)")
+
+    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
+                     role: str | None = None, running: int | None = None) -> float:
+        return next(fraction for size, fraction in FRACTION_BY_GPUS_03 if tp * pp >= size)
+
+
+# server_args 0.2 and 0.3 (before #2268's tiers): 0.83 at 8 GPUs
+FRACTION_BY_GPUS_03 = ((16, 0.79), (8, 0.83), (4, 0.85), (2, 0.87), (1, 0.88))
 # SGLang 0.4's cut of the memory fraction for a multimodal model (model_runner.py)
 MULTIMODAL_FACTOR = 0.95
 
-SGLANG_PRESETS: tuple[Sglang, ...] = (Sglang04(), Sglang046(), SGLANG, Sglang55(), Sglang515())
+SGLANG_PRESETS: tuple[Sglang, ...] = (Sglang03(), Sglang04(), Sglang046(), SGLANG, Sglang55(), Sglang515())

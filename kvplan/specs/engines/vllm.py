@@ -38,7 +38,7 @@ NON_TORCH_BYTES = GIB // 4
 # summary line, tests/fixtures/engine_logs/vllm-0.10.2-qwen3-4b-h100-1.log); 0.18 profiles the CUDA
 # graphs' warm-up inside the window and logs the 0.25 above.
 V1_EARLY_NON_TORCH_BYTES = round(0.07 * GIB)
-# V0's profile counts 0.35 GiB non-torch on one GPU (0.6.4 on an RTX 3090: "non_torch_memory=0.35GiB").
+# V0 to 0.6: 0.35 GiB non-torch on one GPU (0.6.4, RTX 3090), past the start, weights and profile (memory_profiling).
 V0_NON_TORCH_BYTES = round(0.35 * GIB)
 # The dummy sampler's tensors alive at its peak, in bytes per row x vocabulary entry, for a 16-bit
 # model (vllm/v1/worker/gpu_model_runner.py _dummy_sampler_run: top_k = vocab - 1 and top_p 0.9,
@@ -268,7 +268,7 @@ class VllmV0(Vllm):
 
     release = "0.6"
     first: tuple[int, ...] = (0, 5)
-    last: tuple[int, ...] | None = (0, 7)
+    last: tuple[int, ...] | None = (0, 6)
     encodes: tuple[str, ...] = ("vllm/worker/worker.py Worker.determine_num_available_blocks",
                                 "vllm/worker/model_runner.py GPUModelRunnerBase.profile_run",
                                 "vllm/config.py SchedulerConfig, _get_and_verify_dtype",

@@ -1,5 +1,5 @@
 """vLLM 0.20.1 and later: the presets whose 'GPU KV cache size' is max concurrency x max_model_len,
-and where a hybrid's state pages per request change (vllm_states.py); the oldest are in vllm.py."""
+and where a hybrid's state pages per request change (vllm_states.py); V0's 0.7; the others are in vllm.py."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from kvplan.units import GIB
 
 if TYPE_CHECKING:
     from kvplan.specs.gpu import GpuSpec
+
+# 0.7.0 measures it as the growth of memory outside torch since the worker started (utils.py MemorySnapshot):
+# "non_torch_memory takes 0.05GiB" on a T4, logged by 0.7.2 and by 0.8.2's V0.
+V0_SNAPSHOT_NON_TORCH_BYTES = round(0.05 * GIB)
 
 
 class Vllm201(Vllm20):
@@ -109,6 +113,21 @@ class Vllm34(Vllm33):
         return limits
 
 
-VLLM_PRESETS: tuple[Vllm, ...] = (VllmV0(), Vllm08(), Vllm11(), Vllm12(), Vllm15(), Vllm(), Vllm20(), Vllm201(),
+class VllmV07(VllmV0):
+    """vLLM 0.7, V0's last default release; and V0 where 0.8 to 0.10 fall back to it (VLLM_USE_V1=0, or
+    a model V1 does not serve): non-torch memory counted from a snapshot at the worker's start."""
+
+    release = "0.7"
+    first: tuple[int, ...] = (0, 7)
+    last: tuple[int, ...] | None = (0, 7)
+    encodes: tuple[str, ...] = (*VllmV0.encodes, "vllm/utils.py MemorySnapshot, memory_profiling (0.7.0)")
+    changes = ("V0's non-torch memory is its growth outside torch since the worker started (a snapshot), not "
+               "what the GPU holds past the weights and the profile's torch growth: 0.05 GiB on one GPU, not 0.35; "
+               "a V0 log of 0.8 to 0.10 (VLLM_USE_V1=0, or a GPU below compute 8.0) is planned with it")
+    base_overhead_bytes = V0_SNAPSHOT_NON_TORCH_BYTES
+
+
+
+VLLM_PRESETS: tuple[Vllm, ...] = (VllmV0(), VllmV07(), Vllm08(), Vllm11(), Vllm12(), Vllm15(), Vllm(), Vllm20(), Vllm201(),
                                   Vllm21(), Vllm26(), Vllm28(), Vllm32(), Vllm33(), Vllm34())
 VLLM = VLLM_PRESETS[-1]  # the newest release read: what --engine vllm takes

@@ -25,9 +25,11 @@ LOAD_BEGIN = re.compile(r"Load weight begin\. avail mem=(?P<gib>\d+(?:\.\d+)?) G
 LOAD_END = re.compile(r"Load weight end\..*?(?:dtype=(?P<dtype>[\w.]+), )?(?:quant=[^,]*, fmt=[^,]*, )?"
                       r"avail mem=(?P<avail>\d+(?:\.\d+)?) GB(?:, mem usage=(?P<usage>\d+(?:\.\d+)?) GB)?")
 # "KV Cache is allocated. K size: 27.13 GB, V size: 27.13 GB." (0.4.1); "KV Cache is allocated. #tokens: 38141,
-# K size: 2.33 GB, V size: 2.33 GB" (0.4.9); "KV Cache is allocated. dtype: torch.bfloat16, #tokens: 392920, ..."
+# K size: 2.33 GB, V size: 2.33 GB" (0.4.9); "KV Cache is allocated. dtype: torch.bfloat16, #tokens: 392920, ...";
+# an MLA pool holds one latent a token: "KV Cache is allocated. #tokens: 2454421, KV size: 160.63 GB" (0.5.8)
 KV_ALLOCATED = re.compile(r"KV Cache is allocated\.(?: dtype: [\w.]+,)?(?: #tokens: (?P<tokens>\d+),)? "
-                          r"K size: (?P<k>\d+(?:\.\d+)?) GB, V size: (?P<v>\d+(?:\.\d+)?) GB")
+                          r"(?:K size: (?P<k>\d+(?:\.\d+)?) GB, V size: (?P<v>\d+(?:\.\d+)?) GB|"
+                          r"KV size: (?P<kv>\d+(?:\.\d+)?) GB)")
 # "Memory pool end. avail mem=8.34 GB"
 POOL_END = re.compile(r"Memory pool end\. avail mem=(?P<gib>\d+(?:\.\d+)?) GB")
 # "Capture cuda graph end. Time elapsed: 18.07 s. mem usage=0.11 GB. avail mem=0.83 GB." (0.4.9) and
@@ -74,7 +76,7 @@ def load_end(c: Collector, worker: str, m: re.Match[str]) -> None:
 
 
 def kv_allocated(c: Collector, worker: str, m: re.Match[str]) -> None:
-    k_gib, v_gib = number(m["k"]), number(m["v"])
+    k_gib, v_gib = (number(m["kv"]), 0.0) if m["kv"] else (number(m["k"]), number(m["v"]))
     c.pool(worker, tokens=None if m["tokens"] is None else integer(m["tokens"]), k_gib=k_gib, v_gib=v_gib)
     c.figure(worker, "kv_cache_gib", round(k_gib + v_gib, 4))  # the first pool: the model's own
 

@@ -57,6 +57,8 @@ OVERRIDING = re.compile(r"Overriding (?P<key>max_batch_size|max_seq_len|max_num_
 # "[TRT-LLM] [I] Using LLM with AutoDeploy backend": its cache manager's "Allocated 0.00 GiB for max tokens in paged
 # KV cache (N)" is a placeholder's, before AutoDeploy resizes the cache itself
 AUTODEPLOY = re.compile(r"Using LLM with AutoDeploy backend")
+# "[TRT-LLM] [I] Using LLM with PyTorch backend" (the LLM API's choice: no built engine)
+TORCH_BACKEND = re.compile(r"Using LLM with PyTorch backend")
 
 OVERRIDE_NAMES = {"max_batch_size": "max_num_seqs", "max_seq_len": "max_model_len", "max_num_tokens": "max_num_batched_tokens"}
 TRT_NAMES = {"maxSequenceLen": "max_model_len", "maxNumSequences": "max_num_seqs",
@@ -68,15 +70,17 @@ SUMMARY_INTS = {"max_model_len", "tp", "pp", "max_num_seqs", "max_num_batched_to
 
 
 def torch_limits(c: Collector, worker: str, m: re.Match[str]) -> None:
+    """The limits each KV cache manager is built with: the last line is the served cache's (the
+    estimation pass before it caps max_seq_len to its own small pool)."""
     c.setting("trtllm_backend", "pytorch")
-    c.setting("max_model_len", int(m["len"]))
-    c.setting("max_num_seqs", int(m["seqs"]))
-    c.setting("max_num_batched_tokens", int(m["tokens"]))
+    c.final("max_model_len", int(m["len"]))
+    c.final("max_num_seqs", int(m["seqs"]))
+    c.final("max_num_batched_tokens", int(m["tokens"]))
 
 
 def fraction_and_tokens(c: Collector, worker: str, m: re.Match[str]) -> None:
     c.setting("kv_memory_fraction", round(number(m["fraction"]), 6))
-    c.setting("kv_max_tokens", int(m["tokens"]))
+    c.final("kv_max_tokens", int(m["tokens"]))
 
 
 def torch_weights(c: Collector, worker: str, m: re.Match[str]) -> None:
@@ -85,9 +89,13 @@ def torch_weights(c: Collector, worker: str, m: re.Match[str]) -> None:
 
 
 def torch_peak(c: Collector, worker: str, m: re.Match[str]) -> None:
+    """The profiling run ends: the KV cache allocated before it was the estimation pass's (a pool of
+    about max_num_tokens, freed now), not the one served (KvCacheCreator.build_managers)."""
     c.setting("trtllm_backend", "pytorch")
     c.setting("kv_memory_fraction", round(number(m["fraction"]), 6))
     c.figure(worker, "total_gpu_gib", number(m["total"]))
+    c.pools = [pool for pool in c.pools if pool["worker"] != worker]
+    c.workers.get(worker, {}).pop("kv_cache_gib", None)
 
 
 def memory_usage(c: Collector, worker: str, m: re.Match[str]) -> None:
@@ -141,12 +149,17 @@ RULES = (
     Rule(HF_CACHE_PATH, lambda c, worker, m: c.setting("model", f"{m['org']}/{m['name']}")),
     Rule(OVERRIDING, lambda c, worker, m: c.final(OVERRIDE_NAMES[m["key"]], int(m["value"]))),
     Rule(AUTODEPLOY, lambda c, worker, m: c.setting("trtllm_backend", "autodeploy")),
+    Rule(TORCH_BACKEND, lambda c, worker, m: c.setting("trtllm_backend", "pytorch")),
 )
 
 
 def read_trtllm(lines: list[Line], where: str) -> LoggedStartup:
     """A TensorRT-LLM log's settings, memory and pool; SpecError where it states no KV figure."""
     collected = run_rules(lines, RULES, Collector())
+    if collected.settings.get("trtllm_backend") == "pytorch":
+        # KvCacheCreator passes its own estimate as max_tokens (the min of it and any user cap), so the
+        # "Both free_gpu_memory_fraction and max_tokens are set" warning names no cap of the user's
+        collected.settings.pop("kv_max_tokens", None)
     if collected.settings.get("trtllm_backend") == "autodeploy":  # a placeholder's 0.00 GiB is no pool's size
         collected.pools = [{k: v for k, v in pool.items() if k != "gib"} for pool in collected.pools]
         for figures in collected.workers.values():
