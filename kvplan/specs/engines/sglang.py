@@ -206,6 +206,7 @@ class Sglang04(Sglang):
     changes = ("mem_fraction_static by TP size (0.88 at 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16), times 0.95 "
                "for a multimodal model; a context_length past the model's only warns")
     long_context_switch = ""
+    fraction_by_gpus: tuple[tuple[int, float], ...] = FRACTION_BY_GPUS
     source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static by TP size "
               "(server_args: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16)")
 
@@ -216,7 +217,7 @@ class Sglang04(Sglang):
 
     def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
                      role: str | None = None, running: int | None = None) -> float:
-        return next(fraction for size, fraction in FRACTION_BY_GPUS if tp * pp >= size)
+        return next(fraction for size, fraction in self.fraction_by_gpus if tp * pp >= size)
 
 
 class Sglang046(Sglang04):
@@ -246,14 +247,9 @@ class Sglang03(Sglang04):
                "GPU-memory tiers of chunked_prefill_size and cuda_graph_max_bs)")
     source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static by TP size "
               "(server_args: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.83 at 8, 0.79 at 16)")
-
-    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
-                     role: str | None = None, running: int | None = None) -> float:
-        return next(fraction for size, fraction in FRACTION_BY_GPUS_03 if tp * pp >= size)
+    fraction_by_gpus = ((16, 0.79), (8, 0.83), (4, 0.85), (2, 0.87), (1, 0.88))  # server_args 0.2 and 0.3
 
 
-# server_args 0.2 and 0.3 (before #2268's tiers): 0.83 at 8 GPUs
-FRACTION_BY_GPUS_03 = ((16, 0.79), (8, 0.83), (4, 0.85), (2, 0.87), (1, 0.88))
 # SGLang 0.4's cut of the memory fraction for a multimodal model (model_runner.py)
 MULTIMODAL_FACTOR = 0.95
 
