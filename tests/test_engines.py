@@ -171,13 +171,18 @@ def test_batch_refuses_ctx_beside_in_or_out(capsys):
     ("vllm", "vllm==0.34"), ("VLLM==0.19.1", "vllm==0.19"), ("vllm==0.18", "vllm==0.19"), ("vllm==0.6.3", "vllm==0.6"),
     ("vllm==0.7.3", "vllm==0.7"), ("vllm==0.9", "vllm==0.8"), ("vllm==0.11.2", "vllm==0.11"), ("vllm==0.13", "vllm==0.12"), ("vllm==0.20.0", "vllm==0.20"),
     ("vllm==0.20.2", "vllm==0.20.1"), ("vllm==0.22", "vllm==0.21"), ("vllm==0.29", "vllm==0.28"), ("vllm==0.34.0", "vllm==0.34"),
-    ("vllm==0.40", "vllm==0.34"), ("sglang==0.4.6", "sglang==0.4.6"), ("sglang==0.4.5", "sglang==0.4"), ("sglang==0.3.6", "sglang==0.3"), ("sglang==0.4.10", "sglang==0.5"), ("sglang==0.5.4", "sglang==0.5"),
+    ("vllm==0.40", "vllm==0.34"), ("sglang==0.4.6", "sglang==0.4.6"), ("sglang==0.4.3", "sglang==0.4"), ("sglang==0.4.4", "sglang==0.4.4"), ("sglang==0.4.5", "sglang==0.4.5"),
+        ("sglang==0.3.4", "sglang==0.3"), ("sglang==0.3.5", "sglang==0.3.5"), ("sglang==0.3.6", "sglang==0.3.6"), ("sglang==0.4.7", "sglang==0.4.7"), ("sglang==0.4.8", "sglang==0.4.8"),
+        ("sglang==0.4.10", "sglang==0.4.9.post3"), ("sglang==0.5.4", "sglang==0.5"),
     ("sglang==0.5.14", "sglang==0.5.5"), ("sglang", "sglang==0.5.15"), ("sglang==0.5.23", "sglang==0.5.15"),
     ("trtllm", "trtllm==1.0"),
     # as engines print releases and pip names them: the numbers pick the preset, the tail does not
     ("vllm==0.6.3.post1", "vllm==0.6"), ("vllm==0.11.0rc2", "vllm==0.11"), ("vllm==0.10.2.dev123+g4a1b2c3", "vllm==0.8"),
     ("vllm==0.10.1+cu128", "vllm==0.8"), ("vllm==v0.19.1", "vllm==0.19"), ("vllm==0.20.1rc1", "vllm==0.20.1"),
     ("vllm==0.19.x", "vllm==0.19"), ("sglang==0.4.6.post5", "sglang==0.4.6"), ("sglang==0.5.2rc2", "sglang==0.5"),
+        # a post release sorts after its release and before the next: SGLang moved a rule at 0.4.9.post3
+        ("sglang==0.4.9", "sglang==0.4.9"), ("sglang==0.4.9.post2", "sglang==0.4.9"), ("sglang==0.4.9.post3", "sglang==0.4.9.post3"),
+        ("sglang==0.4.9.post6", "sglang==0.4.9.post3"), ("sglang==0.4.10.post2", "sglang==0.4.9.post3"), ("sglang==0.5.0rc0", "sglang==0.5"),
     ("trtllm==1.1.0rc5", "trtllm==1.0"), ("trtllm==0.18.2", "trtllm==0.19"),
 ])
 def test_a_release_picks_the_preset_that_holds_it(spec, key):

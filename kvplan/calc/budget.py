@@ -150,7 +150,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     util = engine.default_util(gpu, inputs.tp, inputs.pp, model=model, role=inputs.disaggregation_mode,
                                running=inputs.max_num_seqs) if inputs.util is None else inputs.util
     _check(inputs, util)
-    util = engine.fraction_in_force(util, model)
+    util = engine.fraction_in_force(util, model, given=inputs.util is not None)
     if inputs.pp > model.num_layers:
         raise InputError(f"{{pp}} {inputs.pp} is more stages than {model.name}'s {model.num_layers} layers; "
                          f"give {{pp}} {model.num_layers} or fewer", "pp")

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import date
 
 from kvplan.results.catalog import EngineRow, FamilyReleases, GpuRow, ModelRow, ReleaseRow
-from kvplan.specs.engines.registry import DEFAULTS, PRESETS, Engine
+from kvplan.specs.engines.registry import DEFAULTS, PRESETS, Engine, release_text
 from kvplan.specs.gpu import GpuSpec
 from kvplan.specs.model import ModelSpec
 
@@ -51,14 +51,14 @@ def gpu_rows(gpus: Iterable[GpuSpec]) -> tuple[GpuRow, ...]:
 
 
 def _versions(e: Engine) -> str:
-    first = ".".join(map(str, e.first))
+    first = release_text(e.first)
     if e.last is None:
         return f"{first} and later"
     width = max(len(e.first), len(e.last))
     if e.first + (0,) * (width - len(e.first)) == e.last + (0,) * (width - len(e.last)):
-        return ".".join(map(str, e.last + (0,) * (width - len(e.last))))  # one release: 0.20.0
+        return release_text(e.last + (0,) * (width - len(e.last)))  # one release: 0.20.0
     # a last release shorter than the first names its series: 0.20.1 to 0.20.x
-    last = ".".join(map(str, e.last)) + (".x" if len(e.last) < len(e.first) else "")
+    last = release_text(e.last) + (".x" if len(e.last) < len(e.first) else "")
     return f"{first} to {last}"
 
 

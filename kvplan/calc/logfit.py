@@ -50,7 +50,7 @@ def preset_key(startup: LoggedStartup, engine: str | None = None) -> tuple[str, 
     """(the preset the log's release selects, a note where it is not the log's own)."""
     if engine:
         return engine, ""
-    found = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", startup.release or "")
+    found = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?(?:\.\d+)*([-_.]?post\d+)?", startup.release or "")
     if startup.trtllm_backend == "pytorch" and (not found or int(found[1]) < 1):
         newest = PRESETS[startup.engine][-1]  # the PyTorch backend's rules (KvCacheCreator) are the 1.0 preset's
         return newest.key, (f"the log is the PyTorch backend's{f' (release {startup.release})' if found else ''}: "
@@ -72,7 +72,7 @@ def preset_key(startup: LoggedStartup, engine: str | None = None) -> tuple[str, 
 def _release_preset(startup: LoggedStartup, found: re.Match[str] | None) -> tuple[str, str]:
     if not found:
         return startup.engine, f"the log names no {startup.engine} release: planned with the newest preset"
-    version = ".".join(part for part in found.groups() if part is not None)
+    version = ".".join(part for part in found.groups()[:3] if part is not None) + (found[4] or "")
     key = f"{startup.engine}=={version}"
     try:
         engine_entry(key)
@@ -225,7 +225,7 @@ def _util_for(model: ModelSpec, gpu: GpuSpec | None, measured: BudgetInputs, tar
 def _exact_pool(model: ModelSpec, inputs: BudgetInputs, kv_gib: float) -> BudgetInputs:
     """A budget whose pool is `kv_gib` of KV memory exactly: the whole device, no other term (the
     device grown by the fraction the engine still takes of a whole one: SGLang 0.4's multimodal cut)."""
-    pool, kept = int(kv_gib * GIB), engine_entry(inputs.engine).fraction_in_force(1.0, model)
+    pool, kept = int(kv_gib * GIB), engine_entry(inputs.engine).fraction_in_force(1.0, model, given=True)
     return replace(inputs, gpu_mem_bytes=math.ceil((pool + GIB) / kept), util=1.0, weights_bytes=GIB,
                    activation_bytes=0, overhead_bytes=0)
 

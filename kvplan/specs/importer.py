@@ -138,7 +138,8 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
         "mtp_layers": c.get("num_nextn_predict_layers", "mtp_num_hidden_layers", default=0) or 0,
         "draft_vocab_size": c.get("draft_vocab_size", default=None),
         "moe": moe, "layers": groups, "checkpoint_bytes": checkpoint.bytes,
-        "tower_params": towers or None, "vision": vision_from_config(raw, model_type), "quantization": quant.format if quant else None,
+        "tower_params": towers or None, "vision": vision_from_config(raw, model_type),
+        **_vision_config_sizes(raw.get("vision_config")), "quantization": quant.format if quant else None,
         "kv_cache_quant": read_kv_quantization(raw.get("quantization_config") or c.get("quantization_config")),
         "quantization_bits": quant.bits_per_weight if quant else None,
         "params_source": "; ".join(notes), "notes": "imported by kvplan import",
@@ -149,6 +150,15 @@ def spec_from_config(raw: dict, where: Path | str, *, source: str, name: str | N
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
         raise SpecError(f"{where}: the config does not make a valid spec ({problems})") from None
     return ImportResult(spec, tuple(notes))
+
+
+def _vision_config_sizes(vision: object) -> dict[str, int]:
+    """vision_config's num_hidden_layers and hidden_size where the file states them as integers."""
+    if not isinstance(vision, dict):
+        return {}
+    keys = {"vision_num_hidden_layers": "num_hidden_layers", "vision_hidden_size": "hidden_size"}
+    return {field: vision[key] for field, key in keys.items()
+            if isinstance(vision.get(key), int) and not isinstance(vision.get(key), bool)}
 
 
 def _intermediate_size(c: Config, arch: Architecture | None) -> int:

@@ -73,6 +73,11 @@ class ModelSpec(Frozen):
     tower_params: Params | None = None
     # The vision tower's sizes where the engine profiles it (kvplan.specs.vision); None: text only.
     vision: VisionSpec | None = None
+    # config.json's vision_config num_hidden_layers and hidden_size as the file states them (None where
+    # it does not: Qwen-VL towers name their depth "depth"); SGLang 0.4.9.post3 on cuts its memory
+    # fraction for a multimodal model by them (server_args adjust_mem_fraction_for_vlm).
+    vision_num_hidden_layers: Layers | None = None
+    vision_hidden_size: Dim | None = None
     dtype: WeightDtype
     max_context: Tokens
     tie_word_embeddings: Annotated[bool, Strict()] = False

@@ -253,9 +253,9 @@ class Engine:
         with `running` requests at most where the command sets them."""
         return self.util
 
-    def fraction_in_force(self, util: float, model: ModelSpec) -> float:
-        """The memory fraction the engine sizes with, given or default (SGLang 0.4 lowers it for a
-        multimodal model); the fraction itself by default."""
+    def fraction_in_force(self, util: float, model: ModelSpec, given: bool = False) -> float:
+        """The memory fraction the engine sizes with, `given` or default (SGLang lowers it for a
+        multimodal model, by release); the fraction itself by default."""
         return util
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:

@@ -24,16 +24,37 @@ DEFAULTS: dict[str, Engine] = {name: presets[-1] for name, presets in PRESETS.it
 ENGINES: dict[str, Engine] = DEFAULTS  # by name: the preset the name alone takes
 assert DEFAULT_ENGINE in PRESETS and TEXTBOOK_ENGINE in PRESETS  # the names every command starts with
 
-# A release as engines print and pip names it (PEP 440): the numbers, then any pre-release, post,
-# dev or local tail, which selects the preset of the numbered release ("0.6.3.post1", "0.11.0rc2",
-# "0.10.2.dev123+g4a1b", "0.10.1+cu128", "1.1.0rc5" are 0.6.3, 0.11.0, 0.10.2, 0.10.1, 1.1.0).
-_SPEC = re.compile(r"^\s*([A-Za-z][\w-]*)\s*(?:==\s*v?(\d+(?:\.\d+)*)(?:\.x|[-_.+]?[A-Za-z][\w.+-]*)?)?\s*$")
+# A release as engines print and pip names it (PEP 440): the numbers, then any pre-release, dev or
+# local tail, which selects the preset of the numbered release ("0.11.0rc2", "0.10.2.dev123+g4a1b",
+# "0.10.1+cu128", "1.1.0rc5" are 0.11.0, 0.10.2, 0.10.1, 1.1.0), or a post release, which sorts
+# after its release and before the next (SGLang changed a rule at 0.4.9.post3): see release_tuple.
+_SPEC = re.compile(r"^\s*([A-Za-z][\w-]*)\s*(?:==\s*v?(\d+(?:\.\d+)*)(\.x|[-_.+]?[A-Za-z][\w.+-]*)?)?\s*$")
+_POST = re.compile(r"[-_.]?post(\d+)")
+
+
+def release_tuple(numbers: str, tail: str | None = None) -> tuple[int, ...]:
+    """A release as a tuple that compares as PEP 440 orders releases: 0.15.0 -> (0, 15, 0); a post
+    release takes its number after four places, 0.4.9.post3 -> (0, 4, 9, 0, 3), between 0.4.9 and
+    0.4.9.1; any other tail (rc, dev, local) is the numbered release's."""
+    version = tuple(int(part) for part in numbers.split("."))
+    post = _POST.match(tail or "")
+    if post and len(version) <= 4:
+        version += (0,) * (4 - len(version)) + (int(post[1]),)
+    return version
+
+
+def release_text(version: tuple[int, ...]) -> str:
+    """A release tuple as the engine prints it: (0, 4, 9, 0, 3) -> '0.4.9.post3' (release_tuple's inverse)."""
+    if len(version) == 5:
+        numbers = version[:4] if version[3] else version[:3]
+        return ".".join(map(str, numbers)) + f".post{version[4]}"
+    return ".".join(map(str, version))
 
 
 def asked_release(spec: str) -> tuple[int, ...] | None:
     """The release an --engine names (vllm==0.15.0 -> (0, 15, 0)); None where it names none."""
     match = _SPEC.match(spec)
-    return tuple(int(part) for part in match[2].split(".")) if match and match[2] else None
+    return release_tuple(match[2], match[3]) if match and match[2] else None
 
 
 def engine(spec: str) -> Engine:
@@ -51,7 +72,7 @@ def engine(spec: str) -> Engine:
                          "release: `kvplan engines` lists them)", "engine")
     if not match or match[2] is None:
         return DEFAULTS[name]
-    version = tuple(int(part) for part in match[2].split("."))
+    version = release_tuple(match[2], match[3])
     found = [preset for preset in PRESETS[name] if preset.release and preset.holds(version)]
     if not found:
         releases = ", ".join(p.key for p in PRESETS[name] if p.release) or f"none ({name} has no releases)"

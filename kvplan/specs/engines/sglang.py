@@ -45,11 +45,12 @@ COMMAND = CommandLine(
 
 
 class Sglang(Engine):
-    """SGLang 0.4.10 to 0.5.4: mem_fraction_static from a reserve by GPU class."""
+    """SGLang 0.5.0 to 0.5.4: mem_fraction_static from a reserve by GPU class, a multimodal model's
+    default scaled by its vision tower (vlm_factor)."""
 
     name, display_name = "sglang", "SGLang"
     release = "0.5"
-    first: tuple[int, ...] = (0, 4, 10)
+    first: tuple[int, ...] = (0, 5)
     last: tuple[int, ...] | None = (0, 5, 4)
     encodes: tuple[str, ...] = ("python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token",
                                 "python/sglang/srt/server_args.py (mem_fraction_static by GPU class)",
@@ -69,6 +70,20 @@ class Sglang(Engine):
     long_context_switch = "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1"
     # tp_worker.py: any pool of 7 tokens starts; a request is cut to it (max_req_len), not refused at start
     start_rule = "pool_tokens"
+    # How the release cuts mem_fraction_static for a multimodal model (kvplan: one with a vision or audio
+    # tower): a factor on any fraction, given or default (ModelRunner.__init__, 0.3 to 0.4.8); a factor on
+    # the default only (server_args, 0.4.9 to 0.4.9.post2); None: the default scaled by the vision tower's
+    # size (server_args adjust_mem_fraction_for_vlm, 0.4.9.post3 on), see vlm_factor.
+    multimodal_factor: float | None = None
+    multimodal_cuts_given = False
+
+    def fraction_in_force(self, util: float, model: ModelSpec, given: bool = False) -> float:
+        """The fraction a multimodal model is sized with (multimodal_factor); the fraction itself for a
+        text model, and for a given fraction where the release cuts only its default."""
+        if not model.tower_params or (given and not self.multimodal_cuts_given):
+            return util
+        factor = vlm_factor(model) if self.multimodal_factor is None else self.multimodal_factor
+        return round(util * factor, 6)
 
     def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
                      role: str | None = None, running: int | None = None) -> float:
@@ -101,6 +116,17 @@ class Sglang(Engine):
 
 
 SGLANG = Sglang()
+
+
+def vlm_factor(model: ModelSpec) -> float:
+    """server_args adjust_mem_fraction_for_vlm (0.4.9.post3 on): 0.95 x clamp(1 - 0.1 x (r - 1), 0.8, 1.05),
+    r = L x H^2 / (24 x 1,024^2), L and H vision_config's num_hidden_layers and hidden_size as the config
+    object holds them (24 and 1,024, a ViT-L/14, where config.json states none: Qwen-VL towers name
+    their depth "depth"). Gemma-3's SigLIP (27 x 1,152): r 1.4238, 0.95 x 0.95762 = 0.90974."""
+    layers = model.vision_num_hidden_layers or 24
+    hidden = model.vision_hidden_size or 1024
+    ratio = layers * hidden ** 2 / (24 * 1024 ** 2)
+    return 0.95 * max(0.8, min(1.05, 1.0 - 0.1 * (ratio - 1.0)))
 
 
 def _smi_gib(gpu: GpuSpec | None) -> float | None:
@@ -194,63 +220,161 @@ def prefill_graph_sizes(max_tokens: int) -> list[int]:
 
 
 class Sglang04(Sglang):
-    """SGLang 0.4 to 0.4.5: mem_fraction_static by TP size, cut for a multimodal model; a context_length
-    past the model's only warns (0.4.4 to 0.4.10)."""
+    """SGLang 0.4.0 to 0.4.3: mem_fraction_static by TP size, times 0.95 for a multimodal model."""
 
     release = "0.4"
     first: tuple[int, ...] = (0, 4)
-    last: tuple[int, ...] | None = (0, 4, 5)
+    last: tuple[int, ...] | None = (0, 4, 3)
     encodes: tuple[str, ...] = ("python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token",
-                                "python/sglang/srt/configs/model_config.py "
-                                "(SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN default True)")
+                                "python/sglang/srt/server_args.py (mem_fraction_static by tp_size)")
     changes = ("mem_fraction_static by TP size (0.88 at 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16), times 0.95 "
-               "for a multimodal model; a context_length past the model's only warns")
-    long_context_switch = ""
+               "for a multimodal model, given or default")
+    multimodal_factor: float | None = 0.95  # ModelRunner.__init__: "if self.is_multimodal: mem_fraction_static *= 0.95"
+    multimodal_cuts_given = True
     fraction_by_gpus: tuple[tuple[int, float], ...] = FRACTION_BY_GPUS
     source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static by TP size "
               "(server_args: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16)")
 
-    def fraction_in_force(self, util: float, model: ModelSpec) -> float:
-        """ModelRunner.__init__ (0.3 to 0.4.9): "if self.is_multimodal: mem_fraction_static *= 0.95", the
-        given fraction or the default; kvplan counts a model with a vision or audio tower as multimodal."""
-        return round(util * MULTIMODAL_FACTOR, 6) if model.tower_params else util
-
     def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
                      role: str | None = None, running: int | None = None) -> float:
-        return next(fraction for size, fraction in self.fraction_by_gpus if tp * pp >= size)
+        """server_args to 0.4.6 reads the table by tp_size alone (0.4.7 by tp_size x pp_size)."""
+        return next(fraction for size, fraction in self.fraction_by_gpus if tp >= size)
 
 
-class Sglang046(Sglang04):
-    """SGLang 0.4.6 to 0.4.9: on a GPU above 80 GiB the fraction leaves 13 GiB."""
+class Sglang044(Sglang04):
+    """SGLang 0.4.4 to 0.4.10: a context_length past the model's only warns."""
+
+    release = "0.4.4"
+    first: tuple[int, ...] = (0, 4, 4)
+    last: tuple[int, ...] | None = (0, 4, 4)
+    encodes: tuple[str, ...] = ("python/sglang/srt/configs/model_config.py "
+                                "(SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN default True, 0.4.4 to 0.5.0)",)
+    changes = "a context_length past the model's only warns (SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN on by default)"
+    long_context_switch = ""
+
+
+class Sglang045(Sglang044):
+    """SGLang 0.4.5: the multimodal cut is 0.90."""
+
+    release = "0.4.5"
+    first: tuple[int, ...] = (0, 4, 5)
+    last: tuple[int, ...] | None = (0, 4, 5)
+    changes = "a multimodal model's fraction times 0.90, given or default (ModelRunner), not 0.95"
+    multimodal_factor: float | None = 0.90
+
+
+class Sglang046(Sglang045):
+    """SGLang 0.4.6: on a GPU above 80 GiB the fraction leaves 13 GiB."""
 
     release = "0.4.6"
     first: tuple[int, ...] = (0, 4, 6)
-    last: tuple[int, ...] | None = (0, 4, 9)
-    changes = ("on a GPU above 80 GiB (nvidia-smi's total) mem_fraction_static = (memory - 13 GiB) / memory; the TP "
-               "table below it, and the multimodal cut, as 0.4")
+    last: tuple[int, ...] | None = (0, 4, 6)
+    changes = ("above 81,920 MiB (nvidia-smi's total) mem_fraction_static = (memory - 13 GiB) / memory, unrounded; "
+               "the TP table below it")
 
     def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
                      role: str | None = None, running: int | None = None) -> float:
         memory = _smi_gib(gpu)
         if memory is not None and memory > 80:
-            return round((memory - 13) / memory, 3)
+            return (memory - 13) / memory
         return super().default_util(gpu, tp, pp, model=model, role=role, running=running)
 
 
+class Sglang047(Sglang045):
+    """SGLang 0.4.7: the TP table to 80 GiB, 0.88 above; 0.79 above 180,000 MiB on CUDA; between 96 GiB
+    and that, a reserve of 18 GiB at most."""
+
+    release = "0.4.7"
+    first: tuple[int, ...] = (0, 4, 7)
+    last: tuple[int, ...] | None = (0, 4, 7)
+    changes = ("the TP table by TP x PP to 81,920 MiB, 0.88 above it; above 180,000 MiB on CUDA 0.79; above 96 GiB "
+               "min(f + 48 GiB x (1 - f) / memory, (memory - 18 GiB) / memory)")
+
+    def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
+                     role: str | None = None, running: int | None = None) -> float:
+        memory = _smi_gib(gpu)
+        if memory is None:
+            return self.util
+        base = Sglang04.default_util(self, gpu, tp * pp, 1) if memory <= 80 else 0.88
+        mib = memory * GIB / MIB
+        if mib > 180_000 and gpu is not None and gpu.vendor == "nvidia":
+            return 0.79
+        if memory > 96:
+            return min(base + 48 * 1024 * (1 - base) / mib, (memory - 18) / memory)
+        return base
+
+
+class Sglang048(Sglang):
+    """SGLang 0.4.8: the reserve by GPU class of 0.5 (server_args); the multimodal cut of 0.90 still in
+    ModelRunner, on any fraction."""
+
+    release = "0.4.8"
+    first: tuple[int, ...] = (0, 4, 8)
+    last: tuple[int, ...] | None = (0, 4, 8)
+    changes = ("mem_fraction_static = (memory - reserve) / memory, the reserve by GPU class as 0.5; a multimodal "
+               "model's fraction times 0.90, given or default")
+    long_context_switch = ""
+    multimodal_factor: float | None = 0.90
+    multimodal_cuts_given = True
+
+
+class Sglang049(Sglang048):
+    """SGLang 0.4.9 to 0.4.9.post2: the multimodal cut moves to server_args, on the default only."""
+
+    release = "0.4.9"
+    first: tuple[int, ...] = (0, 4, 9)
+    last: tuple[int, ...] | None = (0, 4, 9, 0, 2)
+    changes = "a multimodal model's default fraction times 0.90 (server_args); a given one is kept"
+    multimodal_cuts_given = False
+
+
+class Sglang0493(Sglang049):
+    """SGLang 0.4.9.post3 to 0.4.10: a multimodal model's default scaled by its vision tower's size."""
+
+    release = "0.4.9.post3"
+    first: tuple[int, ...] = (0, 4, 9, 0, 3)
+    last: tuple[int, ...] | None = (0, 4, 10)
+    changes = ("a multimodal model's default fraction times 0.95 x clamp(1 - 0.1 x (L x H^2 / (24 x 1,024^2) - 1), 0.8, "
+               "1.05), L and H its vision_config's layers and width (adjust_mem_fraction_for_vlm); a given one is kept")
+    multimodal_factor = None
+
+
 class Sglang03(Sglang04):
-    """SGLang 0.3: the TP table of 0.4 but 0.83 at TP 8 (server_args before the GPU-memory tiers)."""
+    """SGLang 0.3.0 to 0.3.4: the TP table of 0.4 but 0.83 at TP 8 (server_args before the GPU-memory
+    tiers); any context_length is taken (configs/model_config.py compares none)."""
 
     release = "0.3"
     first: tuple[int, ...] = (0, 3)
-    last: tuple[int, ...] | None = (0, 3)
-    changes = ("mem_fraction_static by TP size as 0.4, but 0.83 at 8 GPUs (0.4 lowered it to 0.81 with the "
-               "GPU-memory tiers of chunked_prefill_size and cuda_graph_max_bs)")
+    last: tuple[int, ...] | None = (0, 3, 4)
+    changes = ("mem_fraction_static by TP size as 0.4, but 0.83 at TP 8 (0.4 lowered it to 0.81 with the "
+               "GPU-memory tiers of chunked_prefill_size and cuda_graph_max_bs); any context_length is taken")
     source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static by TP size "
               "(server_args: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.83 at 8, 0.79 at 16)")
-    fraction_by_gpus = ((16, 0.79), (8, 0.83), (4, 0.85), (2, 0.87), (1, 0.88))  # server_args 0.2 and 0.3
+    fraction_by_gpus = ((16, 0.79), (8, 0.83), (4, 0.85), (2, 0.87), (1, 0.88))  # server_args 0.2 to 0.3.5
+    long_context_switch = ""
 
 
-# SGLang 0.4's cut of the memory fraction for a multimodal model (model_runner.py)
-MULTIMODAL_FACTOR = 0.95
+class Sglang035(Sglang03):
+    """SGLang 0.3.5: a context_length past the model's is refused unless the switch is set."""
 
-SGLANG_PRESETS: tuple[Sglang, ...] = (Sglang03(), Sglang04(), Sglang046(), SGLANG, Sglang55(), Sglang515())
+    release = "0.3.5"
+    first: tuple[int, ...] = (0, 3, 5)
+    last: tuple[int, ...] | None = (0, 3, 5)
+    changes = "a context_length past the model's is refused unless SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1"
+    long_context_switch = Sglang.long_context_switch
+
+
+class Sglang036(Sglang035):
+    """SGLang 0.3.6: 0.82 at TP 8."""
+
+    release = "0.3.6"
+    first: tuple[int, ...] = (0, 3, 6)
+    last: tuple[int, ...] | None = (0, 3, 6)
+    changes = "0.82 at TP 8"
+    source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static by TP size "
+              "(server_args: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.82 at 8, 0.79 at 16)")
+    fraction_by_gpus = ((16, 0.79), (8, 0.82), (4, 0.85), (2, 0.87), (1, 0.88))
+
+
+SGLANG_PRESETS: tuple[Sglang, ...] = (Sglang03(), Sglang035(), Sglang036(), Sglang04(), Sglang044(), Sglang045(), Sglang046(), Sglang047(),
+                                      Sglang048(), Sglang049(), Sglang0493(), SGLANG, Sglang55(), Sglang515())
