@@ -190,7 +190,7 @@ def test_a_release_picks_the_preset_that_holds_it(spec, key):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("vllm==0.1", "no preset of vllm holds release 0.1; choose one of vllm==0.6, vllm==0.7, vllm==0.8"),
+    ("vllm==0.1", "no preset of vllm holds release 0.1; choose one of vllm==0.2, vllm==0.2.5, vllm==0.4, vllm==0.6"),
     ("raw==1", "no preset of raw holds release 1"),
     ("tgi==2", "unknown engine 'tgi==2'; choose one of vllm, sglang, trtllm, raw"),
     ("vllm==latest", "'latest' in --engine vllm==latest is not a release; give one as the engine prints it"),
@@ -245,7 +245,7 @@ def test_kvplan_engines_lists_every_preset(capsys):
     assert main(["engines", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     keys = [r["key"] for r in rows]
-    assert keys[:15] == ["vllm==0.6", "vllm==0.7", "vllm==0.8", "vllm==0.11", "vllm==0.12", "vllm==0.15", "vllm==0.19", "vllm==0.20",
+    assert keys[:18] == ["vllm==0.2", "vllm==0.2.5", "vllm==0.4", "vllm==0.6", "vllm==0.7", "vllm==0.8", "vllm==0.11", "vllm==0.12", "vllm==0.15", "vllm==0.19", "vllm==0.20",
                          "vllm==0.20.1", "vllm==0.21", "vllm==0.26", "vllm==0.28", "vllm==0.32", "vllm==0.33", "vllm==0.34"]
     assert [r["key"] for r in rows if r["default"]] == ["vllm==0.34", "sglang==0.5.15", "trtllm==1.0", "raw"]
 

@@ -61,9 +61,10 @@ def preset_key(startup: LoggedStartup, engine: str | None = None) -> tuple[str, 
     if ours and chosen.generation and chosen.generation != ours:
         # V0's engine ran (its "# GPU blocks" lines), by default before 0.8 or by VLLM_USE_V1=0 to 0.10
         same = [p for p in PRESETS[startup.engine] if p.generation == ours]
-        if same:  # a later release's fallback runs the newest; a log naming none, the oldest (its default's years)
+        if same:  # a later release's fallback runs the newest; a log naming none, the preset of V0's default years
             release = f" (release {startup.release})" if startup.release else ""
-            preset = same[-1] if found else same[0]
+            preset = same[-1] if found else next((p for p in same if getattr(p, "plans_unnamed_v0_logs", False)),
+                                                 same[0])
             return preset.key, (f"the log is {chosen.display_name}'s {ours} engine{release}: planned with "
                                 f"{preset.key}, its rules")
     return key, note

@@ -267,7 +267,7 @@ class VllmV0(Vllm):
     """vLLM's V0 engine, the default to 0.7: the profile run and the block count of the old worker."""
 
     release = "0.6"
-    first: tuple[int, ...] = (0, 5)
+    first: tuple[int, ...] = (0, 5, 3)
     last: tuple[int, ...] | None = (0, 6)
     encodes: tuple[str, ...] = ("vllm/worker/worker.py Worker.determine_num_available_blocks",
                                 "vllm/worker/model_runner.py GPUModelRunnerBase.profile_run",
@@ -280,8 +280,8 @@ class VllmV0(Vllm):
     generation = "V0"
     source = "vLLM V0 Worker.determine_num_available_blocks; defaults gpu_memory_utilization=0.9, block_size=16"
     base_overhead_bytes = V0_NON_TORCH_BYTES
-    kv_groups = False
-    hybrid_pages = False
+    kv_groups = hybrid_pages = False
+    plans_unnamed_v0_logs = True  # a V0 log naming no release is planned with this preset (calc/logfit.py)
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
     speculative_state_blocks = False
     prefix_caching_mode = "none"

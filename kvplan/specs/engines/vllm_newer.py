@@ -1,12 +1,13 @@
 """vLLM 0.20.1 and later: the presets whose 'GPU KV cache size' is max concurrency x max_model_len,
-and where a hybrid's state pages per request change (vllm_states.py); V0's 0.7; the others are in vllm.py."""
+and where a hybrid's state pages per request change (vllm_states.py); V0's 0.7 and its releases before 0.5.3;
+the others are in vllm.py."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvplan.specs.engines.base import BatchLimits
-from kvplan.specs.engines.vllm import Vllm, Vllm08, Vllm11, Vllm12, Vllm15, Vllm20, VllmV0
+from kvplan.specs.engines.base import RUNTIME_OVERHEAD_BYTES, BatchLimits
+from kvplan.specs.engines.vllm import V0_NON_TORCH_BYTES, Vllm, Vllm08, Vllm11, Vllm12, Vllm15, Vllm20, VllmV0
 from kvplan.units import GIB
 
 if TYPE_CHECKING:
@@ -128,6 +129,58 @@ class VllmV07(VllmV0):
 
 
 
-VLLM_PRESETS: tuple[Vllm, ...] = (VllmV0(), VllmV07(), Vllm08(), Vllm11(), Vllm12(), Vllm15(), Vllm(), Vllm20(), Vllm201(),
+class VllmV04(VllmV0):
+    """vLLM 0.3.1 to 0.5.2: no chunked prefill unless asked, whatever the context."""
+
+    release = "0.4"
+    first: tuple[int, ...] = (0, 3, 1)
+    last: tuple[int, ...] | None = (0, 5, 2)
+    encodes: tuple[str, ...] = ("vllm/worker/worker.py Worker.determine_num_available_blocks "
+                                "(peak_memory = init_gpu_memory - free after the profile run)",
+                                "vllm/config.py SchedulerConfig (max(max_model_len, 2048) batched tokens)")
+    changes = ("no chunked prefill by default at any context (0.5.3 turns it on past 32K), so the profile run is "
+               "max(max_model_len, 2,048) tokens; the memory counted is what the worker took since it started "
+               "(init_gpu_memory - free): the weights, the profile's torch growth and its non-torch growth")
+    plans_unnamed_v0_logs = False
+
+    def batch_limits(self, gpu: GpuSpec | None, total_bytes: int, max_model_len: int = 0,
+                     chunked_prefill: bool | None = None) -> BatchLimits:
+        """SchedulerConfig: 512 batched tokens with chunked prefill (off unless asked), else a whole
+        prompt, max(max_model_len, 2,048) tokens (arg_utils has no use_long_context before 0.5.3)."""
+        chunked = bool(chunked_prefill)
+        return BatchLimits(512 if chunked else max(max_model_len, 2048), 256, chunked)
+
+
+class VllmV025(VllmV04):
+    """vLLM 0.2.5 to 0.3.0: the memory counted is all the GPU holds (total - free), the CUDA context too."""
+
+    release = "0.2.5"
+    first: tuple[int, ...] = (0, 2, 5)
+    last: tuple[int, ...] | None = (0, 3, 0)
+    encodes: tuple[str, ...] = ("vllm/worker/worker.py Worker.profile_num_available_blocks "
+                                "(peak_memory = total_gpu_memory - free after the profile run)",
+                                "vllm/config.py SchedulerConfig")
+    changes = ("the memory counted is all the GPU holds after the profile run (total - free): the CUDA context "
+               "and any other process too, beside the weights, the profile's torch growth and what grew outside it")
+    base_overhead_bytes = RUNTIME_OVERHEAD_BYTES + V0_NON_TORCH_BYTES
+    base_overhead_source = "CUDA context, measured + vLLM V0 non-torch, as logged"
+
+
+class VllmV02(VllmV025):
+    """vLLM 0.2.0 to 0.2.4: the memory counted is torch's peak allocation alone."""
+
+    release = "0.2"
+    first: tuple[int, ...] = (0, 2)
+    last: tuple[int, ...] | None = (0, 2, 4)
+    encodes: tuple[str, ...] = ("vllm/worker/worker.py Worker.profile_num_available_blocks "
+                                "(peak_memory = torch.cuda.max_memory_allocated())",
+                                "vllm/config.py SchedulerConfig")
+    changes = ("the memory counted is torch's peak allocation (max_memory_allocated): the weights and the "
+               "profile's activations, nothing outside torch (the CUDA context, NCCL: in the 1 - utilization left)")
+    base_overhead_bytes = 0
+    base_overhead_source = "none: torch's peak allocation only"
+
+
+VLLM_PRESETS: tuple[Vllm, ...] = (VllmV02(), VllmV025(), VllmV04(), VllmV0(), VllmV07(), Vllm08(), Vllm11(), Vllm12(), Vllm15(), Vllm(), Vllm20(), Vllm201(),
                                   Vllm21(), Vllm26(), Vllm28(), Vllm32(), Vllm33(), Vllm34())
 VLLM = VLLM_PRESETS[-1]  # the newest release read: what --engine vllm takes
