@@ -119,3 +119,19 @@ def test_post_releases_sort_between_their_release_and_the_next(numbers, post):
 ])
 def test_a_long_context_is_refused_by_release(spec, refuses):
     assert bool(engine(spec).long_context_switch) is refuses
+
+
+@pytest.mark.parametrize("spec, table", [
+    # server_args' mem_fraction_static at TP 1, 2, 4, 8 and 16, each release's own table
+    ("sglang==0.1.10", [0.90, 0.85, 0.82, 0.80, 0.80]), ("sglang==0.1.19", [0.90, 0.85, 0.82, 0.80, 0.80]),
+    ("sglang==0.1.20", [0.88, 0.85, 0.80, 0.78, 0.78]), ("sglang==0.1.21", [0.88, 0.85, 0.82, 0.78, 0.74]),
+    ("sglang==0.2.6", [0.89, 0.88, 0.86, 0.84, 0.80]), ("sglang==0.2.7", [0.88, 0.87, 0.85, 0.83, 0.79]),
+    ("sglang==0.2.15", [0.88, 0.87, 0.85, 0.83, 0.79]), ("sglang==0.3.6", [0.88, 0.87, 0.85, 0.82, 0.79]),
+])
+def test_the_tp_tables_before_0_4(spec, table):
+    assert [engine(spec).default_util(None, tp, 1) for tp in (1, 2, 4, 8, 16)] == table
+
+
+def test_no_multimodal_cut_before_0_2_15():
+    assert util("sglang==0.2.14", "gemma-3-4b", "h100-sxm") == 0.88  # 0.2.7's table, TP 1, uncut
+    assert util("sglang==0.2.15", "gemma-3-4b", "h100-sxm") == round(0.88 * 0.95, 6)  # ModelRunner's x 0.95

@@ -55,3 +55,14 @@ def test_chunked_prefill_is_off_at_any_context_before_0_5_3():
     assert asked.max_num_batched_tokens == 512  # SchedulerConfig: 512 when chunked prefill is asked for
     short = memory_budget(model, h100, BudgetInputs(engine="vllm==0.4", max_model_len=1024))
     assert short.max_num_batched_tokens == 2048  # max(1,024, 2,048)
+
+
+def test_the_deploy_line_before_vllm_serve_starts_the_openai_server_module():
+    """`vllm serve` came with vllm/scripts.py in 0.5.2; the presets before it write the server module
+    that every release has, the model by --model; 0.6 on write `vllm serve MODEL`."""
+    from kvplan.specs.engines.deploy import Deploy
+    d = Deploy(model="meta-llama/Llama-2-7b-hf", tp=1, pp=1, max_len=4096, util=0.9, kv_dtype="fp16", max_num_seqs=28)
+    assert engine("vllm==0.4.2").command.write(d) == (
+        "python -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-2-7b-hf --tensor-parallel-size 1 "
+        "--max-model-len 4096 --gpu-memory-utilization 0.9 --max-num-seqs 28")
+    assert engine("vllm==0.6.3").command.write(d).startswith("vllm serve meta-llama/Llama-2-7b-hf --tensor-parallel-size 1")

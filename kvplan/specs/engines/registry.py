@@ -9,7 +9,7 @@ from kvplan.errors import InputError
 from kvplan.specs.engines import DEFAULT_ENGINE, TEXTBOOK_ENGINE
 from kvplan.specs.engines.base import BatchLimits, CommandLine, Deploy, Engine, Replica, Term
 from kvplan.specs.engines.raw import RAW
-from kvplan.specs.engines.sglang import SGLANG_PRESETS
+from kvplan.specs.engines.sglang_older import SGLANG_PRESETS
 from kvplan.specs.engines.trtllm import TRTLLM_PRESETS
 from kvplan.specs.engines.vllm_newer import VLLM, VLLM_PRESETS
 

@@ -279,7 +279,7 @@ class VllmV0(Vllm):
     start_rule = "paged_request"
     generation = "V0"
     source = "vLLM V0 Worker.determine_num_available_blocks; defaults gpu_memory_utilization=0.9, block_size=16"
-    base_overhead_bytes = V0_NON_TORCH_BYTES
+    base_overhead_bytes, base_overhead_source = V0_NON_TORCH_BYTES, "vLLM V0 non-torch, as logged"
     kv_groups = hybrid_pages = False
     plans_unnamed_v0_logs = True  # a V0 log naming no release is planned with this preset (calc/logfit.py)
     sampler_bytes = PYTORCH_SORT_SAMPLER_BYTES
@@ -309,7 +309,7 @@ class VllmV0(Vllm):
     def overhead(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
         comm, what = comm_buffers(replica)
         note = f" + {what}" if comm else ""
-        return Term(self.base_overhead_bytes + comm, "vLLM V0 non-torch, as logged" + note,
+        return Term(self.base_overhead_bytes + comm, self.base_overhead_source + note,
                     f"{self.base_overhead_bytes:,} B" + (f" + {comm:,} B" if comm else ""))
 
     def auto_dtype(self, model: ModelSpec, gpu: GpuSpec | None) -> tuple[str, str]:

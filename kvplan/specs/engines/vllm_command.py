@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kvplan.specs.engines.base import CommandLine
 from kvplan.specs.engines.speculative import SPECULATIVE_FLAGS
 
@@ -27,3 +29,6 @@ COMMAND = CommandLine(
     program_words=("vllm", "python", "python3"),
     usage="`vllm serve MODEL ...` or `python -m vllm.entrypoints.openai.api_server --model MODEL ...`",
 )
+
+# Before `vllm serve` (vllm/scripts.py, 0.5.2): the OpenAI server module, the model by --model.
+API_SERVER_COMMAND = replace(COMMAND, program="python -m vllm.entrypoints.openai.api_server", model_flag="--model")

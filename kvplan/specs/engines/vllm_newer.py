@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kvplan.specs.engines.base import RUNTIME_OVERHEAD_BYTES, BatchLimits
+from kvplan.specs.engines.vllm_command import API_SERVER_COMMAND
 from kvplan.specs.engines.vllm import V0_NON_TORCH_BYTES, Vllm, Vllm08, Vllm11, Vllm12, Vllm15, Vllm20, VllmV0
 from kvplan.units import GIB
 
@@ -142,6 +143,7 @@ class VllmV04(VllmV0):
                "max(max_model_len, 2,048) tokens; the memory counted is what the worker took since it started "
                "(init_gpu_memory - free): the weights, the profile's torch growth and its non-torch growth")
     plans_unnamed_v0_logs = False
+    command = API_SERVER_COMMAND
 
     def batch_limits(self, gpu: GpuSpec | None, total_bytes: int, max_model_len: int = 0,
                      chunked_prefill: bool | None = None) -> BatchLimits:
