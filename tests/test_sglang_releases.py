@@ -124,7 +124,8 @@ def test_a_long_context_is_refused_by_release(spec, refuses):
 @pytest.mark.parametrize("spec, table", [
     # server_args' mem_fraction_static at TP 1, 2, 4, 8 and 16, each release's own table
     ("sglang==0.1.10", [0.90, 0.85, 0.82, 0.80, 0.80]), ("sglang==0.1.19", [0.90, 0.85, 0.82, 0.80, 0.80]),
-    ("sglang==0.1.20", [0.88, 0.85, 0.80, 0.78, 0.78]), ("sglang==0.1.21", [0.88, 0.85, 0.82, 0.78, 0.74]),
+    ("sglang==0.1.20", [0.88, 0.85, 0.80, 0.78, 0.78]), ("sglang==0.1.22", [0.88, 0.85, 0.82, 0.78, 0.74]),
+    ("sglang==0.1.24", [0.89, 0.88, 0.86, 0.84, 0.80]),  # 0.1.24 to 0.1.26 came out with 0.2's table
     ("sglang==0.2.6", [0.89, 0.88, 0.86, 0.84, 0.80]), ("sglang==0.2.7", [0.88, 0.87, 0.85, 0.83, 0.79]),
     ("sglang==0.2.15", [0.88, 0.87, 0.85, 0.83, 0.79]), ("sglang==0.3.6", [0.88, 0.87, 0.85, 0.82, 0.79]),
 ])
@@ -135,3 +136,39 @@ def test_the_tp_tables_before_0_4(spec, table):
 def test_no_multimodal_cut_before_0_2_15():
     assert util("sglang==0.2.14", "gemma-3-4b", "h100-sxm") == 0.88  # 0.2.7's table, TP 1, uncut
     assert util("sglang==0.2.15", "gemma-3-4b", "h100-sxm") == round(0.88 * 0.95, 6)  # ModelRunner's x 0.95
+
+
+def test_aiter_cuts_the_fraction_on_amd_past_8192_tokens():
+    """ROCm's aiter backend, SGLang's default on AMD, x 0.85 for a context past 8,192 (0.4.7 on). MI300X:
+    196,592 MiB; 0.5's reserve above 160 GiB is 32 GiB: round((191.984375 - 32) / 191.984375, 3) = 0.833."""
+    assert util("sglang==0.5", "llama3-8b", "mi300x") == 0.833  # Llama-3's 8,192 tokens: not past it
+    assert util("sglang==0.5", "llama3.1-8b", "mi300x") == round(0.833 * 0.85, 6)  # 131,072: 0.70805
+    assert util("sglang==0.5", "llama3.1-8b", "mi300x", 0.8) == 0.68  # a given fraction too
+    assert util("sglang==0.5", "llama3.1-8b", "h100-sxm", 0.8) == 0.8  # CUDA: no aiter
+    assert util("sglang==0.4.6", "llama3.1-8b", "mi300x", 0.8) == 0.8  # before 0.4.7
+    assert util("sglang==0.4.7", "llama3.1-8b", "mi300x", 0.8) == 0.68
+
+
+@pytest.mark.parametrize("model, tp, cut", [
+    ("deepseek-v3", 8, True),  # 128 KV heads (num_key_value_heads = the head count) / 8 = 16: aiter
+    ("deepseek-v3", 4, False),  # 32 a rank: triton
+    ("deepseek-v2-lite", 1, True),  # 16
+    ("kimi-k2", 8, False),  # 64 / 8 = 8: triton
+])
+def test_aiter_takes_mla_at_16_or_128_heads_a_rank(model, tp, cut):
+    assert util("sglang==0.5.5", model, "mi300x", 0.8, tp=tp) == (0.68 if cut else 0.8)
+
+
+def test_a_log_of_0_5_5_prints_the_fraction_after_aiters_cut():
+    """0.5.5 cuts in ServerArgs.__post_init__, so its server_args line prints 0.8 x 0.85 = 0.68 for a given
+    0.8; 0.5 cuts in ModelRunner, after the line, which prints 0.8. Both size with 0.68."""
+    from kvplan.specs.engines.base import Replica
+    model = CATALOG.model("llama3.1-8b")
+    replica = Replica(CATALOG.gpu("mi300x"), max_model_len=131_072)
+    new, old = engine("sglang==0.5.5"), engine("sglang==0.5")
+    assert new.logged_fraction(0.68, model, replica) == pytest.approx(0.8, abs=1e-12)
+    assert new.fraction_in_force(new.logged_fraction(0.68, model, replica), model, True, replica) == 0.68
+    assert old.logged_fraction(0.8, model, replica) == 0.8
+    assert old.fraction_in_force(0.8, model, True, replica) == 0.68
+    logged = memory_budget(model, CATALOG.gpu("mi300x"), BudgetInputs(engine="sglang==0.5.5", util=0.68, util_logged=True))
+    assert logged.util == 0.68

@@ -40,6 +40,7 @@ class BudgetInputs:
     kv_dtype: str = "auto"
     weights_dtype: str = "auto"
     util: float | None = None
+    util_logged: bool = False  # util is the fraction a start-up log prints (SGLang: after its server_args cuts)
     gpu_mem_bytes: int | None = None
     weights_bytes: int | None = None
     activation_bytes: int | None = None
@@ -150,7 +151,6 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     util = engine.default_util(gpu, inputs.tp, inputs.pp, model=model, role=inputs.disaggregation_mode,
                                running=inputs.max_num_seqs) if inputs.util is None else inputs.util
     _check(inputs, util)
-    util = engine.fraction_in_force(util, model, given=inputs.util is not None)
     if inputs.pp > model.num_layers:
         raise InputError(f"{{pp}} {inputs.pp} is more stages than {model.name}'s {model.num_layers} layers; "
                          f"give {{pp}} {model.num_layers} or fewer", "pp")
@@ -171,6 +171,9 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     replica = Replica(gpu, inputs.tp, inputs.pp, dtype, max_model_len, inputs.sampler,
                       mm_limits=inputs.limit_mm_per_prompt, mm_encoder_tp_mode=inputs.mm_encoder_tp_mode,
                       weights_dtype=inputs.weights_dtype)
+    if inputs.util_logged and inputs.util is not None:
+        util = engine.logged_fraction(util, target, replica)
+    util = engine.fraction_in_force(util, target, given=inputs.util is not None, replica=replica)
     draft_term = _draft_weights(target, draft, inputs, dtype)
     weights = _measured_weights(inputs) or with_draft_weights(_with_extras(_weights(target, inputs, dtype),
                                                                     engine.weights_extra(target, replica)), draft_term)

@@ -25,7 +25,7 @@ from functools import partial
 from kvplan.calc.budget import BudgetInputs, memory_budget
 from kvplan.errors import InputError
 from kvplan.results.log import LoggedFigure, LogReport
-from kvplan.specs.engines.registry import PRESETS
+from kvplan.specs.engines.registry import PRESETS, Replica
 from kvplan.specs.engines.registry import engine as engine_entry
 from kvplan.specs.engines.logs import LoggedStartup
 from kvplan.specs.gpu import GpuSpec
@@ -120,6 +120,7 @@ def settings_inputs(startup: LoggedStartup, given: LogSettings = LogSettings()) 
     return BudgetInputs(
         engine=key, tp=given.tp or startup.tp or 1, pp=given.pp or startup.pp or 1,
         kv_dtype=given.kv_dtype or _kv_dtype(startup.kv_cache_dtype), util=_util(startup),
+        util_logged=_util(startup) is not None,
         max_model_len=given.max_model_len or startup.max_model_len, max_num_seqs=startup.max_num_seqs,
         max_num_batched_tokens=startup.max_num_batched_tokens, sampler=sampler,
         num_speculative_tokens=spec or 0, prefix_caching=startup.enable_prefix_caching,
@@ -175,7 +176,7 @@ def measured_inputs(startup: LoggedStartup, base: BudgetInputs,
 def tokens_for_kv(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs, kv_gib: float) -> int:
     """The token capacity the release's rules give `kv_gib` of KV memory: a budget whose pool is that
     memory exactly (the whole device, no other term), laid out and counted by the engine."""
-    return memory_budget(model, gpu, _exact_pool(model, inputs, kv_gib)).token_capacity
+    return memory_budget(model, gpu, _exact_pool(model, gpu, inputs, kv_gib)).token_capacity
 
 
 def reproduced_tokens(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs,
@@ -223,12 +224,15 @@ def _util_for(model: ModelSpec, gpu: GpuSpec | None, measured: BudgetInputs, tar
     return low / 1000
 
 
-def _exact_pool(model: ModelSpec, inputs: BudgetInputs, kv_gib: float) -> BudgetInputs:
+def _exact_pool(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs, kv_gib: float) -> BudgetInputs:
     """A budget whose pool is `kv_gib` of KV memory exactly: the whole device, no other term (the
-    device grown by the fraction the engine still takes of a whole one: SGLang 0.4's multimodal cut)."""
-    pool, kept = int(kv_gib * GIB), engine_entry(inputs.engine).fraction_in_force(1.0, model, given=True)
-    return replace(inputs, gpu_mem_bytes=math.ceil((pool + GIB) / kept), util=1.0, weights_bytes=GIB,
-                   activation_bytes=0, overhead_bytes=0)
+    device grown by the fraction the engine still takes of a whole one: SGLang's multimodal and
+    aiter cuts)."""
+    replica = Replica(gpu, inputs.tp, inputs.pp, max_model_len=inputs.max_model_len or model.max_context)
+    pool = int(kv_gib * GIB)
+    kept = engine_entry(inputs.engine).fraction_in_force(1.0, model, given=True, replica=replica)
+    return replace(inputs, gpu_mem_bytes=math.ceil((pool + GIB) / kept), util=1.0, util_logged=False,
+                   weights_bytes=GIB, activation_bytes=0, overhead_bytes=0)
 
 
 def _predicted(model: ModelSpec, gpu: GpuSpec | None, startup: LoggedStartup, settings: BudgetInputs):
@@ -274,7 +278,7 @@ def explain_log(startup: LoggedStartup, model: ModelSpec, gpu: GpuSpec | None, *
     if predicted is not None:  # the batch limits the engine defaults to on this GPU, where the log omits them
         settings = replace(settings, max_num_seqs=settings.max_num_seqs or predicted.max_num_seqs,
                            max_num_batched_tokens=settings.max_num_batched_tokens or predicted.max_num_batched_tokens)
-    layout = memory_budget(model, gpu, _exact_pool(model, settings, startup.kv_cache_gib or 0.0))
+    layout = memory_budget(model, gpu, _exact_pool(model, gpu, settings, startup.kv_cache_gib or 0.0))
     low, high = reproduced_tokens(model, gpu, settings, startup)
     length, logged_tokens = layout.max_model_len, startup.kv_tokens or 0
     # a log cut before its token line still states the KV memory: the tokens it holds, in the release's layout

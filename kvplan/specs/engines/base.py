@@ -251,9 +251,15 @@ class Engine:
         with `running` requests at most where the command sets them."""
         return self.util
 
-    def fraction_in_force(self, util: float, model: ModelSpec, given: bool = False) -> float:
+    def fraction_in_force(self, util: float, model: ModelSpec, given: bool = False,
+                          replica: Replica | None = None) -> float:
         """The memory fraction the engine sizes with, `given` or default (SGLang lowers it for a
-        multimodal model, by release); the fraction itself by default."""
+        multimodal model, and for ROCm's aiter backend, by release); the fraction itself by default."""
+        return util
+
+    def logged_fraction(self, util: float, model: ModelSpec, replica: Replica) -> float:
+        """The fraction a command line gave, from the one a start-up log prints (SGLang prints its
+        server_args after the cuts made there); the printed one by default."""
         return util
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:

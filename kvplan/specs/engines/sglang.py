@@ -74,14 +74,27 @@ class Sglang(Engine):
     # size (server_args adjust_mem_fraction_for_vlm, 0.4.9.post3 on), see vlm_factor.
     multimodal_factor: float | None = None
     multimodal_cuts_given = False
+    # ROCm's aiter attention backend, SGLang's default on AMD (for MLA only at 16 or 128 KV heads a
+    # rank), takes x 0.85 off the fraction, given or default, for a context past 8,192 tokens: in
+    # ModelRunner.model_specific_adjustment (0.4.7 to 0.5.4, after the server_args line is printed)
+    # or in ServerArgs.__post_init__ (0.5.5 on, so the printed fraction is already cut).
+    aiter_cut = "model_runner"  # "" (none: before 0.4.7), "model_runner" or "server_args"
 
-    def fraction_in_force(self, util: float, model: ModelSpec, given: bool = False) -> float:
-        """The fraction a multimodal model is sized with (multimodal_factor); the fraction itself for a
-        text model, and for a given fraction where the release cuts only its default."""
-        if not model.tower_params or (given and not self.multimodal_cuts_given):
-            return util
-        factor = vlm_factor(model) if self.multimodal_factor is None else self.multimodal_factor
-        return round(util * factor, 6)
+    def fraction_in_force(self, util: float, model: ModelSpec, given: bool = False,
+                          replica: Replica | None = None) -> float:
+        """The fraction a multimodal model is sized with (multimodal_factor), the fraction itself for a
+        text model and for a given fraction where the release cuts only its default; then aiter's cut."""
+        if model.tower_params and (self.multimodal_cuts_given or not given):
+            util = round(util * (vlm_factor(model) if self.multimodal_factor is None else self.multimodal_factor), 6)
+        if self.aiter_cut and replica is not None and aiter_cuts(model, replica):
+            util = round(util * AITER_FACTOR, 6)
+        return util
+
+    def logged_fraction(self, util: float, model: ModelSpec, replica: Replica) -> float:
+        """From 0.5.5 the server_args line prints the fraction after aiter's cut: the given one is it / 0.85."""
+        if self.aiter_cut == "server_args" and aiter_cuts(model, replica):
+            return util / AITER_FACTOR
+        return util
 
     def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
                      role: str | None = None, running: int | None = None) -> float:
@@ -116,6 +129,20 @@ class Sglang(Engine):
 SGLANG = Sglang()
 
 
+AITER_FACTOR = 0.85
+
+
+def aiter_cuts(model: ModelSpec, replica: Replica) -> bool:
+    """Whether aiter, SGLang's default attention backend on an AMD GPU, cuts the fraction: a context
+    (model_config.context_len) past 8,192 tokens, and for MLA 16 or 128 KV heads a rank
+    (get_num_kv_heads: num_key_value_heads // TP, which MLA configs set to the head count)."""
+    if replica.gpu is None or replica.gpu.vendor != "amd" or replica.max_model_len <= 8192:
+        return False
+    if any(group.kind == "mla" for group in model.layers):
+        return max(1, model.num_attention_heads // replica.tp) in (16, 128)
+    return True
+
+
 def vlm_factor(model: ModelSpec) -> float:
     """server_args adjust_mem_fraction_for_vlm (0.4.9.post3 on): 0.95 x clamp(1 - 0.1 x (r - 1), 0.8, 1.05),
     r = L x H^2 / (24 x 1,024^2), L and H vision_config's num_hidden_layers and hidden_size as the config
@@ -139,6 +166,7 @@ class Sglang55(Sglang):
 
     release = "0.5.5"
     first: tuple[int, ...] = (0, 5, 5)
+    aiter_cut = "server_args"
     last: tuple[int, ...] | None = (0, 5, 14)
     encodes: tuple[str, ...] = ("python/sglang/srt/server_args.py ServerArgs._handle_gpu_memory_settings",
                                 "python/sglang/srt/model_executor/model_runner.py ModelRunner.profile_max_num_token")

@@ -31,6 +31,7 @@ class Sglang04(Sglang):
                "for a multimodal model, given or default")
     multimodal_factor: float | None = 0.95  # ModelRunner.__init__: "if self.is_multimodal: mem_fraction_static *= 0.95"
     multimodal_cuts_given = True
+    aiter_cut = ""  # aiter's x 0.85 came with 0.4.7
     fraction_by_gpus: Table = FRACTION_BY_GPUS
     source = ("SGLang ModelRunner.profile_max_num_token; page_size=1; mem_fraction_static by TP size "
               "(server_args: 0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16)")
@@ -87,6 +88,7 @@ class Sglang047(Sglang045):
     release = "0.4.7"
     first: tuple[int, ...] = (0, 4, 7)
     last: tuple[int, ...] | None = (0, 4, 7)
+    aiter_cut = "model_runner"
     changes = ("the TP table by TP x PP to 81,920 MiB, 0.88 above it; above 180,000 MiB on CUDA 0.79; above 96 GiB "
                "min(f + 48 GiB x (1 - f) / memory, (memory - 18 GiB) / memory)")
 
@@ -183,20 +185,20 @@ class Sglang0120(Sglang01):
 
 
 class Sglang0121(Sglang0120):
-    """SGLang 0.1.21: a row for 16 GPUs."""
+    """SGLang 0.1.21 and 0.1.22: a row for 16 GPUs."""
 
     release = "0.1.21"
     first: tuple[int, ...] = (0, 1, 21)
-    last: tuple[int, ...] | None = (0, 1, 21)
+    last: tuple[int, ...] | None = (0, 1, 22)
     changes = "0.88 at TP 1, 0.85 at 2, 0.82 at 4, 0.78 at 8, 0.74 at 16"
     fraction_by_gpus: Table = ((16, 0.74), (8, 0.78), (4, 0.82), (2, 0.85), (1, 0.88))
 
 
 class Sglang02(Sglang0120):
-    """SGLang 0.2.0 to 0.2.6: a higher table."""
+    """SGLang 0.1.24 to 0.2.6 (no 0.1.23 was released): a higher table."""
 
     release = "0.2"
-    first: tuple[int, ...] = (0, 2)
+    first: tuple[int, ...] = (0, 1, 24)
     last: tuple[int, ...] | None = (0, 2, 6)
     changes = "0.89 at TP 1, 0.88 at 2, 0.86 at 4, 0.84 at 8, 0.80 at 16"
     fraction_by_gpus: Table = ((16, 0.80), (8, 0.84), (4, 0.86), (2, 0.88), (1, 0.89))
