@@ -166,9 +166,10 @@ def render_releases(console: Console, results: list[BatchResult], asked: tuple[s
     first = results[0]
     title = (f"{first.model} on {first.budget.gpu} · TP {first.budget.tp} · PP {first.budget.pp} · "
              f"{first.in_tokens:,} in / {first.out_tokens:,} out (GiB)")
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("Engine", "Weights", "Act.", "Other", "KV pool", "Change", "Tokens", "Fit"):
-        table.add_column(name, justify="left" if name == "Engine" else "right", no_wrap=True)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("Engine", overflow="fold")  # a long release ("sglang==0.4.9.post3") folds, the figures stay whole
+    for name in ("Weights", "Act.", "Other", "KV pool", "Change", "Tokens", "Fit"):
+        table.add_column(name, justify="right", no_wrap=True)
     base = first.budget.usable_pool_bytes
     for r, name in zip(results, asked):
         b, paged = r.budget, r.strategies[-1]
