@@ -172,3 +172,17 @@ def test_a_log_of_0_5_5_prints_the_fraction_after_aiters_cut():
     assert old.fraction_in_force(0.8, model, True, replica) == 0.68
     logged = memory_budget(model, CATALOG.gpu("mi300x"), BudgetInputs(engine="sglang==0.5.5", util=0.68, util_logged=True))
     assert logged.util == 0.68
+
+
+@pytest.mark.parametrize("folder, sizes", [
+    ("gemma-3-4b", (27, 1152)),  # SigLIP's vision_config states both
+    ("qwen2.5-vl-7b", (None, 1280)),  # "depth": 32, no num_hidden_layers: SGLang's getattr takes 24
+])
+def test_import_reads_the_vision_configs_sizes(folder, sizes):
+    from pathlib import Path
+
+    from kvplan.specs.importer import import_model
+    spec = import_model(Path(__file__).parent / "fixtures" / "hf_configs" / folder / "config.json").spec
+    assert (spec.vision_num_hidden_layers, spec.vision_hidden_size) == sizes
+    assert (spec.vision_num_hidden_layers, spec.vision_hidden_size) == (
+        CATALOG.model(folder).vision_num_hidden_layers, CATALOG.model(folder).vision_hidden_size)

@@ -183,6 +183,7 @@ class VllmV02(VllmV025):
     base_overhead_source = "none: torch's peak allocation only"
 
 
-VLLM_PRESETS: tuple[Vllm, ...] = (VllmV02(), VllmV025(), VllmV04(), VllmV0(), VllmV07(), Vllm08(), Vllm11(), Vllm12(), Vllm15(), Vllm(), Vllm20(), Vllm201(),
-                                  Vllm21(), Vllm26(), Vllm28(), Vllm32(), Vllm33(), Vllm34())
+VLLM_PRESETS: tuple[Vllm, ...] = (VllmV02(), VllmV025(), VllmV04(), VllmV0(), VllmV07(), Vllm08(), Vllm11(), Vllm12(),
+                                  Vllm15(), Vllm(), Vllm20(), Vllm201(), Vllm21(), Vllm26(), Vllm28(), Vllm32(), Vllm33(),
+                                  Vllm34())
 VLLM = VLLM_PRESETS[-1]  # the newest release read: what --engine vllm takes
