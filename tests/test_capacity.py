@@ -210,8 +210,13 @@ def test_tp_and_pp_split_weights_and_kv(catalog):
 def test_mla_is_replicated_under_tp(catalog):
     b = memory_budget(catalog.model("deepseek-v3"), catalog.gpu("h200"), BudgetInputs(tp=8))
     assert b.kv_bytes_per_token == 61 * 576 * 2 == 70_272  # the whole latent on every rank
-    # fp8 checkpoint, 1 B per parameter; the RoPE table: 163,840 positions x 64 (qk_rope_head_dim) x 2 B
-    assert b.weights_bytes == -(-671_026_419_200 // 8) + 163_840 * 64 * 2
+    # fp8 checkpoint, 1 B per parameter; the RoPE table: 163,840 positions x 64 (qk_rope_head_dim) x 2 B; and
+    # 7/8 of what every rank holds whole (vllm_alloc.py): a layer's a-projections 7,168 x (1,536 + 512 + 64) x 1 B
+    # = 15,138,816, their norms (1,536 + 512) x 2 B = 4,096, its router 256 x (7,168 x 2 + 4) = 3,671,040:
+    # 18,813,952 x 61 = 1,147,651,072; the decoder's norms (2 x 61 + 1) x 7,168 x 2 = 1,763,328
+    replicated = (1_147_651_072 + 1_763_328) * 7 // 8
+    assert replicated == 1_005_737_600
+    assert b.weights_bytes == -(-671_026_419_200 // 8) + 163_840 * 64 * 2 + replicated
 
 
 def test_max_context_for_a_batch(catalog):

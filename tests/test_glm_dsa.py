@@ -27,7 +27,8 @@ from kvplan.units import kv_format
 FIXTURES = Path(__file__).parent / "fixtures" / "hf_configs"
 BF16, FP8 = kv_format("bf16"), kv_format("fp8")
 GLM52 = json.loads((FIXTURES / "glm-5.2" / "config.json").read_text())
-SHAPE = {"kv_lora_rank": 512, "qk_rope_head_dim": 64, "num_heads": 64, "qk_nope_head_dim": 192, "v_head_dim": 256}
+SHAPE = {"kv_lora_rank": 512, "qk_rope_head_dim": 64, "num_heads": 64, "qk_nope_head_dim": 192, "v_head_dim": 256,
+         "q_lora_rank": 2048}
 # indexer_types: "full" at layers 0, 1, 2, then every 4th from 6 to 74
 OWN_INDEXER = {0, 1, 2, *range(6, 78, 4)}
 
@@ -54,7 +55,7 @@ def test_the_frequency_rule_gives_the_same_layers_without_indexer_types():
 
 def test_glm_5_2_imports_as_two_mla_groups(catalog):
     groups = [{"kind": g.kind, **g.model_dump(exclude_defaults=True)} for g in import_model(FIXTURES / "glm-5.2").spec.layers]
-    assert groups == [{"kind": "mla", "count": 21, **SHAPE, "index_head_dim": 128},
+    assert groups == [{"kind": "mla", "count": 21, **SHAPE, "index_head_dim": 128, "index_n_heads": 32},
                       {"kind": "mla", "count": 57, **SHAPE, "shared_indexer": True}]
     assert catalog.model("glm-5.2").layers == catalog.model("glm-5.3-fp8").layers  # the same config
 

@@ -203,10 +203,13 @@ def layer_groups(c: Config) -> list[dict]:
     n = layer_count(c)
     model_type = c.get("model_type")
     if model_type in MLA_TYPES:
-        indexer = {"index_head_dim": c.int("index_head_dim")} if c.get("index_head_dim") else {}
+        indexer = ({"index_head_dim": c.int("index_head_dim"), "index_n_heads": c.int("index_n_heads")}
+                   if c.get("index_head_dim") else {})
+        q_rank = {"q_lora_rank": c.int("q_lora_rank")} if c.get("q_lora_rank") else {}
         return [{"kind": "mla", "count": n, "kv_lora_rank": c.int("kv_lora_rank"),
                  "qk_rope_head_dim": c.int("qk_rope_head_dim"), "num_heads": c.int("num_attention_heads"),
-                 "qk_nope_head_dim": c.int("qk_nope_head_dim"), "v_head_dim": c.int("v_head_dim"), **indexer}]
+                 "qk_nope_head_dim": c.int("qk_nope_head_dim"), "v_head_dim": c.int("v_head_dim"), **q_rank,
+                 **indexer}]
     if model_type == "jamba":
         period, offset = c.int("attn_layer_period"), c.int("attn_layer_offset")
         if offset >= period:  # no layer would hold attention

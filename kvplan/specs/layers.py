@@ -91,11 +91,15 @@ class MLALatent(_EveryToken):
     num_heads: Heads
     qk_nope_head_dim: Dim
     v_head_dim: Dim
+    # The query's low rank (config q_lora_rank; None: a full-rank q_proj, DeepSeek-V2-Lite): with the
+    # latent's down-projection it is a weight no TP rank splits (vllm_alloc.py).
+    q_lora_rank: Dim | None = None
 
     # DeepSeek sparse attention (V3.2): a lightning indexer caches one key of index_head_dim per
     # token and layer, in vLLM's fp8 format whatever the KV dtype: 1 B per value and one fp32 scale
     # per 128 values (DeepseekV32IndexerCache: 128 + 4 = 132 B), whole on every rank.
     index_head_dim: Dim | None = None
+    index_n_heads: Heads | None = None  # the indexer's query heads (config index_n_heads): its weights' width
     # A sparse-attention layer without an indexer of its own (GLM-5.2's indexer_types "shared"): it
     # reads the top-k of the closest preceding layer that has one, so it caches no indexer key, but
     # its latent keeps the sparse layout (vLLM 0.34 models/deepseek_v32/attention.py builds it with

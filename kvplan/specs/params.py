@@ -59,6 +59,16 @@ def _nemotron_moe_layers(c: Config) -> tuple[int, int] | None:
     return count, per_layer
 
 
+def _indexer_params(group: dict, h: int) -> int:
+    """DeepSeek sparse attention's lightning indexer, on a layer that has one (vLLM deepseek_v2.py
+    Indexer): wq_b [q_lora_rank -> heads x dim], wk [hidden -> dim], k_norm (a LayerNorm: weight and
+    bias) and weights_proj [hidden -> heads]."""
+    dim, heads = group.get("index_head_dim"), group.get("index_n_heads")
+    if not dim or not heads:
+        return 0
+    return group.get("q_lora_rank", 0) * heads * dim + h * dim + 2 * dim + h * heads
+
+
 def _attn_params(c: Config, group: dict, h: int) -> int:
     if group["kind"] == "gdn":
         return _gdn_params(group, h)
@@ -66,7 +76,7 @@ def _attn_params(c: Config, group: dict, h: int) -> int:
         heads, rope, nope, v = group["num_heads"], group["qk_rope_head_dim"], group["qk_nope_head_dim"], group["v_head_dim"]
         q_rank, kv_rank = c.get("q_lora_rank"), group["kv_lora_rank"]
         q = h * q_rank + q_rank + q_rank * heads * (nope + rope) if q_rank else h * heads * (nope + rope)
-        return q + h * (kv_rank + rope) + kv_rank + kv_rank * heads * (nope + v) + heads * v * h
+        return q + h * (kv_rank + rope) + kv_rank + kv_rank * heads * (nope + v) + heads * v * h + _indexer_params(group, h)
     heads = c.int("num_attention_heads", "n_head")
     gated_output = c.get("model_type") == "qwen3_next" or c.get("attn_output_gate")
     gate = 2 if gated_output else 1  # a gated attention output: q_proj twice as wide

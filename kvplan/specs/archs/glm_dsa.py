@@ -62,7 +62,7 @@ def layer_groups(c: Config, n: int) -> list[dict]:
     shared = len(shared_indexer_layers(c, n))
     if not shared or "index_head_dim" not in group:
         return [group]
-    latent_only = {key: value for key, value in group.items() if key != "index_head_dim"}
+    latent_only = {key: value for key, value in group.items() if key not in ("index_head_dim", "index_n_heads")}
     groups = [{**group, "count": n - shared}, {**latent_only, "count": shared, "shared_indexer": True}]
     return [g for g in groups if g["count"]]
 

@@ -47,7 +47,8 @@ def layer_groups(c: Config, n: int) -> list[dict]:
     heads, head_dim = linear.int("num_heads"), linear.int("head_dim")
     mla = {"kind": "mla", "count": n - kda, "kv_lora_rank": c.int("kv_lora_rank"),
            "qk_rope_head_dim": c.int("qk_rope_head_dim"), "num_heads": c.int("num_attention_heads"),
-           "qk_nope_head_dim": c.int("qk_nope_head_dim"), "v_head_dim": c.int("v_head_dim")}
+           "qk_nope_head_dim": c.int("qk_nope_head_dim"), "v_head_dim": c.int("v_head_dim"),
+           **({"q_lora_rank": c.int("q_lora_rank")} if c.get("q_lora_rank") else {})}
     gdn = {"kind": "gdn", "count": kda, "num_k_heads": heads, "num_v_heads": heads, "head_k_dim": head_dim,
            "head_v_dim": head_dim, "conv_kernel": linear.int("short_conv_kernel_size", default=4), "ssm_dtype": "fp32"}
     return [g for g in (mla, gdn) if g["count"]]

@@ -1,9 +1,21 @@
-"""What an engine loads beside the parameters, counted with the weights: the RoPE cos/sin table and
-padding that quantized experts gain for their kernels (vLLM's model loading reports both)."""
+"""What an engine loads beside the parameters, counted with the weights: the RoPE cos/sin table,
+padding that quantized experts gain for their kernels (vLLM's model loading reports both), and the
+MLA tensors tensor parallelism does not split (vLLM and SGLang alike).
+
+Whole on every rank in MLA (vLLM models/deepseek_v2.py, 0.8 to 0.34; SGLang models/deepseek_v2.py
+and layers/attention/nsa/nsa_indexer.py, 0.4 to 0.5): the query's and the latent's down-projections
+(q_a_proj and kv_a_proj_with_mqa, ReplicatedLinear; vLLM from 0.10 fused_qkv_a_proj, disable_tp=True,
+SGLang fused_qkv_a_proj_with_mqa) in the checkpoint's format, their RMSNorms, DeepSeek sparse
+attention's indexer (wq_b and wk in the checkpoint's format, weights_proj unquantized, k_norm a
+LayerNorm), and each layer's router (vLLM's gate, SGLang's MoEGate: unquantized) with its fp32
+score-correction bias."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from kvplan.specs.layers import MLALatent
+from kvplan.units import DTYPE_BYTES
 
 if TYPE_CHECKING:
     from kvplan.specs.engines.base import Replica
@@ -46,3 +58,33 @@ def mxfp4_padding(model: ModelSpec, replica: Replica) -> tuple[int, str] | None:
     layers = -(-model.num_layers // replica.pp)
     extra = layers * per_layer * 17 // 32  # 0.5 B + 1/32 B a weight
     return (extra, f"MXFP4 padding ({width}: {inter:,} x {hidden:,} -> {padded[0]:,} x {padded[1]:,})") if extra else None
+
+
+def mla_replicated(model: ModelSpec, replica: Replica) -> int | None:
+    """The share beyond 1/TP of MLA's whole-on-every-rank tensors (module docstring), one GPU of the
+    fullest pipeline stage: each layer's a-projections, their norms, its indexer and its router
+    (the first dense layers' router counted too: 3 x 256 x 7,168 x 2 B = 11 MB for DeepSeek-V3),
+    and the decoder's norms. None where the model is not MLA throughout or its format is one whose
+    tensors kvplan does not lay out (NVFP4, integer formats)."""
+    if not model.layers or not all(isinstance(g, MLALatent) for g in model.layers):
+        return None
+    stored = model.quantization or ("fp8" if model.dtype == "fp8" else None)  # DeepSeek-V3's spec: dtype fp8
+    fmt = stored if replica.weights_dtype == "auto" else replica.weights_dtype
+    if fmt not in (None, "fp8", "bf16", "fp16", "fp32"):
+        return None
+    served = DTYPE_BYTES.get(replica.dtype, 2)
+    width = DTYPE_BYTES[fmt] if fmt else served
+    h, tp, whole = model.hidden_size, replica.tp, 0
+    for g in model.layers:
+        if not isinstance(g, MLALatent):
+            continue
+        q, kv = g.q_lora_rank or 0, g.kv_lora_rank + g.qk_rope_head_dim
+        layer = h * (q + kv) * width + (q + g.kv_lora_rank) * served  # a-projections, their RMSNorms
+        dim, heads = g.index_head_dim, g.index_n_heads
+        if dim and heads:
+            layer += (q * heads * dim + h * dim) * width + (h * heads + 2 * dim) * served  # the indexer
+        if model.moe is not None:
+            layer += model.moe.num_experts * (h * served + 4)  # the router and its fp32 score bias
+        whole += -(-g.count // replica.pp) * layer
+    whole += (2 * -(-model.num_layers // replica.pp) + 1) * h * served  # the decoder's norms
+    return whole * (tp - 1) // tp

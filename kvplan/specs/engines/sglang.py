@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine, Replica, Term, comm_buffers, half_from_fp32
+from kvplan.specs.engines.loading import mla_replicated
 from kvplan.units import GIB, MIB
 
 if TYPE_CHECKING:
@@ -119,6 +120,12 @@ class Sglang(Engine):
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         return int(util * (total - overhead)) - weights - activation
+
+    def weights_extra(self, model: ModelSpec, replica: Replica) -> list[tuple[int, str]]:
+        """What the load's 'mem usage' holds beyond the parameters / TP: MLA's tensors no rank splits
+        (loading.py mla_replicated; SGLang's DeepSeek model replicates them as vLLM's does)."""
+        mla = mla_replicated(model, replica)
+        return [(mla, f"tensors TP {replica.tp} does not split")] if mla else []
 
     def auto_dtype(self, model: ModelSpec, gpu: GpuSpec | None) -> tuple[str, str]:
         """ModelConfig._get_and_verify_dtype (python/sglang/srt/configs/model_config.py): a float32

@@ -16,15 +16,18 @@ gate = ReplicatedLinear), and the K and V rows where a model has fewer KV heads 
 (QKVParallelLinear: num_kv_head_replicas).
 
 Laid out for the layouts whose tensors kvplan knows: standard attention (full and sliding layers of
-one KV-head count and head size) with a dense or routed MLP, unquantized or fp8. Others (MLA,
-recurrent states, quantized integer formats, MXFP4) get nothing here.
+one KV-head count and head size) with a dense or routed MLP, unquantized or fp8; and MLA (DeepSeek,
+Kimi, GLM-5), whose replicated tensors are counted but not its allocator tails. Others (recurrent
+states, quantized integer formats, NVFP4, MXFP4) get nothing here.
+
+MLA's (DeepSeek, Kimi, GLM-5) are counted in loading.py mla_replicated, SGLang loading them alike.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvplan.specs.engines.loading import mxfp4_experts
+from kvplan.specs.engines.loading import mla_replicated, mxfp4_experts
 from kvplan.units import DTYPE_BYTES, MIB
 
 if TYPE_CHECKING:
@@ -58,11 +61,18 @@ def loaded_extras(model: ModelSpec, replica: Replica) -> list[tuple[int, str]]:
     """(bytes, what) on one GPU of the fullest pipeline stage: the allocator's kept tails over every
     large tensor, and the replicated tensors' share beyond 1/TP."""
     shape = _attention(model)
-    fmt = model.quantization if replica.weights_dtype == "auto" else replica.weights_dtype
-    if shape is None or fmt not in (None, "fp8", "bf16", "fp16", "fp32") or mxfp4_experts(model):
+    stored = model.quantization or ("fp8" if model.dtype == "fp8" else None)  # DeepSeek-V3's spec: dtype fp8
+    fmt = stored if replica.weights_dtype == "auto" else replica.weights_dtype
+    if fmt not in (None, "fp8", "bf16", "fp16", "fp32") or mxfp4_experts(model):
+        return []
+    width = DTYPE_BYTES[fmt] if fmt else DTYPE_BYTES.get(replica.dtype, 2)
+    mla = mla_replicated(model, replica)
+    if mla is not None:
+        return [(mla, f"tensors TP {replica.tp} does not split")] if mla else []
+    if shape is None:
         return []
     kv, head = shape
-    tp, width = replica.tp, DTYPE_BYTES[fmt] if fmt else DTYPE_BYTES.get(replica.dtype, 2)
+    tp = replica.tp
     h, heads, moe = model.hidden_size, model.num_attention_heads, model.moe
     layers = -(-model.num_layers // replica.pp)
     kv_rank = max(kv // tp, 1)  # KV heads a rank holds: replicated below one a rank
