@@ -64,11 +64,14 @@ def logged_interval(model, planned: dict) -> tuple[int, int] | None:
     logged = known(planned["file"])
     tp, pp = planned.get("tp", 1), planned.get("pp", 1)
     if planned["engine"] == "sglang":
-        if "k_size_gb" not in logged:  # bench_latency prints no pool line
+        if "k_size_gb" in logged:
+            kv, spread = logged["k_size_gb"] + logged["v_size_gb"], 0.01
+        elif "kv_cache_gib" in logged:  # MLA: "KV size: X GB", the tokens counted x the layout's bytes
+            kv, spread = logged["kv_cache_gib"], 0.005
+        else:  # bench_latency prints no pool line
             return None
-        kv = logged["k_size_gb"] + logged["v_size_gb"]
         per = per_token_bytes(model, planned)
-        return int((kv - 0.01) * GIB) // per, int((kv + 0.01) * GIB) // per
+        return int((kv - spread) * GIB) // per, int((kv + spread) * GIB) // per
     if planned["engine"] == "trtllm":
         per_block = logged.get("tokens_per_block", 32)  # KvCacheConfig's default where the log prints none
         block = per_block * per_token_bytes(model, planned)

@@ -77,3 +77,19 @@ def test_the_indexer_counts_in_the_parameters():
     assert total("glm-5") - total("glm-5.2") == 57 * glm == 534_198_528
     for name in ("deepseek-v3.2", "glm-5", "glm-5.2"):  # the database holds what import counts
         assert import_model(CONFIGS / name / "config.json").spec.params_total == total(name)
+
+
+def test_sglang_counts_a_dsa_token_as_its_latent_and_stores_it_wider():
+    """SGLang's profile_max_num_token counts an MLA token as (kv_lora_rank + qk_rope_head_dim) x 1 B in fp8
+    plus the indexer's 128 + 128 / 128 x 4 = 132 B a layer: GLM-5's 78 layers x 708 = 55,224 B. Its DSA pool
+    stores 656 + 132 B a layer (the fp8 latent's four fp32 scales, the RoPE key in bf16): 61,464 B. The
+    tokens are the budget over the first; a 0.5.8 log allocates them at the second, past the fraction."""
+    model, gpu = CATALOG.model("glm-5"), CATALOG.gpu("mi355x")
+    b = memory_budget(model, gpu, BudgetInputs(engine="sglang==0.5.8", tp=8, kv_dtype="fp8"))
+    assert b.kv_bytes_per_token == 78 * (656 + 132) == 61_464
+    assert b.token_capacity == b.usable_pool_bytes // (78 * (576 + 132))
+    dense = memory_budget(CATALOG.model("deepseek-v3"), CATALOG.gpu("h200"),
+                          BudgetInputs(engine="sglang==0.5.8", tp=8, kv_dtype="fp8"))
+    assert dense.token_capacity == dense.usable_pool_bytes // (61 * 576)  # no indexer, no scales: the same
+    vllm = memory_budget(model, gpu, BudgetInputs(engine="vllm==0.19", tp=8, kv_dtype="fp8"))
+    assert vllm.token_capacity == vllm.usable_pool_bytes // (vllm.block_size * 61_464) * vllm.block_size  # as laid out

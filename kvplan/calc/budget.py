@@ -41,6 +41,7 @@ class BudgetInputs:
     weights_dtype: str = "auto"
     util: float | None = None
     util_logged: bool = False  # util is the fraction a start-up log prints (SGLang: after its server_args cuts)
+    pool_as_stored: bool = False  # the pool is an allocation a log states (tokens x the layout), not a budget
     gpu_mem_bytes: int | None = None
     weights_bytes: int | None = None
     activation_bytes: int | None = None
@@ -205,7 +206,10 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
     packed = packed_layout(model, block, inputs.pp) if engine.packed_kv_groups else None
     if packed:  # a block costs the widest group's pages (DeepSeek-V4: calc/kvpacked.py)
         page, padding = packed.bytes_per_block, 0
-    blocks = max(pool, 0) // (page + padding) if page else 0
+    # what a page costs in the engine's count (SGLang: an MLA token as its latent), unless the pool is an
+    # allocation a log states, laid out page by page
+    counted = page if inputs.pool_as_stored else engine.counted_page_bytes(model, fmt, inputs.pp, block, page)
+    blocks = max(pool, 0) // (counted + padding) if page else 0
     tokens = blocks * block if page else 0
     if packed and engine.tokens_rule == "concurrency":
         in_flight = in_flight_tokens(engine.async_scheduling, inputs.pp, limits.max_num_batched_tokens)

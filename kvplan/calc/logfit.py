@@ -232,7 +232,7 @@ def _exact_pool(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs, kv_
     pool = int(kv_gib * GIB)
     kept = engine_entry(inputs.engine).fraction_in_force(1.0, model, given=True, replica=replica)
     return replace(inputs, gpu_mem_bytes=math.ceil((pool + GIB) / kept), util=1.0, util_logged=False,
-                   weights_bytes=GIB, activation_bytes=0, overhead_bytes=0)
+                   pool_as_stored=True, weights_bytes=GIB, activation_bytes=0, overhead_bytes=0)
 
 
 def _predicted(model: ModelSpec, gpu: GpuSpec | None, startup: LoggedStartup, settings: BudgetInputs):

@@ -265,6 +265,11 @@ class Engine:
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         raise NotImplementedError
 
+    def counted_page_bytes(self, model: ModelSpec, fmt: KvFormat, pp: int, block: int, page: int) -> int:
+        """What one page costs in the engine's count of its token capacity: the page as laid out, by
+        default (SGLang counts an MLA token as its latent, whatever the layout stores)."""
+        return page
+
     def measured_rest(self, total: float, util: float, weights: float, kv: float) -> float:
         """The non-KV memory beyond the weights that a log's total, fraction, weights and KV memory imply,
         by this engine's pool rule inverted (GiB): total x util - weights - KV where the fraction is of the

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING
 
 from kvplan.specs.engines.base import BatchLimits, CommandLine, Engine, Replica, Term, comm_buffers, half_from_fp32
 from kvplan.specs.engines.loading import mla_replicated
+from kvplan.specs.layers import MLALatent
 from kvplan.units import GIB, MIB
 
 if TYPE_CHECKING:
     from kvplan.specs.gpu import GpuSpec
+    from kvplan.units import KvFormat
     from kvplan.specs.model import ModelSpec
 
 COMMAND = CommandLine(
@@ -120,6 +122,22 @@ class Sglang(Engine):
 
     def pool(self, total: int, util: float, weights: int, activation: int, overhead: int) -> int:
         return int(util * (total - overhead)) - weights - activation
+
+    def counted_page_bytes(self, model: ModelSpec, fmt: KvFormat, pp: int, block: int, page: int) -> int:
+        """ModelRunner.profile_max_num_token counts an MLA token as (kv_lora_rank + qk_rope_head_dim) x the KV
+        dtype's size a layer, plus the sparse-attention indexer's 128 + 4 B where the model has one: for
+        a DSA model in fp8 576 + 132 B, where its pool stores 656 + 132 (the fp8 latent's scales, the
+        bf16 RoPE key), so the logged pool ('KV size') is the tokens counted x the stored bytes, past the
+        fraction. 0.5.5 on (read in 0.5.5; a 0.5.8 GLM-5-FP8 log agrees)."""
+        groups = [g for g in model.layers if isinstance(g, MLALatent)]
+        if not groups or len(groups) != len(model.layers) or fmt.name not in ("fp8", "bf16", "fp16"):
+            return page
+        width = 1 if fmt.name == "fp8" else 2
+        per_token = 0
+        for g in groups:
+            indexer = g.index_head_dim + g.index_head_dim // 128 * 4 if g.index_head_dim else 0
+            per_token += -(-g.count // pp) * ((g.kv_lora_rank + g.qk_rope_head_dim) * width + indexer)
+        return per_token * block
 
     def weights_extra(self, model: ModelSpec, replica: Replica) -> list[tuple[int, str]]:
         """What the load's 'mem usage' holds beyond the parameters / TP: MLA's tensors no rank splits
