@@ -60,6 +60,14 @@ def mxfp4_padding(model: ModelSpec, replica: Replica) -> tuple[int, str] | None:
     return (extra, f"MXFP4 padding ({width}: {inter:,} x {hidden:,} -> {padded[0]:,} x {padded[1]:,})") if extra else None
 
 
+def loaded_format(model: ModelSpec, replica: Replica) -> str | None:
+    """The linear weights' format as loaded: the one asked for, else the checkpoint's quantization (or
+    its fp8 dtype: DeepSeek-V3's spec); None for the served dtype."""
+    if replica.weights_dtype != "auto":
+        return replica.weights_dtype
+    return model.quantization or ("fp8" if model.dtype == "fp8" else None)
+
+
 def mla_replicated(model: ModelSpec, replica: Replica) -> int | None:
     """The share beyond 1/TP of MLA's whole-on-every-rank tensors (module docstring), one GPU of the
     fullest pipeline stage: each layer's a-projections, their norms, its indexer and its router
@@ -68,8 +76,7 @@ def mla_replicated(model: ModelSpec, replica: Replica) -> int | None:
     tensors kvplan does not lay out (NVFP4, integer formats)."""
     if not model.layers or not all(isinstance(g, MLALatent) for g in model.layers):
         return None
-    stored = model.quantization or ("fp8" if model.dtype == "fp8" else None)  # DeepSeek-V3's spec: dtype fp8
-    fmt = stored if replica.weights_dtype == "auto" else replica.weights_dtype
+    fmt = loaded_format(model, replica)
     if fmt not in (None, "fp8", "bf16", "fp16", "fp32"):
         return None
     served = DTYPE_BYTES.get(replica.dtype, 2)

@@ -101,7 +101,7 @@ class Sglang(Engine):
 
     def default_util(self, gpu: GpuSpec | None, tp: int, pp: int, *, model: ModelSpec | None = None,
                      role: str | None = None, running: int | None = None) -> float:
-        """0.4.10 to 0.5.4 (server_args): a reserve by the GPU's memory (nvidia-smi's total), in GiB:
+        """0.4.8 to 0.5.4 (server_args): a reserve by the GPU's memory (nvidia-smi's total), in GiB:
         under 35: 2.8 + TP x PP / 10; under 90: 9.5 + TP x PP / 2; under 160: 12 + TP x PP / 2; else 32."""
         memory = smi_gib(gpu)
         if memory is None:
@@ -128,7 +128,8 @@ class Sglang(Engine):
         dtype's size a layer, plus the sparse-attention indexer's 128 + 4 B where the model has one: for
         a DSA model in fp8 576 + 132 B, where its pool stores 656 + 132 (the fp8 latent's scales, the
         bf16 RoPE key), so the logged pool ('KV size') is the tokens counted x the stored bytes, past the
-        fraction. 0.5.5 on (read in 0.5.5; a 0.5.8 GLM-5-FP8 log agrees)."""
+        fraction (read in 0.5.5, a 0.5.8 GLM-5-FP8 log agrees; the releases before count the same latent
+        and serve no DSA model)."""
         groups = [g for g in model.layers if isinstance(g, MLALatent)]
         if not groups or len(groups) != len(model.layers) or fmt.name not in ("fp8", "bf16", "fp16"):
             return page

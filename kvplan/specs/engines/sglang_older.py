@@ -43,7 +43,7 @@ class Sglang04(Sglang):
 
 
 class Sglang044(Sglang04):
-    """SGLang 0.4.4 to 0.4.10: a context_length past the model's only warns."""
+    """SGLang 0.4.4: a context_length past the model's only warns, as it does to 0.5.0."""
 
     release = "0.4.4"
     first: tuple[int, ...] = (0, 4, 4)

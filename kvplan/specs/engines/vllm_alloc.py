@@ -17,17 +17,16 @@ gate = ReplicatedLinear), and the K and V rows where a model has fewer KV heads 
 
 Laid out for the layouts whose tensors kvplan knows: standard attention (full and sliding layers of
 one KV-head count and head size) with a dense or routed MLP, unquantized or fp8; and MLA (DeepSeek,
-Kimi, GLM-5), whose replicated tensors are counted but not its allocator tails. Others (recurrent
-states, quantized integer formats, NVFP4, MXFP4) get nothing here.
-
-MLA's (DeepSeek, Kimi, GLM-5) are counted in loading.py mla_replicated, SGLang loading them alike.
+Kimi, GLM-5), whose replicated tensors loading.py mla_replicated counts (SGLang loads them alike),
+but not its allocator tails. Others (recurrent states, quantized integer formats, NVFP4, MXFP4) get
+nothing here.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvplan.specs.engines.loading import mla_replicated, mxfp4_experts
+from kvplan.specs.engines.loading import loaded_format, mla_replicated, mxfp4_experts
 from kvplan.units import DTYPE_BYTES, MIB
 
 if TYPE_CHECKING:
@@ -61,8 +60,7 @@ def loaded_extras(model: ModelSpec, replica: Replica) -> list[tuple[int, str]]:
     """(bytes, what) on one GPU of the fullest pipeline stage: the allocator's kept tails over every
     large tensor, and the replicated tensors' share beyond 1/TP."""
     shape = _attention(model)
-    stored = model.quantization or ("fp8" if model.dtype == "fp8" else None)  # DeepSeek-V3's spec: dtype fp8
-    fmt = stored if replica.weights_dtype == "auto" else replica.weights_dtype
+    fmt = loaded_format(model, replica)
     if fmt not in (None, "fp8", "bf16", "fp16", "fp32") or mxfp4_experts(model):
         return []
     width = DTYPE_BYTES[fmt] if fmt else DTYPE_BYTES.get(replica.dtype, 2)
