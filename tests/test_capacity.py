@@ -389,7 +389,7 @@ BUDGET_KEYS = {
     "lora_bytes", "lora_source", "lora_formula", "kv_offload", "cpu_offload_bytes",
     "enable_lora", "max_loras", "max_lora_rank", "max_cpu_loras", "draft_model_repo", "limit_mm_per_prompt",
     "mm_encoder_tp_mode", "hicache_ratio", "hicache_size_gb", "disaggregation_mode",
-    "util_name", "util_source", "total_bytes", "total_source", "weights_bytes", "weights_source",
+    "util_name", "util_source", "util_cut", "total_bytes", "total_source", "weights_bytes", "weights_source",
     "activation_bytes", "activation_source", "overhead_bytes", "overhead_source", "kv_pool_bytes",
     "weights_fit", "page_bytes", "kv_bytes_per_token", "num_blocks", "token_capacity", "explain"}
 

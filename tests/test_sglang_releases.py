@@ -186,3 +186,14 @@ def test_import_reads_the_vision_configs_sizes(folder, sizes):
     assert (spec.vision_num_hidden_layers, spec.vision_hidden_size) == sizes
     assert (spec.vision_num_hidden_layers, spec.vision_hidden_size) == (
         CATALOG.model(folder).vision_num_hidden_layers, CATALOG.model(folder).vision_hidden_size)
+
+
+def test_the_budget_says_why_the_fraction_was_cut():
+    def cut(spec, model, gpu, fraction=None):
+        return memory_budget(CATALOG.model(model), CATALOG.gpu(gpu), BudgetInputs(engine=spec, util=fraction)).util_cut
+
+    assert cut("sglang==0.5", "gemma-3-4b", "h100-sxm") == "x 0.9097 for a multimodal model (by its vision tower)"
+    assert cut("sglang==0.5", "gemma-3-4b", "h100-sxm", 0.8) == ""  # a given fraction is kept from 0.4.9
+    assert cut("sglang==0.4.5", "gemma-3-4b", "h100-sxm", 0.8) == "x 0.9 for a multimodal model"
+    assert cut("sglang==0.5", "llama3.1-8b", "mi300x") == "x 0.85 for ROCm's aiter attention past 8,192 tokens"
+    assert cut("vllm", "gemma-3-4b", "h100-sxm") == ""

@@ -174,6 +174,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
                       weights_dtype=inputs.weights_dtype)
     if inputs.util_logged and inputs.util is not None:
         util = engine.logged_fraction(util, target, replica)
+    util_cut = engine.fraction_cut(target, inputs.util is not None, replica)
     util = engine.fraction_in_force(util, target, given=inputs.util is not None, replica=replica)
     draft_term = _draft_weights(target, draft, inputs, dtype)
     weights = _measured_weights(inputs) or with_draft_weights(_with_extras(_weights(target, inputs, dtype),
@@ -248,7 +249,7 @@ def memory_budget(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInputs = 
         draft_weights_source=draft_term.source if draft_term else "", draft_kv_layers=model.num_layers - target.num_layers,
         lookahead_tokens=lookahead_tokens(draft),
         allow_long_max_len=inputs.allow_long_max_len, util=util, util_name=engine.util_name,
-        util_source="util" if inputs.util is not None else "engine default",
+        util_source="util" if inputs.util is not None else "engine default", util_cut=util_cut,
         total_bytes=total.value, total_source=total.source, weights_bytes=weights.value,
         weights_source=weights.source, activation_bytes=activation.value,
         activation_source=activation.source, overhead_bytes=overhead.value, overhead_source=overhead.source,

@@ -42,7 +42,8 @@ def budget_table(b: MemoryBudget) -> Table:
     table.add_column("Bytes", justify="right", no_wrap=True)
     table.add_column("Source")
     table.add_row("total", _gib(b.total_bytes), f"{b.total_bytes:,}", source(b.total_source))
-    table.add_row("x util", f"{b.util:g}", "", f"{b.util_name}, {source(b.util_source)}")
+    cut = f"; {b.util_cut}" if b.util_cut else ""
+    table.add_row("x util", f"{b.util:g}", "", f"{b.util_name}, {source(b.util_source)}{cut}")
     for term, value, text in (("weights", b.weights_bytes, b.weights_source),
                                 ("activation", b.activation_bytes, b.activation_source),
                                 ("overhead", b.overhead_bytes, b.overhead_source),

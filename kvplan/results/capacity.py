@@ -45,6 +45,7 @@ class MemoryBudget(Result):
     util: float
     util_name: str  # the engine's own name for its memory fraction
     util_source: str
+    util_cut: str  # how the engine cut the fraction before sizing ('x 0.85 for ...'); '' where it did not
     total_bytes: int
     total_source: str
     weights_bytes: int

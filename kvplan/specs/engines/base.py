@@ -257,6 +257,10 @@ class Engine:
         multimodal model, and for ROCm's aiter backend, by release); the fraction itself by default."""
         return util
 
+    def fraction_cut(self, model: ModelSpec, given: bool, replica: Replica) -> str:
+        """Why fraction_in_force differs from the fraction ('x 0.85 for ...'); '' where it does not."""
+        return ""
+
     def logged_fraction(self, util: float, model: ModelSpec, replica: Replica) -> float:
         """The fraction a command line gave, from the one a start-up log prints (SGLang prints its
         server_args after the cuts made there); the printed one by default."""

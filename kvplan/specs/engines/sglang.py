@@ -83,15 +83,25 @@ class Sglang(Engine):
     # or in ServerArgs.__post_init__ (0.5.5 on, so the printed fraction is already cut).
     aiter_cut = "model_runner"  # "" (none: before 0.4.7), "model_runner" or "server_args"
 
+    def _cuts(self, model: ModelSpec, given: bool, replica: Replica | None) -> list[tuple[float, str]]:
+        """(factor, why) of each cut the release makes to the fraction: a multimodal model's (multimodal_factor;
+        not of a given fraction where the release cuts only its default), then aiter's."""
+        cuts = []
+        if model.tower_params and (self.multimodal_cuts_given or not given):
+            factor = vlm_factor(model) if self.multimodal_factor is None else self.multimodal_factor
+            cuts.append((factor, "a multimodal model" + (" (by its vision tower)" if self.multimodal_factor is None else "")))
+        if self.aiter_cut and replica is not None and aiter_cuts(model, replica):
+            cuts.append((AITER_FACTOR, "ROCm's aiter attention past 8,192 tokens"))
+        return cuts
+
     def fraction_in_force(self, util: float, model: ModelSpec, given: bool = False,
                           replica: Replica | None = None) -> float:
-        """The fraction a multimodal model is sized with (multimodal_factor), the fraction itself for a
-        text model and for a given fraction where the release cuts only its default; then aiter's cut."""
-        if model.tower_params and (self.multimodal_cuts_given or not given):
-            util = round(util * (vlm_factor(model) if self.multimodal_factor is None else self.multimodal_factor), 6)
-        if self.aiter_cut and replica is not None and aiter_cuts(model, replica):
-            util = round(util * AITER_FACTOR, 6)
+        for factor, _ in self._cuts(model, given, replica):
+            util = round(util * factor, 6)
         return util
+
+    def fraction_cut(self, model: ModelSpec, given: bool, replica: Replica) -> str:
+        return "; ".join(f"x {factor:.4g} for {why}" for factor, why in self._cuts(model, given, replica))
 
     def logged_fraction(self, util: float, model: ModelSpec, replica: Replica) -> float:
         """From 0.5.5 the server_args line prints the fraction after aiter's cut: the given one is it / 0.85."""
