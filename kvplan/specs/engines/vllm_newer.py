@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvplan.specs.engines.base import RUNTIME_OVERHEAD_BYTES, BatchLimits
+from kvplan.specs.engines.base import RUNTIME_OVERHEAD_BYTES, BatchLimits, Replica, Term
 from kvplan.specs.engines.vllm_command import API_SERVER_COMMAND
 from kvplan.specs.engines.vllm import V0_NON_TORCH_BYTES, Vllm, Vllm08, Vllm11, Vllm12, Vllm15, Vllm20, VllmV0
 from kvplan.units import GIB
 
 if TYPE_CHECKING:
     from kvplan.specs.gpu import GpuSpec
+    from kvplan.specs.model import ModelSpec
 
 # 0.7.0 measures it as the growth of memory outside torch since the worker started (utils.py MemorySnapshot):
 # "non_torch_memory takes 0.05GiB" on a T4, logged by 0.7.2 and by 0.8.2's V0.
@@ -181,6 +182,10 @@ class VllmV02(VllmV025):
                "profile's activations, nothing outside torch (the CUDA context, NCCL: in the 1 - utilization left)")
     base_overhead_bytes = 0
     base_overhead_source = "none: torch's peak allocation only"
+
+    def overhead(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
+        """Nothing outside torch is counted, NCCL's buffers at TP > 1 included."""
+        return Term(0, "none: torch's peak allocation only (the CUDA context and NCCL are outside it)", "0 B")
 
 
 VLLM_PRESETS: tuple[Vllm, ...] = (VllmV02(), VllmV025(), VllmV04(), VllmV0(), VllmV07(), Vllm08(), Vllm11(), Vllm12(),
