@@ -77,6 +77,8 @@ def logged_interval(model, planned: dict) -> tuple[int, int] | None:
         block = per_block * per_token_bytes(model, planned)
         ends = [int((logged["kv_cache_gib"] + d) * GIB) // block * per_block for d in (-0.005, 0.005)]
         return ends[0], ends[1]
+    if "kv_cache_gib" not in logged:  # V0 before 0.6.4 prints its block count, not the memory that holds it
+        return None
     model = as_served(model, planned)
     fmt = resolve_kv_format(model, planned.get("kv_dtype", "auto"))
     release = engine_entry(f"vllm=={planned['release']}")

@@ -68,3 +68,15 @@ def test_the_deploy_line_before_vllm_serve_starts_the_openai_server_module():
         "python -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-2-7b-hf --tensor-parallel-size 1 "
         "--max-model-len 4096 --gpu-memory-utilization 0.9 --max-num-seqs 28")
     assert engine("vllm==0.6.3").command.write(d).startswith("vllm serve meta-llama/Llama-2-7b-hf --tensor-parallel-size 1")
+
+
+def test_the_rtx_a6000_and_a40_totals_are_their_measured_ones():
+    """PyTorch prints total_memory=48676MB for an RTX A6000 (ECC off) and 45416MB for an A40 (ECC on); nvidia-smi
+    49140 and 46068 MiB. A V0 0.4 Llama-3-8B on an A6000 logs 13,248 blocks (a fixture): kvplan's preset lands
+    within 2% of it."""
+    a6000, a40 = CATALOG.gpu("a6000"), CATALOG.gpu("a40")
+    assert a6000.name == "rtx-a6000" and a6000.cuda_memory() == (48_676 * 2**20, "measured CUDA total")
+    assert a40.cuda_memory() == (45_416 * 2**20, "measured CUDA total")
+    assert (a6000.usable_memory_bytes, a40.usable_memory_bytes) == (49_140 * 2**20, 46_068 * 2**20)
+    b = memory_budget(CATALOG.model("llama3-8b"), a6000, BudgetInputs(engine="vllm==0.4.1"))
+    assert abs(b.token_capacity / (13_248 * 16) - 1) < 0.02
