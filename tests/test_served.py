@@ -46,6 +46,8 @@ from kvplan.specs.engines.served import VLLM_SERVED, unserved
     # MiniMax-M1: the last release that served it is 0.23.0
     ("minimax-m1", "vllm==0.23.0", ""),
     ("minimax-m1", "vllm==0.23.1", "vLLM 0.23.1 no longer serves MiniMaxM1ForCausalLM"),
+    # a post release is named as pip and the engine print it (release_text), not as its sorting tuple
+    ("qwen3.5-27b", "vllm==0.15.0.post1", "vLLM 0.15.0.post1 does not serve Qwen3_5ForConditionalGeneration yet"),
 ])
 def test_a_release_that_does_not_serve_the_architecture_will_not_start(catalog, model, engine, refused):
     budget = memory_budget(catalog.model(model), catalog.gpu("h200"), BudgetInputs(engine=engine, tp=8))

@@ -9,11 +9,12 @@ from kvplan.errors import InputError
 from kvplan.specs.engines import DEFAULT_ENGINE, TEXTBOOK_ENGINE
 from kvplan.specs.engines.base import BatchLimits, CommandLine, Deploy, Engine, Replica, Term
 from kvplan.specs.engines.raw import RAW
+from kvplan.specs.engines.releases import release_text, release_tuple
 from kvplan.specs.engines.sglang_older import SGLANG_PRESETS
 from kvplan.specs.engines.trtllm import TRTLLM_PRESETS
 from kvplan.specs.engines.vllm_newer import VLLM, VLLM_PRESETS
 
-__all__ = ["BatchLimits", "CommandLine", "DEFAULT_ENGINE", "Deploy", "TEXTBOOK_ENGINE", "ENGINES", "PRESETS", "Engine",
+__all__ = ["release_text", "release_tuple", "BatchLimits", "CommandLine", "DEFAULT_ENGINE", "Deploy", "TEXTBOOK_ENGINE", "ENGINES", "PRESETS", "Engine",
            "Replica", "Term", "engine"]
 
 # Every engine's presets, oldest first; the default preset of each is the one its name alone takes.
@@ -29,28 +30,6 @@ assert DEFAULT_ENGINE in PRESETS and TEXTBOOK_ENGINE in PRESETS  # the names eve
 # "0.10.1+cu128", "1.1.0rc5" are 0.11.0, 0.10.2, 0.10.1, 1.1.0), or a post release, which sorts
 # after its release and before the next (SGLang changed a rule at 0.4.9.post3): see release_tuple.
 _SPEC = re.compile(r"^\s*([A-Za-z][\w-]*)\s*(?:==\s*v?(\d+(?:\.\d+)*)(\.x|[-_.+]?[A-Za-z][\w.+-]*)?)?\s*$")
-_POST = re.compile(r"[-_.]?post(\d+)")
-
-
-def release_tuple(numbers: str, tail: str | None = None) -> tuple[int, ...]:
-    """A release as a tuple that compares as PEP 440 orders releases: 0.15.0 -> (0, 15, 0); a post
-    release takes its number after four places, 0.4.9.post3 -> (0, 4, 9, 0, 3), between 0.4.9 and
-    0.4.9.1; any other tail (rc, dev, local) is the numbered release's."""
-    version = tuple(int(part) for part in numbers.split("."))
-    post = _POST.match(tail or "")
-    if post and len(version) <= 4:
-        version += (0,) * (4 - len(version)) + (int(post[1]),)
-    return version
-
-
-def release_text(version: tuple[int, ...]) -> str:
-    """A release tuple as the engine prints it: (0, 4, 9, 0, 3) -> '0.4.9.post3' (release_tuple's inverse)."""
-    if len(version) == 5:
-        numbers = version[:4] if version[3] else version[:3]
-        return ".".join(map(str, numbers)) + f".post{version[4]}"
-    return ".".join(map(str, version))
-
-
 def asked_release(spec: str) -> tuple[int, ...] | None:
     """The release an --engine names (vllm==0.15.0 -> (0, 15, 0)); None where it names none."""
     match = _SPEC.match(spec)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kvplan.specs.engines.releases import release_text
+
 Version = tuple[int, ...]
 
 
@@ -78,7 +80,7 @@ def unserved(architecture: str, first: Version, last: Version | None, release: s
         return ""
     absent, until = served.absent_through, served.until
     if asked is not None:
-        release = ".".join(map(str, asked))
+        release = release_text(asked)
         first = last = asked[:2] + (0,) * (2 - len(asked[:2]))
     if asked is not None and len(asked) > 2:
         not_yet, no_longer = absent is not None and _at_most(asked, absent), until is not None and not _at_most(asked, until)
