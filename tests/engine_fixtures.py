@@ -111,7 +111,8 @@ def before_launch(planned: dict) -> BudgetInputs:
         except KvplanError:  # a command that is not one line of this engine (a build step, prose)
             settings = {}
     util = settings.get("util", logged.get("gpu_memory_utilization", logged.get("mem_fraction_static",
-                                                                                 logged.get("free_gpu_memory_fraction"))))
+                  # TensorRT-LLM: the fraction its executor was given, or trtllm-bench's "KV Memory Percentage"
+                  logged.get("free_gpu_memory_fraction", logged.get("kv_memory_percentage")))))
     return BudgetInputs(engine=key, tp=planned.get("tp", 1), pp=planned.get("pp", 1), util=util,
                         weights_dtype=planned.get("weights_dtype", "auto"), kv_dtype=planned.get("kv_dtype", "auto"),
                         max_model_len=logged.get("max_model_len", logged.get("context_len", settings.get("max_model_len"))),

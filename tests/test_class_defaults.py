@@ -9,7 +9,7 @@ import json
 import pytest
 
 from kvplan.calc.kv import kv_size
-from kvplan.specs.defaults import CLASS_DEFAULTS
+from kvplan.specs.defaults import CLASS_DEFAULTS, with_class_defaults
 from kvplan.specs.hfconfig import SUPPORTED
 from kvplan.specs.importer import import_model
 
@@ -87,7 +87,7 @@ def test_qwen3_next_defaults(tmp_path):
 def test_a_config_of_model_type_alone_takes_every_default(tmp_path, family):
     """Only the model_type: every cache-shaping key comes from the class (hybrids need more keys)."""
     spec = imported(tmp_path, {"model_type": family})
-    defaults = CLASS_DEFAULTS[family]
+    defaults = with_class_defaults({}, family)  # GPT-J's own names under the standard ones (its attribute_map)
     assert spec.num_layers == defaults["num_hidden_layers"]
     assert spec.num_attention_heads == defaults["num_attention_heads"]
     assert spec.vocab_size == defaults["vocab_size"] and spec.hidden_size == defaults["hidden_size"]
@@ -95,3 +95,22 @@ def test_a_config_of_model_type_alone_takes_every_default(tmp_path, family):
 
 def test_every_default_family_is_one_kvplan_reads():
     assert set(CLASS_DEFAULTS) <= set(SUPPORTED)
+
+
+def test_gptj_reads_its_own_key_names_as_its_class_maps_them(tmp_path):
+    """GPTJConfig names its sizes n_embd, n_head, n_layer and n_positions (attribute_map gives them as
+    hidden_size, num_attention_heads, num_hidden_layers, max_position_embeddings); n_inner null is 4 x n_embd.
+    A config of two layers leaves the rest to the class: 4,096 wide, 16 heads of 4,096 / 16 = 256,
+    50,400 tokens, 2,048 positions, an untied lm_head."""
+    spec = imported(tmp_path, {"model_type": "gptj", "n_layer": 2, "n_inner": None})
+    assert groups(spec) == [("full", 2, 16, 256, None)]
+    assert (spec.hidden_size, spec.intermediate_size, spec.vocab_size, spec.max_context) == (4096, 16384, 50400, 2048)
+    assert not spec.tie_word_embeddings
+    # 2 x 2 (K, V) x 16 x 256 x 2 B = 32,768 B a token
+    assert kv_size(spec, 1).bytes_per_request_per_gpu == 32_768
+    # embeddings and lm_head 2 x 50,400 x 4,096 = 412,876,800; a layer's q, k, v, o 4 x 4,096^2 = 67,108,864 and
+    # its ungated MLP 2 x 4,096 x 16,384 = 134,217,728; 2 x 2 + 1 norms of 4,096 = 20,480 (no biases counted)
+    assert spec.params_total == 412_876_800 + 2 * (67_108_864 + 134_217_728) + 20_480
+    # the file's own names win over the class's, as every key it sets
+    wide = imported(tmp_path, {"model_type": "gptj", "n_layer": 1, "n_embd": 2048, "n_head": 8, "n_positions": 1024})
+    assert groups(wide) == [("full", 1, 8, 256, None)] and wide.max_context == 1024

@@ -339,6 +339,27 @@ def test_trtllm_runtime_and_decoder_buffers_match_a_logged_pair(catalog):
         == trt.base_overhead_bytes
 
 
+def test_trtllm_0_12_decoder_also_holds_draft_logits(catalog):
+    """0.9 to 0.13's GptDecoderBatch::setup reshapes fp32 draft logits [B, V] whatever the decoding mode; 0.14
+    drops them. benchmarks/Suite.md's 0.12.0.dev2024073000 log (GPT-J-6B, V 50,400, B 4,096, S 4,098) prints
+    'Allocated 1.14 GB GPU memory for runtime buffers' and '4.35 GB ... for decoder' ("GB" = GiB):
+    runtime 4 x 4,096 x 50,400 + 24 x 4,096 x 4,098 = 825,753,600 + 402,849,792 = 1,228,603,392 B = 1.144 GiB;
+    decoder 20 x 4,096 x 50,400 + 16 x 4,096 x 4,098 + 65,536 x 4,096 = 4,128,768,000 + 268,566,528 +
+    268,435,456 = 4,665,769,984 B = 4.345 GiB. Without the draft logits (0.14 on) the decoder would print 3.58."""
+    from kvplan.specs.engines.base import BatchLimits, Replica
+    from kvplan.specs.engines.registry import engine
+
+    model = catalog.model("gpt-j-6b")
+    replica, limits = Replica(None, 1, 1, "fp16", 4098), BatchLimits(8192, 4096)
+    old, new = engine("trtllm==0.12.0"), engine("trtllm==0.14.0")
+    assert (old.key, new.key, engine("trtllm==0.13.1").key) == ("trtllm==0.12", "trtllm==0.19", "trtllm==0.12")
+    runtime, decoder = 825_753_600 + 402_849_792, 4_128_768_000 + 268_566_528 + 268_435_456
+    assert old.overhead(model, replica, limits).value - old.base_overhead_bytes == runtime + decoder
+    assert (round(runtime / GIB, 2), round(decoder / GIB, 2)) == (1.14, 4.35)
+    assert old.overhead(model, replica, limits).value - new.overhead(model, replica, limits).value == 4 * 4096 * 50_400
+    assert round((decoder - 4 * 4096 * 50_400) / GIB, 2) == 3.58
+
+
 def test_non_torch_memory_by_release():
     """As each release logs it: V0 (0.6.4, an RTX 3090) 'non_torch_memory=0.35GiB'; 0.10.2 on an H100 '0.07 GiB
     for non-torch memory' (0.8 to 0.17); 0.18-0.19 on an H100 'non-torch forward increase memory: 0.25GiB'."""

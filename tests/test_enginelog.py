@@ -73,7 +73,8 @@ KEYS: dict[str, Get] = {
     "kv_tokens_target_pool": lambda s: s.pools[0].tokens,
     "kv_tokens_swa_or_draft_pools": lambda s: {p.tokens for p in s.pools[1:]}.pop(),
     "chunked_prefill_size": setting("chunked_prefill_size"), "max_prefill_tokens": setting("max_prefill_tokens"),
-    "max_running_requests": setting("max_num_seqs"),
+    "max_running_requests": setting("max_num_seqs"), "max_num_seqs": setting("max_num_seqs"),
+    "max_num_batched_tokens": setting("max_num_batched_tokens"),
     "engine_mib": setting("engine_mib"), "execution_context_mib": setting("execution_context_mib"),
     "runtime_buffers_gb": setting("runtime_buffers_gib"), "decoder_gb": setting("decoder_gib"),
 }
@@ -192,7 +193,7 @@ def test_the_settings_the_logs_print(parsed):
     assert (s.kv_tokens, [p.tokens for p in s.pools], s.memory.draft_weights_gib) == (
         185_897, [148_717, 185_897, 185_897], 1.58)
     # TensorRT-LLM: 4,607 blocks x 64 tokens = 294,848 tokens, the count its pool line states
-    s = parsed["trtllm-0.12.0.dev2024073000-llama2-7b-fp8-h100-1.log"]
+    s = parsed["trtllm-0.12.0.dev2024073000-gpt-j-6b-fp8-h100-1.log"]
     assert (s.num_gpu_blocks * s.block_size, s.kv_tokens) == (294_848, 294_848)
     assert (s.kv_cache_dtype, s.max_model_len, s.max_num_seqs, s.kv_memory_fraction) == ("fp8", 4098, 4096, 0.99)
 

@@ -64,6 +64,8 @@ CLASS_DEFAULTS: dict[str, dict] = {
     "falcon": {"vocab_size": 65024, "hidden_size": 4544, "num_hidden_layers": 32, "num_attention_heads": 71,
                "max_position_embeddings": 2048, "multi_query": True, "new_decoder_architecture": False,
                "tie_word_embeddings": True},
+    "gptj": {"vocab_size": 50400, "n_positions": 2048, "n_embd": 4096, "n_layer": 28, "n_head": 16, "rotary_dim": 64,
+             "n_inner": None, "tie_word_embeddings": False},
     "opt": {"vocab_size": 50272, "hidden_size": 768, "ffn_dim": 3072, "num_hidden_layers": 12,
             "num_attention_heads": 12, "max_position_embeddings": 2048, "tie_word_embeddings": True},
     "gpt_oss": {"vocab_size": 201088, "hidden_size": 2880, "intermediate_size": 2880, "num_hidden_layers": 36,
@@ -99,6 +101,18 @@ CLASS_DEFAULTS["gemma3"] = CLASS_DEFAULTS["gemma3_text"]  # a gemma3 config's te
 CLASS_DEFAULTS["llama4"] = CLASS_DEFAULTS["llama4_text"]
 
 
+# A config class's attribute_map: the standard name transformers reads for a key the family names its own
+# way (configuration_gptj.py GPTJConfig.attribute_map)
+ATTRIBUTE_MAPS: dict[str, dict[str, str]] = {
+    "gptj": {"max_position_embeddings": "n_positions", "hidden_size": "n_embd", "num_attention_heads": "n_head",
+             "num_hidden_layers": "n_layer"},
+}
+
+
 def with_class_defaults(cfg: dict, model_type: str | None) -> dict:
-    """The config with every key its class defaults, where the file leaves it out (absent, not null)."""
-    return {**CLASS_DEFAULTS.get(model_type or "", {}), **cfg}
+    """The config with every key its class defaults, where the file leaves it out (absent, not null), and
+    each of its own names also under the standard one its class maps it to."""
+    full = {**CLASS_DEFAULTS.get(model_type or "", {}), **cfg}
+    aliases = {standard: full[own] for standard, own in ATTRIBUTE_MAPS.get(model_type or "", {}).items()
+               if standard not in full and own in full}
+    return {**full, **aliases}

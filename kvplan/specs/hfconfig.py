@@ -17,7 +17,7 @@ SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen
              "opt", "gpt_oss", "jamba", "llama4", "llama4_text", "qwen3_next", "nemotron_h", "granite",
              "olmo2", "cohere", "cohere2", "glm4_moe", "ministral", "mistral3", "qwen2_5_vl", "qwen2_vl",
              "kimi_k2", "glm4_moe_lite", "ministral3", "exaone4", "qwen3_vl", "qwen3_vl_moe", "qwen3_5",
-             "qwen3_5_moe", "kimi_k25", "minimax_m2", "exaone4_5", "olmo3", "mimo", "phi", "internlm2")
+             "qwen3_5_moe", "kimi_k25", "minimax_m2", "exaone4_5", "olmo3", "mimo", "phi", "internlm2", "gptj")
 # Families that cache an MLA latent (DeepSeek's architecture, and the models built on it; glm_moe_dsa
 # is read by kvplan.specs.archs.glm_dsa, which starts from this group)
 MLA_TYPES = ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "kimi_k25", "glm4_moe_lite", "glm_moe_dsa")

@@ -165,7 +165,7 @@ def _intermediate_size(c: Config, arch: Architecture | None) -> int:
     """The config's MLP width, or its architecture module's where each layer has its own (Nemotron-NAS)."""
     if arch is not None and arch.intermediate_size is not None:
         return arch.intermediate_size(c)
-    return c.int("intermediate_size", "ffn_dim", default=4 * c.int("hidden_size"))
+    return c.int("intermediate_size", "ffn_dim", "n_inner", default=4 * c.int("hidden_size"))
 
 
 def _params_total(c: Config, groups: list[dict], checkpoint: Checkpoint,

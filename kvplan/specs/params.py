@@ -100,10 +100,10 @@ def estimate_params(c: Config, groups: list[dict]) -> int:
     h, vocab = c.int("hidden_size"), c.int("vocab_size")
     n = sum(g["count"] for g in groups)
     attention = sum(g["count"] * _attn_params(c, g, h) for g in groups)
-    inter = c.int("intermediate_size", "ffn_dim", default=4 * h)
+    inter = c.int("intermediate_size", "ffn_dim", "n_inner", default=4 * h)
     moe = moe_block(c)
     if moe is None:
-        mlp = n * _mlp_params(h, inter, gated=c.get("model_type") not in ("opt", "falcon", "phi"))
+        mlp = n * _mlp_params(h, inter, gated=c.get("model_type") not in ("opt", "falcon", "phi", "gptj"))
     else:
         moe_layers = _moe_layer_count(c, n)
         routed = moe["num_experts"] * _mlp_params(h, moe["expert_intermediate_size"], True)

@@ -89,16 +89,20 @@ TRTLLM = Trtllm()
 
 
 class Trtllm0(Trtllm):
-    """TensorRT-LLM 0.9 to 0.21: built TensorRT engines (trtllm-build), the C++ runtime's KV cache manager."""
+    """TensorRT-LLM 0.14 to 0.21: built TensorRT engines (trtllm-build), the C++ runtime's KV cache manager."""
 
     release = "0.19"
-    first: tuple[int, ...] = (0, 9)
+    first: tuple[int, ...] = (0, 14)
     last: tuple[int, ...] | None = (0, 21)
     encodes: tuple[str, ...] = ("cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp (free memory x fraction)",
-                                "tensorrt_llm/commands/build.py (--tokens_per_block)")
+                                "cpp/tensorrt_llm/batch_manager/trtGptModelInflightBatching.cpp (createBuffers, "
+                                "createDecoder)", "tensorrt_llm/commands/build.py (--tokens_per_block)")
     changes = ("the engine is built ahead (trtllm-build): its tokens per block are the build's --tokens_per_block "
                "(give --block-size); the pool is the fraction of the memory free once the engine is loaded, "
                "its runtime and decoder buffers for max_batch_size sequences allocated")
+    # fp32 [B, V] buffers the decoder holds: the embedding bias, the penalty workspace (int32), the
+    # penalty layer's runtime logits and the top-k workspace's logits; 0.9 to 0.13 also the draft logits
+    decoder_vocab_rows = 4
 
     def activation(self, model: ModelSpec, replica: Replica, limits: BatchLimits) -> Term:
         """The engine's execution context (TensorRT's activations for max_num_tokens, logged as
@@ -112,25 +116,42 @@ class Trtllm0(Trtllm):
         """The C++ runtime's buffers, allocated before the KV cache is sized (batch_manager/
         trtGptModelInflightBatching.cpp: createBuffers, then createDecoder, then the KV cache manager),
         for B = max_batch_size sequences of S = max_seq_len over the vocabulary V (padded to TP),
-        fp32 logits, beam 1, Triton's fused batching:
-          runtime buffers (runtimeBuffers.cpp, decoderBuffers.cpp): the logits [B, V] x 4 B, cache
-            indirection [B, S] int32 x 3, log-probs [B, S] fp32 and the slots' output ids and
-            log-probs: 4BV + 24BS;
-          decoder (gptDecoderBatched.cpp setup, decoderState.cpp, decodingLayerWorkspace.cpp): the
-            embedding bias and the runtime logits [B, V] fp32, the top-k workspace (B x V fp32 +
-            B x 1,024 x 8 x 8 B), the penalty workspace [B, V] int32, and ids, parent ids, log-probs
-            [B, S] x 4: 16BV + 16BS + 64 KiB x B.
-        Their log lines ('Allocated X GB GPU memory for runtime buffers', '... for decoder') are
-        reproduced for TensorRT-LLM issue #1188 (Qwen2.5-0.5B, B 2,048, S 32,768): 2.66 and 5.76 GB."""
+        fp32 logits, beam 1, Triton's fused batching; what the two log lines count is the runtime's
+        BufferManager (MemoryCounters, "GB" = GiB):
+          runtime buffers (runtimeBuffers.cpp, transformerBuffers.cpp, decoderBuffers.cpp): the logits
+            [B, V] x 4 B, cache indirection [B, S] int32 x 3, log-probs [B, S] fp32 and the slots'
+            output ids and log-probs: 4BV + 24BS;
+          decoder (gptDecoderBatched.cpp setup, decodingLayerWorkspace.cpp, layers/penaltyLayer.cpp,
+            topKSamplingLayer.cpp): ids, parent ids, log-probs and tiled log-probs [B, S] x 4 B; the
+            embedding bias, the penalty workspace (int32), the runtime logits and the top-k workspace's
+            logits [B, V] x 4 B (0.9 to 0.13 also the draft logits, allocated whatever the decoding
+            mode); the top-k workspace's ids and values (B x 1,024 x 8 x 8 B):
+            16BS + 16BV (20BV to 0.13) + 64 KiB x B.
+        Reproduced, to the logged two decimals: TensorRT-LLM issue #1188 (Qwen2.5-0.5B, 0.14-0.15,
+        B 2,048, S 32,768: 2.66 and 5.76 GB) and benchmarks/Suite.md's 0.12 log (GPT-J-6B, B 4,096,
+        S 4,098: 1.14 and 4.35 GB)."""
         base = super().overhead(model, replica, limits)
         b, s = limits.max_num_seqs, replica.max_model_len
         v = -(-model.vocab_size // replica.tp) * replica.tp
+        rows = self.decoder_vocab_rows
         runtime = 4 * b * v + 24 * b * s
-        decoder = 16 * b * v + 16 * b * s + 65_536 * b
+        decoder = 4 * rows * b * v + 16 * b * s + 65_536 * b
         return Term(base.value + runtime + decoder,
                     f"{base.source} + runtime and decoder buffers for {b:,} sequences",
                     f"{base.formula} + runtime 4 x {b:,} x {v:,} + 24 x {b:,} x {s:,} = {runtime:,} B"
-                    f" + decoder 16 x {b:,} x {v:,} + 16 x {b:,} x {s:,} + 64 KiB x {b:,} = {decoder:,} B")
+                    f" + decoder {4 * rows} x {b:,} x {v:,} + 16 x {b:,} x {s:,} + 64 KiB x {b:,} = {decoder:,} B")
 
 
-TRTLLM_PRESETS: tuple[Trtllm, ...] = (Trtllm0(), TRTLLM)
+class Trtllm012(Trtllm0):
+    """TensorRT-LLM 0.9 to 0.13: the batched decoder (runtime/gptDecoderBatch.cpp) also holds fp32 draft logits."""
+
+    release = "0.12"
+    first: tuple[int, ...] = (0, 9)
+    last: tuple[int, ...] | None = (0, 13)
+    encodes: tuple[str, ...] = (*Trtllm0.encodes, "cpp/tensorrt_llm/runtime/gptDecoderBatch.cpp (setup: mDraftLogits)")
+    changes = ("the batched decoder reshapes its fp32 draft logits to [max_batch_size, vocabulary] whatever the "
+               "decoding mode (GptDecoderBatch::setup), 4 B x B x V more before the KV cache is sized; 0.14 drops them")
+    decoder_vocab_rows = 5
+
+
+TRTLLM_PRESETS: tuple[Trtllm, ...] = (Trtllm012(), Trtllm0(), TRTLLM)
