@@ -405,3 +405,18 @@ def test_sweep_from_a_log_runs_at_the_logs_max_model_len(capsys):
     four, sixty_four = result["points"]
     assert four["metrics"]["starts"] and four["value"] == 6  # the logged 25,169 tokens // 4,096 = 6
     assert sixty_four["why"] == "its requests are longer than max_len 35,000 (the engine refuses them)"
+
+
+def test_a_log_whose_header_names_another_model_is_planned_as_its_memory_lines_show(capsys):
+    """benchmarks/Suite.md's 0.12 sample names Llama-2-7B, but its 62.99 GiB hold 294,848 tokens: 229,388 B a
+    token, GPT-J-6B's 28 x 2 x 4,096 x 1 B = 229,376 in FP8, where Llama-2-7B's 262,144 would hold only
+    floor(62.99 GiB / (64 x 262,144 B)) x 64 = 257,984. --model gpt-j-6b is taken, and said; a model whose
+    layout does not hold the tokens either is still refused."""
+    log = str(LOGS / "trtllm-0.12.0.dev2024073000-gpt-j-6b-fp8-h100-1.log")
+    assert main(["log", log, "--model", "gpt-j-6b"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "294,784-294,848 ok" in out
+    assert "but its 62.99 GiB hold its 294,848 tokens in gpt-j-6b's layout, not llama2-7b's" in out
+    assert main(["log", log]) == 0 and "257,984 off" in capsys.readouterr().out  # the named model's layout
+    assert main(["log", log, "--model", "qwen3-8b"]) == 2
+    assert "is a log of meta-llama/Llama-2-7b-hf (llama2-7b), not of qwen3-8b" in capsys.readouterr().err

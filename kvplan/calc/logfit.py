@@ -186,6 +186,16 @@ def reproduced_tokens(model: ModelSpec, gpu: GpuSpec | None, inputs: BudgetInput
     return tokens_for_kv(model, gpu, inputs, kv - margin), tokens_for_kv(model, gpu, inputs, kv + margin)
 
 
+def holds_logged_tokens(startup: LoggedStartup, model: ModelSpec, gpu: GpuSpec | None,
+                        given: LogSettings = LogSettings()) -> bool:
+    """Whether `model`'s layout holds the logged token count in the logged KV memory, within the log's
+    rounding: what tells a log whose header names one model and whose memory lines are another's."""
+    if not (startup.kv_tokens and startup.kv_cache_gib):
+        return False
+    low, high = reproduced_tokens(model, gpu, settings_inputs(startup, given), startup)
+    return low <= startup.kv_tokens <= high
+
+
 def _figure(name: str, unit: str, logged: float | None, predicted: float | None, rule: str,
             reproduced: tuple[float, float] | None = None) -> LoggedFigure | None:
     if logged is None:

@@ -52,21 +52,38 @@ def log(
 
     Example: kvplan log vllm.log --target 16 --to-check capacity.yaml
     """
-    from kvplan.calc.logfit import LogSettings, explain_log
+    from kvplan.calc.logfit import LogSettings, explain_log, holds_logged_tokens
+    from kvplan.errors import InputError
     from kvplan.render.base import print_json
     from kvplan.render.log import check_file_text, render_log
     from kvplan.render.output import output_path, write_output
-    from kvplan.specs.logmatch import log_gpu, log_model
+    from kvplan.specs.logmatch import log_gpu, log_model, logged_model
 
     if to_check is not None:
         output_path(to_check, "--to-check")  # a bad path fails before any work
     startup = read_log_arg(file)
     cat = catalog(specs)
-    model_spec, gpu_spec = log_model(cat, startup, model), log_gpu(cat, startup, gpu)
+    gpu_spec = log_gpu(cat, startup, gpu)
     given = LogSettings(engine=engine, tp=tp, pp=pp, kv_dtype=kv_dtype or None, max_model_len=max_len,
                         speculative_method=speculative_method, num_speculative_tokens=num_speculative_tokens)
+    relabelled = ""
+    try:
+        model_spec = log_model(cat, startup, model)
+    except InputError:
+        # a log whose header names one model and whose memory lines are another's: --model is taken where
+        # its layout holds the logged tokens in the logged KV memory and the named model's does not
+        named = logged_model(cat, startup)
+        if not (model and named and holds_logged_tokens(startup, cat.model(model), gpu_spec, given)
+                and not holds_logged_tokens(startup, named, gpu_spec, given)):
+            raise
+        model_spec = cat.model(model)
+        relabelled = (f"the log names {startup.model} ({named.name}), but its {startup.kv_cache_gib} GiB hold its "
+                      f"{startup.kv_tokens:,} tokens in {model_spec.name}'s layout, not {named.name}'s: planned as "
+                      f"{model_spec.name}, as --model asks")
     report = explain_log(startup, model_spec, gpu_spec, given=given, target=target,
                          source="stdin" if file == "-" else file)
+    if relabelled:
+        report = report.model_copy(update={"notes": (relabelled, *report.notes)})
     if to_check is not None:
         write_output(to_check, check_file_text(report), "--to-check")
     print_json(console, report) if json else render_log(console, report)
