@@ -102,7 +102,7 @@ def parsed() -> dict[str, LoggedStartup]:
 
 
 def test_every_fixture_is_read_as_its_engine(parsed):
-    assert len(parsed) == len(SOURCES) == 93
+    assert len(parsed) == len(SOURCES) == 99
     assert all(parsed[name].engine == entry["engine"] for name, entry in SOURCES.items())
 
 
