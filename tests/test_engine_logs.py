@@ -6,10 +6,12 @@ and predicted from what a user knows before launch (tests/engine_fixtures.py).""
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 
 import pytest
 
-from engine_fixtures import LOGS, PLANNED, SOURCES, error, logged_interval, predicted
+from engine_fixtures import LOGS, PLANNED, SOURCES, before_launch, error, logged_interval, predicted
+from kvplan.calc.budget import memory_budget
 from kvplan.calc.kv import resolve_kv_format
 from kvplan.calc.kvgroups import kv_groups, tokens_for_kv_bytes
 from kvplan.units import GIB
@@ -99,3 +101,16 @@ def test_gemma3_27b_pads_its_sliding_groups(catalog):
     # num_blocks = 70,000 pages / 10 layers a group = 7,000; tokens = floor(7,000 / 7 groups) x 16 = 16,000,
     # where 62 unpadded layers would give floor(70,000 / 62) x 16 = 1,129 x 16 = 18,064 (13% more)
     assert tokens_for_kv_bytes(model, kv, fmt) == 16_000
+
+
+def test_an_ecc_on_a6000_is_planned_with_its_own_total(catalog):
+    """The RTX A6000 fixture runs with ECC on: vLLM logs total_gpu_memory (44.55GiB), where the database's
+    ECC-off card has 47.54. Given that total (--gpu-mem 44.55), the prediction from defaults lands within 1%
+    of the logged 338,976 tokens (it is +8.4% on the database's total): 0.1 x 44.55 GiB = 4.455 GiB, less
+    0.43 GiB of int4 weights and 0.14 GiB of activation and non-torch memory, holds 3.88 GiB of 12,288 B
+    tokens (24 layers x 2 x 2 KV heads x 64 x 2 B)."""
+    planned = next(p for p in PLANNED if p["file"] == "vllm-0.8.3-qwen2.5-0.5b-awq-rtx-a6000-1.log")
+    inputs = replace(before_launch(planned), gpu_mem_bytes=int(44.55 * GIB))
+    budget = memory_budget(catalog.model("qwen2.5-0.5b"), catalog.gpu("rtx-a6000"), inputs)
+    assert abs(error(budget.token_capacity, 338_976)) < 0.01
+    assert abs(error(predicted(catalog, planned).token_capacity, 338_976)) > 0.05  # type: ignore[union-attr]
