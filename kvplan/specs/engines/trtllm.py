@@ -97,9 +97,8 @@ class Trtllm0(Trtllm):
     encodes: tuple[str, ...] = ("cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp (free memory x fraction)",
                                 "cpp/tensorrt_llm/batch_manager/trtGptModelInflightBatching.cpp (createBuffers, "
                                 "createDecoder)", "tensorrt_llm/commands/build.py (--tokens_per_block)")
-    changes = ("the engine is built ahead (trtllm-build): its tokens per block are the build's --tokens_per_block "
-               "(give --block-size); the pool is the fraction of the memory free once the engine is loaded, "
-               "its runtime and decoder buffers for max_batch_size sequences allocated")
+    changes = ("the batched decoder (GptDecoderBatched) holds no draft logits unless a draft model is given: "
+               "4 B x max_batch_size x vocabulary less before the KV cache is sized")
     # fp32 [B, V] buffers the decoder holds: the embedding bias, the penalty workspace (int32), the
     # penalty layer's runtime logits and the top-k workspace's logits; 0.9 to 0.13 also the draft logits
     decoder_vocab_rows = 4
@@ -149,8 +148,10 @@ class Trtllm012(Trtllm0):
     first: tuple[int, ...] = (0, 9)
     last: tuple[int, ...] | None = (0, 13)
     encodes: tuple[str, ...] = (*Trtllm0.encodes, "cpp/tensorrt_llm/runtime/gptDecoderBatch.cpp (setup: mDraftLogits)")
-    changes = ("the batched decoder reshapes its fp32 draft logits to [max_batch_size, vocabulary] whatever the "
-               "decoding mode (GptDecoderBatch::setup), 4 B x B x V more before the KV cache is sized; 0.14 drops them")
+    changes = ("the engine is built ahead (trtllm-build): its tokens per block are the build's --tokens_per_block "
+               "(give --block-size); the pool is the fraction of the memory free once the engine is loaded, its "
+               "runtime and decoder buffers for max_batch_size sequences allocated; the batched decoder also holds "
+               "fp32 draft logits [max_batch_size, vocabulary] whatever the decoding mode (GptDecoderBatch::setup)")
     decoder_vocab_rows = 5
 
 
