@@ -106,9 +106,9 @@ def test_gemma3_27b_pads_its_sliding_groups(catalog):
 def test_an_ecc_on_a6000_is_planned_with_its_own_total(catalog):
     """The RTX A6000 fixture runs with ECC on: vLLM logs total_gpu_memory (44.55GiB), where the database's
     ECC-off card has 47.54. Given that total (--gpu-mem 44.55), the prediction from defaults lands within 1%
-    of the logged 338,976 tokens (it is +8.4% on the database's total): 0.1 x 44.55 GiB = 4.455 GiB, less
-    0.43 GiB of int4 weights and 0.14 GiB of activation and non-torch memory, holds 3.88 GiB of 12,288 B
-    tokens (24 layers x 2 x 2 KV heads x 64 x 2 B)."""
+    of the logged 338,976 tokens (it is +8.4% on the database's total). The log's own terms: 0.1 x 44.55 GiB
+    = 4.455 GiB, less 0.43 GiB of int4 weights, 0.09 of activation and 0.06 of non-torch memory, leaves
+    3.875 GiB; its 338,976 tokens x 12,288 B (24 layers x 2 x 2 KV heads x 64 x 2 B) = 3.879 GiB."""
     planned = next(p for p in PLANNED if p["file"] == "vllm-0.8.3-qwen2.5-0.5b-awq-rtx-a6000-1.log")
     inputs = replace(before_launch(planned), gpu_mem_bytes=int(44.55 * GIB))
     budget = memory_budget(catalog.model("qwen2.5-0.5b"), catalog.gpu("rtx-a6000"), inputs)

@@ -409,7 +409,8 @@ def test_sweep_from_a_log_runs_at_the_logs_max_model_len(capsys):
 
 def test_a_log_whose_header_names_another_model_is_planned_as_its_memory_lines_show(capsys):
     """benchmarks/Suite.md's 0.12 sample names Llama-2-7B, but its 62.99 GiB hold 294,848 tokens: 229,388 B a
-    token, GPT-J-6B's 28 x 2 x 4,096 x 1 B = 229,376 in FP8, where Llama-2-7B's 262,144 would hold only
+    token, GPT-J-6B's 28 x 2 x 4,096 x 1 B = 229,376 in FP8: floor((62.99 -+ 0.005) GiB / (64 x 229,376 B))
+    = 4,606 and 4,607 blocks of 64, 294,784 to 294,848 tokens, where Llama-2-7B's 262,144 would hold only
     floor(62.99 GiB / (64 x 262,144 B)) x 64 = 257,984. --model gpt-j-6b is taken, and said; a model whose
     layout does not hold the tokens either is still refused."""
     log = str(LOGS / "trtllm-0.12.0.dev2024073000-gpt-j-6b-fp8-h100-1.log")

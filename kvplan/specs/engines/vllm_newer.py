@@ -130,7 +130,6 @@ class VllmV07(VllmV0):
     base_overhead_bytes = V0_SNAPSHOT_NON_TORCH_BYTES
 
 
-
 class VllmV04(VllmV0):
     """vLLM 0.3.1 to 0.5.2: no chunked prefill unless asked, whatever the context."""
 
